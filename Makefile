@@ -1,0 +1,44 @@
+# llmops-operator. The README's two commands: `make dev` and `make test`.
+# Topic-specific targets live in mk/*.mk (one file per area, so parallel work does not collide).
+SHELL := /bin/bash
+PY ?= $(CURDIR)/.venv/bin/python
+VENV_STAMP := .venv/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+export LLMOPS_REPO := $(CURDIR)
+
+.PHONY: help venv test test-unit test-integration lint cluster-build cluster-up cluster-down dev crds
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f .venv/.installed-*; touch $@
+
+venv: $(VENV_STAMP) ## create .venv with the operator and its dev dependencies
+
+lint: venv ## ruff
+	$(PY) -m ruff check operator tests
+	$(PY) -m ruff format --check operator tests
+
+test-unit: venv ## pure tests, seconds, no cluster
+	$(PY) -m pytest tests/unit -q
+
+test-integration: venv cluster-build ## tests against the local cluster (one cluster per session)
+	$(PY) -m pytest tests/integration -q
+
+test: venv cluster-build ## every test: lint, unit, integration
+	$(PY) -m ruff check operator tests
+	$(PY) -m pytest tests -q
+
+cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)
+	@bash cluster/build.sh >/dev/null
+
+cluster-up: venv cluster-build ## start the local cluster in the background and print how to use it
+	$(PY) -m llmops.devcluster up
+
+cluster-down: venv ## stop the local cluster started by cluster-up
+	$(PY) -m llmops.devcluster down
+
+-include mk/*.mk
