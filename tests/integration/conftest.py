@@ -1,0 +1,48 @@
+"""Fixtures for the integration tier: one local cluster per test session.
+
+The cluster is started once (a few seconds with warm build caches) and shared; each test
+gets its own namespace. Set ``LLMOPS_TEST_KUBECONFIG`` to run the same tests against an
+existing cluster (kind, k3d, a real one) instead: nothing is started or stopped then.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmops.devcluster import Cluster
+from testkit import unique
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    external = os.environ.get("LLMOPS_TEST_KUBECONFIG")
+    if external:
+        yield Cluster.for_kubeconfig(Path(external))
+        return
+    repo = Path(os.environ.get("LLMOPS_REPO", Path(__file__).resolve().parents[2]))
+    c = Cluster.start(repo / ".dev" / "test-cluster")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = unique(base or "t")
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,41 @@
+"""Helpers shared by the test tiers: waiting for conditions with deadlines, unique names."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["get_json", "unique", "wait_for"]
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy and return it; fail after ``timeout``.
+
+    This is the only way tests wait: for a condition, with a deadline, never a bare sleep.
+    The failure message says what was awaited and the last value seen.
+    """
+    end = time.monotonic() + timeout
+    last: object = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+def unique(prefix: str) -> str:
+    """A DNS-1123 name unique to this call."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def get_json(cluster: Any, *args: str) -> dict[str, Any]:
+    """``kubectl get ... -o json`` as a dict; an empty dict when the object is not there."""
+    res = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(res.stdout) if res.returncode == 0 else {}
