@@ -1,0 +1,88 @@
+"""Condition types, statuses and reasons of an LLMDeployment (constants only).
+
+The condition helper (stamping observedGeneration, keeping lastTransitionTime) lives in
+llmops.lifecycle. Reasons are CamelCase and say what happened; messages say what to do.
+"""
+
+# --- types
+AVAILABLE = "Available"
+"""Serving pods of the serving revision are ready and the Service routes to them."""
+PROGRESSING = "Progressing"
+"""A change is being rolled out (new revision, new spec, scaling)."""
+DEGRADED = "Degraded"
+"""Serving works but something is wrong (fewer ready replicas, drift, a warning such as a moving ref)."""
+MODEL_CACHED = "ModelCached"
+"""The model revision is in the cache PVC (the download Job succeeded)."""
+EVALUATED = "Evaluated"
+"""The evaluation gate's verdict for the desired revision."""
+PROMOTED = "Promoted"
+"""The canary's fate: promoted, in progress, or rolled back."""
+
+CONDITION_TYPES: tuple[str, ...] = (AVAILABLE, PROGRESSING, DEGRADED, MODEL_CACHED, EVALUATED, PROMOTED)
+
+# --- statuses
+TRUE = "True"
+FALSE = "False"
+UNKNOWN = "Unknown"
+
+# --- reasons: spec and references
+INVALID_SPEC = "InvalidSpec"
+SECRET_NOT_FOUND = "SecretNotFound"
+SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+MOVING_REVISION = "MovingRevision"
+"""spec.model.revision is a branch or tag, not a commit sha: the weights may change under you."""
+
+# --- reasons: scheduling and pods
+INSUFFICIENT_GPU = "InsufficientGPU"
+UNSCHEDULABLE = "Unschedulable"
+IMAGE_PULL_FAILED = "ImagePullFailed"
+CRASH_LOOP = "CrashLoopBackOff"
+OOM_KILLED = "OOMKilled"
+STARTUP_TIMED_OUT = "StartupTimedOut"
+PODS_NOT_READY = "PodsNotReady"
+MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
+SCALED_TO_ZERO = "ScaledToZero"
+
+# --- reasons: cache
+PVC_NOT_BOUND = "PVCNotBound"
+DOWNLOADING = "Downloading"
+DOWNLOAD_SUCCEEDED = "DownloadSucceeded"
+DOWNLOAD_FAILED = "DownloadFailed"
+DOWNLOAD_TIMED_OUT = "DownloadTimedOut"
+CACHE_DISABLED = "CacheDisabled"
+
+# --- reasons: rollout
+NEW_REVISION = "NewRevision"
+ROLLING_UPDATE = "RollingUpdate"
+ROLLOUT_COMPLETE = "RolloutComplete"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+RECONCILE_ERROR = "ReconcileError"
+OBSERVATION_FAILED = "ObservationFailed"
+"""A read failed (apiserver, Prometheus): the condition is Unknown, not False."""
+
+# --- reasons: evaluation
+EVALUATION_RUNNING = "EvaluationRunning"
+EVALUATION_PASSED = "EvaluationPassed"
+EVALUATION_FAILED = "EvaluationFailed"
+EVALUATION_JOB_FAILED = "EvaluationJobFailed"
+EVALUATION_SKIPPED = "EvaluationSkipped"
+
+# --- reasons: canary
+CANARY_PROGRESSING = "CanaryProgressing"
+CANARY_PAUSED = "CanaryPaused"
+ANALYSIS_FAILED = "AnalysisFailed"
+ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+PROMOTED_REASON = "Promoted"
+MANUALLY_PROMOTED = "ManuallyPromoted"
+ABORTED = "Aborted"
+ROLLED_BACK = "RolledBack"
+
+# --- reasons: monitoring, drift, retrain
+MONITORING_CRDS_MISSING = "MonitoringCRDsMissing"
+"""The Prometheus Operator CRDs are absent: PodMonitor and PrometheusRule are skipped."""
+DRIFT_DETECTED = "DriftDetected"
+EVAL_SCORE_DROPPED = "EvalScoreDropped"
+RETRAIN_RUNNING = "RetrainRunning"
+RETRAIN_FAILED = "RetrainFailed"
+RETRAIN_AWAITING_APPROVAL = "RetrainAwaitingApproval"
+RETRAIN_RATE_LIMITED = "RetrainRateLimited"

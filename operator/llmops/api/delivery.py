@@ -1,0 +1,387 @@
+"""Spec sections for delivering a revision: the evaluation gate, the canary rollout, drift
+detection and retraining.
+
+Names follow the anchors: Argo Rollouts (`steps[].setWeight`, `pause.duration`, `failureLimit`,
+`inconclusiveLimit`), Flagger (`thresholdRange`, `progressDeadlineSeconds`, `interval`) and
+Kaito/KServe for Jobs. These sections are designed with the whole API; the lifecycle fills them in.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Annotated, Literal, Self
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from llmops.api.common import (
+    SHA40,
+    ApiModel,
+    ConfigMapKeyRef,
+    Duration,
+    FreeForm,
+    LocalObjectReference,
+    TokenSecretRef,
+    cel,
+    validations,
+)
+from llmops.evaluation.metric_names import METRIC_NAMES
+
+# Cron: five fields, or one of the @-macros Kubernetes CronJobs accept.
+CRON = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]
+AnalysisTemplate = Literal["tgi-error-ratio", "tgi-latency-p95", "tgi-time-per-token-p95", "tgi-queue-size"]
+ANALYSIS_TEMPLATES: tuple[str, ...] = AnalysisTemplate.__args__
+
+
+# ----------------------------------------------------------------------------------- evaluation
+
+_PATH_FILE = r"^[^/].*$"
+
+
+class DatasetPath(ApiModel):
+    """A JSON Lines file on a volume mounted into the evaluation Job."""
+
+    volume: FreeForm
+    """A core/v1 Volume (name plus one volume source, e.g. persistentVolumeClaim)."""
+    file: Annotated[str, StringConstraints(pattern=_PATH_FILE, min_length=1, max_length=1024)]
+    """Path of the file relative to the volume's root."""
+
+
+class DatasetHub(ApiModel):
+    """One file of a Hugging Face dataset repository, at a pinned commit."""
+
+    repo: Annotated[str, StringConstraints(pattern=REPO_ID, max_length=200)]
+    """Dataset repository id, org/name."""
+    revision: Annotated[str, StringConstraints(pattern=SHA40)]
+    """Commit sha (40 hex): a gate must evaluate the same data every time."""
+    filename: Annotated[str, StringConstraints(pattern=_PATH_FILE, min_length=1, max_length=1024)]
+    """Path of the JSON Lines file in the repository."""
+    token_secret_ref: TokenSecretRef | None = None
+    """Token for a private or gated dataset (defaults to none)."""
+
+
+_ONE_SOURCE = cel(
+    "(has(self.configMapRef) ? 1 : 0) + (has(self.path) ? 1 : 0) + (has(self.hub) ? 1 : 0) == 1",
+    "dataset needs exactly one source: configMapRef, path or hub",
+)
+
+
+class DatasetSource(ApiModel):
+    """Where the evaluation prompts come from: exactly one of configMapRef, path, hub."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_ONE_SOURCE))
+
+    config_map_ref: ConfigMapKeyRef | None = None
+    """A ConfigMap key holding the JSON Lines dataset (up to ConfigMap's 1 MiB)."""
+    path: DatasetPath | None = None
+    """A file on a volume."""
+    hub: DatasetHub | None = None
+    """A file of a Hub dataset repository."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if sum(x is not None for x in (self.config_map_ref, self.path, self.hub)) != 1:
+            raise ValueError(_ONE_SOURCE["message"])
+        return self
+
+
+_MIN_OR_MAX = cel("has(self.min) || has(self.max)", "a threshold needs min, max or both")
+_MIN_LE_MAX = cel(
+    "!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max", ".min"
+)
+
+
+class Threshold(ApiModel):
+    """A bound on one evaluation metric; the revision passes when every threshold holds."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_MIN_OR_MAX, _MIN_LE_MAX))
+
+    metric: MetricName
+    """The metric (see llmops.evaluation.metric_names)."""
+    min: float | None = None
+    """Lowest passing value (inclusive)."""
+    max: float | None = None
+    """Highest passing value (inclusive)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError(_MIN_OR_MAX["message"])
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(_MIN_LE_MAX["message"])
+        return self
+
+
+class EvaluationSpec(ApiModel):
+    """The evaluation gate: a Job sends the dataset to the new revision (on its staging pods) and
+    scores the answers; the revision is rolled out only when every threshold holds."""
+
+    dataset: DatasetSource
+    """The prompts (JSON Lines)."""
+    thresholds: Annotated[list[Threshold], Field(min_length=1, max_length=32)]
+    """Bounds the scores must meet."""
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    """Requests in flight at once."""
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    """Timeout of one request."""
+    max_new_tokens: Annotated[int, Field(ge=1, le=65536)] = 256
+    """max_new_tokens sent with every prompt (TGI otherwise allows up to maxTotalTokens)."""
+    active_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
+    """Deadline of the evaluation Job."""
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
+    """Retries of the evaluation Job."""
+    schedule: Annotated[str, StringConstraints(pattern=CRON, max_length=128)] | None = None
+    """Cron schedule to re-evaluate the serving revision (feeds drift.evalScoreDrop)."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """Image of the evaluation Job (defaults to the operator's image)."""
+
+
+# -------------------------------------------------------------------------------------- rollout
+
+
+class Pause(ApiModel):
+    """A pause after a step. Without a duration it waits for the llmops.io/promote annotation."""
+
+    duration: Duration | None = None
+    """How long to hold the weight, e.g. 10m."""
+
+
+class RolloutStep(ApiModel):
+    """One canary step: send setWeight percent of the traffic to the new revision, then pause."""
+
+    set_weight: Annotated[int, Field(ge=0, le=100)]
+    """Percent of traffic for the canary (0 to 100)."""
+    pause: Pause | None = None
+    """Hold the weight for a while (or until promoted) before the next step."""
+
+
+_ONE_OF_TEMPLATE_QUERY = cel(
+    "has(self.template) != has(self.query)", "set exactly one of template and query", ".template"
+)
+_ONE_CHECK = cel(
+    "has(self.thresholdRange) || has(self.compareToStable)",
+    "a metric needs thresholdRange, compareToStable or both",
+)
+_RANGE_BOUND = cel("has(self.min) || has(self.max)", "thresholdRange needs min, max or both")
+
+
+class ThresholdRange(ApiModel):
+    """Flagger's thresholdRange: the check passes when min <= value <= max."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_RANGE_BOUND))
+
+    min: float | None = None
+    """Lowest passing value."""
+    max: float | None = None
+    """Highest passing value."""
+
+    @model_validator(mode="after")
+    def _bound(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError(_RANGE_BOUND["message"])
+        return self
+
+
+class CompareToStable(ApiModel):
+    """Pass while canary value <= maxRatio * stable value (same query on both tracks)."""
+
+    max_ratio: Annotated[float, Field(gt=0)]
+    """Largest allowed canary/stable ratio, e.g. 1.5."""
+
+
+class AnalysisMetric(ApiModel):
+    """One Prometheus check of the canary, run every analysis interval."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_ONE_OF_TEMPLATE_QUERY, _ONE_CHECK))
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    """Name of the check (in status and history)."""
+    template: AnalysisTemplate | None = None
+    """A built-in query of the engine's metrics."""
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    """A PromQL query returning one number. Placeholders: {{ namespace }}, {{ name }}, {{ track }},
+    {{ interval }}, and {{ selector }} (label matchers for the track's pods)."""
+    threshold_range: ThresholdRange | None = None
+    """Absolute bounds."""
+    compare_to_stable: CompareToStable | None = None
+    """Bound relative to the stable track."""
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if (self.template is None) == (self.query is None):
+            raise ValueError(_ONE_OF_TEMPLATE_QUERY["message"])
+        if self.threshold_range is None and self.compare_to_stable is None:
+            raise ValueError(_ONE_CHECK["message"])
+        return self
+
+
+def _default_analysis_metrics() -> list[AnalysisMetric]:
+    return [
+        AnalysisMetric(
+            name="error-ratio", template="tgi-error-ratio", threshold_range=ThresholdRange(max=0.05)
+        ),
+        AnalysisMetric(
+            name="latency-p95", template="tgi-latency-p95", compare_to_stable=CompareToStable(max_ratio=1.5)
+        ),
+    ]
+
+
+class AnalysisSpec(ApiModel):
+    """How the canary is judged between steps (Argo Rollouts/Flagger vocabulary)."""
+
+    interval: Duration = "1m"
+    """Time between measurements (also the PromQL rate window)."""
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
+    """Failed measurements that roll the canary back."""
+    inconclusive_limit: Annotated[int, Field(ge=0, le=100)] = 3
+    """Measurements without data (no traffic, no series) tolerated before the rollout pauses."""
+    metrics: Annotated[list[AnalysisMetric], Field(max_length=16)] = Field(
+        default_factory=_default_analysis_metrics,
+        json_schema_extra={
+            "default": [
+                {"name": "error-ratio", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.05}},
+                {"name": "latency-p95", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}},
+            ]
+        },
+    )
+    """The checks; all must pass."""
+
+
+class SmokeEvaluation(ApiModel):
+    """A short evaluation run against the canary pods before the first traffic step."""
+
+    enabled: bool = True
+    """Run it."""
+    samples: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Number of dataset samples sent."""
+
+
+_ROUTE_NEEDED = cel(
+    "!has(self.mode) || self.mode != 'gatewayAPI' || has(self.httpRouteRef)",
+    "traffic.mode gatewayAPI requires httpRouteRef",
+    ".httpRouteRef",
+)
+
+
+class TrafficSpec(ApiModel):
+    """How traffic is split: by replica ratio behind the one Service, or by Gateway API weights."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_ROUTE_NEEDED))
+
+    mode: Literal["replicas", "gatewayAPI"] = "replicas"
+    """replicas: the weight is approximated by canary/stable pod counts; gatewayAPI: exact weights
+    on backendRefs of an HTTPRoute."""
+    http_route_ref: LocalObjectReference | None = None
+    """The HTTPRoute whose backendRefs the operator weights (gatewayAPI mode)."""
+
+    @model_validator(mode="after")
+    def _route(self) -> Self:
+        if self.mode == "gatewayAPI" and self.http_route_ref is None:
+            raise ValueError(_ROUTE_NEEDED["message"])
+        return self
+
+
+_INCREASING = cel(
+    "self.map(s, s.setWeight).isSorted() && self.all(s, self.exists_one(t, t.setWeight == s.setWeight))",
+    "steps[].setWeight must be strictly increasing",
+)
+
+
+class RolloutSpec(ApiModel):
+    """Progressive delivery of a new revision: canary steps judged by Prometheus analysis."""
+
+    steps: Annotated[
+        list[RolloutStep],
+        Field(min_length=1, max_length=20, json_schema_extra=validations(_INCREASING)),
+    ]
+    """Canary steps, weights strictly increasing; after the last step the canary is promoted."""
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    """How each step is judged."""
+    progress_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
+    """Time the canary may take to become ready (GPU scheduling, download, load) before rollback."""
+    smoke_evaluation: SmokeEvaluation = Field(default_factory=SmokeEvaluation)
+    """A quick evaluation on the canary before it takes traffic (needs spec.evaluation)."""
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    """How traffic is split."""
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Self:
+        weights = [s.set_weight for s in self.steps]
+        if any(a >= b for a, b in pairwise(weights)):
+            raise ValueError(_INCREASING["message"])
+        return self
+
+
+# ---------------------------------------------------------------------------------------- drift
+
+DriftSignal = Literal["inputLength", "generatedTokens", "requestDuration", "timePerOutputToken"]
+
+
+class DriftReference(ApiModel):
+    """The reference distribution: the same-length window, offset into the past."""
+
+    offset: Duration = "7d"
+    """How far back the reference window ends (PromQL `offset`)."""
+
+
+class DriftThreshold(ApiModel):
+    """When a signal counts as drifted."""
+
+    psi: Annotated[float, Field(gt=0)] = 0.2
+    """Population stability index at or above which a signal has drifted (0.1-0.2 moderate, >=0.2 major)."""
+
+
+class EvalScoreDrop(ApiModel):
+    """Drift measured on scheduled evaluations: the score fell below the promoted revision's score."""
+
+    metric: MetricName
+    """The evaluation metric to watch."""
+    max_drop: Annotated[float, Field(gt=0)]
+    """Largest tolerated fall from the score recorded at promotion."""
+    consecutive: Annotated[int, Field(ge=1, le=100)] = 2
+    """Scheduled evaluations in a row that must show the drop."""
+
+
+class DriftSpec(ApiModel):
+    """Drift detection on the serving revision: PSI of TGI's histograms against a reference window,
+    and optionally falling scheduled-evaluation scores. Drift sets the Degraded condition and, with
+    spec.retrain, starts a retrain."""
+
+    enabled: bool = True
+    """Run the checks."""
+    interval: Duration = "1h"
+    """Time between checks."""
+    window: Duration = "24h"
+    """Length of the current and the reference windows."""
+    signals: Annotated[list[DriftSignal], Field(min_length=1, max_length=4)] = Field(
+        default_factory=lambda: ["inputLength", "generatedTokens"],
+        json_schema_extra={"default": ["inputLength", "generatedTokens"]},
+    )
+    """Which TGI histograms to compare."""
+    reference: DriftReference = Field(default_factory=DriftReference)
+    """The reference window."""
+    threshold: DriftThreshold = Field(default_factory=DriftThreshold)
+    """When a signal counts as drifted."""
+    eval_score_drop: EvalScoreDrop | None = None
+    """Drift on scheduled evaluation scores (needs spec.evaluation.schedule)."""
+
+
+# -------------------------------------------------------------------------------------- retrain
+
+
+class RetrainSpec(ApiModel):
+    """Retraining on drift: the operator runs jobTemplate; the Job reports the new model revision,
+    which then goes through the evaluation gate and the rollout like any other revision."""
+
+    enabled: bool = True
+    """Start retrain Jobs on drift."""
+    job_template: FreeForm
+    """A batch/v1 Job template ({metadata, spec}), kept verbatim."""
+    approval: Literal["Manual", "Auto"] = "Manual"
+    """Manual: a retrained revision waits for the llmops.io/approve-retrain annotation before rollout."""
+    cooldown: Duration = "24h"
+    """Least time between two retrains."""
+    max_retrains_per_day: Annotated[int, Field(ge=0, le=24)] = 1
+    """Cap on retrains in any 24 hours (0 disables retraining without removing the section)."""

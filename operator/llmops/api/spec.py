@@ -1,0 +1,402 @@
+"""The LLMDeployment spec: what to serve (model, engine), on what (resources, placement), how many
+(replicas), and around it (cache, service, security, monitoring), plus the delivery sections
+from delivery.py (evaluation, rollout, drift, retrain).
+
+Field names borrow from the anchors where they fit: KServe/Kaito for model and resources,
+core/v1 for placement and selectors, the Prometheus Operator for monitoring.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from llmops.api.common import (
+    LABEL_VALUE,
+    QUALIFIED_NAME,
+    SHA40,
+    X_LIST_MAP_KEYS,
+    X_LIST_TYPE,
+    ApiKeySecretRef,
+    ApiModel,
+    Duration,
+    EnvVar,
+    FreeForm,
+    LabelSelector,
+    Quantity,
+    TokenSecretRef,
+    Toleration,
+    cel,
+    validations,
+)
+from llmops.api.constants import DEFAULT_TGI_IMAGE
+from llmops.api.delivery import REPO_ID, DriftSpec, EvaluationSpec, RetrainSpec, RolloutSpec
+
+# A git ref or sha as the Hub accepts it ("main", "v1.0", "refs/pr/3", a 40-hex commit).
+REVISION = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+# An image pinned to a full X.Y.Z tag (a suffix such as -rocm is fine) or to a digest:
+# never `latest`, never a moving X.Y, so a revision always means the same server.
+PINNED_IMAGE = (
+    r"^[^\s@]+:[0-9]+\.[0-9]+\.[0-9]+([-.+][0-9A-Za-z.-]+)?(@sha256:[0-9a-f]{64})?$"  # name:X.Y.Z[@digest]
+    r"|^[^\s@]+@sha256:[0-9a-f]{64}$"  # name@digest
+)
+TGI_QUANTIZE = (
+    "awq",
+    "compressed-tensors",
+    "eetq",
+    "exl2",
+    "gptq",
+    "marlin",
+    "bitsandbytes",
+    "bitsandbytes-nf4",
+    "bitsandbytes-fp4",
+    "fp8",
+)
+# Variables the operator sets from spec fields: setting them through engine.env would silently
+# fight the field (or smuggle a secret around the *SecretRef fields).
+RESERVED_ENV: tuple[str, ...] = (
+    "MODEL_ID",
+    "REVISION",
+    "NUM_SHARD",
+    "PORT",
+    "HOSTNAME",
+    "HF_HOME",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "API_KEY",
+    "QUANTIZE",
+    "DTYPE",
+    "MAX_INPUT_TOKENS",
+    "MAX_TOTAL_TOKENS",
+    "MAX_CONCURRENT_REQUESTS",
+)
+
+
+def is_pinned_revision(revision: str) -> bool:
+    """True for a 40-hex commit sha; anything else is a moving ref (a branch or tag)."""
+    return re.fullmatch(SHA40, revision) is not None
+
+
+class ModelSpec(ApiModel):
+    """The model: a Hugging Face Hub repository at a revision."""
+
+    id: Annotated[str, StringConstraints(pattern=REPO_ID, max_length=200)]
+    """Hub repository id, org/name (e.g. meta-llama/Llama-3.1-8B-Instruct)."""
+    revision: Annotated[str, StringConstraints(pattern=REVISION, max_length=255)] = "main"
+    """Commit sha (40 hex) to pin the weights. A branch or tag is accepted but moves under you:
+    status reports it as a warning."""
+    token_secret_ref: TokenSecretRef | None = None
+    """Hub token for gated or private models, passed to the pods as HF_TOKEN."""
+
+
+_NOT_BOTH_DTYPE_QUANTIZE = cel(
+    "!has(self.dtype) || !has(self.quantize)",
+    "dtype and quantize are mutually exclusive (TGI refuses --dtype with --quantize)",
+    ".dtype",
+)
+_INPUT_LT_TOTAL = cel(
+    "!has(self.maxInputTokens) || !has(self.maxTotalTokens) || self.maxInputTokens < self.maxTotalTokens",
+    "maxInputTokens must be less than maxTotalTokens",
+    ".maxInputTokens",
+)
+_NO_RESERVED_ENV = cel(
+    "!has(self.env) || self.env.all(e, !(e.name in "
+    + "["
+    + ", ".join(f"'{n}'" for n in RESERVED_ENV)
+    + "]))",
+    "env must not set variables the operator derives from spec ("
+    + ", ".join(RESERVED_ENV)
+    + "): use the spec fields (model, engine, resources, *SecretRef) instead",
+    ".env",
+)
+
+
+class EngineSpec(ApiModel):
+    """The inference server. Everything engine-specific sits behind llmops.engines."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(_NOT_BOTH_DTYPE_QUANTIZE, _INPUT_LT_TOTAL, _NO_RESERVED_ENV)
+    )
+
+    type: Literal["tgi"] = "tgi"
+    """The engine: tgi (Hugging Face text-generation-inference)."""
+    image: Annotated[str, StringConstraints(pattern=PINNED_IMAGE, max_length=512)] = DEFAULT_TGI_IMAGE
+    """Server image, pinned to a full X.Y.Z tag or an @sha256 digest."""
+    quantize: Literal[TGI_QUANTIZE] | None = None  # type: ignore[valid-type]
+    """Weight quantization (TGI --quantize)."""
+    dtype: Literal["float16", "bfloat16"] | None = None
+    """Weight dtype (TGI --dtype); not together with quantize."""
+    max_input_tokens: Annotated[int, Field(ge=1)] | None = None
+    """Longest prompt in tokens (TGI --max-input-tokens)."""
+    max_total_tokens: Annotated[int, Field(ge=2)] | None = None
+    """Longest prompt plus generation in tokens (TGI --max-total-tokens)."""
+    max_concurrent_requests: Annotated[int, Field(ge=1)] | None = None
+    """Requests in flight before TGI answers 429 (TGI --max-concurrent-requests, default 128)."""
+    extra_args: Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=64)] = []
+    """More launcher arguments, appended verbatim."""
+    env: Annotated[
+        list[EnvVar], Field(max_length=64, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["name"]})
+    ] = []
+    """More plain environment variables (secrets go through the *SecretRef fields)."""
+    api_key_secret_ref: ApiKeySecretRef | None = None
+    """Require this API key (Bearer) on the generation routes (TGI API_KEY)."""
+    startup_timeout_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
+    """Budget of the startup probe: download, shard load and warm-up must finish within it."""
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> Self:
+        if self.dtype is not None and self.quantize is not None:
+            raise ValueError(_NOT_BOTH_DTYPE_QUANTIZE["message"])
+        if (
+            self.max_input_tokens is not None
+            and self.max_total_tokens is not None
+            and self.max_input_tokens >= self.max_total_tokens
+        ):
+            raise ValueError(_INPUT_LT_TOTAL["message"])
+        if any(e.name in RESERVED_ENV for e in self.env):
+            raise ValueError(_NO_RESERVED_ENV["message"])
+        return self
+
+
+class GpuSpec(ApiModel):
+    """GPUs per replica. The model is sharded across them (NUM_SHARD = count)."""
+
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    """GPUs per replica (all on one node)."""
+    resource_name: Annotated[str, StringConstraints(pattern=QUALIFIED_NAME, max_length=317)] = (
+        "nvidia.com/gpu"
+    )
+    """Extended resource name of the GPU."""
+    product: Annotated[str, StringConstraints(pattern=LABEL_VALUE, max_length=63)] | None = None
+    """GPU model, matched against the node label nvidia.com/gpu.product (e.g. NVIDIA-H100-80GB-HBM3)."""
+
+
+class ResourcesSpec(ApiModel):
+    """Compute per replica."""
+
+    gpu: GpuSpec = Field(default_factory=GpuSpec)
+    """GPUs per replica."""
+    cpu: Quantity | None = None
+    """CPU request (no limit: throttling a server's tokenizer threads only adds latency)."""
+    memory: Quantity | None = None
+    """Memory request and limit (equal, so an overrun is an OOMKill the operator can report)."""
+
+
+class PlacementSpec(ApiModel):
+    """Where the pods may run, as in a core/v1 PodSpec."""
+
+    node_selector: dict[str, str] = {}
+    """Node labels the pods require (gpu.product adds nvidia.com/gpu.product)."""
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = []
+    """Taints the pods tolerate (GPU nodes are often tainted)."""
+    affinity: FreeForm | None = None
+    """A core/v1 Affinity, kept verbatim."""
+    priority_class_name: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """PriorityClass of the pods."""
+
+
+class DownloadSpec(ApiModel):
+    """The Job that pre-fills the cache with huggingface_hub.snapshot_download."""
+
+    enabled: bool = True
+    """Download before the server starts (otherwise TGI downloads inside its startup budget)."""
+    active_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
+    """Deadline of the download Job."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """Image of the download Job (defaults to the operator's image)."""
+
+
+class CacheSpec(ApiModel):
+    """The model cache: one PersistentVolumeClaim mounted at /data, shared by all revisions."""
+
+    enabled: bool = True
+    """Use a PVC (otherwise an emptyDir: every pod downloads the model)."""
+    size: Quantity = "100Gi"
+    """Size of the PVC."""
+    storage_class_name: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """StorageClass of the PVC (the cluster default if unset)."""
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    """ReadWriteMany lets replicas on different nodes share the cache."""
+    download: DownloadSpec = Field(default_factory=DownloadSpec)
+    """The pre-download Job."""
+
+
+class ServiceSpec(ApiModel):
+    """The Service in front of the serving pods."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Service type."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 80
+    """Service port (targets the server's http port)."""
+
+
+_PEER_SELECTS = cel(
+    "has(self.namespaceSelector) || has(self.podSelector)",
+    "a peer needs namespaceSelector, podSelector or both",
+)
+
+
+class NetworkPolicyPeer(ApiModel):
+    """Who may connect (networking/v1 NetworkPolicyPeer without ipBlock)."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_PEER_SELECTS))
+
+    namespace_selector: LabelSelector | None = None
+    """Namespaces allowed (alone: all pods in them)."""
+    pod_selector: LabelSelector | None = None
+    """Pods allowed (alone: in the LLMDeployment's namespace)."""
+
+    @model_validator(mode="after")
+    def _selects(self) -> Self:
+        if self.namespace_selector is None and self.pod_selector is None:
+            raise ValueError(_PEER_SELECTS["message"])
+        return self
+
+
+class NetworkPolicySpec(ApiModel):
+    """Ingress to the serving pods: only from these peers, plus Prometheus from the monitoring namespace."""
+
+    enabled: bool = True
+    """Render the NetworkPolicy."""
+    from_: Annotated[list[NetworkPolicyPeer], Field(max_length=32, alias="from")] = []
+    """Allowed clients. Empty: only pods in the LLMDeployment's namespace."""
+
+
+class SecuritySpec(ApiModel):
+    """Network isolation of the serving pods (their security context is always restricted)."""
+
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
+    """The NetworkPolicy."""
+
+
+class PodMonitorSpec(ApiModel):
+    """The PodMonitor scraping the server's /metrics."""
+
+    interval: Duration = "30s"
+    """Scrape interval."""
+    labels: dict[str, str] = {}
+    """Extra labels (e.g. the release label your Prometheus selects)."""
+
+
+class PrometheusRuleSpec(ApiModel):
+    """The PrometheusRule with serving alerts."""
+
+    enabled: bool = True
+    """Render the PrometheusRule."""
+    labels: dict[str, str] = {}
+    """Extra labels (e.g. the release label your Prometheus selects)."""
+    error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.05
+    """Alert when more than this share of requests fail (validation errors excluded)."""
+    latency_p95_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """Alert when the p95 end-to-end request duration exceeds this."""
+    queue_size: Annotated[int, Field(ge=1)] = 64
+    """Alert when more requests than this wait in a pod's queue."""
+    for_: Annotated[Duration, Field(alias="for")] = "10m"
+    """How long a condition must hold before the alert fires."""
+
+
+class PrometheusSpec(ApiModel):
+    """The Prometheus the operator queries (canary analysis, drift)."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None = None
+    """Base URL, e.g. http://prometheus-operated.monitoring.svc:9090 (defaults to the operator's setting)."""
+
+
+class MonitoringSpec(ApiModel):
+    """Metrics and alerts (needs the Prometheus Operator CRDs; skipped, and reported, without them)."""
+
+    enabled: bool = True
+    """Render the PodMonitor (and the PrometheusRule if enabled)."""
+    namespace: Annotated[str, StringConstraints(max_length=63)] = "monitoring"
+    """Namespace of Prometheus: the NetworkPolicy admits scrapes from it."""
+    pod_monitor: PodMonitorSpec = Field(default_factory=PodMonitorSpec)
+    """The PodMonitor."""
+    prometheus_rule: PrometheusRuleSpec = Field(default_factory=PrometheusRuleSpec)
+    """The alerts."""
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+    """The Prometheus to query."""
+
+
+_EVAL_SCORE_NEEDS_SCHEDULE = cel(
+    "!has(self.drift) || !has(self.drift.evalScoreDrop)"
+    " || (has(self.evaluation) && has(self.evaluation.schedule))",
+    "drift.evalScoreDrop needs evaluation.schedule",
+    ".drift",
+)
+_RETRAIN_NEEDS_EVALUATION = cel(
+    "!has(self.retrain) || has(self.evaluation)",
+    "retrain needs evaluation: a retrained model must pass the evaluation gate",
+    ".retrain",
+)
+
+
+class LLMDeploymentSpec(ApiModel):
+    """Desired state of an LLMDeployment: a model served by an inference engine on GPUs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(_EVAL_SCORE_NEEDS_SCHEDULE, _RETRAIN_NEEDS_EVALUATION)
+    )
+
+    model: ModelSpec
+    """The model to serve."""
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    """The inference server."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """Compute per replica."""
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    """Scheduling constraints."""
+    replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Serving replicas (each with resources.gpu.count GPUs). 0 scales the model down."""
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    """The model cache."""
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    """The Service."""
+    security: SecuritySpec = Field(default_factory=SecuritySpec)
+    """Network isolation."""
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    """Metrics and alerts."""
+    evaluation: EvaluationSpec | None = None
+    """The evaluation gate for new revisions (absent: no gate)."""
+    rollout: RolloutSpec | None = None
+    """Canary rollout of new revisions (absent: a plain rolling update)."""
+    drift: DriftSpec | None = None
+    """Drift detection on the serving revision."""
+    retrain: RetrainSpec | None = None
+    """Retraining on drift."""
+
+    @model_validator(mode="after")
+    def _sections(self) -> Self:
+        wants_schedule = self.drift is not None and self.drift.eval_score_drop is not None
+        if wants_schedule and (self.evaluation is None or self.evaluation.schedule is None):
+            raise ValueError(_EVAL_SCORE_NEEDS_SCHEDULE["message"])
+        if self.retrain is not None and self.evaluation is None:
+            raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
+        return self
+
+
+__all__ = [
+    "PINNED_IMAGE",
+    "RESERVED_ENV",
+    "REVISION",
+    "TGI_QUANTIZE",
+    "CacheSpec",
+    "DownloadSpec",
+    "EngineSpec",
+    "GpuSpec",
+    "LLMDeploymentSpec",
+    "ModelSpec",
+    "MonitoringSpec",
+    "NetworkPolicyPeer",
+    "NetworkPolicySpec",
+    "PlacementSpec",
+    "PodMonitorSpec",
+    "PrometheusRuleSpec",
+    "PrometheusSpec",
+    "ResourcesSpec",
+    "SecuritySpec",
+    "ServiceSpec",
+    "is_pinned_revision",
+]

@@ -1,0 +1,237 @@
+"""The LLMDeployment status: the user interface of the operator (principle 4).
+
+Written only by the operator. The CRD declares this schema and also preserves unknown fields on
+`status`, because kopf writes its own bookkeeping there.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from llmops.api.common import X_LIST_MAP_KEYS, X_LIST_TYPE, ApiModel, Timestamp
+
+HISTORY_LIMIT = 20
+CONDITIONS_LIMIT = 16
+
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+Message = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class Phase(StrEnum):
+    """Where an LLMDeployment is in its life (closed set: printer column and Argo CD health read it)."""
+
+    PENDING = "Pending"
+    """Accepted; waiting for something the operator cannot do itself (a Secret, a PVC, GPUs)."""
+    CACHING = "Caching"
+    """The download Job is filling the model cache."""
+    EVALUATING = "Evaluating"
+    """The evaluation gate is running against the new revision's staging pods."""
+    CANARY = "Canary"
+    """The new revision takes part of the traffic; analysis decides each step."""
+    SERVING = "Serving"
+    """The desired revision serves all traffic and is available."""
+    ROLLED_BACK = "RolledBack"
+    """The canary failed and the stable revision serves again; the spec's revision is not served."""
+    RETRAINING = "Retraining"
+    """A retrain Job is producing a new revision; the current one keeps serving."""
+    FAILED = "Failed"
+    """A permanent error: the conditions say what to fix in the spec or the cluster."""
+    DEGRADED = "Degraded"
+    """Serving, but with fewer ready replicas than desired or a detected drift."""
+
+
+class Condition(ApiModel):
+    """A metav1.Condition."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Annotated[str, StringConstraints(max_length=316)]
+    """Available, Progressing, Degraded, ModelCached, Evaluated or Promoted."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown (a failed observation, not a negative one)."""
+    reason: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """CamelCase reason (llmops.api.conditions)."""
+    message: Message = ""
+    """What happened and what to do."""
+    observed_generation: int | None = None
+    """metadata.generation the condition was computed for."""
+    last_transition_time: Timestamp | None = None
+    """When status last changed."""
+
+
+class AnalysisCheck(ApiModel):
+    """The latest result of one analysis metric."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: ShortText
+    """The analysis metric's name."""
+    verdict: Literal["Pass", "Fail", "Inconclusive", "Error"]
+    """Outcome of the measurement."""
+    value: float | None = None
+    """Measured canary value (absent when there was no data)."""
+    stable_value: float | None = None
+    """Measured stable value, for compareToStable."""
+    message: Message = ""
+    """Why (e.g. the query returned no series)."""
+    time: Timestamp | None = None
+    """When it was measured."""
+
+
+class CanaryStatus(ApiModel):
+    """State of a running canary; it survives operator restarts here, not in memory."""
+
+    model_config = ConfigDict(extra="allow")
+
+    revision: ShortText | None = None
+    """Revision under test."""
+    weight: int | None = None
+    """Percent of traffic it takes now."""
+    step: int | None = None
+    """Index of the current step in spec.rollout.steps."""
+    step_start_time: Timestamp | None = None
+    """When the current step began (for pause durations)."""
+    start_time: Timestamp | None = None
+    """When the canary began (for progressDeadlineSeconds)."""
+    failed_checks: int = 0
+    """Failed measurements so far (rollback at analysis.failureLimit)."""
+    inconclusive_checks: int = 0
+    """Measurements without data so far."""
+    checks: Annotated[list[AnalysisCheck], Field(max_length=16)] = []
+    """Latest result of each analysis metric."""
+
+
+class MetricResult(ApiModel):
+    """One evaluation metric against its threshold."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: ShortText
+    """Metric name."""
+    value: float | None = None
+    """Score (absent if it could not be computed)."""
+    min: float | None = None
+    """Threshold min, if any."""
+    max: float | None = None
+    """Threshold max, if any."""
+    passed: bool
+    """Whether the value met the threshold."""
+
+
+class EvaluationStatus(ApiModel):
+    """The last evaluation verdict."""
+
+    model_config = ConfigDict(extra="allow")
+
+    revision: ShortText | None = None
+    """Revision evaluated."""
+    job: ShortText | None = None
+    """Name of the evaluation Job."""
+    passed: bool | None = None
+    """Verdict (absent while running)."""
+    time: Timestamp | None = None
+    """When the verdict was reached."""
+    metrics: Annotated[list[MetricResult], Field(max_length=32)] = []
+    """Per-threshold results."""
+
+
+class DriftStatus(ApiModel):
+    """The last drift check."""
+
+    model_config = ConfigDict(extra="allow")
+
+    last_check_time: Timestamp | None = None
+    """When the last check ran."""
+    drifted: bool | None = None
+    """Whether any signal crossed the threshold."""
+    psi: dict[str, float] = {}
+    """PSI per signal."""
+    consecutive_drops: int = 0
+    """Scheduled evaluations in a row that showed evalScoreDrop."""
+    baseline_score: float | None = None
+    """evalScoreDrop.metric of the promoted revision."""
+
+
+class RetrainStatus(ApiModel):
+    """Retraining bookkeeping (cooldown and daily cap survive restarts here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    job: ShortText | None = None
+    """The running or last retrain Job."""
+    last_start_time: Timestamp | None = None
+    """When the last retrain started (cooldown)."""
+    start_times: Annotated[list[Timestamp], Field(max_length=24)] = []
+    """Starts within the last 24 hours (maxRetrainsPerDay)."""
+    candidate_revision: ShortText | None = None
+    """The revision the last retrain produced."""
+    awaiting_approval: bool = False
+    """True while a Manual approval is pending (annotate llmops.io/approve-retrain)."""
+
+
+class HistoryEntry(ApiModel):
+    """One decision, with the numbers behind it (bounded audit trail)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    time: Timestamp
+    """When it was decided."""
+    action: ShortText
+    """What was done, e.g. Deployed, Evaluated, CanaryStep, Promoted, RolledBack, RetrainStarted."""
+    revision: ShortText | None = None
+    """Revision concerned."""
+    reason: ShortText = ""
+    """CamelCase reason."""
+    message: Message = ""
+    """Details: the measured values and thresholds."""
+
+
+class LLMDeploymentStatus(ApiModel):
+    """Observed state of an LLMDeployment."""
+
+    # kopf keeps data under status too; keep what we do not model rather than drop it.
+    model_config = ConfigDict(extra="allow")
+
+    observed_generation: int | None = None
+    """metadata.generation this status was computed for."""
+    phase: Phase | None = None
+    """Where the LLMDeployment is in its life."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=CONDITIONS_LIMIT,
+            json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["type"]},
+        ),
+    ] = []
+    """Available, Progressing, Degraded, ModelCached, Evaluated, Promoted."""
+    ready: ShortText | None = None
+    """Ready replicas over desired replicas, like a Deployment's READY column ("1/1")."""
+    ready_replicas: int | None = None
+    """Ready serving pods (all tracks that take traffic)."""
+    replicas: int | None = None
+    """Desired serving pods."""
+    serving_revision: ShortText | None = None
+    """Revision that serves production traffic (stable)."""
+    desired_revision: ShortText | None = None
+    """Revision in spec.model.revision the operator is working towards."""
+    endpoint: Annotated[str, StringConstraints(max_length=512)] | None = None
+    """In-cluster URL, http://<service>.<namespace>.svc.cluster.local:<port>."""
+    model: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """Repository id being served."""
+    canary: CanaryStatus | None = None
+    """The running canary."""
+    evaluation: EvaluationStatus | None = None
+    """The last evaluation verdict."""
+    drift: DriftStatus | None = None
+    """The last drift check."""
+    retrain: RetrainStatus | None = None
+    """Retraining bookkeeping."""
+    history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = []
+    """Latest decisions, oldest first, at most 20."""
+    last_applied_spec_hash: ShortText | None = None
+    """Hash of the spec last applied to the children (Flagger's lastAppliedSpec)."""
+    last_promoted_spec_hash: ShortText | None = None
+    """Hash of the spec last promoted: a return to it needs no new analysis."""

@@ -1,0 +1,106 @@
+"""The engine interface: everything that differs between inference servers (TGI now, vLLM later).
+
+An engine turns the spec into the server container (image, args, env, ports, probes), names its
+HTTP routes and Prometheus metrics, and writes the PromQL for the canary analysis templates and
+the alerts. Render, lifecycle and analysis only talk to this interface (ARCHITECTURE principle 6).
+Everything here is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from llmops.api.constants import PROM_LABEL_DEPLOYMENT, PROM_LABEL_TRACK
+from llmops.api.spec import LLMDeploymentSpec
+
+CONTAINER_NAME = "server"
+"""Name of the server container in every engine's pods (the kube adapter reads its status)."""
+PORT_NAME = "http"
+"""Name of the server's one port: API, health and /metrics."""
+DATA_DIR = "/data"
+"""Mount path of the model cache."""
+
+
+@dataclass(frozen=True)
+class Routes:
+    """HTTP paths of the server."""
+
+    health: str
+    """GET: 200 when the model is loaded and can generate."""
+    generate: str
+    """POST: native text generation."""
+    chat: str
+    """POST: OpenAI-compatible chat completions."""
+    info: str
+    """GET: model and limits."""
+    metrics: str
+    """GET: Prometheus exposition."""
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Prometheus metric names of the server, by meaning."""
+
+    request_success: str
+    request_failure: str
+    request_duration_bucket: str
+    time_per_token_bucket: str
+    queue_size: str
+    input_length_bucket: str
+    generated_tokens_bucket: str
+
+
+def selector(namespace: str, deployment: str, track: str | None = None) -> str:
+    """PromQL label matchers for one LLMDeployment's pods (one track of them if given).
+
+    The labels are the ones the PodMonitor attaches (see render.monitoring).
+    """
+    parts = [f'namespace="{namespace}"', f'{PROM_LABEL_DEPLOYMENT}="{deployment}"']
+    if track is not None:
+        parts.append(f'{PROM_LABEL_TRACK}="{track}"')
+    return ",".join(parts)
+
+
+def matchers(*parts: str) -> str:
+    """`{a,b}` from non-empty matcher strings (`{}` for none)."""
+    return "{" + ",".join(p for p in parts if p) + "}"
+
+
+class Engine(Protocol):
+    """What render, lifecycle and analysis need from an inference server."""
+
+    name: str
+    """Engine type as in spec.engine.type."""
+    container_port: int
+    """Port the server listens on (named PORT_NAME)."""
+    routes: Routes
+    metrics: Metrics
+    analysis_templates: tuple[str, ...]
+    """Names accepted by spec.rollout.analysis.metrics[].template for this engine."""
+
+    def image(self, spec: LLMDeploymentSpec) -> str:
+        """The server image."""
+        ...
+
+    def args(self, spec: LLMDeploymentSpec) -> list[str]:
+        """Container args (after the image's entrypoint)."""
+        ...
+
+    def env(self, spec: LLMDeploymentSpec, *, revision: str) -> list[dict[str, Any]]:
+        """Container env (core/v1 EnvVar dicts); secrets only as valueFrom.secretKeyRef."""
+        ...
+
+    def probes(self, spec: LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
+        """{"startupProbe", "readinessProbe", "livenessProbe"} for the server container."""
+        ...
+
+    def query(self, template: str, *, selector: str, window: str) -> str:
+        """PromQL for an analysis template over the pods `selector` matches, rates over `window`."""
+        ...
+
+    def alert_rules(
+        self, *, selector: str, error_ratio: float, latency_p95_seconds: float, queue_size: int
+    ) -> dict[str, str]:
+        """Alert expressions by alert suffix (ErrorRatio, LatencyP95, QueueBacklog), already compared."""
+        ...

@@ -1,0 +1,178 @@
+"""Hugging Face text-generation-inference (TGI) as an engine.
+
+Facts behind the choices (see shared notes, "TGI"): the image sets PORT=80 (we use 8080, see
+TGI_PORT) and HF_HOME=/data;
+Kubernetes sets HOSTNAME to the pod name, which TGI cannot bind, so HOSTNAME=0.0.0.0; NUM_SHARD
+auto-detection was wrong before 3.3.7, so it is set to the GPU count; the port only opens after
+download, shard load and warm-up, so a startupProbe carries that whole budget; /health can turn
+unhealthy under a full queue (TGI #3241), so liveness is lenient; /metrics is served on the main
+port (the separate prometheus port serves nothing); metric names have no _total/_seconds suffix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from llmops.api.spec import LLMDeploymentSpec
+from llmops.engines.base import DATA_DIR, PORT_NAME, Metrics, Routes, matchers
+
+# 8080, not the image's default 80: the server runs as a non-root user with every capability
+# dropped, and a non-root process cannot bind a port below 1024 unless the node's runtime lowers
+# net.ipv4.ip_unprivileged_port_start (not all do). The Service still listens on spec.service.port.
+TGI_PORT = 8080
+# Probe cadence. startupProbe period is short so a warm pod turns Ready soon after the port opens.
+STARTUP_PERIOD_SECONDS = 10
+READINESS_PERIOD_SECONDS = 10
+# /health runs a one-token prefill when the last check failed: give it time on a busy GPU.
+PROBE_TIMEOUT_SECONDS = 10
+# Liveness restarts only after 10 failed checks 30 s apart (5 minutes of /health failing):
+# a saturated server that answers 503 on /health for a while must not be killed (TGI #3241).
+LIVENESS_PERIOD_SECONDS = 30
+LIVENESS_FAILURE_THRESHOLD = 10
+
+TGI_METRICS = Metrics(
+    request_success="tgi_request_success",
+    request_failure="tgi_request_failure",
+    request_duration_bucket="tgi_request_duration_bucket",
+    time_per_token_bucket="tgi_request_mean_time_per_token_duration_bucket",
+    queue_size="tgi_queue_size",
+    input_length_bucket="tgi_request_input_length_bucket",
+    generated_tokens_bucket="tgi_request_generated_tokens_bucket",
+)
+
+TGI_ROUTES = Routes(
+    health="/health",
+    generate="/generate",
+    chat="/v1/chat/completions",
+    info="/info",
+    metrics="/metrics",
+)
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+class TGI:
+    """The TGI engine (stateless; one shared instance)."""
+
+    name = "tgi"
+    container_port = TGI_PORT
+    routes = TGI_ROUTES
+    metrics = TGI_METRICS
+    analysis_templates: tuple[str, ...] = (
+        "tgi-error-ratio",
+        "tgi-latency-p95",
+        "tgi-time-per-token-p95",
+        "tgi-queue-size",
+    )
+
+    def image(self, spec: LLMDeploymentSpec) -> str:
+        """spec.engine.image (pinned by the CRD's pattern)."""
+        return spec.engine.image
+
+    def args(self, spec: LLMDeploymentSpec) -> list[str]:
+        """Only spec.engine.extraArgs: everything else goes through env, which TGI's launcher reads
+        for every flag, so the image's entrypoint stays untouched."""
+        return list(spec.engine.extra_args)
+
+    def env(self, spec: LLMDeploymentSpec, *, revision: str) -> list[dict[str, Any]]:
+        """The launcher's env. User env comes last and replaces same-named defaults (reserved
+        names are refused by the CRD), so every name appears once, as server-side apply needs."""
+        engine = spec.engine
+        env: list[dict[str, Any]] = [
+            {"name": "HOSTNAME", "value": "0.0.0.0"},
+            {"name": "PORT", "value": str(TGI_PORT)},
+            {"name": "MODEL_ID", "value": spec.model.id},
+            {"name": "REVISION", "value": revision},
+            {"name": "NUM_SHARD", "value": str(spec.resources.gpu.count)},
+            {"name": "HF_HOME", "value": DATA_DIR},
+            {"name": "HUGGINGFACE_HUB_CACHE", "value": f"{DATA_DIR}/hub"},
+        ]
+        if spec.model.token_secret_ref is not None:
+            ref = spec.model.token_secret_ref
+            env.append(_secret_env("HF_TOKEN", ref.name, ref.key))
+        if engine.api_key_secret_ref is not None:
+            ref = engine.api_key_secret_ref
+            env.append(_secret_env("API_KEY", ref.name, ref.key))
+        optional = {
+            "QUANTIZE": engine.quantize,
+            "DTYPE": engine.dtype,
+            "MAX_INPUT_TOKENS": engine.max_input_tokens,
+            "MAX_TOTAL_TOKENS": engine.max_total_tokens,
+            "MAX_CONCURRENT_REQUESTS": engine.max_concurrent_requests,
+        }
+        env += [{"name": k, "value": str(v)} for k, v in optional.items() if v is not None]
+        user = {e.name: e.value for e in engine.env}
+        env = [e for e in env if e["name"] not in user]
+        env += [{"name": k, "value": v} for k, v in user.items()]
+        return env
+
+    def probes(self, spec: LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
+        """startupProbe covering startupTimeoutSeconds; readiness on /health; lenient liveness."""
+        http = {"path": TGI_ROUTES.health, "port": PORT_NAME}
+        startup_failures = math.ceil(spec.engine.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
+        return {
+            "startupProbe": {
+                "httpGet": dict(http),
+                "periodSeconds": STARTUP_PERIOD_SECONDS,
+                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+                "failureThreshold": startup_failures,
+                "successThreshold": 1,
+            },
+            "readinessProbe": {
+                "httpGet": dict(http),
+                "periodSeconds": READINESS_PERIOD_SECONDS,
+                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+                "failureThreshold": 3,
+                "successThreshold": 1,
+            },
+            "livenessProbe": {
+                "httpGet": dict(http),
+                "periodSeconds": LIVENESS_PERIOD_SECONDS,
+                "timeoutSeconds": LIVENESS_PERIOD_SECONDS,
+                "failureThreshold": LIVENESS_FAILURE_THRESHOLD,
+                "successThreshold": 1,
+            },
+        }
+
+    def query(self, template: str, *, selector: str, window: str) -> str:
+        """PromQL of a canary analysis template.
+
+        tgi-error-ratio is failures (validation errors excluded: those are the client's fault) over
+        successes plus failures. Not `1 - success/count`: chat requests increment
+        tgi_request_count twice, which would read as ~50 % errors. `or vector(0)` because the
+        `err` series (and tgi_request_success) only exist after their first event.
+        """
+        m = TGI_METRICS
+        if template == "tgi-error-ratio":
+            not_validation = matchers('err!="validation"', selector)
+            failed = f"sum(rate({m.request_failure}{not_validation}[{window}]))"
+            all_failed = f"sum(rate({m.request_failure}{matchers(selector)}[{window}]))"
+            succeeded = f"sum(rate({m.request_success}{matchers(selector)}[{window}]))"
+            # Every term falls back to 0, so all-failures reads 1 and no traffic reads NaN (no data).
+            return f"({failed} or vector(0)) / (({succeeded} or vector(0)) + ({all_failed} or vector(0)))"
+        if template == "tgi-latency-p95":
+            return _p95(m.request_duration_bucket, selector, window)
+        if template == "tgi-time-per-token-p95":
+            return _p95(m.time_per_token_bucket, selector, window)
+        if template == "tgi-queue-size":
+            return f"max({m.queue_size}{matchers(selector)})"
+        raise ValueError(f"unknown analysis template for tgi: {template!r}")
+
+    def alert_rules(
+        self, *, selector: str, error_ratio: float, latency_p95_seconds: float, queue_size: int
+    ) -> dict[str, str]:
+        """Alert expressions over all of a deployment's serving pods (5-minute rates)."""
+        return {
+            "ErrorRatio": f"{self.query('tgi-error-ratio', selector=selector, window='5m')} > {error_ratio}",
+            "LatencyP95": (
+                f"{self.query('tgi-latency-p95', selector=selector, window='5m')} > {latency_p95_seconds}"
+            ),
+            "QueueBacklog": f"{self.query('tgi-queue-size', selector=selector, window='5m')} > {queue_size}",
+        }
+
+
+def _p95(bucket: str, selector: str, window: str) -> str:
+    return f"histogram_quantile(0.95, sum by (le) (rate({bucket}{matchers(selector)}[{window}])))"

@@ -1,0 +1,315 @@
+"""The LLMDeployment pydantic models: defaults, the cross-field rules (mirrors of the CRD's CEL
+rules, with the same messages), the samples, and the API's named constants."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+import llmops.api as api
+from llmops.api import conditions
+from llmops.api.common import parse_duration
+from llmops.api.spec import RESERVED_ENV
+from llmops.evaluation.metric_names import METRIC_NAMES
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def minimal(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns"},
+        "spec": {"model": {"id": "org/model"}, **spec},
+    }
+
+
+def rollout(**over: Any) -> dict[str, Any]:
+    return {"steps": [{"setWeight": 20}, {"setWeight": 60}], **over}
+
+
+def evaluation(**over: Any) -> dict[str, Any]:
+    return {
+        "dataset": {"configMapRef": {"name": "ds", "key": "data.jsonl"}},
+        "thresholds": [{"metric": "exactMatch", "min": 0.5}],
+        **over,
+    }
+
+
+def test_the_samples_are_valid_and_pinned() -> None:
+    assert {p.name for p in SAMPLES} >= {"llama-3.1-8b.yaml", "llama-3.1-70b-sharded.yaml"}
+    for path in SAMPLES:
+        ld = api.parse(yaml.safe_load(path.read_text()))
+        assert api.is_pinned_revision(ld.spec.model.revision), path.name
+    big = api.parse(yaml.safe_load((REPO / "manifests/samples/llama-3.1-70b-sharded.yaml").read_text()))
+    assert big.spec.resources.gpu.count == 4
+
+
+def test_defaults_fill_every_section() -> None:
+    ld = api.parse(minimal())
+    s = ld.spec
+    assert s.model.revision == "main"
+    assert s.engine.type == "tgi"
+    assert s.engine.image == api.DEFAULT_TGI_IMAGE == "ghcr.io/huggingface/text-generation-inference:3.3.7"
+    assert s.engine.startup_timeout_seconds == 1800
+    assert (s.resources.gpu.count, s.resources.gpu.resource_name) == (1, "nvidia.com/gpu")
+    assert s.replicas == 1
+    assert (s.cache.enabled, s.cache.size, s.cache.access_mode) == (True, "100Gi", "ReadWriteOnce")
+    assert (s.cache.download.enabled, s.cache.download.active_deadline_seconds) == (True, 3600)
+    assert s.cache.download.image is None  # the operator's image, chosen at render time
+    assert (s.service.type, s.service.port) == ("ClusterIP", 80)
+    assert s.security.network_policy.enabled
+    assert (s.monitoring.enabled, s.monitoring.namespace, s.monitoring.pod_monitor.interval) == (
+        True,
+        "monitoring",
+        "30s",
+    )
+    assert s.monitoring.prometheus_rule.enabled
+    assert s.evaluation is s.rollout is s.drift is s.retrain is None
+    assert ld.status.phase is None and ld.status.conditions == []
+
+
+def test_section_defaults() -> None:
+    ld = api.parse(minimal(rollout=rollout(), evaluation=evaluation()))
+    r = ld.spec.rollout
+    assert r is not None
+    assert (r.analysis.interval, r.analysis.failure_limit, r.analysis.inconclusive_limit) == ("1m", 2, 3)
+    assert [m.template for m in r.analysis.metrics] == ["tgi-error-ratio", "tgi-latency-p95"]
+    assert r.progress_deadline_seconds == 3600
+    assert (r.smoke_evaluation.enabled, r.smoke_evaluation.samples) == (True, 20)
+    assert r.traffic.mode == "replicas"
+    e = ld.spec.evaluation
+    assert e is not None
+    assert (
+        e.concurrency,
+        e.timeout_seconds,
+        e.max_new_tokens,
+        e.active_deadline_seconds,
+        e.backoff_limit,
+    ) == (
+        8,
+        60,
+        256,
+        3600,
+        2,
+    )
+
+
+def test_camel_case_round_trip() -> None:
+    body = minimal(engine={"maxInputTokens": 100, "maxTotalTokens": 200, "apiKeySecretRef": {"name": "k"}})
+    ld = api.parse(body)
+    dumped = ld.spec.model_dump(exclude_none=True)
+    assert dumped["engine"]["maxInputTokens"] == 100
+    assert dumped["engine"]["apiKeySecretRef"] == {"name": "k", "key": "api-key"}
+    assert dumped["model"]["id"] == "org/model"
+    assert api.parse({**body, "spec": dumped}).spec == ld.spec
+    assert "from" in ld.spec.security.network_policy.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"resources": {"gpu": {"count": 0}}}, "count"),
+        ({"engine": {"type": "vllm"}}, "type"),
+        (
+            {"engine": {"maxInputTokens": 4096, "maxTotalTokens": 4096}},
+            "maxInputTokens must be less than maxTotalTokens",
+        ),
+        ({"model": {"id": "org/model", "tokenSecretRef": {"key": "token"}}}, "name"),
+        ({"model": {"id": "org/model", "tokenSecretRef": {"name": "Not_A_Name"}}}, "name"),
+        ({"model": {"id": "no-org"}}, "id"),
+        ({"engine": {"quantize": "int3"}}, "quantize"),
+        ({"engine": {"dtype": "float16", "quantize": "awq"}}, "mutually exclusive"),
+        ({"engine": {"image": "ghcr.io/huggingface/text-generation-inference:latest"}}, "image"),
+        ({"engine": {"image": "ghcr.io/huggingface/text-generation-inference:3.3"}}, "image"),
+        ({"engine": {"startupTimeoutSeconds": 30}}, "startupTimeoutSeconds"),
+        ({"engine": {"env": [{"name": "HF_TOKEN", "value": "hf_x"}]}}, "env must not set"),
+        ({"replicas": -1}, "replicas"),
+        ({"cache": {"accessMode": "ReadOnlyMany"}}, "accessMode"),
+        ({"security": {"networkPolicy": {"from": [{}]}}}, "a peer needs"),
+        ({"evaluation": evaluation(thresholds=[{"metric": "accuracy", "min": 1}])}, "metric"),
+        ({"evaluation": evaluation(thresholds=[{"metric": "tokenF1"}])}, "needs min, max or both"),
+        ({"evaluation": evaluation(thresholds=[{"metric": "tokenF1", "min": 2, "max": 1}])}, "min must not"),
+        ({"evaluation": evaluation(dataset={})}, "exactly one source"),
+        (
+            {
+                "evaluation": evaluation(
+                    dataset={
+                        "configMapRef": {"name": "a", "key": "b"},
+                        "hub": {"repo": "o/d", "revision": SHA, "filename": "f.jsonl"},
+                    }
+                )
+            },
+            "exactly one source",
+        ),
+        (
+            {"evaluation": evaluation(dataset={"hub": {"repo": "o/d", "revision": "main", "filename": "f"}})},
+            "revision",
+        ),
+        ({"rollout": {"steps": [{"setWeight": 50}, {"setWeight": 20}]}}, "strictly increasing"),
+        ({"rollout": {"steps": [{"setWeight": 50}, {"setWeight": 50}]}}, "strictly increasing"),
+        ({"rollout": {"steps": [{"setWeight": 101}]}}, "setWeight"),
+        ({"rollout": {"steps": []}}, "steps"),
+        ({"rollout": rollout(analysis={"failureLimit": 0})}, "failureLimit"),
+        (
+            {
+                "rollout": rollout(
+                    analysis={"metrics": [{"name": "x", "template": "nope", "thresholdRange": {"max": 1}}]}
+                )
+            },
+            "template",
+        ),
+        (
+            {
+                "rollout": rollout(
+                    analysis={
+                        "metrics": [
+                            {
+                                "name": "x",
+                                "template": "tgi-queue-size",
+                                "query": "up",
+                                "thresholdRange": {"max": 1},
+                            }
+                        ]
+                    }
+                )
+            },
+            "exactly one of template and query",
+        ),
+        (
+            {"rollout": rollout(analysis={"metrics": [{"name": "x", "query": "up"}]})},
+            "thresholdRange, compareToStable",
+        ),
+        ({"rollout": rollout(traffic={"mode": "gatewayAPI"})}, "gatewayAPI requires httpRouteRef"),
+        ({"rollout": rollout(steps=[{"setWeight": 10, "pause": {"duration": "ten minutes"}}])}, "duration"),
+        ({"drift": {"evalScoreDrop": {"metric": "tokenF1", "maxDrop": 0.1}}}, "needs evaluation.schedule"),
+        ({"retrain": {"jobTemplate": {}}}, "retrain needs evaluation"),
+        ({"unknownField": 1}, "unknownField"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(spec: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        api.parse(minimal(**spec))
+    assert needle in str(info.value)
+
+
+def test_good_variants_pass() -> None:
+    hub = {"hub": {"repo": "org/evalset", "revision": SHA, "filename": "data/eval.jsonl"}}
+    api.parse(
+        minimal(
+            model={"id": "org/model", "revision": SHA, "tokenSecretRef": {"name": "hf", "key": "tok"}},
+            engine={
+                "image": "registry.local:5000/tgi:3.3.7-rocm@sha256:" + "a" * 64,
+                "quantize": "bitsandbytes-nf4",
+                "maxInputTokens": 10,
+                "maxTotalTokens": 11,
+                "env": [{"name": "CUDA_GRAPHS", "value": "1,2"}],
+            },
+            resources={"cpu": 8, "memory": "64Gi"},
+            evaluation=evaluation(dataset=hub, schedule="0 3 * * *"),
+            rollout=rollout(
+                steps=[{"setWeight": 0}, {"setWeight": 10, "pause": {}}, {"setWeight": 100}],
+                traffic={"mode": "gatewayAPI", "httpRouteRef": {"name": "route"}},
+            ),
+            drift={"evalScoreDrop": {"metric": "tokenF1", "maxDrop": 0.05}},
+            retrain={"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}, "approval": "Auto"},
+        )
+    )
+    api.parse(minimal(engine={"image": "ghcr.io/huggingface/text-generation-inference@sha256:" + "0" * 64}))
+
+
+def test_evaluation_metric_enum_is_the_shared_list() -> None:
+    for name in METRIC_NAMES:
+        api.parse(minimal(evaluation=evaluation(thresholds=[{"metric": name, "max": 1}])))
+    assert len(METRIC_NAMES) == 14
+
+
+def test_reserved_env_covers_what_the_engine_sets() -> None:
+    from llmops.engines import get_engine
+
+    spec = api.parse(
+        minimal(
+            model={"id": "o/m", "tokenSecretRef": {"name": "t"}}, engine={"apiKeySecretRef": {"name": "k"}}
+        )
+    ).spec
+    names = {e["name"] for e in get_engine("tgi").env(spec, revision="main")}
+    assert names <= set(RESERVED_ENV)
+
+
+def test_is_pinned_revision() -> None:
+    assert api.is_pinned_revision(SHA)
+    assert not api.is_pinned_revision("main")
+    assert not api.is_pinned_revision(SHA.upper())
+    assert not api.is_pinned_revision(SHA[:12])
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("30s") == 30
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("7d") == 7 * 86400
+    assert parse_duration("250ms") == 0.25
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("10 minutes")
+
+
+def test_status_keeps_unknown_fields_and_phases_are_closed() -> None:
+    body = minimal()
+    body["status"] = {"phase": "Canary", "kopf": {"progress": {}}, "canary": {"weight": 20, "step": 1}}
+    ld = api.parse(body)
+    assert ld.status.phase is api.Phase.CANARY
+    assert ld.status.model_dump()["kopf"] == {"progress": {}}
+    assert ld.status.canary is not None and ld.status.canary.weight == 20
+    assert [p.value for p in api.Phase] == [
+        "Pending",
+        "Caching",
+        "Evaluating",
+        "Canary",
+        "Serving",
+        "RolledBack",
+        "Retraining",
+        "Failed",
+        "Degraded",
+    ]
+    bad = copy.deepcopy(body)
+    bad["status"]["phase"] = "Running"
+    with pytest.raises(ValidationError):
+        api.parse(bad)
+
+
+def test_parse_accepts_a_parsed_object_and_does_not_mutate_input() -> None:
+    body = minimal()
+    before = copy.deepcopy(body)
+    ld = api.parse(body)
+    assert api.parse(ld) is ld
+    assert body == before
+    assert (ld.name, ld.namespace, ld.uid) == ("m", "ns", "")
+
+
+def test_constants() -> None:
+    assert api.ANNOTATION_PROMOTE == "llmops.io/promote"
+    assert api.ANNOTATION_ABORT == "llmops.io/abort"
+    assert api.ANNOTATION_APPROVE == "llmops.io/approve-retrain"
+    assert api.OPERATOR_IMAGE == "ghcr.io/llmops-io/llmops-operator:0.1.0"
+    assert conditions.CONDITION_TYPES == (
+        "Available",
+        "Progressing",
+        "Degraded",
+        "ModelCached",
+        "Evaluated",
+        "Promoted",
+    )
+    reasons = [v for k, v in vars(conditions).items() if k.isupper() and isinstance(v, str)]
+    for reason in reasons:
+        assert reason[0].isupper() and reason.isalnum(), reason
+
+
+def test_public_names_are_exported() -> None:
+    assert sorted(api.__all__) == sorted(n for n in api.__all__ if hasattr(api, n))
+    assert len(api.__all__) == len(set(api.__all__))
