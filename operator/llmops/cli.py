@@ -1,0 +1,83 @@
+"""The ``llmops`` command: run the operator, generate CRDs, and the programs Jobs run.
+
+llmops run        the operator (kopf with our settings)
+llmops crds       print the generated CRD (crds/llmops.io_llmdeployments.yaml)
+llmops download   pre-warm the model cache (runs in the download Job)
+llmops eval       score a model through its API (runs in the evaluation Job)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="llmops run", description="Run the llmops operator.")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    parser.add_argument(
+        "--liveness-port", type=int, default=8080, help="serve /healthz on this port (0: off)"
+    )
+    parser.add_argument(
+        "--peering", default=None, help="kopf peering name, required with more than one replica"
+    )
+    parser.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    parser.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    import kopf
+
+    import llmops.handlers  # noqa: F401 - registers the handlers
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.standalone or args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+    )
+    return 0
+
+
+def _crds(argv: list[str]) -> int:
+    from llmops.api.crd import main as crd_main
+
+    return int(crd_main(argv) or 0)
+
+
+def _download(argv: list[str]) -> int:
+    from llmops.download import main as download_main
+
+    return download_main(argv)
+
+
+def _eval(argv: list[str]) -> int:
+    from llmops.evaluation.main import main as eval_main
+
+    return eval_main(argv)
+
+
+COMMANDS = {"run": _run, "crds": _crds, "download": _download, "eval": _eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

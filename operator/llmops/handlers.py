@@ -1,0 +1,74 @@
+"""kopf wiring only: watch events in, work-queue triggers out.
+
+Every watch event of an LLMDeployment, or of a child labelled with its name (Deployments,
+Jobs, Pods, PVCs), triggers a reconcile pass of that LLMDeployment through one work queue;
+decisions are made in ``llmops.lifecycle.plan``. The handlers are raw event handlers, so kopf
+writes nothing on its own: no finalizer, no progress annotations, no status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from llmops.api.constants import GROUP, LABEL_DEPLOYMENT, PLURAL, VERSION
+from llmops.kube import Kube, load_client
+from llmops.reconciler import Reconciler
+from llmops.workqueue import WorkQueue
+
+log = logging.getLogger("llmops.handlers")
+_state: dict[str, Any] = {}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    kube = Kube(load_client(os.environ.get("KUBECONFIG")))
+    queue = WorkQueue(Reconciler(kube), workers=int(os.environ.get("LLMOPS_WORKERS", "4")))
+    queue.start()
+    _state.update(kube=kube, queue=queue)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if queue := _state.get("queue"):
+        await queue.stop()
+
+
+def _trigger(namespace: str | None, name: str | None) -> None:
+    if namespace and name and (queue := _state.get("queue")):
+        queue.trigger((namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def llmdeployment_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    if type != "DELETED":
+        _trigger(namespace, name)
+
+
+def _child_event(labels: dict[str, str], namespace: str | None, **_: Any) -> None:
+    _trigger(namespace, labels.get(LABEL_DEPLOYMENT))
+
+
+for _group, _plural in (
+    ("apps", "deployments"),
+    ("batch", "jobs"),
+    ("", "pods"),
+    ("", "persistentvolumeclaims"),
+):
+    kopf.on.event(group=_group, version="v1", plural=_plural, labels={LABEL_DEPLOYMENT: kopf.PRESENT})(
+        _child_event
+    )
+
+
+@kopf.on.probe(id="queue")
+def queue_alive(**_: Any) -> bool:
+    return "queue" in _state

@@ -1,0 +1,265 @@
+"""The thin adapter to the Kubernetes API: read children, apply, delete, patch status, post events.
+
+Everything the operator writes goes through ``Kube`` so that writes are counted (a test
+asserts that a pass with nothing to change writes nothing) and always use server-side apply
+with one field manager. Reads of optional APIs (Prometheus Operator, Gateway API) are
+discovered, not assumed. The synchronous ``kubernetes`` client runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+
+from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
+from llmops.lifecycle.observations import GATEWAY_API, MONITORING_API, Observations
+
+__all__ = ["FIELD_MANAGER", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
+
+log = logging.getLogger("llmops.kube")
+FIELD_MANAGER = "llmops"
+
+
+@dataclass(frozen=True)
+class Resource:
+    api_version: str
+    plural: str
+    optional_api: str | None = None
+    """Set when the kind comes from an optional CRD group that may be absent."""
+
+    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        out = f"{base}/namespaces/{namespace}/{self.plural}"
+        if name:
+            out += f"/{name}"
+        if sub:
+            out += f"/{sub}"
+        return out
+
+
+# Every kind the operator owns or watches, with its REST path.
+RESOURCES: dict[str, Resource] = {
+    "Deployment": Resource("apps/v1", "deployments"),
+    "Service": Resource("v1", "services"),
+    "PersistentVolumeClaim": Resource("v1", "persistentvolumeclaims"),
+    "Job": Resource("batch/v1", "jobs"),
+    "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
+    "PodMonitor": Resource(MONITORING_API, "podmonitors", MONITORING_API),
+    "PrometheusRule": Resource(MONITORING_API, "prometheusrules", MONITORING_API),
+    "HTTPRoute": Resource(GATEWAY_API, "httproutes", GATEWAY_API),
+    "Pod": Resource("v1", "pods"),
+    "LLMDeployment": Resource(API_VERSION, PLURAL),
+}
+_CHILD_KINDS = (
+    "Deployment",
+    "Service",
+    "PersistentVolumeClaim",
+    "Job",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "PodMonitor",
+    "PrometheusRule",
+)
+_OPTIONAL_CRDS = {
+    MONITORING_API: "podmonitors.monitoring.coreos.com",
+    GATEWAY_API: "httproutes.gateway.networking.k8s.io",
+}
+
+
+class ApiError(Exception):
+    """A Kubernetes API call failed; ``status`` is the HTTP status (0 for transport errors)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 0 or self.status in (409, 429) or self.status >= 500
+
+
+def load_client(kubeconfig: str | None = None) -> ApiClient:
+    """An ApiClient from a kubeconfig, or in-cluster config when there is none."""
+    cfg = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    except (kubernetes.config.ConfigException, FileNotFoundError, TypeError):
+        kubernetes.config.load_incluster_config(client_configuration=cfg)
+    return ApiClient(cfg)
+
+
+class Kube:
+    """Narrow, counted access to the API for the operator."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self._lock = threading.Lock()
+        self.writes: list[tuple[str, str, str]] = []
+        """(verb, kind, name) of every write, for tests and debugging."""
+        self._apis: tuple[float, frozenset[str]] | None = None
+
+    # ------------------------------------------------------------- raw calls
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Sequence[tuple[str, Any]] = (),
+        content_type: str = "application/json",
+    ) -> Any:
+        try:
+            m, url, headers, payload, _ = self.client.param_serialize(
+                method,
+                path,
+                query_params=list(query),
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = self.client.call_api(m, url, header_params=headers, body=payload, _request_timeout=30)
+            raw = resp.read()
+        except Exception as exc:  # urllib3 transport errors: connection refused, timeouts
+            raise ApiError(0, f"{method} {path}: {exc}") from exc
+        if not 200 <= resp.status < 300:
+            raise ApiError(resp.status, _api_message(resp.status, raw))
+        return json.loads(raw) if raw else None
+
+    def _write(self, verb: str, kind: str, name: str) -> None:
+        with self._lock:
+            self.writes.append((verb, kind, name))
+
+    # ---------------------------------------------------------------- reads
+    def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", RESOURCES["LLMDeployment"].path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def optional_apis(self, now: float) -> frozenset[str]:
+        """Which optional CRD groups exist (cached for a minute: CRDs come and go rarely)."""
+        if self._apis and now - self._apis[0] < 60:
+            return self._apis[1]
+        present = set()
+        for api, crd in _OPTIONAL_CRDS.items():
+            try:
+                self._call("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
+                present.add(api)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+        self._apis = (now, frozenset(present))
+        return self._apis[1]
+
+    def observe(self, namespace: str, name: str, now: float) -> Observations:
+        """Children, pods and optional APIs for one LLMDeployment. Failed reads land in ``errors``."""
+        selector = [("labelSelector", f"{LABEL_DEPLOYMENT}={name}")]
+        errors: list[str] = []
+        try:
+            apis = self.optional_apis(now)
+        except ApiError as exc:
+            apis, errors = frozenset(), [f"discovery: {exc}"]
+        children: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for kind in _CHILD_KINDS:
+            res = RESOURCES[kind]
+            if res.optional_api and res.optional_api not in apis:
+                continue
+            try:
+                items = self._call("GET", res.path(namespace), query=selector)["items"]
+            except ApiError as exc:
+                errors.append(f"list {kind}: {exc}")
+                continue
+            for item in items:
+                item.setdefault("kind", kind)
+                children[(kind, item["metadata"]["name"])] = item
+        pods: list[Mapping[str, Any]] = []
+        try:
+            pods = self._call("GET", RESOURCES["Pod"].path(namespace), query=selector)["items"]
+        except ApiError as exc:
+            errors.append(f"list Pod: {exc}")
+        return Observations(children=children, pods=pods, apis=apis, errors=tuple(errors))
+
+    # --------------------------------------------------------------- writes
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with our field manager, forcing ownership of the fields we send."""
+        kind, meta = obj["kind"], obj["metadata"]
+        res = RESOURCES[kind]
+        self._write("apply", kind, meta["name"])
+        return self._call(
+            "PATCH",
+            res.path(meta["namespace"], meta["name"]),
+            body=json.dumps(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self._write("delete", kind, name)
+        try:
+            self._call(
+                "DELETE",
+                RESOURCES[kind].path(namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """A merge patch of status: keys mapped to None are removed."""
+        self._write("patch-status", KIND, name)
+        self._call(
+            "PATCH",
+            RESOURCES["LLMDeployment"].path(namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def event(
+        self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime
+    ) -> None:
+        """Post a core/v1 Event about the LLMDeployment (best effort: an event must not fail a pass)."""
+        meta = owner["metadata"]
+        ts = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "llmops-operator"},
+            "reportingComponent": "llmops.io/operator",
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+        }
+        self._write("event", KIND, meta["name"])
+        try:
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
+        except ApiError as exc:
+            log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
+
+def _api_message(status: int, raw: bytes | None) -> str:
+    try:
+        return str(json.loads(raw or b"{}").get("message") or status)
+    except (TypeError, ValueError):
+        return f"HTTP {status}"

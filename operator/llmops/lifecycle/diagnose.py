@@ -1,0 +1,129 @@
+"""Why pods are not running: Pod status read the way an SRE would, as (reason, message).
+
+Pure. The reasons are the API's condition reasons; the messages say what to do, and never
+carry pod names or timestamps (they would change every pass and cause status writes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.api import conditions as c
+
+__all__ = ["Problem", "diagnose_pods", "job_state"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+    permanent: bool
+    """True when waiting will not help: the user must change something."""
+
+
+_SECRET = re.compile(r'secret "([^"]+)" not found')
+_SECRET_KEY = re.compile(r"couldn't find key (\S+) in Secret (\S+)")
+
+
+def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
+def _pod_problem(pod: Mapping[str, Any], gpu_resource: str) -> Problem | None:
+    status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            msg = str(cond.get("message", ""))
+            if gpu_resource in msg:
+                return Problem(
+                    c.INSUFFICIENT_GPU,
+                    f"pods cannot be scheduled: no node has enough free {gpu_resource} ({_first_line(msg)}); "
+                    "lower resources.gpu.count, free GPUs, or add GPU nodes",
+                    permanent=False,
+                )
+            if "unbound" in msg and "PersistentVolumeClaim" in msg:
+                return Problem(
+                    c.PVC_NOT_BOUND,
+                    "pods wait for the model cache PersistentVolumeClaim to be bound; check cache.storageClassName",
+                    permanent=False,
+                )
+            return Problem(c.UNSCHEDULABLE, f"pods cannot be scheduled: {_first_line(msg)}", permanent=False)
+    for cs in _container_statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason, msg = waiting.get("reason", ""), str(waiting.get("message", ""))
+        if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+            return Problem(
+                c.IMAGE_PULL_FAILED,
+                f"image {cs.get('image', '')} cannot be pulled ({reason}); check the image name and tag "
+                "and the pull secret",
+                permanent=True,
+            )
+        if reason == "CreateContainerConfigError":
+            if m := _SECRET.search(msg):
+                return Problem(
+                    c.SECRET_NOT_FOUND,
+                    f'Secret "{m.group(1)}" not found in the namespace; create it or fix the secret reference',
+                    permanent=True,
+                )
+            if m := _SECRET_KEY.search(msg):
+                return Problem(
+                    c.SECRET_KEY_NOT_FOUND,
+                    f"key {m.group(1)} not found in Secret {m.group(2)}; add the key or fix the secret reference",
+                    permanent=True,
+                )
+            return Problem(c.RECONCILE_ERROR, f"container configuration error: {msg}", permanent=True)
+        if reason == "CrashLoopBackOff":
+            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("reason", "")
+            if last == "OOMKilled":
+                return Problem(
+                    c.OOM_KILLED,
+                    "the server was killed for exceeding its memory limit; raise resources.memory",
+                    permanent=True,
+                )
+            return Problem(c.CRASH_LOOP, "the server keeps crashing; see the pod logs", permanent=True)
+        last = ((cs.get("lastState") or {}).get("terminated") or {}).get("reason", "")
+        if last == "OOMKilled":
+            return Problem(
+                c.OOM_KILLED,
+                "the server was killed for exceeding its memory limit; raise resources.memory",
+                permanent=False,
+            )
+    return None
+
+
+def diagnose_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.com/gpu") -> Problem | None:
+    """The most telling problem among ``pods`` (permanent ones first), or None."""
+    problems = [
+        p
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        if (p := _pod_problem(pod, gpu_resource))
+    ]
+    problems.sort(key=lambda p: (not p.permanent, p.reason))
+    return problems[0] if problems else None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def job_state(job: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """("Missing"|"Running"|"Complete"|"Failed", reason, message) of a Job."""
+    if not job:
+        return ("Missing", "", "")
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return ("Complete", cond.get("reason", ""), cond.get("message", ""))
+        if cond.get("type") in ("Failed", "FailureTarget"):
+            return ("Failed", cond.get("reason", ""), cond.get("message", ""))
+    return ("Running", "", "")

@@ -1,0 +1,42 @@
+"""What the operator saw in the cluster for one LLMDeployment: plain data for ``plan()``.
+
+The kube adapter fills it; the lifecycle only reads it. Children are keyed by (kind, name).
+A read that failed is recorded in ``errors`` so that the plan can say Unknown instead of
+concluding False from missing data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GATEWAY_API", "MONITORING_API", "Observations"]
+
+MONITORING_API = "monitoring.coreos.com/v1"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+@dataclass(frozen=True)
+class Observations:
+    """The children, pods and optional APIs seen for one LLMDeployment."""
+
+    children: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """Existing children by (kind, name), as returned by the apiserver."""
+    pods: Sequence[Mapping[str, Any]] = ()
+    """Pods labelled with the LLMDeployment's name (all tracks, download and evaluation Jobs)."""
+    apis: frozenset[str] = frozenset()
+    """Optional group/versions present in the cluster (MONITORING_API, GATEWAY_API)."""
+    errors: Sequence[str] = ()
+    """Reads that failed; the plan reports Unknown for what depends on them."""
+
+    def child(self, kind: str, name: str) -> Mapping[str, Any] | None:
+        return self.children.get((kind, name))
+
+    def pods_of(self, **labels: str) -> list[Mapping[str, Any]]:
+        """Pods whose labels include all of ``labels``."""
+        return [
+            p
+            for p in self.pods
+            if all((p.get("metadata", {}).get("labels") or {}).get(k) == v for k, v in labels.items())
+        ]

@@ -1,0 +1,106 @@
+"""A small work queue with controller-runtime's guarantees, for kopf events.
+
+- A key is never processed by two workers at once.
+- Triggers that arrive while a key is being processed coalesce into one more pass after it.
+- A key can be scheduled for later (requeue-after, or backoff after an error); an earlier
+  trigger wins over a later schedule.
+
+Only scheduling lives here, in memory; everything a pass decides lives in the object's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+
+__all__ = ["WorkQueue"]
+
+log = logging.getLogger("llmops.workqueue")
+
+
+class WorkQueue:
+    """Run ``process(key)`` for triggered keys on ``workers`` concurrent workers."""
+
+    def __init__(
+        self,
+        process: Callable[[Hashable], Awaitable[float | None]],
+        *,
+        workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._process = process
+        self._workers = workers
+        self._clock = clock
+        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._active: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._delayed: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, float] = {}
+        self._seq = 0
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def trigger(self, key: Hashable) -> None:
+        """Process ``key`` as soon as possible (once, however often it is triggered)."""
+        self._due.pop(key, None)
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.put_nowait(key)
+
+    def schedule(self, key: Hashable, delay: float) -> None:
+        """Process ``key`` after ``delay`` seconds unless something triggers it earlier."""
+        due = self._clock() + max(0.0, delay)
+        if key in self._queued or (key in self._due and self._due[key] <= due):
+            return
+        self._due[key] = due
+        self._seq += 1
+        heapq.heappush(self._delayed, (due, self._seq, key))
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self._workers)]
+        self._tasks.append(asyncio.create_task(self._timer()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _timer(self) -> None:
+        while True:
+            now = self._clock()
+            while self._delayed and self._delayed[0][0] <= now:
+                due, _, key = heapq.heappop(self._delayed)
+                if self._due.get(key) == due:
+                    self.trigger(key)
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            key = await self._ready.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                delay = await self._process(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the processor reports its own errors; never let one key stop a worker
+                log.exception("processing %s failed", key)
+                delay = 30.0
+            finally:
+                self._active.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self.trigger(key)
+            elif delay is not None:
+                self.schedule(key, delay)

@@ -1,0 +1,389 @@
+"""Table-style tests of ``plan()``: spec + status + observations in, actions + status out.
+
+Built with small fixture builders; the cluster is simulated by feeding the applied objects
+back as observations, with whatever status the test wants them to have.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from llmops.api import conditions as c
+from llmops.lifecycle.observations import MONITORING_API, Observations
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan, plan
+
+T0 = dt.datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=dt.UTC)
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": {"id": "org/model", "revision": SHA_A},
+        "resources": {"gpu": {"count": 1}},
+        "replicas": 1,
+    }
+    for key, value in spec.items():
+        base[key] = value
+    return {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 1},
+        "spec": base,
+    }
+
+
+def children_of(p: Plan, existing: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> dict:
+    """The cluster after applying ``p`` (objects keep any status the test gave them)."""
+    out = {k: copy.deepcopy(v) for k, v in (existing or {}).items()}
+    for obj in p.apply:
+        key = (obj["kind"], obj["metadata"]["name"])
+        new = copy.deepcopy(obj)
+        new["metadata"]["generation"] = (out.get(key, {}).get("metadata", {}).get("generation") or 0) + 1
+        if key in out and "status" in out[key]:
+            new["status"] = out[key]["status"]
+        out[key] = new
+    for key in p.delete:
+        out.pop(key, None)
+    return out
+
+
+def with_status(p: Plan, b: dict[str, Any]) -> dict[str, Any]:
+    nb = copy.deepcopy(b)
+    nb["status"] = copy.deepcopy(p.status)
+    return nb
+
+
+def job_done(children: dict, state: str = "Complete", reason: str = "") -> None:
+    for (kind, _), obj in children.items():
+        if kind == "Job":
+            obj["status"] = {"conditions": [{"type": state, "status": "True", "reason": reason}]}
+    for (kind, _), obj in children.items():
+        if kind == "PersistentVolumeClaim":
+            obj["status"] = {"phase": "Bound"}
+
+
+def rollout(children: dict, ready: int, replicas: int = 1, updated: int | None = None) -> None:
+    dep = children[("Deployment", "m-stable")]
+    dep["status"] = {
+        "observedGeneration": dep["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas if updated is None else updated,
+        "readyReplicas": ready,
+    }
+
+
+def cond(p: Plan, type_: str) -> dict[str, Any]:
+    return next(x for x in p.status["conditions"] if x["type"] == type_)
+
+
+def kinds(p: Plan) -> set[str]:
+    return {o["kind"] for o in p.apply}
+
+
+def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """Drive a fresh LLMDeployment to Serving; return (body with status, children)."""
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=1)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0 + dt.timedelta(minutes=5))
+    return with_status(p, b), children_of(p, ch)
+
+
+def test_fresh_object_starts_with_cache_and_shared_children_but_no_server() -> None:
+    p = plan(body(), Observations(), T0)
+    assert kinds(p) == {"PersistentVolumeClaim", "Job", "Service", "PodDisruptionBudget", "NetworkPolicy"}
+    assert p.status["phase"] == "Caching"
+    assert cond(p, c.MODEL_CACHED)["reason"] == c.DOWNLOADING
+    assert cond(p, c.AVAILABLE)["status"] == "False"
+    assert p.status["observedGeneration"] == 1
+    assert p.status["endpoint"] == "http://m.ns.svc.cluster.local:80"
+    assert p.requeue_after is not None
+
+
+def test_cached_revision_gets_a_stable_deployment_then_serves() -> None:
+    b = body()
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    dep = next(o for o in p.apply if o["kind"] == "Deployment")
+    assert dep["metadata"]["name"] == "m-stable"
+    assert dep["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_A
+    assert cond(p, c.MODEL_CACHED)["status"] == "True"
+    assert p.status["phase"] == "Pending"
+    assert cond(p, c.AVAILABLE)["reason"] == c.PODS_NOT_READY
+
+    served, _ = to_serving(body())
+    st = served["status"]
+    assert st["phase"] == "Serving"
+    assert st["servingRevision"] == SHA_A
+    assert st["ready"] == "1/1"
+    assert cond_of(st, c.AVAILABLE)["status"] == "True"
+    assert cond_of(st, c.PROGRESSING)["reason"] == c.ROLLOUT_COMPLETE
+    assert [h["action"] for h in st["history"]] == ["Deployed"]
+
+
+def cond_of(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    return next(x for x in status["conditions"] if x["type"] == type_)
+
+
+def test_a_pass_with_nothing_to_change_changes_nothing() -> None:
+    b, ch = to_serving(body())
+    p = plan(b, Observations(children=ch), T0 + dt.timedelta(hours=1))
+    assert p.apply == [] and p.delete == []
+    assert not p.status_changed
+    assert p.events == []
+    # lastTransitionTime did not move although the clock did.
+    assert (
+        cond(p, c.AVAILABLE)["lastTransitionTime"] == cond_of(b["status"], c.AVAILABLE)["lastTransitionTime"]
+    )
+
+
+def test_transition_times_are_truncated_to_seconds() -> None:
+    p = plan(body(), Observations(), T0)
+    assert cond(p, c.AVAILABLE)["lastTransitionTime"] == "2026-11-28T10:00:00Z"
+
+
+def test_new_revision_keeps_the_old_one_serving_until_it_is_cached() -> None:
+    b, ch = to_serving(body())
+    b["spec"]["model"]["revision"] = SHA_B
+    b["metadata"]["generation"] = 2
+    p = plan(b, Observations(children=ch), T0)
+    # A new download Job for B; the old one is no longer wanted. The Deployment stays on A.
+    jobs = [o for o in p.apply if o["kind"] == "Job"]
+    assert len(jobs) == 1 and jobs[0]["metadata"]["name"] != next(k[1] for k in ch if k[0] == "Job")
+    assert ("Job", next(k[1] for k in ch if k[0] == "Job")) in p.delete
+    assert "Deployment" not in kinds(p)
+    assert p.status["servingRevision"] == SHA_A
+    assert p.status["desiredRevision"] == SHA_B
+    assert cond(p, c.PROGRESSING)["reason"] == c.NEW_REVISION
+    # The phase follows the new revision through the pipeline, while A keeps serving.
+    assert p.status["phase"] == "Caching"
+    assert cond(p, c.AVAILABLE)["status"] == "True"
+
+    ch = children_of(p, ch)
+    job_done(ch)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    dep = next(o for o in p.apply if o["kind"] == "Deployment")
+    assert dep["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_B
+    ch = children_of(p, ch)
+    rollout(ch, ready=0, updated=0)  # the rolling update is under way
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    assert cond(p, c.PROGRESSING)["reason"] == c.ROLLING_UPDATE
+    assert p.status["servingRevision"] == SHA_A
+    rollout(ch, ready=1)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    assert p.status["servingRevision"] == SHA_B
+    assert p.status["history"][-1]["revision"] == SHA_B
+    assert any(e.reason == "Deployed" for e in p.events)
+
+
+def _pod(track: str = "stable", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "m-stable-x", "labels": {"llmops.io/deployment": "m", "llmops.io/track": track}},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod_status", "reason", "phase"),
+    [
+        (
+            {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                    }
+                ],
+            },
+            c.INSUFFICIENT_GPU,
+            "Pending",
+        ),
+        (
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "server",
+                        "image": "x:1.0.0",
+                        "state": {"waiting": {"reason": "ImagePullBackOff"}},
+                    }
+                ],
+            },
+            c.IMAGE_PULL_FAILED,
+            "Failed",
+        ),
+        (
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "server",
+                        "state": {
+                            "waiting": {
+                                "reason": "CreateContainerConfigError",
+                                "message": 'secret "hf-token" not found',
+                            }
+                        },
+                    }
+                ],
+            },
+            c.SECRET_NOT_FOUND,
+            "Failed",
+        ),
+        (
+            {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "server",
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"reason": "OOMKilled"}},
+                    }
+                ],
+            },
+            c.OOM_KILLED,
+            "Failed",
+        ),
+    ],
+)
+def test_pod_failures_become_conditions_that_say_what_to_do(
+    pod_status: dict, reason: str, phase: str
+) -> None:
+    b = body()
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=0)
+    p = plan(with_status(p, b), Observations(children=ch, pods=[_pod(**pod_status)]), T0)
+    avail = cond(p, c.AVAILABLE)
+    assert avail["status"] == "False"
+    assert avail["reason"] == reason
+    assert p.status["phase"] == phase
+    assert "hf-token" in avail["message"] if reason == c.SECRET_NOT_FOUND else True
+    if phase == "Failed":
+        assert cond(p, c.PROGRESSING)["status"] == "False"
+        assert any(e.type == "Warning" and e.reason == reason for e in p.events)
+
+
+@pytest.mark.parametrize(
+    ("job_reason", "message", "expected"),
+    [
+        (
+            "BackoffLimitExceeded",
+            '{"error": "repository org/model not found", "reason": "RepositoryNotFound"}',
+            c.DOWNLOAD_FAILED,
+        ),
+        ("DeadlineExceeded", "", c.DOWNLOAD_TIMED_OUT),
+    ],
+)
+def test_download_failures(job_reason: str, message: str, expected: str) -> None:
+    b = body()
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch, "Failed", job_reason)
+    job_name = next(k[1] for k in ch if k[0] == "Job")
+    pod = {
+        "metadata": {
+            "name": "j",
+            "labels": {"llmops.io/deployment": "m", "batch.kubernetes.io/job-name": job_name},
+        },
+        "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 1, "message": message}}}]},
+    }
+    p = plan(with_status(p, b), Observations(children=ch, pods=[pod]), T0)
+    mc = cond(p, c.MODEL_CACHED)
+    assert mc["reason"] == expected
+    assert p.status["phase"] == "Failed"
+    assert "Deployment" not in kinds(p)
+    if expected == c.DOWNLOAD_FAILED:
+        assert "repository org/model not found" in mc["message"]
+    else:
+        assert "activeDeadlineSeconds" in mc["message"]
+
+
+def test_unbound_pvc_is_reported() -> None:
+    b = body(cache={"storageClassName": "nope"})
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    ch[("PersistentVolumeClaim", "m-model-cache")]["status"] = {"phase": "Pending"}
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    assert cond(p, c.MODEL_CACHED)["reason"] == c.PVC_NOT_BOUND
+    assert "nope" in cond(p, c.MODEL_CACHED)["message"]
+    assert p.status["phase"] == "Pending"
+
+
+def test_monitoring_children_only_when_the_prometheus_operator_is_there() -> None:
+    p = plan(body(), Observations(apis=frozenset({MONITORING_API})), T0)
+    assert {"PodMonitor", "PrometheusRule"} <= kinds(p)
+    assert cond(p, "MonitoringConfigured")["status"] == "True"
+    p = plan(body(), Observations(), T0)
+    assert not {"PodMonitor", "PrometheusRule"} & kinds(p)
+    assert cond(p, "MonitoringConfigured")["reason"] == c.MONITORING_CRDS_MISSING
+
+
+def test_moving_revision_is_a_warning_not_a_failure() -> None:
+    b = body(model={"id": "org/model", "revision": "main"})
+    p = plan(b, Observations(), T0)
+    pinned = cond(p, "RevisionPinned")
+    assert pinned["status"] == "False" and pinned["reason"] == c.MOVING_REVISION
+    assert "40-hex" in pinned["message"]
+    assert cond(p, c.DEGRADED)["status"] == "False"
+
+
+def test_cache_disabled_goes_straight_to_the_server() -> None:
+    p = plan(body(cache={"enabled": False}), Observations(), T0)
+    assert "Job" not in kinds(p) and "PersistentVolumeClaim" not in kinds(p)
+    assert "Deployment" in kinds(p)
+    assert cond(p, c.MODEL_CACHED)["reason"] == c.CACHE_DISABLED
+
+
+def test_invalid_spec_fails_with_the_field_named() -> None:
+    b = body()
+    b["spec"]["resources"] = {"gpu": {"count": 0}}
+    p = plan(b, Observations(), T0)
+    assert p.apply == [] and p.delete == []
+    assert p.status["phase"] == "Failed"
+    assert cond(p, c.AVAILABLE)["reason"] == c.INVALID_SPEC
+    assert "resources.gpu.count" in cond(p, c.AVAILABLE)["message"]
+
+
+def test_failed_reads_make_availability_unknown_not_false() -> None:
+    p = plan(body(), Observations(errors=("list Deployment: 503 etcd unavailable",)), T0)
+    avail = cond(p, c.AVAILABLE)
+    assert avail["status"] == "Unknown" and avail["reason"] == c.OBSERVATION_FAILED
+
+
+def test_scaled_to_zero() -> None:
+    b, ch = to_serving(body())
+    b["spec"]["replicas"] = 0
+    p = plan(b, Observations(children=ch), T0)
+    dep = next(o for o in p.apply if o["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 0
+    assert cond(p, c.AVAILABLE)["reason"] == c.SCALED_TO_ZERO
+
+
+def test_unknown_children_kinds_are_left_alone_and_unwanted_ones_deleted() -> None:
+    b, ch = to_serving(body())
+    ch[("Deployment", "m-canary")] = {"kind": "Deployment", "metadata": {"name": "m-canary"}}
+    ch[("ConfigMap", "m-something")] = {"kind": "ConfigMap", "metadata": {"name": "m-something"}}
+    p = plan(b, Observations(children=ch), T0)
+    assert p.delete == [("Deployment", "m-canary")]
