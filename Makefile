@@ -41,4 +41,7 @@ cluster-up: venv cluster-build ## start the local cluster in the background and 
 cluster-down: venv ## stop the local cluster started by cluster-up
 	$(PY) -m llmops.devcluster down
 
+dev: venv cluster-build ## run the operator against the local cluster with a sample (kubectl get llmd -n llmops-dev -w)
+	$(PY) -m llmops.devcluster.dev
+
 -include mk/*.mk

@@ -19,8 +19,11 @@ cache=${LLMOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmops}
 key=$(cd "$here" && cat build.sh controlplane/go.mod controlplane/go.sum tools/go.mod tools/go.sum \
       $(find controlplane/cmd -name '*.go' | sort) | sha256sum | cut -c1-16)
 bin="$cache/cluster/$key/bin"
-want=(k8s etcd kwok helm)
-have=1; for b in "${want[@]}"; do [ -x "$bin/$b" ] || have=0; done
+want=(k8s etcd kwok helm crds/monitoring.coreos.com_podmonitors.yaml crds/gateway.networking.k8s.io_httproutes.yaml)
+# Third-party CRDs the operator adapts to when present, taken verbatim from their Go modules.
+PROMETHEUS_OPERATOR=github.com/prometheus-operator/prometheus-operator@v0.85.0
+GATEWAY_API=sigs.k8s.io/gateway-api@v1.6.3
+have=1; for b in "${want[@]}"; do [ -e "$bin/$b" ] || have=0; done
 if [ "$have" = 1 ]; then
   echo "control plane binaries: cached in $bin" >&2
   echo "$bin"; exit 0
@@ -54,6 +57,13 @@ step 3 "building etcd"
 step 4 "building kwok $kwokv and helm $helmv"
 (cd "$here/tools" && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helmv -X sigs.k8s.io/kwok/pkg/consts.Version=${kwokv#v}" -o "$tmp/" sigs.k8s.io/kwok/cmd/kwok helm.sh/helm/v3/cmd/helm)
 for n in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sf k8s "$tmp/$n"; done
+echo "      and third-party CRDs ($PROMETHEUS_OPERATOR, $GATEWAY_API)" >&2
+mkdir -p "$tmp/crds"
+moddir() { (cd "$here/tools" && go mod download -json "$1") | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
+po=$(moddir "$PROMETHEUS_OPERATOR"); gw=$(moddir "$GATEWAY_API")
+cp "$po"/example/prometheus-operator-crd/monitoring.coreos.com_{podmonitors,prometheusrules,servicemonitors}.yaml "$tmp/crds/"
+cp "$gw"/config/crd/standard/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,referencegrants}.yaml "$tmp/crds/"
+chmod 644 "$tmp"/crds/*
 rm -rf "$bin"; mv "$tmp" "$bin"; trap - EXIT
 # Older keys are dead weight (each about 400 MB): keep only this one.
 find "$cache/cluster" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +

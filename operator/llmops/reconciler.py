@@ -78,6 +78,8 @@ class Reconciler:
         # Applying children changes what we observe: look again soon rather than wait for events.
         if result.apply or result.delete:
             return 1.0
+        if not result.status_changed:
+            log.info("%s/%s: pass: nothing to change", namespace, name)
         return result.requeue_after or RESYNC_SECONDS
 
     def _report(self, namespace: str, name: str, message: str) -> None:

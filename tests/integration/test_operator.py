@@ -1,0 +1,224 @@
+"""The operator serving models on the local cluster (issue 3's scenarios).
+
+The operator runs as a process (``operator`` fixture); TGI pods are run by the fake kubelet
+(a TGI simulator per pod) and the model cache is filled from the simulated Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmops.devcluster import Cluster
+from testkit import get_json, wait_for
+from testkit.operator import OperatorProcess, children, condition, llmd, sample, wait_condition
+
+REV_A = "a" * 40
+REV_B = "b" * 40
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _apply(cluster: Cluster, namespace: str, manifest: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+def _serve(cluster: Cluster, namespace: str, name: str, revision: str = REV_A, **spec: object) -> dict:
+    _apply(cluster, namespace, sample(name, revision, **spec))
+    return wait_condition(cluster, namespace, name, "Available", "True", timeout=120)
+
+
+def test_sample_is_served_with_every_child_owned(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    obj = _serve(cluster, namespace, "chat")
+    uid = obj["metadata"]["uid"]
+    st = obj["status"]
+    assert st["phase"] == "Serving"
+    assert st["servingRevision"] == REV_A
+    assert st["ready"] == "1/1"
+    assert st["endpoint"] == f"http://chat.{namespace}.svc.cluster.local:80"
+    assert st["observedGeneration"] == obj["metadata"]["generation"]
+    assert condition(obj, "ModelCached")["status"] == "True"
+    assert condition(obj, "Progressing")["reason"] == "RolloutComplete"
+
+    kinds = {}
+    for child in children(cluster, namespace, "chat"):
+        kinds[child["kind"]] = child["metadata"]["name"]
+        refs = child["metadata"].get("ownerReferences") or []
+        assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [("LLMDeployment", uid, True)], (
+            child["metadata"]["name"]
+        )
+    assert kinds.keys() >= {
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
+        "Job",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"]
+    assert len(pods) == 1
+    node = get_json(cluster, "node", pods[0]["spec"]["nodeName"])
+    assert "nvidia.com/gpu.product" in node["metadata"]["labels"]
+
+    # The printer columns tell the story at a glance.
+    table = cluster.kubectl("get", "llmd", "chat", "-n", namespace).stdout.split("\n")
+    header, row = table[0].split(), table[1].split()
+    assert header[:6] == ["NAME", "PHASE", "MODEL", "REVISION", "READY", "CANARY"]
+    assert row[:5] == ["chat", "Serving", "sim-org/tiny-chat", REV_A, "1/1"]
+
+
+def test_new_revision_rolls_and_status_follows(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _serve(cluster, namespace, "roll")
+    _apply(cluster, namespace, sample("roll", REV_B))
+
+    def rolled() -> dict | None:
+        obj = llmd(cluster, namespace, "roll")
+        st = obj.get("status") or {}
+        ok = (
+            st.get("servingRevision") == REV_B
+            and st.get("observedGeneration") == obj["metadata"]["generation"]
+        )
+        return obj if ok and st.get("phase") == "Serving" else None
+
+    obj = wait_for("revision B serving", rolled, 120)
+    assert obj["status"]["desiredRevision"] == REV_B
+    dep = get_json(cluster, "deployment", "roll-stable", "-n", namespace)
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REVISION"] == REV_B
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"]
+    assert {
+        p["metadata"]["labels"]["llmops.io/revision"]
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+    } == {REV_B}
+    actions = [(h["action"], h.get("revision")) for h in obj["status"]["history"]]
+    assert actions[-2:] == [("Deployed", REV_A), ("Deployed", REV_B)]
+
+
+def test_delete_garbage_collects_everything(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _serve(cluster, namespace, "gone")
+    cluster.kubectl("delete", "llmd", "gone", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for("children collected", lambda: not list(children(cluster, namespace, "gone")), 90)
+    wait_for(
+        "pods collected",
+        lambda: not get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/deployment=gone")["items"],
+        90,
+    )
+
+
+def test_restart_makes_no_duplicates_and_no_writes(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _serve(cluster, namespace, "steady")
+
+    def versions() -> dict[str, str]:
+        out = {
+            f"{c['kind']}/{c['metadata']['name']}": c["metadata"]["resourceVersion"]
+            for c in children(cluster, namespace, "steady")
+        }
+        out["llmd"] = llmd(cluster, namespace, "steady")["metadata"]["resourceVersion"]
+        return out
+
+    # Settled: two passes in a row produce the same versions.
+    before = wait_for("a settled object", lambda: (v := versions()) == versions() and v, 60)
+    offset = operator.log_offset()
+    operator.restart()
+    wait_for(
+        "the restarted operator to reconcile the object",
+        lambda: f"{namespace}/steady: pass: nothing to change" in operator.log_since(offset),
+        60,
+    )
+    assert versions() == before
+    names = [f"{c['kind']}/{c['metadata']['name']}" for c in children(cluster, namespace, "steady")]
+    assert len(names) == len(set(names))
+
+
+def test_two_namespaces_do_not_interfere(cluster: Cluster, operator: OperatorProcess) -> None:
+    # The same name in two namespaces: one cannot start (its Secret is missing), the other serves.
+    namespaces = []
+    try:
+        for ns in ("iso-a", "iso-b"):
+            cluster.kubectl("create", "namespace", ns)
+            namespaces.append(ns)
+        _apply(
+            cluster,
+            "iso-a",
+            sample(
+                "twin",
+                REV_A,
+                model={"id": "sim-org/tiny-chat", "revision": REV_A, "tokenSecretRef": {"name": "missing"}},
+            ),
+        )
+        ok = _serve(cluster, "iso-b", "twin")
+        bad = wait_condition(cluster, "iso-a", "twin", "ModelCached", "False", "SecretNotFound")
+        assert ok["status"]["phase"] == "Serving"
+        assert bad["status"]["phase"] in ("Failed", "Pending")
+        assert 'Secret "missing" not found' in condition(bad, "ModelCached")["message"]
+        owners_b = {c["metadata"]["ownerReferences"][0]["uid"] for c in children(cluster, "iso-b", "twin")}
+        assert owners_b == {ok["metadata"]["uid"]}
+    finally:
+        for ns in namespaces:
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize(
+    ("case", "spec", "condition_type", "reason", "words"),
+    [
+        ("gpus", {"resources": {"gpu": {"count": 9}}}, "Available", "InsufficientGPU", "nvidia.com/gpu"),
+        (
+            "image",
+            {"engine": {"image": "registry.invalid/tgi:1.0.0"}},
+            "Available",
+            "ImagePullFailed",
+            "registry.invalid/tgi:1.0.0",
+        ),
+        (
+            "pvc",
+            {"cache": {"size": "1Gi", "storageClassName": "no-such-class"}},
+            "ModelCached",
+            "PVCNotBound",
+            "no-such-class",
+        ),
+        (
+            "repo",
+            {"model": {"id": "sim-org/missing", "revision": REV_A}},
+            "ModelCached",
+            "DownloadFailed",
+            "sim-org/missing",
+        ),
+    ],
+)
+def test_runtime_failures_become_conditions(
+    cluster: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    case: str,
+    spec: dict,
+    condition_type: str,
+    reason: str,
+    words: str,
+) -> None:
+    _apply(cluster, namespace, sample(f"bad-{case}", REV_A, **spec))
+    obj = wait_condition(cluster, namespace, f"bad-{case}", condition_type, "False", reason, timeout=120)
+    assert words in condition(obj, condition_type)["message"]
+    assert obj["status"]["phase"] in ("Pending", "Failed")
+    events = get_json(
+        cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name=bad-{case}"
+    )
+    if obj["status"]["phase"] == "Failed":
+        assert any(e["reason"] == reason and e["type"] == "Warning" for e in events["items"]), json.dumps(
+            events
+        )[:2000]
+
+
+def test_samples_apply_cleanly(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    for path in sorted((REPO / "manifests" / "samples").glob("*.yaml")):
+        cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(path))

@@ -1,0 +1,151 @@
+"""Running the operator as a real process against the test cluster.
+
+The operator runs as ``llmops run`` in a subprocess (as it would in its Pod), so that tests
+can kill and restart it. Its log goes to a file; tests wait for log lines or, better, for
+status conditions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from llmops.devcluster import Cluster
+from llmops.devcluster.processes import free_port
+from testkit import get_json, wait_for
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "llmops.io_llmdeployments.yaml"
+
+
+def install_crd(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.io", "--timeout=60s")
+
+
+class OperatorProcess:
+    """``llmops run`` against the cluster; restartable."""
+
+    def __init__(self, cluster: Cluster, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.cluster = cluster
+        self.log = log_dir / "operator.log"
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        llmops = Path(sys.executable).with_name("llmops")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(llmops), "run", "--all-namespaces", "--liveness-port", str(self.port), "--verbose"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        wait_for("operator liveness endpoint", self._alive, 60)
+
+    def _alive(self) -> bool:
+        import urllib.request
+
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"operator exited with {self.proc.returncode}; log {self.log}:\n{self.tail()}"
+            )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop it abruptly (SIGKILL by default, as an OOM kill or node loss would)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_offset(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with self.log.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+
+def llmd(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return get_json(cluster, "llmdeployment", name, "-n", namespace)
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def wait_condition(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    type_: str,
+    status: str,
+    reason: str | None = None,
+    timeout: float = 90,
+) -> dict[str, Any]:
+    """Wait until the LLMDeployment's condition has ``status`` (and ``reason``); return the object."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = llmd(cluster, namespace, name)
+        cond = condition(obj, type_)
+        if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+            return obj
+        return None
+
+    try:
+        return wait_for(
+            f"{name}: {type_}={status}" + (f" ({reason})" if reason else ""), probe, timeout, 0.25
+        )
+    except AssertionError as exc:
+        status_now = json.dumps((llmd(cluster, namespace, name).get("status") or {}), indent=1)[:3000]
+        raise AssertionError(f"{exc}\nstatus now: {status_now}") from None
+
+
+def sample(name: str, revision: str, **spec: Any) -> str:
+    """A small LLMDeployment as JSON for ``kubectl apply``."""
+    body: dict[str, Any] = {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"id": "sim-org/tiny-chat", "revision": revision},
+            "resources": {"gpu": {"count": 1}},
+            "replicas": 1,
+            "cache": {"size": "1Gi"},
+        },
+    }
+    for key, value in spec.items():
+        body["spec"][key] = value
+    return json.dumps(body)
+
+
+def children(cluster: Cluster, namespace: str, name: str) -> Iterator[dict[str, Any]]:
+    kinds = "deployments,services,persistentvolumeclaims,jobs,poddisruptionbudgets,networkpolicies"
+    yield from get_json(cluster, kinds, "-n", namespace, "-l", f"llmops.io/deployment={name}").get(
+        "items", []
+    )
