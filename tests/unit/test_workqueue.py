@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from llmops.workqueue import WorkQueue
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Wait for a condition, with a deadline."""
+    async with asyncio.timeout(5):
+        while not predicate():  # noqa: ASYNC110 - polls a plain condition, not an awaitable
             await asyncio.sleep(0.001)
 
 
