@@ -6,7 +6,6 @@ back as observations, with whatever status the test wants them to have.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -15,89 +14,20 @@ import pytest
 
 from llmops.api import conditions as c
 from llmops.lifecycle.observations import MONITORING_API, Observations
-from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan, plan
-
-T0 = dt.datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=dt.UTC)
-SHA_A = "a" * 40
-SHA_B = "b" * 40
-
-
-def body(**spec: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "model": {"id": "org/model", "revision": SHA_A},
-        "resources": {"gpu": {"count": 1}},
-        "replicas": 1,
-    }
-    for key, value in spec.items():
-        base[key] = value
-    return {
-        "apiVersion": "llmops.io/v1alpha1",
-        "kind": "LLMDeployment",
-        "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 1},
-        "spec": base,
-    }
-
-
-def children_of(p: Plan, existing: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> dict:
-    """The cluster after applying ``p`` (objects keep any status the test gave them)."""
-    out = {k: copy.deepcopy(v) for k, v in (existing or {}).items()}
-    for obj in p.apply:
-        key = (obj["kind"], obj["metadata"]["name"])
-        new = copy.deepcopy(obj)
-        new["metadata"]["generation"] = (out.get(key, {}).get("metadata", {}).get("generation") or 0) + 1
-        if key in out and "status" in out[key]:
-            new["status"] = out[key]["status"]
-        out[key] = new
-    for key in p.delete:
-        out.pop(key, None)
-    return out
-
-
-def with_status(p: Plan, b: dict[str, Any]) -> dict[str, Any]:
-    nb = copy.deepcopy(b)
-    nb["status"] = copy.deepcopy(p.status)
-    return nb
-
-
-def job_done(children: dict, state: str = "Complete", reason: str = "") -> None:
-    for (kind, _), obj in children.items():
-        if kind == "Job":
-            obj["status"] = {"conditions": [{"type": state, "status": "True", "reason": reason}]}
-    for (kind, _), obj in children.items():
-        if kind == "PersistentVolumeClaim":
-            obj["status"] = {"phase": "Bound"}
-
-
-def rollout(children: dict, ready: int, replicas: int = 1, updated: int | None = None) -> None:
-    dep = children[("Deployment", "m-stable")]
-    dep["status"] = {
-        "observedGeneration": dep["metadata"]["generation"],
-        "replicas": replicas,
-        "updatedReplicas": replicas if updated is None else updated,
-        "readyReplicas": ready,
-    }
-
-
-def cond(p: Plan, type_: str) -> dict[str, Any]:
-    return next(x for x in p.status["conditions"] if x["type"] == type_)
-
-
-def kinds(p: Plan) -> set[str]:
-    return {o["kind"] for o in p.apply}
-
-
-def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], dict]:
-    """Drive a fresh LLMDeployment to Serving; return (body with status, children)."""
-    p = plan(b, Observations(), T0)
-    ch = children_of(p)
-    job_done(ch)
-    b = with_status(p, b)
-    p = plan(b, Observations(children=ch), T0)
-    ch = children_of(p, ch)
-    rollout(ch, ready=1)
-    b = with_status(p, b)
-    p = plan(b, Observations(children=ch), T0 + dt.timedelta(minutes=5))
-    return with_status(p, b), children_of(p, ch)
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, plan
+from testkit.planning import (
+    SHA_A,
+    SHA_B,
+    T0,
+    body,
+    children_of,
+    cond,
+    job_done,
+    kinds,
+    rollout,
+    to_serving,
+    with_status,
+)
 
 
 def test_fresh_object_starts_with_cache_and_shared_children_but_no_server() -> None:

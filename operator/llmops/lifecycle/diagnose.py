@@ -13,7 +13,7 @@ from typing import Any
 
 from llmops.api import conditions as c
 
-__all__ = ["Problem", "diagnose_pods", "job_state"]
+__all__ = ["JOB_NAME_LABEL", "Problem", "diagnose_pods", "job_pods", "job_state", "termination_message"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,27 @@ def job_state(job: Mapping[str, Any] | None) -> tuple[str, str, str]:
         if cond.get("type") in ("Failed", "FailureTarget"):
             return ("Failed", cond.get("reason", ""), cond.get("message", ""))
     return ("Running", "", "")
+
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def job_pods(obs: Any, job_name: str) -> list[Mapping[str, Any]]:
+    """The pods of one Job (by the label the Job controller sets)."""
+    return [
+        p for p in obs.pods if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == job_name
+    ]
+
+
+def termination_message(obs: Any, job_name: str, *, failed_only: bool = False) -> str:
+    """The termination message of the Job's most recently finished pod ("" if none)."""
+    latest: tuple[str, str] | None = None
+    for pod in job_pods(obs, job_name):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if not term or (failed_only and term.get("exitCode", 0) == 0):
+                continue
+            key = (str(term.get("finishedAt") or ""), str(term.get("message") or ""))
+            if latest is None or key[0] >= latest[0]:
+                latest = key
+    return latest[1].strip() if latest else ""

@@ -1,0 +1,84 @@
+"""The model cache stage: the shared PVC and one download Job per revision.
+
+Answers "is the desired revision in the cache?" and, when it is not and cannot be, why.
+"""
+
+from __future__ import annotations
+
+import json
+
+from llmops.api import conditions as c
+from llmops.lifecycle.context import Pass
+from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_message
+from llmops.render import download_job, pvc, pvc_name
+
+__all__ = ["cache_stage"]
+
+
+def cache_stage(p: Pass) -> tuple[bool, Problem | None]:
+    """Render the cache children; return (desired revision cached?, blocking problem)."""
+    spec = p.ld.spec
+    if not spec.cache.enabled:
+        p.cond(
+            c.MODEL_CACHED,
+            c.FALSE,
+            c.CACHE_DISABLED,
+            "spec.cache.enabled is false: each pod downloads the model",
+        )
+        return True, None
+    p.want(pvc(p.ld))
+    job = p.want(download_job(p.ld, revision=spec.model.revision))
+    if job is None:
+        p.cond(
+            c.MODEL_CACHED,
+            c.FALSE,
+            c.CACHE_DISABLED,
+            "spec.cache.download.enabled is false: pods fill the cache themselves on first start",
+        )
+        return True, None
+    job_name = job["metadata"]["name"]
+    state, reason, message = job_state(p.obs.child("Job", job_name))
+    model = f"{spec.model.id}@{spec.model.revision}"
+    if state == "Complete":
+        p.cond(c.MODEL_CACHED, c.TRUE, c.DOWNLOAD_SUCCEEDED, f"{model} is in the cache")
+        return True, None
+    if state == "Failed":
+        if reason == "DeadlineExceeded":
+            problem = Problem(
+                c.DOWNLOAD_TIMED_OUT,
+                f"the download of {model} did not finish within {spec.cache.download.active_deadline_seconds}s; "
+                "raise spec.cache.download.activeDeadlineSeconds",
+                permanent=True,
+            )
+        else:
+            detail = _download_error(termination_message(p.obs, job_name)) or message or reason
+            problem = Problem(
+                c.DOWNLOAD_FAILED,
+                f"the download of {model} failed: {detail}; check spec.model (id, revision, tokenSecretRef)",
+                permanent=True,
+            )
+        p.cond(c.MODEL_CACHED, c.FALSE, problem.reason, problem.message)
+        return False, problem
+    found = diagnose_pods(job_pods(p.obs, job_name), spec.resources.gpu.resource_name)
+    observed_pvc = p.obs.child("PersistentVolumeClaim", pvc_name(p.ld.name))
+    if observed_pvc is not None and (observed_pvc.get("status") or {}).get("phase") != "Bound":
+        found = Problem(
+            c.PVC_NOT_BOUND,
+            f"the model cache PersistentVolumeClaim {pvc_name(p.ld.name)} is not bound; check that storage class "
+            f"{spec.cache.storage_class_name or '(default)'} exists and can provision {spec.cache.size} "
+            f"{spec.cache.access_mode}",
+            permanent=False,
+        )
+    if found:
+        p.cond(c.MODEL_CACHED, c.FALSE, found.reason, found.message)
+        return False, found
+    p.cond(c.MODEL_CACHED, c.FALSE, c.DOWNLOADING, f"downloading {model} into the cache")
+    return False, None
+
+
+def _download_error(message: str) -> str:
+    """The `error` of `llmops download`'s JSON termination message, or the raw text."""
+    try:
+        return str(json.loads(message).get("error") or message)
+    except (ValueError, AttributeError):
+        return message[:300]

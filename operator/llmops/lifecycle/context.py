@@ -1,0 +1,148 @@
+"""The working state of one planning pass, shared by the lifecycle's stages.
+
+A ``Pass`` collects what the stages decide (desired children, conditions, events, history)
+so that each stage is a small function of (pass, observations) instead of one long function.
+It is plain data and pure helpers: no I/O, no clock (``now`` is given).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmops.api.resource import LLMDeployment
+from llmops.api.status import HISTORY_LIMIT
+from llmops.lifecycle.conditions import set_condition, timestamp
+from llmops.lifecycle.observations import Observations
+
+__all__ = [
+    "ANNOTATION_APPLIED_HASH",
+    "ANNOTATION_MODEL_REVISION",
+    "Event",
+    "Pass",
+    "Rollout",
+    "applied_hash",
+    "manifest_hash",
+    "rollout_of",
+    "served_revision",
+]
+
+ANNOTATION_APPLIED_HASH = "llmops.io/applied-hash"
+"""Hash of the manifest last applied to a child: equal hash, nothing to apply."""
+ANNOTATION_MODEL_REVISION = "llmops.io/model-revision"
+"""The full model revision a Deployment serves (the label holds a shortened form)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about the LLMDeployment."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def manifest_hash(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def applied_hash(obj: Mapping[str, Any] | None) -> str | None:
+    if not obj:
+        return None
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_APPLIED_HASH)
+
+
+def served_revision(dep: Mapping[str, Any] | None) -> str | None:
+    """The model revision an observed Deployment is set to serve."""
+    if not dep:
+        return None
+    return ((dep.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_MODEL_REVISION)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The observed state of one track's Deployment."""
+
+    exists: bool
+    revision: str | None
+    ready: int
+    complete: bool
+    """Every pod runs the current template and is ready; no old pod is left."""
+
+
+def rollout_of(dep: Mapping[str, Any] | None, replicas: int) -> Rollout:
+    if not dep:
+        return Rollout(False, None, 0, False)
+    st = dep.get("status") or {}
+    ready = int(st.get("readyReplicas") or 0)
+    current = int(st.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
+    complete = (
+        current
+        and int(st.get("updatedReplicas") or 0) == replicas
+        and int(st.get("replicas") or 0) == replicas
+        and ready == replicas
+    )
+    return Rollout(True, served_revision(dep), ready, complete)
+
+
+@dataclass
+class Pass:
+    """What one pass has decided so far."""
+
+    ld: LLMDeployment
+    obs: Observations
+    old_status: Mapping[str, Any]
+    now: dt.datetime
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    desired: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Status fields other than conditions and history, set by the stages."""
+
+    def __post_init__(self) -> None:
+        self.conditions = [dict(x) for x in self.old_status.get("conditions") or []]
+        self.history = [dict(x) for x in self.old_status.get("history") or []]
+
+    @property
+    def generation(self) -> int | None:
+        gen = self.ld.metadata.get("generation")
+        return int(gen) if gen is not None else None
+
+    def cond(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.conditions = set_condition(
+            self.conditions, type_, status, reason, message, generation=self.generation, now=self.now
+        )
+
+    def drop_condition(self, type_: str) -> None:
+        self.conditions = [x for x in self.conditions if x.get("type") != type_]
+
+    def want(self, obj: dict[str, Any] | None, *, revision: str | None = None) -> dict[str, Any] | None:
+        """Add a rendered child to the desired set, annotated with its hash (and model revision)."""
+        if obj is None:
+            return None
+        meta = obj["metadata"]
+        annotations = dict(meta.get("annotations") or {})
+        if revision is not None:
+            annotations[ANNOTATION_MODEL_REVISION] = revision
+        meta["annotations"] = annotations
+        annotations[ANNOTATION_APPLIED_HASH] = manifest_hash(obj)
+        self.desired.append(obj)
+        return obj
+
+    def record(self, action: str, revision: str | None, reason: str, message: str) -> None:
+        """Append a decision to the bounded history (oldest dropped first)."""
+        self.history.append(
+            {
+                "time": timestamp(self.now),
+                "action": action,
+                "revision": revision,
+                "reason": reason,
+                "message": message,
+            }
+        )
+        del self.history[:-HISTORY_LIMIT]

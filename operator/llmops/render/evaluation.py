@@ -1,0 +1,180 @@
+"""The evaluation gate's children: the staging Service and the evaluation Job.
+
+A new revision first runs on the staging track (a Deployment rendered by ``deployment()`` with
+track="staging": its pods lack ``llmops.io/serving`` so the production Service never routes to
+them). The staging Service ``<name>-staging`` gives the evaluation Job a stable URL. The Job
+runs ``llmops eval`` from the operator image; its Pod failure policy turns "the model failed its
+thresholds" (exit 1) into an immediate Job failure, while a broken evaluation (exit 2, OOM,
+eviction) is retried by the Job controller with its own exponential backoff, up to backoffLimit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmops.api.constants import LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
+from llmops.api.resource import LLMDeployment
+from llmops.engines import PORT_NAME
+from llmops.render.labels import COMPONENT_SERVER, common_labels, metadata, track_selector
+from llmops.render.names import revision_label, short_hash
+from llmops.render.security import container_security_context, pod_security_context
+
+__all__ = [
+    "COMPONENT_EVALUATION",
+    "EVAL_CONTAINER",
+    "EXIT_MODEL_FAILED",
+    "evaluation_job",
+    "evaluation_job_name",
+    "staging_endpoint",
+    "staging_service",
+]
+
+COMPONENT_EVALUATION = "evaluation"
+EVAL_CONTAINER = "evaluate"
+EXIT_MODEL_FAILED = 1
+"""`llmops eval` exit code for "the model failed a threshold" (see llmops.evaluation.report)."""
+DATASET_DIR = "/etc/llmops/dataset"
+API_KEY_ENV = "LLMOPS_TGI_API_KEY"
+RESULTS_TTL_SECONDS = 7 * 86400
+"""How long a finished evaluation Job (and its per-sample log) is kept."""
+
+
+def staging_name(name: str) -> str:
+    return f"{name}-staging"
+
+
+def staging_service(ld: LLMDeployment) -> dict[str, Any]:
+    """The Service `<name>-staging` in front of the staging pods (no production traffic)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            ld, staging_name(ld.name), {**common_labels(ld, COMPONENT_SERVER), LABEL_TRACK: "staging"}
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": track_selector(ld, "staging"),
+            "ports": [
+                {"name": PORT_NAME, "port": ld.spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def staging_endpoint(ld: LLMDeployment) -> str:
+    return f"http://{staging_name(ld.name)}.{ld.namespace}.svc.cluster.local:{ld.spec.service.port}"
+
+
+def _evaluation_fingerprint(ld: LLMDeployment, revision: str) -> str:
+    """What the verdict depends on: the revision and the evaluation spec (not the schedule)."""
+    assert ld.spec.evaluation is not None
+    ev = ld.spec.evaluation.model_dump(mode="json", by_alias=True, exclude={"schedule"})
+    return short_hash(revision, json.dumps(ev, sort_keys=True))
+
+
+def evaluation_job_name(ld: LLMDeployment, revision: str) -> str:
+    """`<name>-eval-<hash>`: a new revision or a changed evaluation spec means a new Job."""
+    return f"{ld.name}-eval-{_evaluation_fingerprint(ld, revision)}"
+
+
+def evaluation_job(
+    ld: LLMDeployment, *, revision: str, endpoint: str, operator_image: str = OPERATOR_IMAGE
+) -> dict[str, Any]:
+    """The evaluation Job for `revision`, scoring the server at `endpoint`."""
+    spec = ld.spec
+    ev = spec.evaluation
+    assert ev is not None, "evaluation_job needs spec.evaluation"
+    labels = {**common_labels(ld, COMPONENT_EVALUATION), LABEL_REVISION: revision_label(revision)}
+    thresholds = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in ev.thresholds]
+    args = [
+        "eval",
+        "--endpoint", endpoint,
+        "--thresholds", json.dumps(thresholds, separators=(",", ":")),
+        "--concurrency", str(ev.concurrency),
+        "--timeout", str(ev.timeout_seconds),
+        "--max-new-tokens", str(ev.max_new_tokens),
+        "--model-revision", revision,
+        "--model", spec.model.id,
+    ]  # fmt: skip
+    env: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    ds = ev.dataset
+    if ds.config_map_ref is not None:
+        volumes.append({"name": "dataset", "configMap": {"name": ds.config_map_ref.name}})
+        mounts.append({"name": "dataset", "mountPath": DATASET_DIR, "readOnly": True})
+        args += ["--dataset", f"{DATASET_DIR}/{ds.config_map_ref.key}"]
+    elif ds.path is not None:
+        volumes.append({**ds.path.volume, "name": "dataset"})
+        mounts.append({"name": "dataset", "mountPath": DATASET_DIR, "readOnly": True})
+        args += ["--dataset", f"{DATASET_DIR}/{ds.path.file.lstrip('/')}"]
+    elif ds.hub is not None:
+        args += [
+            "--hub-dataset",
+            ds.hub.repo,
+            "--hub-revision",
+            ds.hub.revision,
+            "--hub-filename",
+            ds.hub.filename,
+        ]
+        if ds.hub.token_secret_ref is not None:
+            ref = ds.hub.token_secret_ref
+            env.append(
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+            )
+    if spec.engine.api_key_secret_ref is not None:
+        ref = spec.engine.api_key_secret_ref
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        args += ["--api-key-env", API_KEY_ENV]
+    container: dict[str, Any] = {
+        "name": EVAL_CONTAINER,
+        "image": ev.image or operator_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["llmops"],
+        "args": args,
+        "env": env,
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        # The summary (verdict and per-metric values) is the termination message; on a crash
+        # without one, the log tail says why.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(ld, evaluation_job_name(ld, revision), labels),
+        "spec": {
+            "backoffLimit": ev.backoff_limit,
+            "activeDeadlineSeconds": ev.active_deadline_seconds,
+            "ttlSecondsAfterFinished": RESULTS_TTL_SECONDS,
+            "podFailurePolicy": {
+                "rules": [
+                    # A model that failed its thresholds fails the Job at once: retrying
+                    # cannot change the verdict.
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": EVAL_CONTAINER,
+                            "operator": "In",
+                            "values": [EXIT_MODEL_FAILED],
+                        },
+                    },
+                    # A pod evicted or preempted says nothing about the model or the program.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

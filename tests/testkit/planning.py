@@ -1,0 +1,124 @@
+"""Fixture builders for ``plan()`` tests: LLMDeployment bodies and a simulated cluster.
+
+The cluster is simulated by feeding the applied objects back as observations, with
+whatever status a test gives them.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import Plan, plan
+
+T0 = dt.datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=dt.UTC)
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": {"id": "org/model", "revision": SHA_A},
+        "resources": {"gpu": {"count": 1}},
+        "replicas": 1,
+    }
+    for key, value in spec.items():
+        base[key] = value
+    return {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 1},
+        "spec": base,
+    }
+
+
+def children_of(p: Plan, existing: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> dict:
+    """The cluster after applying ``p`` (objects keep any status the test gave them)."""
+    out = {k: copy.deepcopy(v) for k, v in (existing or {}).items()}
+    for obj in p.apply:
+        key = (obj["kind"], obj["metadata"]["name"])
+        new = copy.deepcopy(obj)
+        new["metadata"]["generation"] = (out.get(key, {}).get("metadata", {}).get("generation") or 0) + 1
+        if key in out and "status" in out[key]:
+            new["status"] = out[key]["status"]
+        out[key] = new
+    for key in p.delete:
+        out.pop(key, None)
+    return out
+
+
+def with_status(p: Plan, b: dict[str, Any]) -> dict[str, Any]:
+    nb = copy.deepcopy(b)
+    nb["status"] = copy.deepcopy(p.status)
+    return nb
+
+
+def job_done(children: dict, state: str = "Complete", reason: str = "", prefix: str = "m-download-") -> None:
+    """Finish the Jobs whose name starts with ``prefix`` (and bind the cache PVC)."""
+    for (kind, name), obj in children.items():
+        if kind == "Job" and name.startswith(prefix):
+            obj["status"] = {"conditions": [{"type": state, "status": "True", "reason": reason}]}
+    for (kind, _), obj in children.items():
+        if kind == "PersistentVolumeClaim":
+            obj["status"] = {"phase": "Bound"}
+
+
+def rollout(
+    children: dict, ready: int, replicas: int = 1, updated: int | None = None, name: str = "m-stable"
+) -> None:
+    """Give the Deployment ``name`` a status: ``ready`` of ``replicas`` pods, all updated unless said."""
+    dep = children[("Deployment", name)]
+    dep["status"] = {
+        "observedGeneration": dep["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas if updated is None else updated,
+        "readyReplicas": ready,
+    }
+
+
+def cond(p: Plan, type_: str) -> dict[str, Any]:
+    return next(x for x in p.status["conditions"] if x["type"] == type_)
+
+
+def kinds(p: Plan) -> set[str]:
+    return {o["kind"] for o in p.apply}
+
+
+def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """Drive a fresh LLMDeployment to Serving; return (body with status, children)."""
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=1)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0 + dt.timedelta(minutes=5))
+    return with_status(p, b), children_of(p, ch)
+
+
+def job_pod(job_name: str, exit_code: int, message: str) -> dict[str, Any]:
+    """A finished pod of a Job, with its termination message."""
+    return {
+        "metadata": {
+            "name": f"{job_name}-x",
+            "labels": {"llmops.io/deployment": "m", "batch.kubernetes.io/job-name": job_name},
+        },
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": exit_code,
+                            "message": message,
+                            "finishedAt": "2026-11-28T10:00:00Z",
+                        }
+                    }
+                }
+            ]
+        },
+    }

@@ -1,0 +1,166 @@
+"""The evaluation gate in ``plan()``: staging, the evaluation Job, and its three outcomes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmops.api import conditions as c
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan, plan
+from testkit.planning import (
+    SHA_A,
+    SHA_B,
+    T0,
+    body,
+    children_of,
+    cond,
+    job_done,
+    job_pod,
+    kinds,
+    rollout,
+    to_serving,
+    with_status,
+)
+
+EVALUATION = {
+    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+    "thresholds": [{"metric": "exactMatch", "min": 0.8}, {"metric": "latencyP95", "max": 2.0}],
+}
+PASSED = {
+    "verdict": "Passed",
+    "exitCode": 0,
+    "metrics": {
+        "exactMatch": {"value": 0.95, "min": 0.8, "passed": True},
+        "latencyP95": {"value": 0.4, "max": 2.0, "passed": True},
+        "tokenF1": {"value": 0.9},
+    },
+}
+FAILED = {
+    "verdict": "Failed",
+    "exitCode": 1,
+    "metrics": {
+        "exactMatch": {"value": 0.3, "min": 0.8, "passed": False},
+        "latencyP95": {"value": 0.4, "max": 2.0, "passed": True},
+    },
+}
+
+
+def _evaluating(b: dict[str, Any], ch: dict | None = None) -> tuple[dict[str, Any], dict, Plan]:
+    """From ``b`` (and cluster ``ch``) to a running evaluation Job; returns (body, children, plan)."""
+    p = plan(b, Observations(children=ch or {}), T0)
+    ch = children_of(p, ch)
+    job_done(ch)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=1, name="m-staging")
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    return with_status(p, b), children_of(p, ch), p
+
+
+def _eval_job(ch: dict) -> str:
+    return next(name for kind, name in ch if kind == "Job" and name.startswith("m-eval-"))
+
+
+def test_a_cached_revision_goes_to_staging_first_not_to_production() -> None:
+    b = body(evaluation=EVALUATION)
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    names = {(o["kind"], o["metadata"]["name"]) for o in p.apply}
+    assert ("Deployment", "m-staging") in names and ("Service", "m-staging") in names
+    assert ("Deployment", "m-stable") not in names
+    staging = next(o for o in p.apply if o["metadata"]["name"] == "m-staging" and o["kind"] == "Deployment")
+    labels = staging["spec"]["template"]["metadata"]["labels"]
+    assert "llmops.io/serving" not in labels  # the production Service never selects it
+    assert staging["spec"]["replicas"] == 1
+    assert p.status["phase"] == "Evaluating"
+    assert cond(p, c.EVALUATED)["status"] == "Unknown"
+
+
+def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() -> None:
+    _, ch, p = _evaluating(body(evaluation=EVALUATION))
+    job = next(o for o in p.apply if o["kind"] == "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    flag = {args[i]: args[i + 1] for i in range(1, len(args) - 1) if args[i].startswith("--")}
+    assert flag["--endpoint"] == "http://m-staging.ns.svc.cluster.local:80"
+    assert json.loads(flag["--thresholds"]) == EVALUATION["thresholds"]
+    assert flag["--dataset"] == "/etc/llmops/dataset/qa.jsonl"
+    assert flag["--model-revision"] == SHA_A
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "evaluate", "operator": "In", "values": [1]},
+    }
+    assert p.status["phase"] == "Evaluating"
+    assert cond(p, c.EVALUATED)["reason"] == c.EVALUATION_RUNNING
+    # A restarted operator computes the same Job: nothing new to create.
+    again = plan(with_status(p, body(evaluation=EVALUATION)), Observations(children=ch), T0)
+    assert not [o for o in again.apply if o["kind"] == "Job"]
+
+
+def test_passing_revision_is_promoted_to_stable_and_staging_released() -> None:
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    job_done(ch, prefix="m-eval-")
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 0, json.dumps(PASSED))]), T0)
+    stable = next(o for o in p.apply if o["metadata"]["name"] == "m-stable")
+    assert stable["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_A
+    assert ("Deployment", "m-staging") in p.delete and ("Service", "m-staging") in p.delete
+    ev = p.status["evaluation"]
+    assert ev["passed"] is True and ev["revision"] == SHA_A and ev["job"] == job
+    assert [m["metric"] for m in ev["metrics"]] == ["exactMatch", "latencyP95"]
+    assert cond(p, c.EVALUATED)["status"] == "True"
+    assert p.status["history"][-1]["action"] == "Evaluated"
+
+    # The verdict outlives the Job.
+    ch = children_of(p, ch)
+    ch.pop(("Job", job), None)
+    p2 = plan(with_status(p, b), Observations(children=ch), T0)
+    assert cond(p2, c.EVALUATED)["status"] == "True"
+    assert not [o for o in p2.apply if o["kind"] == "Job" and o["metadata"]["name"].startswith("m-eval-")]
+
+
+def test_failing_revision_never_serves_and_status_names_the_metric() -> None:
+    served, ch = to_serving(body())  # revision A served before the gate existed
+    served["spec"]["evaluation"] = EVALUATION
+    served["spec"]["model"]["revision"] = SHA_B
+    b, ch, _ = _evaluating(served, ch)
+    job = _eval_job(ch)
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-")
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 1, json.dumps(FAILED))]), T0)
+    assert "m-stable" not in {o["metadata"]["name"] for o in p.apply}  # A keeps serving
+    assert ("Deployment", "m-staging") in p.delete
+    ev = cond(p, c.EVALUATED)
+    assert ev["status"] == "False" and ev["reason"] == c.EVALUATION_FAILED
+    assert "exactMatch 0.3 < min 0.8" in ev["message"]
+    assert "latencyP95" not in ev["message"]
+    assert p.status["phase"] == "Failed"
+    assert p.status["servingRevision"] == SHA_A
+    assert cond(p, c.AVAILABLE)["status"] == "True"
+    assert p.status["evaluation"]["passed"] is False
+    assert any(e.type == "Warning" and e.reason == c.EVALUATION_FAILED for e in p.events)
+
+
+def test_broken_evaluation_is_not_a_failed_model() -> None:
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    job_done(ch, "Failed", "BackoffLimitExceeded", prefix="m-eval-")
+    broken = {
+        "verdict": "Broken",
+        "exitCode": 2,
+        "message": "dataset qa.jsonl:3: missing 'prompt' or 'messages'",
+    }
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 2, json.dumps(broken))]), T0)
+    ev = cond(p, c.EVALUATED)
+    assert ev["reason"] == c.EVALUATION_JOB_FAILED
+    assert "qa.jsonl:3" in ev["message"] and "says nothing about the model" in ev["message"]
+    assert f"delete Job {job}" in ev["message"]
+    assert ("Job", job) not in p.delete  # kept: it marks the attempt as done
+    assert ("Deployment", "m-staging") in p.delete
+    assert "passed" not in p.status["evaluation"]
+    assert p.status["phase"] == "Failed"
+    assert "Deployment" not in kinds(p)
