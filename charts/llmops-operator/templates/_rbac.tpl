@@ -1,0 +1,81 @@
+{{/*
+The operator's permissions, least privilege. One list for the namespaced resources, used by the
+ClusterRole (all namespaces) or by a Role per watched namespace, so the two modes never differ.
+
+Deliberately absent: Secrets (the operator never reads them: a missing Secret shows up in Pod
+status as CreateContainerConfigError), any write to llmdeployments beyond `patch` (kopf
+patches metadata: its finalizer and progress annotations; the operator never writes spec) and
+anything cluster-scoped beyond reads.
+*/}}
+
+{{/* Verbs on the children the operator creates and owns (server-side apply is `patch`). */}}
+{{- define "llmops.rbac.ownedVerbs" -}}
+["create", "get", "list", "watch", "patch", "update", "delete"]
+{{- end -}}
+
+{{- define "llmops.rbac.namespacedRules" -}}
+# The custom resource: read, and patch for kopf's finalizer and annotations.
+- apiGroups: ["llmops.io"]
+  resources: ["llmdeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["llmops.io"]
+  resources: ["llmdeployments/status"]
+  verbs: ["get", "patch", "update"]
+# Children it renders and owns (ownerReferences to the LLMDeployment).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors", "prometheusrules"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+# Routes belong to the user; the operator only moves the canary weights.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "patch"]
+# Evaluation datasets (user-provided) and the pods behind its Deployments and Jobs: read only.
+- apiGroups: [""]
+  resources: ["configmaps", "pods"]
+  verbs: ["get", "list", "watch"]
+# Events on transitions.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if and (include "llmops.peering" .) .Values.watchNamespaces }}
+# kopf peering in each watched namespace (KopfPeering).
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}
+
+{{- define "llmops.rbac.clusterRules" -}}
+# Detect the Prometheus Operator and Gateway API CRDs (and kopf's resource discovery).
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+# kopf's namespace tracking.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- if and (include "llmops.peering" .) (not .Values.watchNamespaces) }}
+# kopf peering for a cluster-wide operator (ClusterKopfPeering).
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}

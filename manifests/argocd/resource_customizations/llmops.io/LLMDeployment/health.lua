@@ -1,0 +1,109 @@
+-- Argo CD health check for llmops.io/LLMDeployment.
+--
+-- The operator never writes spec; it reports status.observedGeneration, status.phase and
+-- conditions (Available, Progressing, Degraded, ModelCached, Evaluated). Order matters:
+--   1. a spec change the operator has not seen yet          -> Progressing
+--   2. Degraded=True, or phase Failed / RolledBack / Degraded -> Degraded
+--   3. a paused rollout (Progressing reason Paused*/*Paused, RetrainAwaitingApproval,
+--      or status.canary.paused)                             -> Suspended
+--   4. Serving with Available=True                           -> Healthy
+--   5. any phase on the way there                            -> Progressing
+-- RolledBack is Degraded although the previous revision still serves: the revision in git is
+-- not running and will not be without a change, which is what Degraded tells an Argo CD user
+-- (Argo CD's own Rollout check calls an aborted rollout Degraded for the same reason).
+-- Written for Argo CD's Lua 5.1 (gopher-lua) sandbox: no os, io or require.
+local hs = {}
+
+local function condition(status, ctype)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == ctype then
+      return c
+    end
+  end
+  return nil
+end
+
+local function message_of(c, fallback)
+  if c ~= nil and c.message ~= nil and c.message ~= "" then
+    return c.message
+  end
+  return fallback
+end
+
+local function is_pause_reason(reason)
+  if reason == nil then
+    return false
+  end
+  return string.find(reason, "^Paused") ~= nil or string.find(reason, "Paused$") ~= nil
+    or reason == "RetrainAwaitingApproval"
+end
+
+local status = obj.status
+if status == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to report status"
+  return hs
+end
+
+local generation = obj.metadata.generation
+if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+  return hs
+end
+
+local phase = status.phase
+local available = condition(status, "Available")
+local progressing = condition(status, "Progressing")
+local degraded = condition(status, "Degraded")
+
+if degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = message_of(degraded, "Degraded")
+  return hs
+end
+
+if phase == "Failed" or phase == "Degraded" then
+  hs.status = "Degraded"
+  hs.message = message_of(degraded, message_of(progressing, "Phase " .. phase))
+  return hs
+end
+
+if phase == "RolledBack" then
+  hs.status = "Degraded"
+  hs.message = "Rolled back; the previous revision is still serving: "
+    .. message_of(progressing, "the new revision failed its analysis")
+  return hs
+end
+
+local canary_paused = phase == "Canary" and status.canary ~= nil and status.canary.paused == true
+if canary_paused or (progressing ~= nil and is_pause_reason(progressing.reason)) then
+  hs.status = "Suspended"
+  hs.message = message_of(progressing, "The canary is paused")
+  return hs
+end
+
+if phase == "Serving" then
+  if available ~= nil and available.status == "True" then
+    hs.status = "Healthy"
+    hs.message = message_of(available, "Serving")
+    return hs
+  end
+  hs.status = "Progressing"
+  hs.message = message_of(available, "Waiting for the serving pods to become available")
+  return hs
+end
+
+if phase == nil or phase == "Pending" or phase == "Caching" or phase == "Evaluating" or phase == "Canary"
+  or phase == "Retraining" then
+  hs.status = "Progressing"
+  hs.message = message_of(progressing, "Phase " .. (phase or "unknown"))
+  return hs
+end
+
+hs.status = "Unknown"
+hs.message = "Unrecognised phase " .. tostring(phase)
+return hs
