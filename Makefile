@@ -22,7 +22,7 @@ lint: venv ## ruff
 	$(PY) -m ruff check operator tests
 	$(PY) -m ruff format --check operator tests
 
-test-unit: venv ## pure tests, seconds, no cluster
+test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
 	$(PY) -m pytest tests/unit -q
 
 test-integration: venv cluster-build ## tests against the local cluster (one cluster per session)

@@ -55,7 +55,7 @@ step 2 "building kube-apiserver, kube-controller-manager, kube-scheduler, kubect
 step 3 "building etcd"
 (cd "$here/controlplane" && go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" ./cmd/etcd)
 step 4 "building kwok $kwokv and helm $helmv"
-(cd "$here/tools" && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helmv -X sigs.k8s.io/kwok/pkg/consts.Version=${kwokv#v}" -o "$tmp/" sigs.k8s.io/kwok/cmd/kwok helm.sh/helm/v3/cmd/helm)
+(cd "$here/tools" && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helmv -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor -X sigs.k8s.io/kwok/pkg/consts.Version=${kwokv#v}" -o "$tmp/" sigs.k8s.io/kwok/cmd/kwok helm.sh/helm/v3/cmd/helm)
 for n in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sf k8s "$tmp/$n"; done
 echo "      and third-party CRDs ($PROMETHEUS_OPERATOR, $GATEWAY_API)" >&2
 mkdir -p "$tmp/crds"

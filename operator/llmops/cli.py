@@ -28,13 +28,28 @@ def _run(argv: list[str]) -> int:
         "--peering", default=None, help="kopf peering name, required with more than one replica"
     )
     parser.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve the operator's /metrics on this port (0: off)"
+    )
+    parser.add_argument(
+        "--prometheus-url", default=None, help="Prometheus for canary analysis when the spec names none"
+    )
     parser.add_argument("--log-format", choices=["plain", "json"], default="plain")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
+    import os
+    import random
+
     import kopf
 
     import llmops.handlers  # noqa: F401 - registers the handlers
+    from llmops import metrics
+
+    if args.prometheus_url:
+        os.environ["LLMOPS_PROMETHEUS_URL"] = args.prometheus_url
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
 
     kopf.configure(
         verbose=args.verbose,
@@ -45,6 +60,8 @@ def _run(argv: list[str]) -> int:
         namespaces=args.namespace,
         standalone=args.standalone or args.peering is None,
         peering_name=args.peering,
+        # Replicas need distinct priorities, or kopf pauses every one of them; the highest runs.
+        priority=random.randint(1, 2**31 - 1) if args.peering else None,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )
     return 0

@@ -189,7 +189,26 @@ class Kube:
             errors.append(f"list Pod: {exc}")
         return Observations(children=children, pods=pods, apis=apis, errors=tuple(errors))
 
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object (None when it does not exist)."""
+        try:
+            return self._call("GET", RESOURCES[kind].path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     # --------------------------------------------------------------- writes
+    def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of an object we do not own (a resourceVersion in it makes it conditional)."""
+        self._write("patch", kind, name)
+        self._call(
+            "PATCH",
+            RESOURCES[kind].path(namespace, name),
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
+
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with our field manager, forcing ownership of the fields we send."""
         kind, meta = obj["kind"], obj["metadata"]

@@ -11,15 +11,25 @@ object's failure never touches another's pass.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
+from pydantic import ValidationError
+
+from llmops import metrics
 from llmops.api import conditions as c
+from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
+from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.conditions import set_condition
+from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
+from llmops.prom import PromClient
 
 __all__ = ["Reconciler"]
 
@@ -32,16 +42,24 @@ RESYNC_SECONDS = 300.0
 class Reconciler:
     """Runs passes for (namespace, name) keys; safe to call from a work queue."""
 
-    def __init__(self, kube: Kube, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        clock: Callable[[], dt.datetime] | None = None,
+        prometheus_url: str | None = None,
+    ) -> None:
         self.kube = kube
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.prometheus_url = prometheus_url or os.environ.get("LLMOPS_PROMETHEUS_URL") or None
         self._failures: dict[Hashable, int] = {}
 
     async def __call__(self, key: Hashable) -> float | None:
         namespace, name = key  # type: ignore[misc]
+        started = time.monotonic()
         try:
             delay = await asyncio.to_thread(self.reconcile, namespace, name)
         except ApiError as exc:
+            metrics.observe_pass("error", time.monotonic() - started)
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
             delay = _BACKOFF[min(n, len(_BACKOFF) - 1)]
@@ -52,15 +70,18 @@ class Reconciler:
                 await asyncio.to_thread(self._report, namespace, name, str(exc))
             return delay
         self._failures.pop(key, None)
+        metrics.observe_pass("ok", time.monotonic() - started)
         return delay
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """One pass. Returns seconds until the next pass is wanted (None: the object is gone)."""
         body = self.kube.get_llmd(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            metrics.forget(namespace, name)
             return None  # owner references garbage-collect the children
         obs = self.kube.observe(namespace, name, time.monotonic())
         now = self.clock()
+        obs = self._enrich(body, obs, now)
         result = plan(body, obs, now)
         for obj in result.apply:
             log.info("%s/%s: apply %s %s", namespace, name, obj["kind"], obj["metadata"]["name"])
@@ -68,6 +89,9 @@ class Reconciler:
         for kind, child in result.delete:
             log.info("%s/%s: delete %s %s", namespace, name, kind, child)
             self.kube.delete(kind, namespace, child)
+        for kind, target, patch in result.patches:
+            log.info("%s/%s: patch %s %s", namespace, name, kind, target)
+            self.kube.merge_patch(kind, namespace, target, patch)
         if result.status_changed:
             old = body.get("status") or {}
             patch = {k: v for k, v in result.status.items() if old.get(k) != v}
@@ -75,12 +99,51 @@ class Reconciler:
             self.kube.patch_status(namespace, name, patch)
         for ev in result.events:
             self.kube.event(body, ev.type, ev.reason, ev.message, now)
+        metrics.observe_status(
+            namespace, name, result.status, rolled_back=any(e.reason == c.ROLLED_BACK for e in result.events)
+        )
         # Applying children changes what we observe: look again soon rather than wait for events.
-        if result.apply or result.delete:
+        if result.apply or result.delete or result.patches:
             return 1.0
         if not result.status_changed:
             log.info("%s/%s: pass: nothing to change", namespace, name)
         return result.requeue_after or RESYNC_SECONDS
+
+    def _enrich(self, body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Observations:
+        """Add what the spec references (the HTTPRoute) and a canary measurement when one is due."""
+        try:
+            ld: LLMDeployment | None = parse(body)
+        except ValidationError:
+            return obs
+        assert ld is not None
+        referenced: dict[tuple[str, str], Mapping[str, Any]] = {}
+        rollout = ld.spec.rollout
+        if rollout is not None and rollout.traffic.mode == "gatewayAPI" and rollout.traffic.http_route_ref:
+            ref = rollout.traffic.http_route_ref.name
+            try:
+                route = self.kube.get("HTTPRoute", ld.namespace, ref)
+            except ApiError as exc:
+                return dataclasses.replace(obs, errors=(*obs.errors, f"get HTTPRoute {ref}: {exc}"))
+            if route is not None:
+                referenced[("HTTPRoute", ref)] = route
+        analysis = None
+        wanted = analysis_request(body, ld, now)
+        if wanted:
+            url = ld.spec.monitoring.prometheus.url or self.prometheus_url
+            if url is None:
+                from llmops.analysis import Error
+
+                missing = Error(
+                    "no Prometheus URL: set spec.monitoring.prometheus.url or --prometheus-url", "unreachable"
+                )
+                analysis = {q.name: (missing, missing if q.stable else None) for q in wanted}
+            else:
+                with PromClient(url) as prom:
+                    analysis = {
+                        q.name: (prom.query(q.canary), prom.query(q.stable) if q.stable else None)
+                        for q in wanted
+                    }
+        return dataclasses.replace(obs, referenced=referenced, analysis=analysis)
 
     def _report(self, namespace: str, name: str, message: str) -> None:
         """Record a non-transient error in status (best effort)."""

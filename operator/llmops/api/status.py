@@ -102,6 +102,20 @@ class CanaryStatus(ApiModel):
     """Measurements without data so far."""
     checks: Annotated[list[AnalysisCheck], Field(max_length=16)] = []
     """Latest result of each analysis metric."""
+    state: Literal["Progressing", "Paused", "Promoting", "RolledBack"] | None = None
+    """Progressing through the steps, Paused (why: message), Promoting (stable moves to the
+    revision; the canary stays until stable is ready), or RolledBack (sticks until the spec's
+    revision changes)."""
+    message: Message = ""
+    """Why the canary is where it is (e.g. the pause reason, the failing metric)."""
+    ready_time: Timestamp | None = None
+    """When every canary pod first was ready (analysis starts from there)."""
+    last_check_time: Timestamp | None = None
+    """When the analysis last measured."""
+    step_checks: int = 0
+    """Passing measurements in the current step (a step needs one before it advances)."""
+    stable_revision: ShortText | None = None
+    """The revision the canary is compared with (and rolled back to)."""
 
 
 class MetricResult(ApiModel):
@@ -172,6 +186,17 @@ class RetrainStatus(ApiModel):
     """True while a Manual approval is pending (annotate llmops.io/approve-retrain)."""
 
 
+class ManualGates(ApiModel):
+    """Annotation values already acted upon, so a stale annotation does not act twice."""
+
+    model_config = ConfigDict(extra="allow")
+
+    promote: ShortText | None = None
+    """The llmops.io/promote value last acted upon (cleared when the annotation is removed)."""
+    abort: ShortText | None = None
+    """The llmops.io/abort value last acted upon (cleared when the annotation is removed)."""
+
+
 class HistoryEntry(ApiModel):
     """One decision, with the numbers behind it (bounded audit trail)."""
 
@@ -229,6 +254,8 @@ class LLMDeploymentStatus(ApiModel):
     """The last drift check."""
     retrain: RetrainStatus | None = None
     """Retraining bookkeeping."""
+    manual_gates: ManualGates | None = None
+    """Manual gate annotations already acted upon."""
     history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = []
     """Latest decisions, oldest first, at most 20."""
     last_applied_spec_hash: ShortText | None = None

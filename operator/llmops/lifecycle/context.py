@@ -103,6 +103,8 @@ class Pass:
     history: list[dict[str, Any]] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     """Status fields other than conditions and history, set by the stages."""
+    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """Merge patches of objects the operator does not own: (kind, name, patch)."""
 
     def __post_init__(self) -> None:
         self.conditions = [dict(x) for x in self.old_status.get("conditions") or []]

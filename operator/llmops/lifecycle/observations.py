@@ -29,6 +29,11 @@ class Observations:
     """Optional group/versions present in the cluster (MONITORING_API, GATEWAY_API)."""
     errors: Sequence[str] = ()
     """Reads that failed; the plan reports Unknown for what depends on them."""
+    referenced: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """Objects the spec references but the operator does not own (the HTTPRoute), by (kind, name)."""
+    analysis: Mapping[str, tuple[Any, Any]] | None = None
+    """This pass's canary measurement, by analysis metric name: (canary result, stable result or
+    None), as llmops.analysis results. None when no measurement was taken in this pass."""
 
     def child(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))

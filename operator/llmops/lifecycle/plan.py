@@ -29,6 +29,7 @@ from llmops.api.resource import parse
 from llmops.api.spec import is_pinned_revision
 from llmops.api.status import Phase
 from llmops.lifecycle.cache import cache_stage
+from llmops.lifecycle.canary import CanaryPlan, canary_stage
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.context import (
     ANNOTATION_APPLIED_HASH,
@@ -81,6 +82,8 @@ class Plan:
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of children to delete."""
+    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """Merge patches of referenced objects the operator does not own (the HTTPRoute weights)."""
     status: dict[str, Any] = field(default_factory=dict)
     status_changed: bool = False
     events: list[Event] = field(default_factory=list)
@@ -102,33 +105,44 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
 
     cache_ok, cache_problem = cache_stage(p)
     gate = gate_stage(p, stable, cache_ok)
-    target_rev = desired_rev if cache_ok and gate.passed else stable.revision
+    cleared = cache_ok and gate.passed
+    target_rev = desired_rev if cleared else stable.revision
+    stable_replicas = replicas
+    canary = None
+    if cleared and _canary_wanted(p, stable):
+        canary = canary_stage(p, stable)
+        target_rev, stable_replicas = canary.stable_revision, canary.stable_replicas
+    else:
+        p.fields["canary"] = None
+        if spec.rollout is None:
+            p.drop_condition(c.PROMOTED)
     if target_rev is not None:
-        p.want(deployment(ld, track="stable", revision=target_rev, replicas=replicas), revision=target_rev)
+        p.want(
+            deployment(ld, track="stable", revision=target_rev, replicas=stable_replicas), revision=target_rev
+        )
     _shared_children(p)
     _revision_pinned(p)
 
     server_pods = obs.pods_of(**{"llmops.io/track": "stable"})
     pod_problem = diagnose_pods(server_pods, spec.resources.gpu.resource_name)
+    stable = rollout_of(obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
     rolled = stable.complete and stable.revision == target_rev and target_rev is not None
     # The serving revision changes only when the new one is fully rolled out and ready.
     serving_rev = target_rev if rolled else old_status.get("servingRevision")
-    blocking = _first_permanent(pod_problem, cache_problem, gate.problem)
+    blocking = _first_permanent(pod_problem, cache_problem, gate.problem, canary.problem if canary else None)
 
     _available(p, stable, replicas, target_rev, pod_problem, cache_problem)
-    _progressing(p, stable, replicas, target_rev, rolled, pod_problem, blocking, gate)
+    _progressing(p, stable, replicas, target_rev, rolled, pod_problem, blocking, gate, canary)
     _degraded(p, stable, replicas, rolled, pod_problem, blocking)
     if obs.errors:
         p.cond(c.AVAILABLE, c.UNKNOWN, c.OBSERVATION_FAILED, "; ".join(obs.errors)[:1000])
 
-    phase = _phase(
-        replicas, stable, rolled, target_rev, desired_rev, cache_ok, cache_problem, pod_problem, gate
-    )
+    phase = _phase(replicas, stable, rolled, target_rev, cache_ok, cache_problem, pod_problem, gate, canary)
     p.fields.update(
         {
             "observedGeneration": p.generation,
             "phase": phase.value,
-            "ready": f"{stable.ready}/{replicas}",
+            "ready": f"{stable.ready + _canary_ready(p, canary)}/{replicas}",
             "readyReplicas": stable.ready,
             "replicas": replicas,
             "servingRevision": serving_rev,
@@ -144,11 +158,33 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     if changed_to_bad and blocking and not any(e.reason == blocking.reason for e in p.events):
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
-    out = Plan()
+    out = Plan(patches=p.patches)
     _diff(p, out)
     if not rolled or target_rev != desired_rev or gate.running:
         out.requeue_after = _RESYNC_WHILE_BUSY
+    if canary and canary.requeue_after is not None:
+        out.requeue_after = min(out.requeue_after or canary.requeue_after, canary.requeue_after)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
+
+
+def _canary_wanted(p: Pass, stable: Rollout) -> bool:
+    """A canary runs for a revision that passed its gate while another revision serves, and
+    keeps running (promoting, or rolled back) for as long as the spec asks for that revision."""
+    if p.ld.spec.rollout is None:
+        return False
+    rev = p.ld.spec.model.revision
+    old = p.old_status.get("canary") or {}
+    if old.get("revision") == rev and old.get("state"):
+        return True
+    return stable.revision is not None and stable.revision != rev
+
+
+def _canary_ready(p: Pass, canary: CanaryPlan | None) -> int:
+    """Ready canary pods (they serve production traffic too, in replicas mode)."""
+    if canary is None or canary.state == "Promoted":
+        return 0
+    observed = p.obs.child("Deployment", deployment_name(p.ld.name, "canary")) or {}
+    return int((observed.get("status") or {}).get("readyReplicas") or 0)
 
 
 def _shared_children(p: Pass) -> None:
@@ -240,10 +276,22 @@ def _progressing(
     pod_problem: Problem | None,
     blocking: Problem | None,
     gate: Gate,
+    canary: CanaryPlan | None,
 ) -> None:
     desired = p.ld.spec.model.revision
     if blocking:
         p.cond(c.PROGRESSING, c.FALSE, blocking.reason, blocking.message)
+    elif canary is not None and canary.state == "Paused":
+        msg = str((p.fields.get("canary") or {}).get("message") or "the canary is paused")
+        p.cond(c.PROGRESSING, c.FALSE, canary.problem.reason if canary.problem else c.CANARY_PAUSED, msg)
+    elif canary is not None and canary.state in ("Progressing", "Promoting"):
+        can = p.fields.get("canary") or {}
+        p.cond(
+            c.PROGRESSING,
+            c.TRUE,
+            c.CANARY_PROGRESSING,
+            f"canary of revision {desired} at {can.get('weight')}% ({canary.state.lower()})",
+        )
     elif target != desired:
         stage = "evaluation" if gate.running else "download"
         p.cond(
@@ -290,11 +338,11 @@ def _phase(
     stable: Rollout,
     rolled: bool,
     target: str | None,
-    desired: str,
     cache_ok: bool,
     cache_problem: Problem | None,
     pod_problem: Problem | None,
     gate: Gate,
+    canary: CanaryPlan | None,
 ) -> Phase:
     """The phase follows the desired revision through the pipeline (the conditions say what serves)."""
     serving = stable.ready > 0
@@ -307,6 +355,10 @@ def _phase(
         return Phase.PENDING if cache_problem else Phase.CACHING
     if gate.running:
         return Phase.EVALUATING
+    if canary is not None and canary.state == "RolledBack":
+        return Phase.ROLLED_BACK
+    if canary is not None and canary.state in ("Progressing", "Paused", "Promoting"):
+        return Phase.CANARY
     if target is None or (not serving and replicas > 0):
         return Phase.PENDING
     if rolled and stable.ready < replicas:

@@ -106,6 +106,29 @@ def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
     for suffix, expr in exprs.items():
         severity, text = descriptions[suffix]
         alerts.append(_alert(f"LLMDeployment{suffix}", expr, rule.for_, severity, text, ld))
+    if ld.spec.rollout is not None:
+        # On the operator's own metrics (llmops.metrics), scraped through the chart's ServiceMonitor.
+        op = f'llmd_namespace="{ld.namespace}",llmd_name="{ld.name}"'
+        alerts.append(
+            _alert(
+                "LLMDeploymentCanaryFailed",
+                f'llmops_canary_state{{{op},state="RolledBack"}} == 1',
+                "0m",
+                "warning",
+                f"The canary of {where} was rolled back; the previous revision serves (see status.history).",
+                ld,
+            )
+        )
+        alerts.append(
+            _alert(
+                "LLMDeploymentRolloutStalled",
+                f'llmops_canary_state{{{op},state="Paused"}} == 1',
+                "15m",
+                "warning",
+                f"The canary of {where} has been paused for 15 minutes (no GPUs, or no analysis data).",
+                ld,
+            )
+        )
     labels = {**rule.labels, **common_labels(ld, COMPONENT_MONITORING)}
     return {
         "apiVersion": MONITORING_API_VERSION,

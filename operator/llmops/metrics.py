@@ -1,0 +1,77 @@
+"""The operator's own Prometheus metrics (``llmops run --metrics-port``).
+
+Gauges mirror each LLMDeployment's status after every pass, so alerts can be written on what
+the operator decided (the PrometheusRule's canary-failed and rollout-stalled alerts use them):
+
+    llmops_llmdeployment_phase{llmd_namespace, llmd_name, phase}   1 for the current phase
+    llmops_llmdeployment_ready_replicas / _replicas
+    llmops_canary_state{..., state}                                 1 for the canary's state
+    llmops_canary_weight, llmops_canary_step
+    llmops_canary_rollbacks_total                                   rollbacks decided
+    llmops_reconcile_total{result}, llmops_reconcile_duration_seconds
+
+The labels are ``llmd_namespace``/``llmd_name``, not ``namespace``, because a ServiceMonitor
+scraping the operator sets ``namespace`` to the operator's own namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from llmops.api.status import Phase
+
+__all__ = ["CANARY_STATES", "forget", "observe_pass", "observe_status", "serve"]
+
+CANARY_STATES = ("Progressing", "Paused", "Promoting", "RolledBack")
+_KEYS = ("llmd_namespace", "llmd_name")
+
+PHASE = Gauge("llmops_llmdeployment_phase", "1 for the LLMDeployment's current phase.", [*_KEYS, "phase"])
+READY = Gauge("llmops_llmdeployment_ready_replicas", "Ready serving pods.", _KEYS)
+REPLICAS = Gauge("llmops_llmdeployment_replicas", "Desired serving pods.", _KEYS)
+CANARY_STATE = Gauge("llmops_canary_state", "1 for the canary's current state.", [*_KEYS, "state"])
+CANARY_WEIGHT = Gauge("llmops_canary_weight", "Percent of traffic the canary takes.", _KEYS)
+CANARY_STEP = Gauge("llmops_canary_step", "Index of the canary's current step.", _KEYS)
+ROLLBACKS = Counter("llmops_canary_rollbacks", "Canary rollbacks decided.", _KEYS)
+PASSES = Counter("llmops_reconcile", "Reconcile passes by result.", ["result"])
+DURATION = Histogram("llmops_reconcile_duration_seconds", "Duration of one reconcile pass.")
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on ``port`` (all interfaces) in a background thread."""
+    start_http_server(port)
+
+
+def observe_pass(result: str, seconds: float) -> None:
+    PASSES.labels(result).inc()
+    DURATION.observe(seconds)
+
+
+def observe_status(namespace: str, name: str, status: Mapping[str, Any], rolled_back: bool) -> None:
+    """Mirror one LLMDeployment's status into the gauges."""
+    phase = status.get("phase")
+    for p in Phase:
+        PHASE.labels(namespace, name, p.value).set(1 if p.value == phase else 0)
+    READY.labels(namespace, name).set(int(status.get("readyReplicas") or 0))
+    REPLICAS.labels(namespace, name).set(int(status.get("replicas") or 0))
+    canary = status.get("canary") or {}
+    for state in CANARY_STATES:
+        CANARY_STATE.labels(namespace, name, state).set(1 if canary.get("state") == state else 0)
+    CANARY_WEIGHT.labels(namespace, name).set(int(canary.get("weight") or 0) if canary else 0)
+    CANARY_STEP.labels(namespace, name).set(int(canary.get("step") or 0) if canary else 0)
+    if rolled_back:
+        ROLLBACKS.labels(namespace, name).inc()
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop the series of a deleted LLMDeployment."""
+    for metric, extra in ((PHASE, [p.value for p in Phase]), (CANARY_STATE, list(CANARY_STATES))):
+        for value in extra:
+            with contextlib.suppress(KeyError):
+                metric.remove(namespace, name, value)
+    for metric in (READY, REPLICAS, CANARY_WEIGHT, CANARY_STEP, ROLLBACKS):
+        with contextlib.suppress(KeyError):
+            metric.remove(namespace, name)

@@ -1,0 +1,279 @@
+"""The canary stage in ``plan()``: steps, analysis verdicts, promotion, rollback, manual gates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from llmops.analysis import Error, NoData, Value
+from llmops.api import conditions as c
+from llmops.api.resource import parse
+from llmops.lifecycle.canary import analysis_request, split
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan, plan
+from testkit.planning import SHA_A, SHA_B, T0, body, children_of, cond, rollout, to_serving, with_status
+
+ROLLOUT = {
+    "steps": [{"setWeight": 25, "pause": {"duration": "2m"}}, {"setWeight": 50, "pause": {"duration": "2m"}}],
+    "analysis": {
+        "interval": "1m",
+        "failureLimit": 2,
+        "inconclusiveLimit": 2,
+        "metrics": [{"name": "errors", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.01}}],
+    },
+}
+GOOD = {"errors": (Value(0.0), None)}
+BAD = {"errors": (Value(0.05), None)}
+
+
+class Sim:
+    """A tiny cluster: plan, apply, give Deployments the status the test wants."""
+
+    def __init__(self, replicas: int = 4, rollout_spec: dict[str, Any] | None = None) -> None:
+        b = body(replicas=replicas, rollout=rollout_spec or ROLLOUT)
+        self.b, self.ch = to_serving(b)
+        self.b["status"]["phase"] = "Serving"
+        self.now = T0 + dt.timedelta(hours=1)
+        self.replicas = replicas
+        self.p: Plan | None = None
+
+    def new_revision(self, rev: str = SHA_B) -> Plan:
+        self.b["spec"]["model"]["revision"] = rev
+        self.b["metadata"]["generation"] += 1
+        # The new revision's download Job completes at once in this simulation.
+        p = self.step()
+        for (kind, _), obj in self.ch.items():
+            if kind == "Job":
+                obj["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+        return p
+
+    def step(
+        self, minutes: float = 0, analysis: dict | None = None, pods: list | None = None, **obs: Any
+    ) -> Plan:
+        self.now += dt.timedelta(minutes=minutes)
+        p = plan(self.b, Observations(children=self.ch, analysis=analysis, pods=pods or [], **obs), self.now)
+        self.ch = children_of(p, self.ch)
+        self.b = with_status(p, self.b)
+        self.p = p
+        return p
+
+    def ready(self, name: str) -> None:
+        dep = self.ch[("Deployment", name)]
+        n = dep["spec"]["replicas"]
+        rollout(self.ch, ready=n, replicas=n, name=name)
+
+    @property
+    def canary(self) -> dict[str, Any]:
+        return self.b["status"].get("canary") or {}
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        return self.ch.get(("Deployment", name))
+
+
+def _start(sim: Sim) -> None:
+    sim.new_revision()
+    sim.step()  # cached → canary
+    sim.ready("m-canary")
+    sim.ready("m-stable")
+    sim.step()  # canary ready: analysis starts
+
+
+@pytest.mark.parametrize(
+    ("total", "weight", "mode", "expected"),
+    [
+        (4, 25, "replicas", (3, 1)),
+        (4, 50, "replicas", (2, 2)),
+        (1, 10, "replicas", (1, 1)),  # one pod each: the smallest split there is
+        (4, 100, "replicas", (0, 4)),
+        (4, 0, "replicas", (4, 0)),
+        (4, 25, "gatewayAPI", (4, 1)),  # stable keeps full capacity; the route splits traffic
+    ],
+)
+def test_split(total: int, weight: int, mode: str, expected: tuple[int, int]) -> None:
+    assert split(total, weight, mode) == expected
+
+
+def test_new_revision_starts_a_canary_while_stable_keeps_serving() -> None:
+    sim = Sim()
+    sim.new_revision()
+    p = sim.step()
+    canary = sim.deployment("m-canary")
+    assert canary is not None
+    assert canary["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_B
+    assert canary["spec"]["replicas"] == 1
+    assert canary["spec"]["template"]["metadata"]["labels"]["llmops.io/serving"] == "true"
+    stable = sim.deployment("m-stable")
+    assert stable["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_A
+    assert stable["spec"]["replicas"] == 3
+    assert p.status["phase"] == "Canary"
+    assert sim.canary["step"] == 0 and sim.canary["weight"] == 25 and sim.canary["state"] == "Progressing"
+    assert sim.canary["stableRevision"] == SHA_A
+    assert cond(p, c.PROGRESSING)["reason"] == c.CANARY_PROGRESSING
+    assert p.status["history"][-1]["action"] == "CanaryStarted"
+
+
+def test_measurements_are_requested_once_per_interval_after_the_canary_is_ready() -> None:
+    sim = Sim()
+    sim.new_revision()
+    sim.step()
+    ld = parse(sim.b)
+    assert analysis_request(sim.b, ld, sim.now + dt.timedelta(minutes=5)) == []  # not ready yet
+    _start_ready = sim
+    _start_ready.ready("m-canary")
+    _start_ready.step()
+    ready_at = sim.now
+    assert analysis_request(sim.b, ld, ready_at + dt.timedelta(seconds=30)) == []
+    wanted = analysis_request(sim.b, ld, ready_at + dt.timedelta(seconds=61))
+    assert [q.name for q in wanted] == ["errors"]
+    assert 'llmops_track="canary"' in wanted[0].canary and "tgi_request_failure" in wanted[0].canary
+
+
+def test_healthy_canary_walks_every_step_and_is_promoted_without_losing_capacity() -> None:
+    sim = Sim()
+    _start(sim)
+    sim.step(1, analysis=GOOD)
+    assert sim.canary["stepChecks"] == 1 and sim.canary["step"] == 0
+    sim.step(1.1, analysis=GOOD)  # 2m pause is over and it passed: step 2
+    assert sim.canary["step"] == 1 and sim.canary["weight"] == 50
+    assert sim.deployment("m-canary")["spec"]["replicas"] == 2
+    assert sim.deployment("m-stable")["spec"]["replicas"] == 2
+    sim.ready("m-canary")
+    sim.ready("m-stable")
+    sim.step(1, analysis=GOOD)
+    p = sim.step(1.1, analysis=GOOD)  # last step done → promoting
+    assert sim.canary["state"] == "Promoting"
+    stable = sim.deployment("m-stable")
+    assert stable["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_B
+    assert stable["spec"]["replicas"] == 4
+    assert sim.deployment("m-canary") is not None  # still serving until stable is ready
+    assert p.status["servingRevision"] == SHA_A
+    sim.ready("m-stable")
+    p = sim.step()
+    assert sim.deployment("m-canary") is None
+    assert p.status["servingRevision"] == SHA_B
+    assert p.status["phase"] == "Serving"
+    assert "canary" not in p.status
+    assert cond(p, c.PROMOTED)["status"] == "True"
+    actions = [h["action"] for h in p.status["history"]]
+    assert actions[-4:] == ["CanaryStep", "Promoting", "Promoted", "Deployed"]
+
+
+def test_failing_canary_is_rolled_back_within_the_failure_limit() -> None:
+    sim = Sim()
+    _start(sim)
+    sim.step(1, analysis=BAD)
+    assert sim.canary["failedChecks"] == 1 and sim.deployment("m-canary") is not None
+    p = sim.step(1, analysis=BAD)
+    assert sim.deployment("m-canary") is None
+    assert sim.deployment("m-stable")["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_A
+    assert sim.deployment("m-stable")["spec"]["replicas"] == 4
+    assert p.status["phase"] == "RolledBack"
+    promoted = cond(p, c.PROMOTED)
+    assert promoted["reason"] == c.ROLLED_BACK
+    assert "0.05" in promoted["message"] and "errors" in promoted["message"]
+    assert any(e.type == "Warning" and e.reason == c.ROLLED_BACK for e in p.events)
+    assert p.status["history"][-1]["action"] == "RolledBack"
+    # It stays rolled back: no new canary for the same revision.
+    p = sim.step(10)
+    assert sim.deployment("m-canary") is None and p.status["phase"] == "RolledBack"
+    assert not p.apply
+
+
+@pytest.mark.parametrize("missing", [NoData("empty vector"), Error("connection refused", "unreachable")])
+def test_no_data_or_unreachable_prometheus_pauses_and_never_promotes(missing: Any) -> None:
+    sim = Sim()
+    _start(sim)
+    for _ in range(3):
+        p = sim.step(1.1, analysis={"errors": (missing, None)})
+    assert sim.canary["state"] == "Paused"
+    assert sim.canary["step"] == 0
+    assert cond(p, c.PROGRESSING)["status"] == "False"
+    assert p.status["phase"] == "Canary"
+    p = sim.step(30)  # time alone never promotes
+    assert sim.canary["step"] == 0 and sim.canary["state"] == "Paused"
+
+
+def test_a_restarted_operator_resumes_at_the_same_step() -> None:
+    sim = Sim()
+    _start(sim)
+    sim.step(1, analysis=GOOD)
+    sim.step(1.1, analysis=GOOD)
+    before = dict(sim.canary)
+    p = sim.step(0.1)  # a new process: same status, same cluster, no measurement
+    assert sim.canary["step"] == before["step"] == 1
+    assert sim.canary["stepStartTime"] == before["stepStartTime"]
+    assert not p.apply
+
+
+def test_abort_annotation_rolls_back_and_is_not_acted_on_twice() -> None:
+    sim = Sim()
+    _start(sim)
+    sim.b["metadata"]["annotations"] = {"llmops.io/abort": "true"}
+    p = sim.step()
+    assert p.status["phase"] == "RolledBack"
+    assert "aborted" in cond(p, c.PROMOTED)["message"]
+    assert p.status["manualGates"] == {"abort": "true"}
+    # A next revision with the stale annotation still there is not aborted.
+    sim.new_revision("c" * 40)
+    sim.step()
+    assert sim.canary["state"] == "Progressing"
+
+
+def test_promote_annotation_promotes_now() -> None:
+    sim = Sim()
+    _start(sim)
+    sim.b["metadata"]["annotations"] = {"llmops.io/promote": SHA_B}
+    sim.step()
+    assert sim.canary["state"] == "Promoting"
+    assert sim.deployment("m-stable")["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_B
+
+
+def test_canary_without_gpus_pauses_instead_of_failing_the_model() -> None:
+    sim = Sim()
+    sim.new_revision()
+    sim.step()
+    pending = {
+        "metadata": {"name": "m-canary-x", "labels": {"llmops.io/deployment": "m", "llmops.io/track": "canary"}},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                        "reason": "Unschedulable",
+                                                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]},
+    }  # fmt: skip
+    p = sim.step(120, pods=[pending])  # far past the progress deadline
+    assert sim.canary["state"] == "Paused"
+    assert "nvidia.com/gpu" in sim.canary["message"]
+    assert cond(p, c.PROGRESSING)["reason"] == c.INSUFFICIENT_GPU
+    assert p.status["phase"] == "Canary"
+
+
+def test_canary_that_never_gets_ready_is_rolled_back_at_the_progress_deadline() -> None:
+    sim = Sim(rollout_spec={**ROLLOUT, "progressDeadlineSeconds": 600})
+    sim.new_revision()
+    sim.step()
+    p = sim.step(11)
+    assert p.status["phase"] == "RolledBack"
+    assert cond(p, c.PROMOTED)["message"].count("progressDeadlineSeconds") == 1
+
+
+def test_gateway_api_mode_sets_route_weights_at_each_step() -> None:
+    spec = {**ROLLOUT, "traffic": {"mode": "gatewayAPI", "httpRouteRef": {"name": "chat"}}}
+    sim = Sim(rollout_spec=spec)
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "chat", "resourceVersion": "7"},
+        "spec": {
+            "rules": [{"matches": [{"path": {"value": "/"}}], "backendRefs": [{"name": "m", "port": 80}]}]
+        },
+    }
+    sim.new_revision()
+    p = sim.step(referenced={("HTTPRoute", "chat"): route})
+    assert sim.deployment("m-stable")["spec"]["replicas"] == 4  # capacity kept
+    assert {("Service", "m-stable"), ("Service", "m-canary")} <= set(sim.ch)
+    ((kind, name, patch),) = p.patches
+    assert (kind, name) == ("HTTPRoute", "chat")
+    assert patch["metadata"]["resourceVersion"] == "7"
+    refs = patch["spec"]["rules"][0]["backendRefs"]
+    assert [(r["name"], r["weight"]) for r in refs] == [("m-stable", 75), ("m-canary", 25)]
+    assert patch["spec"]["rules"][0]["matches"] == route["spec"]["rules"][0]["matches"]
