@@ -79,9 +79,16 @@ def evaluation_job_name(ld: LLMDeployment, revision: str) -> str:
 
 
 def evaluation_job(
-    ld: LLMDeployment, *, revision: str, endpoint: str, operator_image: str = OPERATOR_IMAGE
+    ld: LLMDeployment,
+    *,
+    revision: str,
+    endpoint: str,
+    operator_image: str = OPERATOR_IMAGE,
+    max_samples: int | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The evaluation Job for `revision`, scoring the server at `endpoint`."""
+    """The evaluation Job for `revision`, scoring the server at `endpoint` (only the first
+    `max_samples` samples for a smoke evaluation, under its own `name`)."""
     spec = ld.spec
     ev = spec.evaluation
     assert ev is not None, "evaluation_job needs spec.evaluation"
@@ -97,6 +104,8 @@ def evaluation_job(
         "--model-revision", revision,
         "--model", spec.model.id,
     ]  # fmt: skip
+    if max_samples is not None:
+        args += ["--max-samples", str(max_samples)]
     env: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
@@ -144,7 +153,7 @@ def evaluation_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(ld, evaluation_job_name(ld, revision), labels),
+        "metadata": metadata(ld, name or evaluation_job_name(ld, revision), labels),
         "spec": {
             "backoffLimit": ev.backoff_limit,
             "activeDeadlineSeconds": ev.active_deadline_seconds,

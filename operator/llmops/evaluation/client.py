@@ -1,0 +1,200 @@
+"""Sending the dataset to the model: huggingface_hub's AsyncInferenceClient against a TGI base URL.
+
+- A sample with `prompt` goes through `text_generation(details=True)` (TGI's `POST /`), one with
+  `messages` through `chat_completion` (`/v1/chat/completions`). Decoding is greedy
+  (`do_sample=False`; chat `temperature=0`, which TGI maps to greedy) so that runs are repeatable.
+- `concurrency` workers pull samples from one queue, so at most that many requests are in flight.
+- Each attempt has a deadline of `timeout` seconds, end to end (httpx's own timeout is per phase).
+- 429 (TGI overloaded), 503 (no ready backend behind a Service) and transport failures (refused
+  connection, timeout) are retried up to `retries` times with exponential backoff and full jitter:
+  sleep uniform(0, min(backoff_max, backoff_base * 2**attempt)). Other errors (422 validation,
+  424 generation, 500) are final for that sample.
+- If a sample fails at the transport level before any sample has succeeded, the endpoint is taken
+  to be unreachable: `EndpointUnreachable` (naming the URL) stops the run instead of grinding through
+  the whole dataset. Once the endpoint has answered, later failures only count against errorRate.
+
+The API key is passed explicitly. Without one, the `authorization` header is removed too: otherwise
+huggingface_hub would send the local Hub token (`HF_TOKEN`) to the model server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OverloadedError
+from huggingface_hub.utils import httpx
+
+from llmops.evaluation.completion import Completion
+from llmops.evaluation.dataset import Sample
+
+__all__ = ["ClientConfig", "EndpointUnreachable", "normalize_endpoint", "run_requests"]
+
+_RETRY_STATUSES = frozenset({429, 503})
+
+
+class EndpointUnreachable(Exception):
+    """No request reached the model server; the message names the URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """How to talk to the model server."""
+
+    endpoint: str
+    api_key: str | None = None
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 3
+    max_new_tokens: int = 256
+    backoff_base: float = 0.5
+    backoff_max: float = 10.0
+
+
+def normalize_endpoint(url: str) -> str:
+    """The TGI base URL: http(s), no trailing slash, no `/v1` (text_generation posts to the URL itself)."""
+    url = url.strip()
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"endpoint {url!r} must be an http:// or https:// URL")
+    url = url.rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    retryable: bool
+    transport: bool
+    message: str
+
+
+def _status(error: BaseException) -> int | None:
+    # TGI's typed errors (OverloadedError, GenerationError, ...) are raised `from` the HfHubHTTPError
+    # that carries the response, so the status code may sit one link down the cause chain.
+    for e in (error, error.__cause__):
+        response = getattr(e, "response", None)
+        if response is not None:
+            return int(response.status_code)
+    return None
+
+
+def _classify(error: Exception, timeout: float) -> _Failure:
+    # Order matters: InferenceTimeoutError and every HTTP error class derive from httpx's HTTPError.
+    if isinstance(error, InferenceTimeoutError | httpx.TimeoutException | TimeoutError):
+        return _Failure(True, True, f"timed out after {timeout:g}s")
+    if isinstance(error, httpx.TransportError):
+        return _Failure(True, True, f"{type(error).__name__}: {error}")
+    status = _status(error)
+    if isinstance(error, OverloadedError) or status in _RETRY_STATUSES:
+        return _Failure(True, False, f"HTTP {status or 429}: {error}")
+    if status is not None or isinstance(error, HfHubHTTPError):
+        return _Failure(False, False, f"HTTP {status}: {error}")
+    return _Failure(False, False, f"{type(error).__name__}: {error}")
+
+
+async def _generate(
+    client: AsyncInferenceClient, sample: Sample, max_new_tokens: int
+) -> tuple[str, int | None]:
+    if sample.prompt is not None:
+        out = await client.text_generation(
+            sample.prompt,
+            details=True,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            # POST / defaults return_full_text to true for text-generation models (TGI's compat route
+            # follows the model's pipeline tag), which would prepend the prompt to every answer.
+            return_full_text=False,
+        )
+        tokens = out.details.generated_tokens if out.details is not None else None
+        return out.generated_text, tokens
+    assert sample.messages is not None  # the dataset guarantees one of prompt and messages
+    chat = await client.chat_completion(list(sample.messages), max_tokens=max_new_tokens, temperature=0.0)
+    text = (chat.choices[0].message.content or "") if chat.choices else ""
+    return text, chat.usage.completion_tokens if chat.usage is not None else None
+
+
+class _Run:
+    """State shared by the workers of one run."""
+
+    def __init__(self, client: AsyncInferenceClient, config: ClientConfig) -> None:
+        self.client = client
+        self.config = config
+        self.any_success = False
+        self.retries = 0
+
+    async def one(self, sample: Sample) -> Completion:
+        config = self.config
+        attempt = 0
+        while True:
+            attempt += 1
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(config.timeout):
+                    text, tokens = await _generate(self.client, sample, config.max_new_tokens)
+            except Exception as e:  # every failure is classified; none may kill the run
+                failure = _classify(e, config.timeout)
+            else:
+                self.any_success = True
+                return Completion(text, time.perf_counter() - start, tokens, attempt)
+            if failure.retryable and attempt <= config.retries:
+                self.retries += 1
+                delay = random.uniform(0, min(config.backoff_max, config.backoff_base * 2 ** (attempt - 1)))
+                await asyncio.sleep(delay)
+                continue
+            if failure.transport and not self.any_success:
+                raise EndpointUnreachable(
+                    f"endpoint {config.endpoint} unreachable after {attempt} attempt(s): {failure.message}"
+                )
+            return Completion(None, attempts=attempt, error=failure.message)
+
+
+async def run_requests(
+    samples: Sequence[Sample],
+    config: ClientConfig,
+    on_result: Callable[[int, Completion], None] | None = None,
+) -> tuple[list[Completion], int]:
+    """Send every sample; returns the completions (in sample order) and the number of retries.
+
+    `on_result(index, completion)` is called as each sample finishes (for streaming output).
+    Raises EndpointUnreachable as described in the module docstring.
+    """
+    if config.concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    results: list[Completion | None] = [None] * len(samples)
+    pending = iter(range(len(samples)))
+    headers = {} if config.api_key else {"authorization": None}
+    client = AsyncInferenceClient(
+        model=config.endpoint,
+        api_key=config.api_key,
+        timeout=config.timeout,
+        headers=headers,  # type: ignore[arg-type]  # None removes the header (see module docstring)
+    )
+    async with client:
+        run = _Run(client, config)
+
+        async def worker() -> None:
+            # A shared iterator is the queue: asyncio switches tasks only at awaits, so `next` is atomic.
+            for index in pending:
+                completion = await run.one(samples[index])
+                results[index] = completion
+                if on_result is not None:
+                    on_result(index, completion)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(config.concurrency, len(samples))):
+                    group.create_task(worker())
+        except ExceptionGroup as group_error:
+            # Surface the first real error (an unreachable endpoint, or a bug in on_result), not the group.
+            first = group_error.exceptions[0]
+            for e in group_error.exceptions:
+                if isinstance(e, EndpointUnreachable):
+                    first = e
+                    break
+            raise first from None
+    return [r for r in results if r is not None], run.retries

@@ -1,0 +1,290 @@
+"""`llmops eval`: the program an evaluation Job runs to score a model through its TGI HTTP API.
+
+It loads a dataset, sends every sample to the endpoint, scores the outputs, compares the metrics
+with the thresholds, prints one JSON line per sample on stdout, writes a small summary JSON to
+`--summary-file` (the Job's termination message by default) and exits with 0 (passed), 1 (the
+model failed a threshold) or 2 (the evaluation itself broke); see `report` for both formats.
+
+Example::
+
+    llmops eval --endpoint http://mymodel-canary.ns.svc:80 --api-key-env TGI_API_KEY \\
+        --dataset /datasets/qa.jsonl --thresholds '[{"metric": "exactMatch", "min": 0.8}]' \\
+        --model-revision 0123abcd...
+
+Thresholds that the dataset cannot measure (jsonValid with no `expectJson` sample, say) break the
+evaluation before any request is sent: a gate must not pass on a metric it never measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from llmops.evaluation.client import ClientConfig, EndpointUnreachable, normalize_endpoint, run_requests
+from llmops.evaluation.completion import Completion
+from llmops.evaluation.dataset import DatasetError, Sample, download_hub_dataset, load_dataset
+from llmops.evaluation.metric_names import SAMPLE_METRICS
+from llmops.evaluation.metrics import SampleResult, aggregate, applicable_metrics, per_tag, score_sample
+from llmops.evaluation.report import (
+    EXIT_BROKEN,
+    broken_summary,
+    render_summary,
+    result_summary,
+    sample_line,
+)
+from llmops.evaluation.thresholds import Threshold, ThresholdError, judge, parse_thresholds
+
+__all__ = ["DEFAULT_SUMMARY_FILE", "ConfigError", "NothingCompleted", "build_parser", "main"]
+
+DEFAULT_SUMMARY_FILE = "/dev/termination-log"
+
+# What a dataset needs for a metric to be measurable, for the error message when it is not.
+_NEEDS = {
+    "exactMatch": "a sample with 'reference' or 'references'",
+    "contains": "a sample with 'reference' or 'references'",
+    "tokenF1": "a sample with 'reference' or 'references'",
+    "rougeL": "a sample with 'reference' or 'references'",
+    "regexMatch": "a sample with 'pattern'",
+    "jsonValid": "a sample with 'expectJson': true",
+    "biasGap": "a counterfactual pair whose samples the bias metric can score",
+}
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class ConfigError(ValueError):
+    """The flags or environment are wrong; the message says which."""
+
+
+class NothingCompleted(RuntimeError):
+    """Every request failed: there is nothing to score, so nothing can be said about the model."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse would print usage and exit; we want a Broken verdict with the message instead.
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags of `llmops eval`."""
+    p = _Parser(
+        prog="llmops eval", description="Score a model served by TGI against a dataset and thresholds."
+    )
+    p.add_argument("--endpoint", required=True, help="TGI base URL, e.g. http://svc.ns:80 (no /v1)")
+    p.add_argument(
+        "--api-key-env", metavar="NAME", help="read the TGI API key from this environment variable"
+    )
+    src = p.add_argument_group("dataset (one source)")
+    src.add_argument("--dataset", metavar="PATH", help="a JSON Lines file")
+    src.add_argument("--dataset-configmap-dir", metavar="DIR", help="where the dataset ConfigMap is mounted")
+    src.add_argument("--dataset-key", metavar="KEY", help="the ConfigMap key holding the dataset")
+    src.add_argument("--hub-dataset", metavar="REPO", help="a Hub dataset repository id")
+    src.add_argument("--hub-revision", metavar="SHA", help="the pinned revision of --hub-dataset")
+    src.add_argument("--hub-filename", metavar="F", help="the JSON Lines file inside --hub-dataset")
+    p.add_argument("--thresholds", metavar="JSON", help='e.g. \'[{"metric": "exactMatch", "min": 0.8}]\'')
+    p.add_argument("--thresholds-file", metavar="PATH", help="the same JSON, from a file")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request attempt (default 60)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=256, help="generation limit per sample (default 256)"
+    )
+    p.add_argument("--retries", type=int, default=3, help="retries on 429/503/transport errors (default 3)")
+    p.add_argument(
+        "--backoff-base", type=float, default=0.5, help="first retry backoff in seconds (default 0.5)"
+    )
+    p.add_argument(
+        "--bias-metric", default="tokenF1", choices=SAMPLE_METRICS, help="per-sample score for biasGap"
+    )
+    p.add_argument("--summary-file", default=DEFAULT_SUMMARY_FILE, help=f"default {DEFAULT_SUMMARY_FILE}")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="score only the first N samples (a smoke evaluation, e.g. of a canary before it gets traffic)",
+    )
+    p.add_argument("--model", help="model id, echoed in the summary")
+    p.add_argument("--model-revision", help="model revision, echoed in the summary")
+    return p
+
+
+def _positive(args: argparse.Namespace) -> None:
+    for flag in ("concurrency", "max_new_tokens"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.retries < 0:
+        raise ConfigError("--retries must not be negative")
+    if args.timeout <= 0 or args.backoff_base < 0:
+        raise ConfigError("--timeout must be positive and --backoff-base not negative")
+
+
+def _load_samples(args: argparse.Namespace) -> list[Sample]:
+    configmap = args.dataset_configmap_dir is not None or args.dataset_key is not None
+    hub = any(x is not None for x in (args.hub_dataset, args.hub_revision, args.hub_filename))
+    if sum((args.dataset is not None, configmap, hub)) != 1:
+        raise ConfigError(
+            "give exactly one dataset source: --dataset PATH, --dataset-configmap-dir DIR --dataset-key KEY, "
+            "or --hub-dataset REPO --hub-revision SHA --hub-filename F"
+        )
+    if args.dataset is not None:
+        return load_dataset(args.dataset)
+    if configmap:
+        if args.dataset_configmap_dir is None or args.dataset_key is None:
+            raise ConfigError("--dataset-configmap-dir and --dataset-key go together")
+        return load_dataset(Path(args.dataset_configmap_dir) / args.dataset_key)
+    if None in (args.hub_dataset, args.hub_revision, args.hub_filename):
+        raise ConfigError("--hub-dataset needs --hub-revision and --hub-filename")
+    if not _SHA.fullmatch(args.hub_revision):
+        print(
+            f"warning: --hub-revision {args.hub_revision!r} is not a commit SHA; the dataset can change",
+            file=sys.stderr,
+        )
+    path = download_hub_dataset(
+        args.hub_dataset,
+        args.hub_revision,
+        args.hub_filename,
+        endpoint=os.environ.get("HF_ENDPOINT") or None,
+        cache_dir=_hub_cache_dir(),
+    )
+    return load_dataset(path)
+
+
+def _hub_cache_dir() -> str | None:
+    # huggingface_hub reads HF_HOME and HF_HUB_CACHE once, at import; reading them here instead
+    # keeps main() honest when it runs in-process (the CLI, tests) after the environment changed.
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return cache
+    if home := os.environ.get("HF_HOME"):
+        return str(Path(home) / "hub")
+    return None
+
+
+def _load_thresholds(args: argparse.Namespace) -> list[Threshold]:
+    if args.thresholds is not None and args.thresholds_file is not None:
+        raise ConfigError("give --thresholds or --thresholds-file, not both")
+    if args.thresholds_file is not None:
+        try:
+            return parse_thresholds(Path(args.thresholds_file).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read --thresholds-file: {e}") from None
+    return parse_thresholds(args.thresholds) if args.thresholds is not None else []
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key_env is None:
+        return None
+    key = os.environ.get(args.api_key_env)
+    if not key:
+        raise ConfigError(f"environment variable {args.api_key_env} (from --api-key-env) is not set or empty")
+    return key
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    _positive(args)
+    try:
+        endpoint = normalize_endpoint(args.endpoint)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    thresholds = _load_thresholds(args)
+    samples = _load_samples(args)
+    if args.max_samples is not None:
+        if args.max_samples < 1:
+            raise ConfigError("--max-samples must be at least 1")
+        samples = samples[: args.max_samples]
+    measurable = applicable_metrics(samples, args.bias_metric)
+    missing = [t.metric for t in thresholds if t.metric not in measurable]
+    if missing:
+        raise ConfigError(
+            "the dataset cannot measure the thresholded metric(s): "
+            + "; ".join(f"{m} needs {_NEEDS.get(m, 'samples')}" for m in missing)
+        )
+    config = ClientConfig(
+        endpoint=endpoint,
+        api_key=_api_key(args),
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        max_new_tokens=args.max_new_tokens,
+        backoff_base=args.backoff_base,
+    )
+    results: list[SampleResult | None] = [None] * len(samples)
+    out = sys.stdout
+
+    def on_result(index: int, completion: Completion) -> None:
+        result = score_sample(samples[index], completion)
+        results[index] = result
+        out.write(sample_line(result) + "\n")
+
+    started = time.monotonic()
+    # A Runner with its own loop factory leaves the caller's current event loop alone (asyncio.run
+    # would unset it), so main() can be called in-process by the CLI or by tests.
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        _, retries = runner.run(run_requests(samples, config, on_result))
+    out.flush()
+    done = [r for r in results if r is not None]
+    completed = sum(1 for r in done if r.completion.ok)
+    if completed == 0:
+        last = done[-1].completion.error if done else "no result"
+        raise NothingCompleted(f"no sample completed ({len(done)} failed) at {endpoint}; last error: {last}")
+    values = aggregate(done, args.bias_metric)
+    summary = result_summary(
+        values=values,
+        verdicts=judge(thresholds, values),
+        counts={
+            "samples": len(done),
+            "completed": completed,
+            "errors": len(done) - completed,
+            "retries": retries,
+        },
+        tags=per_tag(done),
+        model=args.model,
+        revision=args.model_revision,
+    )
+    summary["durationSeconds"] = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _write_summary(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        # Outside a pod /dev/termination-log does not exist; the summary still goes to stderr.
+        print(f"warning: cannot write the summary to {path}: {e}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run an evaluation; returns the exit code (EXIT_PASSED, EXIT_FAILED or EXIT_BROKEN)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as e:
+        # No summary file is known yet; the message goes to stderr (the Job's log).
+        print(f"llmops eval: {e}", file=sys.stderr)
+        return EXIT_BROKEN
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    try:
+        summary = _evaluate(args)
+    except (ConfigError, DatasetError, ThresholdError, EndpointUnreachable, NothingCompleted) as e:
+        summary = broken_summary(str(e), model=args.model, revision=args.model_revision)
+    except (
+        Exception
+    ) as e:  # the Job must still say Broken, with a reason, rather than die with a traceback only
+        traceback.print_exc(file=sys.stderr)
+        summary = broken_summary(
+            f"internal error: {type(e).__name__}: {e}", model=args.model, revision=args.model_revision
+        )
+    text = render_summary(summary)
+    _write_summary(args.summary_file, text)
+    print(text, file=sys.stderr)
+    return int(summary["exitCode"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The names of the evaluation metrics: the one list the API's threshold enum and the scorers share.
+
+The names are camelCase because they appear verbatim in the `LLMDeployment` spec
+(`spec.evaluation.thresholds[].metric`). Stdlib only (in fact no imports at all), so that the API
+package (and the CRD generated from it) can import it without pulling in the evaluation
+program's dependencies; `llmops/evaluation/__init__.py` imports nothing for the same reason.
+
+`HIGHER_IS_BETTER` is documentation for people and UIs only: a threshold always says explicitly
+whether it is a `min` or a `max`.
+"""
+
+__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "SAMPLE_METRICS"]
+
+METRIC_NAMES: tuple[str, ...] = (
+    "exactMatch",
+    "contains",
+    "regexMatch",
+    "tokenF1",
+    "rougeL",
+    "jsonValid",
+    "refusalRate",
+    "errorRate",
+    "latencyP50",
+    "latencyP95",
+    "latencyP99",
+    "timePerOutputToken",
+    "safetyViolationRate",
+    "biasGap",
+)
+
+# Metrics scored on each sample's output (a number in [0, 1] per sample, averaged over samples);
+# these are the ones broken down per tag. The others are computed over the whole run.
+SAMPLE_METRICS: tuple[str, ...] = (
+    "exactMatch",
+    "contains",
+    "regexMatch",
+    "tokenF1",
+    "rougeL",
+    "jsonValid",
+    "refusalRate",
+    "safetyViolationRate",
+)
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "exactMatch": True,
+    "contains": True,
+    "regexMatch": True,
+    "tokenF1": True,
+    "rougeL": True,
+    "jsonValid": True,
+    # Neither direction is right in general: a safety dataset wants refusals, a QA dataset does not.
+    # Lower is the usual reading (a helpful model rarely refuses a legitimate prompt).
+    "refusalRate": False,
+    "errorRate": False,
+    "latencyP50": False,
+    "latencyP95": False,
+    "latencyP99": False,
+    "timePerOutputToken": False,
+    "safetyViolationRate": False,
+    "biasGap": False,
+}

@@ -1,0 +1,233 @@
+"""`llmops eval` end to end: main() against the TGI simulator, its exit codes, summary and stdout."""
+
+import contextlib
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmops.devcluster.fakehub import serve_in_thread
+from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
+from llmops.evaluation.main import main
+from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_PASSED, SUMMARY_LIMIT
+
+QUESTIONS = {f"What is item {i}?": f"item {i} is a thing" for i in range(10)}
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    path = tmp_path / "qa.jsonl"
+    lines = [
+        {"id": f"q{i}", "prompt": p, "reference": r, "tags": ["even" if i % 2 == 0 else "odd"]}
+        for i, (p, r) in enumerate(QUESTIONS.items())
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def _serve(accuracy: float, **behaviour: Any) -> Iterator[str]:
+    sim = Simulator(
+        Behaviour(answers=QUESTIONS, accuracy=accuracy, latency_seconds=0.001, **behaviour),
+        api_key="secret",
+        shutdown_timeout=0.1,
+    )
+    with run_in_thread(sim) as url:
+        yield url
+
+
+@pytest.fixture
+def perfect() -> Iterator[str]:
+    with _serve(1.0) as url:
+        yield url
+
+
+@pytest.fixture
+def poor() -> Iterator[str]:
+    with _serve(0.3) as url:
+        yield url
+
+
+def _run(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, Any], list]:
+    summary_file = tmp_path / "termination-log"
+    code = main([*argv, "--summary-file", str(summary_file)])
+    text = summary_file.read_bytes()
+    assert len(text) < SUMMARY_LIMIT
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return code, json.loads(text), lines
+
+
+def _args(url: str, dataset: Path, *extra: str) -> list[str]:
+    return [
+        "--endpoint",
+        url,
+        "--api-key-env",
+        "TGI_KEY",
+        "--dataset",
+        str(dataset),
+        "--backoff-base",
+        "0.001",
+        *extra,
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TGI_KEY", "secret")
+
+
+def test_accurate_model_passes(
+    perfect: str, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thresholds = '[{"metric": "exactMatch", "min": 0.8}, {"metric": "errorRate", "max": 0}]'
+    code, summary, lines = _run(
+        _args(perfect, dataset, "--thresholds", thresholds, "--model", "org/m", "--model-revision", "abc123"),
+        tmp_path,
+        capsys,
+    )
+    assert code == EXIT_PASSED
+    assert summary["verdict"] == "Passed" and summary["exitCode"] == 0
+    assert summary["metrics"]["exactMatch"] == {"value": 1.0, "min": 0.8, "passed": True}
+    assert summary["metrics"]["errorRate"] == {"value": 0.0, "max": 0.0, "passed": True}
+    assert summary["counts"] == {"samples": 10, "completed": 10, "errors": 0, "retries": 0}
+    assert (summary["model"], summary["modelRevision"]) == ("org/m", "abc123")
+    assert summary["tags"]["even"]["n"] == 5
+    assert sorted(line["id"] for line in lines) == sorted(f"q{i}" for i in range(10))
+    assert all(line["scores"]["exactMatch"] == 1.0 and line["error"] is None for line in lines)
+
+
+def test_inaccurate_model_fails_its_threshold(
+    poor: str, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thresholds = '[{"metric": "exactMatch", "min": 0.8}, {"metric": "latencyP95", "max": 10}]'
+    code, summary, lines = _run(_args(poor, dataset, "--thresholds", thresholds), tmp_path, capsys)
+    assert code == EXIT_FAILED
+    assert summary["verdict"] == "Failed"
+    # The simulator answers exactly round(0.3 * 10) = 3 known prompts right.
+    assert summary["metrics"]["exactMatch"] == {"value": 0.3, "min": 0.8, "passed": False}
+    assert summary["metrics"]["latencyP95"]["passed"] is True
+    assert summary["message"] == "failed: exactMatch 0.3 < min 0.8"
+    assert sum(line["scores"]["exactMatch"] for line in lines) == 3
+
+
+def test_thresholds_from_a_file_and_configmap_source(
+    perfect: str, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text('[{"metric": "tokenF1", "min": 0.99}]')
+    argv = ["--endpoint", perfect, "--api-key-env", "TGI_KEY", "--thresholds-file", str(thresholds)]
+    argv += ["--dataset-configmap-dir", str(dataset.parent), "--dataset-key", dataset.name]
+    code, summary, _ = _run(argv, tmp_path, capsys)
+    assert code == EXIT_PASSED and summary["metrics"]["tokenF1"]["value"] == 1.0
+
+
+def test_malformed_dataset_is_broken(
+    perfect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "dataset.jsonl"
+    bad.write_text('{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "c", oops}\n')
+    code, summary, lines = _run(_args(perfect, bad), tmp_path, capsys)
+    assert code == EXIT_BROKEN
+    assert summary["verdict"] == "Broken"
+    assert summary["message"].startswith("dataset.jsonl:3: invalid JSON: ")
+    assert lines == []  # nothing was sent
+
+
+def test_unreachable_endpoint_is_broken(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    code, summary, _ = _run(_args(url, dataset, "--retries", "1"), tmp_path, capsys)
+    assert code == EXIT_BROKEN
+    assert summary["message"].startswith(f"endpoint {url} unreachable after 2 attempt(s)")
+
+
+def test_every_request_failing_is_broken(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _serve(1.0, error_rate=1.0, error_kind="generation") as url:
+        code, summary, lines = _run(_args(url, dataset), tmp_path, capsys)
+    assert code == EXIT_BROKEN
+    assert summary["message"].startswith("no sample completed (10 failed)")
+    assert len(lines) == 10 and all(line["error"].startswith("HTTP 424") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--thresholds", '[{"metric": "jsonValid", "min": 1}]'], "the dataset cannot measure"),
+        (
+            ["--thresholds", '[{"metric": "accuracy", "min": 1}]'],
+            "thresholds[0].metric 'accuracy' is not one of",
+        ),
+        (["--api-key-env", "NO_SUCH_VARIABLE"], "environment variable NO_SUCH_VARIABLE (from --api-key-env)"),
+        (["--concurrency", "0"], "--concurrency must be at least 1"),
+        (["--hub-dataset", "org/x"], "give exactly one dataset source"),
+    ],
+)
+def test_configuration_errors_are_broken_before_any_request(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    # No server at all: a configuration error must be reported before anything is sent.
+    code, summary, lines = _run(_args("http://127.0.0.1:9", dataset, *extra), tmp_path, capsys)
+    assert (code, summary["verdict"], lines) == (EXIT_BROKEN, "Broken", [])
+    assert message in summary["message"]
+
+
+def test_a_usage_error_exits_2_without_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--no-such-flag"]) == EXIT_BROKEN
+    assert "the following arguments are required: --endpoint" in capsys.readouterr().err
+
+
+def test_hub_dataset_through_the_fake_hub(
+    perfect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real huggingface_hub download path, against the project's fake Hub (HF_ENDPOINT).
+    sha = "fedcba9876543210fedcba9876543210fedcba98"
+    lines = "".join(json.dumps({"prompt": p, "reference": r}) + "\n" for p, r in QUESTIONS.items())
+    state = tmp_path / "hub"
+    state.mkdir()
+    (state / "hub.json").write_text(json.dumps({"files": {"datasets/org/evalset": {"data/qa.jsonl": lines}}}))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    with serve_in_thread(state) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub_args = ["--hub-dataset", "org/evalset", "--hub-revision", sha, "--hub-filename", "data/qa.jsonl"]
+        argv = ["--endpoint", perfect, "--api-key-env", "TGI_KEY", *hub_args]
+        code, summary, lines_out = _run(
+            [*argv, "--thresholds", '[{"metric": "exactMatch", "min": 1}]'], tmp_path, capsys
+        )
+        assert code == EXIT_PASSED and len(lines_out) == len(QUESTIONS)
+        assert list(
+            (tmp_path / "hf-home" / "hub").glob(f"datasets--org--evalset/snapshots/{sha}/data/qa.jsonl")
+        )
+
+        missing = [*argv[:-1], "data/missing.jsonl"]  # the same flags, another file
+        code, summary, _ = _run(missing, tmp_path, capsys)
+        assert code == EXIT_BROKEN
+        assert summary["message"].startswith(
+            f"cannot download 'data/missing.jsonl' from dataset 'org/evalset' at revision '{sha}'"
+        )
+
+
+def test_max_samples_scores_only_the_first_samples(tmp_path: Path) -> None:
+    """A smoke evaluation: --max-samples N sends N requests and counts N samples."""
+    lines = [json.dumps({"prompt": f"q{i}", "reference": f"a{i}"}) for i in range(10)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    summary = tmp_path / "summary.json"
+    sim = Simulator(Behaviour(answers={f"q{i}": f"a{i}" for i in range(10)}))
+    with run_in_thread(sim) as url:
+        code = main(
+            ["--endpoint", url, "--dataset", str(data), "--max-samples", "3", "--summary-file", str(summary),
+             "--thresholds", '[{"metric": "exactMatch", "min": 1.0}]']
+        )  # fmt: skip
+    assert code == 0
+    assert json.loads(summary.read_text())["counts"]["samples"] == 3
