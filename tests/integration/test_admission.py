@@ -143,6 +143,15 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"evaluation": {"dataset": DATASET, "thresholds": [{"metric": "accuracy", "min": 0.5}]}},
         ["spec.evaluation.thresholds[0].metric", "accuracy"],
     ),
+    "duplicate-threshold-metric": (
+        {
+            "evaluation": {
+                "dataset": DATASET,
+                "thresholds": [{"metric": "tokenF1", "min": 0.5}, {"metric": "tokenF1", "max": 0.9}],
+            }
+        },
+        ["spec.evaluation.thresholds[1]", "Duplicate value"],
+    ),
     "threshold-without-bounds": (
         {"evaluation": {"dataset": DATASET, "thresholds": [{"metric": "tokenF1"}]}},
         ["spec.evaluation.thresholds[0]", "min, max or both"],

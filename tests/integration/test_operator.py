@@ -13,7 +13,15 @@ import pytest
 
 from llmops.devcluster import Cluster
 from testkit import get_json, wait_for
-from testkit.operator import OperatorProcess, children, condition, llmd, sample, wait_condition
+from testkit.operator import (
+    OperatorProcess,
+    children,
+    condition,
+    configure_hub,
+    llmd,
+    sample,
+    wait_condition,
+)
 
 REV_A = "a" * 40
 REV_B = "b" * 40
@@ -206,6 +214,7 @@ def test_runtime_failures_become_conditions(
     reason: str,
     words: str,
 ) -> None:
+    configure_hub(cluster, missing=["sim-org/missing"])
     _apply(cluster, namespace, sample(f"bad-{case}", REV_A, **spec))
     obj = wait_condition(cluster, namespace, f"bad-{case}", condition_type, "False", reason, timeout=120)
     assert words in condition(obj, condition_type)["message"]

@@ -149,3 +149,26 @@ def children(cluster: Cluster, namespace: str, name: str) -> Iterator[dict[str, 
     yield from get_json(cluster, kinds, "-n", namespace, "-l", f"llmops.io/deployment={name}").get(
         "items", []
     )
+
+
+def configure_hub(cluster: Cluster, **settings: Any) -> None:
+    """Merge ``settings`` into the simulated Hub's hub.json (see llmops.devcluster.fakehub)."""
+    assert cluster.state_dir is not None, "the simulated Hub exists only on the local cluster"
+    path = cluster.state_dir / "hub.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    for key, value in settings.items():
+        if isinstance(value, list):
+            current[key] = sorted(set(current.get(key, [])) | set(value))
+        elif isinstance(value, dict):
+            current[key] = {**current.get(key, {}), **value}
+        else:
+            current[key] = value
+    path.write_text(json.dumps(current))
+
+
+def set_behaviour(cluster: Cluster, revision: str, **behaviour: Any) -> None:
+    """How the TGI simulators of ``revision`` behave (see llmops.devcluster.tgisim_behaviour)."""
+    assert cluster.state_dir is not None, "the TGI simulators exist only on the local cluster"
+    folder = cluster.state_dir / "behaviours"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{revision}.json").write_text(json.dumps(behaviour))

@@ -15,6 +15,8 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from llmops.api.common import (
     SHA40,
+    X_LIST_MAP_KEYS,
+    X_LIST_TYPE,
     ApiModel,
     ConfigMapKeyRef,
     Duration,
@@ -120,8 +122,12 @@ class EvaluationSpec(ApiModel):
 
     dataset: DatasetSource
     """The prompts (JSON Lines)."""
-    thresholds: Annotated[list[Threshold], Field(min_length=1, max_length=32)]
-    """Bounds the scores must meet."""
+    thresholds: Annotated[
+        list[Threshold],
+        # A map keyed by metric: the apiserver refuses the same metric twice ("Duplicate value").
+        Field(min_length=1, max_length=32, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["metric"]}),
+    ]
+    """Bounds the scores must meet, at most one entry per metric (use min and max together for a range)."""
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     """Requests in flight at once."""
     timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60

@@ -19,6 +19,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ __all__ = ["Cluster", "ClusterError", "default_state_dir"]
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 _STAGES = Path(__file__).with_name("kwok-stages.yaml")
+KUBELET_MODULE = "llmops.devcluster.kubelet"
 COMPONENT_PORTS = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
 
 
@@ -274,6 +276,20 @@ class Cluster:
         wait_until("default ServiceAccount", self._default_sa, deadline_s, self.procs, interval_s=0.2)
         say(f"nodes Ready ({time.monotonic() - t0:.1f}s)")
 
+        # The kubelet half for the operator's own pods: TGI simulators, Job commands, storage,
+        # the simulated Hub and the Service proxy (see kubelet.py).
+        self._spawn(
+            "kubelet",
+            [sys.executable, "-m", KUBELET_MODULE, f"--kubeconfig={self.kubeconfig}", f"--state-dir={sd}"],
+        )
+        kubelet_pid = self.procs[-1].pid
+
+        def kubelet_ready() -> bool:
+            return bool(json.loads((sd / "kubelet.json").read_text())["pid"] == kubelet_pid)
+
+        wait_until("fake kubelet", kubelet_ready, deadline_s, self.procs)
+        say(f"fake kubelet ready ({time.monotonic() - t0:.1f}s)")
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         assert self.state_dir is not None
         self.procs.append(Proc.start(name, argv, self.state_dir / "logs" / f"{name}.log"))
@@ -304,7 +320,7 @@ class Cluster:
         if self.state_dir is not None and (self.state_dir / "state.json").exists():
             stop_state(self.state_dir)
         for p in reversed(self.procs):
-            stop_pid(p.pid, str(self.bin_dir))
+            stop_pid(p.pid, _marker(p.name, str(self.bin_dir)))
             if p.popen.poll() is None:
                 p.popen.kill()
             p.popen.wait(timeout=10)
@@ -368,10 +384,15 @@ def stop_state(state_dir: Path) -> list[str]:
         return []
     stopped = []
     for name, pid in reversed(list(state.get("pids", {}).items())):
-        stop_pid(int(pid), state["bin_dir"])
+        stop_pid(int(pid), _marker(name, state["bin_dir"]))
         stopped.append(name)
     path.unlink(missing_ok=True)
     return stopped
+
+
+def _marker(component: str, bin_dir: str) -> str:
+    """What the component's command line contains, to make sure a PID is still ours."""
+    return KUBELET_MODULE if component == "kubelet" else bin_dir
 
 
 def _http_get(url: str, ctx: ssl.SSLContext | None = None) -> bytes:

@@ -102,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bias-metric", default="tokenF1", choices=SAMPLE_METRICS, help="per-sample score for biasGap"
     )
-    p.add_argument("--summary-file", default=DEFAULT_SUMMARY_FILE, help=f"default {DEFAULT_SUMMARY_FILE}")
+    p.add_argument(
+        "--summary-file",
+        # The container's termination message path, which a (fake) kubelet may relocate.
+        default=os.environ.get("LLMOPS_TERMINATION_LOG", DEFAULT_SUMMARY_FILE),
+        help=f"default $LLMOPS_TERMINATION_LOG or {DEFAULT_SUMMARY_FILE}",
+    )
     p.add_argument(
         "--max-samples",
         type=int,

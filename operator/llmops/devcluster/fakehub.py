@@ -1,0 +1,472 @@
+"""A fake Hugging Face Hub: exactly the routes huggingface_hub 2.4's downloads call.
+
+``snapshot_download`` and ``hf_hub_download`` work against it through ``HF_ENDPOINT``:
+
+    GET      /api/{models|datasets}/{repo}[/revision/{rev}]      repo info (id, sha, siblings)
+    GET      /api/{models|datasets}/{repo}/tree/{rev}[/{path}]   the recursive file listing
+    HEAD|GET /[datasets/]{repo}/resolve/{rev}/{file}             a file
+    GET      /__cdn/{type}/{repo}/{sha}/{file}                   an LFS blob (see below)
+    GET      /__hub/requests                                     recent requests, for tests
+
+As on the real Hub, a regular file answers 200 with ``ETag`` (its git blob sha1),
+``X-Repo-Commit`` and ``Content-Length``; an LFS file (``*.safetensors``) answers 302 to a
+"CDN" with ``X-Linked-Etag`` (its sha256) and ``X-Linked-Size``. The CDN is this server on a
+second port: a different origin, so the client drops the Authorization header there just as
+it does for the real CDN. Errors carry ``X-Error-Code`` (RepoNotFound, GatedRepo,
+RevisionNotFound, EntryNotFound), which the client maps to its exception classes.
+
+Any repo id exists. A revision that is a 40-hex sha resolves to itself; the ref ``main`` (and
+refs listed in hub.json) resolve to a fixed sha derived from repo and ref; other refs are not
+found. A model has ``config.json``, ``tokenizer.json`` and a small ``model.safetensors`` whose
+content depends on the commit. Tests steer it with ``<state-dir>/hub.json``, re-read when it
+changes::
+
+    {"missing": ["org/nope"],            404 RepositoryNotFound
+     "gated": ["org/gated"],             401 GatedRepo unless a token is sent (any token)
+     "slow": {"org/big": 30},            each file's body takes this many seconds
+     "unavailable": ["org/down"],        503 on every route
+     "refs": {"org/x": ["v1"] | {"v1": "<sha>"}},
+     "files": {"org/x": {"path": "text"}}}   replaces the repo's default files
+
+Dataset repos are keyed ``datasets/org/name`` and have only a README.md unless ``files`` says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import re
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+
+__all__ = ["FakeHub", "HubThread", "commit_for", "model_files", "serve_in_thread"]
+
+log = logging.getLogger("llmops.fakehub")
+
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
+_MODEL_BYTES = 64 * 1024
+_REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_CREATED = "2025-06-01T00:00:00.000Z"
+
+
+def commit_for(repo_key: str, ref: str) -> str:
+    """The commit sha the fake Hub resolves ``ref`` to (``repo_key`` as in hub.json)."""
+    return hashlib.sha1(f"{repo_key}@{ref}".encode()).hexdigest()
+
+
+def _safetensors(repo_id: str, sha: str) -> bytes:
+    """A valid safetensors file with one U8 tensor whose bytes depend on repo and commit."""
+    header = {
+        "__metadata__": {"format": "pt", "llmops.fake": "true", "repo": repo_id, "revision": sha},
+        "weight": {"dtype": "U8", "shape": [_MODEL_BYTES], "data_offsets": [0, _MODEL_BYTES]},
+    }
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes
+    return (
+        struct.pack("<Q", len(raw))
+        + raw
+        + hashlib.shake_256(f"{repo_id}@{sha}".encode()).digest(_MODEL_BYTES)
+    )
+
+
+def model_files(repo_id: str, sha: str) -> dict[str, bytes]:
+    """The default files of a fake model repo at a commit."""
+    config = {
+        "_name_or_path": repo_id,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 256,
+        "max_position_embeddings": 4096,
+        "torch_dtype": "float16",
+        "llmops_fake": {"repo": repo_id, "revision": sha},
+    }
+    tokenizer = {
+        "version": "1.0",
+        "added_tokens": [
+            {"id": 0, "content": "<s>", "special": True},
+            {"id": 1, "content": "</s>", "special": True},
+        ],
+        "model": {
+            "type": "BPE",
+            "vocab": {"<s>": 0, "</s>": 1, **{chr(c): c for c in range(32, 127)}},
+            "merges": [],
+        },
+    }
+    return {
+        "config.json": json.dumps(config, indent=2).encode(),
+        "tokenizer.json": json.dumps(tokenizer).encode(),
+        "model.safetensors": _safetensors(repo_id, sha),
+    }
+
+
+@dataclass(frozen=True)
+class _File:
+    path: str
+    data: bytes
+
+    @functools.cached_property
+    def git_sha1(self) -> str:
+        return hashlib.sha1(b"blob %d\0" % len(self.data) + self.data).hexdigest()
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def lfs(self) -> bool:
+        return self.path.endswith(_LFS_SUFFIXES)
+
+
+class _HubError(Exception):
+    def __init__(self, status: int, code: str | None, message: str, commit: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.commit = status, code, message, commit
+
+    def response(self) -> web.Response:
+        headers = {"X-Error-Message": self.message}
+        if self.code:
+            headers["X-Error-Code"] = self.code
+        if self.commit:
+            headers["X-Repo-Commit"] = self.commit
+        return web.json_response({"error": self.message}, status=self.status, headers=headers)
+
+
+class _Config:
+    """hub.json, re-read when its mtime or size changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: tuple[float, int] | None = None
+        self.data: dict[str, Any] = {}
+
+    def get(self) -> dict[str, Any]:
+        if self.path is None:
+            return self.data
+        try:
+            st = self.path.stat()
+        except OSError:
+            self._stamp, self.data = None, {}
+            return self.data
+        stamp = (st.st_mtime, st.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                loaded = json.loads(self.path.read_text())
+                self.data = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable %s: %s", self.path, exc)
+                self.data = {}
+        return self.data
+
+
+class FakeHub:
+    """The fake Hub's aiohttp application and its two listening sockets (Hub and CDN)."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.config = _Config(state_dir / "hub.json" if state_dir is not None else None)
+        self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
+        self.url: str | None = None
+        self.cdn_url: str | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        runner = web.AppRunner(self.make_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, 0).start()
+        self._runner = runner
+        (_, hub_port), (_, cdn_port) = (a[:2] for a in runner.addresses)
+        self.url, self.cdn_url = f"http://{host}:{hub_port}", f"http://{host}:{cdn_port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # -- repo model --------------------------------------------------------------------------
+
+    def _listed(self, section: str, key: str) -> Any:
+        value = self.config.get().get(section)
+        if isinstance(value, dict):
+            return value.get(key)
+        if isinstance(value, list):
+            return key in value
+        return None
+
+    def _resolve(self, key: str, revision: str) -> str:
+        if _SHA_RE.match(revision):
+            return revision
+        refs = self._listed("refs", key)
+        if isinstance(refs, dict) and revision in refs:
+            return str(refs[revision]) if _SHA_RE.match(str(refs[revision])) else commit_for(key, revision)
+        if revision == "main" or (isinstance(refs, list) and revision in refs):
+            return commit_for(key, revision)
+        raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+
+    def _files(self, key: str, repo_type: str, repo_id: str, sha: str) -> dict[str, _File]:
+        override = self._listed("files", key)
+        if isinstance(override, dict):
+            raw = {str(p): str(text).encode() for p, text in override.items()}
+        elif repo_type == "model":
+            raw = _default_model_files(repo_id, sha)
+        else:
+            raw = {"README.md": f"# {repo_id}\n\nA fake {repo_type} repository.\n".encode()}
+        return {path: _File(path, data) for path, data in sorted(raw.items())}
+
+    def _check_access(self, key: str, repo_type: str, repo_id: str, request: web.Request) -> None:
+        if self._listed("unavailable", key):
+            raise _HubError(503, None, "Service Unavailable")
+        if self._listed("missing", key):
+            raise _HubError(404, "RepoNotFound", "Repository not found")
+        if self._listed("gated", key) and not _token(request):
+            raise _HubError(
+                401,
+                "GatedRepo",
+                f"Access to {repo_type} {repo_id} is restricted. You must have access to it and be "
+                "authenticated to access it. Please log in.",
+            )
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [unquote(p) for p in request.rel_url.raw_path.strip("/").split("/")]
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.rel_url.path,
+                "port": request.url.port,
+                "authorization": bool(_token(request)),
+            }
+        )
+        try:
+            if parts[:2] == ["__hub", "requests"]:
+                return web.json_response(list(self.requests))
+            if parts[0] == "__cdn" and request.method in ("GET", "HEAD"):
+                return await self._cdn(request, parts[1:])
+            if parts[0] == "api" and len(parts) >= 3 and parts[1] in _REPO_TYPES and request.method == "GET":
+                return self._api(request, _REPO_TYPES[parts[1]], parts[2:])
+            if request.method in ("GET", "HEAD"):
+                if parts[0] in ("datasets", "spaces") and len(parts) > 1:
+                    return await self._resolve_file(request, _REPO_TYPES[parts[0]], parts[1:])
+                return await self._resolve_file(request, "model", parts)
+        except _HubError as exc:
+            return exc.response()
+        return web.json_response({"error": "Not Found"}, status=404)
+
+    def _api(self, request: web.Request, repo_type: str, rest: list[str]) -> web.Response:
+        repo_id, tail = _split_repo(rest, ("tree", "revision"))
+        key = _key(repo_type, repo_id)
+        self._check_access(key, repo_type, repo_id, request)
+        if not tail:
+            revision = "main"
+        elif len(tail) >= 2 and tail[0] in ("tree", "revision"):
+            revision = tail[1]
+        else:
+            raise _HubError(404, None, "Not Found")
+        sha = self._resolve(key, revision)
+        files = self._files(key, repo_type, repo_id, sha)
+        if tail and tail[0] == "tree":
+            prefix = "/".join(tail[2:]).strip("/")
+            return web.json_response(_tree(files, prefix))
+        info: dict[str, Any] = {
+            "_id": hashlib.md5(key.encode()).hexdigest()[:24],
+            "id": repo_id,
+            "author": repo_id.split("/")[0] if "/" in repo_id else None,
+            "sha": sha,
+            "lastModified": _CREATED,
+            "createdAt": _CREATED,
+            "private": False,
+            "gated": "auto" if self._listed("gated", key) else False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": [{"rfilename": path} for path in files],
+            "usedStorage": sum(len(f.data) for f in files.values()),
+        }
+        if repo_type == "model":
+            info |= {"modelId": repo_id, "pipeline_tag": "text-generation", "library_name": "transformers"}
+        return web.json_response(info)
+
+    async def _resolve_file(
+        self, request: web.Request, repo_type: str, rest: list[str]
+    ) -> web.StreamResponse:
+        repo_id, tail = _split_repo(rest, ("resolve",))
+        if len(tail) < 3 or tail[0] != "resolve":
+            raise _HubError(404, None, "Not Found")
+        key = _key(repo_type, repo_id)
+        self._check_access(key, repo_type, repo_id, request)
+        sha = self._resolve(key, tail[1])
+        path = "/".join(tail[2:])
+        file = self._files(key, repo_type, repo_id, sha).get(path)
+        if file is None:
+            raise _HubError(404, "EntryNotFound", f'{path} does not exist on "{tail[1]}"', commit=sha)
+        headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
+        if file.lfs:
+            assert self.cdn_url is not None
+            location = f"{self.cdn_url}/__cdn/{repo_type}s/{quote(repo_id)}/{sha}/{quote(path)}"
+            headers |= {
+                "Location": location,
+                "ETag": f'"{file.git_sha1}"',
+                "X-Linked-Etag": f'"{file.sha256}"',
+                "X-Linked-Size": str(len(file.data)),
+            }
+            return web.Response(status=302, headers=headers)
+        headers["ETag"] = f'"{file.git_sha1}"'
+        return await self._send(request, key, file, headers)
+
+    async def _cdn(self, request: web.Request, rest: list[str]) -> web.StreamResponse:
+        # /__cdn/{models|datasets}/{repo...}/{sha}/{path...}: a "signed" URL, so no access check.
+        if len(rest) < 4 or rest[0] not in _REPO_TYPES:
+            raise _HubError(404, None, "Not Found")
+        repo_type = _REPO_TYPES[rest[0]]
+        body = rest[1:]
+        sha_at = next((i for i, p in enumerate(body) if _SHA_RE.match(p) and i > 0), None)
+        if sha_at is None:
+            raise _HubError(404, None, "Not Found")
+        repo_id, sha, path = "/".join(body[:sha_at]), body[sha_at], "/".join(body[sha_at + 1 :])
+        key = _key(repo_type, repo_id)
+        file = self._files(key, repo_type, repo_id, sha).get(path)
+        if file is None:
+            raise _HubError(404, None, "Not Found")
+        return await self._send(request, key, file, {"ETag": f'"{file.sha256}"', "X-Repo-Commit": sha})
+
+    async def _send(
+        self, request: web.Request, key: str, file: _File, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        data, status = file.data, 200
+        start = _range_start(request.headers.get("Range"))
+        if start is not None and 0 < start < len(file.data):
+            data, status = file.data[start:], 206
+            headers["Content-Range"] = f"bytes {start}-{len(file.data) - 1}/{len(file.data)}"
+        headers["Content-Disposition"] = f'inline; filename="{file.path.rsplit("/", 1)[-1]}"'
+        if request.method == "HEAD":
+            return web.Response(status=status, headers={**headers, "Content-Length": str(len(data))})
+        slow = self._listed("slow", key)
+        if not isinstance(slow, int | float) or isinstance(slow, bool) or slow <= 0:
+            return web.Response(status=status, body=data, headers=headers)
+        # A slow mirror: the body trickles out over `slow` seconds.
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        steps = 20
+        chunk = max(1, -(-len(data) // steps))
+        for i in range(steps):
+            await asyncio.sleep(slow / steps)
+            piece = data[i * chunk : (i + 1) * chunk]
+            if piece:
+                await resp.write(piece)
+        await resp.write_eof()
+        return resp
+
+
+@functools.lru_cache(maxsize=64)
+def _default_model_files(repo_id: str, sha: str) -> dict[str, bytes]:
+    return model_files(repo_id, sha)
+
+
+def _key(repo_type: str, repo_id: str) -> str:
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+
+
+def _token(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+
+
+def _split_repo(rest: list[str], keywords: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Split "org/name/<keyword>/..." or "name/<keyword>/..." into the repo id and the rest."""
+    if (len(rest) >= 3 and rest[2] in keywords) or (len(rest) == 2 and rest[1] not in keywords):
+        return "/".join(rest[:2]), rest[2:]
+    return rest[0], rest[1:]
+
+
+def _tree(files: dict[str, _File], prefix: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    folders: set[str] = set()
+    for path, f in files.items():
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder not in folders and (not prefix or folder.startswith(prefix + "/")):
+                folders.add(folder)
+                out.append(
+                    {
+                        "type": "directory",
+                        "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                        "size": 0,
+                        "path": folder,
+                    }
+                )
+        entry: dict[str, Any] = {"type": "file", "oid": f.git_sha1, "size": len(f.data), "path": path}
+        if f.lfs:
+            entry["lfs"] = {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}
+        out.append(entry)
+    return out
+
+
+def _range_start(header: str | None) -> int | None:
+    m = re.fullmatch(r"bytes=(\d+)-", header or "")
+    return int(m.group(1)) if m else None
+
+
+class HubThread:
+    """A FakeHub serving from its own event loop in a daemon thread (unit tests, scripts)."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.hub = FakeHub(state_dir)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fakehub", daemon=True)
+
+    @property
+    def url(self) -> str:
+        assert self.hub.url is not None
+        return self.hub.url
+
+    def start(self) -> str:
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.hub.start(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.hub.stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(state_dir: Path | None = None) -> Iterator[HubThread]:
+    """``with serve_in_thread(dir) as hub: ... hub.url``: a fake Hub for the block's duration."""
+    hub = HubThread(state_dir)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()

@@ -1,0 +1,74 @@
+"""The chart's RBAC is sufficient: the operator, running with the chart's ServiceAccount token,
+takes an LLMDeployment through the main scenario (serve, then roll to a new revision).
+
+The chart is installed with replicaCount=0 (ServiceAccount and RBAC only); the operator runs on
+the host with a kubeconfig that holds a token of that ServiceAccount, so every request it makes,
+kopf's watches included, is authorised as the chart's RBAC says. The session's admin operator is
+stopped meanwhile, so that only the ServiceAccount's operator acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmops.devcluster import Cluster
+from testkit import unique, wait_for
+from testkit.operator import OperatorProcess, llmd, sample, wait_condition
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "llmops-operator"
+REV_A, REV_B = "1" * 40, "2" * 40
+
+
+@pytest.fixture
+def chart_sa_kubeconfig(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
+    ns, release = unique("llmops-sa"), "llmops-sa"
+    cluster.kubectl("create", "namespace", ns)
+    cluster.helm(
+        "install", release, str(CHART), "--namespace", ns, "--take-ownership",
+        "--set", "replicaCount=0", "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    try:
+        token = cluster.kubectl("create", "token", release, "-n", ns, "--duration=1h").stdout.strip()
+        admin = yaml.safe_load(cluster.kubeconfig.read_text())
+        cfg = {
+            **admin,
+            "users": [{"name": "chart-sa", "user": {"token": token}}],
+            "contexts": [{"name": "chart-sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "chart-sa"}}],
+            "current-context": "chart-sa",
+        }
+        path = tmp_path / "chart-sa.kubeconfig"
+        path.write_text(yaml.safe_dump(cfg))
+        yield path
+    finally:
+        cluster.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_operator_with_the_charts_rbac_runs_the_main_scenario(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, chart_sa_kubeconfig: Path, tmp_path: Path
+) -> None:
+    as_sa = Cluster(kubeconfig=chart_sa_kubeconfig, bin_dir=cluster.bin_dir, external=True)
+    operator.kill()
+    restricted = OperatorProcess(as_sa, tmp_path)
+    try:
+        restricted.start()
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("rbac", REV_A))
+        wait_condition(cluster, namespace, "rbac", "Available", "True", timeout=120)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("rbac", REV_B))
+        wait_for(
+            "revision B serving",
+            lambda: (llmd(cluster, namespace, "rbac").get("status") or {}).get("servingRevision") == REV_B,
+            120,
+        )
+        log = restricted.log.read_text(errors="replace")
+        assert "403" not in log and "Forbidden" not in log, restricted.tail(60)
+        events = cluster.kubectl("get", "events", "-n", namespace, "-o", "name").stdout
+        assert "rbac." in events  # it could post Events too
+    finally:
+        restricted.kill()
+        operator.start()

@@ -1,0 +1,141 @@
+"""The fake Hugging Face Hub against the real huggingface_hub client: routes, headers, errors, hub.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from llmops.devcluster.fakehub import HubThread, commit_for, serve_in_thread
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubThread]:
+    with serve_in_thread(tmp_path) as h:
+        yield h
+
+
+def configure(tmp_path: Path, **config: object) -> None:
+    (tmp_path / "hub.json").write_text(json.dumps(config))
+
+
+def api(hub: HubThread, token: str | bool = False) -> HfApi:
+    return HfApi(endpoint=hub.url, token=token)
+
+
+def test_main_resolves_to_a_fixed_sha_per_repo_and_a_sha_to_itself(hub: HubThread) -> None:
+    info = api(hub).model_info("org/model", revision="main")
+    assert info.sha == commit_for("org/model", "main")
+    assert api(hub).model_info("org/model").sha == info.sha
+    assert api(hub).model_info("org/other", revision="main").sha != info.sha
+    assert api(hub).model_info("org/model", revision=SHA).sha == SHA
+    assert sorted(s.rfilename for s in info.siblings or []) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+
+
+def test_single_segment_repo_ids_work(hub: HubThread, tmp_path: Path) -> None:
+    path = hf_hub_download("gpt2", "config.json", endpoint=hub.url, cache_dir=tmp_path / "c", token=False)
+    assert json.loads(Path(path).read_text())["_name_or_path"] == "gpt2"
+
+
+def test_tree_lists_the_weights_as_lfs_with_their_sha256(hub: HubThread, tmp_path: Path) -> None:
+    tree = {f.path: f for f in api(hub).list_repo_tree("org/model", revision=SHA, recursive=True)}
+    weights = tree["model.safetensors"]
+    assert weights.lfs is not None and tree["config.json"].lfs is None  # type: ignore[union-attr]
+    path = hf_hub_download(
+        "org/model",
+        "model.safetensors",
+        revision=SHA,
+        endpoint=hub.url,
+        cache_dir=tmp_path / "c",
+        token=False,
+    )
+    data = Path(path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == weights.lfs.sha256  # type: ignore[union-attr]
+    assert len(data) == weights.size
+    # A valid safetensors file whose metadata names the commit it came from.
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    assert header["__metadata__"]["revision"] == SHA
+    start, end = header["weight"]["data_offsets"]
+    assert 8 + header_len + end == len(data) and start == 0
+
+
+def test_weights_come_from_another_origin_without_the_token(hub: HubThread, tmp_path: Path) -> None:
+    configure(tmp_path, gated=["org/gated"])
+    hf_hub_download(
+        "org/gated", "model.safetensors", endpoint=hub.url, cache_dir=tmp_path / "c", token="hf_x"
+    )
+    requests = list(hub.hub.requests)
+    resolve = [r for r in requests if "/resolve/" in r["path"]]
+    cdn = [r for r in requests if r["path"].startswith("/__cdn/")]
+    assert resolve and all(r["authorization"] for r in resolve)
+    assert len(cdn) == 1 and not cdn[0]["authorization"]
+    assert cdn[0]["port"] != resolve[0]["port"]
+
+
+def test_errors_carry_the_codes_the_client_maps_to_its_exceptions(hub: HubThread, tmp_path: Path) -> None:
+    configure(tmp_path, missing=["org/nope"], gated=["org/gated"])
+    with pytest.raises(RepositoryNotFoundError):
+        api(hub).model_info("org/nope")
+    with pytest.raises(GatedRepoError):
+        api(hub).model_info("org/gated")
+    assert api(hub, token="hf_any").model_info("org/gated").gated == "auto"
+    with pytest.raises(RevisionNotFoundError):
+        api(hub).model_info("org/model", revision="no-such-branch")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download("org/model", "nope.txt", endpoint=hub.url, cache_dir=tmp_path / "c", token=False)
+
+
+def test_hub_json_is_reread_and_its_refs_resolve(hub: HubThread, tmp_path: Path) -> None:
+    with pytest.raises(RevisionNotFoundError):
+        api(hub).model_info("org/model", revision="v2")
+    configure(tmp_path, refs={"org/model": {"v2": SHA, "v3": "not-a-sha"}})
+    assert api(hub).model_info("org/model", revision="v2").sha == SHA
+    assert api(hub).model_info("org/model", revision="v3").sha == commit_for("org/model", "v3")
+    configure(tmp_path, refs={"org/model": ["v4"]}, missing=["org/model"])
+    with pytest.raises(RepositoryNotFoundError):
+        api(hub).model_info("org/model", revision="v4")
+
+
+def test_dataset_files_come_from_hub_json(hub: HubThread, tmp_path: Path) -> None:
+    configure(tmp_path, files={"datasets/org/evalset": {"data/test.jsonl": '{"prompt": "hi"}\n'}})
+    path = hf_hub_download(
+        "org/evalset",
+        "data/test.jsonl",
+        repo_type="dataset",
+        revision="main",
+        endpoint=hub.url,
+        cache_dir=tmp_path / "c",
+        token=False,
+    )
+    assert Path(path).read_text() == '{"prompt": "hi"}\n'
+    tree = api(hub).list_repo_tree("org/evalset", repo_type="dataset", recursive=True)
+    assert [(t.path, type(t).__name__) for t in tree] == [
+        ("data", "RepoFolder"),
+        ("data/test.jsonl", "RepoFile"),
+    ]
+
+
+def test_a_slow_repo_trickles_its_files(hub: HubThread, tmp_path: Path) -> None:
+    configure(tmp_path, slow={"org/big": 1})
+    started = time.monotonic()
+    hf_hub_download("org/big", "config.json", endpoint=hub.url, cache_dir=tmp_path / "c", token=False)
+    assert time.monotonic() - started >= 0.9
