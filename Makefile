@@ -30,6 +30,7 @@ test-integration: venv cluster-build ## tests against the local cluster (one clu
 
 test: venv cluster-build ## every test: lint, unit, integration
 	$(PY) -m ruff check operator tests
+	$(PY) -m ruff format --check operator tests
 	$(PY) -m pytest tests -q
 
 cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)

@@ -39,6 +39,26 @@ RESYNC_SECONDS = 300.0
 """A pass at least this often even without events: cheap, and it bounds any missed event."""
 
 
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns ``old`` into ``new``.
+
+    Nested objects are diffed recursively, with ``None`` for keys that disappear: a merge patch
+    merges nested objects, so sending a new nested object whole would keep the old one's other
+    keys (a stale ``passed`` in status.evaluation, say). Lists are replaced whole.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = merge_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value:
+            patch[key] = value
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
 class Reconciler:
     """Runs passes for (namespace, name) keys; safe to call from a work queue."""
 
@@ -93,10 +113,7 @@ class Reconciler:
             log.info("%s/%s: patch %s %s", namespace, name, kind, target)
             self.kube.merge_patch(kind, namespace, target, patch)
         if result.status_changed:
-            old = body.get("status") or {}
-            patch = {k: v for k, v in result.status.items() if old.get(k) != v}
-            patch.update({k: None for k in old if k not in result.status})
-            self.kube.patch_status(namespace, name, patch)
+            self.kube.patch_status(namespace, name, merge_patch(body.get("status") or {}, result.status))
         for ev in result.events:
             self.kube.event(body, ev.type, ev.reason, ev.message, now)
         metrics.observe_status(

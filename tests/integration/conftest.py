@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmops.devcluster import Cluster
+from llmops.devcluster.prometheus import Prometheus
 from testkit import unique
 from testkit.operator import OperatorProcess, install_crd
 
@@ -50,10 +51,25 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def prometheus(cluster: Cluster) -> Iterator[Prometheus]:
+    """A real Prometheus scraping every TGI simulator the fake kubelet runs (1 s interval)."""
+    assert cluster.state_dir is not None, "the simulated data plane exists only on the local cluster"
+    prom = Prometheus.start(cluster.state_dir, cluster.state_dir / "tgi-targets.json", scrape_interval="1s")
+    try:
+        yield prom
+    finally:
+        prom.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """The CRD installed and ``llmops run`` watching every namespace, for the whole session."""
     install_crd(cluster)
-    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"))
+    op = OperatorProcess(
+        cluster, tmp_path_factory.mktemp("operator"), env={"LLMOPS_PROMETHEUS_URL": prometheus.url}
+    )
     op.start()
     try:
         yield op

@@ -38,7 +38,9 @@ def chart_sa_kubeconfig(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
         cfg = {
             **admin,
             "users": [{"name": "chart-sa", "user": {"token": token}}],
-            "contexts": [{"name": "chart-sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "chart-sa"}}],
+            "contexts": [
+                {"name": "chart-sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "chart-sa"}}
+            ],
             "current-context": "chart-sa",
         }
         path = tmp_path / "chart-sa.kubeconfig"

@@ -172,3 +172,51 @@ def set_behaviour(cluster: Cluster, revision: str, **behaviour: Any) -> None:
     folder = cluster.state_dir / "behaviours"
     folder.mkdir(exist_ok=True)
     (folder / f"{revision}.json").write_text(json.dumps(behaviour))
+
+
+class Traffic:
+    """Requests to a Service through the cluster's Service proxy, from a background thread,
+    for as long as the ``with`` block lasts (bounded: at most ``limit`` requests)."""
+
+    def __init__(
+        self, cluster: Cluster, namespace: str, service: str, *, rate: float = 20.0, limit: int = 20000
+    ) -> None:
+        import threading
+        import urllib.request
+
+        from llmops.devcluster.proxy import proxy_url
+
+        assert cluster.state_dir is not None
+        self.url = f"http://{service}.{namespace}.svc.cluster.local:80/generate"
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({"http": proxy_url(cluster.state_dir)})
+        )
+        self.interval = 1.0 / rate
+        self.limit = limit
+        self.sent = self.failed = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps({"inputs": "ping", "parameters": {"max_new_tokens": 4}}).encode()
+        while not self.stop.is_set() and self.sent < self.limit:
+            req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+            try:
+                with self.opener.open(req, timeout=10) as resp:
+                    resp.read()
+            except (urllib.error.URLError, OSError):
+                self.failed += 1
+            self.sent += 1
+            # Pacing the load generator (not synchronisation): a steady request rate.
+            self.stop.wait(self.interval)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)

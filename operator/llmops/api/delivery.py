@@ -125,7 +125,9 @@ class EvaluationSpec(ApiModel):
     thresholds: Annotated[
         list[Threshold],
         # A map keyed by metric: the apiserver refuses the same metric twice ("Duplicate value").
-        Field(min_length=1, max_length=32, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["metric"]}),
+        Field(
+            min_length=1, max_length=32, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["metric"]}
+        ),
     ]
     """Bounds the scores must meet, at most one entry per metric (use min and max together for a range)."""
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8

@@ -1,0 +1,132 @@
+"""The evaluation gate end to end (issue 4): staging pods, a real evaluation Job running
+``llmops eval`` against them through the real huggingface_hub client, and the verdict.
+
+The TGI simulators answer a dataset correctly for a chosen fraction of its prompts, per
+revision; the dataset is a ConfigMap mounted into the Job.
+"""
+
+from __future__ import annotations
+
+import json
+
+from llmops.devcluster import Cluster
+from testkit import get_json, wait_for
+from testkit.operator import (
+    OperatorProcess,
+    condition,
+    llmd,
+    sample,
+    set_behaviour,
+    wait_condition,
+)
+
+GOOD, BAD, SLOW, BROKEN = "c" * 40, "d" * 40, "e" * 40, "f" * 40
+QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
+EVALUATION = {
+    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+    "thresholds": [{"metric": "exactMatch", "min": 0.8}, {"metric": "errorRate", "max": 0.05}],
+    "concurrency": 4,
+    "timeoutSeconds": 10,
+    "maxNewTokens": 16,
+}
+
+
+def _dataset(cluster: Cluster, namespace: str, lines: list[str] | None = None) -> None:
+    text = "\n".join(lines or [json.dumps(x) for x in QA]) + "\n"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
+    assert cluster.state_dir is not None
+    answers = cluster.state_dir / "qa.jsonl"
+    answers.write_text("\n".join(json.dumps(x) for x in QA) + "\n")
+
+
+def _behave(cluster: Cluster, revision: str, accuracy: float, **more: object) -> None:
+    assert cluster.state_dir is not None
+    set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa.jsonl"), accuracy=accuracy, **more)
+
+
+def _apply(cluster: Cluster, namespace: str, name: str, revision: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample(name, revision, evaluation=EVALUATION))
+
+
+def _eval_jobs(cluster: Cluster, namespace: str, name: str) -> list[dict]:
+    selector = f"llmops.io/deployment={name},app.kubernetes.io/component=evaluation"
+    return get_json(cluster, "jobs", "-n", namespace, "-l", selector).get("items", [])
+
+
+def test_a_passing_revision_is_served_with_its_scores_in_status(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _dataset(cluster, namespace)
+    _behave(cluster, GOOD, 1.0)
+    _apply(cluster, namespace, "gated", GOOD)
+    obj = wait_condition(cluster, namespace, "gated", "Available", "True", timeout=180)
+    st = obj["status"]
+    assert st["phase"] == "Serving" and st["servingRevision"] == GOOD
+    assert condition(obj, "Evaluated")["reason"] == "EvaluationPassed"
+    ev = st["evaluation"]
+    assert ev["passed"] is True and ev["revision"] == GOOD
+    scores = {m["metric"]: m for m in ev["metrics"]}
+    assert scores["exactMatch"]["value"] == 1.0 and scores["exactMatch"]["min"] == 0.8
+    assert scores["errorRate"]["value"] == 0.0
+    actions = [h["action"] for h in st["history"]]
+    assert actions.index("Evaluated") < actions.index("Deployed")
+    # Staging released once the verdict was in; the Job stays as evidence.
+    wait_for("staging removed", lambda: not get_json(cluster, "deployment", "gated-staging", "-n", namespace), 60)
+    assert len(_eval_jobs(cluster, namespace, "gated")) == 1
+
+
+def test_a_failing_revision_never_serves_and_status_names_the_metric(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _dataset(cluster, namespace)
+    _behave(cluster, GOOD, 1.0)
+    _behave(cluster, BAD, 0.3)
+    _apply(cluster, namespace, "picky", GOOD)
+    wait_condition(cluster, namespace, "picky", "Available", "True", timeout=180)
+
+    _apply(cluster, namespace, "picky", BAD)
+    obj = wait_condition(cluster, namespace, "picky", "Evaluated", "False", "EvaluationFailed", timeout=180)
+    msg = condition(obj, "Evaluated")["message"]
+    assert "exactMatch 0.3 < min 0.8" in msg
+    st = obj["status"]
+    assert st["phase"] == "Failed"
+    assert st["servingRevision"] == GOOD
+    assert condition(obj, "Available")["status"] == "True"
+    stable = get_json(cluster, "deployment", "picky-stable", "-n", namespace)
+    assert stable["metadata"]["annotations"]["llmops.io/model-revision"] == GOOD
+    wait_for("staging removed", lambda: not get_json(cluster, "deployment", "picky-staging", "-n", namespace), 60)
+    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=picky")["items"]
+    assert any(e["reason"] == "EvaluationFailed" and "exactMatch" in e["message"] for e in events)
+
+
+def test_a_broken_evaluation_is_reported_as_broken_not_as_a_failed_model(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _dataset(cluster, namespace, [json.dumps(QA[0]), '{"reference": "no prompt here"}'])
+    _behave(cluster, BROKEN, 1.0)
+    _apply(cluster, namespace, "broken", BROKEN)
+    obj = wait_condition(cluster, namespace, "broken", "Evaluated", "False", "EvaluationJobFailed", timeout=240)
+    msg = condition(obj, "Evaluated")["message"]
+    assert "says nothing about the model" in msg
+    assert "qa.jsonl:2" in msg, msg
+    assert obj["status"]["phase"] == "Failed"
+    assert "passed" not in obj["status"]["evaluation"]
+    # Retried with the Job controller's backoff, a bounded number of times (backoffLimit 2).
+    (job,) = _eval_jobs(cluster, namespace, "broken")
+    assert job["status"]["failed"] == 3
+
+
+def test_a_restarted_operator_resumes_the_evaluation_without_a_second_job(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _dataset(cluster, namespace)
+    # Slow answers: the evaluation takes a few seconds, long enough to restart mid-way.
+    _behave(cluster, SLOW, 1.0, latency_seconds=0.8)
+    _apply(cluster, namespace, "resume", SLOW)
+    job = wait_for("the evaluation Job", lambda: (jobs := _eval_jobs(cluster, namespace, "resume")) and jobs[0], 180)
+    operator.restart()
+    wait_condition(cluster, namespace, "resume", "Evaluated", "True", "EvaluationPassed", timeout=180)
+    jobs = _eval_jobs(cluster, namespace, "resume")
+    assert [j["metadata"]["uid"] for j in jobs] == [job["metadata"]["uid"]]
+    assert llmd(cluster, namespace, "resume")["status"]["evaluation"]["job"] == job["metadata"]["name"]
