@@ -72,7 +72,9 @@ def test_a_passing_revision_is_served_with_its_scores_in_status(
     actions = [h["action"] for h in st["history"]]
     assert actions.index("Evaluated") < actions.index("Deployed")
     # Staging released once the verdict was in; the Job stays as evidence.
-    wait_for("staging removed", lambda: not get_json(cluster, "deployment", "gated-staging", "-n", namespace), 60)
+    wait_for(
+        "staging removed", lambda: not get_json(cluster, "deployment", "gated-staging", "-n", namespace), 60
+    )
     assert len(_eval_jobs(cluster, namespace, "gated")) == 1
 
 
@@ -95,8 +97,12 @@ def test_a_failing_revision_never_serves_and_status_names_the_metric(
     assert condition(obj, "Available")["status"] == "True"
     stable = get_json(cluster, "deployment", "picky-stable", "-n", namespace)
     assert stable["metadata"]["annotations"]["llmops.io/model-revision"] == GOOD
-    wait_for("staging removed", lambda: not get_json(cluster, "deployment", "picky-staging", "-n", namespace), 60)
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=picky")["items"]
+    wait_for(
+        "staging removed", lambda: not get_json(cluster, "deployment", "picky-staging", "-n", namespace), 60
+    )
+    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=picky")[
+        "items"
+    ]
     assert any(e["reason"] == "EvaluationFailed" and "exactMatch" in e["message"] for e in events)
 
 
@@ -106,7 +112,9 @@ def test_a_broken_evaluation_is_reported_as_broken_not_as_a_failed_model(
     _dataset(cluster, namespace, [json.dumps(QA[0]), '{"reference": "no prompt here"}'])
     _behave(cluster, BROKEN, 1.0)
     _apply(cluster, namespace, "broken", BROKEN)
-    obj = wait_condition(cluster, namespace, "broken", "Evaluated", "False", "EvaluationJobFailed", timeout=240)
+    obj = wait_condition(
+        cluster, namespace, "broken", "Evaluated", "False", "EvaluationJobFailed", timeout=240
+    )
     msg = condition(obj, "Evaluated")["message"]
     assert "says nothing about the model" in msg
     assert "qa.jsonl:2" in msg, msg
@@ -124,7 +132,9 @@ def test_a_restarted_operator_resumes_the_evaluation_without_a_second_job(
     # Slow answers: the evaluation takes a few seconds, long enough to restart mid-way.
     _behave(cluster, SLOW, 1.0, latency_seconds=0.8)
     _apply(cluster, namespace, "resume", SLOW)
-    job = wait_for("the evaluation Job", lambda: (jobs := _eval_jobs(cluster, namespace, "resume")) and jobs[0], 180)
+    job = wait_for(
+        "the evaluation Job", lambda: (jobs := _eval_jobs(cluster, namespace, "resume")) and jobs[0], 180
+    )
     operator.restart()
     wait_condition(cluster, namespace, "resume", "Evaluated", "True", "EvaluationPassed", timeout=180)
     jobs = _eval_jobs(cluster, namespace, "resume")

@@ -277,3 +277,14 @@ def test_gateway_api_mode_sets_route_weights_at_each_step() -> None:
     refs = patch["spec"]["rules"][0]["backendRefs"]
     assert [(r["name"], r["weight"]) for r in refs] == [("m-stable", 75), ("m-canary", 25)]
     assert patch["spec"]["rules"][0]["matches"] == route["spec"]["rules"][0]["matches"]
+
+
+def test_a_paused_canary_keeps_being_measured_and_resumes_when_data_returns() -> None:
+    sim = Sim()
+    _start(sim)
+    for _ in range(3):
+        sim.step(1.1, analysis={"errors": (NoData("empty vector"), None)})
+    assert sim.canary["state"] == "Paused"
+    assert analysis_request(sim.b, parse(sim.b), sim.now + dt.timedelta(minutes=2))
+    sim.step(1.1, analysis=GOOD)
+    assert sim.canary["state"] == "Progressing"

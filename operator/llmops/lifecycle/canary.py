@@ -82,7 +82,8 @@ def analysis_request(
     if ld is None or ld.spec.rollout is None or not ld.spec.rollout.analysis.metrics:
         return []
     canary = (body.get("status") or {}).get("canary") or {}
-    if canary.get("state") != PROGRESSING or canary.get("revision") != ld.spec.model.revision:
+    # Paused canaries keep being measured: data coming back resumes them.
+    if canary.get("state") not in (PROGRESSING, PAUSED) or canary.get("revision") != ld.spec.model.revision:
         return []
     if not canary.get("readyTime"):
         return []
