@@ -20,3 +20,7 @@ test-prom: venv prometheus-install ## analysis + Prometheus adapter tests: unit,
 	$(PY) -m pytest tests/unit/test_analysis_checks.py tests/unit/test_analysis_judge.py \
 		tests/unit/test_analysis_queries.py tests/unit/test_prom.py -q
 	$(PY) -m pytest tests/integration/test_prometheus_adapter.py tests/integration/test_prometheus_canary.py -q
+
+.PHONY: bench-canary
+bench-canary: venv cluster-build prometheus-install ## time from a canary starting to fail to the rollback decision (3 runs)
+	PYTHONPATH=tests $(PY) tests/bench/canary_detection.py

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from llmops.devcluster import Cluster
+from llmops.devcluster.loadgen import Traffic as _Traffic
 from testkit import get_json, wait_for
-from testkit.operator import OperatorProcess, Traffic, condition, llmd, sample, set_behaviour, wait_condition
+from testkit.operator import OperatorProcess, condition, llmd, sample, set_behaviour, wait_condition
 
 ERRORS = {"name": "errors", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.02}}
 ROLLOUT: dict[str, Any] = {
@@ -23,6 +24,11 @@ ROLLOUT: dict[str, Any] = {
     "analysis": {"interval": "4s", "failureLimit": 2, "inconclusiveLimit": 4, "metrics": [ERRORS]},
     "progressDeadlineSeconds": 120,
 }
+
+
+def traffic(cluster: Cluster, namespace: str, service: str) -> _Traffic:
+    assert cluster.state_dir is not None
+    return _Traffic(cluster.state_dir, namespace, service)
 
 
 def rev(tag: str) -> str:
@@ -57,7 +63,7 @@ def test_healthy_canary_walks_every_step_and_is_promoted(
     a, b = rev("healthy-a"), rev("healthy-b")
     set_behaviour(cluster, a)
     set_behaviour(cluster, b)
-    with Traffic(cluster, namespace, "healthy"):
+    with traffic(cluster, namespace, "healthy"):
         _serve_then_update(cluster, namespace, "healthy", a, b, ROLLOUT)
         seen_weights: set[int] = set()
 
@@ -87,7 +93,7 @@ def test_canary_with_five_percent_errors_is_rolled_back_within_the_failure_limit
     set_behaviour(cluster, a)
     set_behaviour(cluster, b, error_rate=0.05, error_kind="overloaded")
     slow_steps = {**ROLLOUT, "steps": [{"setWeight": 50, "pause": {"duration": "10m"}}]}
-    with Traffic(cluster, namespace, "errs"):
+    with traffic(cluster, namespace, "errs"):
         _serve_then_update(cluster, namespace, "errs", a, b, slow_steps)
         obj = wait_condition(cluster, namespace, "errs", "Promoted", "False", "RolledBack", timeout=180)
     st = obj["status"]
@@ -118,7 +124,7 @@ def test_latency_regression_against_stable_is_rolled_back(
         "steps": [{"setWeight": 50, "pause": {"duration": "10m"}}],
         "analysis": {**ROLLOUT["analysis"], "metrics": [p95]},
     }
-    with Traffic(cluster, namespace, "lat"):
+    with traffic(cluster, namespace, "lat"):
         _serve_then_update(cluster, namespace, "lat", a, b, rollout)
         obj = wait_condition(cluster, namespace, "lat", "Promoted", "False", "RolledBack", timeout=180)
     msg = condition(obj, "Promoted")["message"]
@@ -164,7 +170,7 @@ def test_operator_killed_mid_canary_resumes_at_the_same_step(
         **ROLLOUT,
         "steps": [{"setWeight": 25, "pause": {"duration": "4s"}}, {"setWeight": 50, "pause": {}}],
     }
-    with Traffic(cluster, namespace, "resume"):
+    with traffic(cluster, namespace, "resume"):
         _serve_then_update(cluster, namespace, "resume", a, b, rollout)
         wait_for("step 2", lambda: _canary(cluster, namespace, "resume").get("step") == 1, 180, 0.2)
         before = _canary(cluster, namespace, "resume")

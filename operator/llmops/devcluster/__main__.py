@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print("stop it with: make cluster-down")
         return 0
     if args.command == "down":
+        from llmops.devcluster.prometheus import stop_recorded
+
+        stop_recorded(state_dir)  # the Prometheus `make dev` starts, if any
         stopped = stop_state(state_dir)
         print(f"stopped: {', '.join(stopped)}" if stopped else f"no cluster recorded in {state_dir}")
         return 0
