@@ -222,6 +222,27 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, reason: str, now: dt.datetime) -> None:
+        """Set a readiness-gate condition True on a pod. A strategic merge patch merges the
+        conditions list by type, so the kubelet's own conditions are left alone."""
+        self._write("patch-status", "Pod", pod)
+        cond = {
+            "type": type_,
+            "status": "True",
+            "reason": reason,
+            "lastTransitionTime": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        try:
+            self._call(
+                "PATCH",
+                RESOURCES["Pod"].path(namespace, pod, "status"),
+                body={"status": {"conditions": [cond]}},
+                content_type="application/strategic-merge-patch+json",
+            )
+        except ApiError as exc:
+            if exc.status != 404:  # the pod went away meanwhile: nothing to open
+                raise
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self._write("delete", kind, name)
         try:

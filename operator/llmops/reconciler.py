@@ -112,6 +112,9 @@ class Reconciler:
         for kind, target, patch in result.patches:
             log.info("%s/%s: patch %s %s", namespace, name, kind, target)
             self.kube.merge_patch(kind, namespace, target, patch)
+        for pod, condition_type, reason in result.pod_conditions:
+            log.info("%s/%s: pod %s: %s=True", namespace, name, pod, condition_type)
+            self.kube.set_pod_condition(namespace, pod, condition_type, reason, now)
         if result.status_changed:
             self.kube.patch_status(namespace, name, merge_patch(body.get("status") or {}, result.status))
         for ev in result.events:
@@ -120,7 +123,7 @@ class Reconciler:
             namespace, name, result.status, rolled_back=any(e.reason == c.ROLLED_BACK for e in result.events)
         )
         # Applying children changes what we observe: look again soon rather than wait for events.
-        if result.apply or result.delete or result.patches:
+        if result.apply or result.delete or result.patches or result.pod_conditions:
             return 1.0
         if not result.status_changed:
             log.info("%s/%s: pass: nothing to change", namespace, name)

@@ -266,3 +266,44 @@ def test_gateway_api_mode_writes_the_route_weights_at_each_step(
     assert (
         r["spec"]["rules"][0]["matches"] == route["spec"]["rules"][0]["matches"]
     )  # the user's part untouched
+
+
+def test_smoke_evaluation_opens_the_canary_to_traffic_only_after_it_passed(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    a, b = rev("smoke-a"), rev("smoke-b")
+    qa = [{"prompt": f"Say {w}.", "reference": w} for w in ("alpha", "beta", "gamma", "delta")]
+    assert cluster.state_dir is not None
+    answers = cluster.state_dir / "smoke-qa.jsonl"
+    answers.write_text("".join(json.dumps(x) + "\n" for x in qa))
+    for r in (a, b):
+        set_behaviour(cluster, r, dataset=str(answers), accuracy=1.0)
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "qa"},
+        "data": {"qa.jsonl": answers.read_text()},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
+    evaluation = {
+        "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+        "thresholds": [{"metric": "exactMatch", "min": 0.75}],
+        "maxNewTokens": 8,
+    }
+    rollout = {**ROLLOUT, "smokeEvaluation": {"samples": 2}}
+    with traffic(cluster, namespace, "smoky"):
+        _serve_then_update(cluster, namespace, "smoky", a, b, rollout, evaluation=evaluation)
+        wait_for(
+            "promoted",
+            lambda: llmd(cluster, namespace, "smoky")["status"].get("servingRevision") == b,
+            240,
+            0.2,
+        )
+    actions = [h["action"] for h in llmd(cluster, namespace, "smoky")["status"]["history"]]
+    assert actions.count("SmokeEvaluationPassed") == 1, actions
+    assert actions.index("SmokeEvaluationPassed") < actions.index("CanaryStep"), actions
+    jobs = get_json(cluster, "jobs", "-n", namespace, "-l", "app.kubernetes.io/component=evaluation")["items"]
+    smoke = [j for j in jobs if j["metadata"]["name"].startswith("smoky-smoke-")]
+    assert len(smoke) == 1
+    args = smoke[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--max-samples") + 1] == "2"

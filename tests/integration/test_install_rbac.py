@@ -124,6 +124,7 @@ NEEDED = [
     ],
     *[(v, "httproutes.gateway.networking.k8s.io", "") for v in ("get", "list", "watch", "patch")],
     *[(v, r, "") for r in ("configmaps", "pods") for v in ("get", "list", "watch")],
+    ("patch", "pods", "status"),
     *[(v, r, "") for r in ("events", "events.events.k8s.io") for v in ("create", "patch")],
 ]
 # Cluster-scoped reads: CRD detection (Prometheus Operator, Gateway API) and kopf's namespaces.
@@ -137,6 +138,8 @@ FORBIDDEN = [
     *[(v, "llmdeployments.llmops.io", "") for v in ("create", "update", "delete", "deletecollection")],
     ("create", "pods", ""),
     ("delete", "pods", ""),
+    ("patch", "pods", ""),
+    ("update", "pods", "status"),
     ("create", "pods", "exec"),
     ("get", "pods", "log"),
     ("create", "serviceaccounts", "token"),

@@ -30,7 +30,7 @@ def chart_sa_kubeconfig(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
     cluster.kubectl("create", "namespace", ns)
     cluster.helm(
         "install", release, str(CHART), "--namespace", ns, "--take-ownership",
-        "--set", "replicaCount=0", "--wait", "--timeout", "120s",
+        "--set", "replicaCount=0", "--set", f"fullnameOverride={release}", "--wait", "--timeout", "120s",
     )  # fmt: skip
     try:
         token = cluster.kubectl("create", "token", release, "-n", ns, "--duration=1h").stdout.strip()

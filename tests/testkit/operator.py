@@ -172,4 +172,3 @@ def set_behaviour(cluster: Cluster, revision: str, **behaviour: Any) -> None:
     folder = cluster.state_dir / "behaviours"
     folder.mkdir(exist_ok=True)
     (folder / f"{revision}.json").write_text(json.dumps(behaviour))
-

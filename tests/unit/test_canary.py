@@ -3,81 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 
-from llmops.analysis import Error, NoData, Value
+from llmops.analysis import Error, NoData
 from llmops.api import conditions as c
 from llmops.api.resource import parse
 from llmops.lifecycle.canary import analysis_request, split
-from llmops.lifecycle.observations import Observations
-from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan, plan
-from testkit.planning import SHA_A, SHA_B, T0, body, children_of, cond, rollout, to_serving, with_status
-
-ROLLOUT = {
-    "steps": [{"setWeight": 25, "pause": {"duration": "2m"}}, {"setWeight": 50, "pause": {"duration": "2m"}}],
-    "analysis": {
-        "interval": "1m",
-        "failureLimit": 2,
-        "inconclusiveLimit": 2,
-        "metrics": [{"name": "errors", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.01}}],
-    },
-}
-GOOD = {"errors": (Value(0.0), None)}
-BAD = {"errors": (Value(0.05), None)}
-
-
-class Sim:
-    """A tiny cluster: plan, apply, give Deployments the status the test wants."""
-
-    def __init__(self, replicas: int = 4, rollout_spec: dict[str, Any] | None = None) -> None:
-        b = body(replicas=replicas, rollout=rollout_spec or ROLLOUT)
-        self.b, self.ch = to_serving(b)
-        self.b["status"]["phase"] = "Serving"
-        self.now = T0 + dt.timedelta(hours=1)
-        self.replicas = replicas
-        self.p: Plan | None = None
-
-    def new_revision(self, rev: str = SHA_B) -> Plan:
-        self.b["spec"]["model"]["revision"] = rev
-        self.b["metadata"]["generation"] += 1
-        # The new revision's download Job completes at once in this simulation.
-        p = self.step()
-        for (kind, _), obj in self.ch.items():
-            if kind == "Job":
-                obj["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
-        return p
-
-    def step(
-        self, minutes: float = 0, analysis: dict | None = None, pods: list | None = None, **obs: Any
-    ) -> Plan:
-        self.now += dt.timedelta(minutes=minutes)
-        p = plan(self.b, Observations(children=self.ch, analysis=analysis, pods=pods or [], **obs), self.now)
-        self.ch = children_of(p, self.ch)
-        self.b = with_status(p, self.b)
-        self.p = p
-        return p
-
-    def ready(self, name: str) -> None:
-        dep = self.ch[("Deployment", name)]
-        n = dep["spec"]["replicas"]
-        rollout(self.ch, ready=n, replicas=n, name=name)
-
-    @property
-    def canary(self) -> dict[str, Any]:
-        return self.b["status"].get("canary") or {}
-
-    def deployment(self, name: str) -> dict[str, Any] | None:
-        return self.ch.get(("Deployment", name))
-
-
-def _start(sim: Sim) -> None:
-    sim.new_revision()
-    sim.step()  # cached → canary
-    sim.ready("m-canary")
-    sim.ready("m-stable")
-    sim.step()  # canary ready: analysis starts
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION
+from testkit.canary_sim import BAD, GOOD, PASSED, ROLLOUT, Sim, finish_job, job_named, smoke_sim, start_canary
+from testkit.planning import (
+    SHA_A,
+    SHA_B,
+    cond,
+    job_pod,
+)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +74,7 @@ def test_measurements_are_requested_once_per_interval_after_the_canary_is_ready(
 
 def test_healthy_canary_walks_every_step_and_is_promoted_without_losing_capacity() -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     sim.step(1, analysis=GOOD)
     assert sim.canary["stepChecks"] == 1 and sim.canary["step"] == 0
     sim.step(1.1, analysis=GOOD)  # 2m pause is over and it passed: step 2
@@ -162,7 +104,7 @@ def test_healthy_canary_walks_every_step_and_is_promoted_without_losing_capacity
 
 def test_failing_canary_is_rolled_back_within_the_failure_limit() -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     sim.step(1, analysis=BAD)
     assert sim.canary["failedChecks"] == 1 and sim.deployment("m-canary") is not None
     p = sim.step(1, analysis=BAD)
@@ -184,7 +126,7 @@ def test_failing_canary_is_rolled_back_within_the_failure_limit() -> None:
 @pytest.mark.parametrize("missing", [NoData("empty vector"), Error("connection refused", "unreachable")])
 def test_no_data_or_unreachable_prometheus_pauses_and_never_promotes(missing: Any) -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     for _ in range(3):
         p = sim.step(1.1, analysis={"errors": (missing, None)})
     assert sim.canary["state"] == "Paused"
@@ -197,7 +139,7 @@ def test_no_data_or_unreachable_prometheus_pauses_and_never_promotes(missing: An
 
 def test_a_restarted_operator_resumes_at_the_same_step() -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     sim.step(1, analysis=GOOD)
     sim.step(1.1, analysis=GOOD)
     before = dict(sim.canary)
@@ -209,7 +151,7 @@ def test_a_restarted_operator_resumes_at_the_same_step() -> None:
 
 def test_abort_annotation_rolls_back_and_is_not_acted_on_twice() -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     sim.b["metadata"]["annotations"] = {"llmops.io/abort": "true"}
     p = sim.step()
     assert p.status["phase"] == "RolledBack"
@@ -223,7 +165,7 @@ def test_abort_annotation_rolls_back_and_is_not_acted_on_twice() -> None:
 
 def test_promote_annotation_promotes_now() -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     sim.b["metadata"]["annotations"] = {"llmops.io/promote": SHA_B}
     sim.step()
     assert sim.canary["state"] == "Promoting"
@@ -281,10 +223,56 @@ def test_gateway_api_mode_sets_route_weights_at_each_step() -> None:
 
 def test_a_paused_canary_keeps_being_measured_and_resumes_when_data_returns() -> None:
     sim = Sim()
-    _start(sim)
+    start_canary(sim)
     for _ in range(3):
         sim.step(1.1, analysis={"errors": (NoData("empty vector"), None)})
     assert sim.canary["state"] == "Paused"
     assert analysis_request(sim.b, parse(sim.b), sim.now + dt.timedelta(minutes=2))
     sim.step(1.1, analysis=GOOD)
     assert sim.canary["state"] == "Progressing"
+
+
+def test_smoke_evaluation_runs_on_the_canary_before_it_gets_traffic() -> None:
+    sim, pod = smoke_sim()
+    canary = sim.deployment("m-canary")
+    assert canary["spec"]["template"]["spec"]["readinessGates"] == [
+        {"conditionType": "llmops.io/smoke-evaluation"}
+    ]
+    assert ("Service", "m-smoke") in sim.ch
+    assert sim.ch[("Service", "m-smoke")]["spec"]["publishNotReadyAddresses"] is True
+    assert not [n for k, n in sim.ch if k == "Job" and n.startswith("m-smoke-")]  # no pod loaded yet
+    sim.step(pods=[pod])
+    smoke = job_named(sim, "m-smoke-")
+    args = sim.ch[("Job", smoke)]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--max-samples") + 1] == "20"
+    assert args[args.index("--endpoint") + 1] == "http://m-smoke.ns.svc.cluster.local:80"
+    assert sim.canary["smoke"] == "Running"
+    finish_job(sim, "m-smoke-")
+    p = sim.step(pods=[pod, job_pod(smoke, 0, PASSED)])
+    assert p.pod_conditions == [("m-canary-1", "llmops.io/smoke-evaluation", "SmokeEvaluationPassed")]
+    assert sim.canary["smoke"] == "Passed"
+    assert "SmokeEvaluationPassed" in [h["action"] for h in p.status["history"]]
+
+
+def test_failing_smoke_evaluation_rolls_the_canary_back() -> None:
+    sim, pod = smoke_sim()
+    sim.step(pods=[pod])
+    smoke = finish_job(sim, "m-smoke-", "Failed", "PodFailurePolicy")
+    failed = json.dumps({"verdict": "Failed", "message": "failed: exactMatch 0.1 < min 0.8"})
+    p = sim.step(pods=[pod, job_pod(smoke, 1, failed)])
+    assert p.status["phase"] == "RolledBack"
+    assert "exactMatch 0.1" in cond(p, c.PROMOTED)["message"]
+    assert sim.deployment("m-canary") is None
+
+
+def test_broken_smoke_evaluation_pauses_the_canary() -> None:
+    sim, pod = smoke_sim()
+    sim.step(pods=[pod])
+    smoke = finish_job(sim, "m-smoke-", "Failed", "BackoffLimitExceeded")
+    p = sim.step(
+        pods=[pod, job_pod(smoke, 2, json.dumps({"verdict": "Broken", "message": "endpoint unreachable"}))]
+    )
+    assert sim.canary["state"] == "Paused"
+    assert "endpoint unreachable" in sim.canary["message"]
+    assert p.status["phase"] == "Canary"
+    assert sim.deployment("m-canary") is not None

@@ -48,6 +48,11 @@ anything cluster-scoped beyond reads.
 - apiGroups: [""]
   resources: ["configmaps", "pods"]
   verbs: ["get", "list", "watch"]
+# The canary's readiness gate (llmops.io/smoke-evaluation): a pod condition, opened after the
+# smoke evaluation passed. Status only; pods themselves stay read-only.
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
 # Events on transitions.
 - apiGroups: [""]
   resources: ["events"]

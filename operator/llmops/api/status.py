@@ -116,6 +116,8 @@ class CanaryStatus(ApiModel):
     """Passing measurements in the current step (a step needs one before it advances)."""
     stable_revision: ShortText | None = None
     """The revision the canary is compared with (and rolled back to)."""
+    smoke: Literal["Running", "Passed", "Failed", "Broken"] | None = None
+    """The smoke evaluation of the canary pods before they get traffic (spec.rollout.smokeEvaluation)."""
 
 
 class MetricResult(ApiModel):
@@ -150,6 +152,8 @@ class EvaluationStatus(ApiModel):
     """When the verdict was reached."""
     metrics: Annotated[list[MetricResult], Field(max_length=32)] = []
     """Per-threshold results."""
+    broken: Message | None = None
+    """Set when the evaluation itself could not be done (not a verdict on the model): why."""
 
 
 class DriftStatus(ApiModel):
@@ -260,5 +264,7 @@ class LLMDeploymentStatus(ApiModel):
     """Latest decisions, oldest first, at most 20."""
     last_applied_spec_hash: ShortText | None = None
     """Hash of the spec last applied to the children (Flagger's lastAppliedSpec)."""
+    last_promoted_revision: ShortText | None = None
+    """The revision the last canary promoted."""
     last_promoted_spec_hash: ShortText | None = None
     """Hash of the spec last promoted: a return to it needs no new analysis."""

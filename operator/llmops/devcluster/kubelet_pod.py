@@ -137,7 +137,11 @@ class PodWorker:
         ]
 
     def update(self, pod: Obj) -> None:
+        before = _gate_conditions(self.pod)
         self.pod = pod
+        # Someone else (the operator) set a readiness-gate condition: Ready must be recomputed.
+        if _gate_conditions(pod) != before:
+            self._changed()
 
     async def stop(self) -> None:
         """Kill the pod's processes, forget its endpoints and folders (the pod is gone)."""
@@ -524,6 +528,13 @@ class PodWorker:
                     continue  # refused as written: retrying the same patch cannot help
                 await asyncio.sleep(1.0)
                 self._dirty.set()
+
+
+def _gate_conditions(pod: Obj) -> dict[str, str]:
+    """The status of each readiness gate's condition (as a kubelet would read them)."""
+    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
+    conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+    return {str(g): str(conds.get(g)) for g in gates}
 
 
 def _executable(name: str, path: str) -> list[str] | None:

@@ -156,6 +156,14 @@ def build_status(
         ready_msg = f"containers with unready status: [{' '.join(unready)}]"
     containers_ready = not unready and not done
     init_done = not pending_init or done
+    # Pod readiness gates: Ready also needs every gate's condition True (set by someone else).
+    gates = [g.get("conditionType") for g in spec.get("readinessGates") or []]
+    waiting_gates = [g for g in gates if (old.get(g) or {}).get("status") != "True"]
+    pod_ready = containers_ready and not waiting_gates
+    pod_reason, pod_msg = ready_reason, ready_msg
+    if containers_ready and waiting_gates:
+        pod_reason = "ReadinessGatesNotReady"
+        pod_msg = f"the status of pod readiness gate {waiting_gates[0]!r} is not True"
     conditions = [c for t, c in old.items() if t not in _OURS]
     conditions += [
         _condition(old, "PodReadyToStartContainers", sandbox_ready and not done),
@@ -167,7 +175,7 @@ def build_status(
             f"containers with incomplete status: [{' '.join(pending_init)}]",
         ),
         _condition(old, "ContainersReady", containers_ready, ready_reason, ready_msg),
-        _condition(old, "Ready", containers_ready, ready_reason, ready_msg),
+        _condition(old, "Ready", pod_ready, pod_reason, pod_msg),
     ]
     status: Obj = {
         "phase": phase,

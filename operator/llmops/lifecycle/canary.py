@@ -32,7 +32,9 @@ from llmops.engines import get_engine
 from llmops.lifecycle.conditions import timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
 from llmops.lifecycle.diagnose import Problem, diagnose_pods
+from llmops.lifecycle.smoke import SMOKE_BROKEN, SMOKE_FAILED, smoke_applies, smoke_stage
 from llmops.render import deployment, deployment_name
+from llmops.render.evaluation import SMOKE_GATE
 from llmops.render.traffic import route_patch, track_service
 
 __all__ = ["CanaryPlan", "analysis_request", "canary_stage", "split"]
@@ -161,12 +163,22 @@ def canary_stage(p: Pass, stable: Rollout) -> CanaryPlan:
 
     weight = int(can["weight"])
     stable_replicas, canary_replicas = split(total, weight, mode)
-    p.want(deployment(p.ld, track="canary", revision=rev, replicas=canary_replicas), revision=rev)
+    _want_canary(p, canary_replicas)
     _traffic(p, weight)
     canary = rollout_of(observed, canary_replicas)
     pods = p.obs.pods_of(**{"llmops.io/track": "canary"})
     problem = diagnose_pods(pods, spec.resources.gpu.resource_name)
     deadline = rollout.progress_deadline_seconds
+
+    smoke = smoke_stage(p, can)
+    if smoke.state == "Failed":
+        return _rollback(p, can, stable_rev, total, SMOKE_FAILED, smoke.message)
+    if smoke.state == "Broken":
+        can.update(state=PAUSED, message=smoke.message)
+        p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, smoke.message)
+        return CanaryPlan(
+            stable_rev, stable_replicas, PAUSED, Problem(SMOKE_BROKEN, smoke.message, False), 30.0
+        )
 
     if not (canary.revision == rev and canary.complete):
         waited = _since(p.now, can.get("stepStartTime")) or 0.0
@@ -247,6 +259,15 @@ def canary_stage(p: Pass, stable: Rollout) -> CanaryPlan:
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, text)
     return CanaryPlan(
         stable_rev, stable_replicas, str(can["state"]), requeue_after=_next_wakeup(p, can, rollout)
+    )
+
+
+def _want_canary(p: Pass, replicas: int) -> None:
+    """The canary Deployment, always rendered the same way (a template change restarts pods)."""
+    rev = p.ld.spec.model.revision
+    gates = (SMOKE_GATE,) if smoke_applies(p) else ()
+    p.want(
+        deployment(p.ld, track="canary", revision=rev, replicas=replicas, readiness_gates=gates), revision=rev
     )
 
 
@@ -341,6 +362,7 @@ def _traffic(p: Pass, weight: int) -> None:
         )
         return
     patch = route_patch(p.ld, route, weight)
+    p.patches[:] = [x for x in p.patches if (x[0], x[1]) != ("HTTPRoute", ref.name)]
     if patch is not None:
         p.patches.append(("HTTPRoute", ref.name, patch))
 
@@ -354,7 +376,7 @@ def _promote(
     if not done:
         # Keep the canary (same replicas) so that capacity never drops during promotion.
         replicas = int(((observed or {}).get("spec") or {}).get("replicas") or 1)
-        p.want(deployment(p.ld, track="canary", revision=rev, replicas=replicas), revision=rev)
+        _want_canary(p, replicas)
         _traffic(
             p,
             100

@@ -105,6 +105,8 @@ class Pass:
     """Status fields other than conditions and history, set by the stages."""
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """Merge patches of objects the operator does not own: (kind, name, patch)."""
+    pod_conditions: list[tuple[str, str, str]] = field(default_factory=list)
+    """Pod conditions to set True (readiness gates): (pod name, condition type, reason)."""
 
     def __post_init__(self) -> None:
         self.conditions = [dict(x) for x in self.old_status.get("conditions") or []]
@@ -133,6 +135,9 @@ class Pass:
             annotations[ANNOTATION_MODEL_REVISION] = revision
         meta["annotations"] = annotations
         annotations[ANNOTATION_APPLIED_HASH] = manifest_hash(obj)
+        # A later decision in the same pass replaces an earlier one for the same child.
+        key = (obj["kind"], meta["name"])
+        self.desired = [d for d in self.desired if (d["kind"], d["metadata"]["name"]) != key]
         self.desired.append(obj)
         return obj
 

@@ -84,6 +84,8 @@ class Plan:
     """(kind, name) of children to delete."""
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """Merge patches of referenced objects the operator does not own (the HTTPRoute weights)."""
+    pod_conditions: list[tuple[str, str, str]] = field(default_factory=list)
+    """Readiness-gate conditions to set True on pods: (pod name, condition type, reason)."""
     status: dict[str, Any] = field(default_factory=dict)
     status_changed: bool = False
     events: list[Event] = field(default_factory=list)
@@ -158,7 +160,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     if changed_to_bad and blocking and not any(e.reason == blocking.reason for e in p.events):
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
-    out = Plan(patches=p.patches)
+    out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
     _diff(p, out)
     if not rolled or target_rev != desired_rev or gate.running:
         out.requeue_after = _RESYNC_WHILE_BUSY

@@ -44,8 +44,14 @@ def cache_volume(ld: LLMDeployment) -> dict[str, Any]:
     return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": str(ld.spec.cache.size)}}
 
 
-def deployment(ld: LLMDeployment, *, track: Track, revision: str, replicas: int) -> dict[str, Any]:
-    """The Deployment `<name>-<track>` serving `revision` with `replicas` pods."""
+def deployment(
+    ld: LLMDeployment, *, track: Track, revision: str, replicas: int, readiness_gates: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The Deployment `<name>-<track>` serving `revision` with `replicas` pods.
+
+    `readiness_gates` are pod condition types that must also be True before a pod is Ready (and
+    so before a Service routes to it): the canary's smoke evaluation uses one.
+    """
     spec = ld.spec
     engine = get_engine(spec.engine.type)
     labels = pod_labels(ld, track=track, revision=revision)
@@ -79,6 +85,8 @@ def deployment(ld: LLMDeployment, *, track: Track, revision: str, replicas: int)
         ],
         **scheduling(spec, with_priority=True),
     }
+    if readiness_gates:
+        pod_spec["readinessGates"] = [{"conditionType": g} for g in readiness_gates]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -24,8 +24,12 @@ __all__ = [
     "COMPONENT_EVALUATION",
     "EVAL_CONTAINER",
     "EXIT_MODEL_FAILED",
+    "SMOKE_GATE",
     "evaluation_job",
     "evaluation_job_name",
+    "smoke_endpoint",
+    "smoke_job_name",
+    "smoke_service",
     "staging_endpoint",
     "staging_service",
 ]
@@ -60,6 +64,38 @@ def staging_service(ld: LLMDeployment) -> dict[str, Any]:
             ],
         },
     }
+
+
+SMOKE_GATE = "llmops.io/smoke-evaluation"
+"""The readiness gate of canary pods: True once the smoke evaluation passed (set by the operator)."""
+
+
+def smoke_service(ld: LLMDeployment) -> dict[str, Any]:
+    """The Service `<name>-smoke`: the canary pods *before* they are Ready (their readiness gate
+    waits for the smoke evaluation), so the evaluation can reach them while production cannot."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            ld, f"{ld.name}-smoke", {**common_labels(ld, COMPONENT_SERVER), LABEL_TRACK: "canary"}
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": track_selector(ld, "canary"),
+            "publishNotReadyAddresses": True,
+            "ports": [
+                {"name": PORT_NAME, "port": ld.spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def smoke_endpoint(ld: LLMDeployment) -> str:
+    return f"http://{ld.name}-smoke.{ld.namespace}.svc.cluster.local:{ld.spec.service.port}"
+
+
+def smoke_job_name(ld: LLMDeployment, revision: str) -> str:
+    return f"{ld.name}-smoke-{_evaluation_fingerprint(ld, revision)}"
 
 
 def staging_endpoint(ld: LLMDeployment) -> str:

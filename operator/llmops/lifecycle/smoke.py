@@ -1,0 +1,122 @@
+"""The canary's smoke evaluation: a few samples of the evaluation dataset, scored on the canary
+pods before they receive any production traffic.
+
+Canary pods carry a readiness gate (``llmops.io/smoke-evaluation``): the kubelet keeps them out
+of the Service's endpoints until the operator sets that pod condition True. A ``<name>-smoke``
+Service publishes the not-yet-ready pods, a Job runs ``llmops eval --max-samples N`` against it,
+and only when it passes does the operator open the gate on each canary pod (and on every canary
+pod created later for the same revision). A failing smoke evaluation rolls the canary back; a
+broken one pauses it. Needs ``spec.evaluation`` (its dataset and thresholds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.lifecycle.context import Event, Pass
+from llmops.lifecycle.diagnose import job_state, termination_message
+from llmops.render.evaluation import (
+    SMOKE_GATE,
+    evaluation_job,
+    smoke_endpoint,
+    smoke_job_name,
+    smoke_service,
+)
+
+__all__ = ["SMOKE_BROKEN", "SMOKE_FAILED", "Smoke", "smoke_applies", "smoke_stage"]
+
+SMOKE_FAILED = "SmokeEvaluationFailed"
+SMOKE_BROKEN = "SmokeEvaluationBroken"
+
+
+@dataclass(frozen=True)
+class Smoke:
+    state: str
+    """NotNeeded, Waiting (no canary pod has its containers ready yet), Running, Passed, Failed, Broken."""
+    message: str = ""
+
+
+def smoke_applies(p: Pass) -> bool:
+    rollout = p.ld.spec.rollout
+    return bool(rollout and rollout.smoke_evaluation.enabled and p.ld.spec.evaluation is not None)
+
+
+def _containers_ready(pod: Any) -> bool:
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "ContainersReady" and c.get("status") == "True" for c in conds)
+
+
+def _gate_open(pod: Any) -> bool:
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == SMOKE_GATE and c.get("status") == "True" for c in conds)
+
+
+def smoke_stage(p: Pass, can: dict[str, Any]) -> Smoke:
+    """Advance the smoke evaluation of the canary revision; record its outcome in ``can``."""
+    if not smoke_applies(p):
+        return Smoke("NotNeeded")
+    rollout = p.ld.spec.rollout
+    assert rollout is not None
+    rev = str(can["revision"])
+    pods = [
+        pod
+        for pod in p.obs.pods_of(**{"llmops.io/track": "canary"})
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    ]
+    if can.get("smoke") == "Passed":
+        _open_gates(p, pods)
+        return Smoke("Passed")
+    if can.get("smoke") == "Failed":
+        return Smoke("Failed", str(can.get("message", "")))
+
+    p.want(smoke_service(p.ld))
+    if not any(_containers_ready(pod) for pod in pods):
+        return Smoke("Waiting", "waiting for a canary pod to load the model before its smoke evaluation")
+    name = smoke_job_name(p.ld, rev)
+    p.want(
+        evaluation_job(
+            p.ld,
+            revision=rev,
+            endpoint=smoke_endpoint(p.ld),
+            max_samples=rollout.smoke_evaluation.samples,
+            name=name,
+        )
+    )
+    state, reason, job_message = job_state(p.obs.child("Job", name))
+    if state in ("Missing", "Running"):
+        can["smoke"] = "Running"
+        return Smoke("Running", f"smoke evaluation {name} is scoring the canary before it gets traffic")
+    summary = _summary(termination_message(p.obs, name))
+    if state == "Complete":
+        can["smoke"] = "Passed"
+        msg = f"smoke evaluation of {rev} passed ({summary.get('message') or 'all thresholds'}): the canary gets traffic"
+        p.record("SmokeEvaluationPassed", rev, "SmokeEvaluationPassed", msg)
+        p.events.append(Event("Normal", "SmokeEvaluationPassed", msg))
+        _open_gates(p, pods)
+        return Smoke("Passed")
+    if reason == "PodFailurePolicy":
+        can["smoke"] = "Failed"
+        return Smoke("Failed", f"smoke evaluation of {rev} failed: {summary.get('message') or job_message}")
+    can["smoke"] = "Broken"
+    detail = summary.get("message") or job_message or reason
+    return Smoke(
+        "Broken",
+        f"the smoke evaluation of {rev} could not be done ({reason}: {detail}); fix it and delete Job {name}, "
+        "or decide by hand (annotate llmops.io/promote or llmops.io/abort)",
+    )
+
+
+def _open_gates(p: Pass, pods: list[Any]) -> None:
+    for pod in pods:
+        if _containers_ready(pod) and not _gate_open(pod):
+            p.pod_conditions.append((str(pod["metadata"]["name"]), SMOKE_GATE, "SmokeEvaluationPassed"))
+
+
+def _summary(message: str) -> dict[str, Any]:
+    try:
+        out = json.loads(message)
+    except ValueError:
+        return {"message": message[:300]} if message else {}
+    return out if isinstance(out, dict) else {}
