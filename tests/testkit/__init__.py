@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["get_json", "unique", "wait_for"]
+__all__ = ["get_json", "sample_llmd", "unique", "wait_for"]
 
 T = TypeVar("T")
 
@@ -39,3 +39,12 @@ def get_json(cluster: Any, *args: str) -> dict[str, Any]:
     """``kubectl get ... -o json`` as a dict; an empty dict when the object is not there."""
     res = cluster.kubectl("get", *args, "-o", "json", check=False)
     return json.loads(res.stdout) if res.returncode == 0 else {}
+
+
+def sample_llmd(path: Any) -> dict[str, Any]:
+    """The LLMDeployment in a sample file (samples may carry a ConfigMap or other objects too)."""
+    import yaml
+
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    return next(d for d in docs if d.get("kind") == "LLMDeployment")

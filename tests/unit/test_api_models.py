@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
 import llmops.api as api
@@ -16,6 +15,7 @@ from llmops.api import conditions
 from llmops.api.common import parse_duration
 from llmops.api.spec import RESERVED_ENV
 from llmops.evaluation.metric_names import METRIC_NAMES
+from testkit import sample_llmd
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
@@ -46,9 +46,9 @@ def evaluation(**over: Any) -> dict[str, Any]:
 def test_the_samples_are_valid_and_pinned() -> None:
     assert {p.name for p in SAMPLES} >= {"llama-3.1-8b.yaml", "llama-3.1-70b-sharded.yaml"}
     for path in SAMPLES:
-        ld = api.parse(yaml.safe_load(path.read_text()))
+        ld = api.parse(sample_llmd(path))
         assert api.is_pinned_revision(ld.spec.model.revision), path.name
-    big = api.parse(yaml.safe_load((REPO / "manifests/samples/llama-3.1-70b-sharded.yaml").read_text()))
+    big = api.parse(sample_llmd(REPO / "manifests/samples/llama-3.1-70b-sharded.yaml"))
     assert big.spec.resources.gpu.count == 4
 
 

@@ -77,6 +77,7 @@ NAMESPACED = {
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
     ("", "configmaps"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/status"): {"patch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

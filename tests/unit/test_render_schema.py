@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from llmops.render import render
+from testkit import sample_llmd
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -26,7 +27,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def sample(name: str) -> dict[str, Any]:
-    body = yaml.safe_load(SAMPLES[name].read_text())
+    body = sample_llmd(SAMPLES[name])
     body["metadata"].update(namespace="models", uid=UID)
     return body
 
