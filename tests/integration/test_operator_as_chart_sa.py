@@ -67,8 +67,14 @@ def test_operator_with_the_charts_rbac_runs_the_main_scenario(
             lambda: (llmd(cluster, namespace, "rbac").get("status") or {}).get("servingRevision") == REV_B,
             120,
         )
-        log = restricted.log.read_text(errors="replace")
-        assert "403" not in log and "Forbidden" not in log, restricted.tail(60)
+        # RBAC denials read 'is forbidden: User "system:serviceaccount:..." cannot ...' (other 403s,
+        # such as writes into a namespace being deleted by an earlier test, are not about RBAC).
+        denials = [
+            line
+            for line in restricted.log.read_text(errors="replace").splitlines()
+            if "cannot" in line and 'User "system:serviceaccount' in line
+        ]
+        assert not denials, "\n".join(denials[:5])
         events = cluster.kubectl("get", "events", "-n", namespace, "-o", "name").stdout
         assert "rbac." in events  # it could post Events too
     finally:

@@ -71,6 +71,17 @@ def download_job(
         "metadata": metadata(ld, download_job_name(ld.name, spec.model.id, revision), labels),
         "spec": {
             "backoffLimit": DOWNLOAD_BACKOFF_LIMIT,
+            # `llmops download` exits 1 for what retrying cannot fix (repository or revision not
+            # found, gated without a token) and 2 for what it can (network, timeout).
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": DOWNLOAD_CONTAINER, "operator": "In", "values": [1]},
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
             "activeDeadlineSeconds": spec.cache.download.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
