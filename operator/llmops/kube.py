@@ -20,7 +20,7 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
-from llmops.lifecycle.observations import GATEWAY_API, MONITORING_API, Observations
+from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, Observations
 
 __all__ = ["FIELD_MANAGER", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
 
@@ -59,16 +59,6 @@ RESOURCES: dict[str, Resource] = {
     "Pod": Resource("v1", "pods"),
     "LLMDeployment": Resource(API_VERSION, PLURAL),
 }
-_CHILD_KINDS = (
-    "Deployment",
-    "Service",
-    "PersistentVolumeClaim",
-    "Job",
-    "PodDisruptionBudget",
-    "NetworkPolicy",
-    "PodMonitor",
-    "PrometheusRule",
-)
 _OPTIONAL_CRDS = {
     MONITORING_API: "podmonitors.monitoring.coreos.com",
     GATEWAY_API: "httproutes.gateway.networking.k8s.io",
@@ -170,7 +160,7 @@ class Kube:
         except ApiError as exc:
             apis, errors = frozenset(), [f"discovery: {exc}"]
         children: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for kind in _CHILD_KINDS:
+        for kind in CHILD_KINDS:
             res = RESOURCES[kind]
             if res.optional_api and res.optional_api not in apis:
                 continue

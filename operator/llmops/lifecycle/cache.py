@@ -5,11 +5,9 @@ Answers "is the desired revision in the cache?" and, when it is not and cannot b
 
 from __future__ import annotations
 
-import json
-
 from llmops.api import conditions as c
 from llmops.lifecycle.context import Pass
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_message
+from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
 from llmops.render import download_job, pvc, pvc_name
 
 __all__ = ["cache_stage"]
@@ -51,7 +49,8 @@ def cache_stage(p: Pass) -> tuple[bool, Problem | None]:
                 permanent=True,
             )
         else:
-            detail = _download_error(termination_message(p.obs, job_name)) or message or reason
+            said = termination_json(p.obs, job_name)
+            detail = said.get("error") or said.get("message") or message or reason
             problem = Problem(
                 c.DOWNLOAD_FAILED,
                 f"the download of {model} failed: {detail}; check spec.model (id, revision, tokenSecretRef)",
@@ -74,11 +73,3 @@ def cache_stage(p: Pass) -> tuple[bool, Problem | None]:
         return False, found
     p.cond(c.MODEL_CACHED, c.FALSE, c.DOWNLOADING, f"downloading {model} into the cache")
     return False, None
-
-
-def _download_error(message: str) -> str:
-    """The `error` of `llmops download`'s JSON termination message, or the raw text."""
-    try:
-        return str(json.loads(message).get("error") or message)
-    except (ValueError, AttributeError):
-        return message[:300]

@@ -13,7 +13,15 @@ from typing import Any
 
 from llmops.api import conditions as c
 
-__all__ = ["JOB_NAME_LABEL", "Problem", "diagnose_pods", "job_pods", "job_state", "termination_message"]
+__all__ = [
+    "JOB_NAME_LABEL",
+    "Problem",
+    "diagnose_pods",
+    "job_pods",
+    "job_state",
+    "termination_json",
+    "termination_message",
+]
 
 
 @dataclass(frozen=True)
@@ -151,3 +159,16 @@ def termination_message(obs: Any, job_name: str, *, failed_only: bool = False) -
             if latest is None or key[0] >= latest[0]:
                 latest = key
     return latest[1].strip() if latest else ""
+
+
+def termination_json(obs: Any, job_name: str) -> dict[str, Any]:
+    """The Job's termination message as JSON (``llmops download`` and ``llmops eval`` write one);
+    plain text becomes ``{"message": ...}``, nothing becomes ``{}``."""
+    import json
+
+    text = termination_message(obs, job_name)
+    try:
+        out = json.loads(text)
+    except ValueError:
+        return {"message": text[:500]} if text else {}
+    return out if isinstance(out, dict) else {"message": text[:500]}

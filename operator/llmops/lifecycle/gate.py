@@ -13,14 +13,13 @@ Job. A broken evaluation is retried by deleting its Job (the message says so).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from llmops.api import conditions as c
 from llmops.lifecycle.conditions import timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_message
+from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
 
@@ -87,7 +86,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
         p.fields["evaluation"] = {"revision": rev, "job": job_name}
         return Gate(running=True, problem=problem)
 
-    summary = _summary(termination_message(p.obs, job_name))
+    summary = termination_json(p.obs, job_name)
     if state == "Complete" or reason == "PodFailurePolicy":
         passed = state == "Complete" and summary.get("verdict", "Passed") == "Passed"
         metrics = _metrics(summary)
@@ -142,14 +141,6 @@ def _recorded(p: Pass, result: dict[str, Any]) -> Gate:
 
 def _is_staging(obj: dict[str, Any]) -> bool:
     return (obj["metadata"].get("labels") or {}).get("llmops.io/track") == "staging"
-
-
-def _summary(message: str) -> dict[str, Any]:
-    try:
-        out = json.loads(message)
-    except ValueError:
-        return {"message": message[:500]} if message else {}
-    return out if isinstance(out, dict) else {}
 
 
 def _metrics(summary: dict[str, Any]) -> list[dict[str, Any]]:

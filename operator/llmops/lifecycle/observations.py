@@ -13,6 +13,19 @@ from typing import Any
 
 __all__ = ["GATEWAY_API", "MONITORING_API", "Observations"]
 
+CHILD_KINDS: tuple[str, ...] = (
+    "Deployment",
+    "Service",
+    "PersistentVolumeClaim",
+    "Job",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "PodMonitor",
+    "PrometheusRule",
+)
+"""Kinds the operator creates and owns: it lists them to observe, and deletes what is no longer
+desired (never Pods: their controllers own them)."""
+
 MONITORING_API = "monitoring.coreos.com/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 

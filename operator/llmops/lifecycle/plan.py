@@ -42,7 +42,7 @@ from llmops.lifecycle.context import (
 )
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_state
 from llmops.lifecycle.gate import Gate, gate_stage
-from llmops.lifecycle.observations import MONITORING_API, Observations
+from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
 from llmops.render import (
     deployment,
     deployment_name,
@@ -59,19 +59,6 @@ __all__ = ["ANNOTATION_APPLIED_HASH", "ANNOTATION_MODEL_REVISION", "Event", "Pla
 
 MONITORING_CONFIGURED = "MonitoringConfigured"
 REVISION_PINNED = "RevisionPinned"
-# Kinds the operator deletes when no longer desired (never Pods: their controllers own them).
-_MANAGED_KINDS = frozenset(
-    {
-        "Deployment",
-        "Service",
-        "PersistentVolumeClaim",
-        "Job",
-        "PodDisruptionBudget",
-        "NetworkPolicy",
-        "PodMonitor",
-        "PrometheusRule",
-    }
-)
 _RESYNC_WHILE_BUSY = 30.0
 
 
@@ -377,7 +364,7 @@ def _diff(p: Pass, out: Plan) -> None:
             out.apply.append(obj)
     for key, child in p.obs.children.items():
         deleting = (child.get("metadata") or {}).get("deletionTimestamp")
-        if key[0] in _MANAGED_KINDS and key not in wanted and not deleting and not _keep_finished(child):
+        if key[0] in CHILD_KINDS and key not in wanted and not deleting and not _keep_finished(child):
             out.delete.append(key)
 
 

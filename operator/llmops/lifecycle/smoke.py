@@ -11,12 +11,11 @@ broken one pauses it. Needs ``spec.evaluation`` (its dataset and thresholds).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from llmops.lifecycle.context import Event, Pass
-from llmops.lifecycle.diagnose import job_state, termination_message
+from llmops.lifecycle.diagnose import job_state, termination_json
 from llmops.render.evaluation import (
     SMOKE_GATE,
     evaluation_job,
@@ -88,7 +87,7 @@ def smoke_stage(p: Pass, can: dict[str, Any]) -> Smoke:
     if state in ("Missing", "Running"):
         can["smoke"] = "Running"
         return Smoke("Running", f"smoke evaluation {name} is scoring the canary before it gets traffic")
-    summary = _summary(termination_message(p.obs, name))
+    summary = termination_json(p.obs, name)
     if state == "Complete":
         can["smoke"] = "Passed"
         msg = f"smoke evaluation of {rev} passed ({summary.get('message') or 'all thresholds'}): the canary gets traffic"
@@ -112,11 +111,3 @@ def _open_gates(p: Pass, pods: list[Any]) -> None:
     for pod in pods:
         if _containers_ready(pod) and not _gate_open(pod):
             p.pod_conditions.append((str(pod["metadata"]["name"]), SMOKE_GATE, "SmokeEvaluationPassed"))
-
-
-def _summary(message: str) -> dict[str, Any]:
-    try:
-        out = json.loads(message)
-    except ValueError:
-        return {"message": message[:300]} if message else {}
-    return out if isinstance(out, dict) else {}

@@ -8,7 +8,13 @@ from typing import Any
 from llmops.api.constants import LABEL_REVISION, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
 from llmops.engines import DATA_DIR
-from llmops.render.labels import COMPONENT_CACHE, COMPONENT_DOWNLOAD, common_labels, metadata
+from llmops.render.labels import (
+    COMPONENT_CACHE,
+    COMPONENT_DOWNLOAD,
+    common_labels,
+    fail_fast_policy,
+    metadata,
+)
 from llmops.render.names import download_job_name, pvc_name, revision_label
 from llmops.render.placement import scheduling
 from llmops.render.security import container_security_context, pod_security_context
@@ -73,15 +79,7 @@ def download_job(
             "backoffLimit": DOWNLOAD_BACKOFF_LIMIT,
             # `llmops download` exits 1 for what retrying cannot fix (repository or revision not
             # found, gated without a token) and 2 for what it can (network, timeout).
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {"containerName": DOWNLOAD_CONTAINER, "operator": "In", "values": [1]},
-                    },
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                ]
-            },
+            "podFailurePolicy": fail_fast_policy(DOWNLOAD_CONTAINER, 1),
             "activeDeadlineSeconds": spec.cache.download.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},

@@ -16,7 +16,7 @@ from typing import Any
 from llmops.api.constants import LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
-from llmops.render.labels import COMPONENT_SERVER, common_labels, metadata, track_selector
+from llmops.render.labels import COMPONENT_SERVER, common_labels, fail_fast_policy, metadata, track_selector
 from llmops.render.names import revision_label, short_hash
 from llmops.render.security import container_security_context, pod_security_context
 
@@ -194,22 +194,8 @@ def evaluation_job(
             "backoffLimit": ev.backoff_limit,
             "activeDeadlineSeconds": ev.active_deadline_seconds,
             "ttlSecondsAfterFinished": RESULTS_TTL_SECONDS,
-            "podFailurePolicy": {
-                "rules": [
-                    # A model that failed its thresholds fails the Job at once: retrying
-                    # cannot change the verdict.
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": EVAL_CONTAINER,
-                            "operator": "In",
-                            "values": [EXIT_MODEL_FAILED],
-                        },
-                    },
-                    # A pod evicted or preempted says nothing about the model or the program.
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                ]
-            },
+            # A model that failed its thresholds fails the Job at once: retrying cannot change the verdict.
+            "podFailurePolicy": fail_fast_policy(EVAL_CONTAINER, EXIT_MODEL_FAILED),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {

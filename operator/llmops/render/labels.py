@@ -97,3 +97,17 @@ def metadata(ld: LLMDeployment, name: str, labels: dict[str, str]) -> dict[str, 
         "labels": dict(labels),
         "ownerReferences": [owner_reference(ld)],
     }
+
+
+def fail_fast_policy(container: str, exit_code: int) -> dict[str, Any]:
+    """A Job's podFailurePolicy: ``exit_code`` from ``container`` means retrying cannot help (fail
+    the Job at once); an evicted or preempted pod does not count against backoffLimit."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": container, "operator": "In", "values": [exit_code]},
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
