@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from llmops.api.constants import GROUP, LABEL_DEPLOYMENT, PLURAL, VERSION
-from llmops.kube import Kube, load_client
+from llmops.kube import OPTIONAL_CRDS, Kube, load_client
 from llmops.reconciler import Reconciler
 from llmops.workqueue import WorkQueue
 
@@ -67,6 +67,29 @@ for _group, _plural in (
     kopf.on.event(group=_group, version="v1", plural=_plural, labels={LABEL_DEPLOYMENT: kopf.PRESENT})(
         _child_event
     )
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def llmdeployment_keys(
+    namespace: str | None, name: str | None, **_: Any
+) -> dict[None, tuple[str | None, str | None]]:
+    """Every LLMDeployment, for passes that concern them all."""
+    return {None: (namespace, name)}
+
+
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    when=lambda name, **_: name in OPTIONAL_CRDS.values(),
+)
+def optional_api_event(llmdeployment_keys: kopf.Index[None, tuple[str, str]], **_: Any) -> None:
+    """The Prometheus Operator or Gateway API CRDs came or went: every LLMDeployment may now
+    want (or no longer get) its PodMonitor and PrometheusRule. Look again at once."""
+    if kube := _state.get("kube"):
+        kube.forget_apis()
+    for namespace, name in llmdeployment_keys.get(None, []):
+        _trigger(namespace, name)
 
 
 @kopf.on.probe(id="queue")

@@ -22,10 +22,13 @@ from kubernetes.client import ApiClient
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
 from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, Observations
 
-__all__ = ["FIELD_MANAGER", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
+__all__ = ["FIELD_MANAGER", "OPTIONAL_CRDS", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
 
 log = logging.getLogger("llmops.kube")
 FIELD_MANAGER = "llmops"
+DISCOVERY_TTL_SECONDS = 15.0
+"""How long the presence of optional CRDs is cached (installing the Prometheus Operator is noticed
+within this time)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ RESOURCES: dict[str, Resource] = {
     "Service": Resource("v1", "services"),
     "PersistentVolumeClaim": Resource("v1", "persistentvolumeclaims"),
     "Job": Resource("batch/v1", "jobs"),
+    "CronJob": Resource("batch/v1", "cronjobs"),
     "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
     "PodMonitor": Resource(MONITORING_API, "podmonitors", MONITORING_API),
@@ -59,7 +63,7 @@ RESOURCES: dict[str, Resource] = {
     "Pod": Resource("v1", "pods"),
     "LLMDeployment": Resource(API_VERSION, PLURAL),
 }
-_OPTIONAL_CRDS = {
+OPTIONAL_CRDS = {
     MONITORING_API: "podmonitors.monitoring.coreos.com",
     GATEWAY_API: "httproutes.gateway.networking.k8s.io",
 }
@@ -136,12 +140,16 @@ class Kube:
                 return None
             raise
 
+    def forget_apis(self) -> None:
+        """Drop the cached discovery (an optional CRD was added or removed)."""
+        self._apis = None
+
     def optional_apis(self, now: float) -> frozenset[str]:
-        """Which optional CRD groups exist (cached for a minute: CRDs come and go rarely)."""
-        if self._apis and now - self._apis[0] < 60:
+        """Which optional CRD groups exist (cached briefly: CRDs come and go rarely)."""
+        if self._apis and now - self._apis[0] < DISCOVERY_TTL_SECONDS:
             return self._apis[1]
         present = set()
-        for api, crd in _OPTIONAL_CRDS.items():
+        for api, crd in OPTIONAL_CRDS.items():
             try:
                 self._call("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
                 present.add(api)

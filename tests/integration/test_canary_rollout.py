@@ -307,3 +307,23 @@ def test_smoke_evaluation_opens_the_canary_to_traffic_only_after_it_passed(
     assert len(smoke) == 1
     args = smoke[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--max-samples") + 1] == "2"
+
+
+def test_a_query_prometheus_rejects_pauses_the_canary_quoting_prometheus(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    a, b = rev("badquery-a"), rev("badquery-b")
+    set_behaviour(cluster, a)
+    set_behaviour(cluster, b)
+    broken = {
+        "name": "custom",
+        "query": 'sum(rate(tgi_request_success{namespace="{{ namespace }}"}[1m])',
+        "thresholdRange": {"min": 0},
+    }
+    rollout = {**ROLLOUT, "analysis": {**ROLLOUT["analysis"], "metrics": [broken]}}
+    _serve_then_update(cluster, namespace, "badq", a, b, rollout)
+    obj = wait_condition(cluster, namespace, "badq", "Progressing", "False", timeout=120)
+    message = obj["status"]["canary"]["message"]
+    assert "parse error" in message, message
+    assert condition(obj, "Progressing")["message"] == message
+    assert obj["status"]["canary"]["step"] == 0

@@ -140,3 +140,30 @@ def test_a_restarted_operator_resumes_the_evaluation_without_a_second_job(
     jobs = _eval_jobs(cluster, namespace, "resume")
     assert [j["metadata"]["uid"] for j in jobs] == [job["metadata"]["uid"]]
     assert llmd(cluster, namespace, "resume")["status"]["evaluation"]["job"] == job["metadata"]["name"]
+
+
+def test_scheduled_re_evaluation_records_the_serving_revisions_scores(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _dataset(cluster, namespace)
+    _behave(cluster, GOOD, 1.0)
+    body = json.loads(sample("watched", GOOD, evaluation={**EVALUATION, "schedule": "0 3 * * *"}))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_condition(cluster, namespace, "watched", "Available", "True", timeout=180)
+    wait_for(
+        "the CronJob", lambda: get_json(cluster, "cronjob", "watched-eval-scheduled", "-n", namespace), 60
+    )
+    # Run it now rather than at 03:00, as a user would: a Job from the CronJob's template.
+    _behave(cluster, GOOD, 0.3)  # the served model got worse since it passed its gate
+    cluster.kubectl("create", "job", "watched-now", "--from=cronjob/watched-eval-scheduled", "-n", namespace)
+
+    def recorded() -> dict | None:
+        got = (llmd(cluster, namespace, "watched").get("status") or {}).get("scheduledEvaluation") or {}
+        return got if got.get("job") == "watched-now" else None
+
+    got = wait_for("the scheduled verdict in status", recorded, 120)
+    assert got["passed"] is False and got["revision"] == GOOD
+    assert {m["metric"]: m["value"] for m in got["metrics"]}["exactMatch"] == 0.3
+    st = llmd(cluster, namespace, "watched")["status"]
+    assert st["phase"] == "Serving" and st["servingRevision"] == GOOD  # reported, not acted upon (yet)
+    assert get_json(cluster, "job", "watched-now", "-n", namespace)  # the CronJob's Job is left alone

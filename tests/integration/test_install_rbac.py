@@ -115,6 +115,7 @@ NEEDED = [
             "services",
             "persistentvolumeclaims",
             "jobs.batch",
+            "cronjobs.batch",
             "poddisruptionbudgets.policy",
             "networkpolicies.networking.k8s.io",
             "podmonitors.monitoring.coreos.com",

@@ -231,3 +231,66 @@ def test_runtime_failures_become_conditions(
 def test_samples_apply_cleanly(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     for path in sorted((REPO / "manifests" / "samples").glob("*.yaml")):
         cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(path))
+
+
+def test_a_pass_with_nothing_to_change_writes_nothing(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """One more pass, in-process, with the adapter counting every write: there are none."""
+    from llmops.kube import Kube, load_client
+    from llmops.reconciler import Reconciler
+
+    _serve(cluster, namespace, "quiet")
+    kube = Kube(load_client(str(cluster.kubeconfig)))
+    reconciler = Reconciler(kube)
+
+    def settled() -> bool:
+        kube.writes.clear()
+        reconciler.reconcile(namespace, "quiet")
+        return not kube.writes
+
+    # The session operator may still be finishing its own passes; a settled object needs none.
+    wait_for("a pass without writes", settled, 60, 0.5)
+    reconciler.reconcile(namespace, "quiet")
+    assert kube.writes == []
+
+
+def test_monitoring_children_once_the_prometheus_operator_is_installed(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    obj = _serve(cluster, namespace, "observed")
+    assert condition(obj, "MonitoringConfigured")["reason"] == "MonitoringCRDsMissing"
+    # The real CRDs, from the prometheus-operator Go module (see cluster/build.sh).
+    for crd in ("podmonitors", "prometheusrules"):
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            str(cluster.bin_dir / "crds" / f"monitoring.coreos.com_{crd}.yaml"),
+        )
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{crd}.monitoring.coreos.com", "--timeout=60s"
+        )
+    wait_condition(cluster, namespace, "observed", "MonitoringConfigured", "True", timeout=90)
+    monitor = get_json(cluster, "podmonitor", "observed", "-n", namespace)
+    rule = get_json(cluster, "prometheusrule", "observed", "-n", namespace)
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "http"
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"LLMDeploymentPodsNotReady", "LLMDeploymentErrorRatio", "LLMDeploymentLatencyP95"} <= alerts
+    for child in (monitor, rule):
+        assert child["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+
+
+def test_a_download_that_outlives_its_deadline_is_reported(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    configure_hub(cluster, slow={"sim-org/huge": 600})
+    cache = {"size": "1Gi", "download": {"activeDeadlineSeconds": 60}}
+    _apply(
+        cluster,
+        namespace,
+        sample("huge", REV_A, model={"id": "sim-org/huge", "revision": REV_A}, cache=cache),
+    )
+    obj = wait_condition(cluster, namespace, "huge", "ModelCached", "False", "DownloadTimedOut", timeout=150)
+    assert "activeDeadlineSeconds" in condition(obj, "ModelCached")["message"]
+    assert obj["status"]["phase"] == "Failed"

@@ -70,6 +70,7 @@ NAMESPACED = {
     ("", "services"): set(OWNED),
     ("", "persistentvolumeclaims"): set(OWNED),
     ("batch", "jobs"): set(OWNED),
+    ("batch", "cronjobs"): set(OWNED),
     ("policy", "poddisruptionbudgets"): set(OWNED),
     ("networking.k8s.io", "networkpolicies"): set(OWNED),
     ("monitoring.coreos.com", "podmonitors"): set(OWNED),

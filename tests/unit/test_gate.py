@@ -164,3 +164,39 @@ def test_broken_evaluation_is_not_a_failed_model() -> None:
     assert "passed" not in p.status["evaluation"]
     assert p.status["phase"] == "Failed"
     assert "Deployment" not in kinds(p)
+
+
+def test_scheduled_re_evaluation_of_the_serving_revision() -> None:
+    scheduled = {**EVALUATION, "schedule": "0 * * * *"}
+    served, ch = to_serving(body())
+    served["spec"]["evaluation"] = scheduled
+    p = plan(served, Observations(children=ch), T0)
+    cron = next(o for o in p.apply if o["kind"] == "CronJob")
+    assert cron["metadata"]["name"] == "m-eval-scheduled"
+    assert cron["spec"]["schedule"] == "0 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job_spec = cron["spec"]["jobTemplate"]["spec"]
+    args = job_spec["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--endpoint") + 1] == "http://m.ns.svc.cluster.local:80"  # production
+    assert args[args.index("--model-revision") + 1] == SHA_A
+    labels = cron["spec"]["jobTemplate"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "evaluation-scheduled"
+
+    # The CronJob's first run finished with a failed threshold.
+    ch = children_of(p, ch)
+    run = "m-eval-scheduled-29000000"
+    owner = [{"kind": "CronJob", "name": "m-eval-scheduled", "uid": "u-9", "controller": True}]
+    ch[("Job", run)] = {
+        "kind": "Job",
+        "metadata": {"name": run, "labels": labels, "ownerReferences": owner},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]},
+    }
+    b = with_status(p, served)
+    p = plan(b, Observations(children=ch, pods=[job_pod(run, 1, json.dumps(FAILED))]), T0)
+    got = p.status["scheduledEvaluation"]
+    assert got["job"] == run and got["passed"] is False and got["revision"] == SHA_A
+    assert p.status["history"][-1]["action"] == "ScheduledEvaluation"
+    assert any(e.type == "Warning" and "exactMatch 0.3" in e.message for e in p.events)
+    assert ("Job", run) not in p.delete  # the CronJob's, not ours
+    assert p.status["servingRevision"] == SHA_A  # reported, not acted upon
+    again = plan(with_status(p, b), Observations(children=ch, pods=[job_pod(run, 1, json.dumps(FAILED))]), T0)
+    assert not again.status_changed

@@ -311,9 +311,24 @@ def test_scaled_to_zero() -> None:
     assert cond(p, c.AVAILABLE)["reason"] == c.SCALED_TO_ZERO
 
 
-def test_unknown_children_kinds_are_left_alone_and_unwanted_ones_deleted() -> None:
+def test_only_unwanted_children_it_controls_are_deleted() -> None:
     b, ch = to_serving(body())
-    ch[("Deployment", "m-canary")] = {"kind": "Deployment", "metadata": {"name": "m-canary"}}
-    ch[("ConfigMap", "m-something")] = {"kind": "ConfigMap", "metadata": {"name": "m-something"}}
+    ours = [{"kind": "LLMDeployment", "name": "m", "uid": "u-1", "controller": True}]
+    cronjobs = [{"kind": "CronJob", "name": "m-eval-scheduled", "uid": "u-2", "controller": True}]
+    ch[("Deployment", "m-canary")] = {
+        "kind": "Deployment",
+        "metadata": {"name": "m-canary", "ownerReferences": ours},
+    }
+    ch[("ConfigMap", "m-something")] = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "m-something", "ownerReferences": ours},
+    }
+    # Labelled like ours, but made by a CronJob (scheduled evaluations): the CronJob's to keep.
+    ch[("Job", "m-eval-scheduled-1")] = {
+        "kind": "Job",
+        "metadata": {"name": "m-eval-scheduled-1", "ownerReferences": cronjobs},
+    }
+    # Labelled like ours but not owned (someone copied the labels): left alone.
+    ch[("Service", "m-copy")] = {"kind": "Service", "metadata": {"name": "m-copy"}}
     p = plan(b, Observations(children=ch), T0)
     assert p.delete == [("Deployment", "m-canary")]

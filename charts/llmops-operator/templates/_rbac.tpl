@@ -29,7 +29,7 @@ anything cluster-scoped beyond reads.
   resources: ["services", "persistentvolumeclaims"]
   verbs: {{ include "llmops.rbac.ownedVerbs" . }}
 - apiGroups: ["batch"]
-  resources: ["jobs"]
+  resources: ["jobs", "cronjobs"]
   verbs: {{ include "llmops.rbac.ownedVerbs" . }}
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]

@@ -254,6 +254,8 @@ class LLMDeploymentStatus(ApiModel):
     """The running canary."""
     evaluation: EvaluationStatus | None = None
     """The last evaluation verdict."""
+    scheduled_evaluation: EvaluationStatus | None = None
+    """The latest scheduled re-evaluation of the serving revision (spec.evaluation.schedule)."""
     drift: DriftStatus | None = None
     """The last drift check."""
     retrain: RetrainStatus | None = None

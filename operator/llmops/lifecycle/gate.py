@@ -23,7 +23,7 @@ from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_stat
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
 
-__all__ = ["Gate", "gate_stage"]
+__all__ = ["Gate", "gate_stage", "metric_results", "verdict_message"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
     summary = termination_json(p.obs, job_name)
     if state == "Complete" or reason == "PodFailurePolicy":
         passed = state == "Complete" and summary.get("verdict", "Passed") == "Passed"
-        metrics = _metrics(summary)
+        metrics = metric_results(summary)
         result = {
             "revision": rev,
             "job": job_name,
@@ -98,7 +98,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
             "metrics": metrics,
         }
         p.fields["evaluation"] = result
-        verdict = _verdict_message(rev, passed, metrics, summary)
+        verdict = verdict_message(rev, passed, metrics, summary)
         p.record("Evaluated", rev, c.EVALUATION_PASSED if passed else c.EVALUATION_FAILED, verdict)
         p.events.append(
             Event(
@@ -130,7 +130,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
 def _recorded(p: Pass, result: dict[str, Any]) -> Gate:
     rev = result.get("revision")
     passed = bool(result.get("passed"))
-    message = _verdict_message(str(rev), passed, result.get("metrics") or [], {})
+    message = verdict_message(str(rev), passed, result.get("metrics") or [], {})
     p.fields["evaluation"] = result
     if passed:
         p.cond(c.EVALUATED, c.TRUE, c.EVALUATION_PASSED, message)
@@ -143,7 +143,7 @@ def _is_staging(obj: dict[str, Any]) -> bool:
     return (obj["metadata"].get("labels") or {}).get("llmops.io/track") == "staging"
 
 
-def _metrics(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_results(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The thresholded metrics of a summary, as status.evaluation.metrics."""
     out = []
     for name, m in (summary.get("metrics") or {}).items():
@@ -157,7 +157,7 @@ def _metrics(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: str(e["metric"]))
 
 
-def _verdict_message(rev: str, passed: bool, metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def verdict_message(rev: str, passed: bool, metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     if passed:
         return f"revision {rev} passed its evaluation ({len(metrics)} threshold(s))"
     failing = []

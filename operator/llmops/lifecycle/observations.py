@@ -18,6 +18,7 @@ CHILD_KINDS: tuple[str, ...] = (
     "Service",
     "PersistentVolumeClaim",
     "Job",
+    "CronJob",
     "PodDisruptionBudget",
     "NetworkPolicy",
     "PodMonitor",

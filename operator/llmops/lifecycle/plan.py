@@ -43,6 +43,7 @@ from llmops.lifecycle.context import (
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_state
 from llmops.lifecycle.gate import Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
+from llmops.lifecycle.scheduled import scheduled_stage
 from llmops.render import (
     deployment,
     deployment_name,
@@ -111,6 +112,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         )
     _shared_children(p)
     _revision_pinned(p)
+    scheduled_stage(p, stable.revision if stable.ready > 0 else None)
 
     server_pods = obs.pods_of(**{"llmops.io/track": "stable"})
     pod_problem = diagnose_pods(server_pods, spec.resources.gpu.resource_name)
@@ -364,7 +366,18 @@ def _diff(p: Pass, out: Plan) -> None:
             out.apply.append(obj)
     for key, child in p.obs.children.items():
         deleting = (child.get("metadata") or {}).get("deletionTimestamp")
-        if key[0] in CHILD_KINDS and key not in wanted and not deleting and not _keep_finished(child):
+        ours = any(
+            ref.get("kind") == "LLMDeployment" and ref.get("controller")
+            for ref in (child.get("metadata") or {}).get("ownerReferences") or []
+        )
+        # Only what this LLMDeployment controls: Jobs its CronJob made belong to the CronJob.
+        if (
+            ours
+            and key[0] in CHILD_KINDS
+            and key not in wanted
+            and not deleting
+            and not _keep_finished(child)
+        ):
             out.delete.append(key)
 
 

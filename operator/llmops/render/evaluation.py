@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmops.api.constants import LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
+from llmops.api.constants import LABEL_COMPONENT, LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
 from llmops.render.labels import COMPONENT_SERVER, common_labels, fail_fast_policy, metadata, track_selector
@@ -22,11 +22,14 @@ from llmops.render.security import container_security_context, pod_security_cont
 
 __all__ = [
     "COMPONENT_EVALUATION",
+    "COMPONENT_SCHEDULED",
     "EVAL_CONTAINER",
     "EXIT_MODEL_FAILED",
     "SMOKE_GATE",
     "evaluation_job",
     "evaluation_job_name",
+    "scheduled_evaluation",
+    "scheduled_evaluation_name",
     "smoke_endpoint",
     "smoke_job_name",
     "smoke_service",
@@ -96,6 +99,41 @@ def smoke_endpoint(ld: LLMDeployment) -> str:
 
 def smoke_job_name(ld: LLMDeployment, revision: str) -> str:
     return f"{ld.name}-smoke-{_evaluation_fingerprint(ld, revision)}"
+
+
+COMPONENT_SCHEDULED = "evaluation-scheduled"
+
+
+def scheduled_evaluation_name(name: str) -> str:
+    return f"{name}-eval-scheduled"
+
+
+def scheduled_evaluation(
+    ld: LLMDeployment, *, revision: str, endpoint: str, operator_image: str = OPERATOR_IMAGE
+) -> dict[str, Any] | None:
+    """The CronJob `<name>-eval-scheduled` that re-evaluates the serving revision through the
+    production Service on spec.evaluation.schedule (None without a schedule). Its scores are
+    recorded in status.scheduledEvaluation; they are what drift detection watches."""
+    ev = ld.spec.evaluation
+    if ev is None or ev.schedule is None:
+        return None
+    job = evaluation_job(ld, revision=revision, endpoint=endpoint, operator_image=operator_image)
+    labels = {**job["metadata"]["labels"], LABEL_COMPONENT: COMPONENT_SCHEDULED}
+    job["spec"]["template"]["metadata"]["labels"] = labels
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(ld, scheduled_evaluation_name(ld.name), labels),
+        "spec": {
+            "schedule": ev.schedule,
+            # A slow evaluation must not overlap the next one: they would load the same pods.
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": labels}, "spec": job["spec"]},
+        },
+    }
 
 
 def staging_endpoint(ld: LLMDeployment) -> str:
