@@ -13,11 +13,12 @@ from llmops.render.labels import (
     COMPONENT_DOWNLOAD,
     common_labels,
     fail_fast_policy,
+    job_pod_spec,
     metadata,
 )
 from llmops.render.names import download_job_name, pvc_name, revision_label
 from llmops.render.placement import scheduling
-from llmops.render.security import container_security_context, pod_security_context
+from llmops.render.security import container_security_context
 
 DOWNLOAD_BACKOFF_LIMIT = 2
 DOWNLOAD_CONTAINER = "download"
@@ -83,17 +84,11 @@ def download_job(
             "activeDeadlineSeconds": spec.cache.download.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "model-cache", "persistentVolumeClaim": {"claimName": pvc_name(ld.name)}}
-                    ],
+                "spec": job_pod_spec(
+                    [container],
+                    [{"name": "model-cache", "persistentVolumeClaim": {"claimName": pvc_name(ld.name)}}],
                     **scheduling(spec, with_priority=False),
-                },
+                ),
             },
         },
     }

@@ -16,9 +16,16 @@ from typing import Any
 from llmops.api.constants import LABEL_COMPONENT, LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
-from llmops.render.labels import COMPONENT_SERVER, common_labels, fail_fast_policy, metadata, track_selector
+from llmops.render.labels import (
+    COMPONENT_SERVER,
+    common_labels,
+    fail_fast_policy,
+    job_pod_spec,
+    metadata,
+    track_selector,
+)
 from llmops.render.names import revision_label, short_hash
-from llmops.render.security import container_security_context, pod_security_context
+from llmops.render.security import container_security_context
 
 __all__ = [
     "COMPONENT_EVALUATION",
@@ -236,14 +243,7 @@ def evaluation_job(
             "podFailurePolicy": fail_fast_policy(EVAL_CONTAINER, EXIT_MODEL_FAILED),
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": job_pod_spec([container], volumes),
             },
         },
     }

@@ -27,6 +27,7 @@ from llmops.api.constants import (
 )
 from llmops.api.resource import LLMDeployment
 from llmops.render.names import revision_label
+from llmops.render.security import pod_security_context
 
 Track = Literal["stable", "canary", "staging"]
 SERVING_TRACKS: tuple[str, ...] = ("stable", "canary")
@@ -110,4 +111,20 @@ def fail_fast_policy(container: str, exit_code: int) -> dict[str, Any]:
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
+    }
+
+
+def job_pod_spec(
+    containers: list[dict[str, Any]], volumes: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """The pod spec of the operator's Jobs (download, evaluation): run once, no API token, no
+    service links, restricted security context."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": volumes,
+        **extra,
     }
