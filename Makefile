@@ -25,10 +25,10 @@ lint: venv ## ruff
 test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
 	$(PY) -m pytest tests/unit -q
 
-test-integration: venv cluster-build ## tests against the local cluster (one cluster per session)
+test-integration: venv cluster-build prometheus-install ## tests against the local cluster (one cluster per session)
 	$(PY) -m pytest tests/integration -q
 
-test: venv cluster-build ## every test: lint, unit, integration
+test: venv cluster-build prometheus-install ## every test: lint, unit, integration
 	$(PY) -m ruff check operator tests
 	$(PY) -m ruff format --check operator tests
 	$(PY) -m pytest tests -q
@@ -42,7 +42,7 @@ cluster-up: venv cluster-build ## start the local cluster in the background and 
 cluster-down: venv ## stop the local cluster started by cluster-up
 	$(PY) -m llmops.devcluster down
 
-dev: venv cluster-build ## run the operator against the local cluster with a sample (kubectl get llmd -n llmops-dev -w)
+dev: venv cluster-build prometheus-install ## run the operator against the local cluster with a sample (kubectl get llmd -n llmops-dev -w)
 	$(PY) -m llmops.devcluster.dev
 
 -include mk/*.mk
