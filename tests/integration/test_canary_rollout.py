@@ -143,7 +143,7 @@ def test_prometheus_down_pauses_and_never_promotes(
     rollout = {**ROLLOUT, "analysis": {**ROLLOUT["analysis"], "inconclusiveLimit": 1}}
     monitoring = {"prometheus": {"url": "http://127.0.0.1:9"}}  # nothing listens there
     _serve_then_update(cluster, namespace, "blind", a, b, rollout, monitoring=monitoring)
-    obj = wait_condition(cluster, namespace, "blind", "Progressing", "False", timeout=180)
+    obj = wait_condition(cluster, namespace, "blind", "Progressing", "False", "CanaryPaused", timeout=180)
     can = obj["status"]["canary"]
     assert can["state"] == "Paused"
     assert "unreachable" in can["message"].lower() or "127.0.0.1:9" in can["message"]
@@ -322,7 +322,7 @@ def test_a_query_prometheus_rejects_pauses_the_canary_quoting_prometheus(
     }
     rollout = {**ROLLOUT, "analysis": {**ROLLOUT["analysis"], "metrics": [broken]}}
     _serve_then_update(cluster, namespace, "badq", a, b, rollout)
-    obj = wait_condition(cluster, namespace, "badq", "Progressing", "False", timeout=120)
+    obj = wait_condition(cluster, namespace, "badq", "Progressing", "False", "CanaryPaused", timeout=120)
     message = obj["status"]["canary"]["message"]
     assert "parse error" in message, message
     assert condition(obj, "Progressing")["message"] == message

@@ -113,7 +113,9 @@ def wait_condition(
     def probe() -> dict[str, Any] | None:
         obj = llmd(cluster, namespace, name)
         cond = condition(obj, type_)
-        if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+        # Only a condition computed for the current spec counts, not one left from before an edit.
+        current = cond.get("observedGeneration") == (obj.get("metadata") or {}).get("generation")
+        if current and cond.get("status") == status and (reason is None or cond.get("reason") == reason):
             return obj
         return None
 
