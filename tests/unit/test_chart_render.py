@@ -191,6 +191,10 @@ def test_security_context_meets_the_restricted_pod_security_standard() -> None:
         ({"peering": {"enabled": True}}, ["--peering=llmops-operator"]),
         ({"peering": {"enabled": True, "name": "llmops"}}, ["--peering=llmops"]),
         ({"replicaCount": 3}, ["--peering=llmops-operator"]),
+        (
+            {"prometheusUrl": "http://prom.monitoring.svc:9090"},
+            ["--prometheus-url=http://prom.monitoring.svc:9090"],
+        ),
     ],
 )
 def test_values_reach_the_operators_arguments(values: dict[str, Any], args: list[str]) -> None:

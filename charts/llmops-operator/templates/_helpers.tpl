@@ -88,6 +88,9 @@ argocd.argoproj.io/sync-options: ServerSideApply=true
 - --liveness-port={{ .Values.healthPort }}
 - --metrics-port={{ .Values.metrics.port }}
 - --log-format={{ .Values.logFormat }}
+{{- with .Values.prometheusUrl }}
+- --prometheus-url={{ . }}
+{{- end }}
 {{- if include "llmops.peering" . }}
 - --peering={{ include "llmops.peeringName" . }}
 {{- else }}
