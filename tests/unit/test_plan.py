@@ -332,3 +332,18 @@ def test_only_unwanted_children_it_controls_are_deleted() -> None:
     ch[("Service", "m-copy")] = {"kind": "Service", "metadata": {"name": "m-copy"}}
     p = plan(b, Observations(children=ch), T0)
     assert p.delete == [("Deployment", "m-canary")]
+
+
+def test_the_first_revision_serves_as_soon_as_a_pod_is_ready() -> None:
+    b = body(replicas=4)
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=1, replicas=4, updated=4)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    assert p.status["servingRevision"] == SHA_A  # it takes the Service's traffic already
+    assert p.status["ready"] == "1/4"
+    assert cond(p, c.PROGRESSING)["reason"] == c.ROLLING_UPDATE
+    assert p.status["history"][-1]["message"] == "1/4 replicas ready, rolling out the rest"

@@ -120,6 +120,8 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     rolled = stable.complete and stable.revision == target_rev and target_rev is not None
     # The serving revision changes only when the new one is fully rolled out and ready.
     serving_rev = target_rev if rolled else old_status.get("servingRevision")
+    if serving_rev is None and stable.ready > 0 and stable.revision == target_rev:
+        serving_rev = target_rev  # the first revision, partly up: it already takes the traffic
     blocking = _first_permanent(pod_problem, cache_problem, gate.problem, canary.problem if canary else None)
 
     _available(p, stable, replicas, target_rev, pod_problem, cache_problem)
@@ -144,7 +146,12 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     )
     if serving_rev and serving_rev != old_status.get("servingRevision"):
         p.events.append(Event("Normal", "Deployed", f"revision {serving_rev} serves {replicas} replica(s)"))
-        p.record("Deployed", serving_rev, c.ROLLOUT_COMPLETE, f"{stable.ready}/{replicas} replicas ready")
+        p.record(
+            "Deployed",
+            serving_rev,
+            c.ROLLOUT_COMPLETE if rolled else c.ROLLING_UPDATE,
+            f"{stable.ready}/{replicas} replicas ready" + ("" if rolled else ", rolling out the rest"),
+        )
     changed_to_bad = phase.value != old_status.get("phase") and phase in (Phase.FAILED, Phase.DEGRADED)
     if changed_to_bad and blocking and not any(e.reason == blocking.reason for e in p.events):
         p.events.append(Event("Warning", blocking.reason, blocking.message))
