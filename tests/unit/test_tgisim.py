@@ -22,6 +22,7 @@ from huggingface_hub import AsyncInferenceClient, InferenceClient
 from huggingface_hub.errors import GenerationError, HfHubHTTPError, OverloadedError, ValidationError
 
 from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
+from testkit import wait_for
 
 KEY = "sim-key"
 PROMPT = "What is the capital of France?"
@@ -56,14 +57,6 @@ def sse_events(text: str) -> list[str]:
     events = [block for block in text.split("\n\n") if block]
     assert all(e.startswith("data: ") for e in events), events
     return [e.removeprefix("data: ") for e in events]
-
-
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 # -- text generation ----------------------------------------------------------------------------
@@ -270,7 +263,7 @@ def test_health_is_503_during_the_startup_delay() -> None:
         if time.monotonic() - before < 0.5:  # answered inside the delay (always, unless the box crawls)
             assert first.status_code == 503
             assert first.json() == {"error": "unhealthy", "error_type": "healthcheck"}
-        wait_for(lambda: httpx2.get(f"{url}/health").status_code == 200)
+        wait_for("/health to answer 200", lambda: httpx2.get(f"{url}/health").status_code == 200, 10, 0.01)
         assert time.monotonic() - before >= 0.5
 
 
