@@ -2,7 +2,7 @@
 # Topic-specific targets live in mk/*.mk (one file per area, so parallel work does not collide).
 SHELL := /bin/bash
 PY ?= $(CURDIR)/.venv/bin/python
-VENV_STAMP := .venv/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+VENV_STAMP := .venv/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | sha256sum | cut -c1-12)
 export LLMOPS_REPO := $(CURDIR)
 
 .PHONY: help venv test test-unit test-integration lint cluster-build cluster-up cluster-down dev crds
@@ -10,17 +10,17 @@ export LLMOPS_REPO := $(CURDIR)
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml devtools/pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e . -e ./devtools
 	@rm -f .venv/.installed-*; touch $@
 
-venv: $(VENV_STAMP) ## create .venv with the operator and its dev dependencies
+venv: $(VENV_STAMP) ## create .venv with the operator (llmops) and the dev tools (llmops_dev), both editable
 
 lint: venv ## ruff
-	$(PY) -m ruff check operator tests
-	$(PY) -m ruff format --check operator tests
+	$(PY) -m ruff check operator devtools tests
+	$(PY) -m ruff format --check operator devtools tests
 
 test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
 	$(PY) -m pytest tests/unit -q
@@ -29,20 +29,20 @@ test-integration: venv cluster-build prometheus-install ## tests against the loc
 	$(PY) -m pytest tests/integration -q
 
 test: venv cluster-build prometheus-install ## every test: lint, unit, integration
-	$(PY) -m ruff check operator tests
-	$(PY) -m ruff format --check operator tests
+	$(PY) -m ruff check operator devtools tests
+	$(PY) -m ruff format --check operator devtools tests
 	$(PY) -m pytest tests -q
 
 cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)
 	@bash cluster/build.sh >/dev/null
 
 cluster-up: venv cluster-build ## start the local cluster in the background and print how to use it
-	$(PY) -m llmops.devcluster up
+	$(PY) -m llmops_dev.cluster up
 
 cluster-down: venv ## stop the local cluster started by cluster-up
-	$(PY) -m llmops.devcluster down
+	$(PY) -m llmops_dev.cluster down
 
 dev: venv cluster-build prometheus-install ## run the operator against the local cluster with a sample (kubectl get llmd -n llmops-dev -w)
-	$(PY) -m llmops.devcluster.dev
+	$(PY) -m llmops_dev.dev
 
 -include mk/*.mk

@@ -3,4 +3,4 @@
 crds: venv cluster-build ## regenerate crds/ from llmops/api, and everything packaged from it (commit the result)
 	$(PY) -m llmops.api.crd > crds/llmops.io_llmdeployments.yaml.tmp
 	mv crds/llmops.io_llmdeployments.yaml.tmp crds/llmops.io_llmdeployments.yaml
-	$(PY) -m llmops.packaging
+	$(PY) -m llmops_dev.packaging

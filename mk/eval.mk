@@ -5,4 +5,4 @@ test-eval: venv ## unit tests of the evaluation program (scorers, dataset, clien
 	$(PY) -m pytest -q tests/unit/test_eval_*.py
 
 bench-eval: venv ## evaluation client throughput and CPU per request against the TGI simulator (100 ms, c=1/8/32/64)
-	$(PY) -m llmops.evaluation.bench
+	$(PY) -m llmops_dev.bench.evaluation

@@ -6,10 +6,10 @@ HELM = $$(bash cluster/build.sh)/helm
 .PHONY: manifests manifests-check chart-lint test-packaging test-install image
 
 manifests: venv cluster-build ## regenerate the chart's CRD templates (from crds/), manifests/install.yaml, base, overlays, argocd-cm
-	$(PY) -m llmops.packaging
+	$(PY) -m llmops_dev.packaging
 
 manifests-check: venv cluster-build ## fail if a generated packaging file is out of date
-	$(PY) -m llmops.packaging --check
+	$(PY) -m llmops_dev.packaging --check
 
 chart-lint: cluster-build ## helm lint --strict the chart
 	$(HELM) lint --strict $(CHART)

@@ -14,7 +14,7 @@ prometheus-install: ## install Debian's prometheus package if missing (its own s
 	@prometheus --version 2>&1 | head -1
 
 prometheus: venv prometheus-install ## run a Prometheus scraping $(PROM_STATE)/tgi-targets.json (file_sd) until Ctrl-C
-	$(PY) -m llmops.devcluster.prometheus --state-dir $(PROM_STATE)
+	$(PY) -m llmops_dev.prometheus --state-dir $(PROM_STATE)
 
 test-prom: venv prometheus-install ## analysis + Prometheus adapter tests: unit, then against a real Prometheus (~20 s, no cluster)
 	$(PY) -m pytest tests/unit/test_analysis_checks.py tests/unit/test_analysis_judge.py \

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmops.devcluster import Cluster
-from llmops.devcluster.loadgen import Traffic
-from llmops.devcluster.prometheus import Prometheus
+from llmops_dev.cluster import Cluster
+from llmops_dev.loadgen import Traffic
+from llmops_dev.prometheus import Prometheus
 from testkit import unique, wait_for
 from testkit.operator import OperatorProcess, install_crd, llmd, sample, set_behaviour, wait_condition
 

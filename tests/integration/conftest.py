@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops.devcluster import Cluster
-from llmops.devcluster.prometheus import Prometheus
+from llmops_dev.cluster import Cluster
+from llmops_dev.prometheus import Prometheus
 from testkit import unique
 from testkit.operator import OperatorProcess, install_crd
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from llmops.devcluster import Cluster
-from llmops.devcluster.loadgen import Traffic as _Traffic
+from llmops_dev.cluster import Cluster
+from llmops_dev.loadgen import Traffic as _Traffic
 from testkit import get_json, wait_for
 from testkit.operator import OperatorProcess, condition, llmd, sample, set_behaviour, wait_condition
 

@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from llmops.devcluster import Cluster
-from llmops.devcluster.nodes import GPU_PRODUCT
+from llmops_dev.cluster import Cluster
+from llmops_dev.cluster.nodes import GPU_PRODUCT
 from testkit import get_json, unique, wait_for
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from llmops.devcluster import Cluster, ClusterError
-from llmops.devcluster.build import REQUIRED, binaries
-from llmops.devcluster.processes import is_ours
+from llmops_dev.cluster import Cluster, ClusterError
+from llmops_dev.cluster.build import REQUIRED, binaries
+from llmops_dev.processes import is_ours
 
 
 def _own_processes(marker: str) -> list[int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from llmops.devcluster import Cluster
+from llmops_dev.cluster import Cluster
 from testkit import get_json, wait_for
 from testkit.operator import (
     OperatorProcess,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.devcluster import Cluster
+from llmops_dev.cluster import Cluster
 from testkit import get_json, unique, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

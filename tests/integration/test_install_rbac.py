@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.devcluster import Cluster
+from llmops_dev.cluster import Cluster
 from testkit import unique
 
 REPO = Path(__file__).resolve().parents[2]

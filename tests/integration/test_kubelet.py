@@ -31,15 +31,15 @@ from llmops.api.constants import (
     LABEL_TRACK,
     OPERATOR_IMAGE,
 )
-from llmops.devcluster import Cluster
-from llmops.devcluster.fakehub import commit_for
-from llmops.devcluster.kubelet import running_pid
-from llmops.devcluster.processes import stop_pid, tail
-from llmops.devcluster.proxy import resolve
+from llmops_dev.cluster import Cluster
+from llmops_dev.fakehub import commit_for
+from llmops_dev.kubelet import running_pid
+from llmops_dev.kubelet.proxy import resolve
+from llmops_dev.processes import stop_pid, tail
 from testkit import get_json, unique, wait_for
 
 Obj = dict[str, Any]
-_MODULE = "llmops.devcluster.kubelet"
+_MODULE = "llmops_dev.kubelet"
 
 
 @dataclass

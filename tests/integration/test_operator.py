@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.devcluster import Cluster
+from llmops_dev.cluster import Cluster
 from testkit import get_json, wait_for
 from testkit.operator import (
     OperatorProcess,

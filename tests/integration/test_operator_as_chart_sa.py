@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.devcluster import Cluster
+from llmops_dev.cluster import Cluster
 from testkit import unique, wait_for
 from testkit.operator import OperatorProcess, llmd, sample, wait_condition
 

@@ -14,9 +14,9 @@ import pytest
 
 from llmops.analysis import Decision, Error, NoData, Outcome, Value, judge, measure
 from llmops.api.delivery import AnalysisMetric
-from llmops.devcluster.processes import ClusterError
-from llmops.devcluster.prometheus import Prometheus
 from llmops.prom import PromClient
+from llmops_dev.processes import ClusterError
+from llmops_dev.prometheus import Prometheus
 
 
 @pytest.fixture(scope="module")

@@ -39,11 +39,11 @@ from llmops.analysis import (
     queries,
 )
 from llmops.api.delivery import AnalysisSpec
-from llmops.devcluster.prometheus import Prometheus, tgi_target, write_targets
-from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
-from llmops.devcluster.tgisim_metrics import DURATION_BUCKETS
 from llmops.engines import TGI, selector
 from llmops.prom import PromClient
+from llmops_dev.prometheus import Prometheus, tgi_target, write_targets
+from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.tgisim.metrics import DURATION_BUCKETS
 from testkit import wait_for
 
 NS = "prod"

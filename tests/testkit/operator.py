@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmops.devcluster import Cluster
-from llmops.devcluster.processes import free_port
+from llmops_dev.cluster import Cluster
+from llmops_dev.processes import free_port
 from testkit import get_json, wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "llmops.io_llmdeployments.yaml"
@@ -154,7 +154,7 @@ def children(cluster: Cluster, namespace: str, name: str) -> Iterator[dict[str, 
 
 
 def configure_hub(cluster: Cluster, **settings: Any) -> None:
-    """Merge ``settings`` into the simulated Hub's hub.json (see llmops.devcluster.fakehub)."""
+    """Merge ``settings`` into the simulated Hub's hub.json (see llmops_dev.fakehub)."""
     assert cluster.state_dir is not None, "the simulated Hub exists only on the local cluster"
     path = cluster.state_dir / "hub.json"
     current = json.loads(path.read_text()) if path.exists() else {}
@@ -169,7 +169,7 @@ def configure_hub(cluster: Cluster, **settings: Any) -> None:
 
 
 def set_behaviour(cluster: Cluster, revision: str, **behaviour: Any) -> None:
-    """How the TGI simulators of ``revision`` behave (see llmops.devcluster.tgisim_behaviour)."""
+    """How the TGI simulators of ``revision`` behave (see llmops_dev.tgisim.behaviour)."""
     assert cluster.state_dir is not None, "the TGI simulators exist only on the local cluster"
     folder = cluster.state_dir / "behaviours"
     folder.mkdir(exist_ok=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.packaging import helm, static
-from llmops.packaging.chart_crds import CHART_LABEL_KEYS, GENERATED_MARKER, chart_crd_template
-from llmops.packaging.generate import CRD_TEMPLATES, chart_crd_templates
+from llmops_dev.packaging import helm, static
+from llmops_dev.packaging.chart_crds import CHART_LABEL_KEYS, GENERATED_MARKER, chart_crd_template
+from llmops_dev.packaging.generate import CRD_TEMPLATES, chart_crd_templates
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"

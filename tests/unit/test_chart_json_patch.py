@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llmops.packaging.json_patch import apply, diff, pointer
+from llmops_dev.packaging.json_patch import apply, diff, pointer
 
 BASE: dict[str, Any] = {
     "metadata": {"name": "x", "labels": {"app.kubernetes.io/name": "a"}},

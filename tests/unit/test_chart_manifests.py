@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops.devcluster.build import binaries
-from llmops.packaging import generate, static
-from llmops.packaging.argocd import HEALTH_KEY
+from llmops_dev.cluster.build import binaries
+from llmops_dev.packaging import generate, static
+from llmops_dev.packaging.argocd import HEALTH_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from llmops.api.constants import OPERATOR_IMAGE
-from llmops.packaging import helm, static
+from llmops_dev.packaging import helm, static
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"

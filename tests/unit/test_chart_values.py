@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from llmops.packaging.helm import KUBE_VERSION, helm_binary
+from llmops_dev.packaging.helm import KUBE_VERSION, helm_binary
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"

@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from llmops import download
-from llmops.devcluster.fakehub import HubThread, commit_for, model_files, serve_in_thread
+from llmops_dev.fakehub import HubThread, commit_for, model_files, serve_in_thread
 
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from llmops.devcluster.tgisim import Behaviour, Simulator
 from llmops.evaluation.client import ClientConfig, EndpointUnreachable, normalize_endpoint, run_requests
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample, parse_dataset
+from llmops_dev.tgisim import Behaviour, Simulator
 
 ANSWERS = {f"Question {i}?": f"Answer number {i}" for i in range(12)}
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from llmops.devcluster.fakehub import serve_in_thread
-from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
 from llmops.evaluation.main import main
 from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_PASSED, SUMMARY_LIMIT
+from llmops_dev.fakehub import serve_in_thread
+from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 
 QUESTIONS = {f"What is item {i}?": f"item {i} is a thing" for i in range(10)}
 

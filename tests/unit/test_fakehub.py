@@ -18,7 +18,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from llmops.devcluster.fakehub import HubThread, commit_for, serve_in_thread
+from llmops_dev.fakehub import HubThread, commit_for, serve_in_thread
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

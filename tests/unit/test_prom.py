@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from llmops.analysis import Error, MetricQueries, MetricResults, NoData, Result, Value
-from llmops.devcluster.processes import free_port
 from llmops.prom import PromClient, interpret, interpret_status
+from llmops_dev.processes import free_port
 
 T = 1700000000.5
 PROMQL = 'sum(rate(tgi_request_failure{err!="validation",namespace="prod"}[1m])) or vector(0)'

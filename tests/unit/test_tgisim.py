@@ -21,7 +21,7 @@ import pytest
 from huggingface_hub import AsyncInferenceClient, InferenceClient
 from huggingface_hub.errors import GenerationError, HfHubHTTPError, OverloadedError, ValidationError
 
-from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 from testkit import wait_for
 
 KEY = "sim-key"
@@ -461,7 +461,7 @@ def test_command_line_reads_tgi_launcher_env(tmp_path: Path) -> None:
     with (
         (tmp_path / "stderr.log").open("w") as stderr,
         subprocess.Popen(
-            [sys.executable, "-m", "llmops.devcluster.tgisim", *args],
+            [sys.executable, "-m", "llmops_dev.tgisim", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=stderr,

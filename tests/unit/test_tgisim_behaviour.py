@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.devcluster.tgisim_behaviour import (
+from llmops_dev.tgisim.behaviour import (
     AnswerBook,
     Behaviour,
     BehaviourWatcher,

@@ -15,7 +15,7 @@ from huggingface_hub import AsyncInferenceClient, InferenceClient
 from huggingface_hub.errors import OverloadedError, ValidationError
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 
 PROMPT = "What is the capital of France?"
 ANSWER = "Paris is the capital of France."

@@ -16,7 +16,7 @@ import httpx2
 import jsonschema
 import pytest
 
-from llmops.devcluster.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 
 
 def obj(required: list[str], strict: bool = False, **props: Any) -> dict[str, Any]:

@@ -1,0 +1,569 @@
+"""One pod on the fake kubelet: its volumes, its containers as local processes, its status.
+
+A TGI container becomes a TGI simulator process on a free loopback port; a container of the
+operator image runs its command locally. Per container, as the kubelet does:
+
+    image  → ErrImagePull / ImagePullBackOff (with back-off) for an image we cannot run
+    env    → CreateContainerConfigError with the kubelet's message while a Secret/ConfigMap/key is missing
+    run    → running; TGI: ready once its readiness probe (HTTP GET, default /health) answers
+    exit   → terminated {exitCode, reason, message = termination message}; restartPolicy decides:
+             restart (CrashLoopBackOff back-off 10s, 20s, ... 5m) or stay terminated
+
+Status goes to the pods/status subresource as a JSON merge patch, written by one task per
+pod and only when it changed. Processes run in their own session and are stopped by process
+group (TERM, then KILL) when the pod is deleted. ``<state-dir>/pods/<ns>_<pod>.json`` records
+their PIDs and simulator ports; logs go to ``<state-dir>/pods/<ns>_<pod>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from llmops_dev.kubelet.kube import ApiError, KubeClient
+from llmops_dev.kubelet.proxy import PodEntry, PodTable
+from llmops_dev.kubelet.spec import (
+    IMAGE_ENTRYPOINT,
+    IMAGE_ENV,
+    TGI,
+    ConfigError,
+    Mounts,
+    expand,
+    http_probe,
+    listen_port,
+    pull_error,
+    referenced_objects,
+    resolve_env,
+    runtime_for,
+)
+from llmops_dev.kubelet.status import ContainerModel, build_status, now, terminated, waiting
+from llmops_dev.kubelet.volumes import VolumeError, container_mounts, prepare_volumes
+from llmops_dev.processes import free_port
+
+__all__ = ["POD_MARKER", "NodeEnv", "PodWorker", "go_duration"]
+
+log = logging.getLogger("llmops.kubelet.pod")
+Obj = dict[str, Any]
+
+POD_MARKER = "LLMOPS_FAKE_KUBELET_POD"
+"""Set in every process's environment to the pod uid, so a restarted kubelet can find its leftovers."""
+_TERMINATION_LOG = "/dev/termination-log"
+_LOG_TAIL_LINES, _LOG_TAIL_BYTES = 80, 2048  # the kubelet's FallbackToLogsOnError limits
+_LOST = "the container's process was lost when the fake kubelet restarted"
+
+
+@dataclass
+class NodeEnv:
+    """What every pod worker shares: the API, the state folder, the fake Hub, the proxy."""
+
+    kube: KubeClient
+    state_dir: Path
+    hub_url: str
+    proxy_url: str
+    table: PodTable
+    http: aiohttp.ClientSession
+    crash_backoff: float = 10.0
+    max_backoff: float = 300.0
+    retry: float = 2.0
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.state_dir / "pods"
+
+    @property
+    def behaviours_dir(self) -> Path:
+        return self.state_dir / "behaviours"
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it in kubelet messages: 10s, 1m20s, 5m0s."""
+    s = int(seconds)
+    return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
+
+
+class _StartError(Exception):
+    pass
+
+
+class PodWorker:
+    """Runs one pod until it is deleted."""
+
+    def __init__(self, env: NodeEnv, pod: Obj, pod_ip: str, host_ip: str) -> None:
+        self.env, self.pod = env, pod
+        meta, spec = pod["metadata"], pod["spec"]
+        self.ns, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.slug = f"{self.ns}_{self.name}"
+        self.dir = env.pods_dir / f"{self.slug}_{self.uid[:8]}"
+        self.pod_ip, self.host_ip = pod_ip, host_ip
+        self.policy = spec.get("restartPolicy", "Always")
+        old = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+        self.resumed = any("running" in (c.get("state") or {}) for c in old.values())
+        self.init = [
+            ContainerModel(c["name"], c["image"], init=True) for c in spec.get("initContainers") or []
+        ]
+        self.main = [ContainerModel(c["name"], c["image"]) for c in spec.get("containers") or []]
+        for m in self.main:
+            m.restart_count = int(old.get(m.name, {}).get("restartCount", 0))
+        self.start_time = (pod.get("status") or {}).get("startTime") or now()
+        self.sandbox_ready = False
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.phase: str | None = None
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.sim_ports: dict[str, int] = {}
+        self._dirty = asyncio.Event()
+        self._written: Obj | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._main(), name=f"pod {self.slug}"),
+            asyncio.create_task(self._write_loop(), name=f"status {self.slug}"),
+        ]
+
+    def update(self, pod: Obj) -> None:
+        before = _gate_conditions(self.pod)
+        self.pod = pod
+        # Someone else (the operator) set a readiness-gate condition: Ready must be recomputed.
+        if _gate_conditions(pod) != before:
+            self._changed()
+
+    async def stop(self) -> None:
+        """Kill the pod's processes, forget its endpoints and folders (the pod is gone)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._kill_all()
+        self.env.table.remove(self.uid)
+        (self.env.pods_dir / f"{self.slug}.json").unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _changed(self) -> None:
+        self._dirty.set()
+
+    def _record(self) -> None:
+        """``<state-dir>/pods/<ns>_<pod>.json``: PIDs and simulator ports (tests read it)."""
+        data = {
+            "uid": self.uid,
+            "podIP": self.pod_ip,
+            "containers": {
+                name: {"pid": p.pid, "port": self.sim_ports.get(name)} for name, p in self.procs.items()
+            },
+        }
+        path = self.env.pods_dir / f"{self.slug}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)
+
+    async def _main(self) -> None:
+        self._changed()
+        deadline = self.pod["spec"].get("activeDeadlineSeconds")
+        try:
+            async with asyncio.timeout(float(deadline) if deadline else None):
+                await self._run_pod()
+        except TimeoutError:
+            await self._kill_all()
+            for m in self.main:
+                if m.running or "waiting" in m.state:
+                    started = (m.state.get("running") or {}).get("startedAt", self.start_time)
+                    m.state, m.ready = terminated(137, started, container_id=m.container_id), False
+            self.phase, self.reason = "Failed", "DeadlineExceeded"
+            self.message = "Pod was active on the node longer than the specified deadline"
+            log.info("%s: active deadline of %ss exceeded", self.slug, deadline)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: the pod worker failed", self.slug)
+        finally:
+            self._changed()
+
+    async def _run_pod(self) -> None:
+        volumes = await self._volumes()
+        self.sandbox_ready = True
+        self._changed()
+        if self.resumed and self.policy == "Never":
+            # The processes died with the previous kubelet, and this pod may not restart them.
+            for m in self.main:
+                m.state = terminated(137, self.start_time, message=_LOST)
+            log.info("%s: %s", self.slug, _LOST)
+            return
+        specs = {c["name"]: c for c in self.pod["spec"].get("containers") or []}
+        for model, spec in zip(self.init, self.pod["spec"].get("initContainers") or [], strict=False):
+            code = await self._run_container(spec, model, container_mounts(spec, volumes))
+            if code != 0:
+                return  # restartPolicy Never: the pod failed (phase_of says so)
+        await asyncio.gather(
+            *(
+                self._run_container(specs[m.name], m, container_mounts(specs[m.name], volumes))
+                for m in self.main
+            )
+        )
+
+    async def _volumes(self) -> dict[str, str]:
+        while True:
+            try:
+                return await prepare_volumes(self.env.kube, self.pod, self.dir)
+            except (VolumeError, ApiError) as exc:
+                log.info("%s: %s", self.slug, exc)
+            await asyncio.sleep(self.env.retry)
+
+    # -- one container -----------------------------------------------------------------------
+
+    async def _run_container(self, spec: Obj, model: ContainerModel, mounts: Mounts) -> int:
+        """Run (and restart, per policy) one container; returns its final exit code."""
+        crashes = 0
+        if self.resumed and not model.init:
+            model.restart_count += 1
+        while True:
+            runtime = await self._pull(model)
+            env = await self._environment(spec, model)
+            started = time.monotonic()
+            code = await self._exec(spec, model, runtime, env, mounts)
+            restart = code != 0 if model.init or self.policy == "OnFailure" else self.policy == "Always"
+            if self.policy == "Never" or not restart:
+                return code
+            if time.monotonic() - started > 2 * self.env.max_backoff:
+                crashes = 0  # it ran long enough: the back-off starts over, as in the kubelet
+            model.last_state = model.state
+            delay = (
+                0.0
+                if crashes == 0
+                else min(self.env.crash_backoff * 2 ** (crashes - 1), self.env.max_backoff)
+            )
+            crashes += 1
+            if delay:
+                model.state = waiting(
+                    "CrashLoopBackOff",
+                    f"back-off {go_duration(delay)} restarting failed container={model.name} "
+                    f"pod={self.name}_{self.ns}({self.uid})",
+                )
+                self._changed()
+                await asyncio.sleep(delay)
+            # As in the kubelet, the count goes up when the next instance is created.
+            model.restart_count += 1
+
+    def _spec(self, name: str) -> Obj:
+        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"].get("containers", []):
+            if c["name"] == name:
+                return dict(c)
+        return {}
+
+    async def _pull(self, model: ContainerModel) -> str:
+        backoff = self.env.crash_backoff
+        while True:
+            image = self._spec(model.name).get("image", model.image)
+            model.image = image
+            runtime = runtime_for(image)
+            if runtime is not None:
+                return runtime
+            err, back = pull_error(image)
+            model.state = waiting("ErrImagePull", err)
+            self._changed()
+            log.info("%s: cannot pull %s", self.slug, image)
+            await asyncio.sleep(1.0)
+            model.state = waiting("ImagePullBackOff", back)
+            self._changed()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.env.max_backoff)
+
+    async def _environment(self, spec: Obj, model: ContainerModel) -> dict[str, str]:
+        while True:
+            try:
+                objects: dict[tuple[str, str], Obj | None] = {}
+                for kind, name in referenced_objects(spec):
+                    plural = "secrets" if kind == "Secret" else "configmaps"
+                    objects[(kind, name)] = await self.env.kube.get(
+                        f"/api/v1/namespaces/{self.ns}/{plural}/{name}"
+                    )
+                return resolve_env(spec, self.pod, objects, pod_ip=self.pod_ip, host_ip=self.host_ip)
+            except ConfigError as exc:
+                if model.state.get("waiting", {}).get("message") != exc.message:
+                    log.info("%s/%s: CreateContainerConfigError: %s", self.slug, model.name, exc.message)
+                model.state = waiting("CreateContainerConfigError", exc.message)
+                self._changed()
+            except ApiError as exc:
+                log.warning("%s: reading the environment's sources: %s", self.slug, exc)
+            await asyncio.sleep(self.env.retry)
+
+    def _command(
+        self, spec: Obj, runtime: str, env: dict[str, str], mounts: Mounts, termination: Path
+    ) -> tuple[list[str], dict[str, str], int | None]:
+        """argv, environment and (for TGI) the port the container listens on."""
+        full = {**IMAGE_ENV[runtime], **env}
+        command = [expand(str(x), full) for x in spec.get("command") or []]
+        args = [expand(str(x), full) for x in spec.get("args") or []]
+        term_path = spec.get("terminationMessagePath") or _TERMINATION_LOG
+        exact = {term_path: str(termination), _TERMINATION_LOG: str(termination)}
+
+        def rewrite(value: str) -> str:
+            if value in exact:
+                return exact[value]
+            flag, eq, rest = value.partition("=")
+            if eq and rest in exact:
+                return f"{flag}={exact[rest]}"
+            return mounts.rewrite(value)
+
+        home = self.dir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        bindir = str(Path(sys.executable).parent)
+        proc_env = {k: rewrite(v) for k, v in full.items()}
+        proc_env = {
+            "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "HOSTNAME": self.name,
+            "LANG": "C.UTF-8",
+            **proc_env,
+            "LLMOPS_TERMINATION_LOG": str(termination),
+            "HTTP_PROXY": self.env.proxy_url,
+            "http_proxy": self.env.proxy_url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            POD_MARKER: self.uid,
+        }
+        proc_env.setdefault("HF_ENDPOINT", self.env.hub_url)
+        if runtime == TGI:
+            port = listen_port(args, full)
+            sim = free_port()
+            self.sim_ports[spec["name"]] = sim
+            argv = [sys.executable, "-m", "llmops_dev.tgisim", *map(rewrite, args)]
+            argv += [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(sim),
+                "--behaviour-dir",
+                str(self.env.behaviours_dir),
+            ]
+            return argv, proc_env, port
+        entry = command or IMAGE_ENTRYPOINT[runtime]
+        exe = _executable(entry[0], proc_env["PATH"])
+        if exe is None:
+            raise _StartError(
+                "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+                "runc create failed: unable to start container process: error during container init: "
+                f'exec: "{entry[0]}": executable file not found in $PATH: unknown'
+            )
+        return [*exe, *map(rewrite, entry[1:]), *map(rewrite, args)], proc_env, None
+
+    async def _exec(
+        self, spec: Obj, model: ContainerModel, runtime: str, env: dict[str, str], mounts: Mounts
+    ) -> int:
+        termination = self.dir / f"{model.name}.termination-log"
+        termination.parent.mkdir(parents=True, exist_ok=True)
+        termination.write_bytes(b"")
+        log_path = self.env.pods_dir / (
+            f"{self.slug}.log" if model.name == self._first_container() else f"{self.slug}_{model.name}.log"
+        )
+        started_at = now()
+        cid = (
+            "containerd://"
+            + hashlib.sha256(f"{self.uid}/{model.name}/{model.restart_count}".encode()).hexdigest()
+        )
+        model.container_id = cid
+        try:
+            argv, proc_env, port = self._command(spec, runtime, env, mounts, termination)
+        except _StartError as exc:
+            model.state = terminated(128, started_at, reason="StartError", message=str(exc), container_id=cid)
+            self._changed()
+            return 128
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as out:
+            out.write(f"--- {started_at} container {model.name} starting: {' '.join(argv)}\n".encode())
+            out.flush()
+            offset = out.tell()
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=proc_env,
+                cwd=str(self.dir),
+                start_new_session=True,
+            )
+        self.procs[model.name] = proc
+        self._record()
+        log.info("%s/%s: started pid %d: %s", self.slug, model.name, proc.pid, " ".join(argv))
+        model.state = {"running": {"startedAt": started_at}}
+        model.started = runtime != TGI or http_probe(spec, "startupProbe") is None
+        model.ready = runtime != TGI
+        probe: asyncio.Task[None] | None = None
+        if runtime == TGI and port is not None:
+            sim = self.sim_ports[model.name]
+            self.env.table.set(
+                self.uid,
+                PodEntry(
+                    self.ns,
+                    self.name,
+                    self.pod_ip,
+                    port,
+                    f"127.0.0.1:{sim}",
+                    container=model.name,
+                    labels=dict(self.pod["metadata"].get("labels") or {}),
+                ),
+            )
+            probe = asyncio.create_task(self._probe(spec, model, sim, port))
+        self._changed()
+        try:
+            code = await proc.wait()
+        finally:
+            if probe is not None:
+                probe.cancel()
+                self.env.table.remove(self.uid)
+        self.procs.pop(model.name, None)
+        self._record()
+        model.ready = model.started = False
+        message = _termination_message(termination, log_path, offset, code, spec)
+        model.state = terminated(
+            code if code >= 0 else 128 - code, started_at, message=message, container_id=cid
+        )
+        log.info("%s/%s: pid %d exited with %d", self.slug, model.name, proc.pid, code)
+        self._changed()
+        return code if code >= 0 else 128 - code
+
+    def _first_container(self) -> str:
+        containers = self.pod["spec"].get("containers") or [{}]
+        return str(containers[0].get("name", ""))
+
+    async def _probe(self, spec: Obj, model: ContainerModel, sim: int, listen: int) -> None:
+        """The startup and readiness probes (HTTP GET) against the simulator."""
+        readiness = http_probe(spec, "readinessProbe") or ("/health", listen, {})
+        startup = http_probe(spec, "startupProbe")
+        failures = 0
+        while True:
+            if not model.started and startup is not None:
+                if await self._check(startup, sim, listen):
+                    model.started = True
+                    self._changed()
+                    continue
+                await asyncio.sleep(0.5)
+                continue
+            model.started = True
+            ok = await self._check(readiness, sim, listen)
+            failures = 0 if ok else failures + 1
+            threshold = int(readiness[2].get("failureThreshold", 3))
+            if (ok and not model.ready) or (not ok and model.ready and failures >= threshold):
+                model.ready = ok
+                self.env.table.set_ready(self.uid, ok)
+                log.info("%s/%s: %s", self.slug, model.name, "ready" if ok else "not ready")
+                self._changed()
+            period = float(readiness[2].get("periodSeconds", 10))
+            await asyncio.sleep(min(period, 5.0) if model.ready else 0.5)
+
+    async def _check(self, probe: tuple[str, int | None, Obj], sim: int, listen: int) -> bool:
+        path, port, spec = probe
+        if port != listen:
+            return False  # nothing listens there: connection refused
+        try:
+            async with self.env.http.get(
+                f"http://127.0.0.1:{sim}{path}",
+                timeout=aiohttp.ClientTimeout(total=float(spec.get("timeoutSeconds", 1))),
+            ) as resp:
+                return 200 <= resp.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _kill_all(self) -> None:
+        procs = list(self.procs.values())
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGTERM)
+        grace = min(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), 5.0)
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                await p.wait()
+        if procs:
+            log.info("%s: stopped pids %s", self.slug, ", ".join(str(p.pid) for p in procs))
+        self.procs.clear()
+
+    # -- status ------------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        path = f"/api/v1/namespaces/{self.ns}/pods/{self.name}/status"
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            status = build_status(
+                self.pod,
+                self.init,
+                self.main,
+                sandbox_ready=self.sandbox_ready,
+                pod_ip=self.pod_ip,
+                host_ip=self.host_ip,
+                start_time=self.start_time,
+                phase=self.phase,
+                reason=self.reason,
+                message=self.message,
+            )
+            if status == self._written:
+                continue
+            try:
+                self.pod = await self.env.kube.merge_patch(path, {"status": status})
+                self._written = status
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                log.warning("%s: writing status failed: %s", self.slug, exc)
+                if 400 <= exc.status < 500 and exc.status not in (409, 429):
+                    continue  # refused as written: retrying the same patch cannot help
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+
+
+def _gate_conditions(pod: Obj) -> dict[str, str]:
+    """The status of each readiness gate's condition (as a kubelet would read them)."""
+    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
+    conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+    return {str(g): str(conds.get(g)) for g in gates}
+
+
+def _executable(name: str, path: str) -> list[str] | None:
+    """The host program for a container's command[0]."""
+    base = os.path.basename(name)
+    if base == "llmops":
+        script = Path(sys.executable).parent / "llmops"
+        return [str(script)] if script.exists() else [sys.executable, "-m", "llmops.cli"]
+    if base in ("python", "python3") or base.startswith("python3."):
+        return [sys.executable]
+    if "/" in name and os.access(name, os.X_OK):
+        return [name]
+    found = shutil.which(base, path=path)
+    return [found] if found else None
+
+
+def _termination_message(termination: Path, log_path: Path, offset: int, code: int, spec: Obj) -> str:
+    try:
+        with termination.open("rb") as f:
+            message = f.read(4096).decode(errors="replace")
+    except OSError:
+        message = ""
+    if message or code == 0 or spec.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+        return message
+    try:
+        with log_path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    tail = "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])
+    return tail[-_LOG_TAIL_BYTES:]
