@@ -276,3 +276,61 @@ def test_broken_smoke_evaluation_pauses_the_canary() -> None:
     assert "endpoint unreachable" in sim.canary["message"]
     assert p.status["phase"] == "Canary"
     assert sim.deployment("m-canary") is not None
+
+
+# A step advances, and the last step promotes, only on a passing latest measurement.
+
+
+@pytest.mark.parametrize(
+    "latest",
+    [
+        BAD,  # failed, but below failureLimit (2): no rollback yet, and no advance either
+        {"errors": (NoData("empty vector"), None)},  # no data: inconclusive
+        {"errors": (Error("connection refused", "unreachable"), None)},  # query error
+    ],
+    ids=["failed", "no-data", "error"],
+)
+def test_a_step_does_not_advance_after_a_non_passing_measurement(latest: Any) -> None:
+    sim = Sim()
+    start_canary(sim)
+    sim.step(1, analysis=GOOD)  # passed
+    sim.step(1.1, analysis=latest)  # the 2m pause is over, but the latest measurement did not pass
+    assert sim.canary["step"] == 0 and sim.canary["weight"] == 25
+    assert sim.deployment("m-canary")["spec"]["replicas"] == 1
+    sim.step(1.1, analysis=GOOD)  # passing again: now it advances
+    assert sim.canary["step"] == 1 and sim.canary["weight"] == 50
+
+
+def test_the_last_step_does_not_promote_after_a_failed_measurement() -> None:
+    sim = Sim()
+    start_canary(sim)
+    sim.step(1, analysis=GOOD)
+    sim.step(1.1, analysis=GOOD)  # step 2
+    sim.ready("m-canary")
+    sim.ready("m-stable")
+    sim.step(1, analysis=GOOD)
+    sim.step(1.1, analysis=BAD)  # pause over, latest failed (failedChecks 1 < 2)
+    assert sim.canary["state"] == "Progressing" and sim.canary["step"] == 1
+    assert sim.deployment("m-stable")["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_A
+
+
+def test_the_canary_pod_template_never_changes_across_steps() -> None:
+    """Only replicas and traffic change at a step; a template change would replace every pod."""
+    sim, pod = smoke_sim()
+    sim.b["spec"]["rollout"] = ROLLOUT
+    sim.step(pods=[pod])
+    smoke = finish_job(sim, "m-smoke-")
+    sim.step(pods=[pod, job_pod(smoke, 0, PASSED)])
+    sim.ready("m-canary")
+    sim.step(pods=[pod])
+    template = json.dumps(sim.deployment("m-canary")["spec"]["template"], sort_keys=True)
+    seen = []
+    for _ in range(6):
+        sim.step(1.1, analysis=GOOD, pods=[pod])
+        dep = sim.deployment("m-canary")
+        if dep is None:
+            break
+        seen.append(sim.canary.get("step"))
+        assert json.dumps(dep["spec"]["template"], sort_keys=True) == template
+        sim.ready("m-canary")
+    assert 1 in seen  # it did advance at least once

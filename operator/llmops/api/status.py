@@ -113,7 +113,9 @@ class CanaryStatus(ApiModel):
     last_check_time: Timestamp | None = None
     """When the analysis last measured."""
     step_checks: int = 0
-    """Passing measurements in the current step (a step needs one before it advances)."""
+    """Passing measurements in a row at the current step; any other verdict resets it to 0. A
+    step advances (and the last one promotes) only while it is above 0: on a passing latest
+    measurement."""
     stable_revision: ShortText | None = None
     """The revision the canary is compared with (and rolled back to)."""
     smoke: Literal["Running", "Passed", "Failed", "Broken"] | None = None

@@ -27,6 +27,7 @@ from llmops.analysis import Decision, MetricQueries, judge, measure, queries
 from llmops.api import conditions as c
 from llmops.api.common import parse_duration
 from llmops.api.constants import ANNOTATION_ABORT, ANNOTATION_PROMOTE
+from llmops.api.delivery import RolloutSpec
 from llmops.api.resource import LLMDeployment
 from llmops.engines import get_engine
 from llmops.lifecycle.conditions import timestamp
@@ -103,167 +104,208 @@ def analysis_request(
 
 def canary_stage(p: Pass, stable: Rollout) -> CanaryPlan:
     """Run the canary of the desired revision against ``stable``; see the module docstring."""
+    run = _start_or_resume(p, stable)
+    can = run.can
+    if can["state"] == ROLLED_BACK:
+        p.cond(c.PROMOTED, c.FALSE, c.ROLLED_BACK, str(can.get("message") or "rolled back"))
+        return CanaryPlan(run.stable_rev, run.total, ROLLED_BACK)
+    aborted = _manual_gates(run)
+    if aborted is not None:
+        return aborted
+    observed = p.obs.child("Deployment", deployment_name(p.ld.name, "canary"))
+    if can["state"] == PROMOTING:
+        return _promote(run, observed)
+
+    stable_replicas, canary_replicas = split(run.total, int(can["weight"]), run.rollout.traffic.mode)
+    _want_canary(p, canary_replicas)
+    _traffic(p, int(can["weight"]))
+    held = _hold_for_smoke(run, stable_replicas) or _hold_for_pods(
+        run, rollout_of(observed, canary_replicas), stable_replicas, canary_replicas
+    )
+    if held is not None:
+        return held
+
+    if not can.get("readyTime"):
+        can["readyTime"] = timestamp(p.now)
+    if can["state"] == PAUSED and str(can.get("message", "")).startswith(_UNSCHEDULABLE):
+        can.update(state=PROGRESSING, message="")
+    if _measure(p, can, run.rollout) == Decision.ROLLBACK:
+        return _rollback(run, c.ANALYSIS_FAILED, str(can["message"]))
+    if _step_done(p, can, run.rollout):
+        if int(can["step"]) + 1 >= len(run.rollout.steps):
+            can.update(state=PROMOTING, message="every step passed")
+            p.record("Promoting", run.rev, c.PROMOTED_REASON, _checks_text(can))
+            return _promote(run, observed)
+        stable_replicas = _next_step(run)
+    _report_progress(p, can, run.rollout)
+    return CanaryPlan(
+        run.stable_rev, stable_replicas, str(can["state"]), requeue_after=_next_wakeup(p, can, run.rollout)
+    )
+
+
+_UNSCHEDULABLE = "canary pods cannot be scheduled"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One pass over one canary: what every step of :func:`canary_stage` needs."""
+
+    p: Pass
+    can: dict[str, Any]
+    """status.canary, updated in place by the steps (it is ``p.fields["canary"]``)."""
+    stable: Rollout
+    stable_rev: str | None
+    rev: str
+    total: int
+    rollout: RolloutSpec
+
+
+def _start_or_resume(p: Pass, stable: Rollout) -> _Run:
+    """status.canary for the desired revision: resumed as it was, or started fresh."""
     spec = p.ld.spec
     rollout = spec.rollout
     assert rollout is not None
     rev = spec.model.revision
-    total = spec.replicas
-    mode = rollout.traffic.mode
     old = dict(p.old_status.get("canary") or {})
     fresh = old.get("revision") != rev
     stable_rev = stable.revision if fresh else (old.get("stableRevision") or stable.revision)
-    can: dict[str, Any] = (
-        {
-            "revision": rev,
-            "stableRevision": stable_rev,
-            "step": 0,
-            "weight": rollout.steps[0].set_weight if rollout.steps else 100,
-            "startTime": timestamp(p.now),
-            "stepStartTime": timestamp(p.now),
-            "failedChecks": 0,
-            "inconclusiveChecks": 0,
-            "stepChecks": 0,
-            "checks": [],
-            "state": PROGRESSING,
-            "message": "",
-        }
-        if fresh
-        else old
-    )
+    can = _fresh_canary(p, rollout, rev, stable_rev) if fresh else old
     if fresh:
         p.record("CanaryStarted", rev, c.CANARY_PROGRESSING, f"canary of {rev} against stable {stable_rev}")
         p.events.append(Event("Normal", c.CANARY_PROGRESSING, f"canary of revision {rev} started"))
     p.fields["canary"] = can
+    return _Run(p, can, stable, stable_rev, rev, spec.replicas, rollout)
 
-    if can["state"] == ROLLED_BACK:
-        p.cond(c.PROMOTED, c.FALSE, c.ROLLED_BACK, str(can.get("message") or "rolled back"))
-        return CanaryPlan(stable_rev, total, ROLLED_BACK)
 
+def _fresh_canary(p: Pass, rollout: RolloutSpec, rev: str, stable_rev: str | None) -> dict[str, Any]:
+    return {
+        "revision": rev,
+        "stableRevision": stable_rev,
+        "step": 0,
+        "weight": rollout.steps[0].set_weight if rollout.steps else 100,
+        "startTime": timestamp(p.now),
+        "stepStartTime": timestamp(p.now),
+        "failedChecks": 0,
+        "inconclusiveChecks": 0,
+        "stepChecks": 0,
+        "checks": [],
+        "state": PROGRESSING,
+        "message": "",
+    }
+
+
+def _manual_gates(run: _Run) -> CanaryPlan | None:
+    """The abort and promote annotations, each acted on once per value; a rollback on abort."""
+    p, can = run.p, run.can
     gates = dict(p.old_status.get("manualGates") or {})
     annotations = p.ld.metadata.get("annotations") or {}
     if can["state"] in (PROGRESSING, PAUSED):
-        abort = _gate_value(annotations, gates, ANNOTATION_ABORT, "abort", rev)
+        abort = _gate_value(annotations, gates, ANNOTATION_ABORT, "abort", run.rev)
         if abort:
             p.fields["manualGates"] = {**gates, "abort": abort}
-            return _rollback(
-                p, can, stable_rev, total, c.ABORTED, f"aborted by annotation {ANNOTATION_ABORT}"
-            )
-        promote = _gate_value(annotations, gates, ANNOTATION_PROMOTE, "promote", rev)
+            return _rollback(run, c.ABORTED, f"aborted by annotation {ANNOTATION_ABORT}")
+        promote = _gate_value(annotations, gates, ANNOTATION_PROMOTE, "promote", run.rev)
         if promote:
             p.fields["manualGates"] = {**gates, "promote": promote}
             can.update(state=PROMOTING, message=f"promoted by annotation {ANNOTATION_PROMOTE}")
-            p.record("Promoting", rev, c.MANUALLY_PROMOTED, can["message"])
+            p.record("Promoting", run.rev, c.MANUALLY_PROMOTED, can["message"])
     _forget_removed_gates(p, annotations, gates)
+    return None
 
-    canary_name = deployment_name(p.ld.name, "canary")
-    observed = p.obs.child("Deployment", canary_name)
 
-    if can["state"] == PROMOTING:
-        return _promote(p, can, stable, stable_rev, total, observed)
-
-    weight = int(can["weight"])
-    stable_replicas, canary_replicas = split(total, weight, mode)
-    _want_canary(p, canary_replicas)
-    _traffic(p, weight)
-    canary = rollout_of(observed, canary_replicas)
-    pods = p.obs.pods_of(**{"llmops.io/track": "canary"})
-    problem = diagnose_pods(pods, spec.resources.gpu.resource_name)
-    deadline = rollout.progress_deadline_seconds
-
+def _hold_for_smoke(run: _Run, stable_replicas: int) -> CanaryPlan | None:
+    """The smoke evaluation: a failure rolls back, a broken evaluation pauses."""
+    p, can = run.p, run.can
     smoke = smoke_stage(p, can)
     if smoke.state == "Failed":
-        return _rollback(p, can, stable_rev, total, SMOKE_FAILED, smoke.message)
+        return _rollback(run, SMOKE_FAILED, smoke.message)
     if smoke.state == "Broken":
         can.update(state=PAUSED, message=smoke.message)
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, smoke.message)
-        return CanaryPlan(
-            stable_rev, stable_replicas, PAUSED, Problem(SMOKE_BROKEN, smoke.message, False), 30.0
-        )
+        problem = Problem(SMOKE_BROKEN, smoke.message, False)
+        return CanaryPlan(run.stable_rev, stable_replicas, PAUSED, problem, 30.0)
+    return None
 
-    if not (canary.revision == rev and canary.complete):
-        waited = _since(p.now, can.get("stepStartTime")) or 0.0
-        if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
-            # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
-            can.update(state=PAUSED, message=f"canary pods cannot be scheduled: {problem.message}")
-            p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, can["message"])
-            return CanaryPlan(
-                stable_rev, stable_replicas, PAUSED, Problem(problem.reason, can["message"], False), 30.0
-            )
-        if problem and problem.permanent:
-            return _rollback(
-                p, can, stable_rev, total, problem.reason, f"canary pods failed: {problem.message}"
-            )
-        if waited > deadline:
-            return _rollback(
-                p, can, stable_rev, total, c.PROGRESS_DEADLINE_EXCEEDED,
-                f"canary pods were not ready within progressDeadlineSeconds ({deadline}s)",
-            )  # fmt: skip
-        can.update(
-            state=PROGRESSING, message=f"waiting for {canary_replicas} canary pod(s) to load the model"
-        )
-        p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, can["message"])
-        return CanaryPlan(stable_rev, stable_replicas, PROGRESSING, requeue_after=10.0)
 
-    if not can.get("readyTime"):
-        can["readyTime"] = timestamp(p.now)
-    if can["state"] == PAUSED and str(can.get("message", "")).startswith("canary pods cannot be scheduled"):
-        can.update(state=PROGRESSING, message="")
-
-    decision = _measure(p, can, rollout)
-    if decision == Decision.ROLLBACK:
-        return _rollback(p, can, stable_rev, total, c.ANALYSIS_FAILED, str(can["message"]))
-
-    # Advance: the step's pause is over and it passed a measurement (if there are metrics).
-    steps = rollout.steps
-    step = int(can["step"])
-    pause = steps[step].pause if step < len(steps) else None
-    duration = (
-        parse_duration(pause.duration) if pause and pause.duration else (0.0 if pause is None else None)
+def _hold_for_pods(
+    run: _Run, canary: Rollout, stable_replicas: int, canary_replicas: int
+) -> CanaryPlan | None:
+    """Until every canary pod is ready: pause on scarce GPUs, roll back on broken pods or the deadline."""
+    p, can = run.p, run.can
+    if canary.revision == run.rev and canary.complete:
+        return None
+    problem = diagnose_pods(
+        p.obs.pods_of(**{"llmops.io/track": "canary"}), p.ld.spec.resources.gpu.resource_name
     )
-    elapsed = _since(p.now, can.get("stepStartTime")) or 0.0
-    measured = not rollout.analysis.metrics or int(can.get("stepChecks", 0)) > 0
-    if can["state"] == PROGRESSING and duration is not None and elapsed >= duration and measured:
-        if step + 1 < len(steps):
-            can.update(
-                step=step + 1,
-                weight=steps[step + 1].set_weight,
-                stepStartTime=timestamp(p.now),
-                stepChecks=0,
-            )
-            p.record(
-                "CanaryStep",
-                rev,
-                c.CANARY_PROGRESSING,
-                f"step {step + 2}/{len(steps)}: weight {can['weight']}%",
-            )
-            p.events.append(Event("Normal", "CanaryStep", f"canary of {rev} at {can['weight']}%"))
-            weight = int(can["weight"])
-            stable_replicas, canary_replicas = split(total, weight, mode)
-            p.desired = [
-                d for d in p.desired if d["metadata"]["name"] != canary_name or d["kind"] != "Deployment"
-            ]
-            p.desired = [d for d in p.desired if d["kind"] != "HTTPRoute"]
-            p.want(deployment(p.ld, track="canary", revision=rev, replicas=canary_replicas), revision=rev)
-            _traffic(p, weight)
-        else:
-            can.update(state=PROMOTING, message="every step passed")
-            p.record("Promoting", rev, c.PROMOTED_REASON, _checks_text(can))
-            return _promote(p, can, stable, stable_rev, total, observed)
+    if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
+        # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
+        can.update(state=PAUSED, message=f"{_UNSCHEDULABLE}: {problem.message}")
+        p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, can["message"])
+        return CanaryPlan(
+            run.stable_rev, stable_replicas, PAUSED, Problem(problem.reason, can["message"], False), 30.0
+        )
+    if problem and problem.permanent:
+        return _rollback(run, problem.reason, f"canary pods failed: {problem.message}")
+    deadline = run.rollout.progress_deadline_seconds
+    if (_since(p.now, can.get("stepStartTime")) or 0.0) > deadline:
+        why = f"canary pods were not ready within progressDeadlineSeconds ({deadline}s)"
+        return _rollback(run, c.PROGRESS_DEADLINE_EXCEEDED, why)
+    can.update(state=PROGRESSING, message=f"waiting for {canary_replicas} canary pod(s) to load the model")
+    p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, can["message"])
+    return CanaryPlan(run.stable_rev, stable_replicas, PROGRESSING, requeue_after=10.0)
 
+
+def _step_pause(rollout: RolloutSpec, step: int) -> float | None:
+    """Seconds the step lasts (0 without a pause), or None: paused until promoted by hand."""
+    pause = rollout.steps[step].pause if step < len(rollout.steps) else None
+    if pause is None:
+        return 0.0
+    return parse_duration(pause.duration) if pause.duration else None
+
+
+def _step_done(p: Pass, can: Mapping[str, Any], rollout: RolloutSpec) -> bool:
+    """The step may end: its pause is over and, with metrics, its latest measurement passed.
+
+    ``stepChecks`` counts passing measurements in a row at this step (any other verdict resets
+    it), so ``> 0`` means the most recent one passed: an earlier pass never carries a step past a
+    later failure or a measurement without data.
+    """
+    if can["state"] != PROGRESSING:
+        return False
+    duration = _step_pause(rollout, int(can["step"]))
+    elapsed = _since(p.now, can.get("stepStartTime")) or 0.0
+    latest_passed = not rollout.analysis.metrics or int(can.get("stepChecks", 0)) > 0
+    return duration is not None and elapsed >= duration and latest_passed
+
+
+def _next_step(run: _Run) -> int:
+    """Move to the next step's weight (the pod template stays the same); the stable replicas."""
+    p, can, steps = run.p, run.can, run.rollout.steps
+    step = int(can["step"]) + 1
+    can.update(step=step, weight=steps[step].set_weight, stepStartTime=timestamp(p.now), stepChecks=0)
+    p.record(
+        "CanaryStep", run.rev, c.CANARY_PROGRESSING, f"step {step + 1}/{len(steps)}: weight {can['weight']}%"
+    )
+    p.events.append(Event("Normal", "CanaryStep", f"canary of {run.rev} at {can['weight']}%"))
+    stable_replicas, canary_replicas = split(run.total, int(can["weight"]), run.rollout.traffic.mode)
+    _want_canary(p, canary_replicas)
+    _traffic(p, int(can["weight"]))
+    return stable_replicas
+
+
+def _report_progress(p: Pass, can: Mapping[str, Any], rollout: RolloutSpec) -> None:
     if can["state"] == PAUSED:
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, str(can["message"]))
-    else:
-        text = f"step {int(can['step']) + 1}/{len(steps)}: {can['weight']}% of traffic"
-        if duration is None:
-            text += "; paused until promoted (annotate llmops.io/promote)"
-        p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, text)
-    return CanaryPlan(
-        stable_rev, stable_replicas, str(can["state"]), requeue_after=_next_wakeup(p, can, rollout)
-    )
+        return
+    text = f"step {int(can['step']) + 1}/{len(rollout.steps)}: {can['weight']}% of traffic"
+    if _step_pause(rollout, int(can["step"])) is None:
+        text += "; paused until promoted (annotate llmops.io/promote)"
+    p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, text)
 
 
 def _want_canary(p: Pass, replicas: int) -> None:
-    """The canary Deployment, always rendered the same way (a template change restarts pods)."""
+    """The canary Deployment, the one place it is rendered: only ``replicas`` varies between
+    calls, so the pod template (and with it every canary pod) stays the same across steps."""
     rev = p.ld.spec.model.revision
     gates = (SMOKE_GATE,) if smoke_applies(p) else ()
     p.want(
@@ -271,7 +313,7 @@ def _want_canary(p: Pass, replicas: int) -> None:
     )
 
 
-def _measure(p: Pass, can: dict[str, Any], rollout: Any) -> Decision | None:
+def _measure(p: Pass, can: dict[str, Any], rollout: RolloutSpec) -> Decision | None:
     """Judge this pass's measurement, if the shell took one; update the counters in ``can``."""
     results = p.obs.analysis
     if not rollout.analysis.metrics:
@@ -311,8 +353,10 @@ def _measure(p: Pass, can: dict[str, Any], rollout: Any) -> Decision | None:
                            "time": timestamp(p.now)}.items() if v is not None}
         for ch in checks
     ]  # fmt: skip
+    # stepChecks: passing measurements in a row at this step; anything else resets it, so a
+    # step never advances on an earlier pass after a later failure or missing data.
+    can["stepChecks"] = int(can.get("stepChecks", 0)) + 1 if verdict.decision == Decision.PROMOTE_STEP else 0
     if verdict.decision == Decision.PROMOTE_STEP:
-        can["stepChecks"] = int(can.get("stepChecks", 0)) + 1
         if can.get("state") == PAUSED:
             can.update(state=PROGRESSING, message="analysis has data again")
     elif verdict.decision == Decision.PAUSE:
@@ -332,7 +376,7 @@ def _checks_text(can: Mapping[str, Any]) -> str:
     return "last analysis: " + (", ".join(parts) if parts else "no metrics")
 
 
-def _next_wakeup(p: Pass, can: Mapping[str, Any], rollout: Any) -> float:
+def _next_wakeup(p: Pass, can: Mapping[str, Any], rollout: RolloutSpec) -> float:
     interval = parse_duration(rollout.analysis.interval)
     waits = [interval - (_since(p.now, can.get("lastCheckTime") or can.get("readyTime")) or 0.0)]
     step = int(can["step"])
@@ -367,22 +411,15 @@ def _traffic(p: Pass, weight: int) -> None:
         p.patches.append(("HTTPRoute", ref.name, patch))
 
 
-def _promote(
-    p: Pass, can: dict[str, Any], stable: Rollout, stable_rev: str | None, total: int, observed: Any
-) -> CanaryPlan:
+def _promote(run: _Run, observed: Mapping[str, Any] | None) -> CanaryPlan:
     """Stable rolls to the revision; the canary keeps serving until stable is Ready, then goes."""
-    rev = p.ld.spec.model.revision
-    done = stable.revision == rev and stable.complete
+    p, can, rev, total = run.p, run.can, run.rev, run.total
+    done = run.stable.revision == rev and run.stable.complete
     if not done:
         # Keep the canary (same replicas) so that capacity never drops during promotion.
         replicas = int(((observed or {}).get("spec") or {}).get("replicas") or 1)
         _want_canary(p, replicas)
-        _traffic(
-            p,
-            100
-            if p.ld.spec.rollout and p.ld.spec.rollout.traffic.mode == "gatewayAPI"
-            else int(can["weight"]),
-        )
+        _traffic(p, 100 if run.rollout.traffic.mode == "gatewayAPI" else int(can["weight"]))
         p.cond(
             c.PROMOTED,
             c.FALSE,
@@ -401,9 +438,8 @@ def _promote(
     return CanaryPlan(rev, total, "Promoted")
 
 
-def _rollback(
-    p: Pass, can: dict[str, Any], stable_rev: str | None, total: int, reason: str, message: str
-) -> CanaryPlan:
+def _rollback(run: _Run, reason: str, message: str) -> CanaryPlan:
+    p, can, stable_rev, total = run.p, run.can, run.stable_rev, run.total
     rev = can["revision"]
     text = f"revision {rev} rolled back ({reason}): {message}; stable {stable_rev} serves all traffic"
     can.update(state=ROLLED_BACK, message=text[:1000])
