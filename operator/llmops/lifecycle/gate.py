@@ -37,9 +37,8 @@ class Gate:
 def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
     """Decide whether the desired revision may go to production yet."""
     spec = p.ld.spec
-    ev = spec.evaluation
     rev = spec.model.revision
-    if ev is None:
+    if spec.evaluation is None:
         p.drop_condition(c.EVALUATED)
         p.fields["evaluation"] = None
         return Gate(passed=True)
@@ -50,7 +49,6 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
                 c.EVALUATED, c.TRUE, c.EVALUATION_SKIPPED, f"revision {rev} was serving before it was gated"
             )
         return Gate(passed=True)
-
     job_name = evaluation_job_name(p.ld, rev)
     recorded = p.old_status.get("evaluation") or {}
     if recorded.get("job") == job_name and recorded.get("passed") is not None:
@@ -60,61 +58,70 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
             c.EVALUATED, c.UNKNOWN, "WaitingForCache", f"revision {rev} is evaluated once it is in the cache"
         )
         return Gate()
+    return _wait_for_staging(p, rev) or _evaluate(p, rev, job_name)
 
+
+def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
+    """The staging track (one pod, no production traffic); a Gate to wait with until it is ready."""
     p.want(deployment(p.ld, track="staging", revision=rev, replicas=1), revision=rev)
     p.want(staging_service(p.ld))
     staging = rollout_of(p.obs.child("Deployment", deployment_name(p.ld.name, "staging")), 1)
-    if staging.revision != rev or staging.ready < 1:
-        problem = diagnose_pods(
-            p.obs.pods_of(**{"llmops.io/track": "staging"}), spec.resources.gpu.resource_name
-        )
-        msg = f"waiting for the staging pod of revision {rev} to load the model"
-        if problem:
-            msg += f": {problem.message}"
-        p.cond(c.EVALUATED, c.UNKNOWN, problem.reason if problem else "StagingNotReady", msg)
-        return Gate(running=True, problem=problem)
+    if staging.revision == rev and staging.ready >= 1:
+        return None
+    problem = diagnose_pods(
+        p.obs.pods_of(**{"llmops.io/track": "staging"}), p.ld.spec.resources.gpu.resource_name
+    )
+    msg = f"waiting for the staging pod of revision {rev} to load the model"
+    if problem:
+        msg += f": {problem.message}"
+    p.cond(c.EVALUATED, c.UNKNOWN, problem.reason if problem else "StagingNotReady", msg)
+    return Gate(running=True, problem=problem)
 
-    job = p.want(evaluation_job(p.ld, revision=rev, endpoint=staging_endpoint(p.ld)))
-    assert job is not None
+
+def _evaluate(p: Pass, rev: str, job_name: str) -> Gate:
+    """The evaluation Job against the staging pod, and what its end says."""
+    p.want(evaluation_job(p.ld, revision=rev, endpoint=staging_endpoint(p.ld)))
     state, reason, job_message = job_state(p.obs.child("Job", job_name))
     if state in ("Missing", "Running"):
-        problem = diagnose_pods(job_pods(p.obs, job_name), spec.resources.gpu.resource_name)
+        problem = diagnose_pods(job_pods(p.obs, job_name), p.ld.spec.resources.gpu.resource_name)
         msg = f"evaluation Job {job_name} is scoring revision {rev} against the staging pod"
         if problem:
             msg += f"; its pod cannot run: {problem.message}"
         p.cond(c.EVALUATED, c.UNKNOWN, problem.reason if problem else c.EVALUATION_RUNNING, msg)
         p.fields["evaluation"] = {"revision": rev, "job": job_name}
         return Gate(running=True, problem=problem)
-
     summary = termination_json(p.obs, job_name)
     if state == "Complete" or reason == "PodFailurePolicy":
-        passed = state == "Complete" and summary.get("verdict", "Passed") == "Passed"
-        metrics = metric_results(summary)
-        result = {
-            "revision": rev,
-            "job": job_name,
-            "passed": passed,
-            "time": timestamp(p.now),
-            "metrics": metrics,
-        }
-        p.fields["evaluation"] = result
-        verdict = verdict_message(rev, passed, metrics, summary)
-        p.record("Evaluated", rev, c.EVALUATION_PASSED if passed else c.EVALUATION_FAILED, verdict)
-        p.events.append(
-            Event(
-                "Normal" if passed else "Warning",
-                c.EVALUATION_PASSED if passed else c.EVALUATION_FAILED,
-                verdict,
-            )
-        )
-        # The verdict is in: release the staging GPUs (the stable rollout may need them).
-        p.desired = [d for d in p.desired if not _is_staging(d)]
-        return _recorded(p, result)
-
-    # The Job failed without a verdict on the model: the evaluation itself broke.
+        return _verdict(p, rev, job_name, state == "Complete", summary)
     detail = summary.get("message") or job_message or reason
+    return _broken(p, rev, job_name, f"{reason}: {detail}")
+
+
+def _verdict(p: Pass, rev: str, job_name: str, completed: bool, summary: dict[str, Any]) -> Gate:
+    """The model's verdict (the Job completed, or exit 1 failed it by the pod failure policy)."""
+    passed = completed and summary.get("verdict", "Passed") == "Passed"
+    metrics = metric_results(summary)
+    result = {
+        "revision": rev,
+        "job": job_name,
+        "passed": passed,
+        "time": timestamp(p.now),
+        "metrics": metrics,
+    }
+    p.fields["evaluation"] = result
+    verdict = verdict_message(rev, passed, metrics, summary)
+    reason = c.EVALUATION_PASSED if passed else c.EVALUATION_FAILED
+    p.record("Evaluated", rev, reason, verdict)
+    p.events.append(Event("Normal" if passed else "Warning", reason, verdict))
+    # The verdict is in: release the staging GPUs (the stable rollout may need them).
+    p.desired = [d for d in p.desired if not _is_staging(d)]
+    return _recorded(p, result)
+
+
+def _broken(p: Pass, rev: str, job_name: str, why: str) -> Gate:
+    """The Job failed without a verdict on the model: the evaluation itself broke."""
     msg = (
-        f"the evaluation of revision {rev} could not be done ({reason}: {detail}); this says nothing about "
+        f"the evaluation of revision {rev} could not be done ({why}); this says nothing about "
         f"the model. Fix the cause, then delete Job {job_name} to run it again"
     )
     if (p.old_status.get("evaluation") or {}).get("broken") != msg:

@@ -87,17 +87,57 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         ld = parse(body)
     except ValidationError as exc:
         return _invalid(body, old_status, exc, now)
-
     p = Pass(ld=ld, obs=obs, old_status=old_status, now=now)
-    spec, name = ld.spec, ld.name
-    desired_rev, replicas = spec.model.revision, spec.replicas
-    stable = rollout_of(obs.child("Deployment", deployment_name(name, "stable")), replicas)
+    outcome = _run_stages(p)
+    _shared_children(p)
+    _revision_pinned(p)
+    scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
+    _available(p, outcome)
+    _progressing(p, outcome)
+    _degraded(p, outcome)
+    if obs.errors:
+        p.cond(c.AVAILABLE, c.UNKNOWN, c.OBSERVATION_FAILED, "; ".join(obs.errors)[:1000])
+    phase = _phase(outcome)
+    _status_fields(p, outcome, phase)
+    _announce(p, outcome, phase)
+    out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
+    _diff(p, out)
+    out.requeue_after = _requeue_after(p, outcome)
+    return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
 
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the stages decided and what the stable track looks like after them."""
+
+    stable: Rollout
+    """The stable Deployment, judged against the replicas it should have now."""
+    target: str | None
+    """The revision stable is set to serve this pass (None: nothing has cleared the stages)."""
+    rolled: bool
+    """Stable serves ``target`` on every replica it should have."""
+    serving: str | None
+    """status.servingRevision: it changes only once the new revision is rolled out and ready."""
+    cache_ok: bool
+    cache_problem: Problem | None
+    pod_problem: Problem | None
+    gate: Gate
+    canary: CanaryPlan | None
+    blocking: Problem | None
+    """The first permanent problem, if any: it stops progress until someone fixes it."""
+    replicas: int
+    """The total the spec asks for (stable and canary together)."""
+
+
+def _run_stages(p: Pass) -> _Outcome:
+    """cache → gate → canary (when one is wanted) → the stable Deployment's revision and size."""
+    spec, name = p.ld.spec, p.ld.name
+    stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), spec.replicas)
     cache_ok, cache_problem = cache_stage(p)
     gate = gate_stage(p, stable, cache_ok)
     cleared = cache_ok and gate.passed
-    target_rev = desired_rev if cleared else stable.revision
-    stable_replicas = replicas
+    target_rev = spec.model.revision if cleared else stable.revision
+    stable_replicas = spec.replicas
     canary = None
     if cleared and _canary_wanted(p, stable):
         canary = canary_stage(p, stable)
@@ -108,61 +148,75 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
             p.drop_condition(c.PROMOTED)
     if target_rev is not None:
         p.want(
-            deployment(ld, track="stable", revision=target_rev, replicas=stable_replicas), revision=target_rev
+            deployment(p.ld, track="stable", revision=target_rev, replicas=stable_replicas),
+            revision=target_rev,
         )
-    _shared_children(p)
-    _revision_pinned(p)
-    scheduled_stage(p, stable.revision if stable.ready > 0 else None)
-
-    server_pods = obs.pods_of(**{"llmops.io/track": "stable"})
-    pod_problem = diagnose_pods(server_pods, spec.resources.gpu.resource_name)
-    stable = rollout_of(obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
+    pod_problem = diagnose_pods(
+        p.obs.pods_of(**{"llmops.io/track": "stable"}), spec.resources.gpu.resource_name
+    )
+    stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
     rolled = stable.complete and stable.revision == target_rev and target_rev is not None
-    # The serving revision changes only when the new one is fully rolled out and ready.
-    serving_rev = target_rev if rolled else old_status.get("servingRevision")
+    serving_rev = target_rev if rolled else p.old_status.get("servingRevision")
     if serving_rev is None and stable.ready > 0 and stable.revision == target_rev:
         serving_rev = target_rev  # the first revision, partly up: it already takes the traffic
     blocking = _first_permanent(pod_problem, cache_problem, gate.problem, canary.problem if canary else None)
+    return _Outcome(
+        stable=stable,
+        target=target_rev,
+        rolled=rolled,
+        serving=serving_rev,
+        cache_ok=cache_ok,
+        cache_problem=cache_problem,
+        pod_problem=pod_problem,
+        gate=gate,
+        canary=canary,
+        blocking=blocking,
+        replicas=spec.replicas,
+    )
 
-    _available(p, stable, replicas, target_rev, pod_problem, cache_problem)
-    _progressing(p, stable, replicas, target_rev, rolled, pod_problem, blocking, gate, canary)
-    _degraded(p, stable, replicas, rolled, pod_problem, blocking)
-    if obs.errors:
-        p.cond(c.AVAILABLE, c.UNKNOWN, c.OBSERVATION_FAILED, "; ".join(obs.errors)[:1000])
 
-    phase = _phase(replicas, stable, rolled, target_rev, cache_ok, cache_problem, pod_problem, gate, canary)
+def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
+    spec = p.ld.spec
     p.fields.update(
         {
             "observedGeneration": p.generation,
             "phase": phase.value,
-            "ready": f"{stable.ready + _canary_ready(p, canary)}/{replicas}",
-            "readyReplicas": stable.ready,
-            "replicas": replicas,
-            "servingRevision": serving_rev,
-            "desiredRevision": desired_rev,
-            "endpoint": endpoint(name, ld.namespace, spec.service.port),
+            "ready": f"{o.stable.ready + _canary_ready(p, o.canary)}/{spec.replicas}",
+            "readyReplicas": o.stable.ready,
+            "replicas": spec.replicas,
+            "servingRevision": o.serving,
+            "desiredRevision": spec.model.revision,
+            "endpoint": endpoint(p.ld.name, p.ld.namespace, spec.service.port),
             "model": spec.model.id,
         }
     )
-    if serving_rev and serving_rev != old_status.get("servingRevision"):
-        p.events.append(Event("Normal", "Deployed", f"revision {serving_rev} serves {replicas} replica(s)"))
+
+
+def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
+    """History and Events for a new serving revision, and a Warning when the phase turns bad."""
+    replicas = p.ld.spec.replicas
+    if o.serving and o.serving != p.old_status.get("servingRevision"):
+        p.events.append(Event("Normal", "Deployed", f"revision {o.serving} serves {replicas} replica(s)"))
         p.record(
             "Deployed",
-            serving_rev,
-            c.ROLLOUT_COMPLETE if rolled else c.ROLLING_UPDATE,
-            f"{stable.ready}/{replicas} replicas ready" + ("" if rolled else ", rolling out the rest"),
+            o.serving,
+            c.ROLLOUT_COMPLETE if o.rolled else c.ROLLING_UPDATE,
+            f"{o.stable.ready}/{replicas} replicas ready" + ("" if o.rolled else ", rolling out the rest"),
         )
-    changed_to_bad = phase.value != old_status.get("phase") and phase in (Phase.FAILED, Phase.DEGRADED)
+    changed_to_bad = phase.value != p.old_status.get("phase") and phase in (Phase.FAILED, Phase.DEGRADED)
+    blocking = o.blocking
     if changed_to_bad and blocking and not any(e.reason == blocking.reason for e in p.events):
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
-    out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
-    _diff(p, out)
-    if not rolled or target_rev != desired_rev or gate.running:
-        out.requeue_after = _RESYNC_WHILE_BUSY
-    if canary and canary.requeue_after is not None:
-        out.requeue_after = min(out.requeue_after or canary.requeue_after, canary.requeue_after)
-    return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
+
+def _requeue_after(p: Pass, o: _Outcome) -> float | None:
+    """Look again soon while anything is in motion; the canary may ask for sooner."""
+    requeue = None
+    if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running:
+        requeue = _RESYNC_WHILE_BUSY
+    if o.canary and o.canary.requeue_after is not None:
+        requeue = min(requeue or o.canary.requeue_after, o.canary.requeue_after)
+    return requeue
 
 
 def _canary_wanted(p: Pass, stable: Rollout) -> bool:
@@ -227,14 +281,9 @@ def _first_permanent(*problems: Problem | None) -> Problem | None:
     return next((x for x in problems if x is not None and x.permanent), None)
 
 
-def _available(
-    p: Pass,
-    stable: Rollout,
-    replicas: int,
-    target: str | None,
-    pod_problem: Problem | None,
-    cache_problem: Problem | None,
-) -> None:
+def _available(p: Pass, o: _Outcome) -> None:
+    stable, replicas, target = o.stable, o.replicas, o.target
+    pod_problem, cache_problem = o.pod_problem, o.cache_problem
     if replicas == 0:
         p.cond(c.AVAILABLE, c.FALSE, c.SCALED_TO_ZERO, "spec.replicas is 0")
     elif stable.ready > 0:
@@ -265,17 +314,9 @@ def _available(
         )
 
 
-def _progressing(
-    p: Pass,
-    stable: Rollout,
-    replicas: int,
-    target: str | None,
-    rolled: bool,
-    pod_problem: Problem | None,
-    blocking: Problem | None,
-    gate: Gate,
-    canary: CanaryPlan | None,
-) -> None:
+def _progressing(p: Pass, o: _Outcome) -> None:
+    stable, replicas, target, rolled = o.stable, o.replicas, o.target, o.rolled
+    pod_problem, blocking, gate, canary = o.pod_problem, o.blocking, o.gate, o.canary
     desired = p.ld.spec.model.revision
     if blocking:
         p.cond(c.PROGRESSING, c.FALSE, blocking.reason, blocking.message)
@@ -310,14 +351,14 @@ def _progressing(
         p.cond(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, f"revision {target} is rolled out")
 
 
-def _degraded(
-    p: Pass,
-    stable: Rollout,
-    replicas: int,
-    rolled: bool,
-    pod_problem: Problem | None,
-    blocking: Problem | None,
-) -> None:
+def _degraded(p: Pass, o: _Outcome) -> None:
+    stable, replicas, rolled, pod_problem, blocking = (
+        o.stable,
+        o.replicas,
+        o.rolled,
+        o.pod_problem,
+        o.blocking,
+    )
     if replicas > 0 and rolled and stable.ready < replicas:
         p.cond(
             c.DEGRADED,
@@ -331,18 +372,17 @@ def _degraded(
         p.cond(c.DEGRADED, c.FALSE, "AsExpected", "no problem detected")
 
 
-def _phase(
-    replicas: int,
-    stable: Rollout,
-    rolled: bool,
-    target: str | None,
-    cache_ok: bool,
-    cache_problem: Problem | None,
-    pod_problem: Problem | None,
-    gate: Gate,
-    canary: CanaryPlan | None,
-) -> Phase:
+def _phase(o: _Outcome) -> Phase:
     """The phase follows the desired revision through the pipeline (the conditions say what serves)."""
+    replicas, stable, rolled, target, gate, canary = (
+        o.replicas,
+        o.stable,
+        o.rolled,
+        o.target,
+        o.gate,
+        o.canary,
+    )
+    cache_ok, cache_problem, pod_problem = o.cache_ok, o.cache_problem, o.pod_problem
     serving = stable.ready > 0
     if gate.failed:
         return Phase.FAILED
