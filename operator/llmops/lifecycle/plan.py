@@ -127,6 +127,8 @@ class _Outcome:
     """The first permanent problem, if any: it stops progress until someone fixes it."""
     replicas: int
     """The total the spec asks for (stable and canary together)."""
+    stable_replicas: int
+    """The replicas stable should have now (fewer than ``replicas`` during a replicas-mode canary)."""
 
 
 def _run_stages(p: Pass) -> _Outcome:
@@ -172,6 +174,7 @@ def _run_stages(p: Pass) -> _Outcome:
         canary=canary,
         blocking=blocking,
         replicas=spec.replicas,
+        stable_replicas=stable_replicas,
     )
 
 
@@ -352,9 +355,10 @@ def _progressing(p: Pass, o: _Outcome) -> None:
 
 
 def _degraded(p: Pass, o: _Outcome) -> None:
+    # During a replicas-mode canary stable runs fewer pods on purpose: compare with what it should run.
     stable, replicas, rolled, pod_problem, blocking = (
         o.stable,
-        o.replicas,
+        o.stable_replicas,
         o.rolled,
         o.pod_problem,
         o.blocking,
