@@ -1,6 +1,6 @@
 # Prometheus for canary analysis: the adapter (operator/llmops/prom.py), the pure verdicts
 # (operator/llmops/analysis/) and a real Prometheus for tests and `make dev`
-# (operator/llmops/devcluster/prometheus.py, Debian's `prometheus` package).
+# (devtools/llmops_dev/prometheus.py, Debian's `prometheus` package).
 PROM_STATE ?= $(CURDIR)/.dev/prometheus
 
 .PHONY: prometheus-install prometheus test-prom

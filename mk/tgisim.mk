@@ -1,4 +1,4 @@
-# The TGI simulator (operator/llmops/devcluster/tgisim*.py): TGI's HTTP API without a GPU.
+# The TGI simulator (devtools/llmops_dev/tgisim/): TGI's HTTP API without a GPU.
 TGISIM_PORT ?= 8080
 TGISIM_ARGS ?=
 
