@@ -66,11 +66,17 @@ def test_healthy_canary_walks_every_step_and_is_promoted(
     with traffic(cluster, namespace, "healthy"):
         _serve_then_update(cluster, namespace, "healthy", a, b, ROLLOUT)
         seen_weights: set[int] = set()
+        degraded: list[str] = []
 
         def promoted() -> bool:
-            st = llmd(cluster, namespace, "healthy").get("status") or {}
+            obj = llmd(cluster, namespace, "healthy")
+            st = obj.get("status") or {}
             if st.get("canary"):
                 seen_weights.add(int(st["canary"].get("weight") or 0))
+                # Stable gives pods to the canary on purpose: a healthy canary is never Degraded
+                # (Argo CD's health check would say Degraded).
+                if condition(obj, "Degraded").get("status") == "True":
+                    degraded.append(condition(obj, "Degraded")["message"])
             return st.get("servingRevision") == b and st.get("phase") == "Serving"
 
         wait_for("revision B promoted", promoted, 180, 0.2)
@@ -79,6 +85,7 @@ def test_healthy_canary_walks_every_step_and_is_promoted(
     for expected in ("CanaryStarted", "CanaryStep", "Promoting", "Promoted"):
         assert expected in actions, actions
     assert seen_weights >= {25, 50}
+    assert not degraded, degraded
     assert condition(obj, "Promoted")["status"] == "True"
     assert _stable_revision(cluster, namespace, "healthy") == b
     wait_for(
