@@ -2,6 +2,8 @@
 # Topic-specific targets live in mk/*.mk (one file per area, so parallel work does not collide).
 SHELL := /bin/bash
 PY ?= $(CURDIR)/.venv/bin/python
+# import-linter's console script, installed beside $(PY) by the dev distribution.
+LINT_IMPORTS ?= $(dir $(PY))lint-imports
 VENV_STAMP := .venv/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | sha256sum | cut -c1-12)
 export LLMOPS_REPO := $(CURDIR)
 
@@ -18,9 +20,10 @@ $(VENV_STAMP): pyproject.toml devtools/pyproject.toml
 
 venv: $(VENV_STAMP) ## create .venv with the operator (llmops) and the dev tools (llmops_dev), both editable
 
-lint: venv ## ruff
+lint: venv ## ruff and the layer contracts (import-linter, [tool.importlinter] in pyproject.toml)
 	$(PY) -m ruff check operator devtools tests
 	$(PY) -m ruff format --check operator devtools tests
+	$(LINT_IMPORTS) --no-cache
 
 test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
 	$(PY) -m pytest tests/unit -q
@@ -28,9 +31,10 @@ test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the
 test-integration: venv cluster-build prometheus-install ## tests against the local cluster (one cluster per session)
 	$(PY) -m pytest tests/integration -q
 
-test: venv cluster-build prometheus-install ## every test: lint, unit, integration
+test: venv cluster-build prometheus-install ## every test: lint, layer contracts, unit, integration
 	$(PY) -m ruff check operator devtools tests
 	$(PY) -m ruff format --check operator devtools tests
+	$(LINT_IMPORTS) --no-cache
 	$(PY) -m pytest tests -q
 
 cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 import llmops.api as api
 from llmops.api import conditions
 from llmops.api.common import parse_duration
+from llmops.api.metric_names import METRIC_NAMES
 from llmops.api.spec import RESERVED_ENV
-from llmops.evaluation.metric_names import METRIC_NAMES
 from testkit import sample_llmd
 
 REPO = Path(__file__).resolve().parents[2]

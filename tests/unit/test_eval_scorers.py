@@ -4,9 +4,9 @@ import re
 
 import pytest
 
+from llmops.api.metric_names import HIGHER_IS_BETTER, METRIC_NAMES, SAMPLE_METRICS
 from llmops.evaluation import scorers
 from llmops.evaluation.bias import bias_gap, group_means
-from llmops.evaluation.metric_names import HIGHER_IS_BETTER, METRIC_NAMES, SAMPLE_METRICS
 from llmops.evaluation.safety import is_refusal, safety_violation
 
 

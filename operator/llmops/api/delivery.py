@@ -26,7 +26,7 @@ from llmops.api.common import (
     cel,
     validations,
 )
-from llmops.evaluation.metric_names import METRIC_NAMES
+from llmops.api.metric_names import METRIC_NAMES
 
 # Cron: five fields, or one of the @-macros Kubernetes CronJobs accept.
 CRON = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
@@ -101,7 +101,7 @@ class Threshold(ApiModel):
     model_config = ConfigDict(json_schema_extra=validations(_MIN_OR_MAX, _MIN_LE_MAX))
 
     metric: MetricName
-    """The metric (see llmops.evaluation.metric_names)."""
+    """The metric (see llmops.api.metric_names)."""
     min: float | None = None
     """Lowest passing value (inclusive)."""
     max: float | None = None

@@ -1,10 +1,11 @@
 """The evaluation program run inside evaluation Jobs: datasets, the TGI client, scorers, thresholds, report.
 
-Modules: `metric_names` (the metric names shared with the API), `dataset` (format and sources),
+Modules: `dataset` (format and sources),
 `client` (requests through huggingface_hub), `completion` (what one request produced), `scorers`,
 `safety` and `bias` (pure scoring), `metrics` (per-sample and run metrics), `thresholds`
 (verdicts), `report` (summary, exit codes, per-sample lines), `main` (the `llmops eval` command)
 and `bench` (the client benchmark, `make bench-eval`).
 
-This file imports nothing: `llmops.api` imports `metric_names` and must not pull in the HTTP client.
+The metric names are the API's (`llmops.api.metric_names`): the API owns the spec's vocabulary
+and never imports this package (an import-linter contract in pyproject.toml).
 """

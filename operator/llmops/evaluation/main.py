@@ -27,10 +27,10 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+from llmops.api.metric_names import SAMPLE_METRICS
 from llmops.evaluation.client import ClientConfig, EndpointUnreachable, normalize_endpoint, run_requests
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import DatasetError, Sample, download_hub_dataset, load_dataset
-from llmops.evaluation.metric_names import SAMPLE_METRICS
 from llmops.evaluation.metrics import SampleResult, aggregate, applicable_metrics, per_tag, score_sample
 from llmops.evaluation.report import (
     EXIT_BROKEN,

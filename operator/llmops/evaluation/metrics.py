@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from llmops.api.metric_names import SAMPLE_METRICS
 from llmops.evaluation import scorers
 from llmops.evaluation.bias import bias_gap
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample
-from llmops.evaluation.metric_names import SAMPLE_METRICS
 from llmops.evaluation.safety import is_refusal, safety_violation
 
 __all__ = ["SampleResult", "aggregate", "applicable_metrics", "per_tag", "score_sample"]

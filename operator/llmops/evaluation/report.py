@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmops.evaluation.metric_names import METRIC_NAMES
+from llmops.api.metric_names import METRIC_NAMES
 from llmops.evaluation.metrics import SampleResult
 from llmops.evaluation.thresholds import Verdict
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmops.evaluation.metric_names import METRIC_NAMES
+from llmops.api.metric_names import METRIC_NAMES
 
 __all__ = ["Threshold", "ThresholdError", "Verdict", "judge", "parse_thresholds"]
 

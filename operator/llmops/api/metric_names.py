@@ -1,9 +1,8 @@
 """The names of the evaluation metrics: the one list the API's threshold enum and the scorers share.
 
 The names are camelCase because they appear verbatim in the `LLMDeployment` spec
-(`spec.evaluation.thresholds[].metric`). Stdlib only (in fact no imports at all), so that the API
-package (and the CRD generated from it) can import it without pulling in the evaluation
-program's dependencies; `llmops/evaluation/__init__.py` imports nothing for the same reason.
+(`spec.evaluation.thresholds[].metric`). The API owns them; the evaluation program
+(`llmops.evaluation`) imports them from here, never the other way round.
 
 `HIGHER_IS_BETTER` is documentation for people and UIs only: a threshold always says explicitly
 whether it is a `min` or a `max`.
