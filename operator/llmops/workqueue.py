@@ -6,6 +6,7 @@
   trigger wins over a later schedule.
 
 Only scheduling lives here, in memory; everything a pass decides lives in the object's status.
+Time comes from a `Timer` (real by default): tests pass a fake one and move time explicitly.
 """
 
 from __future__ import annotations
@@ -16,10 +17,37 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Protocol
 
-__all__ = ["WorkQueue"]
+__all__ = ["MonotonicTimer", "Timer", "WorkQueue"]
 
 log = logging.getLogger("llmops.workqueue")
+
+# Backoff after a pass raised: the processor reports its own errors, the queue only retries.
+ERROR_BACKOFF = 30.0
+
+
+class Timer(Protocol):
+    """Where the queue's time comes from."""
+
+    def now(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        """Return when ``event`` is set or ``seconds`` (None: forever) have passed."""
+        ...
+
+
+class MonotonicTimer:
+    """Real time: ``time.monotonic`` and asyncio's timeouts."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
 
 
 class WorkQueue:
@@ -30,11 +58,11 @@ class WorkQueue:
         process: Callable[[Hashable], Awaitable[float | None]],
         *,
         workers: int = 4,
-        clock: Callable[[], float] = time.monotonic,
+        timer: Timer | None = None,
     ) -> None:
         self._process = process
         self._workers = workers
-        self._clock = clock
+        self._time = timer or MonotonicTimer()
         self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
         self._queued: set[Hashable] = set()
         self._active: set[Hashable] = set()
@@ -56,7 +84,7 @@ class WorkQueue:
 
     def schedule(self, key: Hashable, delay: float) -> None:
         """Process ``key`` after ``delay`` seconds unless something triggers it earlier."""
-        due = self._clock() + max(0.0, delay)
+        due = self._time.now() + max(0.0, delay)
         if key in self._queued or (key in self._due and self._due[key] <= due):
             return
         self._due[key] = due
@@ -75,15 +103,14 @@ class WorkQueue:
 
     async def _timer(self) -> None:
         while True:
-            now = self._clock()
+            now = self._time.now()
             while self._delayed and self._delayed[0][0] <= now:
                 due, _, key = heapq.heappop(self._delayed)
                 if self._due.get(key) == due:
                     self.trigger(key)
             timeout = self._delayed[0][0] - now if self._delayed else None
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            await self._time.wait(self._wakeup, seconds=timeout)
 
     async def _worker(self, index: int) -> None:
         while True:
@@ -96,7 +123,7 @@ class WorkQueue:
                 raise
             except Exception:  # the processor reports its own errors; never let one key stop a worker
                 log.exception("processing %s failed", key)
-                delay = 30.0
+                delay = ERROR_BACKOFF
             finally:
                 self._active.discard(key)
             if key in self._dirty:

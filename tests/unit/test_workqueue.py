@@ -1,30 +1,67 @@
-"""The work queue: one pass per key at a time, coalesced triggers, scheduled passes."""
+"""The work queue: one pass per key at a time, coalesced triggers, scheduled passes, backoff.
+
+Time is a `FakeTimer`: the tests move it explicitly, so "nothing happened before the deadline"
+is asserted exactly, without sleeping, and the file runs in milliseconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
-from llmops.workqueue import WorkQueue
+import pytest
 
+from llmops.workqueue import ERROR_BACKOFF, MonotonicTimer, WorkQueue
+from testkit.fake_time import FakeTimer, settle
 
-async def _until(predicate: Callable[[], bool]) -> None:
-    """Wait for a condition, with a deadline."""
-    async with asyncio.timeout(5):
-        while not predicate():  # noqa: ASYNC110 - polls a plain condition, not an awaitable
-            await asyncio.sleep(0.001)
+Process = Callable[[Hashable], Awaitable[float | None]]
 
 
-async def test_a_key_is_never_processed_twice_at_once_and_triggers_coalesce() -> None:
+@pytest.fixture
+def timer() -> FakeTimer:
+    return FakeTimer(start=1000.0)
+
+
+@pytest.fixture
+def calls() -> list[Hashable]:
+    return []
+
+
+@pytest.fixture
+async def started(timer: FakeTimer) -> AsyncIterator[Callable[[Process, int], WorkQueue]]:
+    """Start queues on the fake timer; stop them after the test."""
+    queues: list[WorkQueue] = []
+
+    def start(process: Process, workers: int = 1) -> WorkQueue:
+        q = WorkQueue(process, workers=workers, timer=timer)
+        q.start()
+        queues.append(q)
+        return q
+
+    yield start
+    for q in queues:
+        await q.stop()
+
+
+def recording(calls: list[Hashable], delays: dict[Hashable, list[float | None]] | None = None) -> Process:
+    """A processor that records each key and returns the next requeue delay listed for it."""
+
+    async def process(key: Hashable) -> float | None:
+        calls.append(key)
+        pending = (delays or {}).get(key)
+        return pending.pop(0) if pending else None
+
+    return process
+
+
+async def test_a_key_is_never_processed_twice_at_once_and_triggers_coalesce(started, calls) -> None:
     running: set[Hashable] = set()
     overlaps = 0
-    calls: list[Hashable] = []
     release = asyncio.Event()
 
     async def process(key: Hashable) -> float | None:
         nonlocal overlaps
-        if key in running:
-            overlaps += 1
+        overlaps += key in running
         running.add(key)
         calls.append(key)
         if len(calls) == 1:
@@ -32,82 +69,109 @@ async def test_a_key_is_never_processed_twice_at_once_and_triggers_coalesce() ->
         running.discard(key)
         return None
 
-    q = WorkQueue(process, workers=4)
-    q.start()
-    try:
+    q = started(process, 4)
+    q.trigger("a")
+    await settle()
+    assert calls == ["a"]
+    for _ in range(10):  # ten triggers while "a" is being processed ...
         q.trigger("a")
-        await _until(lambda: calls == ["a"])
-        for _ in range(10):  # ten triggers while "a" is being processed ...
-            q.trigger("a")
-        release.set()
-        await _until(lambda: len(calls) == 2)  # ... make exactly one more pass
-        await asyncio.sleep(0.05)
-        assert calls == ["a", "a"]
-        assert overlaps == 0
-    finally:
-        await q.stop()
+    await settle()
+    assert calls == ["a"]  # ... none starts a second pass beside the first ...
+    release.set()
+    await settle()
+    assert calls == ["a", "a"]  # ... and together they make exactly one more pass
+    assert overlaps == 0
 
 
-async def test_keys_are_processed_concurrently() -> None:
-    started: list[Hashable] = []
+async def test_keys_are_processed_concurrently(started) -> None:
+    started_keys: list[Hashable] = []
     gate = asyncio.Event()
 
     async def process(key: Hashable) -> float | None:
-        started.append(key)
+        started_keys.append(key)
         await gate.wait()
         return None
 
-    q = WorkQueue(process, workers=2)
-    q.start()
-    try:
-        q.trigger("a")
-        q.trigger("b")
-        await _until(lambda: sorted(started) == ["a", "b"])
-        gate.set()
-    finally:
-        await q.stop()
+    q = started(process, 2)
+    q.trigger("a")
+    q.trigger("b")
+    q.trigger("c")
+    await settle()
+    assert sorted(started_keys) == ["a", "b"]  # two workers: the third key waits for one
+    gate.set()
+    await settle()
+    assert sorted(started_keys) == ["a", "b", "c"]
 
 
-async def test_requeue_after_and_earlier_trigger_wins() -> None:
-    now = [0.0]
-    calls: list[Hashable] = []
-
-    async def process(key: Hashable) -> float | None:
-        calls.append(key)
-        return 60.0 if len(calls) == 1 else None
-
-    q = WorkQueue(process, workers=1, clock=lambda: now[0])
-    q.start()
-    try:
-        q.trigger("a")
-        await _until(lambda: len(calls) == 1)
-        await asyncio.sleep(0.02)
-        assert len(calls) == 1  # scheduled for t=60, the clock says 0
-        q.trigger("a")  # an event arrives first
-        await _until(lambda: len(calls) == 2)
-        now[0] = 120.0
-        q.schedule("b", 0)
-        await _until(lambda: "b" in calls)
-        await asyncio.sleep(0.02)
-        assert calls.count("a") == 2  # the stale schedule for "a" was dropped
-    finally:
-        await q.stop()
+async def test_requeue_after_runs_at_the_deadline_not_before(started, timer, calls) -> None:
+    q = started(recording(calls, {"a": [60.0]}))
+    q.trigger("a")
+    await settle()
+    assert calls == ["a"]
+    await timer.advance(59.9)
+    assert calls == ["a"]  # scheduled for +60 s
+    await timer.advance(0.1)
+    assert calls == ["a", "a"]
+    await timer.advance(3600)
+    assert calls == ["a", "a"]  # the second pass asked for no requeue
 
 
-async def test_a_failing_key_does_not_stop_the_others() -> None:
-    calls: list[Hashable] = []
+async def test_an_earlier_trigger_wins_and_drops_the_schedule(started, timer, calls) -> None:
+    q = started(recording(calls, {"a": [60.0]}))
+    q.trigger("a")
+    await settle()
+    await timer.advance(10)
+    q.trigger("a")  # an event arrives before the requeue
+    await settle()
+    assert calls == ["a", "a"]
+    await timer.advance(120)
+    assert calls == ["a", "a"]  # the stale schedule for "a" was dropped
 
+
+async def test_the_earliest_schedule_wins(started, timer, calls) -> None:
+    q = started(recording(calls))
+    q.schedule("a", 30)
+    q.schedule("a", 10)  # earlier: replaces the +30 s
+    q.schedule("a", 20)  # later than the pending +10 s: ignored
+    await timer.advance(9)
+    assert calls == []
+    await timer.advance(1)
+    assert calls == ["a"]
+    await timer.advance(60)
+    assert calls == ["a"]  # one pass, not one per schedule
+
+
+async def test_a_zero_or_negative_delay_runs_at_once(started, calls) -> None:
+    q = started(recording(calls))
+    q.schedule("a", 0)
+    q.schedule("b", -5)
+    await settle()
+    assert sorted(calls) == ["a", "b"]
+
+
+async def test_a_failing_key_backs_off_and_does_not_stop_the_others(started, timer, calls) -> None:
     async def process(key: Hashable) -> float | None:
         calls.append(key)
         if key == "bad":
             raise RuntimeError("boom")
         return None
 
-    q = WorkQueue(process, workers=1)
-    q.start()
-    try:
-        q.trigger("bad")
-        q.trigger("good")
-        await _until(lambda: "good" in calls)
-    finally:
-        await q.stop()
+    q = started(process)
+    q.trigger("bad")
+    q.trigger("good")
+    await settle()
+    assert calls == ["bad", "good"]
+    await timer.advance(ERROR_BACKOFF - 1)
+    assert calls == ["bad", "good"]
+    await timer.advance(1)
+    assert calls == ["bad", "good", "bad"]  # retried after the backoff
+
+
+async def test_the_real_timer_wakes_on_the_event_before_its_timeout() -> None:
+    event = asyncio.Event()
+    event.set()
+    real = MonotonicTimer()
+    before = real.now()
+    async with asyncio.timeout(5):
+        await real.wait(event, seconds=3600)
+    assert real.now() >= before
