@@ -169,3 +169,26 @@ def test_default_command_and_chart_flags_are_accepted_by_the_cli() -> None:
 def test_exposed_ports_are_the_charts_defaults(port: str) -> None:
     exposed = " ".join(i.args for i in _final_stage() if i.keyword == "EXPOSE").split()
     assert port in exposed
+
+
+def test_the_dev_tools_never_enter_the_image() -> None:
+    """Only pyproject.toml and operator/ are copied, and .dockerignore keeps devtools/ and the
+    tests out of the build context even if a COPY widened."""
+    copies = [i for i in INSTRUCTIONS if i.keyword == "COPY" and "--from=" not in i.args]
+    sources = {src.rstrip("/") for copy in copies for src in copy.args.split()[:-1]}
+    assert sources == {"pyproject.toml", "operator"}
+    for path in ("devtools", "devtools/pyproject.toml", "devtools/llmops_dev/cluster/build.py", "tests"):
+        assert _ignored(path), f"{path} is in the Docker build context"
+    assert not (REPO / "operator" / "llmops_dev").exists()
+
+
+def test_the_image_installs_only_the_operator_distribution() -> None:
+    """One `pip install .` of the root project (llmops-operator): no editable install, no extras,
+    no second project (devtools), no requirements file pulling in test tools."""
+    installs = [i.args for i in INSTRUCTIONS if i.keyword == "RUN" and "pip install" in i.args]
+    assert len(installs) == 1
+    words = installs[0].split("&&")[0].split()
+    targets = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
+    assert targets == ["."], f"the image installs {targets}"
+    assert not {"-e", "--editable", "-r", "--requirement"} & set(words)
+    assert PYPROJECT["project"]["name"] == "llmops-operator"
