@@ -10,6 +10,7 @@ import yaml
 
 import llmops.api as api
 from llmops.api import crd
+from llmops.api.common import LABEL_VALUE
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "llmops.io_llmdeployments.yaml"
@@ -33,6 +34,7 @@ ALLOWED_KEYS = {
     "maxLength",
     "minItems",
     "maxItems",
+    "maxProperties",
     "anyOf",
     "x-kubernetes-validations",
     "x-kubernetes-preserve-unknown-fields",
@@ -130,8 +132,17 @@ def test_preserve_unknown_fields_exactly_where_meant() -> None:
 
 def test_maps_and_bounds() -> None:
     nodes = dict(walk(schema()))
-    assert nodes[".spec.placement.nodeSelector"]["additionalProperties"] == {"type": "string"}
-    assert nodes[".spec.monitoring.podMonitor.labels"]["additionalProperties"] == {"type": "string"}
+    for labels in (".spec.placement.nodeSelector", ".spec.monitoring.podMonitor.labels"):
+        # Label maps: values are label values; keys are checked by CEL (a CRD has no propertyNames).
+        assert nodes[labels]["additionalProperties"] == {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": LABEL_VALUE,
+        }
+        assert nodes[labels]["maxProperties"] == 64
+        assert "qualified names" in nodes[labels]["x-kubernetes-validations"][0]["message"]
+    memory = nodes[".spec.resources.memory"]
+    assert (memory["minimum"], memory["maxLength"]) == (0, 64) and "-" not in memory["pattern"][:4]
     assert nodes[".spec.resources.gpu.count"]["minimum"] == 1
     assert nodes[".spec.replicas"]["minimum"] == 0
     assert nodes[".spec.engine.startupTimeoutSeconds"]["minimum"] == 60

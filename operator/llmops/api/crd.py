@@ -116,13 +116,15 @@ def _clean(node: Schema, *, for_spec: bool) -> Schema:
             return _clean({**branches[0], **node}, for_spec=for_spec)
         node["anyOf"] = branches
 
-    # int-or-string (quantities): core/v1's exact shape, pattern on the node itself.
+    # int-or-string (quantities): core/v1's exact shape, the branches' bounds on the node itself
+    # (JSON schema applies pattern and maxLength to strings only, minimum to numbers only).
     if node.get(X_INT_OR_STRING):
-        pattern = next((b["pattern"] for b in node.get("anyOf", []) if "pattern" in b), None)
+        for branch in node.get("anyOf", []):
+            for bound in ("pattern", "maxLength", "minimum"):
+                if bound in branch:
+                    node[bound] = branch[bound]
         node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
         node.pop("type", None)
-        if pattern is not None:
-            node["pattern"] = pattern
 
     # OpenAPI 3.0 (what Kubernetes speaks) has boolean exclusive bounds.
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):

@@ -21,6 +21,7 @@ from llmops.api.common import (
     ConfigMapKeyRef,
     Duration,
     FreeForm,
+    Image,
     LocalObjectReference,
     TokenSecretRef,
     cel,
@@ -142,7 +143,7 @@ class EvaluationSpec(ApiModel):
     """Retries of the evaluation Job."""
     schedule: Annotated[str, StringConstraints(pattern=CRON, max_length=128)] | None = None
     """Cron schedule to re-evaluate the serving revision (feeds drift.evalScoreDrop)."""
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    image: Image | None = None
     """Image of the evaluation Job (defaults to the operator's image)."""
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from llmops.api.common import (
+    DNS1123_LABEL,
     LABEL_VALUE,
     QUALIFIED_NAME,
     SHA40,
@@ -24,7 +25,11 @@ from llmops.api.common import (
     Duration,
     EnvVar,
     FreeForm,
+    Image,
+    Labels,
     LabelSelector,
+    ObjectName,
+    PositiveQuantity,
     Quantity,
     TokenSecretRef,
     Toleration,
@@ -188,13 +193,13 @@ class ResourcesSpec(ApiModel):
 class PlacementSpec(ApiModel):
     """Where the pods may run, as in a core/v1 PodSpec."""
 
-    node_selector: dict[str, str] = {}
+    node_selector: Labels = {}
     """Node labels the pods require (gpu.product adds nvidia.com/gpu.product)."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = []
     """Taints the pods tolerate (GPU nodes are often tainted)."""
     affinity: FreeForm | None = None
     """A core/v1 Affinity, kept verbatim."""
-    priority_class_name: Annotated[str, StringConstraints(max_length=253)] | None = None
+    priority_class_name: ObjectName | None = None
     """PriorityClass of the pods."""
 
 
@@ -205,7 +210,7 @@ class DownloadSpec(ApiModel):
     """Download before the server starts (otherwise TGI downloads inside its startup budget)."""
     active_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
     """Deadline of the download Job."""
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    image: Image | None = None
     """Image of the download Job (defaults to the operator's image)."""
 
 
@@ -214,9 +219,9 @@ class CacheSpec(ApiModel):
 
     enabled: bool = True
     """Use a PVC (otherwise an emptyDir: every pod downloads the model)."""
-    size: Quantity = "100Gi"
+    size: PositiveQuantity = "100Gi"
     """Size of the PVC."""
-    storage_class_name: Annotated[str, StringConstraints(max_length=253)] | None = None
+    storage_class_name: ObjectName | None = None
     """StorageClass of the PVC (the cluster default if unset)."""
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     """ReadWriteMany lets replicas on different nodes share the cache."""
@@ -277,7 +282,7 @@ class PodMonitorSpec(ApiModel):
 
     interval: Duration = "30s"
     """Scrape interval."""
-    labels: dict[str, str] = {}
+    labels: Labels = {}
     """Extra labels (e.g. the release label your Prometheus selects)."""
 
 
@@ -286,7 +291,7 @@ class PrometheusRuleSpec(ApiModel):
 
     enabled: bool = True
     """Render the PrometheusRule."""
-    labels: dict[str, str] = {}
+    labels: Labels = {}
     """Extra labels (e.g. the release label your Prometheus selects)."""
     error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.05
     """Alert when more than this share of requests fail (validation errors excluded)."""
@@ -310,7 +315,7 @@ class MonitoringSpec(ApiModel):
 
     enabled: bool = True
     """Render the PodMonitor (and the PrometheusRule if enabled)."""
-    namespace: Annotated[str, StringConstraints(max_length=63)] = "monitoring"
+    namespace: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)] = "monitoring"
     """Namespace of Prometheus: the NetworkPolicy admits scrapes from it."""
     pod_monitor: PodMonitorSpec = Field(default_factory=PodMonitorSpec)
     """The PodMonitor."""

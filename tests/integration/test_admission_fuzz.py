@@ -1,0 +1,95 @@
+"""Admission fuzzing against the real kube-apiserver, with hypothesis (a modest number of
+examples: each is a server-side dry run).
+
+- Generated invalid specs (one field broken) are refused, and the apiserver's message names the
+  broken field's path.
+- Specs the CRD admits render children (Deployments, Services, Jobs, the PVC, the NetworkPolicy,
+  the PDB) that the apiserver admits too: a spec that passes our schema but whose child Kubernetes
+  refuses is a hole in the schema. (PodMonitor and PrometheusRule are checked against their CRD
+  schema in tests/unit/test_admission_fuzz.py: installing those CRDs here would change what the
+  other tests of this session's cluster see.)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+
+from llmops.api.resource import parse
+from testkit.operator import install_crd
+from testkit.specs import HOLES, Invalid, accepted_spec, invalid_spec, rendered_children, with_hole
+
+pytestmark = pytest.mark.integration
+
+AGAINST_THE_APISERVER = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Any) -> Any:
+    install_crd(cluster)
+    return cluster
+
+
+def dry_run(cluster: Any, namespace: str, *objs: dict[str, Any]) -> Any:
+    """Create ``objs`` with a server-side dry run: full admission (schema, CEL, the apiserver's
+    own validation of built-in kinds), nothing stored."""
+    docs = [{**copy.deepcopy(o), "metadata": {**o["metadata"], "namespace": namespace}} for o in objs]
+    return cluster.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False
+    )
+
+
+def llmd(namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "fuzz", "namespace": namespace},
+        "spec": spec,
+    }
+
+
+@AGAINST_THE_APISERVER
+@given(inv=invalid_spec())
+def test_invalid_specs_are_refused_naming_the_field(installed: Any, namespace: str, inv: Invalid) -> None:
+    res = dry_run(installed, namespace, llmd(namespace, inv.spec))
+    assert res.returncode != 0, f"admitted: {inv}"
+    assert inv.path in res.stderr, res.stderr
+
+
+@settings(AGAINST_THE_APISERVER, max_examples=25)  # each example: two dry runs, one of ~8 objects
+@given(spec=accepted_spec())
+def test_children_of_admitted_specs_are_admitted(
+    installed: Any, namespace: str, spec: dict[str, Any]
+) -> None:
+    res = dry_run(installed, namespace, llmd(namespace, spec))
+    try:
+        ld = parse(
+            {**llmd(namespace, spec), "metadata": {"name": "fuzz", "namespace": namespace, "uid": "u"}}
+        )
+    except Exception:
+        # The model refused it: so must the apiserver (they share every rule).
+        assert res.returncode != 0, f"the apiserver admitted a spec the model refuses: {spec}"
+        return
+    assert res.returncode == 0, f"the model accepts, the apiserver refuses:\n{res.stderr}"
+    children = [c for c in rendered_children(ld) if not c["apiVersion"].startswith("monitoring.coreos.com/")]
+    res = dry_run(installed, namespace, *children)
+    assert res.returncode == 0, f"a child of an admitted spec is refused:\n{res.stderr}\nspec: {spec}"
+
+
+@pytest.mark.parametrize("hole", sorted(HOLES))
+def test_each_hole_found_is_refused_at_admission_naming_the_field(
+    installed: Any, namespace: str, hole: str
+) -> None:
+    _, path = HOLES[hole]
+    res = dry_run(installed, namespace, llmd(namespace, with_hole(hole)))
+    assert res.returncode != 0, f"{hole}: admitted"
+    assert path in res.stderr, res.stderr
