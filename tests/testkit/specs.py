@@ -21,9 +21,18 @@ from llmops.api.delivery import REPO_ID
 from llmops.api.resource import LLMDeployment
 from llmops.api.spec import RESERVED_ENV, TGI_QUANTIZE
 from llmops.render import deployment, render
-from llmops.render.evaluation import evaluation_job, staging_service
+from llmops.render.evaluation import evaluation_job, scheduled_evaluation, staging_service
 
-__all__ = ["HOLES", "Invalid", "accepted_spec", "invalid_spec", "loc_path", "rendered_children", "with_hole"]
+__all__ = [
+    "HOLES",
+    "Invalid",
+    "accepted_spec",
+    "invalid_spec",
+    "loc_path",
+    "object_name",
+    "rendered_children",
+    "with_hole",
+]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 ASCII = st.characters(codec="ascii")
@@ -153,13 +162,29 @@ def _monitoring() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def object_name() -> st.SearchStrategy[str]:
+    """An LLMDeployment name as the CRD's own rules admit it: a DNS-1035 label of at most 45."""
+    return _mostly(
+        st.sampled_from(["m", "a" * 45, "llama-3-1-8b"]), _match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", 45)
+    )
+
+
 def _evaluation() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {
             "dataset": st.just({"configMapRef": {"name": "ds", "key": "data.jsonl"}}),
             "thresholds": st.just([{"metric": "exactMatch", "min": 0.5}]),
         },
-        optional={"image": _image(), "backoffLimit": st.integers(0, 10)},
+        optional={
+            "image": _image(),
+            "backoffLimit": st.integers(0, 10),
+            "schedule": _mostly(
+                st.sampled_from(["0 3 * * *", "*/15 * * * MON-FRI", "@daily", "0 0 1 JAN,JUL ?"]),
+                st.lists(_text(4, 1).filter(lambda f: f.strip() == f and f), min_size=5, max_size=5).map(
+                    " ".join
+                ),
+            ),
+        },
     )
 
 
@@ -326,7 +351,8 @@ def rendered_children(ld: LLMDeployment) -> list[dict[str, Any]]:
     if ld.spec.evaluation is not None:
         objs.append(staging_service(ld))
         objs.append(evaluation_job(ld, revision=SHA, endpoint=f"http://{ld.name}-staging.svc:80"))
-    return objs
+        objs.append(scheduled_evaluation(ld, revision=SHA, endpoint=f"http://{ld.name}.svc:80"))
+    return [o for o in objs if o is not None]
 
 
 # --- the holes admission fuzzing found: values our schema accepted whose children Kubernetes
@@ -415,6 +441,12 @@ HOLES: dict[str, tuple[dict[str, Any], str]] = {
     "selector-exists-with-values": (
         _peer({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
         f"{_PEER}.matchExpressions[0].values",
+    ),
+    # CronJob schedule: the controller's cron syntax, and no TZ= prefix
+    "schedule-unparseable": ({"evaluation": {**_EVAL, "schedule": "x x x x x"}}, "spec.evaluation.schedule"),
+    "schedule-time-zone": (
+        {"evaluation": {**_EVAL, "schedule": "TZ=UTC 0 3 * * *"}},
+        "spec.evaluation.schedule",
     ),
     # extended resource names are qualified names: the part after "/" is at most 63
     "gpu-resource-name": (

@@ -30,7 +30,12 @@ from llmops.api.common import (
 from llmops.api.metric_names import METRIC_NAMES
 
 # Cron: five fields, or one of the @-macros Kubernetes CronJobs accept.
-CRON = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+# Five cron fields as the CronJob controller parses them (numbers, 3-letter month and day names,
+# * and ?, joined by - / ,), or a macro. No "TZ=" prefix: Kubernetes refuses it in schedule
+# (spec.timeZone is its place). Ranges are not checked here: "99 * * * *" still passes.
+_CRON_ATOM = r"(\*|\?|[0-9]+|[A-Za-z]{3})"
+_CRON_FIELD = rf"{_CRON_ATOM}([-/,]{_CRON_ATOM})*"
+CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIELD}\s+){{4}}{_CRON_FIELD})$"
 REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]

@@ -19,6 +19,9 @@ from llmops.api.status import LLMDeploymentStatus
 # Child names are "<name>-download-<8 hex>" (Job, whose name must fit a 63-character label) and
 # "<name>" (Service, a DNS-1035 label): so the name is a DNS-1035 label of at most 45 characters.
 NAME_MAX_LENGTH = 45
+# With evaluation.schedule there is also the CronJob "<name>-eval-scheduled", and a CronJob's
+# name is at most 52 (its Jobs append an 11-character suffix): 52 - len("-eval-scheduled").
+SCHEDULED_NAME_MAX_LENGTH = 37
 ROOT_VALIDATIONS: tuple[dict[str, str], ...] = (
     cel(
         f"size(self.metadata.name) <= {NAME_MAX_LENGTH}",
@@ -29,6 +32,12 @@ ROOT_VALIDATIONS: tuple[dict[str, str], ...] = (
         "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
         "metadata.name must start with a letter and contain only lowercase letters, digits and '-' "
         "(it names the Service)",
+    ),
+    cel(
+        "!has(self.spec.evaluation) || !has(self.spec.evaluation.schedule)"
+        f" || size(self.metadata.name) <= {SCHEDULED_NAME_MAX_LENGTH}",
+        f"metadata.name must be at most {SCHEDULED_NAME_MAX_LENGTH} characters with evaluation.schedule: "
+        "the CronJob <name>-eval-scheduled must fit in 52",
     ),
 )
 
