@@ -97,6 +97,13 @@ def test_no_exception_escapes_plan(spec: Any, data: st.DataObject) -> None:
 
 
 @cache
+def _prometheus_operator_validator(kind: str) -> Any:
+    """A validator of the Prometheus Operator CRD's schema, built once (jsonschema.validate
+    would check the large schema itself on every call)."""
+    schema = _prometheus_operator_schema(kind)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 def _prometheus_operator_schema(kind: str) -> dict[str, Any]:
     plural = {"PodMonitor": "podmonitors", "PrometheusRule": "prometheusrules"}[kind]
     text = (binaries() / "crds" / f"monitoring.coreos.com_{plural}.yaml").read_text()
@@ -107,7 +114,7 @@ def _prometheus_operator_schema(kind: str) -> dict[str, Any]:
 
 def check_child(obj: dict[str, Any]) -> None:
     if obj["apiVersion"].startswith("monitoring.coreos.com/"):
-        jsonschema.validate(obj, _prometheus_operator_schema(obj["kind"]))
+        _prometheus_operator_validator(obj["kind"]).validate(obj)
     else:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     assert k8s_rules.problems(obj) == [], f"{obj['kind']} {obj['metadata']['name']}"
