@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
 from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, Observations
@@ -70,7 +72,10 @@ OPTIONAL_CRDS = {
 
 
 class ApiError(Exception):
-    """A Kubernetes API call failed; ``status`` is the HTTP status (0 for transport errors)."""
+    """A Kubernetes API call failed; ``status`` is the HTTP status (0 for transport errors).
+
+    Only the API and the network raise it: an exception from our own code (TypeError,
+    KeyError, ValueError…) is never wrapped into one, so it is reported as the bug it is."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -78,7 +83,18 @@ class ApiError(Exception):
 
     @property
     def transient(self) -> bool:
+        """Worth retrying as is: the network, a conflict, throttling or a server error. A refusal
+        (403, 404, 422) needs a change somewhere else first."""
         return self.status == 0 or self.status in (409, 429) or self.status >= 500
+
+    def about(self, what: str) -> ApiError:
+        """The same error, its message prefixed with what was being done ("apply Service chat")."""
+        return ApiError(self.status, f"{what}: {self}")
+
+
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+"""What the network raises under the client: refused connections, resets, timeouts, TLS
+failures (urllib3's errors, and OSError for sockets)."""
 
 
 def load_client(kubeconfig: str | None = None) -> ApiClient:
@@ -121,8 +137,15 @@ class Kube:
             )
             resp = self.client.call_api(m, url, header_params=headers, body=payload, _request_timeout=30)
             raw = resp.read()
-        except Exception as exc:  # urllib3 transport errors: connection refused, timeouts
+        except _TRANSPORT_ERRORS as exc:
             raise ApiError(0, f"{method} {path}: {exc}") from exc
+        except ApiException as exc:
+            # The client raises it for a Retry-After response (429/503, with its status) and
+            # for a TLS failure (status 0, "SSLError"); status 0 otherwise means it could not
+            # build the request from our arguments: our bug, not the network's.
+            if exc.status == 0 and "SSLError" not in str(exc.reason):
+                raise
+            raise ApiError(exc.status or 0, f"{method} {path}: {exc.reason}") from exc
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, _api_message(resp.status, raw))
         return json.loads(raw) if raw else None
@@ -200,25 +223,31 @@ class Kube:
     def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """A JSON merge patch of an object we do not own (a resourceVersion in it makes it conditional)."""
         self._write("patch", kind, name)
-        self._call(
-            "PATCH",
-            RESOURCES[kind].path(namespace, name),
-            body=dict(patch),
-            content_type="application/merge-patch+json",
-        )
+        try:
+            self._call(
+                "PATCH",
+                RESOURCES[kind].path(namespace, name),
+                body=dict(patch),
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as exc:
+            raise exc.about(f"patch {kind} {name}") from exc
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with our field manager, forcing ownership of the fields we send."""
         kind, meta = obj["kind"], obj["metadata"]
         res = RESOURCES[kind]
         self._write("apply", kind, meta["name"])
-        return self._call(
-            "PATCH",
-            res.path(meta["namespace"], meta["name"]),
-            body=json.dumps(obj),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml",
-        )
+        try:
+            return self._call(
+                "PATCH",
+                res.path(meta["namespace"], meta["name"]),
+                body=json.dumps(obj),
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                content_type="application/apply-patch+yaml",
+            )
+        except ApiError as exc:
+            raise exc.about(f"apply {kind} {meta['name']}") from exc
 
     def set_pod_condition(self, namespace: str, pod: str, type_: str, reason: str, now: dt.datetime) -> None:
         """Set a readiness-gate condition True on a pod. A strategic merge patch merges the
@@ -251,17 +280,20 @@ class Kube:
             )
         except ApiError as exc:
             if exc.status != 404:
-                raise
+                raise exc.about(f"delete {kind} {name}") from exc
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """A merge patch of status: keys mapped to None are removed."""
         self._write("patch-status", KIND, name)
-        self._call(
-            "PATCH",
-            RESOURCES["LLMDeployment"].path(namespace, name, "status"),
-            body={"status": status},
-            content_type="application/merge-patch+json",
-        )
+        try:
+            self._call(
+                "PATCH",
+                RESOURCES["LLMDeployment"].path(namespace, name, "status"),
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as exc:
+            raise exc.about(f"write status of {KIND} {name}") from exc
 
     def event(
         self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime

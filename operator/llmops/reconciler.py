@@ -3,9 +3,13 @@
     read the LLMDeployment and its children (kube.py) → plan() (pure) →
     apply / delete children → patch status once, only if it changed → post events
 
-Errors are sorted: a transient API failure (5xx, 409, 429, connection) is retried with
-backoff via the work queue; anything else is reported in status and retried slowly. One
-object's failure never touches another's pass.
+Every exception a pass raises ends the pass and becomes visible: the condition
+Progressing=Unknown with reason ReconcileError carries its message (and the next retry), a
+Warning Event marks the first failure of a streak, and the key is retried after a bounded,
+growing backoff (1 s … 60 s). A transient API failure (5xx, 409, 429, connection) and a refusal
+(403, 422) are reported the same way; a programming error (TypeError, KeyError…) also logs its
+traceback. The next successful pass sets Progressing from the plan again. One object's failure
+never touches another's pass.
 """
 
 from __future__ import annotations
@@ -78,16 +82,18 @@ class Reconciler:
         started = time.monotonic()
         try:
             delay = await asyncio.to_thread(self.reconcile, namespace, name)
-        except ApiError as exc:
+        except Exception as exc:  # every failure of a pass is reported, none stops the queue
             metrics.observe_pass("error", time.monotonic() - started)
-            n = self._failures.get(key, 0)
-            self._failures[key] = n + 1
-            delay = _BACKOFF[min(n, len(_BACKOFF) - 1)]
-            log.warning(
-                "%s/%s: API error (%s), retrying in %.0fs: %s", namespace, name, exc.status, delay, exc
-            )
-            if not exc.transient:
-                await asyncio.to_thread(self._report, namespace, name, str(exc))
+            attempt = self._failures.get(key, 0) + 1
+            self._failures[key] = attempt
+            delay = backoff(attempt)
+            if isinstance(exc, ApiError):
+                log.warning(
+                    "%s/%s: API error (%s), retrying in %.0fs: %s", namespace, name, exc.status, delay, exc
+                )
+            else:
+                log.exception("%s/%s: pass failed, retrying in %.0fs", namespace, name, delay)
+            await asyncio.to_thread(self._report, namespace, name, error_message(exc), attempt, delay)
             return delay
         self._failures.pop(key, None)
         metrics.observe_pass("ok", time.monotonic() - started)
@@ -165,21 +171,41 @@ class Reconciler:
                     }
         return dataclasses.replace(obs, referenced=referenced, analysis=analysis)
 
-    def _report(self, namespace: str, name: str, message: str) -> None:
-        """Record a non-transient error in status (best effort)."""
+    def _report(self, namespace: str, name: str, message: str, attempt: int, delay: float) -> None:
+        """Record a failed pass in status (and an Event on the first failure of a streak).
+
+        Best effort: when the apiserver itself is what fails, the log is all there is."""
         try:
             body = self.kube.get_llmd(namespace, name)
             if body is None:
                 return
+            now = self.clock()
+            old = list((body.get("status") or {}).get("conditions") or [])
+            text = f"{message[:900]} (failed {attempt} time(s) in a row; next attempt in {delay:.0f}s)"
             conds = set_condition(
-                list((body.get("status") or {}).get("conditions") or []),
+                old,
                 c.PROGRESSING,
-                c.FALSE,
+                c.UNKNOWN,
                 c.RECONCILE_ERROR,
-                message[:1000],
+                text,
                 generation=body["metadata"].get("generation"),
-                now=self.clock(),
+                now=now,
             )
-            self.kube.patch_status(namespace, name, {"conditions": conds})
+            if conds != old:
+                self.kube.patch_status(namespace, name, {"conditions": conds})
+            if attempt == 1:
+                self.kube.event(body, "Warning", c.RECONCILE_ERROR, message, now)
         except ApiError:
             log.exception("%s/%s: could not report the error in status", namespace, name)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1-based) of a failing pass: growing, bounded."""
+    return _BACKOFF[min(attempt, len(_BACKOFF)) - 1]
+
+
+def error_message(exc: Exception) -> str:
+    """What a failed pass tells the user: the API's message, or the exception's type and text."""
+    if isinstance(exc, ApiError):
+        return str(exc)
+    return f"internal error {type(exc).__name__}: {exc} (a bug in the operator; its log has the traceback)"

@@ -1,0 +1,54 @@
+"""A pass that fails is visible in status, retried with backoff, and harms no other object.
+
+The apiserver itself refuses a child (a ResourceQuota allows no Service in the namespace):
+the LLMDeployment says which child and why in Progressing=Unknown/ReconcileError and a
+Warning Event, another LLMDeployment is served meanwhile, and lifting the quota lets the
+retries through.
+"""
+
+from __future__ import annotations
+
+import json
+
+from llmops_dev.cluster import Cluster
+from testkit import get_json, unique
+from testkit.operator import OperatorProcess, condition, sample, wait_condition
+
+REV = "c" * 40
+NO_SERVICES = {
+    "apiVersion": "v1",
+    "kind": "ResourceQuota",
+    "metadata": {"name": "no-services"},
+    "spec": {"hard": {"services": "0"}},
+}
+
+
+def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    blocked = unique("refused")
+    cluster.kubectl("create", "namespace", blocked)
+    try:
+        cluster.kubectl("apply", "-n", blocked, "-f", "-", input=json.dumps(NO_SERVICES))
+        cluster.kubectl("apply", "-n", blocked, "-f", "-", input=sample("chat", REV))
+        obj = wait_condition(cluster, blocked, "chat", "Progressing", "Unknown", "ReconcileError", timeout=90)
+        message = condition(obj, "Progressing")["message"]
+        assert "apply Service chat" in message and "exceeded quota" in message, message
+        assert "next attempt in" in message
+        events = get_json(cluster, "events", "-n", blocked, "--field-selector", "involvedObject.name=chat")
+        assert any(e["reason"] == "ReconcileError" and e["type"] == "Warning" for e in events["items"])
+
+        # Another LLMDeployment is served while this one keeps failing.
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("fine", REV))
+        wait_condition(cluster, namespace, "fine", "Available", "True", timeout=120)
+        still = wait_condition(
+            cluster, blocked, "chat", "Progressing", "Unknown", "ReconcileError", timeout=5
+        )
+        assert "exceeded quota" in condition(still, "Progressing")["message"]
+
+        # The retries go on (bounded backoff): once the quota is lifted the object is served.
+        cluster.kubectl("delete", "resourcequota", "no-services", "-n", blocked)
+        served = wait_condition(cluster, blocked, "chat", "Available", "True", timeout=150)
+        assert condition(served, "Progressing")["reason"] != "ReconcileError"
+    finally:
+        cluster.kubectl("delete", "namespace", blocked, "--wait=false", check=False)

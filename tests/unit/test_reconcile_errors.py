@@ -1,0 +1,151 @@
+"""Errors in a pass are visible and retried with a bounded, growing backoff; only the API and
+the network count as transient, never a bug in our own code."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from llmops.kube import ApiError, Kube
+from llmops.lifecycle.observations import Observations
+from llmops.reconciler import Reconciler, backoff
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+BODY: dict[str, Any] = {
+    "apiVersion": "llmops.io/v1alpha1",
+    "kind": "LLMDeployment",
+    "metadata": {"name": "chat", "namespace": "ns", "generation": 3, "uid": "u1"},
+    "spec": {},
+    "status": {"conditions": [{"type": "Available", "status": "True", "reason": "X", "message": ""}]},
+}
+
+
+class _Client:
+    """An ApiClient whose request fails the way the test says (no network involved)."""
+
+    def __init__(self, serialize_error: Exception | None = None, call_error: Exception | None = None) -> None:
+        self.serialize_error, self.call_error = serialize_error, call_error
+
+    def param_serialize(self, method: str, path: str, **_: Any) -> tuple[Any, ...]:
+        if self.serialize_error:
+            raise self.serialize_error
+        return method, path, {}, None, None
+
+    def call_api(self, *_: Any, **__: Any) -> Any:
+        assert self.call_error is not None
+        raise self.call_error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib3.exceptions.MaxRetryError(None, "/x", reason=None),
+        urllib3.exceptions.ReadTimeoutError(None, "/x", "read timed out"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["max-retries", "timeout", "refused"],
+)
+def test_network_failures_are_transient_api_errors(error: Exception) -> None:
+    kube = Kube(_Client(call_error=error))  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as caught:
+        kube.get_llmd("ns", "chat")
+    assert caught.value.status == 0 and caught.value.transient
+
+
+def test_a_retry_after_response_keeps_its_status() -> None:
+    kube = Kube(_Client(call_error=ApiException(status=429, reason="Too Many Requests")))  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as caught:
+        kube.get_llmd("ns", "chat")
+    assert caught.value.status == 429 and caught.value.transient
+
+
+@pytest.mark.parametrize("error", [TypeError("bad body"), KeyError("kind"), ValueError("bad value")])
+def test_programming_errors_are_not_turned_into_api_errors(error: Exception) -> None:
+    kube = Kube(_Client(serialize_error=error))  # type: ignore[arg-type]
+    with pytest.raises(type(error)):
+        kube.get_llmd("ns", "chat")
+
+
+def test_a_request_the_client_cannot_build_is_not_transient() -> None:
+    bad = ApiException(status=0, reason="Cannot prepare a request message for provided arguments.")
+    kube = Kube(_Client(call_error=bad))  # type: ignore[arg-type]
+    with pytest.raises(ApiException):
+        kube.get_llmd("ns", "chat")
+
+
+def test_backoff_grows_and_is_bounded() -> None:
+    delays = [backoff(n) for n in range(1, 20)]
+    assert delays == sorted(delays)
+    assert delays[0] == 1.0 and delays[-1] == 60.0 and len(set(delays)) > 3
+
+
+class _Kube(Kube):
+    """The adapter with its reads and writes kept in memory; ``observe`` fails as told."""
+
+    def __init__(self, failure: Exception) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+        self.failure = failure
+        self.body = {**BODY, "status": dict(BODY["status"])}
+        self.events: list[tuple[str, str, str]] = []
+
+    def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.body
+
+    def observe(self, namespace: str, name: str, now: float) -> Observations:
+        raise self.failure
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self._write("patch-status", "LLMDeployment", name)
+        self.body["status"] = {**self.body["status"], **status}
+
+    def event(
+        self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime
+    ) -> None:
+        self.events.append((type_, reason, message))
+
+
+def _progressing(kube: _Kube) -> dict[str, Any]:
+    return next(c for c in kube.body["status"]["conditions"] if c["type"] == "Progressing")
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (KeyError("metadata"), "internal error KeyError: 'metadata'"),
+        (ApiError(422, 'apply Service chat: Service "chat" is invalid: spec.ports'), "apply Service chat"),
+        (ApiError(503, "etcdserver: leader changed"), "etcdserver: leader changed"),
+    ],
+    ids=["bug", "refused", "transient"],
+)
+async def test_every_failed_pass_is_a_condition_with_a_growing_backoff(
+    failure: Exception, words: str
+) -> None:
+    kube = _Kube(failure)
+    reconciler = Reconciler(kube, clock=lambda: NOW)
+    delays = [await reconciler(("ns", "chat")) for _ in range(4)]
+    assert delays == [1.0, 2.0, 5.0, 10.0]
+    cond = _progressing(kube)
+    assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("Unknown", "ReconcileError", 3)
+    assert words in cond["message"]
+    assert "failed 4 time(s) in a row; next attempt in 10s" in cond["message"]
+    # One Warning Event per streak of failures, not one per retry.
+    assert [(t, r) for t, r, _ in kube.events] == [("Warning", "ReconcileError")]
+    assert words in kube.events[0][2]
+    # The other conditions are left as they were.
+    assert any(c["type"] == "Available" and c["status"] == "True" for c in kube.body["status"]["conditions"])
+
+
+async def test_a_success_resets_the_backoff() -> None:
+    kube = _Kube(KeyError("x"))
+    reconciler = Reconciler(kube, clock=lambda: NOW)
+    await reconciler(("ns", "chat"))
+    await reconciler(("ns", "chat"))
+    kube.body = None  # type: ignore[assignment]  # the object is gone: the pass succeeds with nothing to do
+    assert await reconciler(("ns", "chat")) is None
+    kube.body = {**BODY, "status": dict(BODY["status"])}
+    assert await reconciler(("ns", "chat")) == 1.0
