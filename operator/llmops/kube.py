@@ -23,11 +23,11 @@ from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
 from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, Observations
+from llmops.lifecycle.ownership import FIELD_MANAGER
 
 __all__ = ["FIELD_MANAGER", "OPTIONAL_CRDS", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
 
 log = logging.getLogger("llmops.kube")
-FIELD_MANAGER = "llmops"
 DISCOVERY_TTL_SECONDS = 15.0
 """How long the presence of optional CRDs is cached (installing the Prometheus Operator is noticed
 within this time)."""

@@ -110,7 +110,17 @@ class Reconciler:
         obs = self._enrich(body, obs, now)
         result = plan(body, obs, now)
         for obj in result.apply:
-            log.info("%s/%s: apply %s %s", namespace, name, obj["kind"], obj["metadata"]["name"])
+            kind, child = obj["kind"], obj["metadata"]["name"]
+            if taken := result.drift.get((kind, child)):
+                log.info(
+                    "%s/%s: %s %s was changed by another manager, taking back: %s",
+                    namespace,
+                    name,
+                    kind,
+                    child,
+                    ", ".join(taken)[:500],
+                )
+            log.info("%s/%s: apply %s %s", namespace, name, kind, child)
             self.kube.apply(obj)
         for kind, child in result.delete:
             log.info("%s/%s: delete %s %s", namespace, name, kind, child)

@@ -5,7 +5,9 @@
 It recomputes the desired children from the spec and what it observes, and the status that
 describes it. It never reads the clock, the environment or the network. Children carry an
 ``llmops.io/applied-hash`` annotation of what was applied, so a pass only re-applies what
-changed, and a pass with nothing to change produces no actions and the same status.
+changed in the manifest, or a child in which another field manager took one of our fields
+(a manual edit, see ownership.py); a pass with nothing to change produces no actions and
+the same status.
 
 The revision pipeline, one stage per module:
 
@@ -43,6 +45,7 @@ from llmops.lifecycle.context import (
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_state
 from llmops.lifecycle.gate import Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
+from llmops.lifecycle.ownership import drifted_fields
 from llmops.lifecycle.scheduled import scheduled_stage
 from llmops.render import (
     deployment,
@@ -59,6 +62,20 @@ from llmops.render.evaluation import COMPONENT_EVALUATION
 __all__ = ["ANNOTATION_APPLIED_HASH", "ANNOTATION_MODEL_REVISION", "Event", "Plan", "plan"]
 
 MONITORING_CONFIGURED = "MonitoringConfigured"
+DRIFT_REVERTED_KINDS = frozenset(
+    {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "CronJob",
+        "PodMonitor",
+        "PrometheusRule",
+    }
+)
+"""Children whose fields are taken back when another manager changed them. Not Jobs (their pod
+template is immutable, and a finished Job is history) nor the cache PVC (its size can only
+grow, so a re-apply of a smaller size after someone grew it would fail every pass)."""
 REVISION_PINNED = "RevisionPinned"
 _RESYNC_WHILE_BUSY = 30.0
 
@@ -74,6 +91,8 @@ class Plan:
     """Merge patches of referenced objects the operator does not own (the HTTPRoute weights)."""
     pod_conditions: list[tuple[str, str, str]] = field(default_factory=list)
     """Readiness-gate conditions to set True on pods: (pod name, condition type, reason)."""
+    drift: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """Why a child with an unchanged manifest is re-applied: the fields another manager took."""
     status: dict[str, Any] = field(default_factory=dict)
     status_changed: bool = False
     events: list[Event] = field(default_factory=list)
@@ -413,7 +432,11 @@ def _diff(p: Pass, out: Plan) -> None:
     for obj in p.desired:
         key = (obj["kind"], obj["metadata"]["name"])
         wanted.add(key)
-        if applied_hash(p.obs.child(*key)) != obj["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
+        observed = p.obs.child(*key)
+        if applied_hash(observed) != obj["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
+            out.apply.append(obj)
+        elif key[0] in DRIFT_REVERTED_KINDS and (taken := drifted_fields(obj, observed)):
+            out.drift[key] = taken
             out.apply.append(obj)
     for key, child in p.obs.children.items():
         deleting = (child.get("metadata") or {}).get("deletionTimestamp")
