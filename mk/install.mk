@@ -3,13 +3,16 @@
 CHART := charts/llmops-operator
 HELM = $$(bash cluster/build.sh)/helm
 
-.PHONY: manifests manifests-check chart-lint test-packaging test-install image
+.PHONY: manifests manifests-check chart-lint test-packaging test-install image argocd-fixtures
 
 manifests: venv cluster-build ## regenerate the chart's CRD templates (from crds/), manifests/install.yaml, base, overlays, argocd-cm
 	$(PY) -m llmops_dev.packaging
 
 manifests-check: venv cluster-build ## fail if a generated packaging file is out of date
 	$(PY) -m llmops_dev.packaging --check
+
+argocd-fixtures: venv cluster-build prometheus-install ## re-record tests/fixtures/recorded_statuses.yaml (statuses of real runs the Argo CD health check is tested on)
+	LLMOPS_RECORD_STATUSES=1 $(PY) -m pytest -q tests/integration/test_recorded_statuses.py
 
 chart-lint: cluster-build ## helm lint --strict the chart
 	$(HELM) lint --strict $(CHART)

@@ -4,13 +4,20 @@
 -- conditions (Available, Progressing, Degraded, ModelCached, Evaluated). Order matters:
 --   1. a spec change the operator has not seen yet          -> Progressing
 --   2. Degraded=True, or phase Failed / RolledBack / Degraded -> Degraded
---   3. a paused rollout (Progressing reason Paused*/*Paused, RetrainAwaitingApproval,
---      or status.canary.paused)                             -> Suspended
+--   3. a paused canary (status.canary.state Paused: no GPU free for its pods, analysis
+--      without data, a broken smoke test…) or a paused rollout (Progressing reason
+--      Paused*/*Paused, RetrainAwaitingApproval)             -> Suspended, with the
+--      canary's own message (status.canary.message)
 --   4. Serving with Available=True                           -> Healthy
 --   5. any phase on the way there                            -> Progressing
 -- RolledBack is Degraded although the previous revision still serves: the revision in git is
 -- not running and will not be without a change, which is what Degraded tells an Argo CD user
 -- (Argo CD's own Rollout check calls an aborted rollout Degraded for the same reason).
+-- Suspended, as Argo CD's own check of a paused Argo Rollout: the canary waits for an event
+-- outside it (GPUs freed, metrics back, a human) and resumes without a new sync; it is neither
+-- progressing by itself nor broken.
+-- Every field read here is one the operator writes (the fixtures in tests/ are statuses
+-- recorded from real runs: `make argocd-fixtures`).
 -- Written for Argo CD's Lua 5.1 (gopher-lua) sandbox: no os, io or require.
 local hs = {}
 
@@ -73,16 +80,23 @@ if phase == "Failed" or phase == "Degraded" then
 end
 
 if phase == "RolledBack" then
+  -- The canary's verdict (Promoted=False, reason RolledBack) says why, with the numbers.
   hs.status = "Degraded"
-  hs.message = "Rolled back; the previous revision is still serving: "
-    .. message_of(progressing, "the new revision failed its analysis")
+  hs.message = message_of(condition(status, "Promoted"), message_of(status.canary,
+    "Rolled back: the new revision failed its analysis; the previous revision still serves"))
   return hs
 end
 
-local canary_paused = phase == "Canary" and status.canary ~= nil and status.canary.paused == true
-if canary_paused or (progressing ~= nil and is_pause_reason(progressing.reason)) then
+local canary = status.canary
+if phase == "Canary" and canary ~= nil and canary.state == "Paused" then
   hs.status = "Suspended"
-  hs.message = message_of(progressing, "The canary is paused")
+  hs.message = message_of(canary, message_of(progressing, "The canary is paused"))
+  return hs
+end
+
+if progressing ~= nil and is_pause_reason(progressing.reason) then
+  hs.status = "Suspended"
+  hs.message = message_of(progressing, "The rollout is paused")
   return hs
 end
 
@@ -97,10 +111,30 @@ if phase == "Serving" then
   return hs
 end
 
+-- The condition of the stage a phase waits in says what it waits for (a download, a PVC, the
+-- staging pod); Progressing only says which stage it is.
+local function stage_condition(phase)
+  local wanted = nil
+  if phase == "Pending" or phase == "Caching" then
+    wanted = { "ModelCached", "Available" }
+  elseif phase == "Evaluating" then
+    wanted = { "Evaluated" }
+  else
+    return nil
+  end
+  for _, ctype in ipairs(wanted) do
+    local c = condition(status, ctype)
+    if c ~= nil and c.status ~= "True" and c.message ~= nil and c.message ~= "" then
+      return c
+    end
+  end
+  return nil
+end
+
 if phase == nil or phase == "Pending" or phase == "Caching" or phase == "Evaluating" or phase == "Canary"
   or phase == "Retraining" then
   hs.status = "Progressing"
-  hs.message = message_of(progressing, "Phase " .. (phase or "unknown"))
+  hs.message = message_of(stage_condition(phase), message_of(progressing, "Phase " .. (phase or "unknown")))
   return hs
 end
 

@@ -1,0 +1,224 @@
+"""Statuses at each phase of real runs, checked against the Argo CD health check, and recorded.
+
+Each scenario drives the operator into one state (a Secret missing, a download under way, an
+evaluation running, serving, a canary progressing, a canary without GPUs, a rollback, a failed
+download or evaluation); the status is snapshotted the moment the state is reached, and the
+Argo CD health check (real Lua) must give the expected health with the operator's own message.
+
+With ``LLMOPS_RECORD_STATUSES=1`` (``make argocd-fixtures``) the snapshots are written to
+tests/fixtures/recorded_statuses.yaml, which the unit tier replays; names are normalised so
+that a re-recording changes only what the operator says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from llmops_dev.cluster import Cluster
+from llmops_dev.loadgen import Traffic
+from testkit import get_json, wait_for
+from testkit.argocd import RECORDED, check_case
+from testkit.operator import OperatorProcess, condition, configure_hub, llmd, sample, set_behaviour
+
+A, B = "1" * 40, "2" * 40
+GOOD, BAD = "3" * 40, "4" * 40
+QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
+EVALUATION = {
+    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+    "thresholds": [{"metric": "exactMatch", "min": 0.8}],
+    "concurrency": 2,
+    "timeoutSeconds": 10,
+    "maxNewTokens": 16,
+}
+ERRORS = {"name": "errors", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.02}}
+ROLLOUT: dict[str, Any] = {
+    "steps": [{"setWeight": 50, "pause": {"duration": "10m"}}],
+    "analysis": {"interval": "4s", "failureLimit": 2, "inconclusiveLimit": 20, "metrics": [ERRORS]},
+    "progressDeadlineSeconds": 600,
+}
+_recorded: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def record() -> Iterator[None]:
+    yield
+    if os.environ.get("LLMOPS_RECORD_STATUSES") == "1" and _recorded:
+        old = yaml.safe_load(RECORDED.read_text()) if RECORDED.exists() else {}
+        merged = {**(old or {}), **_recorded}
+        header = "# Recorded by `make argocd-fixtures` (tests/integration/test_recorded_statuses.py): do not edit.\n"
+        RECORDED.write_text(header + yaml.safe_dump(merged, sort_keys=True, width=120))
+
+
+def _normalised(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The object as Argo CD sees it, without what changes from run to run (namespace, uid)."""
+    text = json.dumps({"metadata": obj["metadata"], "status": obj.get("status") or {}}).replace(
+        namespace, "demo"
+    )
+    kept = json.loads(text)
+    meta = kept["metadata"]
+    return {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": meta["name"], "namespace": "demo", "generation": meta["generation"]},
+        "status": kept["status"],
+    }
+
+
+def _snapshot(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    case: str,
+    reached: Callable[[dict[str, Any]], bool],
+    timeout: float,
+) -> dict[str, Any]:
+    """Wait until the live object is in the state of ``case``; check its health, record it."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = llmd(cluster, namespace, name)
+        st = obj.get("status") or {}
+        current = st.get("observedGeneration") == obj["metadata"]["generation"]
+        return obj if current and reached(obj) else None
+
+    obj = wait_for(f"{name}: {case}", probe, timeout, 0.2)
+    snap = _normalised(obj, namespace)
+    check_case(case, snap)
+    _recorded[case] = snap
+    return obj
+
+
+def _wait_serving(cluster: Cluster, namespace: str, name: str) -> None:
+    wait_for(
+        f"{name} serving",
+        lambda: (llmd(cluster, namespace, name).get("status") or {}).get("phase") == "Serving",
+        150,
+    )
+
+
+def _phase(phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: obj["status"].get("phase") == phase
+
+
+def _reason(type_: str, reason: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: condition(obj, type_).get("reason") == reason
+
+
+def _canary_state(state: str) -> Callable[[dict[str, Any]], bool]:
+    return (
+        lambda obj: obj["status"].get("phase") == "Canary"
+        and (obj["status"].get("canary") or {}).get("state") == state
+    )
+
+
+def _apply(cluster: Cluster, namespace: str, body: str | dict[str, Any]) -> None:
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=body if isinstance(body, str) else json.dumps(body)
+    )
+
+
+def _dataset(cluster: Cluster, namespace: str) -> None:
+    text = "\n".join(json.dumps(x) for x in QA) + "\n"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
+    _apply(cluster, namespace, cm)
+    assert cluster.state_dir is not None
+    (cluster.state_dir / "qa-recorded.jsonl").write_text(text)
+
+
+def _behave(cluster: Cluster, revision: str, **behaviour: Any) -> None:
+    assert cluster.state_dir is not None
+    set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa-recorded.jsonl"), **behaviour)
+
+
+def test_pending_caching_serving_and_failed_download(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    configure_hub(cluster, slow={"sim-org/slow-chat": 40}, missing=["sim-org/missing-chat"])
+    secret_ref = {"id": "sim-org/tiny-chat", "revision": A, "tokenSecretRef": {"name": "missing"}}
+    _apply(cluster, namespace, sample("nosecret", A, model=secret_ref))
+    _apply(cluster, namespace, sample("slow", A, model={"id": "sim-org/slow-chat", "revision": A}))
+    _apply(cluster, namespace, sample("served", A))
+    _apply(cluster, namespace, sample("nopvc", A, cache={"size": "1Gi", "storageClassName": "no-such-class"}))
+    _apply(cluster, namespace, sample("missing", A, model={"id": "sim-org/missing-chat", "revision": A}))
+    _snapshot(cluster, namespace, "nosecret", "secret-missing", _reason("ModelCached", "SecretNotFound"), 90)
+    _snapshot(cluster, namespace, "slow", "caching", _phase("Caching"), 90)
+    _snapshot(cluster, namespace, "served", "serving", _phase("Serving"), 120)
+    _snapshot(cluster, namespace, "nopvc", "pvc-not-bound", _reason("ModelCached", "PVCNotBound"), 90)
+    _snapshot(cluster, namespace, "missing", "failed-download", _phase("Failed"), 120)
+
+
+def test_evaluating_and_failed_evaluation(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    _dataset(cluster, namespace)
+    _behave(cluster, GOOD, accuracy=1.0, latency_seconds=0.5)
+    _behave(cluster, BAD, accuracy=0.3)
+    _apply(cluster, namespace, sample("evaluating", GOOD, evaluation=EVALUATION))
+    _apply(cluster, namespace, sample("flunks", BAD, evaluation=EVALUATION))
+    _snapshot(cluster, namespace, "evaluating", "evaluating", _phase("Evaluating"), 150)
+    _snapshot(cluster, namespace, "flunks", "failed-evaluation", _phase("Failed"), 180)
+
+
+def test_canary_progressing_then_rolled_back(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    set_behaviour(cluster, A)
+    set_behaviour(cluster, B, error_rate=0.2, error_kind="overloaded")
+    body = json.loads(sample("errs", A, rollout=ROLLOUT))
+    body["spec"]["replicas"] = 2
+    assert cluster.state_dir is not None
+    with Traffic(cluster.state_dir, namespace, "errs"):
+        _apply(cluster, namespace, body)
+        _wait_serving(cluster, namespace, "errs")
+        body["spec"]["model"]["revision"] = B
+        _apply(cluster, namespace, body)
+        # Once the canary pod is ready (until then the stable pod it replaced is missing: Degraded).
+        canary_up = _canary_state("Progressing")
+        up = lambda obj: canary_up(obj) and condition(obj, "Degraded").get("status") == "False"  # noqa: E731
+        _snapshot(cluster, namespace, "errs", "canary-progressing", up, 120)
+        _snapshot(cluster, namespace, "errs", "rolled-back", _phase("RolledBack"), 180)
+
+
+def test_canary_paused_without_gpus(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """The stable pod takes a whole 8-GPU node and a filler pod the other: the canary's pod,
+    which needs 8 GPUs too, cannot be scheduled and the canary pauses."""
+    body = json.loads(sample("nogpu", A, rollout=ROLLOUT))
+    body["spec"]["resources"]["gpu"]["count"] = 8
+    _apply(cluster, namespace, body)
+    _wait_serving(cluster, namespace, "nogpu")
+    pod = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"][0]
+    other = next(n for n in ("gpu-node-0", "gpu-node-1") if n != pod["spec"]["nodeName"])
+    _apply(cluster, namespace, _filler(other))
+    body["spec"]["model"]["revision"] = B
+    _apply(cluster, namespace, body)
+    _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
+
+
+def _filler(node: str) -> dict[str, Any]:
+    """A pod holding all 8 GPUs of ``node`` (admitted under the restricted Pod Security level)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "gpu-filler"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "hold",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
