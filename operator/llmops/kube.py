@@ -221,13 +221,15 @@ class Kube:
 
     # --------------------------------------------------------------- writes
     def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """A JSON merge patch of an object we do not own (a resourceVersion in it makes it conditional)."""
+        """A JSON merge patch of an object we do not own (a resourceVersion in it makes it
+        conditional), under our field manager so that managedFields show what we changed."""
         self._write("patch", kind, name)
         try:
             self._call(
                 "PATCH",
                 RESOURCES[kind].path(namespace, name),
                 body=dict(patch),
+                query=[("fieldManager", FIELD_MANAGER)],
                 content_type="application/merge-patch+json",
             )
         except ApiError as exc:
