@@ -22,6 +22,15 @@ from llmops.workqueue import WorkQueue
 log = logging.getLogger("llmops.handlers")
 _state: dict[str, Any] = {}
 
+VERSION_V1 = "v1"
+CHILD_WATCHES = (
+    ("apps", "deployments"),
+    ("batch", "jobs"),
+    ("", "pods"),
+    ("", "persistentvolumeclaims"),
+)
+"""The children whose changes trigger a pass (by group and plural, all version v1)."""
+
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -31,6 +40,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Children are watched with a label selector the apiserver applies: the operator receives
+    # the pods, Jobs… of LLMDeployments only, not every pod of the cluster (handler `labels=`
+    # filters are client-side: kopf would list and watch everything and drop the rest).
+    for group, plural in CHILD_WATCHES:
+        settings.watching.label_selectors[group, VERSION_V1, plural] = LABEL_DEPLOYMENT
     kube = Kube(load_client(os.environ.get("KUBECONFIG")))
     queue = WorkQueue(Reconciler(kube), workers=int(os.environ.get("LLMOPS_WORKERS", "4")))
     queue.start()
@@ -58,13 +72,8 @@ def _child_event(labels: dict[str, str], namespace: str | None, **_: Any) -> Non
     _trigger(namespace, labels.get(LABEL_DEPLOYMENT))
 
 
-for _group, _plural in (
-    ("apps", "deployments"),
-    ("batch", "jobs"),
-    ("", "pods"),
-    ("", "persistentvolumeclaims"),
-):
-    kopf.on.event(group=_group, version="v1", plural=_plural, labels={LABEL_DEPLOYMENT: kopf.PRESENT})(
+for _group, _plural in CHILD_WATCHES:
+    kopf.on.event(group=_group, version=VERSION_V1, plural=_plural, labels={LABEL_DEPLOYMENT: kopf.PRESENT})(
         _child_event
     )
 

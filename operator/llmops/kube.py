@@ -285,13 +285,15 @@ class Kube:
                 raise exc.about(f"delete {kind} {name}") from exc
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """A merge patch of status: keys mapped to None are removed."""
+        """A merge patch of status (keys mapped to None are removed), under our field manager:
+        managedFields then show that ``llmops`` owns status and nothing of spec."""
         self._write("patch-status", KIND, name)
         try:
             self._call(
                 "PATCH",
                 RESOURCES["LLMDeployment"].path(namespace, name, "status"),
                 body={"status": status},
+                query=[("fieldManager", FIELD_MANAGER)],
                 content_type="application/merge-patch+json",
             )
         except ApiError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from llmops_dev.prometheus import Prometheus
-from testkit import unique, wait_for
+from testkit import create_namespace, unique, wait_for
 from testkit.operator import OperatorProcess, install_crd, llmd, sample, set_behaviour, wait_condition
 
 INTERVAL, FAILURE_LIMIT, RUNS = 4, 2, 3
@@ -26,7 +26,7 @@ INTERVAL, FAILURE_LIMIT, RUNS = 4, 2, 3
 
 def one_run(cluster: Cluster, run: int) -> float:
     ns = unique(f"bench-canary-{run}")
-    cluster.kubectl("create", "namespace", ns)
+    create_namespace(cluster, ns)
     a, b = f"{run:x}" * 40, f"{run + 8:x}" * 40
     set_behaviour(cluster, a)
     set_behaviour(cluster, b)

@@ -16,7 +16,7 @@ import pytest
 
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
-from testkit import unique
+from testkit import create_namespace, unique
 from testkit.operator import OperatorProcess, install_crd
 
 
@@ -45,7 +45,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     """A fresh namespace for one test, deleted (without waiting) afterwards."""
     base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = unique(base or "t")
-    cluster.kubectl("create", "namespace", name)
+    create_namespace(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from llmops_dev.cluster import Cluster
-from testkit import get_json, unique, wait_for
+from testkit import create_namespace, get_json, unique, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_kubectl_apply_install_yaml_dry_run_as_published(cluster: Cluster) -> No
     # A server dry run creates nothing, so the namespaced objects need their namespace to exist.
     created = not get_json(cluster, "namespace", "llmops-system")
     if created:
-        cluster.kubectl("create", "namespace", "llmops-system")
+        create_namespace(cluster, "llmops-system")
     try:
         res = cluster.kubectl(
             "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-", input=text

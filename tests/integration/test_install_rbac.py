@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmops_dev.cluster import Cluster
-from testkit import unique
+from testkit import create_namespace, unique
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"
@@ -38,7 +38,7 @@ def _install(cluster: Cluster, *values: str, namespaced: bool) -> Iterator[Insta
     ns, watched, other = unique("llmops-rbac"), unique("llmops-watched"), unique("llmops-other")
     release = unique("llmops-operator-rbac")
     for name in (ns, watched, other):
-        cluster.kubectl("create", "namespace", name)
+        create_namespace(cluster, name)
     args = ["--set", f"watchNamespaces={{{watched}}}", "--set", "crds.enabled=false"] if namespaced else []
     cluster.helm(
         "install", release, str(CHART), "--namespace", ns, "--take-ownership", "--wait", "--timeout", "120s",
@@ -106,7 +106,7 @@ def can_i(
 
 # (verb, resource, subresource) the operator needs in each namespace it watches.
 NEEDED = [
-    *[(v, "llmdeployments.llmops.io", "") for v in ("get", "list", "watch", "patch")],
+    *[(v, "llmdeployments.llmops.io", "") for v in ("get", "list", "watch")],
     *[(v, "llmdeployments.llmops.io", "status") for v in ("get", "patch", "update")],
     *[
         (v, r, "")
@@ -136,7 +136,10 @@ NEEDED_CLUSTER = [
 ]
 FORBIDDEN = [
     *[(v, "secrets", "") for v in ("get", "list", "watch", "create")],
-    *[(v, "llmdeployments.llmops.io", "") for v in ("create", "update", "delete", "deletecollection")],
+    *[
+        (v, "llmdeployments.llmops.io", "")
+        for v in ("create", "update", "patch", "delete", "deletecollection")
+    ],
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("patch", "pods", ""),

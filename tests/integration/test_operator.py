@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmops_dev.cluster import Cluster
-from testkit import get_json, wait_for
+from testkit import create_namespace, get_json, wait_for
 from testkit.operator import (
     OperatorProcess,
     children,
@@ -154,7 +154,7 @@ def test_two_namespaces_do_not_interfere(cluster: Cluster, operator: OperatorPro
     namespaces = []
     try:
         for ns in ("iso-a", "iso-b"):
-            cluster.kubectl("create", "namespace", ns)
+            create_namespace(cluster, ns)
             namespaces.append(ns)
         _apply(
             cluster,

@@ -5,10 +5,13 @@ The chart is installed with replicaCount=0 (ServiceAccount and RBAC only); the o
 the host with a kubeconfig that holds a token of that ServiceAccount, so every request it makes,
 kopf's watches included, is authorised as the chart's RBAC says. The session's admin operator is
 stopped meanwhile, so that only the ServiceAccount's operator acts.
+
+The same token is refused any write to an LLMDeployment except its status: spec belongs to git.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +19,8 @@ import pytest
 import yaml
 
 from llmops_dev.cluster import Cluster
-from testkit import unique, wait_for
-from testkit.operator import OperatorProcess, llmd, sample, wait_condition
+from testkit import create_namespace, unique, wait_for
+from testkit.operator import OperatorProcess, install_crd, llmd, sample, wait_condition
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"
@@ -27,7 +30,7 @@ REV_A, REV_B = "1" * 40, "2" * 40
 @pytest.fixture
 def chart_sa_kubeconfig(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
     ns, release = unique("llmops-sa"), "llmops-sa"
-    cluster.kubectl("create", "namespace", ns)
+    create_namespace(cluster, ns)
     cluster.helm(
         "install", release, str(CHART), "--namespace", ns, "--take-ownership",
         "--set", "replicaCount=0", "--set", f"fullnameOverride={release}", "--wait", "--timeout", "120s",
@@ -80,3 +83,26 @@ def test_operator_with_the_charts_rbac_runs_the_main_scenario(
     finally:
         restricted.kill()
         operator.start()
+
+
+def test_the_charts_service_account_may_write_status_but_never_spec(
+    cluster: Cluster, namespace: str, chart_sa_kubeconfig: Path
+) -> None:
+    install_crd(cluster)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("gitops", REV_A))
+    as_sa = Cluster(kubeconfig=chart_sa_kubeconfig, bin_dir=cluster.bin_dir, external=True)
+    spec_patch = json.dumps({"spec": {"replicas": 3}})
+    denied = as_sa.kubectl(
+        "patch", "llmd", "gitops", "-n", namespace, "--type=merge", "-p", spec_patch, check=False
+    )
+    assert denied.returncode != 0 and "forbidden" in denied.stderr, denied.stderr
+    label_patch = json.dumps({"metadata": {"labels": {"x": "y"}}})
+    denied = as_sa.kubectl(
+        "patch", "llmd", "gitops", "-n", namespace, "--type=merge", "-p", label_patch, check=False
+    )
+    assert denied.returncode != 0 and "forbidden" in denied.stderr, denied.stderr
+    status_patch = json.dumps({"status": {"phase": "Pending"}})
+    as_sa.kubectl(
+        "patch", "llmd", "gitops", "-n", namespace, "--subresource=status", "--type=merge", "-p", status_patch
+    )
+    assert llmd(cluster, namespace, "gitops")["spec"]["replicas"] == 1

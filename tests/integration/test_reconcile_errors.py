@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from llmops_dev.cluster import Cluster
-from testkit import get_json, unique
+from testkit import create_namespace, get_json, unique
 from testkit.operator import OperatorProcess, condition, sample, wait_condition
 
 REV = "c" * 40
@@ -27,7 +27,7 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     blocked = unique("refused")
-    cluster.kubectl("create", "namespace", blocked)
+    create_namespace(cluster, blocked)
     try:
         cluster.kubectl("apply", "-n", blocked, "-f", "-", input=json.dumps(NO_SERVICES))
         cluster.kubectl("apply", "-n", blocked, "-f", "-", input=sample("chat", REV))

@@ -8,7 +8,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["get_json", "sample_llmd", "unique", "wait_for"]
+__all__ = ["RESTRICTED", "create_namespace", "get_json", "sample_llmd", "unique", "wait_for"]
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+"""Labels of every namespace the tests create: the apiserver's PodSecurity admission refuses
+any pod (ours, the operator's, a Job's) that the `restricted` level does not allow."""
 
 T = TypeVar("T")
 
@@ -48,3 +55,9 @@ def sample_llmd(path: Any) -> dict[str, Any]:
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     return next(d for d in docs if d.get("kind") == "LLMDeployment")
+
+
+def create_namespace(cluster: Any, name: str) -> None:
+    """Create namespace ``name`` enforcing the restricted Pod Security level."""
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(ns))

@@ -3,9 +3,9 @@ The operator's permissions, least privilege. One list for the namespaced resourc
 ClusterRole (all namespaces) or by a Role per watched namespace, so the two modes never differ.
 
 Deliberately absent: Secrets (the operator never reads them: a missing Secret shows up in Pod
-status as CreateContainerConfigError), any write to llmdeployments beyond `patch` (kopf
-patches metadata: its finalizer and progress annotations; the operator never writes spec) and
-anything cluster-scoped beyond reads.
+status as CreateContainerConfigError), any write to llmdeployments except their status
+subresource (the operator never writes spec, and its kopf handlers are raw event handlers that
+write no finalizer and no annotation), and anything cluster-scoped beyond reads.
 */}}
 
 {{/* Verbs on the children the operator creates and owns (server-side apply is `patch`). */}}
@@ -14,10 +14,10 @@ anything cluster-scoped beyond reads.
 {{- end -}}
 
 {{- define "llmops.rbac.namespacedRules" -}}
-# The custom resource: read, and patch for kopf's finalizer and annotations.
+# The custom resource: read only; the operator writes its status, never its spec or metadata.
 - apiGroups: ["llmops.io"]
   resources: ["llmdeployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["llmops.io"]
   resources: ["llmdeployments/status"]
   verbs: ["get", "patch", "update"]

@@ -40,6 +40,18 @@ SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 _STAGES = Path(__file__).with_name("kwok-stages.yaml")
 KUBELET_MODULE = "llmops_dev.kubelet"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  # Every watch, with its URL (selectors included): how tests see what clients watch.
+  - level: Metadata
+    verbs: [watch]
+  - level: None
+"""
+"""The apiserver's audit policy: a line per watch in logs/audit.log (a few per client), nothing else."""
+
 COMPONENT_PORTS = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
 
 
@@ -189,6 +201,7 @@ class Cluster:
         say(f"etcd ready ({time.monotonic() - t0:.1f}s)")
 
         api = f"https://127.0.0.1:{ports['apiserver']}"
+        (sd / "audit-policy.yaml").write_text(AUDIT_POLICY)
         self._spawn(
             "kube-apiserver",
             [
@@ -209,6 +222,10 @@ class Cluster:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--enable-priority-and-fairness=false",  # one user; saves CPU and memory
                 "--profiling=false",
+                f"--audit-policy-file={sd / 'audit-policy.yaml'}",
+                f"--audit-log-path={sd / 'logs' / 'audit.log'}",
+                "--audit-log-maxsize=20",
+                "--audit-log-maxbackup=2",
                 f"--cert-dir={sd / 'pki'}",
                 "--v=1",
             ],
