@@ -22,7 +22,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
-from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, Observations
+from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, GpuNode, Observations
 from llmops.lifecycle.ownership import FIELD_MANAGER
 
 __all__ = ["FIELD_MANAGER", "OPTIONAL_CRDS", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
@@ -210,6 +210,33 @@ class Kube:
             errors.append(f"list Pod: {exc}")
         return Observations(children=children, pods=pods, apis=apis, errors=tuple(errors))
 
+    def gpu_nodes(self, resource: str) -> list[GpuNode]:
+        """The nodes offering ``resource`` and what unfinished pods of any namespace request on
+        each. Two cluster-wide lists (nodes, pods), so only read while pods wait for GPUs; a
+        namespaced install (no cluster-wide pod list) gets a 403 here."""
+        nodes = self._call("GET", "/api/v1/nodes")["items"]
+        running = [("fieldSelector", "status.phase!=Succeeded,status.phase!=Failed")]
+        requested: dict[str, int] = {}
+        for pod in self._call("GET", "/api/v1/pods", query=running)["items"]:
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node:
+                requested[node] = requested.get(node, 0) + _pod_request(pod, resource)
+        out = []
+        for node in nodes:
+            allocatable = _count((node.get("status") or {}).get("allocatable", {}).get(resource))
+            if allocatable > 0:
+                meta = node["metadata"]
+                out.append(
+                    GpuNode(
+                        name=meta["name"],
+                        labels=dict(meta.get("labels") or {}),
+                        allocatable=allocatable,
+                        requested=requested.get(meta["name"], 0),
+                        schedulable=not (node.get("spec") or {}).get("unschedulable"),
+                    )
+                )
+        return out
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object (None when it does not exist)."""
         try:
@@ -330,6 +357,31 @@ class Kube:
             self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
         except ApiError as exc:
             log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
+
+def _count(quantity: Any) -> int:
+    """An extended resource's quantity (whole devices: "8", 8)."""
+    try:
+        return int(str(quantity))
+    except ValueError:
+        return 0
+
+
+def _pod_request(pod: Mapping[str, Any], resource: str) -> int:
+    """Devices of ``resource`` a pod holds: its containers' sum, or its largest init container."""
+
+    def of(container: Mapping[str, Any]) -> int:
+        res = container.get("resources") or {}
+        return _count(
+            (res.get("requests") or {}).get(resource) or (res.get("limits") or {}).get(resource) or 0
+        )
+
+    spec = pod.get("spec") or {}
+    return max(
+        sum(of(x) for x in spec.get("containers") or []),
+        *(of(x) for x in spec.get("initContainers") or []),
+        0,
+    )
 
 
 def _api_message(status: int, raw: bytes | None) -> str:

@@ -31,7 +31,8 @@ from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.conditions import set_condition
-from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.diagnose import waits_for_gpus
+from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
 from llmops.prom import PromClient
 
@@ -179,7 +180,21 @@ class Reconciler:
                         q.name: (prom.query(q.canary), prom.query(q.stable) if q.stable else None)
                         for q in wanted
                     }
-        return dataclasses.replace(obs, referenced=referenced, analysis=analysis)
+        gpu_nodes = self._gpu_nodes(ld, obs)
+        return dataclasses.replace(obs, referenced=referenced, analysis=analysis, gpu_nodes=gpu_nodes)
+
+    def _gpu_nodes(self, ld: LLMDeployment, obs: Observations) -> list[GpuNode] | None:
+        """The GPU nodes, read only while one of this object's pods waits for GPUs (so that the
+        condition can say what is requested and what is free). Unreadable: None, and the
+        condition quotes the scheduler instead."""
+        resource = ld.spec.resources.gpu.resource_name
+        if not waits_for_gpus(obs.pods, resource):
+            return None
+        try:
+            return self.kube.gpu_nodes(resource)
+        except ApiError as exc:
+            log.info("%s/%s: cannot read GPU nodes (%s): %s", ld.namespace, ld.name, exc.status, exc)
+            return None
 
     def _report(self, namespace: str, name: str, message: str, attempt: int, delay: float) -> None:
         """Record a failed pass in status (and an Event on the first failure of a streak).

@@ -128,10 +128,10 @@ NEEDED = [
     ("patch", "pods", "status"),
     *[(v, r, "") for r in ("events", "events.events.k8s.io") for v in ("create", "patch")],
 ]
-# Cluster-scoped reads: CRD detection (Prometheus Operator, Gateway API) and kopf's namespaces.
+# Cluster-scoped reads: CRD detection (Prometheus Operator, Gateway API), kopf's namespaces, GPU nodes.
 NEEDED_CLUSTER = [
     (v, r)
-    for r in ("customresourcedefinitions.apiextensions.k8s.io", "namespaces")
+    for r in ("customresourcedefinitions.apiextensions.k8s.io", "namespaces", "nodes")
     for v in ("get", "list", "watch")
 ]
 FORBIDDEN = [

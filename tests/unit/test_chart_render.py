@@ -85,6 +85,7 @@ NAMESPACED = {
 CLUSTER = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"get", "list", "watch"},
+    ("", "nodes"): {"get", "list", "watch"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 

@@ -354,7 +354,7 @@ def test_gpu_resources_and_placement() -> None:
     assert res["requests"]["cpu"] == "8" and "cpu" not in res["limits"]
     assert res["requests"]["memory"] == "64Gi" == res["limits"]["memory"]
     pod = dep["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"pool": "gpu", "nvidia.com/gpu.product": "MI300X"}
+    assert pod["nodeSelector"] == {"pool": "gpu", "amd.com/gpu.product-name": "MI300X"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["affinity"] == {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
     assert pod["priorityClassName"] == "inference"

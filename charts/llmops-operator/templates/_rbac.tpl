@@ -77,6 +77,10 @@ write no finalizer and no annotation), and anything cluster-scoped beyond reads.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+# GPU capacity of the nodes, to say how many GPUs are free when pods wait for them.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
 {{- if and (include "llmops.peering" .) (not .Values.watchNamespaces) }}
 # kopf peering for a cluster-wide operator (ClusterKopfPeering).
 - apiGroups: ["kopf.dev"]

@@ -58,3 +58,14 @@ PROM_LABEL_REVISION = "llmops_revision"
 
 TRACKS: tuple[str, ...] = ("stable", "canary", "staging")
 """stable and canary take production traffic; staging pods (evaluation) take none."""
+
+# The node label that carries the GPU model, by GPU resource (vendor). Others have none, so
+# spec.resources.gpu.product is refused for them.
+GPU_PRODUCT_LABELS: dict[str, str] = {
+    # NVIDIA GPU Feature Discovery (gpu-operator): nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3
+    "nvidia.com/gpu": "nvidia.com/gpu.product",
+    # ROCm k8s-device-plugin node labeller (docs "Node Labelling", example for an MI300X:
+    # amd.com/gpu.product-name=AMD_Instinct_MI300X_OAM; the legacy beta.amd.com/ prefix is off
+    # by default)
+    "amd.com/gpu": "amd.com/gpu.product-name",
+}

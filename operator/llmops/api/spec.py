@@ -36,7 +36,7 @@ from llmops.api.common import (
     cel,
     validations,
 )
-from llmops.api.constants import DEFAULT_TGI_IMAGE
+from llmops.api.constants import DEFAULT_TGI_IMAGE, GPU_PRODUCT_LABELS
 from llmops.api.delivery import REPO_ID, DriftSpec, EvaluationSpec, RetrainSpec, RolloutSpec
 
 # A git ref or sha as the Hub accepts it ("main", "v1.0", "refs/pr/3", a 40-hex commit).
@@ -166,8 +166,18 @@ class EngineSpec(ApiModel):
         return self
 
 
+_PRODUCT_NEEDS_LABEL = cel(
+    "!has(self.product) || self.resourceName in " + str(sorted(GPU_PRODUCT_LABELS)).replace("'", '"'),
+    "product is matched against a node label only nvidia.com/gpu and amd.com/gpu nodes carry; "
+    "use placement.nodeSelector for other GPU resources",
+    ".product",
+)
+
+
 class GpuSpec(ApiModel):
     """GPUs per replica. The model is sharded across them (NUM_SHARD = count)."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_PRODUCT_NEEDS_LABEL))
 
     count: Annotated[int, Field(ge=1, le=64)] = 1
     """GPUs per replica (all on one node)."""
@@ -176,7 +186,13 @@ class GpuSpec(ApiModel):
     )
     """Extended resource name of the GPU."""
     product: Annotated[str, StringConstraints(pattern=LABEL_VALUE, max_length=63)] | None = None
-    """GPU model, matched against the node label nvidia.com/gpu.product (e.g. NVIDIA-H100-80GB-HBM3)."""
+    """GPU model, matched against the vendor's node label (nvidia.com/gpu.product, amd.com/gpu.product-name)."""
+
+    @model_validator(mode="after")
+    def _product_has_a_label(self) -> Self:
+        if self.product is not None and self.resource_name not in GPU_PRODUCT_LABELS:
+            raise ValueError(_PRODUCT_NEEDS_LABEL["message"])
+        return self
 
 
 class ResourcesSpec(ApiModel):
@@ -194,7 +210,7 @@ class PlacementSpec(ApiModel):
     """Where the pods may run, as in a core/v1 PodSpec."""
 
     node_selector: Labels = {}
-    """Node labels the pods require (gpu.product adds nvidia.com/gpu.product)."""
+    """Node labels the pods require (gpu.product adds the vendor's product label)."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = []
     """Taints the pods tolerate (GPU nodes are often tainted)."""
     affinity: FreeForm | None = None

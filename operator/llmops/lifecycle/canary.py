@@ -32,7 +32,7 @@ from llmops.api.resource import LLMDeployment
 from llmops.engines import get_engine
 from llmops.lifecycle.conditions import timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
-from llmops.lifecycle.diagnose import Problem, diagnose_pods
+from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail
 from llmops.lifecycle.smoke import SMOKE_BROKEN, SMOKE_FAILED, smoke_applies, smoke_stage
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import SMOKE_GATE
@@ -235,7 +235,9 @@ def _hold_for_pods(
     if canary.revision == run.rev and canary.complete:
         return None
     problem = diagnose_pods(
-        p.obs.pods_of(**{"llmops.io/track": "canary"}), p.ld.spec.resources.gpu.resource_name
+        p.obs.pods_of(**{"llmops.io/track": "canary"}),
+        p.ld.spec.resources.gpu.resource_name,
+        gpu_detail(p.ld.spec, p.obs),
     )
     if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
         # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.

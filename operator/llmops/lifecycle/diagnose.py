@@ -7,20 +7,26 @@ carry pod names or timestamps (they would change every pass and cause status wri
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmops.api import conditions as c
+from llmops.api.spec import LLMDeploymentSpec
+from llmops.lifecycle.observations import GpuNode, Observations
+from llmops.render.placement import node_selector
 
 __all__ = [
     "JOB_NAME_LABEL",
     "Problem",
     "diagnose_pods",
+    "gpu_detail",
+    "gpu_shortage",
     "job_pods",
     "job_state",
     "termination_json",
     "termination_message",
+    "waits_for_gpus",
 ]
 
 
@@ -41,29 +47,66 @@ def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
 
 
-def _pod_problem(pod: Mapping[str, Any], gpu_resource: str) -> Problem | None:
-    status = pod.get("status") or {}
-    for cond in status.get("conditions") or []:
+def _unschedulable_message(pod: Mapping[str, Any]) -> str | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
         if (
             cond.get("type") == "PodScheduled"
             and cond.get("status") == "False"
             and cond.get("reason") == "Unschedulable"
         ):
-            msg = str(cond.get("message", ""))
-            if gpu_resource in msg:
-                return Problem(
-                    c.INSUFFICIENT_GPU,
-                    f"pods cannot be scheduled: no node has enough free {gpu_resource} ({_first_line(msg)}); "
-                    "lower resources.gpu.count, free GPUs, or add GPU nodes",
-                    permanent=False,
-                )
-            if "unbound" in msg and "PersistentVolumeClaim" in msg:
-                return Problem(
-                    c.PVC_NOT_BOUND,
-                    "pods wait for the model cache PersistentVolumeClaim to be bound; check cache.storageClassName",
-                    permanent=False,
-                )
-            return Problem(c.UNSCHEDULABLE, f"pods cannot be scheduled: {_first_line(msg)}", permanent=False)
+            return str(cond.get("message", ""))
+    return None
+
+
+def waits_for_gpus(pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> bool:
+    """Whether the scheduler refused one of ``pods`` for lack of ``gpu_resource``."""
+    return any(gpu_resource in (_unschedulable_message(pod) or "") for pod in pods)
+
+
+def gpu_shortage(
+    count: int, resource: str, product: str | None, selector: Mapping[str, str], nodes: Sequence[GpuNode]
+) -> str:
+    """What a pod asks for and what the matching nodes have free, in one sentence.
+
+    Matching nodes carry every label of the pods' nodeSelector (the product label included)
+    and are not cordoned; free GPUs are allocatable minus what unfinished pods request."""
+    what = f"each pod requests {count} {resource}" + (f" of product {product}" if product else "")
+    matching = [n for n in nodes if n.schedulable and all(n.labels.get(k) == v for k, v in selector.items())]
+    if not matching:
+        where = f" with {', '.join(f'{k}={v}' for k, v in sorted(selector.items()))}" if selector else ""
+        return f"{what}; no schedulable node{where} offers {resource}"
+    free = [n.free for n in matching]
+    return (
+        f"{what}; {sum(free)} of {sum(n.allocatable for n in matching)} are free on the "
+        f"{len(matching)} matching node(s), at most {max(free)} on one node"
+    )
+
+
+def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
+    """gpu_shortage for this spec's pods, when the GPU nodes were read in this pass."""
+    if obs.gpu_nodes is None:
+        return None
+    gpu = spec.resources.gpu
+    return gpu_shortage(gpu.count, gpu.resource_name, gpu.product, node_selector(spec), obs.gpu_nodes)
+
+
+def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | None) -> Problem | None:
+    msg = _unschedulable_message(pod)
+    if msg is not None and gpu_resource in msg:
+        detail = gpu_detail or f"no node has enough free {gpu_resource} ({_first_line(msg)})"
+        return Problem(
+            c.INSUFFICIENT_GPU,
+            f"pods cannot be scheduled: {detail}; lower resources.gpu.count, free GPUs, or add GPU nodes",
+            permanent=False,
+        )
+    if msg is not None and "unbound" in msg and "PersistentVolumeClaim" in msg:
+        return Problem(
+            c.PVC_NOT_BOUND,
+            "pods wait for the model cache PersistentVolumeClaim to be bound; check cache.storageClassName",
+            permanent=False,
+        )
+    if msg is not None:
+        return Problem(c.UNSCHEDULABLE, f"pods cannot be scheduled: {_first_line(msg)}", permanent=False)
     for cs in _container_statuses(pod):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason, msg = waiting.get("reason", ""), str(waiting.get("message", ""))
@@ -107,13 +150,16 @@ def _pod_problem(pod: Mapping[str, Any], gpu_resource: str) -> Problem | None:
     return None
 
 
-def diagnose_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.com/gpu") -> Problem | None:
-    """The most telling problem among ``pods`` (permanent ones first), or None."""
+def diagnose_pods(
+    pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.com/gpu", gpu_detail: str | None = None
+) -> Problem | None:
+    """The most telling problem among ``pods`` (permanent ones first), or None. ``gpu_detail``
+    (see gpu_shortage) replaces the scheduler's words when pods wait for GPUs."""
     problems = [
         p
         for pod in pods
         if not (pod.get("metadata") or {}).get("deletionTimestamp")
-        if (p := _pod_problem(pod, gpu_resource))
+        if (p := _pod_problem(pod, gpu_resource, gpu_detail))
     ]
     problems.sort(key=lambda p: (not p.permanent, p.reason))
     return problems[0] if problems else None

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GATEWAY_API", "MONITORING_API", "Observations"]
+__all__ = ["GATEWAY_API", "MONITORING_API", "GpuNode", "Observations"]
 
 CHILD_KINDS: tuple[str, ...] = (
     "Deployment",
@@ -32,6 +32,23 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
 @dataclass(frozen=True)
+class GpuNode:
+    """A node offering the GPU resource, and how much of it pods already request there."""
+
+    name: str
+    labels: Mapping[str, str]
+    allocatable: int
+    requested: int
+    """GPUs requested by the node's pods that are not finished (any namespace)."""
+    schedulable: bool
+    """False when the node is cordoned."""
+
+    @property
+    def free(self) -> int:
+        return max(0, self.allocatable - self.requested)
+
+
+@dataclass(frozen=True)
 class Observations:
     """The children, pods and optional APIs seen for one LLMDeployment."""
 
@@ -48,6 +65,9 @@ class Observations:
     analysis: Mapping[str, tuple[Any, Any]] | None = None
     """This pass's canary measurement, by analysis metric name: (canary result, stable result or
     None), as llmops.analysis results. None when no measurement was taken in this pass."""
+
+    gpu_nodes: Sequence[GpuNode] | None = None
+    """Nodes offering the GPU resource, read only while pods wait for GPUs (None: not read)."""
 
     def child(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))

@@ -42,7 +42,7 @@ from llmops.lifecycle.context import (
     applied_hash,
     rollout_of,
 )
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_state
+from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail, job_state
 from llmops.lifecycle.gate import Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
 from llmops.lifecycle.ownership import drifted_fields
@@ -173,7 +173,9 @@ def _run_stages(p: Pass) -> _Outcome:
             revision=target_rev,
         )
     pod_problem = diagnose_pods(
-        p.obs.pods_of(**{"llmops.io/track": "stable"}), spec.resources.gpu.resource_name
+        p.obs.pods_of(**{"llmops.io/track": "stable"}),
+        spec.resources.gpu.resource_name,
+        gpu_detail(spec, p.obs),
     )
     stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
     rolled = stable.complete and stable.revision == target_rev and target_rev is not None

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmops.api.constants import GPU_PRODUCT_LABELS
 from llmops.api.spec import LLMDeploymentSpec
-
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
 def node_selector(spec: LLMDeploymentSpec) -> dict[str, str]:
-    """spec.placement.nodeSelector plus the GPU product label, if a product is set."""
+    """spec.placement.nodeSelector plus the vendor's GPU product label, if a product is set
+    (the API refuses a product for a GPU resource without a product label)."""
     selector = dict(spec.placement.node_selector)
-    if spec.resources.gpu.product is not None:
-        selector[GPU_PRODUCT_LABEL] = spec.resources.gpu.product
+    gpu = spec.resources.gpu
+    if gpu.product is not None and (label := GPU_PRODUCT_LABELS.get(gpu.resource_name)):
+        selector[label] = gpu.product
     return selector
 
 

@@ -1,0 +1,32 @@
+"""InsufficientGPU says how many GPUs of which product a pod requests and how many are free on
+the matching nodes (read from the Nodes and the GPU requests of the pods on them)."""
+
+from __future__ import annotations
+
+import re
+
+from llmops_dev.cluster import Cluster
+from llmops_dev.cluster.nodes import GPU_PRODUCT, GPUS_PER_NODE, NODES
+from testkit.operator import OperatorProcess, condition, sample, wait_condition
+
+REV = "8" * 40
+
+
+def test_insufficient_gpu_names_the_request_and_the_free_gpus(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    gpu = {"count": GPUS_PER_NODE + 1, "product": GPU_PRODUCT}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("big", REV, resources={"gpu": gpu}))
+    obj = wait_condition(cluster, namespace, "big", "Available", "False", "InsufficientGPU", timeout=120)
+    message = condition(obj, "Available")["message"]
+    assert f"each pod requests {GPUS_PER_NODE + 1} nvidia.com/gpu of product {GPU_PRODUCT}" in message, (
+        message
+    )
+    gpu_nodes = sum(1 for n in NODES if "nvidia.com/gpu" in n["status"]["allocatable"])
+    found = re.search(
+        r"(\d+) of (\d+) are free on the (\d+) matching node\(s\), at most (\d+) on one node", message
+    )
+    assert found, message
+    free, total, nodes, most = map(int, found.groups())
+    assert (total, nodes) == (gpu_nodes * GPUS_PER_NODE, gpu_nodes)
+    assert most <= GPUS_PER_NODE and free <= total
