@@ -1,12 +1,12 @@
 """The GitOps contract with a user's HTTPRoute (Gateway API traffic mode).
 
 The HTTPRoute is the user's, applied from git (here by the field manager "argocd-controller",
-server-side, as Argo CD with ServerSideApply=true). During a canary the operator rewrites only
-the backendRefs of the rules that point at the LLMDeployment's Services. So the one
-``ignoreDifferences`` entry manifests/argocd/README.md asks for,
-``jqPathExpressions: [.spec.rules[].backendRefs]`` on that HTTPRoute (with the sync option
-RespectIgnoreDifferences=true), covers every difference the operator makes, and nothing else
-of the route is ever out of sync.
+server-side, as Argo CD with ServerSideApply=true) in the shape docs/gitops-argocd.md asks for:
+the operator's two backendRefs `<name>-stable` (weight 100) and `<name>-canary` (weight 0).
+During a canary the operator then changes only their weights, so the ``ignoreDifferences``
+entry of that page (the jq expression selecting those two weights, with the sync option
+RespectIgnoreDifferences=true) covers every difference it makes, and nothing else of the
+route is ever out of sync.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ ROUTE: dict[str, Any] = {
         "rules": [
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "backendRefs": [{"name": "gwc", "port": 80}],
+                "backendRefs": [
+                    {"name": "gwc-stable", "port": 80, "weight": 100},
+                    {"name": "gwc-canary", "port": 80, "weight": 0},
+                ],
             },
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": "/other"}}],
@@ -58,12 +61,18 @@ def gateway_api(cluster: Cluster) -> None:
     )
 
 
-def _ignoring_backend_refs(route: dict[str, Any]) -> dict[str, Any]:
-    """What Argo CD compares with ``jqPathExpressions: [.spec.rules[].backendRefs]``: the
-    route's spec and labels without the backendRefs of any rule."""
+OURS = ("gwc-stable", "gwc-canary")
+
+
+def _ignoring_weights(route: dict[str, Any]) -> dict[str, Any]:
+    """What Argo CD compares with the jqPathExpression of docs/gitops-argocd.md,
+    ``.spec.rules[].backendRefs[] | select(.name == "gwc-stable" or .name == "gwc-canary") | .weight``:
+    the route's labels and spec without the weights of the operator's two backendRefs."""
     out = {"labels": (route.get("metadata") or {}).get("labels"), "spec": copy.deepcopy(route["spec"])}
     for rule in out["spec"]["rules"]:
-        rule.pop("backendRefs", None)
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("name") in OURS:
+                ref.pop("weight", None)
     return out
 
 
@@ -100,8 +109,10 @@ def test_the_operator_changes_only_the_backend_refs_of_the_users_route(
     assert live["spec"]["rules"][1]["backendRefs"] == [
         {"name": "x", "port": 80, "group": "", "kind": "Service", "weight": 1}
     ]
-    # Every difference from git is under .spec.rules[].backendRefs ...
-    assert _ignoring_backend_refs(live) == _ignoring_backend_refs(ROUTE | {"spec": _defaulted(live, ROUTE)})
+    # Every difference from git is one of the operator's two weights ...
+    assert _ignoring_weights(live) == _ignoring_weights(ROUTE | {"spec": _defaulted(ROUTE)}), json.dumps(
+        [_ignoring_weights(live), _ignoring_weights(ROUTE | {"spec": _defaulted(ROUTE)})]
+    )
     # ... and the operator's writes are recorded under its own field manager.
     managers = {m["manager"]: m for m in live["metadata"]["managedFields"]}
     assert managers["llmops"]["operation"] == "Update"
@@ -111,11 +122,15 @@ def test_the_operator_changes_only_the_backend_refs_of_the_users_route(
     assert (llmd(cluster, namespace, "gwc").get("status") or {}).get("phase") == "Canary"
 
 
-def _defaulted(live: dict[str, Any], git: dict[str, Any]) -> dict[str, Any]:
-    """Git's spec with the defaults the apiserver added to the live route (Argo CD's diff
-    normalises these away too): parentRefs' group and kind, backendRefs' group, kind, weight."""
+def _defaulted(git: dict[str, Any]) -> dict[str, Any]:
+    """Git's spec with the defaults the apiserver adds (Argo CD's diff normalises them away
+    too): parentRefs' group and kind; backendRefs' group, kind and weight."""
     spec = copy.deepcopy(git["spec"])
     spec["parentRefs"] = [
         {"group": "gateway.networking.k8s.io", "kind": "Gateway", **p} for p in spec["parentRefs"]
     ]
+    for rule in spec["rules"]:
+        rule["backendRefs"] = [
+            {"group": "", "kind": "Service", "weight": 1, **r} for r in rule["backendRefs"]
+        ]
     return spec

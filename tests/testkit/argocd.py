@@ -25,7 +25,7 @@ EXPECTED_HEALTH: dict[str, tuple[str, str]] = {
     "evaluating": ("Progressing", "condition:Evaluated"),
     "serving": ("Healthy", "condition:Available"),
     "canary-progressing": ("Progressing", "condition:Progressing"),
-    "canary-paused-no-gpu": ("Suspended", "canary"),
+    "canary-paused-no-gpu": ("Progressing", "canary"),
     "rolled-back": ("Degraded", "condition:Promoted"),
     "failed-download": ("Degraded", "condition:Degraded"),
     "failed-evaluation": ("Degraded", "condition:Degraded"),

@@ -9,6 +9,7 @@ Argo CD's gopher-lua) on two sets of inputs:
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,22 @@ def test_every_expected_case_was_recorded() -> None:
     assert sorted(RECORDED_CASES) == sorted(EXPECTED_HEALTH)
 
 
-def test_a_paused_canary_is_suspended_with_its_own_message() -> None:
-    """The recorded GPU shortage: the canary's message says why, Argo CD shows it."""
+def test_a_canary_held_for_gpus_is_progressing_with_its_own_message() -> None:
+    """The recorded GPU shortage: the canary resumes by itself once GPUs are free (Progressing,
+    as a Deployment waiting for capacity), and its message says what is missing."""
     obj = RECORDED_CASES["canary-paused-no-gpu"]
     assert obj["status"]["canary"]["state"] == "Paused"
     health = run_health_check(obj)
-    assert health["status"] == "Suspended"
+    assert health["status"] == "Progressing"
     assert health["message"].startswith("canary pods cannot be scheduled")
+    assert "are free on the 2 matching node(s)" in health["message"]
+
+
+def test_a_canary_paused_by_its_analysis_is_suspended_with_the_canarys_message() -> None:
+    """A recorded paused canary, with the reason the analysis gives when it pauses."""
+    obj = copy.deepcopy(RECORDED_CASES["canary-paused-no-gpu"])
+    obj["status"]["canary"]["message"] = "no data for errors in 5 checks"
+    for cond in obj["status"]["conditions"]:
+        if cond["type"] == "Progressing":
+            cond.update(reason="CanaryPaused", message="no data for errors in 5 checks")
+    assert run_health_check(obj) == {"status": "Suspended", "message": "no data for errors in 5 checks"}

@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 from llmops.analysis import NoData
+from testkit.argocd import run_health_check
 from testkit.canary_sim import BAD, EVALUATION, GOOD, ROLLOUT, Sim, finish_job, start_canary
 from testkit.planning import job_pod
-from unit.test_argocd_health import run_health_check
 
 
 def health(sim: Sim) -> str:

@@ -4,18 +4,20 @@
 -- conditions (Available, Progressing, Degraded, ModelCached, Evaluated). Order matters:
 --   1. a spec change the operator has not seen yet          -> Progressing
 --   2. Degraded=True, or phase Failed / RolledBack / Degraded -> Degraded
---   3. a paused canary (status.canary.state Paused: no GPU free for its pods, analysis
---      without data, a broken smoke test…) or a paused rollout (Progressing reason
---      Paused*/*Paused, RetrainAwaitingApproval)             -> Suspended, with the
---      canary's own message (status.canary.message)
+--   3. a rollout paused by its analysis (Progressing reason Paused*/*Paused, such as
+--      CanaryPaused: no data, a query Prometheus rejected; or RetrainAwaitingApproval)
+--                                                            -> Suspended
 --   4. Serving with Available=True                           -> Healthy
---   5. any phase on the way there                            -> Progressing
+--   5. any phase on the way there                            -> Progressing, including a
+--      canary held with status.canary.state Paused for a reason that clears by itself
+--      (its pods wait for GPUs, its smoke evaluation is retried)
+-- A paused canary's message is the canary's own (status.canary.message): why it waits.
 -- RolledBack is Degraded although the previous revision still serves: the revision in git is
 -- not running and will not be without a change, which is what Degraded tells an Argo CD user
 -- (Argo CD's own Rollout check calls an aborted rollout Degraded for the same reason).
--- Suspended, as Argo CD's own check of a paused Argo Rollout: the canary waits for an event
--- outside it (GPUs freed, metrics back, a human) and resumes without a new sync; it is neither
--- progressing by itself nor broken.
+-- Suspended, as Argo CD's own check of a paused Argo Rollout: the analysis waits for a human
+-- or for data; a canary waiting for GPUs resumes on its own, as a Deployment whose pods wait
+-- for capacity is Progressing.
 -- Every field read here is one the operator writes (the fixtures in tests/ are statuses
 -- recorded from real runs: `make argocd-fixtures`).
 -- Written for Argo CD's Lua 5.1 (gopher-lua) sandbox: no os, io or require.
@@ -88,15 +90,17 @@ if phase == "RolledBack" then
 end
 
 local canary = status.canary
-if phase == "Canary" and canary ~= nil and canary.state == "Paused" then
-  hs.status = "Suspended"
-  hs.message = message_of(canary, message_of(progressing, "The canary is paused"))
-  return hs
-end
+local canary_paused = phase == "Canary" and canary ~= nil and canary.state == "Paused"
 
 if progressing ~= nil and is_pause_reason(progressing.reason) then
   hs.status = "Suspended"
-  hs.message = message_of(progressing, "The rollout is paused")
+  hs.message = message_of(canary_paused and canary or nil, message_of(progressing, "The rollout is paused"))
+  return hs
+end
+
+if canary_paused then
+  hs.status = "Progressing"
+  hs.message = message_of(canary, message_of(progressing, "The canary is paused"))
   return hs
 end
 
