@@ -25,7 +25,20 @@ CRD = Path(__file__).resolve().parents[2] / "crds" / "llmops.io_llmdeployments.y
 
 def install_crd(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/llmdeployments.llmops.io", "--timeout=60s")
+
+    # Polled rather than `kubectl wait`: on a loaded machine that exited 1 within seconds now and
+    # then, right after the apply (seen at session start), instead of waiting out its timeout.
+    def established() -> bool:
+        res = cluster.kubectl(
+            "get",
+            "crd/llmdeployments.llmops.io",
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+            check=False,
+        )
+        return res.returncode == 0 and res.stdout.strip() == "True"
+
+    wait_for("the LLMDeployment CRD to be Established", established, timeout=60)
 
 
 class OperatorProcess:
