@@ -241,7 +241,7 @@ def _hold_for_pods(
     )
     if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
         # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
-        can.update(state=PAUSED, message=f"{_UNSCHEDULABLE}: {problem.message}")
+        can.update(state=PAUSED, message=f"canary {problem.message}")  # "canary pods cannot be scheduled: …"
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, can["message"])
         return CanaryPlan(
             run.stable_rev, stable_replicas, PAUSED, Problem(problem.reason, can["message"], False), 30.0
