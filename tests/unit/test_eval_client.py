@@ -148,19 +148,66 @@ async def test_no_hub_token_is_sent_to_the_model_server(monkeypatch: pytest.Monk
         body = [{"generated_text": "ok", "details": {"finish_reason": "eos_token", "generated_tokens": 1}}]
         return web.json_response(body)
 
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        message = {"role": "assistant", "content": "ok"}
+        body = {
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "created": 0,
+            "id": "x",
+        }
+        return web.json_response(
+            {**body, "model": "m", "object": "chat.completion", "system_fingerprint": ""}
+        )
+
+    async def complete(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"choices": [{"index": 0, "text": "ok"}], "usage": {"completion_tokens": 1}})
+
     app = web.Application()
     app.router.add_post("/", generate)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", complete)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        await run_requests(_prompts()[:1], _config(url, api_key=None))
-        await run_requests(_prompts()[:1], _config(url, api_key="tgi-key"))
+        for route in ("chat", "completion", "generate"):
+            await run_requests(_prompts()[:1], _config(url, api_key=None, route=route))
+            await run_requests(_prompts()[:1], _config(url, api_key="tgi-key", route=route))
     finally:
         await runner.cleanup()
-    assert seen == [None, "Bearer tgi-key"]
+    assert seen == [None, "Bearer tgi-key"] * 3
+
+
+async def test_chat_is_the_default_route_and_names_the_served_model() -> None:
+    # vLLM refuses a model other than its served name: the client must send the configured one.
+    vllm = Simulator(
+        Behaviour(answers=ANSWERS),
+        engine="vllm",
+        model_id="org/served",
+        api_key="sim-key",
+        max_total_tokens=512,
+    )
+    await vllm.start()
+    try:
+        assert vllm.url is not None
+        completions, _ = await run_requests(_prompts(), _config(vllm.url, model="org/served"))
+        assert [c.text for c in completions] == list(ANSWERS.values())
+        raw, _ = await run_requests(_prompts(), _config(vllm.url, model="org/served", route="completion"))
+        assert [c.text for c in raw] == list(ANSWERS.values())
+        wrong, _ = await run_requests(_prompts()[:1], _config(vllm.url, model="org/other"))
+        assert wrong[0].error is not None and "HTTP 404" in wrong[0].error
+    finally:
+        await vllm.stop()
+
+
+async def test_completion_route_refuses_chat_samples_before_sending() -> None:
+    chat = parse_dataset([json.dumps({"id": "c1", "messages": [{"role": "user", "content": "hi"}]})], "d")
+    with pytest.raises(ValueError, match="sample 'c1' \\(line 1\\) has messages; use route chat"):
+        await run_requests(chat, _config("http://127.0.0.1:9", route="completion"))
 
 
 def test_normalize_endpoint() -> None:
