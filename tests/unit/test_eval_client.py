@@ -1,4 +1,5 @@
-"""The evaluation client through the real huggingface_hub client against the TGI simulator."""
+"""The evaluation client against the TGI simulator (and its vLLM mode): every test runs on both
+transports, the real huggingface_hub client and the lean aiohttp path, which must behave the same."""
 
 import dataclasses
 import json
@@ -8,7 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from llmops.evaluation.client import ClientConfig, EndpointUnreachable, normalize_endpoint, run_requests
+from llmops.evaluation.client import (
+    TRANSPORTS,
+    ClientConfig,
+    EndpointUnreachable,
+    normalize_endpoint,
+    run_requests,
+)
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample, parse_dataset
 from llmops_dev.tgisim import Behaviour, Simulator
@@ -20,10 +27,25 @@ def _prompts() -> list[Sample]:
     return parse_dataset([json.dumps({"prompt": p, "reference": r}) for p, r in ANSWERS.items()], "d")
 
 
+_TRANSPORT = ["huggingface_hub"]  # set per test by the autouse `transport` fixture
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    _TRANSPORT[0] = request.param
+    return str(request.param)
+
+
 def _config(url: str, **changes: object) -> ClientConfig:
     # Tiny backoff and timeouts keep the unit tier fast; the retry logic is the same at any scale.
     base = ClientConfig(
-        endpoint=url, api_key="sim-key", concurrency=4, timeout=5.0, retries=3, backoff_base=0.001
+        endpoint=url,
+        api_key="sim-key",
+        concurrency=4,
+        timeout=5.0,
+        retries=3,
+        backoff_base=0.001,
+        transport=_TRANSPORT[0],
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -105,12 +127,13 @@ async def test_wrong_api_key_is_a_final_401(sim: Simulator) -> None:
     assert all(c.attempts == 1 and (c.error or "").startswith("HTTP 401") for c in completions)
 
 
-async def test_unreachable_endpoint_names_the_url() -> None:
+async def test_unreachable_endpoint_names_the_url(transport: str) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(EndpointUnreachable) as caught:
         await run_requests(_prompts(), _config(url, retries=2))
     message = str(caught.value)
-    assert message.startswith(f"endpoint {url} unreachable after 3 attempt(s): ConnectError")
+    error = {"huggingface_hub": "ConnectError", "aiohttp": "ClientConnectorError"}[transport]
+    assert message.startswith(f"endpoint {url} unreachable after 3 attempt(s): {error}")
 
 
 async def test_a_timeout_before_any_answer_is_unreachable(sim: Simulator) -> None:

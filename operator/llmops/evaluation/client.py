@@ -14,6 +14,10 @@ Routes (`ClientConfig.route`):
 
 Decoding is greedy (`do_sample=False`; `temperature=0`, which both servers map to greedy) so that
 runs are repeatable.
+
+Transports (`ClientConfig.transport`): `huggingface_hub` (default) or `aiohttp`, the lean path of
+`lean.py` that sends the same requests for a fraction of the CPU (see its docstring and
+`make bench-eval`); both are tested against the same simulators.
 - `concurrency` workers pull samples from one queue, so at most that many requests are in flight.
 - Each attempt has a deadline of `timeout` seconds, end to end (httpx's own timeout is per phase).
 - 429 (TGI overloaded), 503 (no ready backend behind a Service) and transport failures (refused
@@ -33,20 +37,31 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OverloadedError
 from huggingface_hub.utils import httpx
 
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample
+from llmops.evaluation.lean import LeanHTTPError, LeanSender
 
-__all__ = ["ROUTES", "ClientConfig", "EndpointUnreachable", "normalize_endpoint", "run_requests"]
+__all__ = [
+    "ROUTES",
+    "TRANSPORTS",
+    "ClientConfig",
+    "EndpointUnreachable",
+    "normalize_endpoint",
+    "run_requests",
+]
 
 _RETRY_STATUSES = frozenset({429, 503})
 ROUTES: tuple[str, ...] = ("chat", "completion", "generate")
+TRANSPORTS: tuple[str, ...] = ("huggingface_hub", "aiohttp")
 
 
 class EndpointUnreachable(Exception):
@@ -68,6 +83,7 @@ class ClientConfig:
     route: str = "chat"
     model: str | None = None
     """Model name sent on the OpenAI-compatible routes (the server's served model name)."""
+    transport: str = "huggingface_hub"
 
 
 def normalize_endpoint(url: str) -> str:
@@ -89,6 +105,8 @@ class _Failure:
 
 
 def _status(error: BaseException) -> int | None:
+    if isinstance(error, LeanHTTPError):
+        return error.status
     # TGI's typed errors (OverloadedError, GenerationError, ...) are raised `from` the HfHubHTTPError
     # that carries the response, so the status code may sit one link down the cause chain.
     for e in (error, error.__cause__):
@@ -102,12 +120,12 @@ def _classify(error: Exception, timeout: float) -> _Failure:
     # Order matters: InferenceTimeoutError and every HTTP error class derive from httpx's HTTPError.
     if isinstance(error, InferenceTimeoutError | httpx.TimeoutException | TimeoutError):
         return _Failure(True, True, f"timed out after {timeout:g}s")
-    if isinstance(error, httpx.TransportError):
+    if isinstance(error, httpx.TransportError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
         return _Failure(True, True, f"{type(error).__name__}: {error}")
     status = _status(error)
     if isinstance(error, OverloadedError) or status in _RETRY_STATUSES:
         return _Failure(True, False, f"HTTP {status or 429}: {error}")
-    if status is not None or isinstance(error, HfHubHTTPError):
+    if status is not None or isinstance(error, HfHubHTTPError | aiohttp.ClientError):
         return _Failure(False, False, f"HTTP {status}: {error}")
     return _Failure(False, False, f"{type(error).__name__}: {error}")
 
@@ -141,6 +159,16 @@ async def _chat(
     return text, chat.usage.completion_tokens if chat.usage is not None else None
 
 
+async def _lean(sender: LeanSender, sample: Sample, route: str) -> tuple[str, int | None]:
+    """The lean path: the same route choice as `_generate`, on aiohttp."""
+    if route == "completion":
+        assert sample.prompt is not None  # messages samples are refused before the run
+        return await sender.complete(sample.prompt)
+    if route == "generate" and sample.prompt is not None:
+        return await sender.generate(sample.prompt)
+    return await sender.chat(sample.messages or ({"role": "user", "content": sample.prompt or ""},))
+
+
 async def _generate(
     client: AsyncInferenceClient, http: httpx.AsyncClient, sample: Sample, config: ClientConfig
 ) -> tuple[str, int | None]:
@@ -170,9 +198,10 @@ async def _generate(
 class _Run:
     """State shared by the workers of one run."""
 
-    def __init__(self, client: AsyncInferenceClient, http: httpx.AsyncClient, config: ClientConfig) -> None:
-        self.client = client
-        self.http = http
+    def __init__(
+        self, send: Callable[[Sample], Awaitable[tuple[str, int | None]]], config: ClientConfig
+    ) -> None:
+        self.send = send
         self.config = config
         self.any_success = False
         self.retries = 0
@@ -185,7 +214,7 @@ class _Run:
             start = time.perf_counter()
             try:
                 async with asyncio.timeout(config.timeout):
-                    text, tokens = await _generate(self.client, self.http, sample, config)
+                    text, tokens = await self.send(sample)
             except Exception as e:  # every failure is classified; none may kill the run
                 failure = _classify(e, config.timeout)
             else:
@@ -223,21 +252,12 @@ async def run_requests(
             f"route completion sends raw prompts, but sample {first.id!r} (line {first.line}) has messages; "
             "use route chat"
         )
+    if config.transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {config.transport!r}")
     results: list[Completion | None] = [None] * len(samples)
     pending = iter(range(len(samples)))
-    headers = {} if config.api_key else {"authorization": None}
-    client = AsyncInferenceClient(
-        base_url=config.endpoint,
-        api_key=config.api_key,
-        timeout=config.timeout,
-        headers=headers,  # type: ignore[arg-type]  # None removes the header (see module docstring)
-    )
-    auth = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    http = httpx.AsyncClient(
-        headers=auth, timeout=config.timeout, limits=httpx.Limits(max_connections=config.concurrency)
-    )
-    async with client, http:
-        run = _Run(client, http, config)
+    async with _sender(config) as send:
+        run = _Run(send, config)
 
         async def worker() -> None:
             # A shared iterator is the queue: asyncio switches tasks only at awaits, so `next` is atomic.
@@ -260,3 +280,34 @@ async def run_requests(
                     break
             raise first from None
     return [r for r in results if r is not None], run.retries
+
+
+@asynccontextmanager
+async def _sender(
+    config: ClientConfig,
+) -> AsyncIterator[Callable[[Sample], Awaitable[tuple[str, int | None]]]]:
+    """The function that sends one sample over `config.transport`, with its connections open."""
+    if config.transport == "aiohttp":
+        lean = LeanSender(
+            config.endpoint,
+            api_key=config.api_key,
+            concurrency=config.concurrency,
+            max_new_tokens=config.max_new_tokens,
+            model=config.model,
+        )
+        async with lean:
+            yield lambda sample: _lean(lean, sample, config.route)
+        return
+    headers = {} if config.api_key else {"authorization": None}
+    client = AsyncInferenceClient(
+        base_url=config.endpoint,
+        api_key=config.api_key,
+        timeout=config.timeout,
+        headers=headers,  # type: ignore[arg-type]  # None removes the header (see module docstring)
+    )
+    auth = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    http = httpx.AsyncClient(
+        headers=auth, timeout=config.timeout, limits=httpx.Limits(max_connections=config.concurrency)
+    )
+    async with client, http:
+        yield lambda sample: _generate(client, http, sample, config)

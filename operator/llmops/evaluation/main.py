@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from llmops.api.metric_names import SAMPLE_METRICS
-from llmops.evaluation.client import ROUTES, ClientConfig, EndpointUnreachable, normalize_endpoint
+from llmops.evaluation.client import ROUTES, TRANSPORTS, ClientConfig, EndpointUnreachable, normalize_endpoint
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import DatasetError, Sample, download_hub_dataset, load_dataset
 from llmops.evaluation.metrics import SampleResult, aggregate, applicable_metrics, per_tag, score_sample
@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--served-model",
         metavar="NAME",
         help="model name sent on the OpenAI-compatible routes (default: --model; vLLM requires its served name)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="huggingface_hub",
+        help="huggingface_hub's AsyncInferenceClient (default), or aiohttp: the same requests for a "
+        "fraction of the client CPU (see llmops.evaluation.lean)",
     )
     p.add_argument(
         "--workers",
@@ -243,6 +250,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         backoff_base=args.backoff_base,
         route=args.route,
         model=args.served_model or args.model,
+        transport=args.transport,
     )
     if args.route == "completion" and any(s.messages is not None for s in samples):
         first = next(s for s in samples if s.messages is not None)
