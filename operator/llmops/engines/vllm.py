@@ -20,10 +20,11 @@ Facts behind the choices, from vLLM's source (vllm-project/vllm; file @ commit):
   `vllm:e2e_request_latency_seconds` (buckets 0.3 … 7680 s), `vllm:request_prompt_tokens` and
   `vllm:request_generation_tokens` (1-2-5 buckets up to max-model-len); gauges
   `vllm:num_requests_running`, `vllm:num_requests_waiting`. Per-token time is
-  `vllm:inter_token_latency_seconds` (buckets 0.01 … 80 s): `vllm:time_per_output_token_seconds`
-  was renamed to it in 0.11, hidden in 0.12 and removed after
-  (tests/entrypoints/openai/test_metrics.py @ 0419b117e5324b6b9e7a744034cd4a355d613eac lists it
-  under HIDDEN_DEPRECATED_METRICS), so the templates never use the old name.
+  `vllm:inter_token_latency_seconds` (buckets 0.01 … 80 s): its former name
+  `vllm:time_per_output_token_seconds` is deprecated and hidden unless
+  --show-hidden-metrics-for-version is given (tests/entrypoints/openai/test_metrics.py
+  @ 0419b117e5324b6b9e7a744034cd4a355d613eac lists it under HIDDEN_DEPRECATED_METRICS), so the
+  templates never use the old name.
 - Failures: vLLM counts only finished requests (`vllm:request_success_total`); a request that
   fails is visible in the HTTP counter `http_requests_total{handler, method, status}` (status
   grouped as 2xx/4xx/5xx, from prometheus_fastapi_instrumentator; docs/design/metrics.md). The
