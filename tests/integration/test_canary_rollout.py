@@ -18,7 +18,7 @@ from llmops_dev.loadgen import Traffic as _Traffic
 from testkit import get_json, wait_for
 from testkit.operator import OperatorProcess, condition, llmd, sample, set_behaviour, wait_condition
 
-ERRORS = {"name": "errors", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.02}}
+ERRORS = {"name": "errors", "template": "error-ratio", "thresholdRange": {"max": 0.02}}
 ROLLOUT: dict[str, Any] = {
     "steps": [{"setWeight": 25, "pause": {"duration": "4s"}}, {"setWeight": 50, "pause": {"duration": "4s"}}],
     "analysis": {"interval": "4s", "failureLimit": 2, "inconclusiveLimit": 4, "metrics": [ERRORS]},
@@ -102,8 +102,7 @@ def test_vllm_canary_judged_on_vllm_metrics_walks_every_step_and_is_promoted(
     set_behaviour(cluster, a)
     set_behaviour(cluster, b)
     p95 = {"name": "p95", "template": "latency-p95", "compareToStable": {"maxRatio": 50}}
-    errors = {**ERRORS, "template": "error-ratio"}
-    rollout = {**ROLLOUT, "analysis": {**ROLLOUT["analysis"], "metrics": [errors, p95]}}
+    rollout = {**ROLLOUT, "analysis": {**ROLLOUT["analysis"], "metrics": [ERRORS, p95]}}
     checks: list[dict[str, Any]] = []
 
     def promoted() -> bool:
@@ -160,7 +159,7 @@ def test_latency_regression_against_stable_is_rolled_back(
     a, b = rev("latency-a"), rev("latency-b")
     set_behaviour(cluster, a, latency_seconds=0.02)
     set_behaviour(cluster, b, latency_seconds=0.3)
-    p95 = {"name": "p95", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}}
+    p95 = {"name": "p95", "template": "latency-p95", "compareToStable": {"maxRatio": 1.5}}
     rollout = {
         **ROLLOUT,
         "steps": [{"setWeight": 50, "pause": {"duration": "10m"}}],
