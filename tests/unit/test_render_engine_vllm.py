@@ -15,7 +15,7 @@ from llmops.engines import TEMPLATES, alert_rules, get_engine
 SEL = 'namespace="ns",llmops_deployment="chat",llmops_track="canary"'
 
 # The PromQL each engine resolves each neutral template to (window 2m). Pinned on purpose: a
-# metric renamed upstream must be a deliberate change here and in docs/engines.md.
+# metric renamed upstream must be a deliberate change here and in docs/analysis.md (test_docs checks it).
 EXPECTED: dict[str, dict[str, str]] = {
     "tgi": {
         "error-ratio": (

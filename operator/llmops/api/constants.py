@@ -23,8 +23,8 @@ OPERATOR_IMAGE = "ghcr.io/llmops-io/llmops-operator:0.1.0"
 DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 # vLLM's OpenAI-compatible server image, pinned by release tag. v0.11.0 is the newest release whose
 # metric names, flags and entrypoint (`vllm serve`) were checked against vLLM's source for
-# llmops.engines.vllm (see docs/engines.md); later tags exist but could not be verified here
-# without registry access, so move the pin only after re-checking those facts.
+# llmops.engines.vllm (docs/architecture.md, "Engines: TGI and vLLM"); later tags exist but could
+# not be verified here without registry access, so move the pin only after re-checking those facts.
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 
 # Manual gates are annotations, not spec: they are actions, not desired state, so git (which

@@ -195,7 +195,7 @@ class EngineSpec(ApiModel):
 
     type: Literal["tgi", "vllm"] = "tgi"
     """The engine: tgi (Hugging Face text-generation-inference) or vllm (vLLM's OpenAI-compatible
-    server). See docs/engines.md for what each is given."""
+    server). See docs/architecture.md ("Engines: TGI and vLLM") for what each is given."""
     image: Annotated[str, StringConstraints(pattern=PINNED_IMAGE, max_length=512)] | None = None
     """Server image, pinned to a full X.Y.Z tag or an @sha256 digest (default: the engine's pinned
     release, ghcr.io/huggingface/text-generation-inference:3.3.7 or vllm/vllm-openai:v0.11.0)."""
