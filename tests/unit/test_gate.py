@@ -92,6 +92,7 @@ def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() ->
     assert flag["--model-revision"] == SHA_A
     # the OpenAI chat route by default, naming the model (vLLM's served name), one worker process
     assert (flag["--route"], flag["--model"], flag["--workers"]) == ("chat", "org/model", "1")
+    assert flag["--transport"] == "huggingface_hub"
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {
         "action": "FailJob",
@@ -105,11 +106,13 @@ def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() ->
 
 
 def test_evaluation_workers_and_route_reach_the_job() -> None:
-    _, _, p = _evaluating(body(evaluation={**EVALUATION, "workers": 4, "route": "completion"}))
+    evaluation = {**EVALUATION, "workers": 4, "route": "completion", "client": "aiohttp"}
+    _, _, p = _evaluating(body(evaluation=evaluation))
     job = next(o for o in p.apply if o["kind"] == "Job")
     container = job["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
     assert args[args.index("--workers") + 1] == "4" and args[args.index("--route") + 1] == "completion"
+    assert args[args.index("--transport") + 1] == "aiohttp"
     assert container["resources"]["requests"]["cpu"] == "1000m"  # a quarter core per worker
 
 

@@ -184,6 +184,9 @@ class EvaluationSpec(ApiModel):
     samples are refused) or generate (TGI's native route; engine tgi only)."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Processes the evaluation Job splits the dataset across (its CPU request grows with them)."""
+    client: Literal["huggingface_hub", "aiohttp"] = "huggingface_hub"
+    """The HTTP client of the evaluation: huggingface_hub's AsyncInferenceClient, or aiohttp, which
+    sends the same requests for a fraction of the client CPU (llmops eval --transport)."""
 
 
 # -------------------------------------------------------------------------------------- rollout

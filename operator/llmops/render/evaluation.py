@@ -187,6 +187,7 @@ def evaluation_job(
         # The OpenAI-compatible routes name the model: vLLM serves spec.model.id under that name.
         "--route", ev.route,
         "--workers", str(ev.workers),
+        "--transport", ev.client,
     ]  # fmt: skip
     if max_samples is not None:
         args += ["--max-samples", str(max_samples)]
