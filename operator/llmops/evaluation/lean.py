@@ -1,10 +1,10 @@
 """The evaluation's lean HTTP path: the same requests as huggingface_hub's client, on one aiohttp session.
 
 huggingface_hub's AsyncInferenceClient is the default (the project's standard client). Measured
-with cProfile against the simulator (`make bench-eval`), it spends most of its CPU outside the
-wire: per request it re-resolves the Hub token (reading the token file when no key is given),
-converts its input and output dataclasses with `dataclasses.asdict`/`parse_obj`, and goes through
-httpx2 → httpcore2 → anyio, whose connection pool scans every connection on each request. This path
+with cProfile against the simulator (`make bench-eval`), about half of its CPU goes to the HTTP
+stack it is built on (httpcore2, httpx2, h11, anyio; httpcore2's pool scans every connection on
+each request), the rest of its overhead to its own request building and `dataclasses.asdict`
+conversions and, without an API key, to re-reading the Hub token file per request. This path
 sends the same request fields to the same routes and reads the same response fields back:
 
 - chat:       POST {endpoint}/v1/chat/completions {"model", "messages", "max_tokens", "temperature": 0}
