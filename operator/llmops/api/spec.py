@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from llmops.api.common import (
     DNS1123_LABEL,
@@ -239,17 +239,34 @@ class EngineSpec(ApiModel):
             raise ValueError(_INPUT_LT_TOTAL["message"])
         if any(e.name in RESERVED_ENV for e in self.env):
             raise ValueError(_NO_RESERVED_ENV["message"])
-        if self.type == "vllm" and self.max_input_tokens is not None:
-            raise ValueError(_INPUT_TOKENS_TGI_ONLY["message"])
-        if self.type == "tgi" and self.gpu_memory_utilization is not None:
-            raise ValueError(_GPU_MEMORY_VLLM_ONLY["message"])
-        allowed = TGI_QUANTIZE if self.type == "tgi" else VLLM_QUANTIZE
-        if self.quantize is not None and self.quantize not in allowed:
-            raise ValueError(
-                f"quantize {self.quantize} is not supported by engine {self.type}; it accepts: "
-                + ", ".join(allowed)
-            )
         return self
+
+    # Field validators (not the model's), so that the error names the field, as the CEL rules'
+    # fieldPath does; `type` is declared first, so it is validated before them (info.data).
+    @field_validator("max_input_tokens")
+    @classmethod
+    def _input_tokens_tgi_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("type") == "vllm":
+            raise ValueError(_INPUT_TOKENS_TGI_ONLY["message"])
+        return value
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gpu_memory_vllm_only(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("type", "tgi") == "tgi":
+            raise ValueError(_GPU_MEMORY_VLLM_ONLY["message"])
+        return value
+
+    @field_validator("quantize")
+    @classmethod
+    def _quantize_for_the_engine(cls, value: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("type", "tgi")
+        allowed = TGI_QUANTIZE if engine == "tgi" else VLLM_QUANTIZE
+        if value is not None and value not in allowed:
+            raise ValueError(
+                f"quantize {value} is not supported by engine {engine}; it accepts: " + ", ".join(allowed)
+            )
+        return value
 
 
 class GpuSpec(ApiModel):
