@@ -46,7 +46,7 @@ cluster-up: venv cluster-build ## start the local cluster in the background and 
 cluster-down: venv ## stop the local cluster started by cluster-up
 	$(PY) -m llmops_dev.cluster down
 
-dev: venv cluster-build prometheus-install ## run the operator against the local cluster with a sample (kubectl get llmd -n llmops-dev -w)
-	$(PY) -m llmops_dev.dev
+dev: venv cluster-build prometheus-install ## run the operator against the local cluster with a sample (kubectl get llmd -n llmops-dev -w; SAMPLE=manifests/samples/qwen-vllm-canary.yaml for vLLM)
+	$(PY) -m llmops_dev.dev $(if $(SAMPLE),--sample $(SAMPLE))
 
 -include mk/*.mk

@@ -1,8 +1,9 @@
 """``make dev``: the operator on the local cluster, taking a model through the whole loop.
 
-1. Starts (or reuses) the local cluster and a Prometheus scraping the simulated TGI pods.
-2. Installs the CRD and applies ``manifests/samples/qwen-gated-canary.yaml`` (with short
-   pauses and intervals, so the story takes a couple of minutes), in namespace ``llmops-dev``.
+1. Starts (or reuses) the local cluster and a Prometheus scraping the simulated server pods.
+2. Installs the CRD and applies ``manifests/samples/qwen-gated-canary.yaml`` (or ``--sample``,
+   ``make dev SAMPLE=manifests/samples/qwen-vllm-canary.yaml`` for vLLM; with short pauses and
+   intervals, so the story takes a couple of minutes), in namespace ``llmops-dev``.
 3. Runs the operator and prints every phase change: Caching → Evaluating → Serving.
 4. Once it serves, moves ``spec.model.revision`` to a second revision, with traffic flowing:
    Caching → Evaluating → Canary (10%, 50%) → Serving, promoted by Prometheus analysis.
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"[make dev] moving {name} to revision {SECOND_REVISION} (with traffic): a canary",
                 file=sys.stderr,
             )
-            with Traffic(state, NAMESPACE, name, rate=10):
+            engine = (llmd["spec"].get("engine") or {}).get("type", "tgi")
+            with Traffic(state, NAMESPACE, name, rate=10, engine=engine):
                 patch = {"spec": {"model": {"revision": SECOND_REVISION}}}
                 cluster.kubectl(
                     "patch", "llmd", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch)

@@ -1,7 +1,8 @@
 """Steady traffic to an in-cluster Service through the local cluster's Service proxy.
 
 Canary analysis judges real traffic, so `make dev` and the tests need some: one thread posting
-small `/generate` requests at a fixed rate, bounded in count, for as long as a ``with`` block lasts.
+small generation requests at a fixed rate, bounded in count, for as long as a ``with`` block lasts:
+TGI's native `/generate`, or for a vLLM server (which has no native route) `/v1/completions`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from llmops_dev.kubelet.proxy import proxy_url
 __all__ = ["Traffic"]
 
 
+_REQUESTS = {
+    "tgi": ("/generate", {"inputs": "ping", "parameters": {"max_new_tokens": 4}}),
+    "vllm": ("/v1/completions", {"prompt": "ping", "max_tokens": 4}),
+}
+
+
 class Traffic:
-    """Requests to ``http://<service>.<namespace>.svc.cluster.local:<port>/generate``."""
+    """Requests to ``http://<service>.<namespace>.svc.cluster.local:<port>`` + the engine's route."""
 
     def __init__(
         self,
@@ -29,8 +36,11 @@ class Traffic:
         port: int = 80,
         rate: float = 20.0,
         limit: int = 100_000,
+        engine: str = "tgi",
     ) -> None:
-        self.url = f"http://{service}.{namespace}.svc.cluster.local:{port}/generate"
+        path, body = _REQUESTS[engine]
+        self.url = f"http://{service}.{namespace}.svc.cluster.local:{port}{path}"
+        self.body = json.dumps(body).encode()
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy_url(state_dir)}))
         self.interval = 1.0 / rate
         self.limit = limit
@@ -39,9 +49,10 @@ class Traffic:
         self.thread = threading.Thread(target=self._run, name=f"traffic-{service}", daemon=True)
 
     def _run(self) -> None:
-        body = json.dumps({"inputs": "ping", "parameters": {"max_new_tokens": 4}}).encode()
         while not self.stop.is_set() and self.sent < self.limit:
-            req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                self.url, data=self.body, headers={"Content-Type": "application/json"}
+            )
             try:
                 with self.opener.open(req, timeout=10) as resp:
                     resp.read()

@@ -68,7 +68,7 @@ def test_defaults_printer_columns_and_status(installed: Any, namespace: str) -> 
     assert apply(installed, manifest(namespace)).returncode == 0
     stored = json.loads(installed.kubectl("get", "llmd", "probe", "-n", namespace, "-o", "json").stdout)
     spec = stored["spec"]
-    assert spec["engine"]["image"] == "ghcr.io/huggingface/text-generation-inference:3.3.7"
+    assert spec["engine"]["type"] == "tgi" and "image" not in spec["engine"]  # the engine pins its image
     assert spec["engine"]["startupTimeoutSeconds"] == 1800
     assert spec["resources"]["gpu"] == {"count": 1, "resourceName": "nvidia.com/gpu"}
     assert spec["model"]["revision"] == "main"
@@ -109,7 +109,42 @@ STEPS = [{"setWeight": 20}, {"setWeight": 60}]
 BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     "gpu-count-zero": ({"resources": {"gpu": {"count": 0}}}, ["spec.resources.gpu.count"]),
     "gpu-count-negative": ({"resources": {"gpu": {"count": -2}}}, ["spec.resources.gpu.count"]),
-    "unknown-engine": ({"engine": {"type": "vllm"}}, ["spec.engine.type", "vllm"]),
+    "unknown-engine": ({"engine": {"type": "sglang"}}, ["spec.engine.type", "sglang"]),
+    "tgi-field-on-vllm": (
+        {"engine": {"type": "vllm", "maxInputTokens": 1024}},
+        ["spec.engine.maxInputTokens", "maxInputTokens is a TGI setting"],
+    ),
+    "vllm-field-on-tgi": (
+        {"engine": {"gpuMemoryUtilization": 0.9}},
+        ["spec.engine.gpuMemoryUtilization", "gpuMemoryUtilization is a vLLM setting"],
+    ),
+    "tgi-quantize-on-vllm": (
+        {"engine": {"type": "vllm", "quantize": "eetq"}},
+        ["spec.engine.quantize", "quantize eetq is not supported by engine vllm"],
+    ),
+    "vllm-quantize-on-tgi": (
+        {"engine": {"quantize": "gguf"}},
+        ["spec.engine.quantize", "quantize gguf is not supported by engine tgi"],
+    ),
+    "deprecated-template-on-vllm": (
+        {
+            "engine": {"type": "vllm"},
+            "rollout": {
+                "steps": [{"setWeight": 50}],
+                "analysis": {
+                    "metrics": [{"name": "e", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.1}}]
+                },
+            },
+        },
+        ["spec.rollout.analysis.metrics", "deprecated aliases for engine tgi only"],
+    ),
+    "generate-route-on-vllm": (
+        {
+            "engine": {"type": "vllm"},
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD, "route": "generate"},
+        },
+        ["spec.evaluation.route", "TGI's native route"],
+    ),
     "input-not-below-total": (
         {"engine": {"maxInputTokens": 8192, "maxTotalTokens": 4096}},
         ["spec.engine.maxInputTokens", "maxInputTokens must be less than maxTotalTokens"],

@@ -18,7 +18,7 @@ from llmops_dev.loadgen import Traffic as _Traffic
 from testkit import get_json, wait_for
 from testkit.operator import OperatorProcess, condition, llmd, sample, set_behaviour, wait_condition
 
-ERRORS = {"name": "errors", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.02}}
+ERRORS = {"name": "errors", "template": "error-ratio", "thresholdRange": {"max": 0.02}}
 ROLLOUT: dict[str, Any] = {
     "steps": [{"setWeight": 25, "pause": {"duration": "4s"}}, {"setWeight": 50, "pause": {"duration": "4s"}}],
     "analysis": {"interval": "4s", "failureLimit": 2, "inconclusiveLimit": 4, "metrics": [ERRORS]},
@@ -26,9 +26,9 @@ ROLLOUT: dict[str, Any] = {
 }
 
 
-def traffic(cluster: Cluster, namespace: str, service: str) -> _Traffic:
+def traffic(cluster: Cluster, namespace: str, service: str, engine: str = "tgi") -> _Traffic:
     assert cluster.state_dir is not None
-    return _Traffic(cluster.state_dir, namespace, service)
+    return _Traffic(cluster.state_dir, namespace, service, engine=engine)
 
 
 def rev(tag: str) -> str:
@@ -93,6 +93,40 @@ def test_healthy_canary_walks_every_step_and_is_promoted(
     )
 
 
+def test_vllm_canary_judged_on_vllm_metrics_walks_every_step_and_is_promoted(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The same rollout on engine vllm: the fake kubelet runs the simulator in vLLM mode, the real
+    Prometheus scrapes vLLM's metric names, and the engine-neutral templates resolve to them."""
+    a, b = rev("vllm-a"), rev("vllm-b")
+    set_behaviour(cluster, a)
+    set_behaviour(cluster, b)
+    p95 = {"name": "p95", "template": "latency-p95", "compareToStable": {"maxRatio": 50}}
+    rollout = {**ROLLOUT, "analysis": {**ROLLOUT["analysis"], "metrics": [ERRORS, p95]}}
+    checks: list[dict[str, Any]] = []
+
+    def promoted() -> bool:
+        st = llmd(cluster, namespace, "vllm-chat").get("status") or {}
+        checks.extend((st.get("canary") or {}).get("checks") or [])
+        return st.get("servingRevision") == b and st.get("phase") == "Serving"
+
+    with traffic(cluster, namespace, "vllm-chat", engine="vllm") as load:
+        _serve_then_update(cluster, namespace, "vllm-chat", a, b, rollout, engine={"type": "vllm"})
+        servers = "llmops.io/deployment=vllm-chat,llmops.io/track=stable"
+        pod = get_json(cluster, "pods", "-n", namespace, "-l", servers)["items"][0]
+        wait_for("revision B promoted on vLLM", promoted, 180, 0.2)
+    obj = llmd(cluster, namespace, "vllm-chat")
+    assert condition(obj, "Promoted")["status"] == "True"
+    server = pod["spec"]["containers"][0]
+    assert server["image"].startswith("vllm/vllm-openai:") and server["args"][0] == "sim-org/tiny-chat"
+    # Prometheus answered the vLLM PromQL with numbers on both tracks (not "no data")
+    measured = [c for c in checks if c["name"] == "p95" and c["verdict"] == "Pass"]
+    assert measured and all(c.get("value") is not None and c.get("stableValue") is not None for c in measured)
+    assert any(c["name"] == "errors" and c.get("value") == 0 for c in checks), checks
+    assert load.sent > 0 and load.failed < load.sent
+    assert not [c for c in obj["status"]["conditions"] if c["type"] == "Deprecated"]
+
+
 def test_canary_with_five_percent_errors_is_rolled_back_within_the_failure_limit(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -125,7 +159,7 @@ def test_latency_regression_against_stable_is_rolled_back(
     a, b = rev("latency-a"), rev("latency-b")
     set_behaviour(cluster, a, latency_seconds=0.02)
     set_behaviour(cluster, b, latency_seconds=0.3)
-    p95 = {"name": "p95", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}}
+    p95 = {"name": "p95", "template": "latency-p95", "compareToStable": {"maxRatio": 1.5}}
     rollout = {
         **ROLLOUT,
         "steps": [{"setWeight": 50, "pause": {"duration": "10m"}}],

@@ -167,3 +167,28 @@ def test_scheduled_re_evaluation_records_the_serving_revisions_scores(
     st = llmd(cluster, namespace, "watched")["status"]
     assert st["phase"] == "Serving" and st["servingRevision"] == GOOD  # reported, not acted upon (yet)
     assert get_json(cluster, "job", "watched-now", "-n", namespace)  # the CronJob's Job is left alone
+
+
+def test_vllm_revision_is_evaluated_through_the_chat_route_with_chat_messages(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Engine vllm: the Job's huggingface_hub client sends chat messages to the simulator in vLLM
+    mode, naming the served model (vLLM answers 404 to any other name), and the verdict is scored."""
+    chat = [
+        {"id": f"q{i}", "messages": [{"role": "user", "content": x["prompt"]}], "reference": x["reference"]}
+        for i, x in enumerate(QA)
+    ]
+    _dataset(cluster, namespace, [json.dumps(x) for x in chat])
+    revision = "a1" * 20
+    _behave(cluster, revision, 0.5)
+    body = sample("vgated", revision, evaluation={**EVALUATION, "route": "chat"}, engine={"type": "vllm"})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    obj = wait_condition(cluster, namespace, "vgated", "Evaluated", "False", "EvaluationFailed", timeout=180)
+    ev = obj["status"]["evaluation"]
+    scores = {m["metric"]: m for m in ev["metrics"]}
+    # half the answers right (the simulator's accuracy), none failed: the requests reached vLLM's route
+    assert scores["exactMatch"]["value"] == 0.5 and scores["errorRate"]["value"] == 0.0
+    (job,) = _eval_jobs(cluster, namespace, "vgated")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--route") + 1] == "chat"
+    assert args[args.index("--model") + 1] == "sim-org/tiny-chat"

@@ -94,7 +94,7 @@ def test_prometheus_stopped_is_unreachable_and_never_promoted(tmp_path: Path) ->
     with client:
         result = client.query("vector(0.01)")
     assert result == Error(f"cannot query Prometheus at {prom.url}: connection refused", "unreachable")
-    metric = AnalysisMetric(name="error-ratio", template="tgi-error-ratio", threshold_range={"max": 0.05})
+    metric = AnalysisMetric(name="error-ratio", template="error-ratio", threshold_range={"max": 0.05})
     check = measure(metric, result, None)
     assert check.verdict is Outcome.INCONCLUSIVE
     assert (

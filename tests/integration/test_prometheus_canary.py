@@ -187,17 +187,17 @@ def spec(*metrics: dict[str, object], failure_limit: int = 2, inconclusive_limit
 def test_no_data_before_traffic_is_inconclusive(fleet: Fleet) -> None:
     # The idle pods are scraped (their queue gauge exists from the start) but have served nothing.
     wait_covered(fleet, "idle", "up")
-    assert template(fleet, "idle", "canary", "tgi-queue-size") == Value(0.0)
-    assert template(fleet, "idle", "canary", "tgi-error-ratio") == NoData(
+    assert template(fleet, "idle", "canary", "queue-size") == Value(0.0)
+    assert template(fleet, "idle", "canary", "error-ratio") == NoData(
         "the value is NaN (e.g. a ratio of rates without traffic in the window)"
     )
-    for which in ("tgi-latency-p95", "tgi-time-per-token-p95"):
+    for which in ("latency-p95", "time-per-token-p95"):
         assert template(fleet, "idle", "canary", which) == NoData("the query returned no series")
 
     analysis = spec(
-        {"name": "error-ratio", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.05}},
-        {"name": "latency-p95", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}},
-        {"name": "queue-size", "template": "tgi-queue-size", "compareToStable": {"maxRatio": 2}},
+        {"name": "error-ratio", "template": "error-ratio", "thresholdRange": {"max": 0.05}},
+        {"name": "latency-p95", "template": "latency-p95", "compareToStable": {"maxRatio": 1.5}},
+        {"name": "queue-size", "template": "queue-size", "compareToStable": {"maxRatio": 2}},
     )
     checks = measure_now(fleet, analysis, "idle")
     assert [(c.name, c.verdict) for c in checks] == [
@@ -226,15 +226,15 @@ def test_error_ratio_of_a_canary_failing_5_percent(fleet: Fleet) -> None:
     traffic = fleet.traffic["errors", "canary"]
     assert traffic.overloaded / (traffic.ok + traffic.overloaded) == pytest.approx(0.05, abs=0.002)
 
-    canary = template(fleet, "errors", "canary", "tgi-error-ratio")
+    canary = template(fleet, "errors", "canary", "error-ratio")
     assert isinstance(canary, Value)
     assert canary.value == pytest.approx(0.05, abs=0.01)
     # Not the `1 - success/count` pitfall, and `or vector(0)` makes a clean stable exactly 0, not no data.
-    assert template(fleet, "errors", "stable", "tgi-error-ratio") == Value(0.0)
+    assert template(fleet, "errors", "stable", "error-ratio") == Value(0.0)
 
     analysis = spec(
-        {"name": "error-ratio", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.02}},
-        {"name": "queue-size", "template": "tgi-queue-size", "compareToStable": {"maxRatio": 2}},
+        {"name": "error-ratio", "template": "error-ratio", "thresholdRange": {"max": 0.02}},
+        {"name": "queue-size", "template": "queue-size", "compareToStable": {"maxRatio": 2}},
     )
     checks = measure_now(fleet, analysis, "errors")
     assert [(c.name, c.verdict) for c in checks] == [
@@ -256,7 +256,7 @@ def test_latency_regression_against_stable_fails(fleet: Fleet) -> None:
     wait_covered(
         fleet, "slow", "tgi_request_duration_count", "tgi_request_mean_time_per_token_duration_count"
     )
-    for which in ("tgi-latency-p95", "tgi-time-per-token-p95"):
+    for which in ("latency-p95", "time-per-token-p95"):
         canary, stable = (template(fleet, "slow", track, which) for track in TRACKS)
         assert isinstance(canary, Value) and isinstance(stable, Value), (which, canary, stable)
         # Every canary request took >= 0.25 s and every stable one >= 0.05 s: the p95 lies in or above
@@ -265,13 +265,13 @@ def test_latency_regression_against_stable_fails(fleet: Fleet) -> None:
         assert bucket_below(0.05) < stable.value < 0.15, (which, stable)
 
     analysis = spec(
-        {"name": "latency-p95", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}},
+        {"name": "latency-p95", "template": "latency-p95", "compareToStable": {"maxRatio": 1.5}},
         {
             "name": "time-per-token",
-            "template": "tgi-time-per-token-p95",
+            "template": "time-per-token-p95",
             "compareToStable": {"maxRatio": 1.5},
         },
-        {"name": "error-ratio", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.05}},
+        {"name": "error-ratio", "template": "error-ratio", "thresholdRange": {"max": 0.05}},
     )
     checks = measure_now(fleet, analysis, "slow")
     assert [(c.name, c.verdict) for c in checks] == [
@@ -295,7 +295,7 @@ def test_latency_regression_against_stable_fails(fleet: Fleet) -> None:
 
 def test_a_syntactically_wrong_custom_query_quotes_prometheus(fleet: Fleet) -> None:
     analysis = spec(
-        {"name": "error-ratio", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.05}},
+        {"name": "error-ratio", "template": "error-ratio", "thresholdRange": {"max": 0.05}},
         {
             "name": "custom",
             "query": "sum(rate(tgi_request_success{ {{ selector }} }[{{ interval }}])",

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from llmops.api.common import DNS1123_LABEL, DNS1123_SUBDOMAIN, DURATION, LABEL_VALUE, QUALIFIED_NAME
 from llmops.api.delivery import REPO_ID
 from llmops.api.resource import LLMDeployment
-from llmops.api.spec import RESERVED_ENV, TGI_QUANTIZE
+from llmops.api.spec import QUANTIZE, RESERVED_ENV, TGI_QUANTIZE, VLLM_QUANTIZE
 from llmops.render import deployment, render
 from llmops.render.evaluation import evaluation_job, scheduled_evaluation, staging_service
 
@@ -108,11 +108,27 @@ def _toleration() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _engine() -> st.SearchStrategy[dict[str, Any]]:
+    """A TGI engine section (type absent: the default) or a vLLM one, each with its own fields."""
+    tgi = _engine_of({}, TGI_QUANTIZE, {})
+    vllm = _engine_of(
+        {"type": st.just("vllm")},
+        VLLM_QUANTIZE,
+        {"gpuMemoryUtilization": st.floats(0.05, 1.0), "maxBatchTokens": st.integers(1, 10**6)},
+    )
+    return st.one_of(tgi, vllm)
+
+
+def _engine_of(
+    required: dict[str, st.SearchStrategy[Any]],
+    quantize: tuple[str, ...],
+    own: dict[str, st.SearchStrategy[Any]],
+) -> st.SearchStrategy[dict[str, Any]]:
     env_name = _match(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", 40).filter(lambda n: n not in RESERVED_ENV)
     return st.fixed_dictionaries(
-        {},
+        required,
         optional={
-            "quantize": st.sampled_from(TGI_QUANTIZE),
+            **own,
+            "quantize": st.sampled_from(quantize),
             "maxConcurrentRequests": st.integers(1, 10**6),
             "extraArgs": st.lists(_text(30), max_size=3),
             "env": st.lists(
@@ -273,9 +289,14 @@ MUTATIONS: list[tuple[str, st.SearchStrategy[Any]]] = [
     ("resources.memory", st.sampled_from(["lots", "1 Gi", "1GB", "--1"])),
     ("model.id", _not_matching(REPO_ID)),
     ("model.revision", st.sampled_from(["", "-x", "a b", "x" * 256])),
-    ("engine.type", st.sampled_from(["vllm", "TGI", ""])),
-    ("engine.image", st.sampled_from(["repo/tgi:latest", "repo/tgi:3.3", "repo/tgi", "a b:1.2.3"])),
-    ("engine.quantize", _text(12).filter(lambda s: s not in TGI_QUANTIZE)),
+    ("engine.type", st.sampled_from(["sglang", "TGI", "VLLM", ""])),
+    (
+        "engine.image",
+        st.sampled_from(["repo/tgi:latest", "repo/tgi:3.3", "repo/tgi", "a b:1.2.3", "r/v:v1.2"]),
+    ),
+    ("engine.quantize", _text(12).filter(lambda s: s not in QUANTIZE)),
+    # a vLLM-only field on the default engine (tgi), or out of its range
+    ("engine.gpuMemoryUtilization", st.sampled_from([0.9, 0, 1.5, -1, "most"])),
     ("engine.maxConcurrentRequests", _out_of(1, None)),
     ("engine.startupTimeoutSeconds", _out_of(60, 86400)),
     ("engine.env[0].name", st.sampled_from(["1X", "A=B", "", "a b"])),

@@ -57,7 +57,7 @@ def test_defaults_fill_every_section() -> None:
     s = ld.spec
     assert s.model.revision == "main"
     assert s.engine.type == "tgi"
-    assert s.engine.image == api.DEFAULT_TGI_IMAGE == "ghcr.io/huggingface/text-generation-inference:3.3.7"
+    assert s.engine.image is None  # the engine picks its pinned release (see test_render_engine_*)
     assert s.engine.startup_timeout_seconds == 1800
     assert (s.resources.gpu.count, s.resources.gpu.resource_name) == (1, "nvidia.com/gpu")
     assert s.replicas == 1
@@ -81,7 +81,7 @@ def test_section_defaults() -> None:
     r = ld.spec.rollout
     assert r is not None
     assert (r.analysis.interval, r.analysis.failure_limit, r.analysis.inconclusive_limit) == ("1m", 2, 3)
-    assert [m.template for m in r.analysis.metrics] == ["tgi-error-ratio", "tgi-latency-p95"]
+    assert [m.template for m in r.analysis.metrics] == ["error-ratio", "latency-p95"]
     assert r.progress_deadline_seconds == 3600
     assert (r.smoke_evaluation.enabled, r.smoke_evaluation.samples) == (True, 20)
     assert r.traffic.mode == "replicas"
@@ -102,6 +102,21 @@ def test_section_defaults() -> None:
     )
 
 
+def test_vllm_spec_accepts_its_own_fields_and_a_v_tagged_image() -> None:
+    engine = {
+        "type": "vllm",
+        "image": "vllm/vllm-openai:v0.11.0",
+        "quantize": "awq_marlin",
+        "dtype": "float16",  # vLLM takes --dtype with --quantization; only TGI refuses the pair
+        "gpuMemoryUtilization": 0.85,
+        "maxTotalTokens": 8192,
+        "maxBatchTokens": 8192,
+    }
+    ld = api.parse(minimal(engine=engine, evaluation=evaluation(route="completion")))
+    assert ld.spec.engine.type == "vllm" and ld.spec.engine.gpu_memory_utilization == 0.85
+    assert ld.spec.evaluation is not None and ld.spec.evaluation.route == "completion"
+
+
 def test_camel_case_round_trip() -> None:
     body = minimal(engine={"maxInputTokens": 100, "maxTotalTokens": 200, "apiKeySecretRef": {"name": "k"}})
     ld = api.parse(body)
@@ -117,7 +132,30 @@ def test_camel_case_round_trip() -> None:
     ("spec", "needle"),
     [
         ({"resources": {"gpu": {"count": 0}}}, "count"),
-        ({"engine": {"type": "vllm"}}, "type"),
+        ({"engine": {"type": "sglang"}}, "type"),
+        ({"engine": {"type": "vllm", "maxInputTokens": 100}}, "maxInputTokens is a TGI setting"),
+        ({"engine": {"gpuMemoryUtilization": 0.9}}, "gpuMemoryUtilization is a vLLM setting"),
+        ({"engine": {"type": "vllm", "quantize": "eetq"}}, "quantize eetq is not supported by engine vllm"),
+        ({"engine": {"quantize": "gguf"}}, "quantize gguf is not supported by engine tgi"),
+        ({"engine": {"type": "vllm", "gpuMemoryUtilization": 1.5}}, "gpuMemoryUtilization"),
+        ({"engine": {"image": "vllm/vllm-openai:latest"}}, "image"),
+        (
+            {
+                "engine": {"type": "vllm"},
+                "rollout": rollout(
+                    analysis={
+                        "metrics": [
+                            {"name": "e", "template": "tgi-error-ratio", "thresholdRange": {"max": 1}}
+                        ]
+                    }
+                ),
+            },
+            "the tgi-* names are deprecated aliases for engine tgi only",
+        ),
+        (
+            {"engine": {"type": "vllm"}, "evaluation": evaluation(route="generate")},
+            "evaluation.route generate is TGI's native route",
+        ),
         (
             {"engine": {"maxInputTokens": 4096, "maxTotalTokens": 4096}},
             "maxInputTokens must be less than maxTotalTokens",

@@ -106,11 +106,14 @@ def test_cel_rules_carry_messages() -> None:
     rules = [(path, r) for path, node in walk(schema()) for r in node.get("x-kubernetes-validations", [])]
     assert len(rules) >= 15
     for path, rule in rules:
-        assert set(rule) <= {"rule", "message", "fieldPath"}, path
+        assert set(rule) <= {"rule", "message", "messageExpression", "fieldPath"}, path
         assert rule["rule"] and rule["message"], path
         if "fieldPath" in rule:
+            # a field path may go down several levels (".rollout.analysis.metrics"): each must exist
             node = dict(walk(schema()))[path]
-            assert rule["fieldPath"].lstrip(".") in node["properties"], f"{path}: {rule['fieldPath']}"
+            for part in rule["fieldPath"].lstrip(".").split("."):
+                assert part in node["properties"], f"{path}: {rule['fieldPath']}"
+                node = node["properties"][part]
     by_path = {
         path: [r["message"] for r in node.get("x-kubernetes-validations", [])]
         for path, node in walk(schema())
@@ -149,7 +152,7 @@ def test_maps_and_bounds() -> None:
     weight = nodes[".spec.rollout.steps[].setWeight"]
     assert (weight["minimum"], weight["maximum"]) == (0, 100)
     assert nodes[".spec.rollout.analysis.failureLimit"]["minimum"] == 1
-    assert nodes[".spec.engine.type"]["enum"] == ["tgi"]
+    assert nodes[".spec.engine.type"]["enum"] == ["tgi", "vllm"]
     assert "fp8" in nodes[".spec.engine.quantize"]["enum"]
     assert nodes[".status.phase"]["enum"] == [p.value for p in api.Phase]
     assert nodes[".status.history"]["maxItems"] == 20

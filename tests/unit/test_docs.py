@@ -4,7 +4,7 @@
 - every `make X` command the README names is a target of the Makefile or mk/*.mk;
 - the README's `llmops run` flags are exactly the flags `llmops run` has;
 - every page of docs/ is linked from the README;
-- docs/analysis.md shows the PromQL the TGI engine really writes;
+- docs/analysis.md shows the PromQL every engine really writes;
 - docs/gitops-argocd.md's ignoreDifferences entry covers exactly what `route_patch` changes.
 """
 
@@ -22,7 +22,7 @@ import yaml
 
 from llmops.api.resource import parse
 from llmops.cli import main as llmops_main
-from llmops.engines import TGI, selector
+from llmops.engines import engine_names, get_engine, selector
 from llmops.render.traffic import route_patch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,9 +114,10 @@ def test_the_readme_links_every_docs_page() -> None:
     assert {p.resolve() for p in DOCS} <= linked
 
 
-def test_analysis_doc_shows_the_promql_of_every_builtin_template() -> None:
+@pytest.mark.parametrize("engine_name", engine_names())
+def test_analysis_doc_shows_the_promql_of_every_builtin_template(engine_name: str) -> None:
     text = (REPO / "docs/analysis.md").read_text()
-    engine = TGI()
+    engine = get_engine(engine_name)
     scope = selector("<namespace>", "<name>", "<track>")
     for template in engine.analysis_templates:
         assert f"`{template}`" in text, template

@@ -1,4 +1,5 @@
-"""The evaluation client through the real huggingface_hub client against the TGI simulator."""
+"""The evaluation client against the TGI simulator (and its vLLM mode): every test runs on both
+transports, the real huggingface_hub client and the lean aiohttp path, which must behave the same."""
 
 import dataclasses
 import json
@@ -8,7 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from llmops.evaluation.client import ClientConfig, EndpointUnreachable, normalize_endpoint, run_requests
+from llmops.evaluation.client import (
+    TRANSPORTS,
+    ClientConfig,
+    EndpointUnreachable,
+    normalize_endpoint,
+    run_requests,
+)
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample, parse_dataset
 from llmops_dev.tgisim import Behaviour, Simulator
@@ -20,10 +27,25 @@ def _prompts() -> list[Sample]:
     return parse_dataset([json.dumps({"prompt": p, "reference": r}) for p, r in ANSWERS.items()], "d")
 
 
+_TRANSPORT = ["huggingface_hub"]  # set per test by the autouse `transport` fixture
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    _TRANSPORT[0] = request.param
+    return str(request.param)
+
+
 def _config(url: str, **changes: object) -> ClientConfig:
     # Tiny backoff and timeouts keep the unit tier fast; the retry logic is the same at any scale.
     base = ClientConfig(
-        endpoint=url, api_key="sim-key", concurrency=4, timeout=5.0, retries=3, backoff_base=0.001
+        endpoint=url,
+        api_key="sim-key",
+        concurrency=4,
+        timeout=5.0,
+        retries=3,
+        backoff_base=0.001,
+        transport=_TRANSPORT[0],
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -105,12 +127,13 @@ async def test_wrong_api_key_is_a_final_401(sim: Simulator) -> None:
     assert all(c.attempts == 1 and (c.error or "").startswith("HTTP 401") for c in completions)
 
 
-async def test_unreachable_endpoint_names_the_url() -> None:
+async def test_unreachable_endpoint_names_the_url(transport: str) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(EndpointUnreachable) as caught:
         await run_requests(_prompts(), _config(url, retries=2))
     message = str(caught.value)
-    assert message.startswith(f"endpoint {url} unreachable after 3 attempt(s): ConnectError")
+    error = {"huggingface_hub": "ConnectError", "aiohttp": "ClientConnectorError"}[transport]
+    assert message.startswith(f"endpoint {url} unreachable after 3 attempt(s): {error}")
 
 
 async def test_a_timeout_before_any_answer_is_unreachable(sim: Simulator) -> None:
@@ -148,19 +171,66 @@ async def test_no_hub_token_is_sent_to_the_model_server(monkeypatch: pytest.Monk
         body = [{"generated_text": "ok", "details": {"finish_reason": "eos_token", "generated_tokens": 1}}]
         return web.json_response(body)
 
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        message = {"role": "assistant", "content": "ok"}
+        body = {
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "created": 0,
+            "id": "x",
+        }
+        return web.json_response(
+            {**body, "model": "m", "object": "chat.completion", "system_fingerprint": ""}
+        )
+
+    async def complete(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"choices": [{"index": 0, "text": "ok"}], "usage": {"completion_tokens": 1}})
+
     app = web.Application()
     app.router.add_post("/", generate)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", complete)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        await run_requests(_prompts()[:1], _config(url, api_key=None))
-        await run_requests(_prompts()[:1], _config(url, api_key="tgi-key"))
+        for route in ("chat", "completion", "generate"):
+            await run_requests(_prompts()[:1], _config(url, api_key=None, route=route))
+            await run_requests(_prompts()[:1], _config(url, api_key="tgi-key", route=route))
     finally:
         await runner.cleanup()
-    assert seen == [None, "Bearer tgi-key"]
+    assert seen == [None, "Bearer tgi-key"] * 3
+
+
+async def test_chat_is_the_default_route_and_names_the_served_model() -> None:
+    # vLLM refuses a model other than its served name: the client must send the configured one.
+    vllm = Simulator(
+        Behaviour(answers=ANSWERS),
+        engine="vllm",
+        model_id="org/served",
+        api_key="sim-key",
+        max_total_tokens=512,
+    )
+    await vllm.start()
+    try:
+        assert vllm.url is not None
+        completions, _ = await run_requests(_prompts(), _config(vllm.url, model="org/served"))
+        assert [c.text for c in completions] == list(ANSWERS.values())
+        raw, _ = await run_requests(_prompts(), _config(vllm.url, model="org/served", route="completion"))
+        assert [c.text for c in raw] == list(ANSWERS.values())
+        wrong, _ = await run_requests(_prompts()[:1], _config(vllm.url, model="org/other"))
+        assert wrong[0].error is not None and "HTTP 404" in wrong[0].error
+    finally:
+        await vllm.stop()
+
+
+async def test_completion_route_refuses_chat_samples_before_sending() -> None:
+    chat = parse_dataset([json.dumps({"id": "c1", "messages": [{"role": "user", "content": "hi"}]})], "d")
+    with pytest.raises(ValueError, match="sample 'c1' \\(line 1\\) has messages; use route chat"):
+        await run_requests(chat, _config("http://127.0.0.1:9", route="completion"))
 
 
 def test_normalize_endpoint() -> None:

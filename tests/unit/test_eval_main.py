@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from llmops.evaluation.main import main
 from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_PASSED, SUMMARY_LIMIT
+from llmops.evaluation.workers import default_workers
 from llmops_dev.fakehub import serve_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 
@@ -231,3 +233,48 @@ def test_max_samples_scores_only_the_first_samples(tmp_path: Path) -> None:
         )  # fmt: skip
     assert code == 0
     assert json.loads(summary.read_text())["counts"]["samples"] == 3
+
+
+def test_workers_split_the_dataset_and_keep_every_sample(
+    perfect: str, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thresholds = '[{"metric": "exactMatch", "min": 0.9}]'
+    one = _run(_args(perfect, dataset, "--thresholds", thresholds, "--workers", "1"), tmp_path, capsys)
+    two = _run(_args(perfect, dataset, "--thresholds", thresholds, "--workers", "2"), tmp_path, capsys)
+    assert one[0] == two[0] == EXIT_PASSED
+    assert one[1]["counts"] == two[1]["counts"]
+    assert one[1]["metrics"]["exactMatch"] == two[1]["metrics"]["exactMatch"]
+    assert sorted(line["id"] for line in two[2]) == sorted(line["id"] for line in one[2])
+
+
+def test_chat_route_is_the_default_and_completion_refuses_chat_samples(
+    perfect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat = tmp_path / "chat.jsonl"
+    rows = [
+        {"id": f"c{i}", "messages": [{"role": "user", "content": p}], "reference": r}
+        for i, (p, r) in enumerate(QUESTIONS.items())
+    ]
+    chat.write_text("\n".join(json.dumps(x) for x in rows))
+    thresholds = '[{"metric": "exactMatch", "min": 0.9}]'
+    code, summary, _ = _run(_args(perfect, chat, "--thresholds", thresholds), tmp_path, capsys)
+    assert code == EXIT_PASSED, summary
+    code, summary, _ = _run(_args(perfect, chat, "--route", "completion"), tmp_path, capsys)
+    assert code == EXIT_BROKEN
+    assert "--route completion sends raw prompts, but sample 'c0' (line 1) has messages" in summary["message"]
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("150000 100000\n", 1), ("max 100000\n", None), ("800000 100000", None), (None, None)],
+)
+def test_default_workers_follow_the_cgroup_cpu_limit(
+    tmp_path: Path, cpu_max: str | None, expected: int | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    allowed = len(os.sched_getaffinity(0))
+    assert default_workers(path) == (
+        expected if expected is not None else min(allowed, 8 if cpu_max and "800000" in cpu_max else allowed)
+    )

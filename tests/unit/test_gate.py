@@ -90,6 +90,9 @@ def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() ->
     assert json.loads(flag["--thresholds"]) == EVALUATION["thresholds"]
     assert flag["--dataset"] == "/etc/llmops/dataset/qa.jsonl"
     assert flag["--model-revision"] == SHA_A
+    # the OpenAI chat route by default, naming the model (vLLM's served name), one worker process
+    assert (flag["--route"], flag["--model"], flag["--workers"]) == ("chat", "org/model", "1")
+    assert flag["--transport"] == "huggingface_hub"
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {
         "action": "FailJob",
@@ -100,6 +103,17 @@ def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() ->
     # A restarted operator computes the same Job: nothing new to create.
     again = plan(with_status(p, body(evaluation=EVALUATION)), Observations(children=ch), T0)
     assert not [o for o in again.apply if o["kind"] == "Job"]
+
+
+def test_evaluation_workers_and_route_reach_the_job() -> None:
+    evaluation = {**EVALUATION, "workers": 4, "route": "completion", "client": "aiohttp"}
+    _, _, p = _evaluating(body(evaluation=evaluation))
+    job = next(o for o in p.apply if o["kind"] == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--workers") + 1] == "4" and args[args.index("--route") + 1] == "completion"
+    assert args[args.index("--transport") + 1] == "aiohttp"
+    assert container["resources"]["requests"]["cpu"] == "1000m"  # a quarter core per worker
 
 
 def test_passing_revision_is_promoted_to_stable_and_staging_released() -> None:

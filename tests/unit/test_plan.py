@@ -279,6 +279,29 @@ def test_moving_revision_is_a_warning_not_a_failure() -> None:
     assert cond(p, c.DEGRADED)["status"] == "False"
 
 
+def test_deprecated_template_names_are_reported_with_their_field_path() -> None:
+    rollout = {
+        "steps": [{"setWeight": 50}],
+        "analysis": {
+            "metrics": [
+                {"name": "errors", "template": "error-ratio", "thresholdRange": {"max": 0.05}},
+                {"name": "latency", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}},
+            ]
+        },
+    }
+    p = plan(body(rollout=rollout), Observations(), T0)
+    deprecated = cond(p, c.DEPRECATED)
+    assert (deprecated["status"], deprecated["reason"]) == ("True", c.DEPRECATED_TEMPLATE)
+    assert deprecated["message"] == (
+        "spec.rollout.analysis.metrics[1].template 'tgi-latency-p95' is deprecated: use 'latency-p95'"
+    )
+    # once the spec uses the neutral name, the condition goes away
+    rollout["analysis"]["metrics"][1]["template"] = "latency-p95"
+    b = body(rollout=rollout)
+    b["status"] = p.status
+    assert not [x for x in plan(b, Observations(), T0).status["conditions"] if x["type"] == c.DEPRECATED]
+
+
 def test_cache_disabled_goes_straight_to_the_server() -> None:
     p = plan(body(cache={"enabled": False}), Observations(), T0)
     assert "Job" not in kinds(p) and "PersistentVolumeClaim" not in kinds(p)

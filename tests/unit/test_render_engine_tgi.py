@@ -5,24 +5,26 @@ from __future__ import annotations
 import pytest
 
 import llmops.api as api
-from llmops.engines import Engine, engine_names, get_engine, matchers, selector
+from llmops.api.delivery import DEPRECATED_TEMPLATES
+from llmops.engines import Engine, alert_rules, engine_names, get_engine, matchers, selector
 from llmops.engines.tgi import TGI
 
 SEL = 'namespace="ns",llmops_deployment="chat",llmops_track="canary"'
 
 
 def test_registry() -> None:
-    assert engine_names() == ("tgi",)
+    assert engine_names() == ("tgi", "vllm")
     engine: Engine = get_engine("tgi")
     assert isinstance(engine, TGI) and engine.name == "tgi"
-    with pytest.raises(KeyError, match="unknown engine 'vllm'; known: tgi"):
-        get_engine("vllm")
+    with pytest.raises(KeyError, match="unknown engine 'sglang'; known: tgi, vllm"):
+        get_engine("sglang")
 
 
 def test_every_api_engine_type_has_an_engine_and_templates_match_the_api() -> None:
     for engine_type in api.EngineSpec.model_fields["type"].annotation.__args__:  # type: ignore[union-attr]
-        assert get_engine(engine_type)
-    assert set(get_engine("tgi").analysis_templates) == set(api.ANALYSIS_TEMPLATES)
+        engine = get_engine(engine_type)
+        # every engine resolves every neutral template; the API adds only the deprecated aliases
+        assert set(engine.analysis_templates) == set(api.ANALYSIS_TEMPLATES) - set(DEPRECATED_TEMPLATES)
 
 
 def test_routes_and_metric_names() -> None:
@@ -48,7 +50,7 @@ def test_selector_and_matchers() -> None:
 
 
 def test_error_ratio_counts_failures_over_outcomes_not_one_minus_success_over_count() -> None:
-    q = get_engine("tgi").query("tgi-error-ratio", selector=SEL, window="2m")
+    q = get_engine("tgi").query("error-ratio", selector=SEL, window="2m")
     assert q == (
         f'(sum(rate(tgi_request_failure{{err!="validation",{SEL}}}[2m])) or vector(0))'
         f" / ((sum(rate(tgi_request_success{{{SEL}}}[2m])) or vector(0))"
@@ -59,25 +61,28 @@ def test_error_ratio_counts_failures_over_outcomes_not_one_minus_success_over_co
 
 def test_latency_queue_and_time_per_token_queries() -> None:
     tgi = get_engine("tgi")
-    assert tgi.query("tgi-latency-p95", selector=SEL, window="1m") == (
+    assert tgi.query("latency-p95", selector=SEL, window="1m") == (
         f"histogram_quantile(0.95, sum by (le) (rate(tgi_request_duration_bucket{{{SEL}}}[1m])))"
     )
-    assert tgi.query("tgi-time-per-token-p95", selector=SEL, window="5m") == (
+    assert tgi.query("time-per-token-p95", selector=SEL, window="5m") == (
         "histogram_quantile(0.95, sum by (le) "
         f"(rate(tgi_request_mean_time_per_token_duration_bucket{{{SEL}}}[5m])))"
     )
-    assert tgi.query("tgi-queue-size", selector=SEL, window="1m") == f"max(tgi_queue_size{{{SEL}}})"
+    assert tgi.query("queue-size", selector=SEL, window="1m") == f"max(tgi_queue_size{{{SEL}}})"
     with pytest.raises(ValueError, match="unknown analysis template"):
         tgi.query("tgi-nope", selector=SEL, window="1m")
+    # the deprecated names are resolved before the engine is asked (analysis.queries)
+    with pytest.raises(ValueError, match="unknown analysis template"):
+        tgi.query("tgi-queue-size", selector=SEL, window="1m")
 
 
 def test_alert_rules_compare_the_queries() -> None:
     tgi = get_engine("tgi")
-    rules = tgi.alert_rules(selector=SEL, error_ratio=0.05, latency_p95_seconds=30.0, queue_size=64)
+    rules = alert_rules(tgi, selector=SEL, error_ratio=0.05, latency_p95_seconds=30.0, queue_size=64)
     assert rules == {
-        "ErrorRatio": tgi.query("tgi-error-ratio", selector=SEL, window="5m") + " > 0.05",
-        "LatencyP95": tgi.query("tgi-latency-p95", selector=SEL, window="5m") + " > 30.0",
-        "QueueBacklog": tgi.query("tgi-queue-size", selector=SEL, window="5m") + " > 64",
+        "ErrorRatio": tgi.query("error-ratio", selector=SEL, window="5m") + " > 0.05",
+        "LatencyP95": tgi.query("latency-p95", selector=SEL, window="5m") + " > 30.0",
+        "QueueBacklog": tgi.query("queue-size", selector=SEL, window="5m") + " > 64",
     }
 
 

@@ -1,10 +1,10 @@
 """The fake kubelet: the data-plane half of the local cluster for the operator's own pods.
 
 kwok makes pods on its fake nodes Running without running anything, except pods labelled
-``llmops.io/deployment`` (see kwok-stages.yaml): the operator's TGI pods and Job pods. This
+``llmops.io/deployment`` (see kwok-stages.yaml): the operator's server pods and Job pods. This
 process runs those, as a kubelet would, for every such pod bound to a kwok node:
 
-- a TGI container → a TGI simulator process (``llmops_dev.tgisim``) on a loopback port;
+- a TGI or vLLM container → a simulator process (``llmops_dev.tgisim``, in that engine's mode) on a loopback port;
 - an operator-image container → its command, run locally (``llmops ...``);
 - any other image → ErrImagePull / ImagePullBackOff, as for an image that does not exist;
 

@@ -1,11 +1,11 @@
 """One pod on the fake kubelet: its volumes, its containers as local processes, its status.
 
-A TGI container becomes a TGI simulator process on a free loopback port; a container of the
-operator image runs its command locally. Per container, as the kubelet does:
+A TGI or vLLM container becomes a simulator process (in that engine's mode, its arguments mapped
+back) on a free loopback port; a container of the operator image runs its command locally. Per container, as the kubelet does:
 
     image  → ErrImagePull / ImagePullBackOff (with back-off) for an image we cannot run
     env    → CreateContainerConfigError with the kubelet's message while a Secret/ConfigMap/key is missing
-    run    → running; TGI: ready once its readiness probe (HTTP GET, default /health) answers
+    run    → running; a server: ready once its readiness probe (HTTP GET, default /health) answers
     exit   → terminated {exitCode, reason, message = termination message}; restartPolicy decides:
              restart (CrashLoopBackOff back-off 10s, 20s, ... 5m) or stay terminated
 
@@ -38,7 +38,8 @@ from llmops_dev.kubelet.proxy import PodEntry, PodTable
 from llmops_dev.kubelet.spec import (
     IMAGE_ENTRYPOINT,
     IMAGE_ENV,
-    TGI,
+    SERVERS,
+    VLLM,
     ConfigError,
     Mounts,
     expand,
@@ -305,7 +306,7 @@ class PodWorker:
     def _command(
         self, spec: Obj, runtime: str, env: dict[str, str], mounts: Mounts, termination: Path
     ) -> tuple[list[str], dict[str, str], int | None]:
-        """argv, environment and (for TGI) the port the container listens on."""
+        """argv, environment and (for a server) the port the container listens on."""
         full = {**IMAGE_ENV[runtime], **env}
         command = [expand(str(x), full) for x in spec.get("command") or []]
         args = [expand(str(x), full) for x in spec.get("args") or []]
@@ -338,11 +339,14 @@ class PodWorker:
             POD_MARKER: self.uid,
         }
         proc_env.setdefault("HF_ENDPOINT", self.env.hub_url)
-        if runtime == TGI:
-            port = listen_port(args, full)
+        if runtime in SERVERS:
+            port = listen_port(args, full, runtime)
             sim = free_port()
             self.sim_ports[spec["name"]] = sim
-            argv = [sys.executable, "-m", "llmops_dev.tgisim", *map(rewrite, args)]
+            # The simulator takes each engine's own arguments (vLLM: `vllm serve MODEL --flags`;
+            # TGI: the launcher's flags and env); --port/--host last, so they win.
+            engine = ["--engine", "vllm"] if runtime == VLLM else []
+            argv = [sys.executable, "-m", "llmops_dev.tgisim", *engine, *map(rewrite, args)]
             argv += [
                 "--host",
                 "127.0.0.1",
@@ -401,10 +405,10 @@ class PodWorker:
         self._record()
         log.info("%s/%s: started pid %d: %s", self.slug, model.name, proc.pid, " ".join(argv))
         model.state = {"running": {"startedAt": started_at}}
-        model.started = runtime != TGI or http_probe(spec, "startupProbe") is None
-        model.ready = runtime != TGI
+        model.started = runtime not in SERVERS or http_probe(spec, "startupProbe") is None
+        model.ready = runtime not in SERVERS
         probe: asyncio.Task[None] | None = None
-        if runtime == TGI and port is not None:
+        if runtime in SERVERS and port is not None:
             sim = self.sim_ports[model.name]
             self.env.table.set(
                 self.uid,

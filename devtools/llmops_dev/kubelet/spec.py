@@ -1,11 +1,11 @@
 """What the fake kubelet derives from a pod spec, without I/O.
 
-- Images: which ones this "registry" can run (the operator image, by repository, and TGI
-  images, any tag), their entrypoints and image environment, and the kubelet's pull errors.
+- Images: which ones this "registry" can run (the operator image, by repository, and TGI and
+  vLLM images, any tag), their entrypoints and image environment, and the kubelet's pull errors.
 - Environment: ``env`` / ``envFrom`` with values from Secrets, ConfigMaps and the downward API,
   ``$(VAR)`` expansion, and the kubelet's exact CreateContainerConfigError messages.
 - Paths: a container path under a volume mount rewritten to the host directory behind it.
-- Ports and probes: where a TGI container listens and what its HTTP probes ask for.
+- Ports and probes: where a server container listens and what its HTTP probes ask for.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from llmops.api.constants import DEFAULT_TGI_IMAGE, OPERATOR_IMAGE
+from llmops.api.constants import DEFAULT_TGI_IMAGE, DEFAULT_VLLM_IMAGE, OPERATOR_IMAGE
 
 __all__ = [
     "IMAGE_ENTRYPOINT",
     "IMAGE_ENV",
     "OPERATOR",
+    "SERVERS",
     "TGI",
+    "VLLM",
     "ConfigError",
     "Mounts",
     "expand",
@@ -40,7 +42,10 @@ __all__ = [
 
 Obj = dict[str, Any]
 TGI = "tgi"
+VLLM = "vllm"
 OPERATOR = "operator"
+SERVERS = frozenset({TGI, VLLM})
+"""Runtimes whose containers become a simulator process (in the engine's mode)."""
 
 
 def image_repository(image: str) -> str:
@@ -50,21 +55,27 @@ def image_repository(image: str) -> str:
     return name[:colon] if colon > slash else name
 
 
-_RUNTIMES = {image_repository(OPERATOR_IMAGE): OPERATOR, image_repository(DEFAULT_TGI_IMAGE): TGI}
+_RUNTIMES = {
+    image_repository(OPERATOR_IMAGE): OPERATOR,
+    image_repository(DEFAULT_TGI_IMAGE): TGI,
+    image_repository(DEFAULT_VLLM_IMAGE): VLLM,
+}
 
-IMAGE_ENTRYPOINT = {OPERATOR: ["llmops"], TGI: ["text-generation-launcher"]}
+IMAGE_ENTRYPOINT = {OPERATOR: ["llmops"], TGI: ["text-generation-launcher"], VLLM: ["vllm", "serve"]}
 """The images' ENTRYPOINT, used when a container sets no command."""
 
 IMAGE_ENV = {
     OPERATOR: {"PYTHONUNBUFFERED": "1"},
     # TGI's Dockerfile: the launcher listens on $PORT and caches models under $HF_HOME.
     TGI: {"PORT": "80", "HF_HOME": "/data", "HF_HUB_ENABLE_HF_TRANSFER": "1"},
+    # vLLM's image sets no port: `vllm serve` listens on --port, 8000 by default.
+    VLLM: {"VLLM_USAGE_SOURCE": "production-docker-image"},
 }
 """The images' ENV, which a container's own env overrides."""
 
 
 def runtime_for(image: str) -> str | None:
-    """TGI, OPERATOR, or None for an image this fake registry does not have."""
+    """TGI, VLLM, OPERATOR, or None for an image this fake registry does not have."""
     return _RUNTIMES.get(image_repository(image))
 
 
@@ -268,19 +279,23 @@ class Mounts:
 # -- ports and probes -------------------------------------------------------------------------
 
 
-def listen_port(args: list[str], env: Mapping[str, str]) -> int:
-    """Where TGI's launcher listens: ``--port``/``-p`` (last wins), else ``$PORT``, else 80."""
+def listen_port(args: list[str], env: Mapping[str, str], runtime: str = TGI) -> int:
+    """Where the server listens: ``--port``/``-p`` (last wins), else for TGI ``$PORT`` else 80,
+    for vLLM 8000 (`vllm serve` reads no port variable)."""
+    default = "8000" if runtime == VLLM else "80"
+    if runtime == VLLM:
+        env = {}
     port: str | None = None
     for i, arg in enumerate(args):
         if arg in ("--port", "-p") and i + 1 < len(args):
             port = args[i + 1]
         elif arg.startswith("--port="):
             port = arg.split("=", 1)[1]
-    port = port or env.get("PORT") or "80"
+    port = port or env.get("PORT") or default
     try:
         return int(port)
     except ValueError:
-        return 80
+        return int(default)
 
 
 def http_probe(container: Obj, kind: str) -> tuple[str, int | None, Obj] | None:

@@ -13,6 +13,10 @@ This module is the entry point:
   reads TGI's launcher env too (MODEL_ID, REVISION, PORT, HOSTNAME, MAX_INPUT_TOKENS,
   MAX_TOTAL_TOKENS, MAX_CONCURRENT_REQUESTS, API_KEY, NUM_SHARD; TGISIM_BEHAVIOUR_FILE/_DIR) and
   ignores the launcher flags it does not simulate;
+- `python -m llmops_dev.tgisim --engine vllm MODEL [vllm serve flags]` is vLLM's
+  OpenAI-compatible server instead (vllm_routes): it reads `--served-model-name`, `--port`,
+  `--max-model-len`, `--max-num-seqs`, `--api-key` (else $VLLM_API_KEY), `--revision` and
+  `--tensor-parallel-size`, and ignores the other `vllm serve` flags;
 - `Simulator` (async `start`/`stop`) and `run_in_thread` (sync tests, benchmarks).
 
 The pieces: server (the aiohttp server), openai_routes (OpenAI routes), text (validation,
@@ -72,6 +76,25 @@ def _env_int(*names: str, default: int) -> int:
     return default
 
 
+def _vllm_parser() -> argparse.ArgumentParser:
+    """`vllm serve`'s flags the simulator honours (the rest are ignored, as logged)."""
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m llmops_dev.tgisim --engine vllm")
+    p.add_argument("--engine", choices=("tgi", "vllm"))
+    p.add_argument("model", nargs="?", default="facebook/opt-125m")  # vLLM's default model
+    p.add_argument("--served-model-name", default=None)
+    p.add_argument("--revision", default="main")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument("--api-key", default=env.get("VLLM_API_KEY") or None)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--behaviour-file", type=Path, default=env.get("TGISIM_BEHAVIOUR_FILE") or None)
+    p.add_argument("--behaviour-dir", type=Path, default=env.get("TGISIM_BEHAVIOUR_DIR") or None)
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ
     p = argparse.ArgumentParser(
@@ -106,7 +129,37 @@ def _parser() -> argparse.ArgumentParser:
         default=env.get("TGISIM_BEHAVIOUR_DIR") or None,
         help="read DIR/<revision>.json if present, else DIR/default.json",
     )
+    p.add_argument("--engine", choices=("tgi", "vllm"), default="tgi", help="which server to simulate")
     return p
+
+
+def _engine(argv: list[str] | None) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--engine", choices=("tgi", "vllm"), default="tgi")
+    return str(pre.parse_known_args(argv)[0].engine)
+
+
+def _vllm_simulator(argv: list[str] | None) -> tuple[Simulator, str, int] | None:
+    args, ignored = _vllm_parser().parse_known_args(argv)
+    if ignored:
+        log.info("ignoring vllm serve arguments the simulator does not use: %s", " ".join(ignored))
+    if args.behaviour_file is not None and args.behaviour_dir is not None:
+        print("give only one of --behaviour-file and --behaviour-dir", file=sys.stderr)
+        return None
+    sim = Simulator(
+        engine="vllm",
+        model_id=args.served_model_name or args.model,
+        model_root=args.model,
+        revision=args.revision,
+        api_key=args.api_key,
+        max_total_tokens=args.max_model_len,
+        max_concurrent_requests=args.max_num_seqs,
+        behaviour_dir=args.behaviour_dir,
+        behaviour_file=args.behaviour_file,
+        num_shard=args.tensor_parallel_size,
+        shutdown_timeout=10.0,
+    )
+    return sim, args.host, args.port
 
 
 def _bind_host(host: str) -> str:
@@ -133,6 +186,13 @@ async def _serve(sim: Simulator, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if _engine(argv) == "vllm":
+        made = _vllm_simulator(argv)
+        if made is None:
+            return 2
+        sim, host, port = made
+        asyncio.run(_serve(sim, _bind_host(host), port))
+        return 0
     args, ignored = _parser().parse_known_args(argv)
     if ignored:
         log.info("ignoring launcher arguments the simulator does not use: %s", " ".join(ignored))

@@ -1,4 +1,5 @@
-"""The TGI simulator's server: `Simulator`, one simulated TGI pod on aiohttp.
+"""The TGI simulator's server: `Simulator`, one simulated TGI pod on aiohttp (or, with
+engine="vllm", one vLLM pod: see vllm_routes).
 
 It serves TGI's native routes (`/`, `/generate`, `/generate_stream`, `/tokenize`) and its open
 ones (`/health`, `/info`, `/metrics`, `/v1/models`), registers the OpenAI-compatible routes of
@@ -23,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from llmops_dev.tgisim import vllm_routes
 from llmops_dev.tgisim.behaviour import AnswerBook, Behaviour, BehaviourWatcher, Dice
 from llmops_dev.tgisim.metrics import TgiMetrics
 from llmops_dev.tgisim.openai_routes import chat_route, completions_route
@@ -38,6 +40,7 @@ from llmops_dev.tgisim.text import (
     tokenize,
     validate,
 )
+from llmops_dev.tgisim.vllm_metrics import VllmMetrics
 from llmops_dev.tgisim.wire import client_may_leave, json_response, open_sse, read_body, sse
 
 __all__ = ["VERSION", "Simulator"]
@@ -102,10 +105,19 @@ class Simulator:
         num_shard: int = 1,
         pipeline_tag: str | None = "text-generation",
         shutdown_timeout: float = 2.0,
+        engine: str = "tgi",
+        model_root: str | None = None,
     ) -> None:
+        if engine not in ("tgi", "vllm"):
+            raise ValueError(f"engine must be tgi or vllm, got {engine!r}")
+        if engine == "vllm":
+            # vLLM has one limit, --max-model-len, on prompt plus completion.
+            max_input_tokens = max_total_tokens - 1
         if max_input_tokens >= max_total_tokens:
             raise ValueError("`max_input_tokens` must be < `max_total_tokens`")  # the launcher's check
+        self.engine = engine
         self.model_id = model_id
+        self.model_root = model_root or model_id
         self.revision = revision
         self.api_key = api_key
         self.num_shard = num_shard
@@ -114,7 +126,13 @@ class Simulator:
         self.max_client_batch_size = 4  # TGI's default --max-client-batch-size
         self.version = VERSION
         self.limits = Limits(max_input_tokens, max_total_tokens)
-        self.metrics = TgiMetrics(max_input_tokens, max_total_tokens)
+        self.metrics: Any = (
+            VllmMetrics(model_id, max_total_tokens)
+            if engine == "vllm"
+            else TgiMetrics(max_input_tokens, max_total_tokens)
+        )
+        self.slots: asyncio.Semaphore | None = None  # vLLM mode: --max-num-seqs running slots
+        self.started_wall = time.time()
         self.shutdown_timeout = shutdown_timeout
         self.url: str | None = None
         self.inflight = 0
@@ -159,6 +177,11 @@ class Simulator:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
+        if self.engine == "vllm":
+            app = web.Application(middlewares=[vllm_routes.middleware], client_max_size=64 * 1024 * 1024)
+            vllm_routes.add_routes(app, self)
+            self._admin_routes(app)
+            return app
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_post("/", self._compat_generate)
         app.router.add_post("/generate", self._generate_route)
@@ -171,11 +194,14 @@ class Simulator:
         app.router.add_get("/info", self._info_route)
         app.router.add_get("/metrics", self._metrics_route)
         app.router.add_get("/v1/models", self._models_route)
+        self._admin_routes(app)
+        return app
+
+    def _admin_routes(self, app: web.Application) -> None:
         app.router.add_get("/__sim/behaviour", self._get_behaviour_route)
         app.router.add_post("/__sim/behaviour", self._patch_behaviour_route)
         app.router.add_put("/__sim/behaviour", self._put_behaviour_route)
         app.router.add_get("/__sim/state", self._state_route)
-        return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0 picks a free port); returns the base URL."""

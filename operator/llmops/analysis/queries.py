@@ -1,6 +1,8 @@
 """The PromQL of each canary analysis metric, for the canary and (when compared) the stable track.
 
-Built-in templates come from the engine (`Engine.query`); custom `query` strings have their
+Built-in templates are engine-neutral names (error-ratio, latency-p95, time-per-token-p95,
+queue-size) that the engine resolves to PromQL over its own metrics (`Engine.query`); the
+deprecated tgi-* names resolve as their neutral names. Custom `query` strings have their
 placeholders substituted. Every query is scoped by the labels the PodMonitor attaches to the
 track's pods (namespace, llmops_deployment, llmops_track: see render.monitoring).
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from llmops.api.delivery import AnalysisMetric, AnalysisSpec
+from llmops.api.delivery import AnalysisMetric, AnalysisSpec, neutral_template
 from llmops.engines.base import Engine, selector
 
 __all__ = [
@@ -88,7 +90,8 @@ def render_query(query: str, *, namespace: str, name: str, track: str, interval:
 
 def _one(metric: AnalysisMetric, engine: Engine, namespace: str, name: str, track: str, window: str) -> str:
     if metric.template is not None:
-        return engine.query(metric.template, selector=selector(namespace, name, track), window=window)
+        template = neutral_template(metric.template)
+        return engine.query(template, selector=selector(namespace, name, track), window=window)
     assert metric.query is not None  # the model allows exactly one of template and query
     try:
         return render_query(metric.query, namespace=namespace, name=name, track=track, interval=window)

@@ -52,9 +52,17 @@ X_LIST_TYPE = "x-kubernetes-list-type"
 X_LIST_MAP_KEYS = "x-kubernetes-list-map-keys"
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    """One CEL rule for `x-kubernetes-validations`; `field_path` (".field") names the field in the error."""
+def cel(
+    rule: str, message: str, field_path: str | None = None, *, message_expression: str | None = None
+) -> dict[str, str]:
+    """One CEL rule for `x-kubernetes-validations`; `field_path` (".field") names the field in the error.
+
+    `message_expression` (a CEL string expression) lets the apiserver's error carry values from the
+    object; `message` stays the fallback and is what the pydantic mirror of the rule raises.
+    """
     out = {"rule": rule, "message": message}
+    if message_expression is not None:
+        out["messageExpression"] = message_expression
     if field_path is not None:
         out["fieldPath"] = field_path
     return out

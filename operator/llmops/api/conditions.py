@@ -19,6 +19,9 @@ PROMOTED = "Promoted"
 """The canary's fate: promoted, in progress, or rolled back."""
 
 CONDITION_TYPES: tuple[str, ...] = (AVAILABLE, PROGRESSING, DEGRADED, MODEL_CACHED, EVALUATED, PROMOTED)
+DEPRECATED = "Deprecated"
+"""True while the spec uses a deprecated name (which one, and its replacement, in the message);
+absent otherwise."""
 
 # --- statuses
 TRUE = "True"
@@ -29,6 +32,8 @@ UNKNOWN = "Unknown"
 INVALID_SPEC = "InvalidSpec"
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+DEPRECATED_TEMPLATE = "DeprecatedTemplate"
+"""An analysis metric uses a tgi-* template name, a deprecated alias of an engine-neutral one."""
 MOVING_REVISION = "MovingRevision"
 """spec.model.revision is a branch or tag, not a commit sha: the weights may change under you."""
 

@@ -21,6 +21,11 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 OPERATOR_IMAGE = "ghcr.io/llmops-io/llmops-operator:0.1.0"
 # TGI 3.3.7 (2025-12-18) is the last release; it fixed NUM_SHARD auto-detection.
 DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
+# vLLM's OpenAI-compatible server image, pinned by release tag. v0.11.0 is the newest release whose
+# metric names, flags and entrypoint (`vllm serve`) were checked against vLLM's source for
+# llmops.engines.vllm (docs/architecture.md, "Engines: TGI and vLLM"); later tags exist but could
+# not be verified here without registry access, so move the pin only after re-checking those facts.
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 
 # Manual gates are annotations, not spec: they are actions, not desired state, so git (which
 # owns spec) never has to carry them. The operator removes nothing; it acts on the value's change.

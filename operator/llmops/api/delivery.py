@@ -39,8 +39,36 @@ CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIEL
 REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]
-AnalysisTemplate = Literal["tgi-error-ratio", "tgi-latency-p95", "tgi-time-per-token-p95", "tgi-queue-size"]
+AnalysisTemplate = Literal[
+    "error-ratio",
+    "latency-p95",
+    "time-per-token-p95",
+    "queue-size",
+    # Deprecated aliases of the names above, from when TGI was the only engine: accepted for one
+    # more release (engine tgi only), and reported by the Deprecated condition.
+    "tgi-error-ratio",
+    "tgi-latency-p95",
+    "tgi-time-per-token-p95",
+    "tgi-queue-size",
+]
 ANALYSIS_TEMPLATES: tuple[str, ...] = AnalysisTemplate.__args__
+DEPRECATED_TEMPLATES: dict[str, str] = {
+    "tgi-error-ratio": "error-ratio",
+    "tgi-latency-p95": "latency-p95",
+    "tgi-time-per-token-p95": "time-per-token-p95",
+    "tgi-queue-size": "queue-size",
+}
+"""Deprecated analysis template name → the engine-neutral name it stands for."""
+NEUTRAL_TEMPLATES: tuple[str, ...] = tuple(t for t in ANALYSIS_TEMPLATES if t not in DEPRECATED_TEMPLATES)
+"""The analysis templates every engine resolves to its own PromQL."""
+
+
+def neutral_template(name: str) -> str:
+    """The engine-neutral name of an analysis template (itself unless it is a deprecated alias)."""
+    return DEPRECATED_TEMPLATES.get(name, name)
+
+
+EvaluationRoute = Literal["chat", "completion", "generate"]
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -150,6 +178,15 @@ class EvaluationSpec(ApiModel):
     """Cron schedule to re-evaluate the serving revision (feeds drift.evalScoreDrop)."""
     image: Image | None = None
     """Image of the evaluation Job (defaults to the operator's image)."""
+    route: EvaluationRoute = "chat"
+    """How samples are sent: chat (the OpenAI-compatible /v1/chat/completions of either engine; a
+    `prompt` sample becomes one user message), completion (/v1/completions, raw prompts; `messages`
+    samples are refused) or generate (TGI's native route; engine tgi only)."""
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    """Processes the evaluation Job splits the dataset across (its CPU request grows with them)."""
+    client: Literal["huggingface_hub", "aiohttp"] = "huggingface_hub"
+    """The HTTP client of the evaluation: huggingface_hub's AsyncInferenceClient, or aiohttp, which
+    sends the same requests for a fraction of the client CPU (llmops eval --transport)."""
 
 
 # -------------------------------------------------------------------------------------- rollout
@@ -213,7 +250,8 @@ class AnalysisMetric(ApiModel):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
     """Name of the check (in status and history)."""
     template: AnalysisTemplate | None = None
-    """A built-in query of the engine's metrics."""
+    """A built-in query, resolved by the engine to PromQL over its own metrics: error-ratio,
+    latency-p95, time-per-token-p95, queue-size (the tgi-* names are deprecated aliases)."""
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     """A PromQL query returning one number. Placeholders: {{ namespace }}, {{ name }}, {{ track }},
     {{ interval }}, and {{ selector }} (label matchers for the track's pods)."""
@@ -233,11 +271,9 @@ class AnalysisMetric(ApiModel):
 
 def _default_analysis_metrics() -> list[AnalysisMetric]:
     return [
+        AnalysisMetric(name="error-ratio", template="error-ratio", threshold_range=ThresholdRange(max=0.05)),
         AnalysisMetric(
-            name="error-ratio", template="tgi-error-ratio", threshold_range=ThresholdRange(max=0.05)
-        ),
-        AnalysisMetric(
-            name="latency-p95", template="tgi-latency-p95", compare_to_stable=CompareToStable(max_ratio=1.5)
+            name="latency-p95", template="latency-p95", compare_to_stable=CompareToStable(max_ratio=1.5)
         ),
     ]
 
@@ -255,8 +291,8 @@ class AnalysisSpec(ApiModel):
         default_factory=_default_analysis_metrics,
         json_schema_extra={
             "default": [
-                {"name": "error-ratio", "template": "tgi-error-ratio", "thresholdRange": {"max": 0.05}},
-                {"name": "latency-p95", "template": "tgi-latency-p95", "compareToStable": {"maxRatio": 1.5}},
+                {"name": "error-ratio", "template": "error-ratio", "thresholdRange": {"max": 0.05}},
+                {"name": "latency-p95", "template": "latency-p95", "compareToStable": {"maxRatio": 1.5}},
             ]
         },
     )

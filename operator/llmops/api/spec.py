@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from llmops.api.common import (
     DNS1123_LABEL,
@@ -36,17 +36,21 @@ from llmops.api.common import (
     cel,
     validations,
 )
-from llmops.api.constants import DEFAULT_TGI_IMAGE, GPU_PRODUCT_LABELS
+from llmops.api.constants import GPU_PRODUCT_LABELS
 from llmops.api.delivery import REPO_ID, DriftSpec, EvaluationSpec, RetrainSpec, RolloutSpec
 
 # A git ref or sha as the Hub accepts it ("main", "v1.0", "refs/pr/3", a 40-hex commit).
 REVISION = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
-# An image pinned to a full X.Y.Z tag (a suffix such as -rocm is fine) or to a digest:
-# never `latest`, never a moving X.Y, so a revision always means the same server.
+# An image pinned to a full X.Y.Z tag (vLLM's tags carry a leading v; a suffix such as -rocm is fine)
+# or to a digest: never `latest`, never a moving X.Y, so a revision always means the same server.
 PINNED_IMAGE = (
-    r"^[^\s@]+:[0-9]+\.[0-9]+\.[0-9]+([-.+][0-9A-Za-z.-]+)?(@sha256:[0-9a-f]{64})?$"  # name:X.Y.Z[@digest]
+    r"^[^\s@]+:v?[0-9]+\.[0-9]+\.[0-9]+([-.+][0-9A-Za-z.-]+)?(@sha256:[0-9a-f]{64})?$"  # name:[v]X.Y.Z[@digest]
     r"|^[^\s@]+@sha256:[0-9a-f]{64}$"  # name@digest
 )
+ENGINE_TYPES: tuple[str, ...] = ("tgi", "vllm")
+# Quantization methods by engine: TGI's --quantize values, and the subset of vLLM's --quantization
+# choices that load pre-quantized Hub checkpoints. A value only one engine knows is refused for the
+# other by a CEL rule naming the field, so the mistake surfaces at `kubectl apply`, not in a crash loop.
 TGI_QUANTIZE = (
     "awq",
     "compressed-tensors",
@@ -59,6 +63,22 @@ TGI_QUANTIZE = (
     "bitsandbytes-fp4",
     "fp8",
 )
+VLLM_QUANTIZE = (
+    "awq",
+    "awq_marlin",
+    "compressed-tensors",
+    "gptq",
+    "gptq_marlin",
+    "marlin",
+    "bitsandbytes",
+    "fp8",
+    "fbgemm_fp8",
+    "gguf",
+    "experts_int8",
+    "modelopt",
+    "mxfp4",
+)
+QUANTIZE: tuple[str, ...] = TGI_QUANTIZE + tuple(q for q in VLLM_QUANTIZE if q not in TGI_QUANTIZE)
 # Variables the operator sets from spec fields: setting them through engine.env would silently
 # fight the field (or smuggle a secret around the *SecretRef fields).
 RESERVED_ENV: tuple[str, ...] = (
@@ -68,15 +88,19 @@ RESERVED_ENV: tuple[str, ...] = (
     "PORT",
     "HOSTNAME",
     "HF_HOME",
+    "HF_HUB_CACHE",
     "HUGGINGFACE_HUB_CACHE",
     "HF_TOKEN",
     "HUGGING_FACE_HUB_TOKEN",
     "API_KEY",
+    "VLLM_API_KEY",
     "QUANTIZE",
     "DTYPE",
     "MAX_INPUT_TOKENS",
     "MAX_TOTAL_TOKENS",
     "MAX_CONCURRENT_REQUESTS",
+    "MAX_BATCH_PREFILL_TOKENS",
+    "LLMOPS_REVISION",
 )
 
 
@@ -97,9 +121,35 @@ class ModelSpec(ApiModel):
     """Hub token for gated or private models, passed to the pods as HF_TOKEN."""
 
 
+# The engine type as CEL sees it: the CRD defaults `type`, but a rule must not fail on its absence.
+_ENGINE = "(has(self.type) ? self.type : 'tgi')"
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def _only_for(engine: str, field: str, message: str) -> dict[str, str]:
+    """A CEL rule refusing `field` unless spec.engine.type is `engine` (the error names the field)."""
+    return cel(f"{_ENGINE} == '{engine}' || !has(self.{field})", message, f".{field}")
+
+
+def _quantize_for(engine: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """A CEL rule refusing a quantize value that `engine` does not know, naming the value."""
+    return cel(
+        f"{_ENGINE} != '{engine}' || !has(self.quantize) || self.quantize in {_cel_list(allowed)}",
+        f"quantize is not supported by engine {engine}; it accepts: {', '.join(allowed)}",
+        ".quantize",
+        message_expression=(
+            f"'quantize ' + self.quantize + ' is not supported by engine {engine}; it accepts: "
+            f"{', '.join(allowed)}'"
+        ),
+    )
+
+
 _NOT_BOTH_DTYPE_QUANTIZE = cel(
-    "!has(self.dtype) || !has(self.quantize)",
-    "dtype and quantize are mutually exclusive (TGI refuses --dtype with --quantize)",
+    f"{_ENGINE} != 'tgi' || !has(self.dtype) || !has(self.quantize)",
+    "dtype and quantize are mutually exclusive for engine tgi (TGI refuses --dtype with --quantize)",
     ".dtype",
 )
 _INPUT_LT_TOTAL = cel(
@@ -108,52 +158,79 @@ _INPUT_LT_TOTAL = cel(
     ".maxInputTokens",
 )
 _NO_RESERVED_ENV = cel(
-    "!has(self.env) || self.env.all(e, !(e.name in "
-    + "["
-    + ", ".join(f"'{n}'" for n in RESERVED_ENV)
-    + "]))",
+    "!has(self.env) || self.env.all(e, !(e.name in " + _cel_list(RESERVED_ENV) + "))",
     "env must not set variables the operator derives from spec ("
     + ", ".join(RESERVED_ENV)
     + "): use the spec fields (model, engine, resources, *SecretRef) instead",
     ".env",
 )
+_INPUT_TOKENS_TGI_ONLY = _only_for(
+    "tgi",
+    "maxInputTokens",
+    "maxInputTokens is a TGI setting: engine vllm has no separate prompt limit "
+    "(maxTotalTokens sets its --max-model-len)",
+)
+_GPU_MEMORY_VLLM_ONLY = _only_for(
+    "vllm",
+    "gpuMemoryUtilization",
+    "gpuMemoryUtilization is a vLLM setting (--gpu-memory-utilization): engine tgi does not understand it",
+)
+_TGI_QUANTIZE = _quantize_for("tgi", TGI_QUANTIZE)
+_VLLM_QUANTIZE = _quantize_for("vllm", VLLM_QUANTIZE)
+_ENGINE_RULES = (
+    _NOT_BOTH_DTYPE_QUANTIZE,
+    _INPUT_LT_TOTAL,
+    _NO_RESERVED_ENV,
+    _INPUT_TOKENS_TGI_ONLY,
+    _GPU_MEMORY_VLLM_ONLY,
+    _TGI_QUANTIZE,
+    _VLLM_QUANTIZE,
+)
 
 
 class EngineSpec(ApiModel):
-    """The inference server. Everything engine-specific sits behind llmops.engines."""
+    """The inference server. Everything engine-specific sits behind llmops.engines; fields that only
+    one engine understands are refused for the other (the error names the field)."""
 
-    model_config = ConfigDict(
-        json_schema_extra=validations(_NOT_BOTH_DTYPE_QUANTIZE, _INPUT_LT_TOTAL, _NO_RESERVED_ENV)
-    )
+    model_config = ConfigDict(json_schema_extra=validations(*_ENGINE_RULES))
 
-    type: Literal["tgi"] = "tgi"
-    """The engine: tgi (Hugging Face text-generation-inference)."""
-    image: Annotated[str, StringConstraints(pattern=PINNED_IMAGE, max_length=512)] = DEFAULT_TGI_IMAGE
-    """Server image, pinned to a full X.Y.Z tag or an @sha256 digest."""
-    quantize: Literal[TGI_QUANTIZE] | None = None  # type: ignore[valid-type]
-    """Weight quantization (TGI --quantize)."""
+    type: Literal["tgi", "vllm"] = "tgi"
+    """The engine: tgi (Hugging Face text-generation-inference) or vllm (vLLM's OpenAI-compatible
+    server). See docs/architecture.md ("Engines: TGI and vLLM") for what each is given."""
+    image: Annotated[str, StringConstraints(pattern=PINNED_IMAGE, max_length=512)] | None = None
+    """Server image, pinned to a full X.Y.Z tag or an @sha256 digest (default: the engine's pinned
+    release, ghcr.io/huggingface/text-generation-inference:3.3.7 or vllm/vllm-openai:v0.11.0)."""
+    quantize: Literal[QUANTIZE] | None = None  # type: ignore[valid-type]
+    """Weight quantization (TGI --quantize, vLLM --quantization); each engine accepts its own methods."""
     dtype: Literal["float16", "bfloat16"] | None = None
-    """Weight dtype (TGI --dtype); not together with quantize."""
+    """Weight dtype (--dtype); with tgi not together with quantize."""
     max_input_tokens: Annotated[int, Field(ge=1)] | None = None
-    """Longest prompt in tokens (TGI --max-input-tokens)."""
+    """Longest prompt in tokens (TGI --max-input-tokens; tgi only)."""
     max_total_tokens: Annotated[int, Field(ge=2)] | None = None
-    """Longest prompt plus generation in tokens (TGI --max-total-tokens)."""
+    """Longest prompt plus generation in tokens (TGI --max-total-tokens, vLLM --max-model-len)."""
     max_concurrent_requests: Annotated[int, Field(ge=1)] | None = None
-    """Requests in flight before TGI answers 429 (TGI --max-concurrent-requests, default 128)."""
+    """Requests served at once (TGI --max-concurrent-requests, beyond which it answers 429; vLLM
+    --max-num-seqs, beyond which requests wait in its queue)."""
+    max_batch_tokens: Annotated[int, Field(ge=1)] | None = None
+    """Tokens one forward pass may process (TGI --max-batch-prefill-tokens, vLLM
+    --max-num-batched-tokens)."""
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Share of each GPU's memory vLLM may use for weights and KV cache (vLLM
+    --gpu-memory-utilization; vllm only)."""
     extra_args: Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=64)] = []
-    """More launcher arguments, appended verbatim."""
+    """More server arguments, appended verbatim."""
     env: Annotated[
         list[EnvVar], Field(max_length=64, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["name"]})
     ] = []
     """More plain environment variables (secrets go through the *SecretRef fields)."""
     api_key_secret_ref: ApiKeySecretRef | None = None
-    """Require this API key (Bearer) on the generation routes (TGI API_KEY)."""
+    """Require this API key (Bearer) on the generation routes (TGI API_KEY, vLLM VLLM_API_KEY)."""
     startup_timeout_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
     """Budget of the startup probe: download, shard load and warm-up must finish within it."""
 
     @model_validator(mode="after")
     def _cross_fields(self) -> Self:
-        if self.dtype is not None and self.quantize is not None:
+        if self.type == "tgi" and self.dtype is not None and self.quantize is not None:
             raise ValueError(_NOT_BOTH_DTYPE_QUANTIZE["message"])
         if (
             self.max_input_tokens is not None
@@ -164,6 +241,33 @@ class EngineSpec(ApiModel):
         if any(e.name in RESERVED_ENV for e in self.env):
             raise ValueError(_NO_RESERVED_ENV["message"])
         return self
+
+    # Field validators (not the model's), so that the error names the field, as the CEL rules'
+    # fieldPath does; `type` is declared first, so it is validated before them (info.data).
+    @field_validator("max_input_tokens")
+    @classmethod
+    def _input_tokens_tgi_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("type") == "vllm":
+            raise ValueError(_INPUT_TOKENS_TGI_ONLY["message"])
+        return value
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gpu_memory_vllm_only(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("type", "tgi") == "tgi":
+            raise ValueError(_GPU_MEMORY_VLLM_ONLY["message"])
+        return value
+
+    @field_validator("quantize")
+    @classmethod
+    def _quantize_for_the_engine(cls, value: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("type", "tgi")
+        allowed = TGI_QUANTIZE if engine == "tgi" else VLLM_QUANTIZE
+        if value is not None and value not in allowed:
+            raise ValueError(
+                f"quantize {value} is not supported by engine {engine}; it accepts: " + ", ".join(allowed)
+            )
+        return value
 
 
 _PRODUCT_NEEDS_LABEL = cel(
@@ -347,6 +451,21 @@ _EVAL_SCORE_NEEDS_SCHEDULE = cel(
     "drift.evalScoreDrop needs evaluation.schedule",
     ".drift",
 )
+_SPEC_ENGINE = "(has(self.engine) && has(self.engine.type) ? self.engine.type : 'tgi')"
+_DEPRECATED_TEMPLATES_TGI_ONLY = cel(
+    f"{_SPEC_ENGINE} == 'tgi' || !has(self.rollout) || !has(self.rollout.analysis)"
+    " || !has(self.rollout.analysis.metrics)"
+    " || self.rollout.analysis.metrics.all(m, !has(m.template) || !m.template.startsWith('tgi-'))",
+    "rollout.analysis.metrics[].template: the tgi-* names are deprecated aliases for engine tgi only; "
+    "use error-ratio, latency-p95, time-per-token-p95 or queue-size",
+    ".rollout.analysis.metrics",
+)
+_GENERATE_ROUTE_TGI_ONLY = cel(
+    f"{_SPEC_ENGINE} == 'tgi' || !has(self.evaluation) || !has(self.evaluation.route)"
+    " || self.evaluation.route != 'generate'",
+    "evaluation.route generate is TGI's native route: engine vllm serves chat and completion",
+    ".evaluation.route",
+)
 _RETRAIN_NEEDS_EVALUATION = cel(
     "!has(self.retrain) || has(self.evaluation)",
     "retrain needs evaluation: a retrained model must pass the evaluation gate",
@@ -358,7 +477,12 @@ class LLMDeploymentSpec(ApiModel):
     """Desired state of an LLMDeployment: a model served by an inference engine on GPUs."""
 
     model_config = ConfigDict(
-        json_schema_extra=validations(_EVAL_SCORE_NEEDS_SCHEDULE, _RETRAIN_NEEDS_EVALUATION)
+        json_schema_extra=validations(
+            _EVAL_SCORE_NEEDS_SCHEDULE,
+            _RETRAIN_NEEDS_EVALUATION,
+            _DEPRECATED_TEMPLATES_TGI_ONLY,
+            _GENERATE_ROUTE_TGI_ONLY,
+        )
     )
 
     model: ModelSpec
@@ -395,14 +519,23 @@ class LLMDeploymentSpec(ApiModel):
             raise ValueError(_EVAL_SCORE_NEEDS_SCHEDULE["message"])
         if self.retrain is not None and self.evaluation is None:
             raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
+        if self.engine.type != "tgi":
+            templates = [m.template for m in self.rollout.analysis.metrics] if self.rollout else []
+            if any(t is not None and t.startswith("tgi-") for t in templates):
+                raise ValueError(_DEPRECATED_TEMPLATES_TGI_ONLY["message"])
+            if self.evaluation is not None and self.evaluation.route == "generate":
+                raise ValueError(_GENERATE_ROUTE_TGI_ONLY["message"])
         return self
 
 
 __all__ = [
+    "ENGINE_TYPES",
     "PINNED_IMAGE",
+    "QUANTIZE",
     "RESERVED_ENV",
     "REVISION",
     "TGI_QUANTIZE",
+    "VLLM_QUANTIZE",
     "CacheSpec",
     "DownloadSpec",
     "EngineSpec",

@@ -1,21 +1,24 @@
 """Inference engines behind one interface (base.Engine), and the registry that picks one by name.
 
-TGI is the only engine today; a second (vLLM) is a new module plus one registry entry.
+TGI (tgi.py) and vLLM (vllm.py); another engine is a new module plus one registry entry.
 """
 
 from llmops.engines.base import (
     CONTAINER_NAME,
     DATA_DIR,
     PORT_NAME,
+    TEMPLATES,
     Engine,
     Metrics,
     Routes,
+    alert_rules,
     matchers,
     selector,
 )
 from llmops.engines.tgi import TGI
+from llmops.engines.vllm import VLLM
 
-_ENGINES: dict[str, Engine] = {"tgi": TGI()}
+_ENGINES: dict[str, Engine] = {"tgi": TGI(), "vllm": VLLM()}
 
 
 def get_engine(name: str) -> Engine:
@@ -35,10 +38,13 @@ __all__ = [
     "CONTAINER_NAME",
     "DATA_DIR",
     "PORT_NAME",
+    "TEMPLATES",
     "TGI",
+    "VLLM",
     "Engine",
     "Metrics",
     "Routes",
+    "alert_rules",
     "engine_names",
     "get_engine",
     "matchers",

@@ -1,9 +1,9 @@
-"""The engine interface: everything that differs between inference servers (TGI now, vLLM later).
+"""The engine interface: everything that differs between inference servers (TGI and vLLM).
 
 An engine turns the spec into the server container (image, args, env, ports, probes), names its
-HTTP routes and Prometheus metrics, and writes the PromQL for the canary analysis templates and
-the alerts. Render, lifecycle and analysis only talk to this interface (ARCHITECTURE principle 6).
-Everything here is pure: no I/O, no clock.
+HTTP routes and Prometheus metrics, and writes the PromQL for the engine-neutral canary analysis
+templates (TEMPLATES) and the alerts. Render, lifecycle and analysis only talk to this interface
+(ARCHITECTURE principle 6). Everything here is pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ class Routes:
     health: str
     """GET: 200 when the model is loaded and can generate."""
     generate: str
-    """POST: native text generation."""
+    """POST: the engine's native text generation (vLLM has none: its OpenAI completions route)."""
     chat: str
     """POST: OpenAI-compatible chat completions."""
+    completions: str
+    """POST: OpenAI-compatible (text) completions."""
     info: str
     """GET: model and limits."""
     metrics: str
@@ -43,12 +45,18 @@ class Metrics:
     """Prometheus metric names of the server, by meaning."""
 
     request_success: str
+    """Counter of finished requests."""
     request_failure: str
+    """Counter whose series count failed requests (for vLLM, its HTTP counter by status class)."""
     request_duration_bucket: str
     time_per_token_bucket: str
     queue_size: str
     input_length_bucket: str
     generated_tokens_bucket: str
+
+
+TEMPLATES: tuple[str, ...] = ("error-ratio", "latency-p95", "time-per-token-p95", "queue-size")
+"""The engine-neutral analysis templates; every engine resolves each to PromQL over its own metrics."""
 
 
 def selector(namespace: str, deployment: str, track: str | None = None) -> str:
@@ -77,7 +85,7 @@ class Engine(Protocol):
     routes: Routes
     metrics: Metrics
     analysis_templates: tuple[str, ...]
-    """Names accepted by spec.rollout.analysis.metrics[].template for this engine."""
+    """Templates `query` resolves (the engine-neutral TEMPLATES)."""
 
     def image(self, spec: LLMDeploymentSpec) -> str:
         """The server image."""
@@ -96,11 +104,27 @@ class Engine(Protocol):
         ...
 
     def query(self, template: str, *, selector: str, window: str) -> str:
-        """PromQL for an analysis template over the pods `selector` matches, rates over `window`."""
+        """PromQL for an engine-neutral analysis template over the pods `selector` matches, rates
+        over `window`. Raises ValueError for a name not in TEMPLATES."""
         ...
 
-    def alert_rules(
-        self, *, selector: str, error_ratio: float, latency_p95_seconds: float, queue_size: int
-    ) -> dict[str, str]:
-        """Alert expressions by alert suffix (ErrorRatio, LatencyP95, QueueBacklog), already compared."""
-        ...
+
+def p95(bucket: str, selector: str, window: str) -> str:
+    """The 95th percentile of a histogram's `_bucket` series over `window`, across the matched pods."""
+    return f"histogram_quantile(0.95, sum by (le) (rate({bucket}{matchers(selector)}[{window}])))"
+
+
+def alert_rules(
+    engine: Engine, *, selector: str, error_ratio: float, latency_p95_seconds: float, queue_size: int
+) -> dict[str, str]:
+    """The serving alerts' expressions by alert suffix (ErrorRatio, LatencyP95, QueueBacklog), already
+    compared: the engine's own PromQL for the neutral templates, over 5-minute rates."""
+
+    def q(template: str) -> str:
+        return engine.query(template, selector=selector, window="5m")
+
+    return {
+        "ErrorRatio": f"{q('error-ratio')} > {error_ratio}",
+        "LatencyP95": f"{q('latency-p95')} > {latency_p95_seconds}",
+        "QueueBacklog": f"{q('queue-size')} > {queue_size}",
+    }

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from llmops.api.constants import DEFAULT_TGI_IMAGE
 from llmops.api.spec import LLMDeploymentSpec
-from llmops.engines.base import DATA_DIR, PORT_NAME, Metrics, Routes, matchers
+from llmops.engines.base import DATA_DIR, PORT_NAME, TEMPLATES, Metrics, Routes, matchers, p95
 
 # 8080, not the image's default 80: the server runs as a non-root user with every capability
 # dropped, and a non-root process cannot bind a port below 1024 unless the node's runtime lowers
@@ -45,6 +46,7 @@ TGI_ROUTES = Routes(
     health="/health",
     generate="/generate",
     chat="/v1/chat/completions",
+    completions="/v1/completions",
     info="/info",
     metrics="/metrics",
 )
@@ -61,16 +63,11 @@ class TGI:
     container_port = TGI_PORT
     routes = TGI_ROUTES
     metrics = TGI_METRICS
-    analysis_templates: tuple[str, ...] = (
-        "tgi-error-ratio",
-        "tgi-latency-p95",
-        "tgi-time-per-token-p95",
-        "tgi-queue-size",
-    )
+    analysis_templates = TEMPLATES
 
     def image(self, spec: LLMDeploymentSpec) -> str:
-        """spec.engine.image (pinned by the CRD's pattern)."""
-        return spec.engine.image
+        """spec.engine.image (pinned by the CRD's pattern), else the pinned TGI release."""
+        return spec.engine.image or DEFAULT_TGI_IMAGE
 
     def args(self, spec: LLMDeploymentSpec) -> list[str]:
         """Only spec.engine.extraArgs: everything else goes through env, which TGI's launcher reads
@@ -102,6 +99,7 @@ class TGI:
             "MAX_INPUT_TOKENS": engine.max_input_tokens,
             "MAX_TOTAL_TOKENS": engine.max_total_tokens,
             "MAX_CONCURRENT_REQUESTS": engine.max_concurrent_requests,
+            "MAX_BATCH_PREFILL_TOKENS": engine.max_batch_tokens,
         }
         env += [{"name": k, "value": str(v)} for k, v in optional.items() if v is not None]
         user = {e.name: e.value for e in engine.env}
@@ -140,39 +138,23 @@ class TGI:
     def query(self, template: str, *, selector: str, window: str) -> str:
         """PromQL of a canary analysis template.
 
-        tgi-error-ratio is failures (validation errors excluded: those are the client's fault) over
+        error-ratio is failures (validation errors excluded: those are the client's fault) over
         successes plus failures. Not `1 - success/count`: chat requests increment
         tgi_request_count twice, which would read as ~50 % errors. `or vector(0)` because the
         `err` series (and tgi_request_success) only exist after their first event.
         """
         m = TGI_METRICS
-        if template == "tgi-error-ratio":
+        if template == "error-ratio":
             not_validation = matchers('err!="validation"', selector)
             failed = f"sum(rate({m.request_failure}{not_validation}[{window}]))"
             all_failed = f"sum(rate({m.request_failure}{matchers(selector)}[{window}]))"
             succeeded = f"sum(rate({m.request_success}{matchers(selector)}[{window}]))"
             # Every term falls back to 0, so all-failures reads 1 and no traffic reads NaN (no data).
             return f"({failed} or vector(0)) / (({succeeded} or vector(0)) + ({all_failed} or vector(0)))"
-        if template == "tgi-latency-p95":
-            return _p95(m.request_duration_bucket, selector, window)
-        if template == "tgi-time-per-token-p95":
-            return _p95(m.time_per_token_bucket, selector, window)
-        if template == "tgi-queue-size":
+        if template == "latency-p95":
+            return p95(m.request_duration_bucket, selector, window)
+        if template == "time-per-token-p95":
+            return p95(m.time_per_token_bucket, selector, window)
+        if template == "queue-size":
             return f"max({m.queue_size}{matchers(selector)})"
         raise ValueError(f"unknown analysis template for tgi: {template!r}")
-
-    def alert_rules(
-        self, *, selector: str, error_ratio: float, latency_p95_seconds: float, queue_size: int
-    ) -> dict[str, str]:
-        """Alert expressions over all of a deployment's serving pods (5-minute rates)."""
-        return {
-            "ErrorRatio": f"{self.query('tgi-error-ratio', selector=selector, window='5m')} > {error_ratio}",
-            "LatencyP95": (
-                f"{self.query('tgi-latency-p95', selector=selector, window='5m')} > {latency_p95_seconds}"
-            ),
-            "QueueBacklog": f"{self.query('tgi-queue-size', selector=selector, window='5m')} > {queue_size}",
-        }
-
-
-def _p95(bucket: str, selector: str, window: str) -> str:
-    return f"histogram_quantile(0.95, sum by (le) (rate({bucket}{matchers(selector)}[{window}])))"

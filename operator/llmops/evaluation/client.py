@@ -1,8 +1,23 @@
-"""Sending the dataset to the model: huggingface_hub's AsyncInferenceClient against a TGI base URL.
+"""Sending the dataset to the model: huggingface_hub's AsyncInferenceClient against the server's base URL.
 
-- A sample with `prompt` goes through `text_generation(details=True)` (TGI's `POST /`), one with
-  `messages` through `chat_completion` (`/v1/chat/completions`). Decoding is greedy
-  (`do_sample=False`; chat `temperature=0`, which TGI maps to greedy) so that runs are repeatable.
+Routes (`ClientConfig.route`):
+
+- `chat` (default, both engines): every sample through `chat_completion`, i.e. the OpenAI-compatible
+  `POST /v1/chat/completions` that TGI and vLLM both serve; a `prompt` sample is sent as one user
+  message. The request names `ClientConfig.model` (vLLM refuses a model other than its served name;
+  huggingface_hub would otherwise send "dummy").
+- `completion` (both engines): a `prompt` sample raw (no chat template) to `POST /v1/completions`,
+  which huggingface_hub has no method for, so it is one httpx request on huggingface_hub's own httpx;
+  `messages` samples are refused before the run.
+- `generate` (TGI only): a `prompt` through `text_generation(details=True)` (TGI's `POST /`), a
+  `messages` sample through `chat_completion`, as before routes existed.
+
+Decoding is greedy (`do_sample=False`; `temperature=0`, which both servers map to greedy) so that
+runs are repeatable.
+
+Transports (`ClientConfig.transport`): `huggingface_hub` (default) or `aiohttp`, the lean path of
+`lean.py` that sends the same requests for a fraction of the CPU (see its docstring and
+`make bench-eval`); both are tested against the same simulators.
 - `concurrency` workers pull samples from one queue, so at most that many requests are in flight.
 - Each attempt has a deadline of `timeout` seconds, end to end (httpx's own timeout is per phase).
 - 429 (TGI overloaded), 503 (no ready backend behind a Service) and transport failures (refused
@@ -22,19 +37,31 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OverloadedError
 from huggingface_hub.utils import httpx
 
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample
+from llmops.evaluation.lean import LeanHTTPError, LeanSender
 
-__all__ = ["ClientConfig", "EndpointUnreachable", "normalize_endpoint", "run_requests"]
+__all__ = [
+    "ROUTES",
+    "TRANSPORTS",
+    "ClientConfig",
+    "EndpointUnreachable",
+    "normalize_endpoint",
+    "run_requests",
+]
 
 _RETRY_STATUSES = frozenset({429, 503})
+ROUTES: tuple[str, ...] = ("chat", "completion", "generate")
+TRANSPORTS: tuple[str, ...] = ("huggingface_hub", "aiohttp")
 
 
 class EndpointUnreachable(Exception):
@@ -53,6 +80,10 @@ class ClientConfig:
     max_new_tokens: int = 256
     backoff_base: float = 0.5
     backoff_max: float = 10.0
+    route: str = "chat"
+    model: str | None = None
+    """Model name sent on the OpenAI-compatible routes (the server's served model name)."""
+    transport: str = "huggingface_hub"
 
 
 def normalize_endpoint(url: str) -> str:
@@ -74,6 +105,8 @@ class _Failure:
 
 
 def _status(error: BaseException) -> int | None:
+    if isinstance(error, LeanHTTPError):
+        return error.status
     # TGI's typed errors (OverloadedError, GenerationError, ...) are raised `from` the HfHubHTTPError
     # that carries the response, so the status code may sit one link down the cause chain.
     for e in (error, error.__cause__):
@@ -87,19 +120,65 @@ def _classify(error: Exception, timeout: float) -> _Failure:
     # Order matters: InferenceTimeoutError and every HTTP error class derive from httpx's HTTPError.
     if isinstance(error, InferenceTimeoutError | httpx.TimeoutException | TimeoutError):
         return _Failure(True, True, f"timed out after {timeout:g}s")
-    if isinstance(error, httpx.TransportError):
+    if isinstance(error, httpx.TransportError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
         return _Failure(True, True, f"{type(error).__name__}: {error}")
     status = _status(error)
     if isinstance(error, OverloadedError) or status in _RETRY_STATUSES:
         return _Failure(True, False, f"HTTP {status or 429}: {error}")
-    if status is not None or isinstance(error, HfHubHTTPError):
+    if status is not None or isinstance(error, HfHubHTTPError | aiohttp.ClientError):
         return _Failure(False, False, f"HTTP {status}: {error}")
     return _Failure(False, False, f"{type(error).__name__}: {error}")
 
 
-async def _generate(
-    client: AsyncInferenceClient, sample: Sample, max_new_tokens: int
+class _CompletionError(httpx.HTTPStatusError):
+    """A non-2xx answer of /v1/completions (carries the response, as huggingface_hub's errors do)."""
+
+
+async def _complete(http: httpx.AsyncClient, config: ClientConfig, prompt: str) -> tuple[str, int | None]:
+    body = {"prompt": prompt, "max_tokens": config.max_new_tokens, "temperature": 0.0}
+    if config.model is not None:
+        body["model"] = config.model
+    response = await http.post(f"{config.endpoint}/v1/completions", json=body)
+    if response.status_code >= 400:
+        raise _CompletionError(
+            f"{response.status_code}: {response.text[:500]}", request=response.request, response=response
+        )
+    out = response.json()
+    choices = out.get("choices") or [{}]
+    usage = out.get("usage") or {}
+    return str(choices[0].get("text") or ""), usage.get("completion_tokens")
+
+
+async def _chat(
+    client: AsyncInferenceClient, messages: list[dict[str, str]], config: ClientConfig
 ) -> tuple[str, int | None]:
+    chat = await client.chat_completion(
+        messages, model=config.model, max_tokens=config.max_new_tokens, temperature=0.0
+    )
+    text = (chat.choices[0].message.content or "") if chat.choices else ""
+    return text, chat.usage.completion_tokens if chat.usage is not None else None
+
+
+async def _lean(sender: LeanSender, sample: Sample, route: str) -> tuple[str, int | None]:
+    """The lean path: the same route choice as `_generate`, on aiohttp."""
+    if route == "completion":
+        assert sample.prompt is not None  # messages samples are refused before the run
+        return await sender.complete(sample.prompt)
+    if route == "generate" and sample.prompt is not None:
+        return await sender.generate(sample.prompt)
+    return await sender.chat(sample.messages or ({"role": "user", "content": sample.prompt or ""},))
+
+
+async def _generate(
+    client: AsyncInferenceClient, http: httpx.AsyncClient, sample: Sample, config: ClientConfig
+) -> tuple[str, int | None]:
+    max_new_tokens = config.max_new_tokens
+    if config.route == "chat":
+        messages = list(sample.messages or ({"role": "user", "content": sample.prompt or ""},))
+        return await _chat(client, messages, config)
+    if config.route == "completion":
+        assert sample.prompt is not None  # messages samples are refused before the run
+        return await _complete(http, config, sample.prompt)
     if sample.prompt is not None:
         out = await client.text_generation(
             sample.prompt,
@@ -113,16 +192,16 @@ async def _generate(
         tokens = out.details.generated_tokens if out.details is not None else None
         return out.generated_text, tokens
     assert sample.messages is not None  # the dataset guarantees one of prompt and messages
-    chat = await client.chat_completion(list(sample.messages), max_tokens=max_new_tokens, temperature=0.0)
-    text = (chat.choices[0].message.content or "") if chat.choices else ""
-    return text, chat.usage.completion_tokens if chat.usage is not None else None
+    return await _chat(client, list(sample.messages), config)
 
 
 class _Run:
     """State shared by the workers of one run."""
 
-    def __init__(self, client: AsyncInferenceClient, config: ClientConfig) -> None:
-        self.client = client
+    def __init__(
+        self, send: Callable[[Sample], Awaitable[tuple[str, int | None]]], config: ClientConfig
+    ) -> None:
+        self.send = send
         self.config = config
         self.any_success = False
         self.retries = 0
@@ -135,7 +214,7 @@ class _Run:
             start = time.perf_counter()
             try:
                 async with asyncio.timeout(config.timeout):
-                    text, tokens = await _generate(self.client, sample, config.max_new_tokens)
+                    text, tokens = await self.send(sample)
             except Exception as e:  # every failure is classified; none may kill the run
                 failure = _classify(e, config.timeout)
             else:
@@ -165,17 +244,20 @@ async def run_requests(
     """
     if config.concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    if config.route not in ROUTES:
+        raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {config.route!r}")
+    if config.route == "completion" and any(s.messages is not None for s in samples):
+        first = next(s for s in samples if s.messages is not None)
+        raise ValueError(
+            f"route completion sends raw prompts, but sample {first.id!r} (line {first.line}) has messages; "
+            "use route chat"
+        )
+    if config.transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {config.transport!r}")
     results: list[Completion | None] = [None] * len(samples)
     pending = iter(range(len(samples)))
-    headers = {} if config.api_key else {"authorization": None}
-    client = AsyncInferenceClient(
-        model=config.endpoint,
-        api_key=config.api_key,
-        timeout=config.timeout,
-        headers=headers,  # type: ignore[arg-type]  # None removes the header (see module docstring)
-    )
-    async with client:
-        run = _Run(client, config)
+    async with _sender(config) as send:
+        run = _Run(send, config)
 
         async def worker() -> None:
             # A shared iterator is the queue: asyncio switches tasks only at awaits, so `next` is atomic.
@@ -198,3 +280,34 @@ async def run_requests(
                     break
             raise first from None
     return [r for r in results if r is not None], run.retries
+
+
+@asynccontextmanager
+async def _sender(
+    config: ClientConfig,
+) -> AsyncIterator[Callable[[Sample], Awaitable[tuple[str, int | None]]]]:
+    """The function that sends one sample over `config.transport`, with its connections open."""
+    if config.transport == "aiohttp":
+        lean = LeanSender(
+            config.endpoint,
+            api_key=config.api_key,
+            concurrency=config.concurrency,
+            max_new_tokens=config.max_new_tokens,
+            model=config.model,
+        )
+        async with lean:
+            yield lambda sample: _lean(lean, sample, config.route)
+        return
+    headers = {} if config.api_key else {"authorization": None}
+    client = AsyncInferenceClient(
+        base_url=config.endpoint,
+        api_key=config.api_key,
+        timeout=config.timeout,
+        headers=headers,  # type: ignore[arg-type]  # None removes the header (see module docstring)
+    )
+    auth = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    http = httpx.AsyncClient(
+        headers=auth, timeout=config.timeout, limits=httpx.Limits(max_connections=config.concurrency)
+    )
+    async with client, http:
+        yield lambda sample: _generate(client, http, sample, config)

@@ -1,4 +1,5 @@
-"""`llmops eval`: the program an evaluation Job runs to score a model through its TGI HTTP API.
+"""`llmops eval`: the program an evaluation Job runs to score a model through its server's HTTP API
+(TGI or vLLM; by default the OpenAI-compatible chat route both serve, see `client`).
 
 It loads a dataset, sends every sample to the endpoint, scores the outputs, compares the metrics
 with the thresholds, prints one JSON line per sample on stdout, writes a small summary JSON to
@@ -18,7 +19,6 @@ evaluation before any request is sent: a gate must not pass on a metric it never
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import sys
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from llmops.api.metric_names import SAMPLE_METRICS
-from llmops.evaluation.client import ClientConfig, EndpointUnreachable, normalize_endpoint, run_requests
+from llmops.evaluation.client import ROUTES, TRANSPORTS, ClientConfig, EndpointUnreachable, normalize_endpoint
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import DatasetError, Sample, download_hub_dataset, load_dataset
 from llmops.evaluation.metrics import SampleResult, aggregate, applicable_metrics, per_tag, score_sample
@@ -40,10 +40,12 @@ from llmops.evaluation.report import (
     sample_line,
 )
 from llmops.evaluation.thresholds import Threshold, ThresholdError, judge, parse_thresholds
+from llmops.evaluation.workers import default_workers, run_sharded
 
 __all__ = ["DEFAULT_SUMMARY_FILE", "ConfigError", "NothingCompleted", "build_parser", "main"]
 
 DEFAULT_SUMMARY_FILE = "/dev/termination-log"
+SAMPLES_PER_WORKER = 500
 
 # What a dataset needs for a metric to be measurable, for the error message when it is not.
 _NEEDS = {
@@ -75,11 +77,38 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags of `llmops eval`."""
     p = _Parser(
-        prog="llmops eval", description="Score a model served by TGI against a dataset and thresholds."
+        prog="llmops eval",
+        description="Score a model served by TGI or vLLM against a dataset and thresholds.",
     )
-    p.add_argument("--endpoint", required=True, help="TGI base URL, e.g. http://svc.ns:80 (no /v1)")
+    p.add_argument("--endpoint", required=True, help="server base URL, e.g. http://svc.ns:80 (no /v1)")
     p.add_argument(
-        "--api-key-env", metavar="NAME", help="read the TGI API key from this environment variable"
+        "--api-key-env", metavar="NAME", help="read the server's API key from this environment variable"
+    )
+    p.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="chat",
+        help="chat: /v1/chat/completions (default; TGI and vLLM); completion: /v1/completions with raw "
+        "prompts; generate: TGI's native route",
+    )
+    p.add_argument(
+        "--served-model",
+        metavar="NAME",
+        help="model name sent on the OpenAI-compatible routes (default: --model; vLLM requires its served name)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="huggingface_hub",
+        help="huggingface_hub's AsyncInferenceClient (default), or aiohttp: the same requests for a "
+        "fraction of the client CPU (see llmops.evaluation.lean)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes to split the dataset across (default: one per 500 samples, up to the CPUs this "
+        "process may use, from the cgroup CPU limit or its CPU affinity)",
     )
     src = p.add_argument_group("dataset (one source)")
     src.add_argument("--dataset", metavar="PATH", help="a JSON Lines file")
@@ -120,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(args: argparse.Namespace) -> None:
-    for flag in ("concurrency", "max_new_tokens"):
+    for flag in ("concurrency", "max_new_tokens", "workers"):
+        if getattr(args, flag) is None:
+            continue
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.retries < 0:
@@ -217,7 +248,20 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         retries=args.retries,
         max_new_tokens=args.max_new_tokens,
         backoff_base=args.backoff_base,
+        route=args.route,
+        model=args.served_model or args.model,
+        transport=args.transport,
     )
+    if args.route == "completion" and any(s.messages is not None for s in samples):
+        first = next(s for s in samples if s.messages is not None)
+        raise ConfigError(
+            f"--route completion sends raw prompts, but sample {first.id!r} (line {first.line}) has "
+            "messages; use --route chat"
+        )
+    # Automatic: one process per SAMPLES_PER_WORKER samples, up to the CPUs this process may use
+    # (a process costs a second or so to start, which a small dataset would not win back).
+    auto = min(default_workers(), max(1, len(samples) // SAMPLES_PER_WORKER))
+    workers = args.workers if args.workers is not None else auto
     results: list[SampleResult | None] = [None] * len(samples)
     out = sys.stdout
 
@@ -227,10 +271,9 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         out.write(sample_line(result) + "\n")
 
     started = time.monotonic()
-    # A Runner with its own loop factory leaves the caller's current event loop alone (asyncio.run
-    # would unset it), so main() can be called in-process by the CLI or by tests.
-    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
-        _, retries = runner.run(run_requests(samples, config, on_result))
+    # run_sharded runs its own event loop(s) (asyncio.Runner with a loop factory leaves the caller's
+    # current loop alone), so main() can be called in-process by the CLI or by tests.
+    _, retries = run_sharded(samples, config, workers, on_result)
     out.flush()
     done = [r for r in results if r is not None]
     completed = sum(1 for r in done if r.completion.ok)

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmops.api import conditions as c
+from llmops.api.delivery import DEPRECATED_TEMPLATES
 from llmops.api.resource import parse
 from llmops.api.spec import is_pinned_revision
 from llmops.api.status import Phase
@@ -110,6 +111,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     outcome = _run_stages(p)
     _shared_children(p)
     _revision_pinned(p)
+    _deprecated(p)
     scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
     _available(p, outcome)
     _progressing(p, outcome)
@@ -299,6 +301,23 @@ def _revision_pinned(p: Pass) -> None:
             f"revision {rev!r} is a branch or tag: the weights can change under you; "
             "pin spec.model.revision to a 40-hex commit sha",
         )
+
+
+def _deprecated(p: Pass) -> None:
+    """The Deprecated condition: True naming each deprecated field path and its replacement;
+    absent when the spec uses none (so it appears only where there is something to change)."""
+    rollout = p.ld.spec.rollout
+    metrics = rollout.analysis.metrics if rollout is not None else []
+    uses = [
+        f"spec.rollout.analysis.metrics[{i}].template {m.template!r} is deprecated: "
+        f"use {DEPRECATED_TEMPLATES[m.template]!r}"
+        for i, m in enumerate(metrics)
+        if m.template in DEPRECATED_TEMPLATES
+    ]
+    if uses:
+        p.cond(c.DEPRECATED, c.TRUE, c.DEPRECATED_TEMPLATE, "; ".join(uses))
+    else:
+        p.drop_condition(c.DEPRECATED)
 
 
 def _first_permanent(*problems: Problem | None) -> Problem | None:

@@ -49,7 +49,7 @@ EVAL_CONTAINER = "evaluate"
 EXIT_MODEL_FAILED = 1
 """`llmops eval` exit code for "the model failed a threshold" (see llmops.evaluation.report)."""
 DATASET_DIR = "/etc/llmops/dataset"
-API_KEY_ENV = "LLMOPS_TGI_API_KEY"
+API_KEY_ENV = "LLMOPS_SERVER_API_KEY"
 RESULTS_TTL_SECONDS = 7 * 86400
 """How long a finished evaluation Job (and its per-sample log) is kept."""
 
@@ -184,6 +184,10 @@ def evaluation_job(
         "--max-new-tokens", str(ev.max_new_tokens),
         "--model-revision", revision,
         "--model", spec.model.id,
+        # The OpenAI-compatible routes name the model: vLLM serves spec.model.id under that name.
+        "--route", ev.route,
+        "--workers", str(ev.workers),
+        "--transport", ev.client,
     ]  # fmt: skip
     if max_samples is not None:
         args += ["--max-samples", str(max_samples)]
@@ -224,7 +228,11 @@ def evaluation_job(
         "command": ["llmops"],
         "args": args,
         "env": env,
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+        # A quarter core per worker process (one event loop each); no CPU limit, like the servers.
+        "resources": {
+            "requests": {"cpu": f"{250 * ev.workers}m", "memory": "256Mi"},
+            "limits": {"memory": "2Gi"},
+        },
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
         # The summary (verdict and per-metric values) is the termination message; on a crash

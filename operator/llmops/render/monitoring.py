@@ -14,7 +14,7 @@ from llmops.api.constants import (
     PROM_LABEL_TRACK,
 )
 from llmops.api.resource import LLMDeployment
-from llmops.engines import PORT_NAME, get_engine
+from llmops.engines import PORT_NAME, alert_rules, get_engine
 from llmops.render.labels import COMPONENT_MONITORING, common_labels, metadata, server_selector
 from llmops.render.names import service_name
 
@@ -75,7 +75,8 @@ def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
         f'{PROM_LABEL_TRACK}=~"{SERVING_TRACKS_REGEX}"'
     )
     where = f"{ld.namespace}/{ld.name}"
-    exprs = engine.alert_rules(
+    exprs = alert_rules(
+        engine,
         selector=sel,
         error_ratio=rule.error_ratio,
         latency_p95_seconds=rule.latency_p95_seconds,
