@@ -118,6 +118,8 @@ def test_cel_rules_carry_messages() -> None:
     assert "maxInputTokens must be less than maxTotalTokens" in by_path[".spec.engine"]
     assert "steps[].setWeight must be strictly increasing" in by_path[".spec.rollout.steps"]
     assert "traffic.mode gatewayAPI requires httpRouteRef" in by_path[".spec.rollout.traffic"]
+    assert "each signal may appear once" in by_path[".spec.drift.traffic.signals"]
+    assert any(m.startswith("retrain.jobTemplate needs spec.template") for m in by_path[".spec.retrain"])
 
 
 def test_preserve_unknown_fields_exactly_where_meant() -> None:
@@ -197,7 +199,7 @@ def test_crd_defaults_agree_with_pydantic_defaults() -> None:
             "thresholds": [{"metric": "tokenF1", "min": 0.1}],
         },
         "drift": {},
-        "retrain": {"jobTemplate": {}},
+        "retrain": {"jobTemplate": {"spec": {"template": {}}}},
     }
     by_apiserver = apply_defaults(spec_schema, yaml.safe_load(yaml.safe_dump(spec)))
     by_pydantic = api.LLMDeploymentSpec.model_validate(spec).model_dump(exclude_none=True, mode="json")

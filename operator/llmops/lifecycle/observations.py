@@ -48,6 +48,9 @@ class Observations:
     analysis: Mapping[str, tuple[Any, Any]] | None = None
     """This pass's canary measurement, by analysis metric name: (canary result, stable result or
     None), as llmops.analysis results. None when no measurement was taken in this pass."""
+    drift: Mapping[str, Any] | None = None
+    """This pass's drift measurement: llmops.analysis results (Vector, Value, NoData, Error) by
+    the key of each query lifecycle.drift.drift_request asked for. None when none was taken."""
 
     def child(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))

@@ -10,6 +10,7 @@ changed, and a pass with nothing to change produces no actions and the same stat
 The revision pipeline, one stage per module:
 
     cache (cache.py) → evaluation gate (gate.py) → stable rolls to the revision (here)
+    and, for the revision that serves: scheduled re-evaluation (scheduled.py), drift (drift.py)
 
 The stable Deployment keeps serving what it serves until the desired revision has passed the
 stages before it.
@@ -41,6 +42,7 @@ from llmops.lifecycle.context import (
     rollout_of,
 )
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_state
+from llmops.lifecycle.drift import drift_stage
 from llmops.lifecycle.gate import Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
 from llmops.lifecycle.scheduled import scheduled_stage
@@ -92,6 +94,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     _shared_children(p)
     _revision_pinned(p)
     scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
+    drift_requeue = drift_stage(p, outcome.serving)
     _available(p, outcome)
     _progressing(p, outcome)
     _degraded(p, outcome)
@@ -102,7 +105,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     _announce(p, outcome, phase)
     out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
     _diff(p, out)
-    out.requeue_after = _requeue_after(p, outcome)
+    out.requeue_after = _requeue_after(p, outcome, drift_requeue)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
 
 
@@ -212,13 +215,14 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
 
-def _requeue_after(p: Pass, o: _Outcome) -> float | None:
-    """Look again soon while anything is in motion; the canary may ask for sooner."""
+def _requeue_after(p: Pass, o: _Outcome, drift: float | None) -> float | None:
+    """Look again soon while anything is in motion; the canary and the drift check may ask for sooner."""
     requeue = None
     if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running:
         requeue = _RESYNC_WHILE_BUSY
-    if o.canary and o.canary.requeue_after is not None:
-        requeue = min(requeue or o.canary.requeue_after, o.canary.requeue_after)
+    for wanted in (o.canary.requeue_after if o.canary else None, drift):
+        if wanted is not None:
+            requeue = min(requeue or wanted, wanted)
     return requeue
 
 
