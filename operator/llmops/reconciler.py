@@ -22,16 +22,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmops import metrics
+from llmops.analysis.results import Error
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.conditions import set_condition
+from llmops.lifecycle.drift import DriftQuery, drift_request
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
 from llmops.prom import PromClient
 
-__all__ = ["Reconciler"]
+__all__ = ["Reconciler", "measure_drift"]
 
 log = logging.getLogger("llmops.reconciler")
 _BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -57,6 +59,20 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
             patch[key] = value
     patch.update({key: None for key in old if key not in new})
     return patch
+
+
+_NO_URL = Error("no Prometheus URL: set spec.monitoring.prometheus.url or --prometheus-url", "unreachable")
+
+
+def measure_drift(url: str | None, wanted: list[DriftQuery]) -> dict[str, Any] | None:
+    """Run the drift stage's queries (None when none are due); every answer is a result, never
+    an exception, so an unreachable Prometheus reads as Unknown."""
+    if not wanted:
+        return None
+    if url is None:
+        return {q.key: _NO_URL for q in wanted}
+    with PromClient(url) as prom:
+        return {q.key: prom.query_vector(q.promql, q.by) if q.by else prom.query(q.promql) for q in wanted}
 
 
 class Reconciler:
@@ -130,7 +146,7 @@ class Reconciler:
         return result.requeue_after or RESYNC_SECONDS
 
     def _enrich(self, body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Observations:
-        """Add what the spec references (the HTTPRoute) and a canary measurement when one is due."""
+        """Add what the spec references (the HTTPRoute), and the canary and drift measurements due."""
         try:
             ld: LLMDeployment | None = parse(body)
         except ValidationError:
@@ -147,23 +163,19 @@ class Reconciler:
             if route is not None:
                 referenced[("HTTPRoute", ref)] = route
         analysis = None
+        url = ld.spec.monitoring.prometheus.url or self.prometheus_url
         wanted = analysis_request(body, ld, now)
         if wanted:
-            url = ld.spec.monitoring.prometheus.url or self.prometheus_url
             if url is None:
-                from llmops.analysis import Error
-
-                missing = Error(
-                    "no Prometheus URL: set spec.monitoring.prometheus.url or --prometheus-url", "unreachable"
-                )
-                analysis = {q.name: (missing, missing if q.stable else None) for q in wanted}
+                analysis = {q.name: (_NO_URL, _NO_URL if q.stable else None) for q in wanted}
             else:
                 with PromClient(url) as prom:
                     analysis = {
                         q.name: (prom.query(q.canary), prom.query(q.stable) if q.stable else None)
                         for q in wanted
                     }
-        return dataclasses.replace(obs, referenced=referenced, analysis=analysis)
+        drift = measure_drift(url, drift_request(body, ld, now))
+        return dataclasses.replace(obs, referenced=referenced, analysis=analysis, drift=drift)
 
     def _report(self, namespace: str, name: str, message: str) -> None:
         """Record a non-transient error in status (best effort)."""

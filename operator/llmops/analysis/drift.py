@@ -130,7 +130,7 @@ def from_cumulative(by_le: Mapping[str, float]) -> Buckets:
 
     Each count is the cumulative minus the previous one, floored at 0: `increase()` extrapolates
     each series on its own, so neighbouring cumulative counts can cross by a hair. Without a
-    `+Inf` bucket the largest edge is treated as the last (its count goes to the open bucket).
+    `+Inf` bucket nothing lies above the largest edge (the open bucket is 0).
     """
     if not by_le:
         raise ValueError("no buckets")
@@ -201,7 +201,8 @@ def psi(reference: Sequence[float], current: Sequence[float], epsilon: float = D
     if len(reference) != len(current):
         raise EdgesDiffer(f"{len(reference)} reference bins against {len(current)} current bins")
     q, p = smooth(reference, epsilon), smooth(current, epsilon)
-    return float(sum((pi - qi) * math.log(pi / qi) for pi, qi in zip(p, q, strict=True)))
+    # Equal proportions add nothing (and with ε = 0 a bin empty in both would be 0·ln(0/0)).
+    return float(sum((pi - qi) * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi != qi))
 
 
 def ks_distance(reference: Buckets, current: Buckets) -> float:

@@ -599,10 +599,12 @@ def _set_condition(p: Pass, status: str, reason: str, message: str, revision: st
     p.cond(c.DRIFTED, status, reason, message)
     if old is None or old.get("status") == status:
         return
-    kind = "Warning" if status == c.TRUE else "Normal"
-    action = {c.TRUE: "DriftDetected", c.FALSE: "DriftCleared"}.get(status, "DriftUnknown")
-    p.events.append(Event(kind, reason, message))
-    p.record(action, revision, reason, message)
+    p.events.append(Event("Warning" if status == c.TRUE else "Normal", reason, message))
+    # The history keeps the decisions that matter (drift found, drift gone), not every Unknown.
+    if status == c.TRUE:
+        p.record("DriftDetected", revision, reason, message)
+    elif old.get("status") == c.TRUE:
+        p.record("DriftCleared", revision, reason, message)
 
 
 def _next_check(check: _Check) -> float:
