@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ class DriftRig:
     children: dict[Any, Any]
     checks: list[Plan] = field(default_factory=list)
     """Every pass that measured, oldest first."""
+    query_seconds: list[float] = field(default_factory=list)
+    """How long the queries of each of those passes took."""
 
     def spec(self, **drift: Any) -> None:
         """Change spec.drift (as an edit in git would); the status carries on."""
@@ -53,7 +56,9 @@ class DriftRig:
         wanted = drift_request(self.body, parse(self.body), now)
         if not wanted:
             return None
+        started = time.monotonic()
         results = measure_drift(prometheus_url or self.prometheus.url, wanted)
+        self.query_seconds.append(time.monotonic() - started)
         p = plan(self.body, Observations(children=self.children, drift=results), now)
         self.body = with_status(p, self.body)
         self.checks.append(p)
