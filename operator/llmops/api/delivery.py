@@ -9,7 +9,7 @@ Kaito/KServe for Jobs. These sections are designed with the whole API; the lifec
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -17,6 +17,7 @@ from llmops.api.common import (
     SHA40,
     X_LIST_MAP_KEYS,
     X_LIST_TYPE,
+    X_PRESERVE_UNKNOWN,
     ApiModel,
     ConfigMapKeyRef,
     Duration,
@@ -424,10 +425,29 @@ class DriftSpec(ApiModel):
 # -------------------------------------------------------------------------------------- retrain
 
 
-_JOB_TEMPLATE = cel(
-    "has(self.jobTemplate.spec) && has(self.jobTemplate.spec.template)",
-    "retrain.jobTemplate needs spec.template (a batch/v1 Job template: {metadata, spec: {template}})",
-    ".jobTemplate",
+_PRESERVED = {"type": "object", X_PRESERVE_UNKNOWN: True}
+# A schema for the two levels the operator relies on, open below them: the apiserver refuses a
+# template without spec.template naming the field ("spec.retrain.jobTemplate.spec.template:
+# Required value"). CEL cannot: a schemaless object has no fields to ask has() about.
+JobTemplate = Annotated[
+    dict[str, Any],
+    Field(
+        json_schema_extra={
+            X_PRESERVE_UNKNOWN: True,
+            "required": ["spec"],
+            "properties": {
+                "metadata": dict(_PRESERVED),
+                "spec": {
+                    **_PRESERVED,
+                    "required": ["template"],
+                    "properties": {"template": dict(_PRESERVED)},
+                },
+            },
+        }
+    ),
+]
+_JOB_TEMPLATE_MESSAGE = (
+    "retrain.jobTemplate needs spec.template (a batch/v1 Job template: {metadata, spec: {template}})"
 )
 
 
@@ -435,11 +455,9 @@ class RetrainSpec(ApiModel):
     """Retraining on drift: the operator runs jobTemplate; the Job reports the new model revision,
     which then goes through the evaluation gate and the rollout like any other revision."""
 
-    model_config = ConfigDict(json_schema_extra=validations(_JOB_TEMPLATE))
-
     enabled: bool = True
     """Start retrain Jobs on drift."""
-    job_template: FreeForm
+    job_template: JobTemplate
     """A batch/v1 Job template ({metadata, spec}), kept verbatim; spec.template is required."""
     approval: Literal["Manual", "Auto"] = "Manual"
     """Manual: a retrained revision waits for the llmops.io/approve-retrain annotation before rollout."""
@@ -452,5 +470,5 @@ class RetrainSpec(ApiModel):
     def _template(self) -> Self:
         spec = self.job_template.get("spec")
         if not isinstance(spec, dict) or "template" not in spec:
-            raise ValueError(_JOB_TEMPLATE["message"])
+            raise ValueError(_JOB_TEMPLATE_MESSAGE)
         return self
