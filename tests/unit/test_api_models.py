@@ -337,6 +337,7 @@ def test_constants() -> None:
         "Evaluated",
         "Promoted",
         "Drifted",
+        "Retrained",
     )
     reasons = [v for k, v in vars(conditions).items() if k.isupper() and isinstance(v, str)]
     for reason in reasons:

@@ -21,6 +21,10 @@ DRIFTED = "Drifted"
 """Whether the serving revision's traffic, quality or feedback drifted (spec.drift); Unknown when
 a signal cannot be judged (too few samples, no reference yet, Prometheus unreachable)."""
 
+RETRAINED = "Retrained"
+"""The last retrain run: Unknown while its Job runs, True when it reported a candidate, False when
+it failed or its report was unusable (spec.retrain)."""
+
 CONDITION_TYPES: tuple[str, ...] = (
     AVAILABLE,
     PROGRESSING,
@@ -29,6 +33,7 @@ CONDITION_TYPES: tuple[str, ...] = (
     EVALUATED,
     PROMOTED,
     DRIFTED,
+    RETRAINED,
 )
 
 # --- statuses
@@ -106,5 +111,8 @@ NO_FEEDBACK_METRIC = "NoFeedbackMetric"
 """Prometheus has no llmops_feedback_total series (the gateway exports it)."""
 RETRAIN_RUNNING = "RetrainRunning"
 RETRAIN_FAILED = "RetrainFailed"
+RETRAIN_SUCCEEDED = "RetrainSucceeded"
+RETRAIN_REPORT_INVALID = "RetrainReportInvalid"
+"""The retrain Job finished but its termination message does not name a model it produced."""
 RETRAIN_AWAITING_APPROVAL = "RetrainAwaitingApproval"
 RETRAIN_RATE_LIMITED = "RetrainRateLimited"

@@ -274,14 +274,30 @@ class RetrainStatus(ApiModel):
 
     model_config = ConfigDict(extra="allow")
 
+    runs: int = 0
+    """Retrain runs started so far; the next Job is `<name>-retrain-<runs + 1>`."""
     job: ShortText | None = None
-    """The running or last retrain Job."""
+    """The running or last retrain Job (also the run ID)."""
+    state: Literal["Running", "Succeeded", "Failed"] | None = None
+    """Where the last run is."""
+    base_revision: ShortText | None = None
+    """The revision that served when the run started (LLMOPS_BASE_REVISION)."""
+    trigger: Message = ""
+    """Why the run started: the drift verdict with its numbers, or the annotation."""
+    message: Message = ""
+    """What happened: the candidate, what was wrong with the Job or its report, or why no retrain starts."""
     last_start_time: Timestamp | None = None
     """When the last retrain started (cooldown)."""
     start_times: Annotated[list[Timestamp], Field(max_length=24)] = []
     """Starts within the last 24 hours (maxRetrainsPerDay)."""
+    candidate_model: ShortText | None = None
+    """The Hub repository the last run reported."""
     candidate_revision: ShortText | None = None
-    """The revision the last retrain produced."""
+    """The revision (40-hex commit) the last run reported."""
+    candidate_path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Or the path on the model cache it reported (a full model or a LoRA adapter)."""
+    annotation: ShortText | None = None
+    """The llmops.io/retrain value last acted upon."""
     awaiting_approval: bool = False
     """True while a Manual approval is pending (annotate llmops.io/approve-retrain)."""
 

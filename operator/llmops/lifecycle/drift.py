@@ -570,6 +570,9 @@ def _publish(check: _Check) -> None:
             _record(check, signal, _unknown_entry(signal, "NotChecked", f"{signal}: not checked yet"))
     signals = [check.verdicts[s] for s in _order(check.spec)]
     check.drift["signals"] = signals
+    # Absent, not null: the stored status has no nulls, and a pass with nothing new must compare equal.
+    for key in [k for k, v in check.drift.items() if v is None]:
+        del check.drift[key]
     status, reason, message = _condition(signals)
     _set_condition(p, status, reason, message, check.serving)
 

@@ -10,7 +10,8 @@ changed, and a pass with nothing to change produces no actions and the same stat
 The revision pipeline, one stage per module:
 
     cache (cache.py) → evaluation gate (gate.py) → stable rolls to the revision (here)
-    and, for the revision that serves: scheduled re-evaluation (scheduled.py), drift (drift.py)
+    and, for the revision that serves: scheduled re-evaluation (scheduled.py), drift (drift.py),
+    retrain Jobs on drift (retrain.py)
 
 The stable Deployment keeps serving what it serves until the desired revision has passed the
 stages before it.
@@ -45,6 +46,7 @@ from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_state
 from llmops.lifecycle.drift import drift_stage
 from llmops.lifecycle.gate import Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
+from llmops.lifecycle.retrain import RetrainPlan, retrain_stage
 from llmops.lifecycle.scheduled import scheduled_stage
 from llmops.render import (
     deployment,
@@ -57,6 +59,7 @@ from llmops.render import (
     service,
 )
 from llmops.render.evaluation import COMPONENT_EVALUATION
+from llmops.render.retrain import COMPONENT_RETRAIN
 
 __all__ = ["ANNOTATION_APPLIED_HASH", "ANNOTATION_MODEL_REVISION", "Event", "Plan", "plan"]
 
@@ -95,17 +98,20 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     _revision_pinned(p)
     scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
     drift_requeue = drift_stage(p, outcome.serving)
+    retrain = retrain_stage(p, outcome.serving)
     _available(p, outcome)
-    _progressing(p, outcome)
+    _progressing(p, outcome, retrain)
     _degraded(p, outcome)
     if obs.errors:
         p.cond(c.AVAILABLE, c.UNKNOWN, c.OBSERVATION_FAILED, "; ".join(obs.errors)[:1000])
     phase = _phase(outcome)
+    if phase == Phase.SERVING and retrain.running:
+        phase = Phase.RETRAINING
     _status_fields(p, outcome, phase)
     _announce(p, outcome, phase)
     out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
     _diff(p, out)
-    out.requeue_after = _requeue_after(p, outcome, drift_requeue)
+    out.requeue_after = _requeue_after(p, outcome, drift_requeue, retrain.running)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
 
 
@@ -215,10 +221,10 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
 
-def _requeue_after(p: Pass, o: _Outcome, drift: float | None) -> float | None:
+def _requeue_after(p: Pass, o: _Outcome, drift: float | None, retraining: bool) -> float | None:
     """Look again soon while anything is in motion; the canary and the drift check may ask for sooner."""
     requeue = None
-    if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running:
+    if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running or retraining:
         requeue = _RESYNC_WHILE_BUSY
     for wanted in (o.canary.requeue_after if o.canary else None, drift):
         if wanted is not None:
@@ -321,7 +327,7 @@ def _available(p: Pass, o: _Outcome) -> None:
         )
 
 
-def _progressing(p: Pass, o: _Outcome) -> None:
+def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
     stable, replicas, target, rolled = o.stable, o.replicas, o.target, o.rolled
     pod_problem, blocking, gate, canary = o.pod_problem, o.blocking, o.gate, o.canary
     desired = p.ld.spec.model.revision
@@ -354,6 +360,8 @@ def _progressing(p: Pass, o: _Outcome) -> None:
             f"rolling out revision {target}: {stable.ready}/{replicas} replicas ready"
             + (f"; {pod_problem.message}" if pod_problem else ""),
         )
+    elif retrain.running:
+        p.cond(c.PROGRESSING, c.TRUE, c.RETRAIN_RUNNING, retrain.message[:1000])
     else:
         p.cond(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, f"revision {target} is rolled out")
 
@@ -437,10 +445,11 @@ def _diff(p: Pass, out: Plan) -> None:
 
 
 def _keep_finished(child: Mapping[str, Any]) -> bool:
-    """Finished evaluation Jobs stay (their per-sample logs are the evidence behind a verdict);
-    their ttlSecondsAfterFinished cleans them up. Unfinished ones that are no longer wanted go."""
+    """Finished evaluation and retrain Jobs stay (their logs are the evidence behind a verdict or a
+    candidate); their ttlSecondsAfterFinished cleans them up. Unfinished ones no longer wanted go."""
     labels = (child.get("metadata") or {}).get("labels") or {}
-    return labels.get("app.kubernetes.io/component") == COMPONENT_EVALUATION and job_state(child)[0] in (
+    kept = (COMPONENT_EVALUATION, COMPONENT_RETRAIN)
+    return labels.get("app.kubernetes.io/component") in kept and job_state(child)[0] in (
         "Complete",
         "Failed",
     )
