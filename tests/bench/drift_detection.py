@@ -6,7 +6,9 @@ takes real traffic (testkit.drift_rig, no cluster): 10 s windows, checks every i
 input-length histogram against the reference frozen from the first window of serving.
 
 1. False positives: CHECKS checks of stationary traffic (prompts of 20-120 words); goal 0.
-2. Detection: RUNS times, with calm traffic and Drifted=False, the prompts grow to 300-500 words;
+2. Cost: one drift pass (queries, then plan()) for each of DEPLOYMENTS LLMDeployments with two
+   traffic signals: the queries sent, wall time and the operator's CPU time.
+3. Detection: RUNS times, with calm traffic and Drifted=False, the prompts grow to 300-500 words;
    the clock runs from the shift to the check that says Drifted=True. Goal: one interval + one
    scrape interval + the query time. A window only turns once enough of it holds the new traffic
    (KS D of a disjoint shift is the shifted fraction of the window: 20 % of 10 s for D >= 0.2),
@@ -16,17 +18,46 @@ input-length histogram against the reference frozen from the first window of ser
 from __future__ import annotations
 
 import argparse
+import copy
+import datetime as dt
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from llmops.api.resource import parse
+from llmops.lifecycle.drift import drift_request
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import plan
+from llmops.reconciler import measure_drift
 from testkit import wait_for
-from testkit.drift_rig import drift_rig
+from testkit.drift_rig import DriftRig, drift_rig
 
 WINDOW_S, SCRAPE_S, KS = 10, 1, 0.2
 CALM, SHIFTED = (20, 120), (300, 500)
+
+
+def pass_cost(rig: DriftRig, deployments: int) -> tuple[int, float, float]:
+    """(queries, wall seconds, CPU seconds) of one due drift pass for each of ``deployments``
+    copies of the rig's LLMDeployment (two traffic signals each), run one after the other as the
+    operator's work queue would. CPU is this thread's only: the simulator and the load generator
+    run in other threads of the same process."""
+    bodies = []
+    for i in range(deployments):
+        body = copy.deepcopy(rig.body)
+        body["metadata"]["name"] = f"m{i}"
+        body["spec"]["drift"]["traffic"]["signals"] = ["inputLength", "generatedTokens"]
+        body["status"]["drift"].pop("lastCheckTime", None)  # due now
+        bodies.append(body)
+    queries = 0
+    wall, cpu = time.monotonic(), time.thread_time()
+    for body in bodies:
+        now = dt.datetime.now(dt.UTC)
+        wanted = drift_request(body, parse(body), now)
+        queries += len(wanted)
+        plan(body, Observations(children=rig.children, drift=measure_drift(rig.prometheus.url, wanted)), now)
+    return queries, time.monotonic() - wall, time.thread_time() - cpu
 
 
 def main() -> int:
@@ -34,6 +65,7 @@ def main() -> int:
     parser.add_argument("--checks", type=int, default=100, help="stationary checks (false positives)")
     parser.add_argument("--runs", type=int, default=3, help="shifts timed")
     parser.add_argument("--interval", type=int, default=3, help="spec.drift.interval in seconds")
+    parser.add_argument("--deployments", type=int, default=100, help="LLMDeployments in the cost figure")
     args = parser.parse_args()
     drift = {
         "interval": "1s",
@@ -63,6 +95,12 @@ def main() -> int:
             f"stationary: {len(verdicts)} checks, {false_positives} Drifted (goal 0), {unknown} Unknown; "
             f"PSI max {max(psi):.3f} (threshold 0.2), KS max {max(ks):.3f} (threshold {KS}); "
             f"samples per window ~{statistics.median(v['samples'] for v in verdicts):.0f}",
+            flush=True,
+        )
+        queries, wall, cpu = pass_cost(rig, args.deployments)
+        print(
+            f"cost: one drift pass for {args.deployments} deployments (2 signals each): {queries} queries, "
+            f"{wall:.2f} s wall, {cpu:.2f} s operator CPU ({1000 * cpu / args.deployments:.1f} ms per deployment)",
             flush=True,
         )
         rig.spec(interval=f"{args.interval}s")
