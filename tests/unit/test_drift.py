@@ -480,3 +480,15 @@ def test_a_pass_with_nothing_new_writes_nothing() -> None:
         stored = json.loads(json.dumps(b))  # as the apiserver keeps it: no nulls
         again = at(stored, ch, T0 + 6 * MINUTE + dt.timedelta(seconds=10))
         assert not again.status_changed, drift
+
+
+def test_a_histogram_too_fine_for_status_is_not_frozen() -> None:
+    b, ch = serving()
+    fine = tuple(float(e) for e in range(1, 201))
+    end = dt.datetime.fromisoformat(b["status"]["drift"]["reference"]["end"]) + dt.timedelta(seconds=5)
+    counts = (1.0,) * 201
+    b, p = measured(b, ch, end, current=hist(counts, edges=fine), reference=hist(counts, edges=fine))
+    ref = p.status["drift"]["reference"]
+    assert ref["histograms"] == []
+    assert ref["message"] == "inputLength has 200 buckets, more than 128 can be kept"
+    assert p.status_changed

@@ -42,6 +42,7 @@ from llmops.api.common import parse_duration
 from llmops.api.constants import PROM_LABEL_REVISION
 from llmops.api.delivery import DriftSpec, QualityDrift
 from llmops.api.resource import LLMDeployment
+from llmops.api.status import REFERENCE_EDGES_LIMIT
 from llmops.engines import get_engine
 from llmops.engines.base import Engine, selector
 from llmops.evaluation.metric_names import HIGHER_IS_BETTER
@@ -360,6 +361,11 @@ def _freeze_reference(check: _Check, results: Mapping[str, Any]) -> None:
                 return  # ask again at the next check
             short.append(f"{signal}: no requests")
             continue
+        if len(buckets.edges) > REFERENCE_EDGES_LIMIT:
+            # status.drift.reference is bounded; an engine with finer buckets needs them merged first.
+            why = f"{signal} has {len(buckets.edges)} buckets, more than {REFERENCE_EDGES_LIMIT} can be kept"
+            check.drift["reference"] = {**ref, "message": why}
+            return
         if buckets.total < traffic.min_samples:
             short.append(f"{signal}: {buckets.total:.0f} requests")
         histograms.append(
