@@ -41,11 +41,11 @@ from llmops.api import conditions as c
 from llmops.api.common import parse_duration
 from llmops.api.constants import PROM_LABEL_REVISION
 from llmops.api.delivery import DriftSpec, QualityDrift
+from llmops.api.metric_names import HIGHER_IS_BETTER
 from llmops.api.resource import LLMDeployment
 from llmops.api.status import REFERENCE_EDGES_LIMIT
 from llmops.engines import get_engine
 from llmops.engines.base import Engine, selector
-from llmops.evaluation.metric_names import HIGHER_IS_BETTER
 from llmops.lifecycle.conditions import find, timestamp
 from llmops.lifecycle.context import Event, Pass
 from llmops.render.names import revision_label
