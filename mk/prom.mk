@@ -24,3 +24,7 @@ test-prom: venv prometheus-install ## analysis + Prometheus adapter tests: unit,
 .PHONY: bench-canary
 bench-canary: venv cluster-build prometheus-install ## time from a canary starting to fail to the rollback decision (3 runs)
 	PYTHONPATH=tests $(PY) tests/bench/canary_detection.py
+
+.PHONY: bench-drift
+bench-drift: venv prometheus-install ## time from a traffic shift to Drifted=True, and false positives over 100 stationary checks
+	PYTHONPATH=tests $(PY) tests/bench/drift_detection.py

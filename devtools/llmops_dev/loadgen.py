@@ -1,27 +1,37 @@
-"""Steady traffic to an in-cluster Service through the local cluster's Service proxy.
+"""Steady traffic to an in-cluster Service through the local cluster's Service proxy (or straight
+to a server's URL).
 
-Canary analysis judges real traffic, so `make dev` and the tests need some: one thread posting
-small generation requests at a fixed rate, bounded in count, for as long as a ``with`` block lasts:
-TGI's native `/generate`, or for a vLLM server (which has no native route) `/v1/completions`.
+Canary analysis and drift detection judge real traffic, so `make dev` and the tests need some:
+one thread posting small generation requests at a fixed rate, bounded in count, for as long as a
+``with`` block lasts: TGI's native `/generate`, or for a vLLM server (which has no native route)
+`/v1/completions`. Prompt lengths (in words, which the simulator counts as tokens) are drawn
+uniformly from ``prompt_words`` with a seeded generator, so a run is stationary and repeatable;
+assigning ``prompt_words`` while it runs shifts the distribution from the next request on (a
+drift to detect).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from llmops_dev.kubelet.proxy import proxy_url
 
 __all__ = ["Traffic"]
 
 
-_REQUESTS = {
-    "tgi": ("/generate", {"inputs": "ping", "parameters": {"max_new_tokens": 4}}),
-    "vllm": ("/v1/completions", {"prompt": "ping", "max_tokens": 4}),
-}
+_ROUTES = {"tgi": "/generate", "vllm": "/v1/completions"}
+
+
+def _request(engine: str, prompt: str, max_new_tokens: int) -> dict[str, Any]:
+    if engine == "vllm":
+        return {"prompt": prompt, "max_tokens": max_new_tokens}
+    return {"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens}}
 
 
 class Traffic:
@@ -29,29 +39,51 @@ class Traffic:
 
     def __init__(
         self,
-        state_dir: Path,
-        namespace: str,
-        service: str,
+        state_dir: Path | None,
+        namespace: str = "",
+        service: str = "",
         *,
         port: int = 80,
         rate: float = 20.0,
         limit: int = 100_000,
         engine: str = "tgi",
+        url: str | None = None,
+        prompt_words: tuple[int, int] = (1, 1),
+        max_new_tokens: int = 4,
+        seed: int = 0,
     ) -> None:
-        path, body = _REQUESTS[engine]
-        self.url = f"http://{service}.{namespace}.svc.cluster.local:{port}{path}"
-        self.body = json.dumps(body).encode()
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy_url(state_dir)}))
+        """Through the cluster's Service proxy (``state_dir``, ``namespace``, ``service``), or
+        straight to ``url`` (a server's base URL) when ``state_dir`` is None."""
+        route = _ROUTES[engine]
+        if state_dir is None:
+            if url is None:
+                raise ValueError("give a state_dir (the cluster's Service proxy) or a url")
+            self.url = url.rstrip("/") + route
+            self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        else:
+            self.url = f"http://{service}.{namespace}.svc.cluster.local:{port}{route}"
+            proxies = {"http": proxy_url(state_dir)}
+            self.opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+        self.engine = engine
         self.interval = 1.0 / rate
         self.limit = limit
+        self.prompt_words = prompt_words
+        """Prompt length range in words (inclusive); may be reassigned while running."""
+        self.max_new_tokens = max_new_tokens
         self.sent = self.failed = 0
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"traffic-{service}", daemon=True)
+        self._rng = random.Random(seed)
+        self.thread = threading.Thread(target=self._run, name=f"traffic-{service or url}", daemon=True)
+
+    def _body(self) -> bytes:
+        low, high = self.prompt_words
+        prompt = " ".join(["ping"] * self._rng.randint(low, high))
+        return json.dumps(_request(self.engine, prompt, self.max_new_tokens)).encode()
 
     def _run(self) -> None:
         while not self.stop.is_set() and self.sent < self.limit:
             req = urllib.request.Request(
-                self.url, data=self.body, headers={"Content-Type": "application/json"}
+                self.url, data=self._body(), headers={"Content-Type": "application/json"}
             )
             try:
                 with self.opener.open(req, timeout=10) as resp:

@@ -8,6 +8,10 @@ the operator decided (the PrometheusRule's canary-failed and rollout-stalled ale
     llmops_canary_state{..., state}                                 1 for the canary's state
     llmops_canary_weight, llmops_canary_step
     llmops_canary_rollbacks_total                                   rollbacks decided
+    llmops_drift_score{..., signal}                                 the drift statistic over its
+                                                                    threshold (>= 1: drifted); absent
+                                                                    while the verdict is Unknown
+    llmops_drift_value{..., signal, statistic}                      psi, ks, drop or negativeRatio
     llmops_reconcile_total{result}, llmops_reconcile_duration_seconds
 
 The labels are ``llmd_namespace``/``llmd_name``, not ``namespace``, because a ServiceMonitor
@@ -36,6 +40,17 @@ CANARY_STATE = Gauge("llmops_canary_state", "1 for the canary's current state.",
 CANARY_WEIGHT = Gauge("llmops_canary_weight", "Percent of traffic the canary takes.", _KEYS)
 CANARY_STEP = Gauge("llmops_canary_step", "Index of the canary's current step.", _KEYS)
 ROLLBACKS = Counter("llmops_canary_rollbacks", "Canary rollbacks decided.", _KEYS)
+DRIFT_SCORE = Gauge(
+    "llmops_drift_score",
+    "Drift statistic of a signal over its threshold (1 = at the threshold, >= 1 drifted); no series while Unknown.",
+    [*_KEYS, "signal"],
+)
+DRIFT_VALUE = Gauge(
+    "llmops_drift_value",
+    "Drift statistic of a signal as measured; no series while Unknown.",
+    [*_KEYS, "signal", "statistic"],
+)
+_STATISTIC = {"quality": "drop", "feedback": "negativeRatio"}
 PASSES = Counter("llmops_reconcile", "Reconcile passes by result.", ["result"])
 DURATION = Histogram("llmops_reconcile_duration_seconds", "Duration of one reconcile pass.")
 
@@ -64,6 +79,49 @@ def observe_status(namespace: str, name: str, status: Mapping[str, Any], rolled_
     CANARY_STEP.labels(namespace, name).set(int(canary.get("step") or 0) if canary else 0)
     if rolled_back:
         ROLLBACKS.labels(namespace, name).inc()
+    _observe_drift(namespace, name, (status.get("drift") or {}).get("signals") or [])
+
+
+def _drift_scores(signal: Mapping[str, Any]) -> tuple[float | None, dict[str, float]]:
+    """(score, statistic → value) of one status.drift.signals entry; (None, {}) while Unknown."""
+    value, threshold = signal.get("value"), signal.get("threshold")
+    if signal.get("verdict") == "Unknown" or value is None or not threshold:
+        return None, {}
+    name = str(signal.get("signal"))
+    values = {_STATISTIC.get(name, "psi"): float(value)}
+    ratios = [float(value) / float(threshold)]
+    ks, ks_threshold = signal.get("ks"), signal.get("ksThreshold")
+    if ks is not None and ks_threshold:
+        values["ks"] = float(ks)
+        ratios.append(float(ks) / float(ks_threshold))
+    return max(ratios), values
+
+
+# Which drift series exist per LLMDeployment, so that the ones gone Unknown can be removed (the
+# client library has no public way to list a gauge's label sets).
+_DRIFT_SERIES: dict[tuple[str, str], set[tuple[Gauge, tuple[str, ...]]]] = {}
+
+
+def _observe_drift(namespace: str, name: str, signals: list[Mapping[str, Any]]) -> None:
+    _forget_drift(namespace, name)
+    series = _DRIFT_SERIES.setdefault((namespace, name), set())
+    for signal in signals:
+        score, values = _drift_scores(signal)
+        if score is None:
+            continue
+        labels = (namespace, name, str(signal["signal"]))
+        DRIFT_SCORE.labels(*labels).set(score)
+        series.add((DRIFT_SCORE, labels))
+        for statistic, value in values.items():
+            DRIFT_VALUE.labels(*labels, statistic).set(value)
+            series.add((DRIFT_VALUE, (*labels, statistic)))
+
+
+def _forget_drift(namespace: str, name: str) -> None:
+    """Remove the drift series of one LLMDeployment (an Unknown verdict has no number to show)."""
+    for metric, labels in _DRIFT_SERIES.pop((namespace, name), set()):
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
 
 
 def forget(namespace: str, name: str) -> None:
@@ -75,3 +133,4 @@ def forget(namespace: str, name: str) -> None:
     for metric in (READY, REPLICAS, CANARY_WEIGHT, CANARY_STEP, ROLLBACKS):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, name)
+    _forget_drift(namespace, name)

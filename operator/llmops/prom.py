@@ -21,6 +21,10 @@ runaway query is stopped server-side too):
   must aggregate to one number;
 - 400 (bad_data) or 422 (execution: e.g. many-to-many matching) → Error(rejected, Prometheus' text);
 - connection refused, timeouts, 5xx, anything that is not Prometheus' JSON → Error(unreachable).
+
+`query_vector(promql, by)` is the same for a query that returns one series per value of a label
+(a histogram summed `by (le)`): a `Vector` of label value → number; no series → NoData; a series
+without the label, or two with the same value → Error(rejected).
 """
 
 from __future__ import annotations
@@ -36,9 +40,16 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from llmops.analysis.queries import MetricQueries
-from llmops.analysis.results import Error, MetricResults, NoData, Result, Value
+from llmops.analysis.results import Error, MetricResults, NoData, Result, Value, Vector, VectorResult
 
-__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT_SECONDS", "PromClient", "interpret", "interpret_status"]
+__all__ = [
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "PromClient",
+    "interpret",
+    "interpret_status",
+    "interpret_vector",
+]
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 """Per attempt: the client's connect/read timeout and the `timeout` Prometheus evaluates within."""
@@ -125,6 +136,34 @@ def interpret(result: Any) -> Result:
     return _sample(result[0].get("value"))
 
 
+def interpret_vector(result: Any, by: str) -> VectorResult:
+    """The Vector (label `by` → value) for `data.result` of an instant query; NaN/±Inf samples
+    are left out (a bucket without data), and all of them gone reads as NoData."""
+    if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
+        return Error(f"unexpected result {result!r}", "unreachable")
+    if not result:
+        return NoData("the query returned no series")
+    values: dict[str, float] = {}
+    for series in result:
+        key = (series.get("metric") or {}).get(by)
+        if key is None or "value" not in series:
+            return Error(
+                f"the query must return one series per {by!r} (aggregate with `by ({by})`)", "rejected"
+            )
+        if key in values:
+            return Error(
+                f"the query returned two series with {by}={key!r}; aggregate with `by ({by})`", "rejected"
+            )
+        sample = _sample(series["value"])
+        if isinstance(sample, Error):
+            return sample
+        if isinstance(sample, Value):
+            values[key] = sample.value
+    if not values:
+        return NoData("every series is NaN or infinite")
+    return Vector(values)
+
+
 def _unreachable(url: str, exc: requests.RequestException, timeout: float) -> Error:
     """A short, stable message: no object addresses, no URL-encoded query."""
     if isinstance(exc, requests.ConnectTimeout):
@@ -164,20 +203,29 @@ class PromClient:
         session.hooks["response"].append(_raise_not_ok)
         self._prom = PrometheusConnect(url=self.url, retry=retry, session=session, timeout=timeout)
 
-    def query(self, promql: str) -> Result:
-        """Evaluate `promql` now: Value, NoData or Error (see the module docstring)."""
+    def _run(self, promql: str) -> tuple[Any, Error | None]:
+        """`data.result` of an instant query of `promql` now, or the Error that stood in the way."""
         params = {"timeout": f"{max(1, round(self.timeout * 1000))}ms"}
         try:
-            result = self._prom.custom_query(promql, params=params)
+            return self._prom.custom_query(promql, params=params), None
         except _NotOk as answer:
-            return interpret_status(answer.status, answer.body)
+            return None, interpret_status(answer.status, answer.body)
         except requests.JSONDecodeError:
-            return Error(f"unexpected answer from {self.url}: not JSON", "unreachable")
+            return None, Error(f"unexpected answer from {self.url}: not JSON", "unreachable")
         except requests.RequestException as exc:
-            return _unreachable(self.url, exc, self.timeout)
+            return None, _unreachable(self.url, exc, self.timeout)
         except (KeyError, TypeError, ValueError) as exc:  # 200 but not Prometheus' JSON
-            return Error(f"unexpected answer from {self.url}: {type(exc).__name__}", "unreachable")
-        return interpret(result)
+            return None, Error(f"unexpected answer from {self.url}: {type(exc).__name__}", "unreachable")
+
+    def query(self, promql: str) -> Result:
+        """Evaluate `promql` now: Value, NoData or Error (see the module docstring)."""
+        result, error = self._run(promql)
+        return error if error is not None else interpret(result)
+
+    def query_vector(self, promql: str, by: str) -> VectorResult:
+        """Evaluate `promql` now, one series per value of label `by`: Vector, NoData or Error."""
+        result, error = self._run(promql)
+        return error if error is not None else interpret_vector(result, by)
 
     def query_all(self, queries: Iterable[MetricQueries]) -> list[MetricResults]:
         """Run every metric's canary (and stable) query: the observation `measure_all` judges."""

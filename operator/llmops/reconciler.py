@@ -26,17 +26,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmops import metrics
+from llmops.analysis.results import Error
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.diagnose import waits_for_gpus
+from llmops.lifecycle.drift import DriftQuery, drift_request
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
 from llmops.prom import PromClient
 
-__all__ = ["Reconciler"]
+__all__ = ["Reconciler", "measure_drift"]
 
 log = logging.getLogger("llmops.reconciler")
 _BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -62,6 +64,20 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
             patch[key] = value
     patch.update({key: None for key in old if key not in new})
     return patch
+
+
+_NO_URL = Error("no Prometheus URL: set spec.monitoring.prometheus.url or --prometheus-url", "unreachable")
+
+
+def measure_drift(url: str | None, wanted: list[DriftQuery]) -> dict[str, Any] | None:
+    """Run the drift stage's queries (None when none are due); every answer is a result, never
+    an exception, so an unreachable Prometheus reads as Unknown."""
+    if not wanted:
+        return None
+    if url is None:
+        return {q.key: _NO_URL for q in wanted}
+    with PromClient(url) as prom:
+        return {q.key: prom.query_vector(q.promql, q.by) if q.by else prom.query(q.promql) for q in wanted}
 
 
 class Reconciler:
@@ -147,7 +163,7 @@ class Reconciler:
         return result.requeue_after or RESYNC_SECONDS
 
     def _enrich(self, body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Observations:
-        """Add what the spec references (the HTTPRoute) and a canary measurement when one is due."""
+        """Add what the spec references (the HTTPRoute), and the canary and drift measurements due."""
         try:
             ld: LLMDeployment | None = parse(body)
         except ValidationError:
@@ -164,16 +180,11 @@ class Reconciler:
             if route is not None:
                 referenced[("HTTPRoute", ref)] = route
         analysis = None
+        url = ld.spec.monitoring.prometheus.url or self.prometheus_url
         wanted = analysis_request(body, ld, now)
         if wanted:
-            url = ld.spec.monitoring.prometheus.url or self.prometheus_url
             if url is None:
-                from llmops.analysis import Error
-
-                missing = Error(
-                    "no Prometheus URL: set spec.monitoring.prometheus.url or --prometheus-url", "unreachable"
-                )
-                analysis = {q.name: (missing, missing if q.stable else None) for q in wanted}
+                analysis = {q.name: (_NO_URL, _NO_URL if q.stable else None) for q in wanted}
             else:
                 with PromClient(url) as prom:
                     analysis = {
@@ -181,7 +192,10 @@ class Reconciler:
                         for q in wanted
                     }
         gpu_nodes = self._gpu_nodes(ld, obs)
-        return dataclasses.replace(obs, referenced=referenced, analysis=analysis, gpu_nodes=gpu_nodes)
+        drift = measure_drift(url, drift_request(body, ld, now))
+        return dataclasses.replace(
+            obs, referenced=referenced, analysis=analysis, gpu_nodes=gpu_nodes, drift=drift
+        )
 
     def _gpu_nodes(self, ld: LLMDeployment, obs: Observations) -> list[GpuNode] | None:
         """The GPU nodes, read only while one of this object's pods waits for GPUs (so that the

@@ -33,7 +33,7 @@ def installed(cluster: Any) -> Any:
 
     def established() -> bool:
         out = cluster.kubectl("get", "crd", crd.CRD_NAME, "-o", "json").stdout
-        conditions = json.loads(out).get("status", {}).get("conditions", [])
+        conditions = (json.loads(out).get("status") or {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     wait_for("the LLMDeployment CRD to be Established", established, timeout=60)
@@ -244,9 +244,39 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["spec.rollout.traffic.httpRouteRef", "gatewayAPI requires httpRouteRef"],
     ),
     "retrain-without-evaluation": (
-        {"retrain": {"jobTemplate": {"spec": {}}}},
+        {"retrain": {"jobTemplate": {"spec": {"template": {}}}}},
         ["spec.retrain", "retrain needs evaluation"],
     ),
+    "retrain-without-job-template": (
+        {"evaluation": {"dataset": DATASET, "thresholds": THRESHOLD}, "retrain": {"jobTemplate": {}}},
+        ["spec.retrain.jobTemplate.spec", "Required value"],
+    ),
+    "retrain-job-template-without-pod-template": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},
+            "retrain": {"jobTemplate": {"spec": {"backoffLimit": 1}}},
+        },
+        ["spec.retrain.jobTemplate.spec.template", "Required value"],
+    ),
+    "drift-quality-without-schedule": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},
+            "drift": {"quality": {"metric": THRESHOLD[0]["metric"], "maxDrop": 0.1}},
+        },
+        ["spec.drift", "drift.quality needs evaluation.schedule"],
+    ),
+    "drift-quality-metric-not-gated": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD, "schedule": "@daily"},
+            "drift": {"quality": {"metric": "biasGap", "maxDrop": 0.1}},
+        },
+        ["spec.drift", "drift.quality.metric must be one of evaluation.thresholds"],
+    ),
+    "drift-signal-twice": (
+        {"drift": {"traffic": {"signals": ["inputLength", "inputLength"]}}},
+        ["spec.drift.traffic.signals", "each signal may appear once"],
+    ),
+    "drift-ks-above-1": ({"drift": {"traffic": {"ks": 1.5}}}, ["spec.drift.traffic.ks"]),
 }
 
 

@@ -227,8 +227,27 @@ def test_camel_case_round_trip() -> None:
         ),
         ({"rollout": rollout(traffic={"mode": "gatewayAPI"})}, "gatewayAPI requires httpRouteRef"),
         ({"rollout": rollout(steps=[{"setWeight": 10, "pause": {"duration": "ten minutes"}}])}, "duration"),
-        ({"drift": {"evalScoreDrop": {"metric": "tokenF1", "maxDrop": 0.1}}}, "needs evaluation.schedule"),
-        ({"retrain": {"jobTemplate": {}}}, "retrain needs evaluation"),
+        ({"drift": {"quality": {"metric": "tokenF1", "maxDrop": 0.1}}}, "needs evaluation.schedule"),
+        (
+            {
+                "evaluation": evaluation(schedule="0 3 * * *"),
+                "drift": {"quality": {"metric": "tokenF1", "maxDrop": 0.1}},
+            },
+            "drift.quality.metric must be one of evaluation.thresholds",
+        ),
+        ({"drift": {"traffic": {"signals": ["inputLength", "inputLength"]}}}, "each signal may appear once"),
+        ({"drift": {"traffic": {"ks": 1.5}}}, "drift.traffic.ks"),
+        ({"drift": {"traffic": {"reference": {"mode": "Yesterday"}}}}, "drift.traffic.reference.mode"),
+        ({"drift": {"evalScoreDrop": {"metric": "tokenF1", "maxDrop": 0.1}}}, "drift.evalScoreDrop"),
+        ({"retrain": {"jobTemplate": {"spec": {"template": {}}}}}, "retrain needs evaluation"),
+        (
+            {"evaluation": evaluation(), "retrain": {"jobTemplate": {}}},
+            "retrain.jobTemplate needs spec.template",
+        ),
+        (
+            {"evaluation": evaluation(), "retrain": {"jobTemplate": {"spec": {"backoffLimit": 1}}}},
+            "retrain.jobTemplate needs spec.template",
+        ),
         ({"unknownField": 1}, "unknownField"),
     ],
 )
@@ -256,7 +275,20 @@ def test_good_variants_pass() -> None:
                 steps=[{"setWeight": 0}, {"setWeight": 10, "pause": {}}, {"setWeight": 100}],
                 traffic={"mode": "gatewayAPI", "httpRouteRef": {"name": "route"}},
             ),
-            drift={"evalScoreDrop": {"metric": "tokenF1", "maxDrop": 0.05}},
+            drift={
+                "interval": "10m",
+                "window": "1h",
+                "traffic": {
+                    "signals": ["inputLength", "generatedTokens", "requestDuration", "timePerOutputToken"],
+                    "psi": 0.25,
+                    "ks": 0.15,
+                    "minSamples": 500,
+                    "bins": 20,
+                    "reference": {"mode": "Offset", "offset": "7d"},
+                },
+                "quality": {"metric": "exactMatch", "maxDrop": 0.05, "consecutive": 3},
+                "feedback": {"maxNegativeRatio": 0.3, "minSamples": 50},
+            },
             retrain={"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}, "approval": "Auto"},
         )
     )
@@ -342,6 +374,8 @@ def test_constants() -> None:
         "ModelCached",
         "Evaluated",
         "Promoted",
+        "Drifted",
+        "Retrained",
     )
     reasons = [v for k, v in vars(conditions).items() if k.isupper() and isinstance(v, str)]
     for reason in reasons:

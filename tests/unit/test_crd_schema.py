@@ -69,6 +69,11 @@ def test_generation_is_deterministic() -> None:
     assert yaml.safe_load(crd.render_yaml()) == crd.crd()
 
 
+# Open objects that still name a few fields: status (kopf's own keys) and the retrain Job
+# template, whose spec.template the apiserver must require.
+OPEN_WITH_FIELDS = {".status", ".spec.retrain.jobTemplate", ".spec.retrain.jobTemplate.spec"}
+
+
 def test_schema_is_structural() -> None:
     for path, node in walk(schema()):
         assert set(node) <= ALLOWED_KEYS, f"{path}: unexpected keywords {set(node) - ALLOWED_KEYS}"
@@ -77,7 +82,7 @@ def test_schema_is_structural() -> None:
             assert node["anyOf"] == INT_OR_STRING and "type" not in node, path
             continue
         assert "anyOf" not in node, f"{path}: anyOf is only allowed for int-or-string"
-        if node.get("x-kubernetes-preserve-unknown-fields") and path != ".status":
+        if node.get("x-kubernetes-preserve-unknown-fields") and path not in OPEN_WITH_FIELDS:
             assert node.get("type") == "object" and "properties" not in node, path
             continue
         assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
@@ -121,6 +126,9 @@ def test_cel_rules_carry_messages() -> None:
     assert "maxInputTokens must be less than maxTotalTokens" in by_path[".spec.engine"]
     assert "steps[].setWeight must be strictly increasing" in by_path[".spec.rollout.steps"]
     assert "traffic.mode gatewayAPI requires httpRouteRef" in by_path[".spec.rollout.traffic"]
+    assert "each signal may appear once" in by_path[".spec.drift.traffic.signals"]
+    template = dict(walk(schema()))[".spec.retrain.jobTemplate"]
+    assert template["required"] == ["spec"] and template["properties"]["spec"]["required"] == ["template"]
 
 
 def test_preserve_unknown_fields_exactly_where_meant() -> None:
@@ -130,6 +138,9 @@ def test_preserve_unknown_fields_exactly_where_meant() -> None:
         ".spec.placement.affinity",
         ".spec.evaluation.dataset.path.volume",
         ".spec.retrain.jobTemplate",
+        ".spec.retrain.jobTemplate.metadata",
+        ".spec.retrain.jobTemplate.spec",
+        ".spec.retrain.jobTemplate.spec.template",
     }
 
 
@@ -200,7 +211,7 @@ def test_crd_defaults_agree_with_pydantic_defaults() -> None:
             "thresholds": [{"metric": "tokenF1", "min": 0.1}],
         },
         "drift": {},
-        "retrain": {"jobTemplate": {}},
+        "retrain": {"jobTemplate": {"spec": {"template": {}}}},
     }
     by_apiserver = apply_defaults(spec_schema, yaml.safe_load(yaml.safe_dump(spec)))
     by_pydantic = api.LLMDeploymentSpec.model_validate(spec).model_dump(exclude_none=True, mode="json")

@@ -210,6 +210,10 @@ def test_scheduled_re_evaluation_of_the_serving_revision() -> None:
     assert got["job"] == run and got["passed"] is False and got["revision"] == SHA_A
     assert p.status["history"][-1]["action"] == "ScheduledEvaluation"
     assert any(e.type == "Warning" and "exactMatch 0.3" in e.message for e in p.events)
+    # A missed threshold is reported as such: whether the score *dropped* is drift.quality's call,
+    # made against the gate's score (there is none to compare with here).
+    assert p.status["history"][-1]["reason"] == c.SCHEDULED_EVALUATION_FAILED
+    assert all(e.reason != c.EVAL_SCORE_DROPPED for e in p.events)
     assert ("Job", run) not in p.delete  # the CronJob's, not ours
     assert p.status["servingRevision"] == SHA_A  # reported, not acted upon
     again = plan(with_status(p, b), Observations(children=ch, pods=[job_pod(run, 1, json.dumps(FAILED))]), T0)

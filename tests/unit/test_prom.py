@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from llmops.analysis import Error, MetricQueries, MetricResults, NoData, Result, Value
-from llmops.prom import PromClient, interpret, interpret_status
+from llmops.analysis.results import Vector
+from llmops.prom import PromClient, interpret, interpret_status, interpret_vector
 from llmops_dev.processes import free_port
 
 T = 1700000000.5
@@ -201,3 +202,46 @@ STATUSES: list[tuple[str, int, bytes, Error]] = [
 )
 def test_interpret_status(status: int, body: bytes, expected: Error) -> None:
     assert interpret_status(status, body) == expected
+
+
+# ------------------------------------------------------------------------------ vectors by label
+
+
+def bucket(le: str, value: str) -> dict[str, Any]:
+    return {"metric": {"le": le}, "value": [T, value]}
+
+
+def test_a_histogram_by_le_is_a_vector(stub: Stub) -> None:
+    stub.answers.append(ok([bucket("10", "3"), bucket("+Inf", "4.5"), bucket("20", "NaN")]))
+    with PromClient(stub.url) as prom:
+        got = prom.query_vector("sum by (le) (increase(x_bucket[1h]))", "le")
+    assert got == Vector({"10": 3.0, "+Inf": 4.5})  # NaN: a bucket without data, left out
+    [(_, path, params)] = stub.requests
+    assert path == "/api/v1/query" and params["query"] == ["sum by (le) (increase(x_bucket[1h]))"]
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ([], NoData("the query returned no series")),
+        ([bucket("10", "NaN")], NoData("every series is NaN or infinite")),
+        (
+            [{"metric": {}, "value": [T, "1"]}],
+            Error("the query must return one series per 'le' (aggregate with `by (le)`)", "rejected"),
+        ),
+        (
+            [bucket("10", "1"), bucket("10", "2")],
+            Error("the query returned two series with le='10'; aggregate with `by (le)`", "rejected"),
+        ),
+        ("nonsense", Error("unexpected result 'nonsense'", "unreachable")),
+    ],
+)
+def test_vector_shapes(result: Any, expected: Any) -> None:
+    assert interpret_vector(result, "le") == expected
+
+
+def test_an_unreachable_prometheus_is_an_error_for_vectors_too() -> None:
+    with PromClient(f"http://127.0.0.1:{free_port()}", timeout=0.5, retries=0) as prom:
+        got = prom.query_vector("sum by (le) (x)", "le")
+    assert isinstance(got, Error) and got.kind == "unreachable"
+    assert "connection refused" in got.message

@@ -7,10 +7,11 @@ an empty answer is `NoData`, and neither is ever mistaken for a value).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Error", "ErrorKind", "MetricResults", "NoData", "Result", "Value"]
+__all__ = ["Error", "ErrorKind", "MetricResults", "NoData", "Result", "Value", "Vector", "VectorResult"]
 
 ErrorKind = Literal["unreachable", "rejected"]
 """unreachable: no usable answer (connection refused, timeout, 5xx); asking again may work.
@@ -41,7 +42,16 @@ class Error:
     kind: ErrorKind
 
 
+@dataclass(frozen=True)
+class Vector:
+    """The query returned several series, each told apart by one label (`le` for histogram
+    buckets): label value → finite number."""
+
+    values: Mapping[str, float]
+
+
 Result = Value | NoData | Error
+VectorResult = Vector | NoData | Error
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,24 @@ EVALUATED = "Evaluated"
 """The evaluation gate's verdict for the desired revision."""
 PROMOTED = "Promoted"
 """The canary's fate: promoted, in progress, or rolled back."""
+DRIFTED = "Drifted"
+"""Whether the serving revision's traffic, quality or feedback drifted (spec.drift); Unknown when
+a signal cannot be judged (too few samples, no reference yet, Prometheus unreachable)."""
 
-CONDITION_TYPES: tuple[str, ...] = (AVAILABLE, PROGRESSING, DEGRADED, MODEL_CACHED, EVALUATED, PROMOTED)
+RETRAINED = "Retrained"
+"""The last retrain run: Unknown while its Job runs, True when it reported a candidate, False when
+it failed or its report was unusable (spec.retrain)."""
+
+CONDITION_TYPES: tuple[str, ...] = (
+    AVAILABLE,
+    PROGRESSING,
+    DEGRADED,
+    MODEL_CACHED,
+    EVALUATED,
+    PROMOTED,
+    DRIFTED,
+    RETRAINED,
+)
 DEPRECATED = "Deprecated"
 """True while the spec uses a deprecated name (which one, and its replacement, in the message);
 absent otherwise."""
@@ -87,7 +103,21 @@ MONITORING_CRDS_MISSING = "MonitoringCRDsMissing"
 """The Prometheus Operator CRDs are absent: PodMonitor and PrometheusRule are skipped."""
 DRIFT_DETECTED = "DriftDetected"
 EVAL_SCORE_DROPPED = "EvalScoreDropped"
+"""A scheduled evaluation scored below the serving revision's gate score by more than
+spec.drift.quality.maxDrop, for `consecutive` runs in a row."""
+SCHEDULED_EVALUATION_FAILED = "ScheduledEvaluationFailed"
+"""A scheduled re-evaluation missed a threshold (reported; drift.quality decides whether it is drift)."""
+NO_DRIFT = "NoDrift"
+COLLECTING_REFERENCE = "CollectingReference"
+"""The reference window of the serving revision is not complete yet."""
+INSUFFICIENT_SAMPLES = "InsufficientSamples"
+"""A window holds fewer samples than minSamples: no verdict, never drift."""
+NO_FEEDBACK_METRIC = "NoFeedbackMetric"
+"""Prometheus has no llmops_feedback_total series (the gateway exports it)."""
 RETRAIN_RUNNING = "RetrainRunning"
 RETRAIN_FAILED = "RetrainFailed"
+RETRAIN_SUCCEEDED = "RetrainSucceeded"
+RETRAIN_REPORT_INVALID = "RetrainReportInvalid"
+"""The retrain Job finished but its termination message does not name a model it produced."""
 RETRAIN_AWAITING_APPROVAL = "RetrainAwaitingApproval"
 RETRAIN_RATE_LIMITED = "RetrainRateLimited"

@@ -33,6 +33,8 @@ ANNOTATION_PROMOTE = "llmops.io/promote"
 """Set to the canary revision (or "true") to promote the running canary now, skipping the remaining steps."""
 ANNOTATION_ABORT = "llmops.io/abort"
 """Set to "true" to abort the running canary and roll back to the stable revision."""
+ANNOTATION_RETRAIN = "llmops.io/retrain"
+"""Set to any new value to start a retrain now (within spec.retrain's cooldown and daily cap)."""
 ANNOTATION_APPROVE = "llmops.io/approve-retrain"
 """Set to the retrained revision to approve it when `spec.retrain.approval` is Manual."""
 

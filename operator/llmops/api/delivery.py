@@ -9,7 +9,7 @@ Kaito/KServe for Jobs. These sections are designed with the whole API; the lifec
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -17,6 +17,7 @@ from llmops.api.common import (
     SHA40,
     X_LIST_MAP_KEYS,
     X_LIST_TYPE,
+    X_PRESERVE_UNKNOWN,
     ApiModel,
     ConfigMapKeyRef,
     Duration,
@@ -175,7 +176,7 @@ class EvaluationSpec(ApiModel):
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
     """Retries of the evaluation Job."""
     schedule: Annotated[str, StringConstraints(pattern=CRON, max_length=128)] | None = None
-    """Cron schedule to re-evaluate the serving revision (feeds drift.evalScoreDrop)."""
+    """Cron schedule to re-evaluate the serving revision (feeds drift.quality)."""
     image: Image | None = None
     """Image of the evaluation Job (defaults to the operator's image)."""
     route: EvaluationRoute = "chat"
@@ -367,58 +368,123 @@ class RolloutSpec(ApiModel):
 # ---------------------------------------------------------------------------------------- drift
 
 DriftSignal = Literal["inputLength", "generatedTokens", "requestDuration", "timePerOutputToken"]
+DRIFT_SIGNALS: tuple[str, ...] = DriftSignal.__args__
+
+_UNIQUE_SIGNALS = cel("self.all(s, self.exists_one(t, t == s))", "each signal may appear once")
 
 
 class DriftReference(ApiModel):
-    """The reference distribution: the same-length window, offset into the past."""
+    """What the current window is compared with."""
 
+    mode: Literal["Promotion", "Offset"] = "Promotion"
+    """Promotion: the bucket counts of the serving revision's first window of serving (with at
+    least minSamples requests), frozen in status.drift.reference; a new serving revision or new
+    bucket edges (changed token limits) collect it again. Offset: the same-length window `offset`
+    into the past, at every check."""
     offset: Duration = "7d"
-    """How far back the reference window ends (PromQL `offset`)."""
+    """How far back the reference window ends in Offset mode (PromQL `offset`)."""
 
 
-class DriftThreshold(ApiModel):
-    """When a signal counts as drifted."""
+class TrafficDrift(ApiModel):
+    """Drift of the traffic's distribution: the engine's histograms (input length, generated
+    tokens, ...) over the current window against the reference, by PSI and KS."""
 
+    signals: Annotated[
+        list[DriftSignal], Field(max_length=4, json_schema_extra=validations(_UNIQUE_SIGNALS))
+    ] = Field(
+        default_factory=lambda: ["inputLength", "generatedTokens"],
+        json_schema_extra={"default": ["inputLength", "generatedTokens"]},
+    )
+    """Which histograms to compare (an empty list turns the traffic signals off)."""
     psi: Annotated[float, Field(gt=0)] = 0.2
     """Population stability index at or above which a signal has drifted (0.1-0.2 moderate, >=0.2 major)."""
+    ks: Annotated[float, Field(gt=0, le=1)] = 0.2
+    """Kolmogorov-Smirnov D (largest gap between the two CDFs at the bucket edges) at or above
+    which a signal has drifted."""
+    min_samples: Annotated[int, Field(ge=1)] = 1000
+    """Requests each window must hold; below it the verdict is Unknown, never drift."""
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    """PSI merges the engine's buckets into at most this many bins of equal reference mass: PSI
+    over many sparse buckets grows with noise alone (about bins/samples)."""
+    reference: DriftReference = Field(default_factory=DriftReference)
+    """The reference distribution."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError(_UNIQUE_SIGNALS["message"])
+        return self
 
 
-class EvalScoreDrop(ApiModel):
-    """Drift measured on scheduled evaluations: the score fell below the promoted revision's score."""
+class QualityDrift(ApiModel):
+    """Drift measured by the scheduled evaluations: the score fell from the one the serving
+    revision had at its evaluation gate."""
 
     metric: MetricName
-    """The evaluation metric to watch."""
+    """The evaluation metric to watch (it must be one of spec.evaluation.thresholds)."""
     max_drop: Annotated[float, Field(gt=0)]
-    """Largest tolerated fall from the score recorded at promotion."""
+    """Largest tolerated fall from the gate's score (a rise for metrics whose threshold is a max)."""
     consecutive: Annotated[int, Field(ge=1, le=100)] = 2
     """Scheduled evaluations in a row that must show the drop."""
 
 
+class FeedbackDrift(ApiModel):
+    """Drift measured by user feedback: the share of negative ratings (llmops_feedback_total,
+    exported by the gateway) over the current window."""
+
+    max_negative_ratio: Annotated[float, Field(gt=0, le=1)] = 0.2
+    """Negative share of the ratings at or above which the signal has drifted."""
+    min_samples: Annotated[int, Field(ge=1)] = 100
+    """Ratings the window must hold; below it the verdict is Unknown."""
+
+
 class DriftSpec(ApiModel):
-    """Drift detection on the serving revision: PSI of TGI's histograms against a reference window,
-    and optionally falling scheduled-evaluation scores. Drift sets the Degraded condition and, with
-    spec.retrain, starts a retrain."""
+    """Drift detection on the serving revision, checked every interval: traffic distribution (PSI
+    and KS of the engine's histograms against a reference), quality (scheduled evaluation scores
+    against the gate's) and feedback. The result is status.drift and the Drifted condition."""
 
     enabled: bool = True
     """Run the checks."""
     interval: Duration = "1h"
     """Time between checks."""
     window: Duration = "24h"
-    """Length of the current and the reference windows."""
-    signals: Annotated[list[DriftSignal], Field(min_length=1, max_length=4)] = Field(
-        default_factory=lambda: ["inputLength", "generatedTokens"],
-        json_schema_extra={"default": ["inputLength", "generatedTokens"]},
-    )
-    """Which TGI histograms to compare."""
-    reference: DriftReference = Field(default_factory=DriftReference)
-    """The reference window."""
-    threshold: DriftThreshold = Field(default_factory=DriftThreshold)
-    """When a signal counts as drifted."""
-    eval_score_drop: EvalScoreDrop | None = None
-    """Drift on scheduled evaluation scores (needs spec.evaluation.schedule)."""
+    """Length of the current (and the reference) window; at least twice the scrape interval
+    (spec.monitoring.podMonitor.interval), since increase() needs two samples."""
+    traffic: TrafficDrift = Field(default_factory=TrafficDrift)
+    """Drift of the traffic's distribution."""
+    quality: QualityDrift | None = None
+    """Drift of scheduled evaluation scores (needs spec.evaluation.schedule)."""
+    feedback: FeedbackDrift | None = None
+    """Drift of user feedback (needs the gateway's llmops_feedback_total)."""
 
 
 # -------------------------------------------------------------------------------------- retrain
+
+
+_PRESERVED = {"type": "object", X_PRESERVE_UNKNOWN: True}
+# A schema for the two levels the operator relies on, open below them: the apiserver refuses a
+# template without spec.template naming the field ("spec.retrain.jobTemplate.spec.template:
+# Required value"). CEL cannot: a schemaless object has no fields to ask has() about.
+JobTemplate = Annotated[
+    dict[str, Any],
+    Field(
+        json_schema_extra={
+            X_PRESERVE_UNKNOWN: True,
+            "required": ["spec"],
+            "properties": {
+                "metadata": dict(_PRESERVED),
+                "spec": {
+                    **_PRESERVED,
+                    "required": ["template"],
+                    "properties": {"template": dict(_PRESERVED)},
+                },
+            },
+        }
+    ),
+]
+_JOB_TEMPLATE_MESSAGE = (
+    "retrain.jobTemplate needs spec.template (a batch/v1 Job template: {metadata, spec: {template}})"
+)
 
 
 class RetrainSpec(ApiModel):
@@ -427,11 +493,18 @@ class RetrainSpec(ApiModel):
 
     enabled: bool = True
     """Start retrain Jobs on drift."""
-    job_template: FreeForm
-    """A batch/v1 Job template ({metadata, spec}), kept verbatim."""
+    job_template: JobTemplate
+    """A batch/v1 Job template ({metadata, spec}), kept verbatim; spec.template is required."""
     approval: Literal["Manual", "Auto"] = "Manual"
     """Manual: a retrained revision waits for the llmops.io/approve-retrain annotation before rollout."""
     cooldown: Duration = "24h"
     """Least time between two retrains."""
     max_retrains_per_day: Annotated[int, Field(ge=0, le=24)] = 1
     """Cap on retrains in any 24 hours (0 disables retraining without removing the section)."""
+
+    @model_validator(mode="after")
+    def _template(self) -> Self:
+        spec = self.job_template.get("spec")
+        if not isinstance(spec, dict) or "template" not in spec:
+            raise ValueError(_JOB_TEMPLATE_MESSAGE)
+        return self

@@ -446,9 +446,14 @@ class MonitoringSpec(ApiModel):
 
 
 _EVAL_SCORE_NEEDS_SCHEDULE = cel(
-    "!has(self.drift) || !has(self.drift.evalScoreDrop)"
-    " || (has(self.evaluation) && has(self.evaluation.schedule))",
-    "drift.evalScoreDrop needs evaluation.schedule",
+    "!has(self.drift) || !has(self.drift.quality) || (has(self.evaluation) && has(self.evaluation.schedule))",
+    "drift.quality needs evaluation.schedule",
+    ".drift",
+)
+_QUALITY_METRIC_THRESHOLDED = cel(
+    "!has(self.drift) || !has(self.drift.quality) || !has(self.evaluation)"
+    " || self.evaluation.thresholds.exists(t, t.metric == self.drift.quality.metric)",
+    "drift.quality.metric must be one of evaluation.thresholds: the gate records only thresholded scores",
     ".drift",
 )
 _SPEC_ENGINE = "(has(self.engine) && has(self.engine.type) ? self.engine.type : 'tgi')"
@@ -479,6 +484,7 @@ class LLMDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             _EVAL_SCORE_NEEDS_SCHEDULE,
+            _QUALITY_METRIC_THRESHOLDED,
             _RETRAIN_NEEDS_EVALUATION,
             _DEPRECATED_TEMPLATES_TGI_ONLY,
             _GENERATE_ROUTE_TGI_ONLY,
@@ -514,9 +520,13 @@ class LLMDeploymentSpec(ApiModel):
 
     @model_validator(mode="after")
     def _sections(self) -> Self:
-        wants_schedule = self.drift is not None and self.drift.eval_score_drop is not None
+        wants_schedule = self.drift is not None and self.drift.quality is not None
         if wants_schedule and (self.evaluation is None or self.evaluation.schedule is None):
             raise ValueError(_EVAL_SCORE_NEEDS_SCHEDULE["message"])
+        quality = self.drift.quality if self.drift is not None else None
+        thresholded = {t.metric for t in self.evaluation.thresholds} if self.evaluation else set()
+        if quality is not None and self.evaluation is not None and quality.metric not in thresholded:
+            raise ValueError(_QUALITY_METRIC_THRESHOLDED["message"])
         if self.retrain is not None and self.evaluation is None:
             raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
         if self.engine.type != "tgi":

@@ -158,21 +158,115 @@ class EvaluationStatus(ApiModel):
     """Set when the evaluation itself could not be done (not a verdict on the model): why."""
 
 
-class DriftStatus(ApiModel):
-    """The last drift check."""
+DriftVerdict = Literal["Drifted", "NoDrift", "Unknown"]
+REFERENCE_EDGES_LIMIT = 128
+"""Bucket edges kept per reference histogram (TGI's token histograms have 100, durations 35)."""
+
+
+class DriftWindow(ApiModel):
+    """A time window [start, end] a statistic was computed over."""
 
     model_config = ConfigDict(extra="allow")
 
-    last_check_time: Timestamp | None = None
-    """When the last check ran."""
-    drifted: bool | None = None
-    """Whether any signal crossed the threshold."""
-    psi: dict[str, float] = {}
-    """PSI per signal."""
+    start: Timestamp
+    """Start of the window."""
+    end: Timestamp
+    """End of the window."""
+
+
+class DriftSignalStatus(ApiModel):
+    """The latest verdict of one drift signal, with the numbers behind it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    signal: ShortText
+    """inputLength, generatedTokens, requestDuration, timePerOutputToken, quality or feedback."""
+    verdict: DriftVerdict
+    """Drifted, NoDrift, or Unknown (too few samples, no reference yet, Prometheus unreachable)."""
+    reason: ShortText = ""
+    """Why, as a CamelCase reason (InsufficientSamples, CollectingReference, ObservationFailed, ...)."""
+    value: float | None = None
+    """The statistic: PSI for traffic signals, the score drop for quality, the negative ratio for feedback."""
+    threshold: float | None = None
+    """The value at or above which the signal has drifted."""
+    ks: float | None = None
+    """Kolmogorov-Smirnov D of a traffic signal (second statistic)."""
+    ks_threshold: float | None = None
+    """The D at or above which a traffic signal has drifted."""
+    samples: float | None = None
+    """Requests (ratings, scheduled runs in a row) behind the value: the smaller of the two windows."""
+    min_samples: int | None = None
+    """Samples needed for a verdict."""
+    message: Message = ""
+    """The verdict in words, with the numbers."""
+    current: DriftWindow | None = None
+    """The window measured."""
+    reference: DriftWindow | None = None
+    """The window it was compared with."""
+
+
+class ReferenceHistogram(ApiModel):
+    """One histogram of the reference window: bucket upper edges and de-cumulated counts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    signal: ShortText
+    """The traffic signal."""
+    edges: Annotated[list[float], Field(max_length=REFERENCE_EDGES_LIMIT)]
+    """Finite upper bucket edges (`le`), ascending; the +Inf bucket is implicit."""
+    counts: Annotated[list[float], Field(max_length=REFERENCE_EDGES_LIMIT + 1)]
+    """Requests per bucket (not cumulative), one more than edges (the last is above every edge)."""
+
+
+class DriftReferenceStatus(ApiModel):
+    """The frozen reference of the serving revision (spec.drift.traffic.reference.mode Promotion)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    revision: ShortText
+    """The revision it belongs to: a new serving revision collects a new one."""
+    start: Timestamp
+    """Start of the reference window."""
+    end: Timestamp
+    """End of the reference window: the first check at or after it freezes the counts."""
+    histograms: Annotated[list[ReferenceHistogram], Field(max_length=4)] = []
+    """The frozen counts (empty while the reference is being collected)."""
+    message: Message = ""
+    """Why the reference is (being) collected again, if it was."""
+
+
+class QualityDriftStatus(ApiModel):
+    """Bookkeeping of the quality signal: each scheduled run is counted once."""
+
+    model_config = ConfigDict(extra="allow")
+
+    last_job: ShortText | None = None
+    """The scheduled evaluation Job last compared."""
     consecutive_drops: int = 0
-    """Scheduled evaluations in a row that showed evalScoreDrop."""
-    baseline_score: float | None = None
-    """evalScoreDrop.metric of the promoted revision."""
+    """Scheduled evaluations in a row that showed a drop above quality.maxDrop."""
+    runs: int = 0
+    """Scheduled evaluations of the serving revision compared so far."""
+    last_score: float | None = None
+    """The metric's score in the last compared run."""
+    last_drop: float | None = None
+    """How much worse than the gate's score it was (negative: better)."""
+
+
+class DriftStatus(ApiModel):
+    """Drift of the serving revision: the latest verdict per signal."""
+
+    model_config = ConfigDict(extra="allow")
+
+    revision: ShortText | None = None
+    """The serving revision checked."""
+    last_check_time: Timestamp | None = None
+    """When the traffic and feedback signals were last measured."""
+    signals: Annotated[list[DriftSignalStatus], Field(max_length=8)] = []
+    """The latest verdict of each configured signal."""
+    reference: DriftReferenceStatus | None = None
+    """The frozen reference distribution (Promotion mode)."""
+    quality: QualityDriftStatus | None = None
+    """Bookkeeping of the quality signal."""
 
 
 class RetrainStatus(ApiModel):
@@ -180,14 +274,30 @@ class RetrainStatus(ApiModel):
 
     model_config = ConfigDict(extra="allow")
 
+    runs: int = 0
+    """Retrain runs started so far; the next Job is `<name>-retrain-<runs + 1>`."""
     job: ShortText | None = None
-    """The running or last retrain Job."""
+    """The running or last retrain Job (also the run ID)."""
+    state: Literal["Running", "Succeeded", "Failed"] | None = None
+    """Where the last run is."""
+    base_revision: ShortText | None = None
+    """The revision that served when the run started (LLMOPS_BASE_REVISION)."""
+    trigger: Message = ""
+    """Why the run started: the drift verdict with its numbers, or the annotation."""
+    message: Message = ""
+    """What happened: the candidate, what was wrong with the Job or its report, or why no retrain starts."""
     last_start_time: Timestamp | None = None
     """When the last retrain started (cooldown)."""
     start_times: Annotated[list[Timestamp], Field(max_length=24)] = []
     """Starts within the last 24 hours (maxRetrainsPerDay)."""
+    candidate_model: ShortText | None = None
+    """The Hub repository the last run reported."""
     candidate_revision: ShortText | None = None
-    """The revision the last retrain produced."""
+    """The revision (40-hex commit) the last run reported."""
+    candidate_path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Or the path on the model cache it reported (a full model or a LoRA adapter)."""
+    annotation: ShortText | None = None
+    """The llmops.io/retrain value last acted upon."""
     awaiting_approval: bool = False
     """True while a Manual approval is pending (annotate llmops.io/approve-retrain)."""
 

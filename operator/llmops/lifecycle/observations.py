@@ -65,6 +65,9 @@ class Observations:
     analysis: Mapping[str, tuple[Any, Any]] | None = None
     """This pass's canary measurement, by analysis metric name: (canary result, stable result or
     None), as llmops.analysis results. None when no measurement was taken in this pass."""
+    drift: Mapping[str, Any] | None = None
+    """This pass's drift measurement: llmops.analysis results (Vector, Value, NoData, Error) by
+    the key of each query lifecycle.drift.drift_request asked for. None when none was taken."""
 
     gpu_nodes: Sequence[GpuNode] | None = None
     """Nodes offering the GPU resource, read only while pods wait for GPUs (None: not read)."""

@@ -12,6 +12,8 @@ the same status.
 The revision pipeline, one stage per module:
 
     cache (cache.py) → evaluation gate (gate.py) → stable rolls to the revision (here)
+    and, for the revision that serves: scheduled re-evaluation (scheduled.py), drift (drift.py),
+    retrain Jobs on drift (retrain.py)
 
 The stable Deployment keeps serving what it serves until the desired revision has passed the
 stages before it.
@@ -44,9 +46,11 @@ from llmops.lifecycle.context import (
     rollout_of,
 )
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail, job_state
+from llmops.lifecycle.drift import drift_stage
 from llmops.lifecycle.gate import Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
 from llmops.lifecycle.ownership import drifted_fields
+from llmops.lifecycle.retrain import RetrainPlan, retrain_stage
 from llmops.lifecycle.scheduled import scheduled_stage
 from llmops.render import (
     deployment,
@@ -59,6 +63,7 @@ from llmops.render import (
     service,
 )
 from llmops.render.evaluation import COMPONENT_EVALUATION
+from llmops.render.retrain import COMPONENT_RETRAIN
 
 __all__ = ["ANNOTATION_APPLIED_HASH", "ANNOTATION_MODEL_REVISION", "Event", "Plan", "plan"]
 
@@ -113,17 +118,21 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     _revision_pinned(p)
     _deprecated(p)
     scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
+    drift_requeue = drift_stage(p, outcome.serving)
+    retrain = retrain_stage(p, outcome.serving)
     _available(p, outcome)
-    _progressing(p, outcome)
+    _progressing(p, outcome, retrain)
     _degraded(p, outcome)
     if obs.errors:
         p.cond(c.AVAILABLE, c.UNKNOWN, c.OBSERVATION_FAILED, "; ".join(obs.errors)[:1000])
     phase = _phase(outcome)
+    if phase == Phase.SERVING and retrain.running:
+        phase = Phase.RETRAINING
     _status_fields(p, outcome, phase)
     _announce(p, outcome, phase)
     out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
     _diff(p, out)
-    out.requeue_after = _requeue_after(p, outcome)
+    out.requeue_after = _requeue_after(p, outcome, drift_requeue, retrain.running)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
 
 
@@ -235,13 +244,14 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
 
-def _requeue_after(p: Pass, o: _Outcome) -> float | None:
-    """Look again soon while anything is in motion; the canary may ask for sooner."""
+def _requeue_after(p: Pass, o: _Outcome, drift: float | None, retraining: bool) -> float | None:
+    """Look again soon while anything is in motion; the canary and the drift check may ask for sooner."""
     requeue = None
-    if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running:
+    if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running or retraining:
         requeue = _RESYNC_WHILE_BUSY
-    if o.canary and o.canary.requeue_after is not None:
-        requeue = min(requeue or o.canary.requeue_after, o.canary.requeue_after)
+    for wanted in (o.canary.requeue_after if o.canary else None, drift):
+        if wanted is not None:
+            requeue = min(requeue or wanted, wanted)
     return requeue
 
 
@@ -357,7 +367,7 @@ def _available(p: Pass, o: _Outcome) -> None:
         )
 
 
-def _progressing(p: Pass, o: _Outcome) -> None:
+def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
     stable, replicas, target, rolled = o.stable, o.replicas, o.target, o.rolled
     pod_problem, blocking, gate, canary = o.pod_problem, o.blocking, o.gate, o.canary
     desired = p.ld.spec.model.revision
@@ -390,6 +400,8 @@ def _progressing(p: Pass, o: _Outcome) -> None:
             f"rolling out revision {target}: {stable.ready}/{replicas} replicas ready"
             + (f"; {pod_problem.message}" if pod_problem else ""),
         )
+    elif retrain.running:
+        p.cond(c.PROGRESSING, c.TRUE, c.RETRAIN_RUNNING, retrain.message[:1000])
     else:
         p.cond(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, f"revision {target} is rolled out")
 
@@ -477,10 +489,11 @@ def _diff(p: Pass, out: Plan) -> None:
 
 
 def _keep_finished(child: Mapping[str, Any]) -> bool:
-    """Finished evaluation Jobs stay (their per-sample logs are the evidence behind a verdict);
-    their ttlSecondsAfterFinished cleans them up. Unfinished ones that are no longer wanted go."""
+    """Finished evaluation and retrain Jobs stay (their logs are the evidence behind a verdict or a
+    candidate); their ttlSecondsAfterFinished cleans them up. Unfinished ones no longer wanted go."""
     labels = (child.get("metadata") or {}).get("labels") or {}
-    return labels.get("app.kubernetes.io/component") == COMPONENT_EVALUATION and job_state(child)[0] in (
+    kept = (COMPONENT_EVALUATION, COMPONENT_RETRAIN)
+    return labels.get("app.kubernetes.io/component") in kept and job_state(child)[0] in (
         "Complete",
         "Failed",
     )

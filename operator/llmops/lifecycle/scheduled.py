@@ -2,8 +2,9 @@
 
 A CronJob runs the same evaluation as the gate, through the production Service, on the
 schedule. Its newest finished Job's verdict goes into ``status.scheduledEvaluation`` (with a
-history entry and an Event), where drift detection reads it; a failed re-evaluation is reported,
-not acted upon here.
+history entry and an Event), where drift detection reads it; a missed threshold is reported
+(ScheduledEvaluationFailed), not acted upon here: whether the score *dropped* is decided by
+drift.quality against the score the revision had at its gate (lifecycle/drift.py).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def scheduled_stage(p: Pass, serving: str | None) -> None:
             "time": timestamp(p.now),
             "metrics": metrics,
         }
-        reason_out = c.EVALUATION_PASSED if passed else c.EVAL_SCORE_DROPPED
+        reason_out = c.EVALUATION_PASSED if passed else c.SCHEDULED_EVALUATION_FAILED
     else:
         message = f"the scheduled evaluation {name} could not be done ({reason}: {summary.get('message') or job_message})"
         p.fields["scheduledEvaluation"] = {"revision": revision, "job": name, "broken": message[:1000]}

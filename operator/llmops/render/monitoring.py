@@ -64,7 +64,8 @@ def pod_monitor(ld: LLMDeployment) -> dict[str, Any] | None:
 
 def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
     """The PrometheusRule `<name>` (None when monitoring or the rule is disabled): pods not ready,
-    error ratio, p95 latency and queue backlog over the serving (stable and canary) pods."""
+    error ratio, p95 latency and queue backlog over the serving (stable and canary) pods; canary
+    failed and rollout stalled with spec.rollout, drifted with spec.drift (the operator's metrics)."""
     mon = ld.spec.monitoring
     rule = mon.prometheus_rule
     if not (mon.enabled and rule.enabled):
@@ -127,6 +128,22 @@ def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
                 "15m",
                 "warning",
                 f"The canary of {where} has been paused for 15 minutes (no GPUs, or no analysis data).",
+                ld,
+            )
+        )
+    drift = ld.spec.drift
+    if drift is not None and drift.enabled:
+        # The operator's verdict, not a second PromQL copy of it: llmops_drift_score is the
+        # statistic over its threshold, and has no series while the verdict is Unknown.
+        op = f'llmd_namespace="{ld.namespace}",llmd_name="{ld.name}"'
+        alerts.append(
+            _alert(
+                "LLMDeploymentDrifted",
+                f"max by (signal) (llmops_drift_score{{{op}}}) >= 1",
+                "0m",
+                "warning",
+                f"The traffic, quality or feedback of {where} drifted from its reference "
+                "(status.drift has the numbers).",
                 ld,
             )
         )

@@ -1,0 +1,189 @@
+"""Retrain Jobs: on drift (Drifted=True) or on a new ``llmops.io/retrain`` annotation value, when
+``spec.retrain`` allows it (enabled, one run at a time, ``cooldown`` since the last start, at most
+``maxRetrainsPerDay`` starts in any 24 hours), the operator starts a Job from the user's template
+(render/retrain.py) and follows it:
+
+    trigger → Job `<name>-retrain-<n>` (Running; phase Retraining, Progressing=RetrainRunning)
+      → Complete with a report in the termination message → Succeeded: the candidate is recorded
+      → Complete with a report that names no model → Failed (RetrainReportInvalid, saying why)
+      → Failed → Failed (RetrainFailed, with the Job's reason); it counts against the cooldown
+
+The report is JSON: ``{"model": "org/name", "revision": "<40 hex>"}`` for a Hub repository, or
+``{"path": "/data/..."}`` for a model (or LoRA adapter) written to the model cache. What the
+candidate does next (cache, gate, canary) is not wired yet. Everything is in ``status.retrain``:
+a restarted operator finds the same run (the Job name comes from the run count in status, so a
+pass repeated after a lost status write applies the same Job, never a second one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.api import conditions as c
+from llmops.api.common import SHA40, parse_duration
+from llmops.api.constants import ANNOTATION_RETRAIN
+from llmops.api.delivery import REPO_ID
+from llmops.lifecycle.conditions import find, timestamp
+from llmops.lifecycle.context import Event, Pass
+from llmops.lifecycle.diagnose import job_state, termination_json
+from llmops.render.retrain import retrain_job, retrain_job_name
+
+__all__ = ["RetrainPlan", "retrain_stage"]
+
+RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"
+_DAY = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What the rest of the pass needs to know: a Job is running (phase Retraining)."""
+
+    running: bool
+    message: str = ""
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(str(value)) if value else None
+
+
+def retrain_stage(p: Pass, serving: str | None) -> RetrainPlan:
+    """Follow the running retrain, or start one when a trigger and the limits allow."""
+    spec = p.ld.spec.retrain
+    old = dict(p.old_status.get("retrain") or {})
+    if spec is None:
+        p.fields["retrain"] = None
+        p.drop_condition(c.RETRAINED)
+        return RetrainPlan(False)
+    st = dict(old)
+    p.fields["retrain"] = st
+    if st.get("state") == RUNNING and st.get("job"):
+        return _follow(p, st)
+    trigger, annotation = _trigger(p)
+    if trigger is None or serving is None or not spec.enabled:
+        return RetrainPlan(False)
+    blocked = _blocked(p, st)
+    if blocked is not None:
+        if st.get("message") != blocked:
+            p.events.append(Event("Normal", c.RETRAIN_RATE_LIMITED, blocked))
+        st["message"] = blocked
+        return RetrainPlan(False)
+    return _start(p, st, serving, trigger, annotation)
+
+
+def _trigger(p: Pass) -> tuple[str | None, str | None]:
+    """(why, the annotation value to consume) — drift first, then a new annotation value."""
+    annotation = str((p.ld.metadata.get("annotations") or {}).get(ANNOTATION_RETRAIN, "")).strip()
+    acted = (p.old_status.get("retrain") or {}).get("annotation")
+    fresh = annotation if annotation and annotation != acted else None
+    drifted = find(p.conditions, c.DRIFTED)
+    if drifted is not None and drifted.get("status") == c.TRUE:
+        return f"drift: {drifted.get('message', '')}", fresh
+    if fresh is not None:
+        return f"annotation {ANNOTATION_RETRAIN}={fresh}", fresh
+    return None, None
+
+
+def _blocked(p: Pass, st: Mapping[str, Any]) -> str | None:
+    """Why no retrain may start now (cooldown, daily cap), or None."""
+    spec = p.ld.spec.retrain
+    assert spec is not None
+    if spec.max_retrains_per_day == 0:
+        return "retraining is off: spec.retrain.maxRetrainsPerDay is 0"
+    last = _parse_time(st.get("lastStartTime"))
+    cooldown = dt.timedelta(seconds=parse_duration(spec.cooldown))
+    if last is not None and p.now - last < cooldown:
+        return f"a retrain is wanted; the next may start at {timestamp(last + cooldown)} (cooldown {spec.cooldown})"
+    recent = [t for t in (_parse_time(x) for x in st.get("startTimes") or []) if t and p.now - t < _DAY]
+    if len(recent) >= spec.max_retrains_per_day:
+        until = timestamp(min(recent) + _DAY)
+        return f"a retrain is wanted; {len(recent)} started in the last 24 hours (maxRetrainsPerDay), next at {until}"
+    return None
+
+
+def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: str | None) -> RetrainPlan:
+    run = int(st.get("runs") or 0) + 1
+    job = retrain_job_name(p.ld.name, run)
+    p.want(retrain_job(p.ld, run=run, base_revision=serving, trigger=trigger))
+    recent = [x for x in st.get("startTimes") or [] if (t := _parse_time(x)) and p.now - t < _DAY]
+    st.update(
+        runs=run,
+        job=job,
+        state=RUNNING,
+        baseRevision=serving,
+        trigger=trigger[:1000],
+        message=f"retrain Job {job} started from revision {serving}",
+        lastStartTime=timestamp(p.now),
+        startTimes=[*recent, timestamp(p.now)][-24:],
+    )
+    for old_candidate in ("candidateModel", "candidateRevision", "candidatePath"):
+        st.pop(old_candidate, None)  # absent, not null: status compares equal after a round trip
+    if annotation is not None:
+        st["annotation"] = annotation
+    p.record("RetrainStarted", serving, c.RETRAIN_RUNNING, f"Job {job}: {trigger}"[:1000])
+    p.events.append(Event("Normal", c.RETRAIN_RUNNING, f"retrain Job {job} started after {trigger}"[:1000]))
+    message = f"Retrain Job {job} running after {trigger}"
+    p.cond(c.RETRAINED, c.UNKNOWN, c.RETRAIN_RUNNING, message[:1000])
+    return RetrainPlan(True, message)
+
+
+def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
+    job, run = str(st["job"]), int(st.get("runs") or 0)
+    # The same Job as started (same inputs, same hash): wanting it keeps it from being deleted.
+    p.want(
+        retrain_job(p.ld, run=run, base_revision=str(st.get("baseRevision")), trigger=str(st.get("trigger")))
+    )
+    state, reason, job_message = job_state(p.obs.child("Job", job))
+    message = f"Retrain Job {job} running after {st.get('trigger')}"
+    if state in ("Running", "Missing"):
+        p.cond(c.RETRAINED, c.UNKNOWN, c.RETRAIN_RUNNING, message[:1000])
+        return RetrainPlan(True, message)
+    report = termination_json(p.obs, job)
+    if state == "Failed":
+        why = f"retrain Job {job} failed ({reason or 'Failed'}: {report.get('message') or job_message or 'no message'})"
+        return _finish(p, st, c.RETRAIN_FAILED, why)
+    candidate, problem = _candidate(report)
+    if problem is not None:
+        return _finish(p, st, c.RETRAIN_REPORT_INVALID, f"retrain Job {job} completed but {problem}")
+    st.update(state=SUCCEEDED, **candidate)
+    what = candidate.get("candidatePath") or f"{candidate['candidateModel']}@{candidate['candidateRevision']}"
+    st["message"] = f"retrain Job {job} produced {what}"
+    p.cond(c.RETRAINED, c.TRUE, c.RETRAIN_SUCCEEDED, st["message"])
+    p.record("RetrainSucceeded", st.get("baseRevision"), c.RETRAIN_SUCCEEDED, st["message"])
+    p.events.append(Event("Normal", c.RETRAIN_SUCCEEDED, st["message"]))
+    return RetrainPlan(False)
+
+
+def _finish(p: Pass, st: dict[str, Any], reason: str, message: str) -> RetrainPlan:
+    st.update(state=FAILED, message=message[:1000])
+    p.cond(c.RETRAINED, c.FALSE, reason, message[:1000])
+    p.record("RetrainFailed", st.get("baseRevision"), reason, message[:1000])
+    p.events.append(Event("Warning", reason, message[:1000]))
+    return RetrainPlan(False)
+
+
+def _candidate(report: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The candidate fields from the Job's report, or the problem with the report."""
+    if not report:
+        return (
+            {},
+            'its termination message is empty: write {"model": "org/name", "revision": "<40 hex>"} or {"path": ...}',
+        )
+    path = report.get("path")
+    if path is not None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            return {}, f"its report's path {path!r} is not an absolute path on the model cache"
+        return {"candidatePath": path[:1024]}, None
+    model, revision = report.get("model"), report.get("revision")
+    if not isinstance(model, str) or not re.fullmatch(REPO_ID, model):
+        shown = report.get("message") or report
+        return (
+            {},
+            f"its report names no model (want model org/name and a 40-hex revision, or path): {str(shown)[:300]}",
+        )
+    if not isinstance(revision, str) or not re.fullmatch(SHA40, revision):
+        return {}, f"its report's revision {revision!r} for {model} is not a 40-hex commit sha"
+    return {"candidateModel": model, "candidateRevision": revision}, None

@@ -1,0 +1,68 @@
+"""The retrain Job: the user's ``spec.retrain.jobTemplate``, owned by the LLMDeployment, with the
+contract's environment added to every container (docs/retrain.md):
+
+    LLMOPS_BASE_MODEL      spec.model.id
+    LLMOPS_BASE_REVISION   the revision that served when the retrain started
+    LLMOPS_RUN_ID          the run, `<name>-retrain-<n>` (also the Job's name)
+    LLMOPS_TRIGGER         why it started (the drift verdict, or the annotation)
+
+The Job reports what it produced in its termination message (see lifecycle/retrain.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from llmops.api.constants import LABEL_REVISION
+from llmops.api.resource import LLMDeployment
+from llmops.render.labels import common_labels, metadata
+from llmops.render.names import revision_label
+
+__all__ = ["COMPONENT_RETRAIN", "retrain_job", "retrain_job_name"]
+
+COMPONENT_RETRAIN = "retrain"
+_TRIGGER_LIMIT = 1000
+
+
+def retrain_job_name(name: str, run: int) -> str:
+    """`<name>-retrain-<n>`: deterministic from the run count kept in status, so a pass that
+    repeats after a lost status write applies the same Job instead of starting a second one."""
+    return f"{name}-retrain-{run}"
+
+
+def _contract_env(ld: LLMDeployment, run_id: str, base_revision: str, trigger: str) -> list[dict[str, str]]:
+    return [
+        {"name": "LLMOPS_BASE_MODEL", "value": ld.spec.model.id},
+        {"name": "LLMOPS_BASE_REVISION", "value": base_revision},
+        {"name": "LLMOPS_RUN_ID", "value": run_id},
+        {"name": "LLMOPS_TRIGGER", "value": trigger[:_TRIGGER_LIMIT]},
+    ]
+
+
+def retrain_job(ld: LLMDeployment, *, run: int, base_revision: str, trigger: str) -> dict[str, Any]:
+    """The Job of retrain run ``run`` (spec.retrain must be set)."""
+    retrain = ld.spec.retrain
+    assert retrain is not None
+    template = copy.deepcopy(retrain.job_template)
+    name = retrain_job_name(ld.name, run)
+    user_meta = template.get("metadata") or {}
+    labels = {
+        **(user_meta.get("labels") or {}),
+        **common_labels(ld, COMPONENT_RETRAIN),
+        LABEL_REVISION: revision_label(base_revision),
+    }
+    meta = metadata(ld, name, labels)
+    if user_meta.get("annotations"):
+        meta["annotations"] = dict(user_meta["annotations"])
+    spec = template["spec"]
+    pod = spec["template"].setdefault("spec", {})
+    pod.setdefault("restartPolicy", "Never")
+    contract = _contract_env(ld, name, base_revision, trigger)
+    reserved = {e["name"] for e in contract}
+    for container in pod.get("containers") or []:
+        user_env = [e for e in container.get("env") or [] if e.get("name") not in reserved]
+        container["env"] = [*user_env, *contract]
+    pod_labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
+    pod_labels.update(common_labels(ld, COMPONENT_RETRAIN))
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
