@@ -7,7 +7,7 @@ LINT_IMPORTS ?= $(dir $(PY))lint-imports
 VENV_STAMP := .venv/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | sha256sum | cut -c1-12)
 export LLMOPS_REPO := $(CURDIR)
 
-.PHONY: help venv test test-unit test-integration lint cluster-build cluster-up cluster-down dev crds
+.PHONY: help venv test test-unit test-integration lint typecheck cluster-build cluster-up cluster-down dev crds
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -20,10 +20,13 @@ $(VENV_STAMP): pyproject.toml devtools/pyproject.toml
 
 venv: $(VENV_STAMP) ## create .venv with the operator (llmops) and the dev tools (llmops_dev), both editable
 
-lint: venv ## ruff and the layer contracts (import-linter, [tool.importlinter] in pyproject.toml)
+lint: venv typecheck ## ruff, mypy and the layer contracts (import-linter, [tool.importlinter] in pyproject.toml)
 	$(PY) -m ruff check operator devtools tests
 	$(PY) -m ruff format --check operator devtools tests
 	$(LINT_IMPORTS) --no-cache
+
+typecheck: venv ## mypy --strict on llmops, llmops_dev and tests/testkit (configuration in pyproject.toml)
+	$(PY) -m mypy
 
 test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
 	$(PY) -m pytest tests/unit -q
@@ -31,7 +34,7 @@ test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the
 test-integration: venv cluster-build prometheus-install ## tests against the local cluster (one cluster per session)
 	$(PY) -m pytest tests/integration -q
 
-test: venv cluster-build prometheus-install ## every test: lint, layer contracts, unit, integration
+test: venv cluster-build prometheus-install typecheck ## every test: lint, types, layer contracts, unit, integration
 	$(PY) -m ruff check operator devtools tests
 	$(PY) -m ruff format --check operator devtools tests
 	$(LINT_IMPORTS) --no-cache

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from llmops.api.status import Phase
 from llmops_dev.cluster.build import repo_root
 from llmops_dev.cluster.controlplane import Cluster, default_state_dir
 from llmops_dev.loadgen import Traffic
@@ -91,7 +92,7 @@ def _watch(cluster: Cluster, name: str, until: str, deadline: float) -> bool:
                 f"[make dev] {name}: {st.get('phase'):<11} ready {st.get('ready')}  serving {st.get('servingRevision')}{detail}"
             )
             last = line
-        if st.get("servingRevision") == until and st.get("phase") == "Serving":
+        if st.get("servingRevision") == until and st.get("phase") == Phase.SERVING:
             return True
         time.sleep(1)  # a watch loop for people, not a test
     return False

@@ -29,9 +29,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from tqdm.std import tqdm as std_tqdm
+# snapshot_download wants a subclass of tqdm.auto's class (tqdm_asyncio outside notebooks).
+from tqdm.auto import tqdm as auto_tqdm
+
+from llmops.contracts import DOWNLOAD_EXIT_OK, DOWNLOAD_EXIT_PERMANENT, DOWNLOAD_EXIT_TRANSIENT
+
+if TYPE_CHECKING:
+    _BarBase = auto_tqdm[Any]
+else:
+    _BarBase = auto_tqdm  # generic in the stubs only: not subscriptable at run time
 
 __all__ = [
     "DEFAULT_TERMINATION_LOG",
@@ -44,7 +52,8 @@ __all__ = [
     "main",
 ]
 
-EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT = 0, 1, 2
+# The contract with the rendered Job's podFailurePolicy (llmops.contracts), under this module's names.
+EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT = DOWNLOAD_EXIT_OK, DOWNLOAD_EXIT_PERMANENT, DOWNLOAD_EXIT_TRANSIENT
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 _MAX_ERROR = 1500  # the whole message must fit the kubelet's 4096-byte termination message
 
@@ -77,7 +86,7 @@ def classify(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, RevisionNotFoundError):
         return "RevisionNotFound", EXIT_PERMANENT
     if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else 0
+        status = exc.response.status_code
         if status in (401, 403):
             return "GatedRepo", EXIT_PERMANENT
         return "Network", EXIT_TRANSIENT
@@ -109,10 +118,10 @@ class _Progress:
         self._last = 0.0
         self._lock = threading.Lock()
 
-    def bar_class(self) -> type[std_tqdm]:  # type: ignore[type-arg]
+    def bar_class(self) -> type[_BarBase]:
         progress = self
 
-        class Bar(std_tqdm):  # type: ignore[type-arg]
+        class Bar(_BarBase):
             monitor_interval = 0  # no tqdm monitor thread
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:

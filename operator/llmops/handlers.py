@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -20,7 +22,17 @@ from llmops.reconciler import Reconciler
 from llmops.workqueue import WorkQueue
 
 log = logging.getLogger("llmops.handlers")
-_state: dict[str, Any] = {}
+
+
+@dataclass
+class _Running:
+    """What startup made, for the other handlers (None before startup)."""
+
+    kube: Kube | None = None
+    queue: WorkQueue[tuple[str, str]] | None = None
+
+
+_state = _Running()
 
 VERSION_V1 = "v1"
 CHILD_WATCHES = (
@@ -48,17 +60,17 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(load_client(os.environ.get("KUBECONFIG")))
     queue = WorkQueue(Reconciler(kube), workers=int(os.environ.get("LLMOPS_WORKERS", "4")))
     queue.start()
-    _state.update(kube=kube, queue=queue)
+    _state.kube, _state.queue = kube, queue
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
-    if queue := _state.get("queue"):
+    if queue := _state.queue:
         await queue.stop()
 
 
 def _trigger(namespace: str | None, name: str | None) -> None:
-    if namespace and name and (queue := _state.get("queue")):
+    if namespace and name and (queue := _state.queue):
         queue.trigger((namespace, name))
 
 
@@ -68,7 +80,7 @@ def llmdeployment_event(type: str | None, namespace: str | None, name: str | Non
         _trigger(namespace, name)
 
 
-def _child_event(labels: dict[str, str], namespace: str | None, **_: Any) -> None:
+def _child_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _trigger(namespace, labels.get(LABEL_DEPLOYMENT))
 
 
@@ -92,15 +104,18 @@ def llmdeployment_keys(
     "customresourcedefinitions",
     when=lambda name, **_: name in OPTIONAL_CRDS.values(),
 )
-def optional_api_event(llmdeployment_keys: kopf.Index[None, tuple[str, str]], **_: Any) -> None:
+def optional_api_event(**kwargs: Any) -> None:
     """The Prometheus Operator or Gateway API CRDs came or went: every LLMDeployment may now
     want (or no longer get) its PodMonitor and PrometheusRule. Look again at once."""
-    if kube := _state.get("kube"):
+    # kopf passes indexes by name among its kwargs; its handler protocol has no typed slot for
+    # them, so the index is taken out of **kwargs rather than declared as a parameter.
+    keys: kopf.Index[None, tuple[str | None, str | None]] = kwargs["llmdeployment_keys"]
+    if kube := _state.kube:
         kube.forget_apis()
-    for namespace, name in llmdeployment_keys.get(None, []):
+    for namespace, name in keys.get(None, []):
         _trigger(namespace, name)
 
 
 @kopf.on.probe(id="queue")
 def queue_alive(**_: Any) -> bool:
-    return "queue" in _state
+    return _state.queue is not None

@@ -22,6 +22,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
+from llmops.contracts import format_timestamp
 from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, GpuNode, Observations
 from llmops.lifecycle.ownership import FIELD_MANAGER
 
@@ -150,6 +151,20 @@ class Kube:
             raise ApiError(resp.status, _api_message(resp.status, raw))
         return json.loads(raw) if raw else None
 
+    def _call_object(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Sequence[tuple[str, Any]] = (),
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """`_call` for the requests whose answer is a Kubernetes object (or list)."""
+        data = self._call(method, path, body=body, query=query, content_type=content_type)
+        if not isinstance(data, dict):
+            raise ApiError(0, f"{method} {path}: the answer is not a JSON object")
+        return data
+
     def _write(self, verb: str, kind: str, name: str) -> None:
         with self._lock:
             self.writes.append((verb, kind, name))
@@ -157,7 +172,7 @@ class Kube:
     # ---------------------------------------------------------------- reads
     def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call("GET", RESOURCES["LLMDeployment"].path(namespace, name))
+            return self._call_object("GET", RESOURCES["LLMDeployment"].path(namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -196,7 +211,7 @@ class Kube:
             if res.optional_api and res.optional_api not in apis:
                 continue
             try:
-                items = self._call("GET", res.path(namespace), query=selector)["items"]
+                items = self._call_object("GET", res.path(namespace), query=selector)["items"]
             except ApiError as exc:
                 errors.append(f"list {kind}: {exc}")
                 continue
@@ -205,7 +220,7 @@ class Kube:
                 children[(kind, item["metadata"]["name"])] = item
         pods: list[Mapping[str, Any]] = []
         try:
-            pods = self._call("GET", RESOURCES["Pod"].path(namespace), query=selector)["items"]
+            pods = self._call_object("GET", RESOURCES["Pod"].path(namespace), query=selector)["items"]
         except ApiError as exc:
             errors.append(f"list Pod: {exc}")
         return Observations(children=children, pods=pods, apis=apis, errors=tuple(errors))
@@ -214,10 +229,10 @@ class Kube:
         """The nodes offering ``resource`` and what unfinished pods of any namespace request on
         each. Two cluster-wide lists (nodes, pods), so only read while pods wait for GPUs; a
         namespaced install (no cluster-wide pod list) gets a 403 here."""
-        nodes = self._call("GET", "/api/v1/nodes")["items"]
+        nodes = self._call_object("GET", "/api/v1/nodes")["items"]
         running = [("fieldSelector", "status.phase!=Succeeded,status.phase!=Failed")]
         requested: dict[str, int] = {}
-        for pod in self._call("GET", "/api/v1/pods", query=running)["items"]:
+        for pod in self._call_object("GET", "/api/v1/pods", query=running)["items"]:
             node = (pod.get("spec") or {}).get("nodeName")
             if node:
                 requested[node] = requested.get(node, 0) + _pod_request(pod, resource)
@@ -240,7 +255,7 @@ class Kube:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object (None when it does not exist)."""
         try:
-            return self._call("GET", RESOURCES[kind].path(namespace, name))
+            return self._call_object("GET", RESOURCES[kind].path(namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -268,7 +283,7 @@ class Kube:
         res = RESOURCES[kind]
         self._write("apply", kind, meta["name"])
         try:
-            return self._call(
+            return self._call_object(
                 "PATCH",
                 res.path(meta["namespace"], meta["name"]),
                 body=json.dumps(obj),
@@ -286,7 +301,7 @@ class Kube:
             "type": type_,
             "status": "True",
             "reason": reason,
-            "lastTransitionTime": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTransitionTime": format_timestamp(now),
         }
         try:
             self._call(
@@ -331,7 +346,7 @@ class Kube:
     ) -> None:
         """Post a core/v1 Event about the LLMDeployment (best effort: an event must not fail a pass)."""
         meta = owner["metadata"]
-        ts = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ts = format_timestamp(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -26,11 +26,12 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from llmops.api.status import Phase
+from llmops.api.status import CanaryState, Phase
 
 __all__ = ["CANARY_STATES", "forget", "observe_pass", "observe_status", "serve"]
 
-CANARY_STATES = ("Progressing", "Paused", "Promoting", "RolledBack")
+# The states status.canary keeps (Promoted clears status.canary in the same pass).
+CANARY_STATES = tuple(s.value for s in CanaryState if s is not CanaryState.PROMOTED)
 _KEYS = ("llmd_namespace", "llmd_name")
 
 PHASE = Gauge("llmops_llmdeployment_phase", "1 for the LLMDeployment's current phase.", [*_KEYS, "phase"])
@@ -130,7 +131,8 @@ def forget(namespace: str, name: str) -> None:
         for value in extra:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, name, value)
-    for metric in (READY, REPLICAS, CANARY_WEIGHT, CANARY_STEP, ROLLBACKS):
+    series: tuple[Gauge | Counter, ...] = (READY, REPLICAS, CANARY_WEIGHT, CANARY_STEP, ROLLBACKS)
+    for one in series:
         with contextlib.suppress(KeyError):
-            metric.remove(namespace, name)
+            one.remove(namespace, name)
     _forget_drift(namespace, name)

@@ -20,13 +20,13 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from llmops import metrics
-from llmops.analysis.results import Error
+from llmops.analysis.results import Error, Result
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
@@ -92,10 +92,10 @@ class Reconciler:
         self.kube = kube
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.prometheus_url = prometheus_url or os.environ.get("LLMOPS_PROMETHEUS_URL") or None
-        self._failures: dict[Hashable, int] = {}
+        self._failures: dict[tuple[str, str], int] = {}
 
-    async def __call__(self, key: Hashable) -> float | None:
-        namespace, name = key  # type: ignore[misc]
+    async def __call__(self, key: tuple[str, str]) -> float | None:
+        namespace, name = key
         started = time.monotonic()
         try:
             delay = await asyncio.to_thread(self.reconcile, namespace, name)
@@ -179,7 +179,7 @@ class Reconciler:
                 return dataclasses.replace(obs, errors=(*obs.errors, f"get HTTPRoute {ref}: {exc}"))
             if route is not None:
                 referenced[("HTTPRoute", ref)] = route
-        analysis = None
+        analysis: dict[str, tuple[Result, Result | None]] | None = None
         url = ld.spec.monitoring.prometheus.url or self.prometheus_url
         wanted = analysis_request(body, ld, now)
         if wanted:

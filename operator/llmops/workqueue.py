@@ -17,11 +17,14 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 __all__ = ["MonotonicTimer", "Timer", "WorkQueue"]
 
 log = logging.getLogger("llmops.workqueue")
+
+K = TypeVar("K", bound=Hashable)
+"""A key of the queue (the operator's is (namespace, name))."""
 
 # Backoff after a pass raised: the processor reports its own errors, the queue only retries.
 ERROR_BACKOFF = 30.0
@@ -50,12 +53,12 @@ class MonotonicTimer:
             await asyncio.wait_for(event.wait(), seconds)
 
 
-class WorkQueue:
+class WorkQueue(Generic[K]):
     """Run ``process(key)`` for triggered keys on ``workers`` concurrent workers."""
 
     def __init__(
         self,
-        process: Callable[[Hashable], Awaitable[float | None]],
+        process: Callable[[K], Awaitable[float | None]],
         *,
         workers: int = 4,
         timer: Timer | None = None,
@@ -63,17 +66,17 @@ class WorkQueue:
         self._process = process
         self._workers = workers
         self._time = timer or MonotonicTimer()
-        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._queued: set[Hashable] = set()
-        self._active: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._delayed: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._queued: set[K] = set()
+        self._active: set[K] = set()
+        self._dirty: set[K] = set()
+        self._delayed: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
         self._seq = 0
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def trigger(self, key: Hashable) -> None:
+    def trigger(self, key: K) -> None:
         """Process ``key`` as soon as possible (once, however often it is triggered)."""
         self._due.pop(key, None)
         if key in self._active:
@@ -82,7 +85,7 @@ class WorkQueue:
             self._queued.add(key)
             self._ready.put_nowait(key)
 
-    def schedule(self, key: Hashable, delay: float) -> None:
+    def schedule(self, key: K, delay: float) -> None:
         """Process ``key`` after ``delay`` seconds unless something triggers it earlier."""
         due = self._time.now() + max(0.0, delay)
         if key in self._queued or (key in self._due and self._due[key] <= due):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from llmops.analysis import Value
+from llmops.analysis import Result, Value
 from llmops.lifecycle.observations import Observations
-from llmops.lifecycle.plan import Plan, plan
-from testkit.planning import SHA_B, T0, body, children_of, job_pod, rollout, to_serving, with_status
+from llmops.lifecycle.plan import Plan
+from testkit.planning import SHA_B, T0, body, children_of, job_pod, plan, rollout, to_serving, with_status
 
 ROLLOUT = {
     "steps": [{"setWeight": 25, "pause": {"duration": "2m"}}, {"setWeight": 50, "pause": {"duration": "2m"}}],
@@ -46,7 +47,11 @@ class Sim:
         return p
 
     def step(
-        self, minutes: float = 0, analysis: dict | None = None, pods: list | None = None, **obs: Any
+        self,
+        minutes: float = 0,
+        analysis: Mapping[str, tuple[Result, Result | None]] | None = None,
+        pods: list[dict[str, Any]] | None = None,
+        **obs: Any,
     ) -> Plan:
         self.now += dt.timedelta(minutes=minutes)
         p = plan(self.b, Observations(children=self.ch, analysis=analysis, pods=pods or [], **obs), self.now)
@@ -86,7 +91,7 @@ PASSED = json.dumps(
 
 
 def job_named(sim: Sim, prefix: str) -> str:
-    return next(n for k, n in sim.ch if k == "Job" and n.startswith(prefix))
+    return next(name for kind, name in sim.ch if kind == "Job" and name.startswith(prefix))
 
 
 def finish_job(sim: Sim, prefix: str, state: str = "Complete", reason: str = "") -> str:

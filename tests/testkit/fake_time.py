@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 __all__ = ["FakeTimer", "settle"]
 
@@ -30,7 +31,8 @@ class FakeTimer:
         try:
             if seconds <= 0:
                 deadline.set_result(None)
-            await asyncio.wait({deadline, woken}, return_when=asyncio.FIRST_COMPLETED)
+            first: set[asyncio.Future[Any]] = {deadline, woken}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         finally:
             woken.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,7 @@ children against the real apiserver with a server-side dry run.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 QUALIFIED_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 QUANTITY = re.compile(r"([+-]?[0-9.]+)([eE][+-]?[0-9]+|[numkMGTPE]i?|Ki)?")
-_SUFFIX = {
+_SUFFIX: dict[str, int | Decimal] = {
     "": 1,
     "n": Decimal("1e-9"),
     "u": Decimal("1e-6"),
@@ -69,7 +70,8 @@ def _label_value(value: str) -> bool:
     return len(value) <= 63 and LABEL_VALUE.fullmatch(value) is not None
 
 
-def _labels(labels: dict[str, str] | None, path: str) -> list[str]:
+def _labels(labels: Mapping[str, object] | None, path: str) -> list[str]:
+    """Problems with labels as given: the values of arbitrary input need not be strings."""
     out = []
     for key, value in (labels or {}).items():
         if not _qualified_name(key):

@@ -11,12 +11,34 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from llmops.api.status import phase_change_allowed
 from llmops.lifecycle.observations import Observations
-from llmops.lifecycle.plan import Plan, plan
+from llmops.lifecycle.plan import Plan
+from llmops.lifecycle.plan import plan as _plan
 
 T0 = dt.datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=dt.UTC)
 SHA_A = "a" * 40
 SHA_B = "b" * 40
+
+
+PHASE_CHANGES: set[tuple[str | None, str]] = set()
+"""Every phase change a checked ``plan()`` made in this test session: (from, to)."""
+
+
+def plan(b: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
+    """``llmops.lifecycle.plan.plan``, checking that the phase change it makes is allowed.
+
+    Every unit scenario plans through here (the tests import ``plan`` from this module), so each
+    of their passes is checked against PHASE_TRANSITIONS.
+    """
+    out = _plan(b, obs, now)
+    before = (b.get("status") or {}).get("phase")
+    after = out.status.get("phase")
+    assert after is not None, "plan() always sets a phase"
+    assert phase_change_allowed(before, after), f"phase {before} -> {after} is not in PHASE_TRANSITIONS"
+    if before != after:
+        PHASE_CHANGES.add((before, str(after)))
+    return out
 
 
 def body(**spec: Any) -> dict[str, Any]:
@@ -35,7 +57,11 @@ def body(**spec: Any) -> dict[str, Any]:
     }
 
 
-def children_of(p: Plan, existing: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> dict:
+Children = dict[tuple[str, str], dict[str, Any]]
+"""The simulated cluster: objects by (kind, name)."""
+
+
+def children_of(p: Plan, existing: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> Children:
     """The cluster after applying ``p`` (objects keep any status the test gave them)."""
     out = {k: copy.deepcopy(v) for k, v in (existing or {}).items()}
     for obj in p.apply:
@@ -56,7 +82,9 @@ def with_status(p: Plan, b: dict[str, Any]) -> dict[str, Any]:
     return nb
 
 
-def job_done(children: dict, state: str = "Complete", reason: str = "", prefix: str = "m-download-") -> None:
+def job_done(
+    children: Children, state: str = "Complete", reason: str = "", prefix: str = "m-download-"
+) -> None:
     """Finish the Jobs whose name starts with ``prefix`` (and bind the cache PVC)."""
     for (kind, name), obj in children.items():
         if kind == "Job" and name.startswith(prefix):
@@ -67,7 +95,7 @@ def job_done(children: dict, state: str = "Complete", reason: str = "", prefix: 
 
 
 def rollout(
-    children: dict, ready: int, replicas: int = 1, updated: int | None = None, name: str = "m-stable"
+    children: Children, ready: int, replicas: int = 1, updated: int | None = None, name: str = "m-stable"
 ) -> None:
     """Give the Deployment ``name`` a status: ``ready`` of ``replicas`` pods, all updated unless said."""
     dep = children[("Deployment", name)]
@@ -87,7 +115,7 @@ def kinds(p: Plan) -> set[str]:
     return {o["kind"] for o in p.apply}
 
 
-def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], Children]:
     """Drive a fresh LLMDeployment to Serving; return (body with status, children)."""
     p = plan(b, Observations(), T0)
     ch = children_of(p)

@@ -367,7 +367,7 @@ def loc_path(loc: tuple[int | str, ...]) -> str:
 
 def rendered_children(ld: LLMDeployment) -> list[dict[str, Any]]:
     """Every kind of child the spec shapes: serving (stable and canary), cache, evaluation."""
-    objs = render(ld)
+    objs: list[dict[str, Any] | None] = [*render(ld)]
     objs.append(deployment(ld, track="canary", revision=SHA, replicas=1))
     if ld.spec.evaluation is not None:
         objs.append(staging_service(ld))

@@ -367,6 +367,7 @@ def test_constants() -> None:
     assert api.ANNOTATION_ABORT == "llmops.io/abort"
     assert api.ANNOTATION_APPROVE == "llmops.io/approve-retrain"
     assert api.OPERATOR_IMAGE == "ghcr.io/llmops-io/llmops-operator:0.1.0"
+    assert api.API_VERSION == f"{api.GROUP}/{api.VERSION}" == "llmops.io/v1alpha1"
     assert conditions.CONDITION_TYPES == (
         "Available",
         "Progressing",

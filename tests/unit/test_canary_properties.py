@@ -30,8 +30,8 @@ from llmops.analysis import Error, NoData, Value
 from llmops.api.resource import parse
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.observations import Observations
-from llmops.lifecycle.plan import plan
 from testkit.canary_sim import ROLLOUT, Sim, start_canary
+from testkit.planning import plan
 
 FAILURE_LIMIT = ROLLOUT["analysis"]["failureLimit"]
 INCONCLUSIVE_LIMIT = ROLLOUT["analysis"]["inconclusiveLimit"]

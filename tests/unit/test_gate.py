@@ -7,7 +7,7 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.lifecycle.observations import Observations
-from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan, plan
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan
 from testkit.planning import (
     SHA_A,
     SHA_B,
@@ -18,6 +18,7 @@ from testkit.planning import (
     job_done,
     job_pod,
     kinds,
+    plan,
     rollout,
     to_serving,
     with_status,
@@ -151,6 +152,7 @@ def test_failing_revision_never_serves_and_status_names_the_metric() -> None:
     ev = cond(p, c.EVALUATED)
     assert ev["status"] == "False" and ev["reason"] == c.EVALUATION_FAILED
     assert "exactMatch 0.3 < min 0.8" in ev["message"]
+    assert ev["message"].endswith("; it will not serve")
     assert "latencyP95" not in ev["message"]
     assert p.status["phase"] == "Failed"
     assert p.status["servingRevision"] == SHA_A
@@ -209,6 +211,11 @@ def test_scheduled_re_evaluation_of_the_serving_revision() -> None:
     got = p.status["scheduledEvaluation"]
     assert got["job"] == run and got["passed"] is False and got["revision"] == SHA_A
     assert p.status["history"][-1]["action"] == "ScheduledEvaluation"
+    # The same verdict as the gate's, without the gate's consequence: this revision keeps serving.
+    assert (
+        p.status["history"][-1]["message"]
+        == f"revision {SHA_A} failed its evaluation: exactMatch 0.3 < min 0.8"
+    )
     assert any(e.type == "Warning" and "exactMatch 0.3" in e.message for e in p.events)
     # A missed threshold is reported as such: whether the score *dropped* is drift.quality's call,
     # made against the gate's score (there is none to compare with here).

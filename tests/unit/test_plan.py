@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 
 from llmops.api import conditions as c
+from llmops.api.status import PHASE_TRANSITIONS, Phase, phase_change_allowed
 from llmops.lifecycle.observations import MONITORING_API, Observations
-from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, plan
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION
+from testkit.canary_sim import BAD, Sim, start_canary
 from testkit.planning import (
+    PHASE_CHANGES,
     SHA_A,
     SHA_B,
     T0,
@@ -24,6 +27,7 @@ from testkit.planning import (
     cond,
     job_done,
     kinds,
+    plan,
     rollout,
     to_serving,
     with_status,
@@ -370,3 +374,44 @@ def test_the_first_revision_serves_as_soon_as_a_pod_is_ready() -> None:
     assert p.status["ready"] == "1/4"
     assert cond(p, c.PROGRESSING)["reason"] == c.ROLLING_UPDATE
     assert p.status["history"][-1]["message"] == "1/4 replicas ready, rolling out the rest"
+
+
+def test_the_phase_transition_table_is_closed_and_says_something() -> None:
+    assert set(PHASE_TRANSITIONS) == {None, *Phase}
+    assert all(dst <= set(Phase) for dst in PHASE_TRANSITIONS.values())
+    # Only a canary is rolled back; a first pass has no stable to run a canary against.
+    assert {src for src, dst in PHASE_TRANSITIONS.items() if Phase.ROLLED_BACK in dst} == {Phase.CANARY}
+    assert not phase_change_allowed(None, "Canary")
+    assert not phase_change_allowed("Caching", "RolledBack")
+    assert not phase_change_allowed("Evaluating", "Retraining")
+    assert phase_change_allowed("Serving", "Serving")
+    with pytest.raises(ValueError):
+        phase_change_allowed("Serving", "Running")
+
+
+def test_a_life_moves_only_along_the_transition_table() -> None:
+    """From nothing to Serving, a canary of a new revision, its rollback, and another revision:
+    each pass goes through testkit's checked ``plan()``, which fails on a move outside the table;
+    here we also check the moves it saw are the ones this life makes."""
+    before = set(PHASE_CHANGES)
+    PHASE_CHANGES.clear()
+    try:
+        sim = Sim()  # to_serving: Caching, Pending (stable starting), Serving
+        start_canary(sim)
+        sim.step(1, analysis=BAD)
+        sim.step(1, analysis=BAD)
+        assert sim.b["status"]["phase"] == "RolledBack"
+        sim.new_revision("c" * 40)
+        seen = set(PHASE_CHANGES)
+    finally:
+        PHASE_CHANGES.update(before)
+    assert seen == {
+        (None, "Caching"),
+        ("Caching", "Pending"),
+        ("Pending", "Serving"),
+        ("Serving", "Caching"),  # a new revision: its download
+        ("Caching", "Canary"),
+        ("Canary", "RolledBack"),
+        ("RolledBack", "Caching"),
+    }
+    assert all(phase_change_allowed(a, b) for a, b in seen)

@@ -12,8 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from llmops.analysis import Value
+from llmops.api import status
 from llmops.api.crd import crd
 from testkit.canary_sim import Sim, smoke_sim, start_canary
 
@@ -63,3 +65,25 @@ def _statuses() -> list[dict[str, Any]]:
 def test_statuses_written_by_the_lifecycle_survive_pruning(index: int) -> None:
     status = _statuses()[index]
     assert undeclared(status, _status_schema(), "status") == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "model"),
+    [
+        (status.StatusDict, status.LLMDeploymentStatus),
+        (status.ConditionDict, status.Condition),
+        (status.AnalysisCheckDict, status.AnalysisCheck),
+        (status.CanaryStatusDict, status.CanaryStatus),
+        (status.MetricResultDict, status.MetricResult),
+        (status.EvaluationStatusDict, status.EvaluationStatus),
+        (status.DriftStatusDict, status.DriftStatus),
+        (status.RetrainStatusDict, status.RetrainStatus),
+        (status.ManualGatesDict, status.ManualGates),
+        (status.HistoryEntryDict, status.HistoryEntry),
+    ],
+)
+def test_the_typed_dicts_have_the_keys_of_the_models(typed: type, model: type[BaseModel]) -> None:
+    """The lifecycle's typed view of status (camelCase TypedDicts) and the pydantic models that
+    generate the CRD name the same fields, so a key mypy accepts is a key the apiserver keeps."""
+    aliases = {f.alias or name for name, f in model.model_fields.items()}
+    assert set(typed.__annotations__) == aliases

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,27 +164,32 @@ class Cluster:
             raise
         return cluster
 
-    def _start_components(self, pki: Pki, deadline_s: float, say: Any, pinned: dict[str, int]) -> None:
-        assert self.state_dir is not None
-        sd, b = self.state_dir, self.bin_dir
-        ports = {n: pinned.get(n) or free_port() for n in COMPONENT_PORTS}
-        for name, port in ports.items():
-            if port_in_use(port):
-                raise ClusterError(
-                    f"{name}: port {port} on 127.0.0.1 is already in use; free it or pick another"
-                )
-        self.ports = ports
-        self._write_kubeconfig(pki, ports["apiserver"])
-        t0 = time.monotonic()
+    def _start_components(
+        self, pki: Pki, deadline_s: float, say: Callable[[str], None], pinned: dict[str, int]
+    ) -> None:
+        """etcd, then the apiserver, then the controllers, the nodes and the fake kubelet, each
+        waited for before the next (the order in which they depend on each other)."""
+        self.ports = _claim_ports(pinned)
+        self._write_kubeconfig(pki, self.ports["apiserver"])
+        run = _Startup(pki, deadline_s, say, time.monotonic())
+        self._start_etcd(run)
+        self._start_apiserver(run)
+        self._start_controllers(run)
+        self._register_nodes(run)
+        self._start_kubelet(run)
 
-        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+    def _etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['etcd']}"
+
+    def _start_etcd(self, run: _Startup) -> None:
+        assert self.state_dir is not None
+        etcd_url, peer_url = self._etcd_url(), f"http://127.0.0.1:{self.ports['etcd-peer']}"
         self._spawn(
             "etcd",
             [
-                str(b / "etcd"),
+                str(self.bin_dir / "etcd"),
                 "--name=default",
-                f"--data-dir={sd / 'etcd'}",
+                f"--data-dir={self.state_dir / 'etcd'}",
                 f"--listen-client-urls={etcd_url}",
                 f"--advertise-client-urls={etcd_url}",
                 f"--listen-peer-urls={peer_url}",
@@ -196,20 +201,22 @@ class Cluster:
             ],
         )
         wait_until(
-            "etcd /health", lambda: b'"true"' in _http_get(f"{etcd_url}/health"), deadline_s, self.procs
+            "etcd /health", lambda: b'"true"' in _http_get(f"{etcd_url}/health"), run.deadline_s, self.procs
         )
-        say(f"etcd ready ({time.monotonic() - t0:.1f}s)")
+        run.say(f"etcd ready ({run.elapsed()})")
 
-        api = f"https://127.0.0.1:{ports['apiserver']}"
+    def _start_apiserver(self, run: _Startup) -> None:
+        sd, pki = self.state_dir, run.pki
+        assert sd is not None
         (sd / "audit-policy.yaml").write_text(AUDIT_POLICY)
         self._spawn(
             "kube-apiserver",
             [
-                str(b / "kube-apiserver"),
-                f"--etcd-servers={etcd_url}",
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self._etcd_url()}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
-                f"--secure-port={ports['apiserver']}",
+                f"--secure-port={self.ports['apiserver']}",
                 f"--tls-cert-file={pki.server_crt}",
                 f"--tls-private-key-file={pki.server_key}",
                 f"--client-ca-file={pki.ca_crt}",
@@ -230,12 +237,15 @@ class Cluster:
                 "--v=1",
             ],
         )
-        ctx = self.ssl_context(pki)
+        url = f"https://127.0.0.1:{self.ports['apiserver']}/readyz"
         wait_until(
-            "kube-apiserver /readyz", lambda: _http_get(f"{api}/readyz", ctx) == b"ok", deadline_s, self.procs
+            "kube-apiserver /readyz", _answers_ok(url, self.ssl_context(pki)), run.deadline_s, self.procs
         )
-        say(f"kube-apiserver ready ({time.monotonic() - t0:.1f}s)")
+        run.say(f"kube-apiserver ready ({run.elapsed()})")
 
+    def _start_controllers(self, run: _Startup) -> None:
+        """The controller-manager, the scheduler and kwok (the fake nodes' kubelet half)."""
+        pki, b = run.pki, self.bin_dir
         common = [
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
@@ -248,7 +258,7 @@ class Cluster:
             [
                 str(b / "kube-controller-manager"),
                 *common,
-                f"--secure-port={ports['controller-manager']}",
+                f"--secure-port={self.ports['controller-manager']}",
                 f"--root-ca-file={pki.ca_crt}",
                 f"--service-account-private-key-file={pki.sa_key}",
                 f"--cluster-signing-cert-file={pki.ca_crt}",
@@ -262,7 +272,7 @@ class Cluster:
         )
         self._spawn(
             "kube-scheduler",
-            [str(b / "kube-scheduler"), *common, f"--secure-port={ports['scheduler']}", "--v=1"],
+            [str(b / "kube-scheduler"), *common, f"--secure-port={self.ports['scheduler']}", "--v=1"],
         )
         self._spawn(
             "kwok",
@@ -275,26 +285,29 @@ class Cluster:
                 f"--cidr={POD_CIDR}",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
-                f"--server-address=127.0.0.1:{ports['kwok']}",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
             ],
         )
         self._save_state()
+        ctx = self.ssl_context(pki)
         for comp in ("controller-manager", "scheduler"):
-            url = f"https://127.0.0.1:{ports[comp]}/healthz"
-            wait_until(
-                f"kube-{comp} /healthz", lambda u=url: _http_get(u, ctx) == b"ok", deadline_s, self.procs
-            )
-        say(f"controller-manager and scheduler healthy ({time.monotonic() - t0:.1f}s)")
+            url = f"https://127.0.0.1:{self.ports[comp]}/healthz"
+            wait_until(f"kube-{comp} /healthz", _answers_ok(url, ctx), run.deadline_s, self.procs)
+        run.say(f"controller-manager and scheduler healthy ({run.elapsed()})")
 
+    def _register_nodes(self, run: _Startup) -> None:
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(NODES))
-        wait_until("3 nodes Ready", self._nodes_ready, deadline_s, self.procs, interval_s=0.2)
+        wait_until("3 nodes Ready", self._nodes_ready, run.deadline_s, self.procs, interval_s=0.2)
         # The ServiceAccount admission plugin refuses pods until the controller-manager has
         # created the namespace's "default" ServiceAccount; tests start right after this.
-        wait_until("default ServiceAccount", self._default_sa, deadline_s, self.procs, interval_s=0.2)
-        say(f"nodes Ready ({time.monotonic() - t0:.1f}s)")
+        wait_until("default ServiceAccount", self._default_sa, run.deadline_s, self.procs, interval_s=0.2)
+        run.say(f"nodes Ready ({run.elapsed()})")
 
-        # The kubelet half for the operator's own pods: TGI simulators, Job commands, storage,
-        # the simulated Hub and the Service proxy (see kubelet.py).
+    def _start_kubelet(self, run: _Startup) -> None:
+        """The kubelet half for the operator's own pods: TGI simulators, Job commands, storage,
+        the simulated Hub and the Service proxy (see kubelet.py)."""
+        sd = self.state_dir
+        assert sd is not None
         self._spawn(
             "kubelet",
             [sys.executable, "-m", KUBELET_MODULE, f"--kubeconfig={self.kubeconfig}", f"--state-dir={sd}"],
@@ -304,8 +317,8 @@ class Cluster:
         def kubelet_ready() -> bool:
             return bool(json.loads((sd / "kubelet.json").read_text())["pid"] == kubelet_pid)
 
-        wait_until("fake kubelet", kubelet_ready, deadline_s, self.procs)
-        say(f"fake kubelet ready ({time.monotonic() - t0:.1f}s)")
+        wait_until("fake kubelet", kubelet_ready, run.deadline_s, self.procs)
+        run.say(f"fake kubelet ready ({run.elapsed()})")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         assert self.state_dir is not None
@@ -418,3 +431,33 @@ def _http_get(url: str, ctx: ssl.SSLContext | None = None) -> bytes:
             return bytes(resp.read())
     except OSError:
         return b""
+
+
+@dataclass(frozen=True)
+class _Startup:
+    """What every step of starting the control plane needs."""
+
+    pki: Pki
+    deadline_s: float
+    """Seconds each component has to become ready."""
+    say: Callable[[str], None]
+    """Progress lines for the person waiting."""
+    t0: float
+    """time.monotonic() at the start, for the progress lines."""
+
+    def elapsed(self) -> str:
+        return f"{time.monotonic() - self.t0:.1f}s"
+
+
+def _claim_ports(pinned: dict[str, int]) -> dict[str, int]:
+    """A port per component: the pinned ones, else free ones; a pinned port in use is an error."""
+    ports = {n: pinned.get(n) or free_port() for n in COMPONENT_PORTS}
+    for name, port in ports.items():
+        if port_in_use(port):
+            raise ClusterError(f"{name}: port {port} on 127.0.0.1 is already in use; free it or pick another")
+    return ports
+
+
+def _answers_ok(url: str, ctx: ssl.SSLContext | None) -> Callable[[], bool]:
+    """A readiness probe for wait_until: does ``url`` answer "ok"?"""
+    return lambda: _http_get(url, ctx) == b"ok"

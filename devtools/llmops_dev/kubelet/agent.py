@@ -142,7 +142,7 @@ class Kubelet:
     def _allocate_ip(self, pod: Obj) -> str:
         uid = pod["metadata"]["uid"]
         taken = set(self.ips.values())
-        current = (pod.get("status") or {}).get("podIP")
+        current: str | None = (pod.get("status") or {}).get("podIP")
         if current and current not in taken:
             self.ips[uid] = current
             return current
@@ -210,7 +210,8 @@ class Kubelet:
             informers = (pods, proxy.services, proxy.slices, provisioner.claims, provisioner.pvs)
             synced = asyncio.ensure_future(asyncio.gather(*(i.synced.wait() for i in informers)))
             stop = asyncio.create_task(stopping.wait())
-            await asyncio.wait([synced, stop], return_when=asyncio.FIRST_COMPLETED)
+            first: list[asyncio.Future[Any]] = [synced, stop]
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             synced.cancel()
             stop.cancel()
             if stopping.is_set():

@@ -113,22 +113,27 @@ class KubeClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiError(0, f"{method} {path}: {type(exc).__name__}: {exc}") from exc
 
+    async def _object(self, method: str, path: str, **kwargs: Any) -> Obj:
+        """`request` for the calls whose answer is a Kubernetes object."""
+        data = await self.request(method, path, **kwargs)
+        if not isinstance(data, dict):
+            raise ApiError(0, f"{method} {path}: the answer is not a JSON object")
+        return data
+
     async def get(self, path: str) -> Obj | None:
         """The object, or None when it does not exist."""
         try:
-            return await self.request("GET", path)  # type: ignore[no-any-return]
+            return await self._object("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     async def create(self, path: str, body: Obj) -> Obj:
-        return await self.request("POST", path, body=body)  # type: ignore[no-any-return]
+        return await self._object("POST", path, body=body)
 
     async def merge_patch(self, path: str, body: Obj) -> Obj:
-        return await self.request(  # type: ignore[no-any-return]
-            "PATCH", path, body=body, content_type="application/merge-patch+json"
-        )
+        return await self._object("PATCH", path, body=body, content_type="application/merge-patch+json")
 
     async def delete(self, path: str) -> None:
         with contextlib.suppress(ApiError):

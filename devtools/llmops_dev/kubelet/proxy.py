@@ -343,7 +343,9 @@ def resolve(state_dir: Path | str, url: str) -> str:
         raise LookupError(f"{url}: cannot read {path}: {exc}") from exc
     named = _service_host(host)
     if named is not None:
-        candidates = data.get("services", {}).get(f"{named[0]}.{named[1]}.svc.cluster.local:{port}") or []
+        candidates: list[str] = (
+            data.get("services", {}).get(f"{named[0]}.{named[1]}.svc.cluster.local:{port}") or []
+        )
     else:
         pod = data.get("pods", {}).get(f"{host}:{port}")
         candidates = [pod] if pod else []

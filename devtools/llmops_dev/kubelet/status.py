@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops.contracts import format_timestamp
 from llmops_dev.kubelet.spec import image_repository
 
 __all__ = ["ContainerModel", "build_status", "now", "phase_of", "terminated", "waiting"]
@@ -23,7 +24,7 @@ MAX_MESSAGE = 4096  # the kubelet's limit for a termination message
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_timestamp(dt.datetime.now(dt.UTC))
 
 
 def waiting(reason: str, message: str | None = None) -> Obj:

@@ -35,7 +35,9 @@ def _write_items(target: Path, data: Mapping[str, bytes], items: list[Obj] | Non
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    chosen = {i["key"]: i.get("path", i["key"]) for i in items} if items else {k: k for k in data}
+    chosen: dict[str, str] = (
+        {i["key"]: str(i.get("path", i["key"])) for i in items} if items else {k: k for k in data}
+    )
     for key, rel in chosen.items():
         if key not in data:
             continue
@@ -55,8 +57,9 @@ def _secret_data(obj: Obj) -> dict[str, bytes]:
 
 
 async def _source(
-    kube: KubeClient, ns: str, kind: str, name: str, optional: bool, vol: str
+    kube: KubeClient, ns: str, *, kind: str, name: str, optional: bool, vol: str
 ) -> dict[str, bytes]:
+    """The data of the ConfigMap or Secret a volume projects ({} when missing but optional)."""
     plural = "configmaps" if kind == "configmap" else "secrets"
     obj = await kube.get(f"/api/v1/namespaces/{ns}/{plural}/{name}")
     if obj is None:
@@ -87,9 +90,18 @@ async def _projected(kube: KubeClient, pod: Obj, target: Path, vol: Obj) -> None
         for kind, field in (("configmap", "configMap"), ("secret", "secret")):
             if field in src:
                 s = src[field]
-                data = await _source(kube, ns, kind, s.get("name", ""), bool(s.get("optional")), vol["name"])
+                data = await _source(
+                    kube,
+                    ns,
+                    kind=kind,
+                    name=s.get("name", ""),
+                    optional=bool(s.get("optional")),
+                    vol=vol["name"],
+                )
                 items = s.get("items")
-                chosen = {i["key"]: i.get("path", i["key"]) for i in items} if items else {k: k for k in data}
+                chosen: dict[str, str] = (
+                    {i["key"]: i.get("path", i["key"]) for i in items} if items else {k: k for k in data}
+                )
                 files.update({rel: data[key] for key, rel in chosen.items() if key in data})
         if "downwardAPI" in src:
             files.update(_downward(pod, src["downwardAPI"].get("items") or []))
@@ -125,7 +137,9 @@ async def prepare_volumes(kube: KubeClient, pod: Obj, pod_dir: Path) -> dict[str
             kind = "configmap" if "configMap" in vol else "secret"
             src = vol.get("configMap") or vol.get("secret") or {}
             obj_name = src.get("name") or src.get("secretName", "")
-            data = await _source(kube, ns, kind, obj_name, bool(src.get("optional")), name)
+            data = await _source(
+                kube, ns, kind=kind, name=obj_name, optional=bool(src.get("optional")), vol=name
+            )
             _write_items(target, data, src.get("items"))
             out[name] = str(target)
         elif "downwardAPI" in vol:

@@ -77,7 +77,9 @@ async def chat_route(sim: Simulator, request: web.Request) -> web.StreamResponse
     if body.get("stream") is True:
         options = body.get("stream_options")
         usage = isinstance(options, dict) and options.get("include_usage") is True
-        return await _chat_stream(sim, request, inputs, key, params, want_logprobs, usage)
+        return await _chat_stream(
+            sim, request, inputs=inputs, key=key, params=params, logprobs=want_logprobs, include_usage=usage
+        )
     gen, headers = await sim.generate_once(inputs, params, key)
     out = _envelope(sim, "chat.completion")
     out["choices"] = [
@@ -95,6 +97,7 @@ async def chat_route(sim: Simulator, request: web.Request) -> web.StreamResponse
 async def _chat_stream(
     sim: Simulator,
     request: web.Request,
+    *,
     inputs: str,
     key: str,
     params: Params,

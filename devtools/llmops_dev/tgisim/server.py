@@ -17,12 +17,13 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llmops_dev.tgisim import vllm_routes
 from llmops_dev.tgisim.behaviour import AnswerBook, Behaviour, BehaviourWatcher, Dice
@@ -229,7 +230,7 @@ class Simulator:
     # -- plumbing ----------------------------------------------------------------------------
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self._refresh()
         # TGI compares the whole header, case-insensitively, with "Bearer <key>".
         if (
@@ -322,7 +323,7 @@ class Simulator:
 
     async def generate_tokens(
         self, inputs: str, params: Params, key: str
-    ) -> AsyncIterator[tuple[int, Generation]]:
+    ) -> AsyncGenerator[tuple[int, Generation]]:
         """TGI's generate_stream_internal: yields (token index, generation) as tokens are due.
 
         Raises SimError (already counted) for what TGI sends as an error event. Close it with

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,7 @@ def validate(params: Params, inputs: str, limits: Limits, *, stream: bool) -> tu
             raise SimError.validation("`seed` must not be set when `best_of` > 1")
     if stream and params.decoder_input_details:
         raise SimError.validation("`decoder_input_details` == true is not supported when streaming tokens")
-    checks = (
+    checks: tuple[tuple[float | None, Callable[[float], bool], str], ...] = (
         (params.temperature, lambda v: v > 0, "`temperature` must be strictly positive"),
         (params.repetition_penalty, lambda v: v > 0, "`repetition_penalty` must be strictly positive"),
         (params.frequency_penalty, lambda v: -2 <= v <= 2, "`frequency_penalty` must be >= -2.0 and <= 2.0"),

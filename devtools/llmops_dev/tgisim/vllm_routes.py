@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +160,7 @@ def _plan(sim: Simulator, inputs: str, params: Params, key: str) -> Generation:
 
 async def _tokens(
     sim: Simulator, inputs: str, params: Params, key: str
-) -> AsyncIterator[tuple[int, Generation]]:
+) -> AsyncGenerator[tuple[int, Generation]]:
     """One generation: yields (token index, generation) as each token is due, then records the
     finished request's metrics. Raises VllmError (500) for a simulated failure."""
     timing = _Timing(time.perf_counter())

@@ -19,26 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from llmops.analysis.results import Error, MetricResults, NoData, Result, Value
 from llmops.api.delivery import AnalysisMetric, AnalysisSpec, ThresholdRange
-from llmops.api.status import AnalysisCheck
+from llmops.api.status import AnalysisCheck, Outcome
 
 __all__ = ["Check", "Outcome", "measure", "measure_all"]
-
-
-class Outcome(StrEnum):
-    """The verdict of one check (the values of status.canary.checks[].verdict)."""
-
-    PASS = "Pass"
-    """A number that met every bound."""
-    FAIL = "Fail"
-    """A number that broke a bound: evidence against the canary."""
-    INCONCLUSIVE = "Inconclusive"
-    """No number to judge (no data, NaN, Prometheus unreachable): never promote on it."""
-    ERROR = "Error"
-    """The query is wrong (Prometheus rejected it): only a spec fix helps."""
 
 
 @dataclass(frozen=True)

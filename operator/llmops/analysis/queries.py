@@ -88,7 +88,9 @@ def render_query(query: str, *, namespace: str, name: str, track: str, interval:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], query)
 
 
-def _one(metric: AnalysisMetric, engine: Engine, namespace: str, name: str, track: str, window: str) -> str:
+def _one(
+    metric: AnalysisMetric, engine: Engine, *, namespace: str, name: str, track: str, window: str
+) -> str:
     if metric.template is not None:
         template = neutral_template(metric.template)
         return engine.query(template, selector=selector(namespace, name, track), window=window)
@@ -110,9 +112,9 @@ def queries(
     """
     out = []
     for metric in analysis.metrics:
-        canary = _one(metric, engine, namespace, name, CANARY, window)
+        canary = _one(metric, engine, namespace=namespace, name=name, track=CANARY, window=window)
         stable = None
         if metric.compare_to_stable is not None:
-            stable = _one(metric, engine, namespace, name, STABLE, window)
+            stable = _one(metric, engine, namespace=namespace, name=name, track=STABLE, window=window)
         out.append(MetricQueries(metric.name, canary, stable))
     return out

@@ -4,10 +4,14 @@ Plain constants only, shared by the CRD generator, render, the lifecycle and the
 so that a name is spelt in exactly one place.
 """
 
+from typing import Final
+
 GROUP = "llmops.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "LLMDeployment"
+# f"{GROUP}/{VERSION}" spelt out, so that type checkers see the literal the resource model pins
+# (tests/unit/test_api_models.py checks the two agree).
+API_VERSION: Final = "llmops.io/v1alpha1"
+KIND: Final = "LLMDeployment"
 LIST_KIND = "LLMDeploymentList"
 PLURAL = "llmdeployments"
 SINGULAR = "llmdeployment"

@@ -9,7 +9,7 @@ Kaito/KServe for Jobs. These sections are designed with the whole API; the lifec
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -28,7 +28,7 @@ from llmops.api.common import (
     cel,
     validations,
 )
-from llmops.api.metric_names import METRIC_NAMES
+from llmops.api.metric_names import MetricName
 
 # Cron: five fields, or one of the @-macros Kubernetes CronJobs accept.
 # Five cron fields as the CronJob controller parses them (numbers, 3-letter month and day names,
@@ -39,7 +39,6 @@ _CRON_FIELD = rf"{_CRON_ATOM}([-/,]{_CRON_ATOM})*"
 CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIELD}\s+){{4}}{_CRON_FIELD})$"
 REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
-MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]
 AnalysisTemplate = Literal[
     "error-ratio",
     "latency-p95",
@@ -52,7 +51,7 @@ AnalysisTemplate = Literal[
     "tgi-time-per-token-p95",
     "tgi-queue-size",
 ]
-ANALYSIS_TEMPLATES: tuple[str, ...] = AnalysisTemplate.__args__
+ANALYSIS_TEMPLATES: tuple[str, ...] = get_args(AnalysisTemplate)
 DEPRECATED_TEMPLATES: dict[str, str] = {
     "tgi-error-ratio": "error-ratio",
     "tgi-latency-p95": "latency-p95",
@@ -368,7 +367,8 @@ class RolloutSpec(ApiModel):
 # ---------------------------------------------------------------------------------------- drift
 
 DriftSignal = Literal["inputLength", "generatedTokens", "requestDuration", "timePerOutputToken"]
-DRIFT_SIGNALS: tuple[str, ...] = DriftSignal.__args__
+DRIFT_SIGNALS: tuple[str, ...] = get_args(DriftSignal)
+DEFAULT_DRIFT_SIGNALS: tuple[DriftSignal, ...] = ("inputLength", "generatedTokens")
 
 _UNIQUE_SIGNALS = cel("self.all(s, self.exists_one(t, t == s))", "each signal may appear once")
 
@@ -392,8 +392,8 @@ class TrafficDrift(ApiModel):
     signals: Annotated[
         list[DriftSignal], Field(max_length=4, json_schema_extra=validations(_UNIQUE_SIGNALS))
     ] = Field(
-        default_factory=lambda: ["inputLength", "generatedTokens"],
-        json_schema_extra={"default": ["inputLength", "generatedTokens"]},
+        default_factory=lambda: list(DEFAULT_DRIFT_SIGNALS),
+        json_schema_extra={"default": list(DEFAULT_DRIFT_SIGNALS)},
     )
     """Which histograms to compare (an empty list turns the traffic signals off)."""
     psi: Annotated[float, Field(gt=0)] = 0.2

@@ -8,9 +8,11 @@ The names are camelCase because they appear verbatim in the `LLMDeployment` spec
 whether it is a `min` or a `max`.
 """
 
-__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "SAMPLE_METRICS"]
+__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "SAMPLE_METRICS", "MetricName"]
 
-METRIC_NAMES: tuple[str, ...] = (
+from typing import Literal, get_args
+
+MetricName = Literal[
     "exactMatch",
     "contains",
     "regexMatch",
@@ -25,7 +27,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "timePerOutputToken",
     "safetyViolationRate",
     "biasGap",
-)
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 
 # Metrics scored on each sample's output (a number in [0, 1] per sample, averaged over samples);
 # these are the ones broken down per tag. The others are computed over the whole run.

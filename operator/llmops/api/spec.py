@@ -200,7 +200,7 @@ class EngineSpec(ApiModel):
     image: Annotated[str, StringConstraints(pattern=PINNED_IMAGE, max_length=512)] | None = None
     """Server image, pinned to a full X.Y.Z tag or an @sha256 digest (default: the engine's pinned
     release, ghcr.io/huggingface/text-generation-inference:3.3.7 or vllm/vllm-openai:v0.11.0)."""
-    quantize: Literal[QUANTIZE] | None = None  # type: ignore[valid-type]
+    quantize: Literal[QUANTIZE] | None = None  # type: ignore[valid-type]  # pydantic reads the tuple at run time; mypy sees no Literal
     """Weight quantization (TGI --quantize, vLLM --quantization); each engine accepts its own methods."""
     dtype: Literal["float16", "bfloat16"] | None = None
     """Weight dtype (--dtype); with tgi not together with quantize."""

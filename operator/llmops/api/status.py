@@ -2,12 +2,18 @@
 
 Written only by the operator. The CRD declares this schema and also preserves unknown fields on
 `status`, because kopf writes its own bookkeeping there.
+
+Two views of the same schema: the pydantic models (snake_case attributes, camelCase aliases)
+generate the CRD and parse a stored object; the ``...Dict`` TypedDicts at the end are the
+camelCase JSON the lifecycle reads from and writes to ``status``, so that a type checker checks
+its keys. tests/unit/test_api_models.py checks that both views have the same keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -43,6 +49,68 @@ class Phase(StrEnum):
     """Serving, but with fewer ready replicas than desired or a detected drift."""
 
 
+_ANYTIME = frozenset({Phase.PENDING, Phase.FAILED})
+"""A missing prerequisite or a permanent error can stop the pipeline at any point."""
+_PIPELINE = frozenset({Phase.CACHING, Phase.EVALUATING, Phase.CANARY})
+"""A new spec revision enters the pipeline at the first stage that applies to it."""
+_SETTLED = frozenset({Phase.SERVING, Phase.DEGRADED})
+"""The desired revision serves (with all or fewer ready replicas)."""
+
+PHASE_TRANSITIONS: Mapping[Phase | None, frozenset[Phase]] = {
+    # The first pass: nothing serves yet, so no canary (there is no stable to compare with).
+    None: _ANYTIME | _SETTLED | {Phase.CACHING, Phase.EVALUATING},
+    Phase.PENDING: _ANYTIME | _PIPELINE | _SETTLED,
+    Phase.CACHING: _ANYTIME | _PIPELINE | _SETTLED,
+    Phase.EVALUATING: _ANYTIME | _PIPELINE | _SETTLED,
+    # Only a canary can be rolled back.
+    Phase.CANARY: _ANYTIME | _PIPELINE | _SETTLED | {Phase.ROLLED_BACK},
+    Phase.ROLLED_BACK: _ANYTIME | _PIPELINE | _SETTLED,
+    # A retrain starts only from a serving model.
+    Phase.SERVING: _ANYTIME | _PIPELINE | _SETTLED | {Phase.RETRAINING},
+    Phase.DEGRADED: _ANYTIME | _PIPELINE | _SETTLED | {Phase.RETRAINING},
+    Phase.RETRAINING: _ANYTIME | _PIPELINE | _SETTLED,
+    Phase.FAILED: _ANYTIME | _PIPELINE | _SETTLED,
+}
+"""The phase moves ``plan()`` may make, from a phase (None: no status yet) to the next; staying
+is always allowed. tests/testkit/planning.py checks every pass of the unit scenarios against it."""
+
+
+def phase_change_allowed(before: str | None, after: str) -> bool:
+    """Whether a pass may move the phase from ``before`` to ``after`` (see PHASE_TRANSITIONS)."""
+    if before == after:
+        return True
+    origin = Phase(before) if before is not None else None
+    return Phase(after) in PHASE_TRANSITIONS[origin]
+
+
+class CanaryState(StrEnum):
+    """Where a canary is (status.canary.state; the lifecycle's canary stage moves it)."""
+
+    PROGRESSING = "Progressing"
+    """Going through spec.rollout.steps: a step advances after its pause and a passing measurement."""
+    PAUSED = "Paused"
+    """Held without failing: no data, a rejected query, unschedulable pods or a broken smoke evaluation."""
+    PROMOTING = "Promoting"
+    """Every step passed (or llmops.io/promote): stable rolls to the revision; the canary serves meanwhile."""
+    PROMOTED = "Promoted"
+    """Stable serves the revision and the canary is gone (status.canary is cleared in the same pass)."""
+    ROLLED_BACK = "RolledBack"
+    """Failed: stable serves all traffic again; sticks until the spec's revision changes."""
+
+
+class SmokeState(StrEnum):
+    """The smoke evaluation of the canary pods before they take traffic (status.canary.smoke)."""
+
+    RUNNING = "Running"
+    """The smoke Job runs against the canary pods."""
+    PASSED = "Passed"
+    """The canary pods answered well enough: they may take traffic."""
+    FAILED = "Failed"
+    """The model failed the smoke thresholds: the canary rolls back."""
+    BROKEN = "Broken"
+    """The smoke evaluation itself could not run: the canary pauses."""
+
+
 class Condition(ApiModel):
     """A metav1.Condition."""
 
@@ -62,6 +130,19 @@ class Condition(ApiModel):
     """When status last changed."""
 
 
+class Outcome(StrEnum):
+    """The verdict of one analysis check (status.canary.checks[].verdict; llmops.analysis decides it)."""
+
+    PASS = "Pass"
+    """A number that met every bound."""
+    FAIL = "Fail"
+    """A number that broke a bound: evidence against the canary."""
+    INCONCLUSIVE = "Inconclusive"
+    """No number to judge (no data, NaN, Prometheus unreachable): never promote on it."""
+    ERROR = "Error"
+    """The query is wrong (Prometheus rejected it): only a spec fix helps."""
+
+
 class AnalysisCheck(ApiModel):
     """The latest result of one analysis metric."""
 
@@ -69,7 +150,7 @@ class AnalysisCheck(ApiModel):
 
     name: ShortText
     """The analysis metric's name."""
-    verdict: Literal["Pass", "Fail", "Inconclusive", "Error"]
+    verdict: Outcome
     """Outcome of the measurement."""
     value: float | None = None
     """Measured canary value (absent when there was no data)."""
@@ -102,10 +183,10 @@ class CanaryStatus(ApiModel):
     """Measurements without data so far."""
     checks: Annotated[list[AnalysisCheck], Field(max_length=16)] = []
     """Latest result of each analysis metric."""
-    state: Literal["Progressing", "Paused", "Promoting", "RolledBack"] | None = None
+    state: CanaryState | None = None
     """Progressing through the steps, Paused (why: message), Promoting (stable moves to the
-    revision; the canary stays until stable is ready), or RolledBack (sticks until the spec's
-    revision changes)."""
+    revision; the canary stays until stable is ready), Promoted, or RolledBack (sticks until the
+    spec's revision changes)."""
     message: Message = ""
     """Why the canary is where it is (e.g. the pause reason, the failing metric)."""
     ready_time: Timestamp | None = None
@@ -118,7 +199,7 @@ class CanaryStatus(ApiModel):
     measurement."""
     stable_revision: ShortText | None = None
     """The revision the canary is compared with (and rolled back to)."""
-    smoke: Literal["Running", "Passed", "Failed", "Broken"] | None = None
+    smoke: SmokeState | None = None
     """The smoke evaluation of the canary pods before they get traffic (spec.rollout.smokeEvaluation)."""
 
 
@@ -382,3 +463,140 @@ class LLMDeploymentStatus(ApiModel):
     """The revision the last canary promoted."""
     last_promoted_spec_hash: ShortText | None = None
     """Hash of the spec last promoted: a return to it needs no new analysis."""
+
+
+# ------------------------------------------------------------- the status as JSON (camelCase)
+# What the lifecycle reads and writes. Every key is optional: a pass writes None to delete one.
+
+
+class ConditionDict(TypedDict):
+    """A Condition as JSON."""
+
+    type: str
+    status: str
+    reason: NotRequired[str]
+    message: NotRequired[str]
+    observedGeneration: NotRequired[int | None]
+    lastTransitionTime: NotRequired[str]
+
+
+class AnalysisCheckDict(TypedDict, total=False):
+    """An AnalysisCheck as JSON."""
+
+    name: str
+    verdict: Outcome
+    value: float
+    stableValue: float
+    message: str
+    time: str
+
+
+class CanaryStatusDict(TypedDict, total=False):
+    """A CanaryStatus as JSON."""
+
+    revision: str
+    weight: int
+    step: int
+    stepStartTime: str
+    startTime: str
+    failedChecks: int
+    inconclusiveChecks: int
+    checks: list[AnalysisCheckDict]
+    state: CanaryState
+    message: str
+    readyTime: str
+    lastCheckTime: str
+    stepChecks: int
+    stableRevision: str | None
+    smoke: SmokeState
+
+
+class MetricResultDict(TypedDict):
+    """A MetricResult as JSON."""
+
+    metric: str
+    value: float | None
+    passed: bool
+    min: NotRequired[float]
+    max: NotRequired[float]
+
+
+class EvaluationStatusDict(TypedDict, total=False):
+    """An EvaluationStatus as JSON (status.evaluation and status.scheduledEvaluation)."""
+
+    revision: str
+    job: str
+    passed: bool
+    time: str
+    metrics: list[MetricResultDict]
+    broken: str
+
+
+class DriftStatusDict(TypedDict, total=False):
+    """A DriftStatus as JSON (the drift stage builds the nested sections as plain JSON)."""
+
+    revision: str | None
+    lastCheckTime: str | None
+    signals: list[dict[str, Any]]
+    reference: dict[str, Any] | None
+    quality: dict[str, Any] | None
+
+
+class RetrainStatusDict(TypedDict, total=False):
+    """A RetrainStatus as JSON."""
+
+    runs: int
+    job: str | None
+    state: str | None
+    baseRevision: str | None
+    trigger: str
+    message: str
+    lastStartTime: str | None
+    startTimes: list[str]
+    candidateModel: str | None
+    candidateRevision: str | None
+    candidatePath: str | None
+    annotation: str | None
+    awaitingApproval: bool
+
+
+class ManualGatesDict(TypedDict, total=False):
+    """ManualGates as JSON."""
+
+    promote: str
+    abort: str
+
+
+class HistoryEntryDict(TypedDict):
+    """A HistoryEntry as JSON."""
+
+    time: str
+    action: str
+    revision: str | None
+    reason: str
+    message: str
+
+
+class StatusDict(TypedDict, total=False):
+    """LLMDeploymentStatus as JSON; a None value deletes the field (merge-patch semantics)."""
+
+    observedGeneration: int | None
+    phase: Phase
+    conditions: list[ConditionDict]
+    ready: str
+    readyReplicas: int
+    replicas: int
+    servingRevision: str | None
+    desiredRevision: str
+    endpoint: str
+    model: str
+    canary: CanaryStatusDict | None
+    evaluation: EvaluationStatusDict | None
+    scheduledEvaluation: EvaluationStatusDict | None
+    drift: DriftStatusDict | None
+    retrain: RetrainStatusDict | None
+    manualGates: ManualGatesDict | None
+    history: list[HistoryEntryDict]
+    lastAppliedSpecHash: str | None
+    lastPromotedRevision: str | None
+    lastPromotedSpecHash: str | None

@@ -91,8 +91,8 @@ class TGI:
             ref = spec.model.token_secret_ref
             env.append(_secret_env("HF_TOKEN", ref.name, ref.key))
         if engine.api_key_secret_ref is not None:
-            ref = engine.api_key_secret_ref
-            env.append(_secret_env("API_KEY", ref.name, ref.key))
+            key_ref = engine.api_key_secret_ref
+            env.append(_secret_env("API_KEY", key_ref.name, key_ref.key))
         optional = {
             "QUANTIZE": engine.quantize,
             "DTYPE": engine.dtype,

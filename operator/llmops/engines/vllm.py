@@ -143,8 +143,8 @@ class VLLM:
             ref = spec.model.token_secret_ref
             env.append(_secret_env("HF_TOKEN", ref.name, ref.key))
         if spec.engine.api_key_secret_ref is not None:
-            ref = spec.engine.api_key_secret_ref
-            env.append(_secret_env("VLLM_API_KEY", ref.name, ref.key))
+            key_ref = spec.engine.api_key_secret_ref
+            env.append(_secret_env("VLLM_API_KEY", key_ref.name, key_ref.key))
         user = {e.name: e.value for e in spec.engine.env}
         env = [e for e in env if e["name"] not in user]
         env += [{"name": k, "value": v} for k, v in user.items()]

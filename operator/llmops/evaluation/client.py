@@ -42,7 +42,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
-from huggingface_hub import AsyncInferenceClient
+from huggingface_hub import AsyncInferenceClient, ChatCompletionOutputUsage
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OverloadedError
 from huggingface_hub.utils import httpx
 
@@ -156,7 +156,9 @@ async def _chat(
         messages, model=config.model, max_tokens=config.max_new_tokens, temperature=0.0
     )
     text = (chat.choices[0].message.content or "") if chat.choices else ""
-    return text, chat.usage.completion_tokens if chat.usage is not None else None
+    # Declared required, but huggingface_hub fills a field the server left out with None.
+    usage: ChatCompletionOutputUsage | None = chat.usage
+    return text, usage.completion_tokens if usage is not None else None
 
 
 async def _lean(sender: LeanSender, sample: Sample, route: str) -> tuple[str, int | None]:
@@ -273,12 +275,12 @@ async def run_requests(
                     group.create_task(worker())
         except ExceptionGroup as group_error:
             # Surface the first real error (an unreachable endpoint, or a bug in on_result), not the group.
-            first = group_error.exceptions[0]
+            cause: BaseException = group_error.exceptions[0]
             for e in group_error.exceptions:
                 if isinstance(e, EndpointUnreachable):
-                    first = e
+                    cause = e
                     break
-            raise first from None
+            raise cause from None
     return [r for r in results if r is not None], run.retries
 
 

@@ -34,6 +34,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmops.api.metric_names import METRIC_NAMES
+from llmops.contracts import (
+    EVAL_EXIT_BROKEN,
+    EVAL_EXIT_FAILED,
+    EVAL_EXIT_PASSED,
+    VERDICT_BROKEN,
+    VERDICT_FAILED,
+    VERDICT_PASSED,
+)
 from llmops.evaluation.metrics import SampleResult
 from llmops.evaluation.thresholds import Verdict
 
@@ -51,13 +59,10 @@ __all__ = [
     "sample_line",
 ]
 
-EXIT_PASSED = 0
-EXIT_FAILED = 1
-EXIT_BROKEN = 2
-
-VERDICT_PASSED = "Passed"
-VERDICT_FAILED = "Failed"
-VERDICT_BROKEN = "Broken"
+# The contract with the gate and the rendered Job (llmops.contracts), under this module's names.
+EXIT_PASSED = EVAL_EXIT_PASSED
+EXIT_FAILED = EVAL_EXIT_FAILED
+EXIT_BROKEN = EVAL_EXIT_BROKEN
 
 SUMMARY_LIMIT = 4096
 # Room kept below the limit for a trailing newline and any byte counted differently by the kubelet.

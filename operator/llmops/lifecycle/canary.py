@@ -21,16 +21,17 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from llmops.analysis import Decision, MetricQueries, judge, measure, queries
+from llmops.analysis import Check, Decision, MetricQueries, judge, measure, queries
 from llmops.api import conditions as c
 from llmops.api.common import parse_duration
 from llmops.api.constants import ANNOTATION_ABORT, ANNOTATION_PROMOTE
 from llmops.api.delivery import RolloutSpec
 from llmops.api.resource import LLMDeployment
+from llmops.api.status import AnalysisCheckDict, CanaryState, CanaryStatusDict, ManualGatesDict, SmokeState
+from llmops.contracts import format_timestamp, parse_timestamp
 from llmops.engines import get_engine
-from llmops.lifecycle.conditions import timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail
 from llmops.lifecycle.smoke import SMOKE_BROKEN, SMOKE_FAILED, smoke_applies, smoke_stage
@@ -40,8 +41,6 @@ from llmops.render.traffic import route_patch, track_service
 
 __all__ = ["CanaryPlan", "analysis_request", "canary_stage", "split"]
 
-PROGRESSING, PAUSED, PROMOTING, ROLLED_BACK = "Progressing", "Paused", "Promoting", "RolledBack"
-
 
 @dataclass(frozen=True)
 class CanaryPlan:
@@ -49,7 +48,7 @@ class CanaryPlan:
 
     stable_revision: str | None
     stable_replicas: int
-    state: str
+    state: CanaryState
     problem: Problem | None = None
     requeue_after: float | None = None
 
@@ -67,15 +66,9 @@ def split(total: int, weight: int, mode: str) -> tuple[int, int]:
     return max(1, total - canary), canary
 
 
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-
-
 def _since(now: dt.datetime, value: str | None) -> float | None:
-    t = _parse_time(value)
-    return None if t is None else (now - t).total_seconds()
+    """Seconds from the status timestamp ``value`` to ``now`` (None without a timestamp)."""
+    return None if not value else (now - parse_timestamp(value)).total_seconds()
 
 
 def analysis_request(
@@ -86,7 +79,10 @@ def analysis_request(
         return []
     canary = (body.get("status") or {}).get("canary") or {}
     # Paused canaries keep being measured: data coming back resumes them.
-    if canary.get("state") not in (PROGRESSING, PAUSED) or canary.get("revision") != ld.spec.model.revision:
+    if (
+        canary.get("state") not in (CanaryState.PROGRESSING, CanaryState.PAUSED)
+        or canary.get("revision") != ld.spec.model.revision
+    ):
         return []
     if not canary.get("readyTime"):
         return []
@@ -106,14 +102,14 @@ def canary_stage(p: Pass, stable: Rollout) -> CanaryPlan:
     """Run the canary of the desired revision against ``stable``; see the module docstring."""
     run = _start_or_resume(p, stable)
     can = run.can
-    if can["state"] == ROLLED_BACK:
+    if can["state"] == CanaryState.ROLLED_BACK:
         p.cond(c.PROMOTED, c.FALSE, c.ROLLED_BACK, str(can.get("message") or "rolled back"))
-        return CanaryPlan(run.stable_rev, run.total, ROLLED_BACK)
+        return CanaryPlan(run.stable_rev, run.total, CanaryState.ROLLED_BACK)
     aborted = _manual_gates(run)
     if aborted is not None:
         return aborted
     observed = p.obs.child("Deployment", deployment_name(p.ld.name, "canary"))
-    if can["state"] == PROMOTING:
+    if can["state"] == CanaryState.PROMOTING:
         return _promote(run, observed)
 
     stable_replicas, canary_replicas = split(run.total, int(can["weight"]), run.rollout.traffic.mode)
@@ -126,20 +122,20 @@ def canary_stage(p: Pass, stable: Rollout) -> CanaryPlan:
         return held
 
     if not can.get("readyTime"):
-        can["readyTime"] = timestamp(p.now)
-    if can["state"] == PAUSED and str(can.get("message", "")).startswith(_UNSCHEDULABLE):
-        can.update(state=PROGRESSING, message="")
+        can["readyTime"] = format_timestamp(p.now)
+    if can["state"] == CanaryState.PAUSED and str(can.get("message", "")).startswith(_UNSCHEDULABLE):
+        can.update({"state": CanaryState.PROGRESSING, "message": ""})
     if _measure(p, can, run.rollout) == Decision.ROLLBACK:
         return _rollback(run, c.ANALYSIS_FAILED, str(can["message"]))
     if _step_done(p, can, run.rollout):
         if int(can["step"]) + 1 >= len(run.rollout.steps):
-            can.update(state=PROMOTING, message="every step passed")
+            can.update({"state": CanaryState.PROMOTING, "message": "every step passed"})
             p.record("Promoting", run.rev, c.PROMOTED_REASON, _checks_text(can))
             return _promote(run, observed)
         stable_replicas = _next_step(run)
     _report_progress(p, can, run.rollout)
     return CanaryPlan(
-        run.stable_rev, stable_replicas, str(can["state"]), requeue_after=_next_wakeup(p, can, run.rollout)
+        run.stable_rev, stable_replicas, can["state"], requeue_after=_next_wakeup(p, can, run.rollout)
     )
 
 
@@ -151,7 +147,7 @@ class _Run:
     """One pass over one canary: what every step of :func:`canary_stage` needs."""
 
     p: Pass
-    can: dict[str, Any]
+    can: CanaryStatusDict
     """status.canary, updated in place by the steps (it is ``p.fields["canary"]``)."""
     stable: Rollout
     stable_rev: str | None
@@ -166,7 +162,7 @@ def _start_or_resume(p: Pass, stable: Rollout) -> _Run:
     rollout = spec.rollout
     assert rollout is not None
     rev = spec.model.revision
-    old = dict(p.old_status.get("canary") or {})
+    old: CanaryStatusDict = {**(p.old_status.get("canary") or {})}
     fresh = old.get("revision") != rev
     stable_rev = stable.revision if fresh else (old.get("stableRevision") or stable.revision)
     can = _fresh_canary(p, rollout, rev, stable_rev) if fresh else old
@@ -177,19 +173,19 @@ def _start_or_resume(p: Pass, stable: Rollout) -> _Run:
     return _Run(p, can, stable, stable_rev, rev, spec.replicas, rollout)
 
 
-def _fresh_canary(p: Pass, rollout: RolloutSpec, rev: str, stable_rev: str | None) -> dict[str, Any]:
+def _fresh_canary(p: Pass, rollout: RolloutSpec, rev: str, stable_rev: str | None) -> CanaryStatusDict:
     return {
         "revision": rev,
         "stableRevision": stable_rev,
         "step": 0,
         "weight": rollout.steps[0].set_weight if rollout.steps else 100,
-        "startTime": timestamp(p.now),
-        "stepStartTime": timestamp(p.now),
+        "startTime": format_timestamp(p.now),
+        "stepStartTime": format_timestamp(p.now),
         "failedChecks": 0,
         "inconclusiveChecks": 0,
         "stepChecks": 0,
         "checks": [],
-        "state": PROGRESSING,
+        "state": CanaryState.PROGRESSING,
         "message": "",
     }
 
@@ -197,9 +193,9 @@ def _fresh_canary(p: Pass, rollout: RolloutSpec, rev: str, stable_rev: str | Non
 def _manual_gates(run: _Run) -> CanaryPlan | None:
     """The abort and promote annotations, each acted on once per value; a rollback on abort."""
     p, can = run.p, run.can
-    gates = dict(p.old_status.get("manualGates") or {})
+    gates: ManualGatesDict = {**(p.old_status.get("manualGates") or {})}
     annotations = p.ld.metadata.get("annotations") or {}
-    if can["state"] in (PROGRESSING, PAUSED):
+    if can["state"] in (CanaryState.PROGRESSING, CanaryState.PAUSED):
         abort = _gate_value(annotations, gates, ANNOTATION_ABORT, "abort", run.rev)
         if abort:
             p.fields["manualGates"] = {**gates, "abort": abort}
@@ -207,7 +203,9 @@ def _manual_gates(run: _Run) -> CanaryPlan | None:
         promote = _gate_value(annotations, gates, ANNOTATION_PROMOTE, "promote", run.rev)
         if promote:
             p.fields["manualGates"] = {**gates, "promote": promote}
-            can.update(state=PROMOTING, message=f"promoted by annotation {ANNOTATION_PROMOTE}")
+            can.update(
+                {"state": CanaryState.PROMOTING, "message": f"promoted by annotation {ANNOTATION_PROMOTE}"}
+            )
             p.record("Promoting", run.rev, c.MANUALLY_PROMOTED, can["message"])
     _forget_removed_gates(p, annotations, gates)
     return None
@@ -217,13 +215,13 @@ def _hold_for_smoke(run: _Run, stable_replicas: int) -> CanaryPlan | None:
     """The smoke evaluation: a failure rolls back, a broken evaluation pauses."""
     p, can = run.p, run.can
     smoke = smoke_stage(p, can)
-    if smoke.state == "Failed":
+    if smoke.state == SmokeState.FAILED:
         return _rollback(run, SMOKE_FAILED, smoke.message)
-    if smoke.state == "Broken":
-        can.update(state=PAUSED, message=smoke.message)
+    if smoke.state == SmokeState.BROKEN:
+        can.update({"state": CanaryState.PAUSED, "message": smoke.message})
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, smoke.message)
         problem = Problem(SMOKE_BROKEN, smoke.message, False)
-        return CanaryPlan(run.stable_rev, stable_replicas, PAUSED, problem, 30.0)
+        return CanaryPlan(run.stable_rev, stable_replicas, CanaryState.PAUSED, problem, 30.0)
     return None
 
 
@@ -241,10 +239,15 @@ def _hold_for_pods(
     )
     if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
         # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
-        can.update(state=PAUSED, message=f"canary {problem.message}")  # "canary pods cannot be scheduled: …"
+        # "canary pods cannot be scheduled: …"
+        can.update({"state": CanaryState.PAUSED, "message": f"canary {problem.message}"})
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, can["message"])
         return CanaryPlan(
-            run.stable_rev, stable_replicas, PAUSED, Problem(problem.reason, can["message"], False), 30.0
+            run.stable_rev,
+            stable_replicas,
+            CanaryState.PAUSED,
+            Problem(problem.reason, can["message"], False),
+            30.0,
         )
     if problem and problem.permanent:
         return _rollback(run, problem.reason, f"canary pods failed: {problem.message}")
@@ -252,9 +255,14 @@ def _hold_for_pods(
     if (_since(p.now, can.get("stepStartTime")) or 0.0) > deadline:
         why = f"canary pods were not ready within progressDeadlineSeconds ({deadline}s)"
         return _rollback(run, c.PROGRESS_DEADLINE_EXCEEDED, why)
-    can.update(state=PROGRESSING, message=f"waiting for {canary_replicas} canary pod(s) to load the model")
+    can.update(
+        {
+            "state": CanaryState.PROGRESSING,
+            "message": f"waiting for {canary_replicas} canary pod(s) to load the model",
+        }
+    )
     p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, can["message"])
-    return CanaryPlan(run.stable_rev, stable_replicas, PROGRESSING, requeue_after=10.0)
+    return CanaryPlan(run.stable_rev, stable_replicas, CanaryState.PROGRESSING, requeue_after=10.0)
 
 
 def _step_pause(rollout: RolloutSpec, step: int) -> float | None:
@@ -265,14 +273,14 @@ def _step_pause(rollout: RolloutSpec, step: int) -> float | None:
     return parse_duration(pause.duration) if pause.duration else None
 
 
-def _step_done(p: Pass, can: Mapping[str, Any], rollout: RolloutSpec) -> bool:
+def _step_done(p: Pass, can: CanaryStatusDict, rollout: RolloutSpec) -> bool:
     """The step may end: its pause is over and, with metrics, its latest measurement passed.
 
     ``stepChecks`` counts passing measurements in a row at this step (any other verdict resets
     it), so ``> 0`` means the most recent one passed: an earlier pass never carries a step past a
     later failure or a measurement without data.
     """
-    if can["state"] != PROGRESSING:
+    if can["state"] != CanaryState.PROGRESSING:
         return False
     duration = _step_pause(rollout, int(can["step"]))
     elapsed = _since(p.now, can.get("stepStartTime")) or 0.0
@@ -284,7 +292,14 @@ def _next_step(run: _Run) -> int:
     """Move to the next step's weight (the pod template stays the same); the stable replicas."""
     p, can, steps = run.p, run.can, run.rollout.steps
     step = int(can["step"]) + 1
-    can.update(step=step, weight=steps[step].set_weight, stepStartTime=timestamp(p.now), stepChecks=0)
+    can.update(
+        {
+            "step": step,
+            "weight": steps[step].set_weight,
+            "stepStartTime": format_timestamp(p.now),
+            "stepChecks": 0,
+        }
+    )
     p.record(
         "CanaryStep", run.rev, c.CANARY_PROGRESSING, f"step {step + 1}/{len(steps)}: weight {can['weight']}%"
     )
@@ -295,8 +310,8 @@ def _next_step(run: _Run) -> int:
     return stable_replicas
 
 
-def _report_progress(p: Pass, can: Mapping[str, Any], rollout: RolloutSpec) -> None:
-    if can["state"] == PAUSED:
+def _report_progress(p: Pass, can: CanaryStatusDict, rollout: RolloutSpec) -> None:
+    if can["state"] == CanaryState.PAUSED:
         p.cond(c.PROMOTED, c.FALSE, c.CANARY_PAUSED, str(can["message"]))
         return
     text = f"step {int(can['step']) + 1}/{len(rollout.steps)}: {can['weight']}% of traffic"
@@ -315,7 +330,7 @@ def _want_canary(p: Pass, replicas: int) -> None:
     )
 
 
-def _measure(p: Pass, can: dict[str, Any], rollout: RolloutSpec) -> Decision | None:
+def _measure(p: Pass, can: CanaryStatusDict, rollout: RolloutSpec) -> Decision | None:
     """Judge this pass's measurement, if the shell took one; update the counters in ``can``."""
     results = p.obs.analysis
     if not rollout.analysis.metrics:
@@ -329,7 +344,7 @@ def _measure(p: Pass, can: dict[str, Any], rollout: RolloutSpec) -> Decision | N
             rollout.analysis.interval,
         )
     except ValueError as exc:
-        can.update(state=PAUSED, message=f"spec.rollout.analysis is invalid: {exc}")
+        can.update({"state": CanaryState.PAUSED, "message": f"spec.rollout.analysis is invalid: {exc}"})
         return Decision.PAUSE
     if results is None:
         return None
@@ -348,24 +363,19 @@ def _measure(p: Pass, can: dict[str, Any], rollout: RolloutSpec) -> Decision | N
     )
     can["failedChecks"] = verdict.failed_checks
     can["inconclusiveChecks"] = verdict.inconclusive_checks
-    can["lastCheckTime"] = timestamp(p.now)
-    can["checks"] = [
-        {k: v for k, v in {"name": ch.name, "verdict": ch.verdict.value, "value": ch.value,
-                           "stableValue": ch.stable_value, "message": ch.message[:500],
-                           "time": timestamp(p.now)}.items() if v is not None}
-        for ch in checks
-    ]  # fmt: skip
+    can["lastCheckTime"] = format_timestamp(p.now)
+    can["checks"] = [_check_status(ch, format_timestamp(p.now)) for ch in checks]
     # stepChecks: passing measurements in a row at this step; anything else resets it, so a
     # step never advances on an earlier pass after a later failure or missing data.
     can["stepChecks"] = int(can.get("stepChecks", 0)) + 1 if verdict.decision == Decision.PROMOTE_STEP else 0
     if verdict.decision == Decision.PROMOTE_STEP:
-        if can.get("state") == PAUSED:
-            can.update(state=PROGRESSING, message="analysis has data again")
+        if can.get("state") == CanaryState.PAUSED:
+            can.update({"state": CanaryState.PROGRESSING, "message": "analysis has data again"})
     elif verdict.decision == Decision.PAUSE:
-        can.update(state=PAUSED, message=verdict.message)
+        can.update({"state": CanaryState.PAUSED, "message": verdict.message})
         if (
             int(can["inconclusiveChecks"])
-            == int(p.old_status.get("canary", {}).get("inconclusiveChecks", -1)) + 1
+            == int((p.old_status.get("canary") or {}).get("inconclusiveChecks", -1)) + 1
         ):
             p.record("CanaryPaused", can["revision"], verdict.reason, verdict.message)
     elif verdict.decision == Decision.ROLLBACK:
@@ -373,12 +383,24 @@ def _measure(p: Pass, can: dict[str, Any], rollout: RolloutSpec) -> Decision | N
     return verdict.decision
 
 
-def _checks_text(can: Mapping[str, Any]) -> str:
+def _check_status(check: Check, when: str) -> AnalysisCheckDict:
+    """One measurement as an entry of status.canary.checks (absent values left out)."""
+    entry: AnalysisCheckDict = {"name": check.name, "verdict": check.verdict}
+    if check.value is not None:
+        entry["value"] = check.value
+    if check.stable_value is not None:
+        entry["stableValue"] = check.stable_value
+    entry["message"] = check.message[:500]
+    entry["time"] = when
+    return entry
+
+
+def _checks_text(can: CanaryStatusDict) -> str:
     parts = [f"{ch['name']}={ch.get('value')}" for ch in can.get("checks") or []]
     return "last analysis: " + (", ".join(parts) if parts else "no metrics")
 
 
-def _next_wakeup(p: Pass, can: Mapping[str, Any], rollout: RolloutSpec) -> float:
+def _next_wakeup(p: Pass, can: CanaryStatusDict, rollout: RolloutSpec) -> float:
     interval = parse_duration(rollout.analysis.interval)
     waits = [interval - (_since(p.now, can.get("lastCheckTime") or can.get("readyTime")) or 0.0)]
     step = int(can["step"])
@@ -428,7 +450,7 @@ def _promote(run: _Run, observed: Mapping[str, Any] | None) -> CanaryPlan:
             "Promoting",
             f"stable is rolling to revision {rev}; the canary serves until it is ready",
         )
-        return CanaryPlan(rev, total, PROMOTING, requeue_after=10.0)
+        return CanaryPlan(rev, total, CanaryState.PROMOTING, requeue_after=10.0)
     # Promotion complete: stable serves the revision; the canary (not wanted any more) goes.
     _traffic(p, 0)
     msg = f"revision {rev} promoted after {int(can['step']) + 1} step(s); {_checks_text(can)}"
@@ -437,20 +459,20 @@ def _promote(run: _Run, observed: Mapping[str, Any] | None) -> CanaryPlan:
     p.events.append(Event("Normal", c.PROMOTED_REASON, msg))
     p.fields["canary"] = None
     p.fields["lastPromotedRevision"] = rev
-    return CanaryPlan(rev, total, "Promoted")
+    return CanaryPlan(rev, total, CanaryState.PROMOTED)
 
 
 def _rollback(run: _Run, reason: str, message: str) -> CanaryPlan:
     p, can, stable_rev, total = run.p, run.can, run.stable_rev, run.total
     rev = can["revision"]
     text = f"revision {rev} rolled back ({reason}): {message}; stable {stable_rev} serves all traffic"
-    can.update(state=ROLLED_BACK, message=text[:1000])
+    can.update({"state": CanaryState.ROLLED_BACK, "message": text[:1000]})
     p.desired = [d for d in p.desired if not _is_canary(d)]
     _traffic(p, 0)
     p.cond(c.PROMOTED, c.FALSE, c.ROLLED_BACK, text)
     p.record("RolledBack", rev, reason, text)
     p.events.append(Event("Warning", c.ROLLED_BACK, text))
-    return CanaryPlan(stable_rev, total, ROLLED_BACK, Problem(reason, text, permanent=True))
+    return CanaryPlan(stable_rev, total, CanaryState.ROLLED_BACK, Problem(reason, text, permanent=True))
 
 
 def _is_canary(obj: Mapping[str, Any]) -> bool:
@@ -459,7 +481,11 @@ def _is_canary(obj: Mapping[str, Any]) -> bool:
 
 
 def _gate_value(
-    annotations: Mapping[str, str], gates: Mapping[str, Any], key: str, field: str, rev: str
+    annotations: Mapping[str, str],
+    gates: ManualGatesDict,
+    key: str,
+    field: Literal["promote", "abort"],
+    rev: str,
 ) -> str | None:
     """The annotation's value if it asks to act on this revision and was not acted upon before."""
     value = str(annotations.get(key, "")).strip()
@@ -468,9 +494,12 @@ def _gate_value(
     return value if value.lower() == "true" or value == rev else None
 
 
-def _forget_removed_gates(p: Pass, annotations: Mapping[str, str], gates: Mapping[str, Any]) -> None:
+def _forget_removed_gates(p: Pass, annotations: Mapping[str, str], gates: ManualGatesDict) -> None:
     """Keep a consumed gate value only while its annotation is still there."""
     current = p.fields.get("manualGates", gates) or {}
-    keys = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT}
-    kept = {f: v for f, v in current.items() if f in keys and v and annotations.get(keys[f])}
+    kept: ManualGatesDict = {}
+    if current.get("promote") and annotations.get(ANNOTATION_PROMOTE):
+        kept["promote"] = current["promote"]
+    if current.get("abort") and annotations.get(ANNOTATION_ABORT):
+        kept["abort"] = current["abort"]
     p.fields["manualGates"] = kept or None

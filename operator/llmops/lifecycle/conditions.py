@@ -8,32 +8,28 @@ changes nothing produces a byte-identical list and therefore no status write.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from llmops.api import conditions as c
+from llmops.api.status import ConditionDict
+from llmops.contracts import format_timestamp
 
-__all__ = ["ORDER", "find", "is_true", "set_condition", "timestamp"]
+__all__ = ["ORDER", "find", "is_true", "set_condition"]
 
 ORDER: tuple[str, ...] = (c.AVAILABLE, c.PROGRESSING, c.DEGRADED, c.MODEL_CACHED, c.EVALUATED, c.PROMOTED)
 
 
-def timestamp(now: dt.datetime) -> str:
-    """RFC 3339 in UTC, truncated to seconds (metav1.Time's precision)."""
-    return now.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def find(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+def find(conditions: Iterable[ConditionDict], type_: str) -> ConditionDict | None:
     return next((cond for cond in conditions if cond.get("type") == type_), None)
 
 
-def is_true(conditions: Iterable[Mapping[str, Any]], type_: str) -> bool:
+def is_true(conditions: Iterable[ConditionDict], type_: str) -> bool:
     cond = find(conditions, type_)
     return cond is not None and cond.get("status") == c.TRUE
 
 
 def set_condition(
-    conditions: list[dict[str, Any]],
+    conditions: list[ConditionDict],
     type_: str,
     status: str,
     reason: str,
@@ -41,26 +37,27 @@ def set_condition(
     *,
     generation: int | None,
     now: dt.datetime,
-) -> list[dict[str, Any]]:
+) -> list[ConditionDict]:
     """Return ``conditions`` with ``type_`` set; the input list is not modified."""
     old = find(conditions, type_)
-    changed = old is None or old.get("status") != status
-    new = {
+    if old is not None and old.get("status") == status and old.get("lastTransitionTime"):
+        since = old["lastTransitionTime"]
+    else:
+        since = format_timestamp(now)
+    new: ConditionDict = {
         "type": type_,
         "status": status,
         "reason": reason,
         "message": message,
         "observedGeneration": generation,
-        "lastTransitionTime": timestamp(now)
-        if changed or not old.get("lastTransitionTime")
-        else old["lastTransitionTime"],
+        "lastTransitionTime": since,
     }
     if generation is None:
         del new["observedGeneration"]
-    rest = [dict(cond) for cond in conditions if cond.get("type") != type_]
+    rest = [cond.copy() for cond in conditions if cond.get("type") != type_]
     return sorted([*rest, new], key=_order_key)
 
 
-def _order_key(cond: Mapping[str, Any]) -> tuple[int, str]:
-    t = str(cond.get("type", ""))
+def _order_key(cond: ConditionDict) -> tuple[int, str]:
+    t = cond["type"]
     return (ORDER.index(t) if t in ORDER else len(ORDER), t)

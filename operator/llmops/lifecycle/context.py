@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.api.resource import LLMDeployment
-from llmops.api.status import HISTORY_LIMIT
-from llmops.lifecycle.conditions import set_condition, timestamp
+from llmops.api.status import HISTORY_LIMIT, ConditionDict, HistoryEntryDict, StatusDict
+from llmops.contracts import format_timestamp
+from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.observations import Observations
 
 __all__ = [
@@ -95,13 +96,13 @@ class Pass:
 
     ld: LLMDeployment
     obs: Observations
-    old_status: Mapping[str, Any]
+    old_status: StatusDict
     now: dt.datetime
-    conditions: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[ConditionDict] = field(default_factory=list)
     desired: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    fields: dict[str, Any] = field(default_factory=dict)
+    history: list[HistoryEntryDict] = field(default_factory=list)
+    fields: StatusDict = field(default_factory=lambda: StatusDict())
     """Status fields other than conditions and history, set by the stages."""
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """Merge patches of objects the operator does not own: (kind, name, patch)."""
@@ -109,8 +110,8 @@ class Pass:
     """Pod conditions to set True (readiness gates): (pod name, condition type, reason)."""
 
     def __post_init__(self) -> None:
-        self.conditions = [dict(x) for x in self.old_status.get("conditions") or []]
-        self.history = [dict(x) for x in self.old_status.get("history") or []]
+        self.conditions = [x.copy() for x in self.old_status.get("conditions") or []]
+        self.history = [x.copy() for x in self.old_status.get("history") or []]
 
     @property
     def generation(self) -> int | None:
@@ -145,7 +146,7 @@ class Pass:
         """Append a decision to the bounded history (oldest dropped first)."""
         self.history.append(
             {
-                "time": timestamp(self.now),
+                "time": format_timestamp(self.now),
                 "action": action,
                 "revision": revision,
                 "reason": reason,

@@ -186,14 +186,14 @@ def job_state(job: Mapping[str, Any] | None) -> tuple[str, str, str]:
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
-def job_pods(obs: Any, job_name: str) -> list[Mapping[str, Any]]:
+def job_pods(obs: Observations, job_name: str) -> list[Mapping[str, Any]]:
     """The pods of one Job (by the label the Job controller sets)."""
     return [
         p for p in obs.pods if ((p.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == job_name
     ]
 
 
-def termination_message(obs: Any, job_name: str, *, failed_only: bool = False) -> str:
+def termination_message(obs: Observations, job_name: str, *, failed_only: bool = False) -> str:
     """The termination message of the Job's most recently finished pod ("" if none)."""
     latest: tuple[str, str] | None = None
     for pod in job_pods(obs, job_name):
@@ -207,7 +207,7 @@ def termination_message(obs: Any, job_name: str, *, failed_only: bool = False) -
     return latest[1].strip() if latest else ""
 
 
-def termination_json(obs: Any, job_name: str) -> dict[str, Any]:
+def termination_json(obs: Observations, job_name: str) -> dict[str, Any]:
     """The Job's termination message as JSON (``llmops download`` and ``llmops eval`` write one);
     plain text becomes ``{"message": ...}``, nothing becomes ``{}``."""
     import json

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from llmops.analysis.drift import (
     Buckets,
@@ -43,10 +43,11 @@ from llmops.api.constants import PROM_LABEL_REVISION
 from llmops.api.delivery import DriftSpec, QualityDrift
 from llmops.api.metric_names import HIGHER_IS_BETTER
 from llmops.api.resource import LLMDeployment
-from llmops.api.status import REFERENCE_EDGES_LIMIT
+from llmops.api.status import REFERENCE_EDGES_LIMIT, DriftStatusDict
+from llmops.contracts import format_timestamp
 from llmops.engines import get_engine
 from llmops.engines.base import Engine, selector
-from llmops.lifecycle.conditions import find, timestamp
+from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
 from llmops.render.names import revision_label
 
@@ -204,14 +205,14 @@ def drift_stage(p: Pass, serving: str | None) -> float | None:
     if results is not None and p.old_status.get("servingRevision") == serving:
         _traffic(check, results)
         _feedback(check, results)
-        check.drift["lastCheckTime"] = timestamp(p.now)
+        check.drift["lastCheckTime"] = format_timestamp(p.now)
     _quality(check)
     _publish(check)
     return _next_check(check)
 
 
 def _start(p: Pass, spec: DriftSpec, serving: str) -> _Check:
-    old = dict(p.old_status.get("drift") or {})
+    old: dict[str, Any] = dict(p.old_status.get("drift") or {})
     same = old.get("revision") == serving
     drift: dict[str, Any] = {
         "revision": serving,
@@ -231,7 +232,8 @@ def _start(p: Pass, spec: DriftSpec, serving: str) -> _Check:
         _reference_for(check)
     else:
         drift["reference"] = None
-    p.fields["drift"] = drift
+    # Built as plain JSON by this stage's helpers; its keys are DriftStatusDict's.
+    p.fields["drift"] = cast(DriftStatusDict, drift)
     return check
 
 
@@ -239,8 +241,8 @@ def _new_reference(check: _Check, end: dt.datetime, message: str) -> dict[str, A
     window = dt.timedelta(seconds=parse_duration(check.spec.window))
     return {
         "revision": check.serving,
-        "start": timestamp(end - window),
-        "end": timestamp(end),
+        "start": format_timestamp(end - window),
+        "end": format_timestamp(end),
         "histograms": [],
         "message": message,
     }
@@ -265,7 +267,7 @@ def _reference_for(check: _Check) -> None:
 
 
 def _window(start: dt.datetime, end: dt.datetime) -> dict[str, str]:
-    return {"start": timestamp(start), "end": timestamp(end)}
+    return {"start": format_timestamp(start), "end": format_timestamp(end)}
 
 
 def _traffic(check: _Check, results: Mapping[str, Any]) -> None:
@@ -328,7 +330,7 @@ def _reference_buckets(
     if traffic.reference.mode == "Offset":
         window = dt.timedelta(seconds=parse_duration(check.spec.window))
         end = check.p.now - dt.timedelta(seconds=parse_duration(traffic.reference.offset))
-        ref_window = _window(end - window, end)
+        ref_window: dict[str, str] | None = _window(end - window, end)
         buckets = _buckets(results.get(f"{REFERENCE}/{signal}"))
         if isinstance(buckets, tuple):
             reason, message = buckets
@@ -353,7 +355,8 @@ def _freeze_reference(check: _Check, results: Mapping[str, Any]) -> None:
     keys = [f"{REFERENCE}/{s}" for s in traffic.signals]
     if ref.get("histograms") or not all(k in results for k in keys):
         return
-    histograms, short = [], []
+    histograms: list[dict[str, Any]] = []
+    short: list[str] = []
     for signal, key in zip(traffic.signals, keys, strict=True):
         buckets = _buckets(results[key])
         if isinstance(buckets, tuple):

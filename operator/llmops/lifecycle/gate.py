@@ -13,17 +13,19 @@ Job. A broken evaluation is retried by deleting its Job (the message says so).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmops.api import conditions as c
-from llmops.lifecycle.conditions import timestamp
+from llmops.api.status import EvaluationStatusDict, MetricResultDict
+from llmops.contracts import VERDICT_PASSED, format_timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
 
-__all__ = ["Gate", "gate_stage", "metric_results", "verdict_message"]
+__all__ = ["Gate", "gate_message", "gate_stage", "metric_results", "verdict_message"]
 
 
 @dataclass(frozen=True)
@@ -99,17 +101,17 @@ def _evaluate(p: Pass, rev: str, job_name: str) -> Gate:
 
 def _verdict(p: Pass, rev: str, job_name: str, completed: bool, summary: dict[str, Any]) -> Gate:
     """The model's verdict (the Job completed, or exit 1 failed it by the pod failure policy)."""
-    passed = completed and summary.get("verdict", "Passed") == "Passed"
+    passed = completed and summary.get("verdict", VERDICT_PASSED) == VERDICT_PASSED
     metrics = metric_results(summary)
-    result = {
+    result: EvaluationStatusDict = {
         "revision": rev,
         "job": job_name,
         "passed": passed,
-        "time": timestamp(p.now),
+        "time": format_timestamp(p.now),
         "metrics": metrics,
     }
     p.fields["evaluation"] = result
-    verdict = verdict_message(rev, passed, metrics, summary)
+    verdict = gate_message(rev, passed, metrics, summary)
     reason = c.EVALUATION_PASSED if passed else c.EVALUATION_FAILED
     p.record("Evaluated", rev, reason, verdict)
     p.events.append(Event("Normal" if passed else "Warning", reason, verdict))
@@ -134,10 +136,10 @@ def _broken(p: Pass, rev: str, job_name: str, why: str) -> Gate:
     return Gate(failed=True, problem=Problem(c.EVALUATION_JOB_FAILED, msg, permanent=True))
 
 
-def _recorded(p: Pass, result: dict[str, Any]) -> Gate:
+def _recorded(p: Pass, result: EvaluationStatusDict) -> Gate:
     rev = result.get("revision")
     passed = bool(result.get("passed"))
-    message = verdict_message(str(rev), passed, result.get("metrics") or [], {})
+    message = gate_message(str(rev), passed, result.get("metrics") or [], {})
     p.fields["evaluation"] = result
     if passed:
         p.cond(c.EVALUATED, c.TRUE, c.EVALUATION_PASSED, message)
@@ -150,21 +152,33 @@ def _is_staging(obj: dict[str, Any]) -> bool:
     return (obj["metadata"].get("labels") or {}).get("llmops.io/track") == "staging"
 
 
-def metric_results(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_results(summary: Mapping[str, Any]) -> list[MetricResultDict]:
     """The thresholded metrics of a summary, as status.evaluation.metrics."""
-    out = []
+    out: list[MetricResultDict] = []
     for name, m in (summary.get("metrics") or {}).items():
         if not isinstance(m, dict) or "passed" not in m:
             continue
-        entry = {"metric": name, "value": m.get("value"), "passed": bool(m["passed"])}
-        for bound in ("min", "max"):
-            if m.get(bound) is not None:
-                entry[bound] = m[bound]
+        entry: MetricResultDict = {"metric": name, "value": m.get("value"), "passed": bool(m["passed"])}
+        if m.get("min") is not None:
+            entry["min"] = m["min"]
+        if m.get("max") is not None:
+            entry["max"] = m["max"]
         out.append(entry)
-    return sorted(out, key=lambda e: str(e["metric"]))
+    return sorted(out, key=lambda e: e["metric"])
 
 
-def verdict_message(rev: str, passed: bool, metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def gate_message(
+    rev: str, passed: bool, metrics: Sequence[MetricResultDict], summary: Mapping[str, Any]
+) -> str:
+    """The gate's verdict: a failed revision will not serve."""
+    verdict = verdict_message(rev, passed, metrics, summary)
+    return verdict if passed else f"{verdict}; it will not serve"
+
+
+def verdict_message(
+    rev: str, passed: bool, metrics: Sequence[MetricResultDict], summary: Mapping[str, Any]
+) -> str:
+    """What an evaluation of ``rev`` found: passed, or which thresholds it missed."""
     if passed:
         return f"revision {rev} passed its evaluation ({len(metrics)} threshold(s))"
     failing = []
@@ -180,4 +194,4 @@ def verdict_message(rev: str, passed: bool, metrics: list[dict[str, Any]], summa
         else:
             failing.append(f"{m['metric']} {shown}")
     detail = "; ".join(failing) or str(summary.get("message") or "a threshold was not met")
-    return f"revision {rev} failed its evaluation: {detail}; it will not serve"
+    return f"revision {rev} failed its evaluation: {detail}"

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops.analysis import Result
+
 __all__ = ["GATEWAY_API", "MONITORING_API", "GpuNode", "Observations"]
 
 CHILD_KINDS: tuple[str, ...] = (
@@ -62,7 +64,7 @@ class Observations:
     """Reads that failed; the plan reports Unknown for what depends on them."""
     referenced: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     """Objects the spec references but the operator does not own (the HTTPRoute), by (kind, name)."""
-    analysis: Mapping[str, tuple[Any, Any]] | None = None
+    analysis: Mapping[str, tuple[Result, Result | None]] | None = None
     """This pass's canary measurement, by analysis metric name: (canary result, stable result or
     None), as llmops.analysis results. None when no measurement was taken in this pass."""
     drift: Mapping[str, Any] | None = None

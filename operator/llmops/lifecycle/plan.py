@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -32,7 +32,7 @@ from llmops.api import conditions as c
 from llmops.api.delivery import DEPRECATED_TEMPLATES
 from llmops.api.resource import parse
 from llmops.api.spec import is_pinned_revision
-from llmops.api.status import Phase
+from llmops.api.status import CanaryState, ConditionDict, Phase, StatusDict
 from llmops.lifecycle.cache import cache_stage
 from llmops.lifecycle.canary import CanaryPlan, canary_stage
 from llmops.lifecycle.conditions import set_condition
@@ -107,7 +107,8 @@ class Plan:
 
 def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     """Decide one pass for the LLMDeployment ``body`` given ``obs``, at time ``now``."""
-    old_status: dict[str, Any] = dict(body.get("status") or {})
+    # The apiserver validated the stored status against the CRD, whose schema StatusDict mirrors.
+    old_status = cast(StatusDict, dict(body.get("status") or {}))
     try:
         ld = parse(body)
     except ValidationError as exc:
@@ -215,7 +216,7 @@ def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
     p.fields.update(
         {
             "observedGeneration": p.generation,
-            "phase": phase.value,
+            "phase": phase,
             "ready": f"{o.stable.ready + _canary_ready(p, o.canary)}/{spec.replicas}",
             "readyReplicas": o.stable.ready,
             "replicas": spec.replicas,
@@ -238,7 +239,7 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
             c.ROLLOUT_COMPLETE if o.rolled else c.ROLLING_UPDATE,
             f"{o.stable.ready}/{replicas} replicas ready" + ("" if o.rolled else ", rolling out the rest"),
         )
-    changed_to_bad = phase.value != p.old_status.get("phase") and phase in (Phase.FAILED, Phase.DEGRADED)
+    changed_to_bad = phase != p.old_status.get("phase") and phase in (Phase.FAILED, Phase.DEGRADED)
     blocking = o.blocking
     if changed_to_bad and blocking and not any(e.reason == blocking.reason for e in p.events):
         p.events.append(Event("Warning", blocking.reason, blocking.message))
@@ -269,7 +270,7 @@ def _canary_wanted(p: Pass, stable: Rollout) -> bool:
 
 def _canary_ready(p: Pass, canary: CanaryPlan | None) -> int:
     """Ready canary pods (they serve production traffic too, in replicas mode)."""
-    if canary is None or canary.state == "Promoted":
+    if canary is None or canary.state == CanaryState.PROMOTED:
         return 0
     observed = p.obs.child("Deployment", deployment_name(p.ld.name, "canary")) or {}
     return int((observed.get("status") or {}).get("readyReplicas") or 0)
@@ -373,10 +374,10 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
     desired = p.ld.spec.model.revision
     if blocking:
         p.cond(c.PROGRESSING, c.FALSE, blocking.reason, blocking.message)
-    elif canary is not None and canary.state == "Paused":
+    elif canary is not None and canary.state == CanaryState.PAUSED:
         msg = str((p.fields.get("canary") or {}).get("message") or "the canary is paused")
         p.cond(c.PROGRESSING, c.FALSE, canary.problem.reason if canary.problem else c.CANARY_PAUSED, msg)
-    elif canary is not None and canary.state in ("Progressing", "Promoting"):
+    elif canary is not None and canary.state in (CanaryState.PROGRESSING, CanaryState.PROMOTING):
         can = p.fields.get("canary") or {}
         p.cond(
             c.PROGRESSING,
@@ -449,9 +450,13 @@ def _phase(o: _Outcome) -> Phase:
         return Phase.PENDING if cache_problem else Phase.CACHING
     if gate.running:
         return Phase.EVALUATING
-    if canary is not None and canary.state == "RolledBack":
+    if canary is not None and canary.state == CanaryState.ROLLED_BACK:
         return Phase.ROLLED_BACK
-    if canary is not None and canary.state in ("Progressing", "Paused", "Promoting"):
+    if canary is not None and canary.state in (
+        CanaryState.PROGRESSING,
+        CanaryState.PAUSED,
+        CanaryState.PROMOTING,
+    ):
         return Phase.CANARY
     if target is None or (not serving and replicas > 0):
         return Phase.PENDING
@@ -499,22 +504,22 @@ def _keep_finished(child: Mapping[str, Any]) -> bool:
     )
 
 
-def _invalid(body: Mapping[str, Any], old: dict[str, Any], exc: ValidationError, now: dt.datetime) -> Plan:
+def _invalid(body: Mapping[str, Any], old: StatusDict, exc: ValidationError, now: dt.datetime) -> Plan:
     # The CRD refuses almost everything at admission; what remains (e.g. an object stored
     # before a schema change) must be fixed in git, not retried.
     generation = (body.get("metadata") or {}).get("generation")
     msg = f"spec is invalid: {_validation_summary(exc)}"
-    conds: list[dict[str, Any]] = [dict(x) for x in old.get("conditions") or []]
+    conds = [x.copy() for x in old.get("conditions") or []]
     for type_, status in ((c.AVAILABLE, c.FALSE), (c.PROGRESSING, c.FALSE), (c.DEGRADED, c.TRUE)):
         conds = set_condition(conds, type_, status, c.INVALID_SPEC, msg, generation=generation, now=now)
-    fields = {"phase": Phase.FAILED.value, "observedGeneration": generation}
+    fields: StatusDict = {"phase": Phase.FAILED, "observedGeneration": generation}
     return _finish(Plan(), old, fields, conds, [Event("Warning", c.INVALID_SPEC, msg)])
 
 
 def _finish(
-    out: Plan, old: dict[str, Any], fields: dict[str, Any], conds: list[dict[str, Any]], events: list[Event]
+    out: Plan, old: StatusDict, fields: StatusDict, conds: list[ConditionDict], events: list[Event]
 ) -> Plan:
-    new = {**old, **fields, "conditions": conds}
+    new: dict[str, Any] = {**old, **fields, "conditions": conds}
     out.status = {k: v for k, v in new.items() if v is not None}
     out.status_changed = out.status != {k: v for k, v in old.items() if v is not None}
     # Events only when something visible changed, so a steady state posts nothing.

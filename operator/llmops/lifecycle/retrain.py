@@ -21,13 +21,15 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from llmops.api import conditions as c
 from llmops.api.common import SHA40, parse_duration
 from llmops.api.constants import ANNOTATION_RETRAIN
 from llmops.api.delivery import REPO_ID
-from llmops.lifecycle.conditions import find, timestamp
+from llmops.api.status import RetrainStatusDict
+from llmops.contracts import format_timestamp
+from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import job_state, termination_json
 from llmops.render.retrain import retrain_job, retrain_job_name
@@ -53,13 +55,14 @@ def _parse_time(value: Any) -> dt.datetime | None:
 def retrain_stage(p: Pass, serving: str | None) -> RetrainPlan:
     """Follow the running retrain, or start one when a trigger and the limits allow."""
     spec = p.ld.spec.retrain
-    old = dict(p.old_status.get("retrain") or {})
+    old: dict[str, Any] = dict(p.old_status.get("retrain") or {})
     if spec is None:
         p.fields["retrain"] = None
         p.drop_condition(c.RETRAINED)
         return RetrainPlan(False)
     st = dict(old)
-    p.fields["retrain"] = st
+    # Updated in place by the steps below as plain JSON; its keys are RetrainStatusDict's.
+    p.fields["retrain"] = cast(RetrainStatusDict, st)
     if st.get("state") == RUNNING and st.get("job"):
         return _follow(p, st)
     trigger, annotation = _trigger(p)
@@ -96,10 +99,10 @@ def _blocked(p: Pass, st: Mapping[str, Any]) -> str | None:
     last = _parse_time(st.get("lastStartTime"))
     cooldown = dt.timedelta(seconds=parse_duration(spec.cooldown))
     if last is not None and p.now - last < cooldown:
-        return f"a retrain is wanted; the next may start at {timestamp(last + cooldown)} (cooldown {spec.cooldown})"
+        return f"a retrain is wanted; the next may start at {format_timestamp(last + cooldown)} (cooldown {spec.cooldown})"
     recent = [t for t in (_parse_time(x) for x in st.get("startTimes") or []) if t and p.now - t < _DAY]
     if len(recent) >= spec.max_retrains_per_day:
-        until = timestamp(min(recent) + _DAY)
+        until = format_timestamp(min(recent) + _DAY)
         return f"a retrain is wanted; {len(recent)} started in the last 24 hours (maxRetrainsPerDay), next at {until}"
     return None
 
@@ -116,8 +119,8 @@ def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: 
         baseRevision=serving,
         trigger=trigger[:1000],
         message=f"retrain Job {job} started from revision {serving}",
-        lastStartTime=timestamp(p.now),
-        startTimes=[*recent, timestamp(p.now)][-24:],
+        lastStartTime=format_timestamp(p.now),
+        startTimes=[*recent, format_timestamp(p.now)][-24:],
     )
     for old_candidate in ("candidateModel", "candidateRevision", "candidatePath"):
         st.pop(old_candidate, None)  # absent, not null: status compares equal after a round trip

@@ -9,10 +9,11 @@ drift.quality against the score the revision had at its gate (lifecycle/drift.py
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from llmops.api import conditions as c
-from llmops.lifecycle.conditions import timestamp
+from llmops.contracts import format_timestamp
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import job_state, termination_json
 from llmops.lifecycle.gate import metric_results, verdict_message
@@ -22,7 +23,7 @@ from llmops.render.evaluation import COMPONENT_SCHEDULED, scheduled_evaluation
 __all__ = ["scheduled_stage"]
 
 
-def _finished_at(job: Any) -> str:
+def _finished_at(job: Mapping[str, Any]) -> str:
     st = job.get("status") or {}
     times = [str(x.get("lastTransitionTime") or "") for x in st.get("conditions") or []]
     return str(st.get("completionTime") or max(times, default=""))
@@ -62,12 +63,12 @@ def scheduled_stage(p: Pass, serving: str | None) -> None:
     if state == "Complete" or reason == "PodFailurePolicy":
         passed = state == "Complete"
         metrics = metric_results(summary)
-        message = verdict_message(revision, passed, metrics, summary).replace("; it will not serve", "")
+        message = verdict_message(revision, passed, metrics, summary)
         p.fields["scheduledEvaluation"] = {
             "revision": revision,
             "job": name,
             "passed": passed,
-            "time": timestamp(p.now),
+            "time": format_timestamp(p.now),
             "metrics": metrics,
         }
         reason_out = c.EVALUATION_PASSED if passed else c.SCHEDULED_EVALUATION_FAILED

@@ -11,9 +11,11 @@ broken one pauses it. Needs ``spec.evaluation`` (its dataset and thresholds).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from llmops.api.status import CanaryStatusDict, SmokeState
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import job_state, termination_json
 from llmops.render.evaluation import (
@@ -32,8 +34,8 @@ SMOKE_BROKEN = "SmokeEvaluationBroken"
 
 @dataclass(frozen=True)
 class Smoke:
-    state: str
-    """NotNeeded, Waiting (no canary pod has its containers ready yet), Running, Passed, Failed, Broken."""
+    state: SmokeState | Literal["NotNeeded", "Waiting"]
+    """A SmokeState, or NotNeeded, or Waiting (no canary pod has its containers ready yet)."""
     message: str = ""
 
 
@@ -42,17 +44,17 @@ def smoke_applies(p: Pass) -> bool:
     return bool(rollout and rollout.smoke_evaluation.enabled and p.ld.spec.evaluation is not None)
 
 
-def _containers_ready(pod: Any) -> bool:
+def _containers_ready(pod: Mapping[str, Any]) -> bool:
     conds = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "ContainersReady" and c.get("status") == "True" for c in conds)
 
 
-def _gate_open(pod: Any) -> bool:
+def _gate_open(pod: Mapping[str, Any]) -> bool:
     conds = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == SMOKE_GATE and c.get("status") == "True" for c in conds)
 
 
-def smoke_stage(p: Pass, can: dict[str, Any]) -> Smoke:
+def smoke_stage(p: Pass, can: CanaryStatusDict) -> Smoke:
     """Advance the smoke evaluation of the canary revision; record its outcome in ``can``."""
     if not smoke_applies(p):
         return Smoke("NotNeeded")
@@ -64,11 +66,11 @@ def smoke_stage(p: Pass, can: dict[str, Any]) -> Smoke:
         for pod in p.obs.pods_of(**{"llmops.io/track": "canary"})
         if not (pod.get("metadata") or {}).get("deletionTimestamp")
     ]
-    if can.get("smoke") == "Passed":
+    if can.get("smoke") == SmokeState.PASSED:
         _open_gates(p, pods)
-        return Smoke("Passed")
-    if can.get("smoke") == "Failed":
-        return Smoke("Failed", str(can.get("message", "")))
+        return Smoke(SmokeState.PASSED)
+    if can.get("smoke") == SmokeState.FAILED:
+        return Smoke(SmokeState.FAILED, str(can.get("message", "")))
 
     p.want(smoke_service(p.ld))
     if not any(_containers_ready(pod) for pod in pods):
@@ -85,29 +87,33 @@ def smoke_stage(p: Pass, can: dict[str, Any]) -> Smoke:
     )
     state, reason, job_message = job_state(p.obs.child("Job", name))
     if state in ("Missing", "Running"):
-        can["smoke"] = "Running"
-        return Smoke("Running", f"smoke evaluation {name} is scoring the canary before it gets traffic")
+        can["smoke"] = SmokeState.RUNNING
+        return Smoke(
+            SmokeState.RUNNING, f"smoke evaluation {name} is scoring the canary before it gets traffic"
+        )
     summary = termination_json(p.obs, name)
     if state == "Complete":
-        can["smoke"] = "Passed"
+        can["smoke"] = SmokeState.PASSED
         msg = f"smoke evaluation of {rev} passed ({summary.get('message') or 'all thresholds'}): the canary gets traffic"
         p.record("SmokeEvaluationPassed", rev, "SmokeEvaluationPassed", msg)
         p.events.append(Event("Normal", "SmokeEvaluationPassed", msg))
         _open_gates(p, pods)
-        return Smoke("Passed")
+        return Smoke(SmokeState.PASSED)
     if reason == "PodFailurePolicy":
-        can["smoke"] = "Failed"
-        return Smoke("Failed", f"smoke evaluation of {rev} failed: {summary.get('message') or job_message}")
-    can["smoke"] = "Broken"
+        can["smoke"] = SmokeState.FAILED
+        return Smoke(
+            SmokeState.FAILED, f"smoke evaluation of {rev} failed: {summary.get('message') or job_message}"
+        )
+    can["smoke"] = SmokeState.BROKEN
     detail = summary.get("message") or job_message or reason
     return Smoke(
-        "Broken",
+        SmokeState.BROKEN,
         f"the smoke evaluation of {rev} could not be done ({reason}: {detail}); fix it and delete Job {name}, "
         "or decide by hand (annotate llmops.io/promote or llmops.io/abort)",
     )
 
 
-def _open_gates(p: Pass, pods: list[Any]) -> None:
+def _open_gates(p: Pass, pods: list[Mapping[str, Any]]) -> None:
     for pod in pods:
         if _containers_ready(pod) and not _gate_open(pod):
             p.pod_conditions.append((str(pod["metadata"]["name"]), SMOKE_GATE, "SmokeEvaluationPassed"))

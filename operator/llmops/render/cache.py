@@ -7,6 +7,7 @@ from typing import Any
 
 from llmops.api.constants import LABEL_REVISION, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
+from llmops.contracts import DOWNLOAD_EXIT_PERMANENT
 from llmops.engines import DATA_DIR
 from llmops.render.labels import (
     COMPONENT_CACHE,
@@ -78,9 +79,8 @@ def download_job(
         "metadata": metadata(ld, download_job_name(ld.name, spec.model.id, revision), labels),
         "spec": {
             "backoffLimit": DOWNLOAD_BACKOFF_LIMIT,
-            # `llmops download` exits 1 for what retrying cannot fix (repository or revision not
-            # found, gated without a token) and 2 for what it can (network, timeout).
-            "podFailurePolicy": fail_fast_policy(DOWNLOAD_CONTAINER, 1),
+            # What retrying cannot fix fails the Job at once; the rest retries (backoffLimit).
+            "podFailurePolicy": fail_fast_policy(DOWNLOAD_CONTAINER, DOWNLOAD_EXIT_PERMANENT),
             "activeDeadlineSeconds": spec.cache.download.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},

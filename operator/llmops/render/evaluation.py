@@ -11,10 +11,13 @@ eviction) is retried by the Job controller with its own exponential backoff, up 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.api.constants import LABEL_COMPONENT, LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
+from llmops.api.delivery import DatasetSource, EvaluationSpec
 from llmops.api.resource import LLMDeployment
+from llmops.contracts import EVAL_EXIT_FAILED
 from llmops.engines import PORT_NAME
 from llmops.render.labels import (
     COMPONENT_SERVER,
@@ -31,7 +34,6 @@ __all__ = [
     "COMPONENT_EVALUATION",
     "COMPONENT_SCHEDULED",
     "EVAL_CONTAINER",
-    "EXIT_MODEL_FAILED",
     "SMOKE_GATE",
     "evaluation_job",
     "evaluation_job_name",
@@ -46,8 +48,6 @@ __all__ = [
 
 COMPONENT_EVALUATION = "evaluation"
 EVAL_CONTAINER = "evaluate"
-EXIT_MODEL_FAILED = 1
-"""`llmops eval` exit code for "the model failed a threshold" (see llmops.evaluation.report)."""
 DATASET_DIR = "/etc/llmops/dataset"
 API_KEY_ENV = "LLMOPS_SERVER_API_KEY"
 RESULTS_TTL_SECONDS = 7 * 86400
@@ -170,10 +170,39 @@ def evaluation_job(
 ) -> dict[str, Any]:
     """The evaluation Job for `revision`, scoring the server at `endpoint` (only the first
     `max_samples` samples for a smoke evaluation, under its own `name`)."""
-    spec = ld.spec
-    ev = spec.evaluation
+    ev = ld.spec.evaluation
     assert ev is not None, "evaluation_job needs spec.evaluation"
     labels = {**common_labels(ld, COMPONENT_EVALUATION), LABEL_REVISION: revision_label(revision)}
+    dataset, api_key = _dataset_inputs(ev.dataset), _api_key_inputs(ld)
+    container = _evaluation_container(
+        ev,
+        ev.image or operator_image,
+        args=[*_program_args(ld, ev, revision, endpoint, max_samples), *dataset.args, *api_key.args],
+        env=[*dataset.env, *api_key.env],
+        mounts=dataset.mounts,
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(ld, name or evaluation_job_name(ld, revision), labels),
+        "spec": {
+            "backoffLimit": ev.backoff_limit,
+            "activeDeadlineSeconds": ev.active_deadline_seconds,
+            "ttlSecondsAfterFinished": RESULTS_TTL_SECONDS,
+            # A model that failed its thresholds fails the Job at once: retrying cannot change the verdict.
+            "podFailurePolicy": fail_fast_policy(EVAL_CONTAINER, EVAL_EXIT_FAILED),
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": job_pod_spec([container], dataset.volumes),
+            },
+        },
+    }
+
+
+def _program_args(
+    ld: LLMDeployment, ev: EvaluationSpec, revision: str, endpoint: str, max_samples: int | None
+) -> list[str]:
+    """`llmops eval`'s flags for the server, the thresholds and the limits."""
     thresholds = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in ev.thresholds]
     args = [
         "eval",
@@ -183,7 +212,7 @@ def evaluation_job(
         "--timeout", str(ev.timeout_seconds),
         "--max-new-tokens", str(ev.max_new_tokens),
         "--model-revision", revision,
-        "--model", spec.model.id,
+        "--model", ld.spec.model.id,
         # The OpenAI-compatible routes name the model: vLLM serves spec.model.id under that name.
         "--route", ev.route,
         "--workers", str(ev.workers),
@@ -191,39 +220,68 @@ def evaluation_job(
     ]  # fmt: skip
     if max_samples is not None:
         args += ["--max-samples", str(max_samples)]
-    env: list[dict[str, Any]] = []
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
-    ds = ev.dataset
+    return args
+
+
+@dataclass
+class _Inputs:
+    """What one input of the evaluation adds to its pod: flags, env, volumes and mounts."""
+
+    args: list[str] = field(default_factory=list)
+    env: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _dataset_inputs(ds: DatasetSource) -> _Inputs:
+    """The dataset: a ConfigMap key or a file on a volume (mounted), or a Hub dataset (downloaded)."""
+    mount = {"name": "dataset", "mountPath": DATASET_DIR, "readOnly": True}
     if ds.config_map_ref is not None:
-        volumes.append({"name": "dataset", "configMap": {"name": ds.config_map_ref.name}})
-        mounts.append({"name": "dataset", "mountPath": DATASET_DIR, "readOnly": True})
-        args += ["--dataset", f"{DATASET_DIR}/{ds.config_map_ref.key}"]
-    elif ds.path is not None:
-        volumes.append({**ds.path.volume, "name": "dataset"})
-        mounts.append({"name": "dataset", "mountPath": DATASET_DIR, "readOnly": True})
-        args += ["--dataset", f"{DATASET_DIR}/{ds.path.file.lstrip('/')}"]
-    elif ds.hub is not None:
-        args += [
-            "--hub-dataset",
-            ds.hub.repo,
-            "--hub-revision",
-            ds.hub.revision,
-            "--hub-filename",
-            ds.hub.filename,
-        ]
-        if ds.hub.token_secret_ref is not None:
-            ref = ds.hub.token_secret_ref
-            env.append(
-                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-            )
-    if spec.engine.api_key_secret_ref is not None:
-        ref = spec.engine.api_key_secret_ref
-        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-        args += ["--api-key-env", API_KEY_ENV]
-    container: dict[str, Any] = {
+        return _Inputs(
+            args=["--dataset", f"{DATASET_DIR}/{ds.config_map_ref.key}"],
+            volumes=[{"name": "dataset", "configMap": {"name": ds.config_map_ref.name}}],
+            mounts=[mount],
+        )
+    if ds.path is not None:
+        return _Inputs(
+            args=["--dataset", f"{DATASET_DIR}/{ds.path.file.lstrip('/')}"],
+            volumes=[{**ds.path.volume, "name": "dataset"}],
+            mounts=[mount],
+        )
+    if ds.hub is not None:
+        hub = ds.hub
+        inputs = _Inputs(
+            args=["--hub-dataset", hub.repo, "--hub-revision", hub.revision, "--hub-filename", hub.filename]
+        )
+        if hub.token_secret_ref is not None:
+            inputs.env.append(_secret_env("HF_TOKEN", hub.token_secret_ref.name, hub.token_secret_ref.key))
+        return inputs
+    return _Inputs()
+
+
+def _api_key_inputs(ld: LLMDeployment) -> _Inputs:
+    """The server's API key, when it requires one: from its Secret, named by an env variable."""
+    ref = ld.spec.engine.api_key_secret_ref
+    if ref is None:
+        return _Inputs()
+    return _Inputs(args=["--api-key-env", API_KEY_ENV], env=[_secret_env(API_KEY_ENV, ref.name, ref.key)])
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _evaluation_container(
+    ev: EvaluationSpec,
+    image: str,
+    *,
+    args: list[str],
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
         "name": EVAL_CONTAINER,
-        "image": ev.image or operator_image,
+        "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["llmops"],
         "args": args,
@@ -238,20 +296,4 @@ def evaluation_job(
         # The summary (verdict and per-metric values) is the termination message; on a crash
         # without one, the log tail says why.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata(ld, name or evaluation_job_name(ld, revision), labels),
-        "spec": {
-            "backoffLimit": ev.backoff_limit,
-            "activeDeadlineSeconds": ev.active_deadline_seconds,
-            "ttlSecondsAfterFinished": RESULTS_TTL_SECONDS,
-            # A model that failed its thresholds fails the Job at once: retrying cannot change the verdict.
-            "podFailurePolicy": fail_fast_policy(EVAL_CONTAINER, EXIT_MODEL_FAILED),
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": job_pod_spec([container], volumes),
-            },
-        },
     }

@@ -14,6 +14,8 @@ from llmops.api.constants import (
     PROM_LABEL_TRACK,
 )
 from llmops.api.resource import LLMDeployment
+from llmops.api.spec import PrometheusRuleSpec
+from llmops.api.status import CanaryState
 from llmops.engines import PORT_NAME, alert_rules, get_engine
 from llmops.render.labels import COMPONENT_MONITORING, common_labels, metadata, server_selector
 from llmops.render.names import service_name
@@ -70,15 +72,57 @@ def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
     rule = mon.prometheus_rule
     if not (mon.enabled and rule.enabled):
         return None
-    engine = get_engine(ld.spec.engine.type)
-    sel = (
+    alerts = [*_pods_alerts(ld, rule), *_serving_alerts(ld, rule), *_canary_alerts(ld), *_drift_alerts(ld)]
+    labels = {**rule.labels, **common_labels(ld, COMPONENT_MONITORING)}
+    return {
+        "apiVersion": MONITORING_API_VERSION,
+        "kind": "PrometheusRule",
+        "metadata": metadata(ld, service_name(ld.name), labels),
+        "spec": {"groups": [{"name": f"llmops.{ld.namespace}.{ld.name}", "rules": alerts}]},
+    }
+
+
+def _serving_selector(ld: LLMDeployment) -> str:
+    """PromQL label matchers for the serving (stable and canary) pods of ``ld``."""
+    return (
         f'namespace="{ld.namespace}",{PROM_LABEL_DEPLOYMENT}="{ld.name}",'
         f'{PROM_LABEL_TRACK}=~"{SERVING_TRACKS_REGEX}"'
     )
-    where = f"{ld.namespace}/{ld.name}"
+
+
+def _where(ld: LLMDeployment) -> str:
+    return f"{ld.namespace}/{ld.name}"
+
+
+def _operator_selector(ld: LLMDeployment) -> str:
+    """Label matchers for the operator's own metrics (llmops.metrics) about ``ld``."""
+    return f'llmd_namespace="{ld.namespace}",llmd_name="{ld.name}"'
+
+
+def _pods_alerts(ld: LLMDeployment, rule: PrometheusRuleSpec) -> list[dict[str, Any]]:
+    """Fewer serving pods up than replicas."""
+    if ld.spec.replicas <= 0:
+        return []
+    # A pod scrapes as up only once the server listens, which TGI does after warm-up; pods
+    # that are Pending have no target at all. So fewer `up` targets than replicas = not ready.
+    return [
+        _alert(
+            ld,
+            "LLMDeploymentPodsNotReady",
+            expr=f"(count(up{{{_serving_selector(ld)}}} == 1) or vector(0)) < {ld.spec.replicas}",
+            for_=rule.for_,
+            severity="warning",
+            text=f"Fewer than {ld.spec.replicas} serving pods of {_where(ld)} are up.",
+        )
+    ]
+
+
+def _serving_alerts(ld: LLMDeployment, rule: PrometheusRuleSpec) -> list[dict[str, Any]]:
+    """The engine's alerts on its own metrics: error ratio, p95 latency, queue backlog."""
+    where = _where(ld)
     exprs = alert_rules(
-        engine,
-        selector=sel,
+        get_engine(ld.spec.engine.type),
+        selector=_serving_selector(ld),
         error_ratio=rule.error_ratio,
         latency_p95_seconds=rule.latency_p95_seconds,
         queue_size=rule.queue_size,
@@ -91,72 +135,61 @@ def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
         "LatencyP95": ("warning", f"p95 request duration of {where} is above {rule.latency_p95_seconds:g}s."),
         "QueueBacklog": ("warning", f"A pod of {where} has more than {rule.queue_size} requests queued."),
     }
-    alerts: list[dict[str, Any]] = []
-    if ld.spec.replicas > 0:
-        # A pod scrapes as up only once the server listens, which TGI does after warm-up; pods
-        # that are Pending have no target at all. So fewer `up` targets than replicas = not ready.
-        alerts.append(
-            _alert(
-                "LLMDeploymentPodsNotReady",
-                f"(count(up{{{sel}}} == 1) or vector(0)) < {ld.spec.replicas}",
-                rule.for_,
-                "warning",
-                f"Fewer than {ld.spec.replicas} serving pods of {where} are up.",
-                ld,
-            )
-        )
+    alerts = []
     for suffix, expr in exprs.items():
         severity, text = descriptions[suffix]
-        alerts.append(_alert(f"LLMDeployment{suffix}", expr, rule.for_, severity, text, ld))
-    if ld.spec.rollout is not None:
-        # On the operator's own metrics (llmops.metrics), scraped through the chart's ServiceMonitor.
-        op = f'llmd_namespace="{ld.namespace}",llmd_name="{ld.name}"'
         alerts.append(
-            _alert(
-                "LLMDeploymentCanaryFailed",
-                f'llmops_canary_state{{{op},state="RolledBack"}} == 1',
-                "0m",
-                "warning",
-                f"The canary of {where} was rolled back; the previous revision serves (see status.history).",
-                ld,
-            )
+            _alert(ld, f"LLMDeployment{suffix}", expr=expr, for_=rule.for_, severity=severity, text=text)
         )
-        alerts.append(
-            _alert(
-                "LLMDeploymentRolloutStalled",
-                f'llmops_canary_state{{{op},state="Paused"}} == 1',
-                "15m",
-                "warning",
-                f"The canary of {where} has been paused for 15 minutes (no GPUs, or no analysis data).",
-                ld,
-            )
-        )
+    return alerts
+
+
+def _canary_alerts(ld: LLMDeployment) -> list[dict[str, Any]]:
+    """A rolled-back or stalled canary, on the operator's own metrics (llmops.metrics), scraped
+    through the chart's ServiceMonitor."""
+    if ld.spec.rollout is None:
+        return []
+    where, op = _where(ld), _operator_selector(ld)
+    return [
+        _alert(
+            ld,
+            "LLMDeploymentCanaryFailed",
+            expr=f'llmops_canary_state{{{op},state="{CanaryState.ROLLED_BACK}"}} == 1',
+            for_="0m",
+            severity="warning",
+            text=f"The canary of {where} was rolled back; the previous revision serves (see status.history).",
+        ),
+        _alert(
+            ld,
+            "LLMDeploymentRolloutStalled",
+            expr=f'llmops_canary_state{{{op},state="{CanaryState.PAUSED}"}} == 1',
+            for_="15m",
+            severity="warning",
+            text=f"The canary of {where} has been paused for 15 minutes (no GPUs, or no analysis data).",
+        ),
+    ]
+
+
+def _drift_alerts(ld: LLMDeployment) -> list[dict[str, Any]]:
+    """Drifted, on the operator's verdict, not a second PromQL copy of it: llmops_drift_score is
+    the statistic over its threshold, and has no series while the verdict is Unknown."""
     drift = ld.spec.drift
-    if drift is not None and drift.enabled:
-        # The operator's verdict, not a second PromQL copy of it: llmops_drift_score is the
-        # statistic over its threshold, and has no series while the verdict is Unknown.
-        op = f'llmd_namespace="{ld.namespace}",llmd_name="{ld.name}"'
-        alerts.append(
-            _alert(
-                "LLMDeploymentDrifted",
-                f"max by (signal) (llmops_drift_score{{{op}}}) >= 1",
-                "0m",
-                "warning",
-                f"The traffic, quality or feedback of {where} drifted from its reference "
-                "(status.drift has the numbers).",
-                ld,
-            )
+    if drift is None or not drift.enabled:
+        return []
+    return [
+        _alert(
+            ld,
+            "LLMDeploymentDrifted",
+            expr=f"max by (signal) (llmops_drift_score{{{_operator_selector(ld)}}}) >= 1",
+            for_="0m",
+            severity="warning",
+            text=f"The traffic, quality or feedback of {_where(ld)} drifted from its reference "
+            "(status.drift has the numbers).",
         )
-    labels = {**rule.labels, **common_labels(ld, COMPONENT_MONITORING)}
-    return {
-        "apiVersion": MONITORING_API_VERSION,
-        "kind": "PrometheusRule",
-        "metadata": metadata(ld, service_name(ld.name), labels),
-        "spec": {"groups": [{"name": f"llmops.{ld.namespace}.{ld.name}", "rules": alerts}]},
-    }
+    ]
 
 
-def _alert(name: str, expr: str, for_: str, severity: str, text: str, ld: LLMDeployment) -> dict[str, Any]:
+def _alert(ld: LLMDeployment, name: str, *, expr: str, for_: str, severity: str, text: str) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from llmops.api.constants import LABEL_DEPLOYMENT
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
@@ -13,7 +15,7 @@ from llmops.render.names import service_name
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
-def _selector(selector: Any) -> dict[str, Any]:
+def _selector(selector: BaseModel) -> dict[str, Any]:
     return selector.model_dump(exclude_defaults=True)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from llmops.api.constants import LABEL_TRACK
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
-from llmops.render.labels import COMPONENT_SERVER, common_labels, metadata, track_selector
+from llmops.render.labels import COMPONENT_SERVER, Track, common_labels, metadata, track_selector
 from llmops.render.names import service_name
 
 __all__ = ["route_patch", "track_service", "track_service_name"]
@@ -27,7 +27,7 @@ def track_service_name(name: str, track: str) -> str:
     return f"{service_name(name)}-{track}"
 
 
-def track_service(ld: LLMDeployment, track: str) -> dict[str, Any]:
+def track_service(ld: LLMDeployment, track: Track) -> dict[str, Any]:
     """The Service `<name>-<track>` selecting one track's pods (Gateway API backends)."""
     return {
         "apiVersion": "v1",
@@ -39,7 +39,7 @@ def track_service(ld: LLMDeployment, track: str) -> dict[str, Any]:
         ),
         "spec": {
             "type": "ClusterIP",
-            "selector": track_selector(ld, track),  # type: ignore[arg-type]
+            "selector": track_selector(ld, track),
             "ports": [
                 {"name": PORT_NAME, "port": ld.spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}
             ],
