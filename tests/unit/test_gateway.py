@@ -17,7 +17,6 @@ import httpx2
 import pytest
 from huggingface_hub import InferenceClient
 from prometheus_client.parser import text_string_to_metric_families
-from testkit import wait_for
 
 from llmops.gateway import (
     Gateway,
@@ -29,6 +28,7 @@ from llmops.gateway import (
 from llmops.gateway.server import ID_HEADER, ID_JSON_FIELD
 from llmops_dev.gateway_thread import run_gateway_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
+from testkit import wait_for
 
 PROMPT = "What is the capital of France?"
 ANSWER = "The capital of France is Paris, a city on the Seine."
