@@ -16,6 +16,7 @@ from typing import Any
 from llmops.api.constants import LABEL_COMPONENT, LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
+from llmops.render.gateway import INTERNAL_API_KEY, signing_secret_name
 from llmops.render.labels import (
     COMPONENT_SERVER,
     common_labels,
@@ -143,6 +144,24 @@ def scheduled_evaluation(
     }
 
 
+def _api_key_source(ld: LLMDeployment) -> dict[str, str] | None:
+    """Where the evaluation's API key comes from (a secretKeyRef), or None when it needs none.
+
+    Behind the gateway with per-client keys: the operator's own key, kept in the signing-key
+    Secret. Behind the gateway without keys: none (the gateway adds the engine's key itself).
+    Without the gateway: the engine's key, if it has one.
+    """
+    spec = ld.spec
+    if spec.gateway.enabled:
+        if spec.gateway.auth.api_keys_secret_ref is None:
+            return None
+        return {"name": signing_secret_name(ld.name), "key": INTERNAL_API_KEY}
+    if spec.engine.api_key_secret_ref is not None:
+        ref = spec.engine.api_key_secret_ref
+        return {"name": ref.name, "key": ref.key}
+    return None
+
+
 def staging_endpoint(ld: LLMDeployment) -> str:
     return f"http://{staging_name(ld.name)}.{ld.namespace}.svc.cluster.local:{ld.spec.service.port}"
 
@@ -217,9 +236,8 @@ def evaluation_job(
             env.append(
                 {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
             )
-    if spec.engine.api_key_secret_ref is not None:
-        ref = spec.engine.api_key_secret_ref
-        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if (key := _api_key_source(ld)) is not None:
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": key}})
         args += ["--api-key-env", API_KEY_ENV]
     container: dict[str, Any] = {
         "name": EVAL_CONTAINER,
