@@ -177,3 +177,25 @@ def test_gateway_keys_ids_feedback_streaming_and_metrics_through_the_service(
     assert any(name.endswith("_gateway.log") for name in places), sorted(places)
     for where, text in places.items():
         assert alice not in text and bob not in text, f"a planted API key appears in the {where}"
+
+
+def test_a_missing_api_keys_secret_is_a_condition_naming_it_until_it_exists(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=sample("nokeys", REV, gateway={"auth": {"apiKeysSecretRef": {"name": "clients"}}}),
+    )
+    obj = wait_condition(
+        cluster, namespace, "nokeys", "Available", "False", reason="VolumeNotMounted", timeout=120
+    )
+    message = next(c for c in obj["status"]["conditions"] if c["type"] == "Available")["message"]
+    assert '"clients"' in message
+    pod = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"][0]
+    assert all(s.get("restartCount", 0) == 0 for s in pod["status"].get("containerStatuses") or [])
+    cluster.kubectl("apply", "-f", "-", input=_secret(namespace, {"alice": secrets.token_hex(16)}))
+    wait_condition(cluster, namespace, "nokeys", "Available", "True", timeout=120)

@@ -11,8 +11,10 @@ import pytest
 
 import llmops.api as api
 from llmops.analysis.queries import FEEDBACK_NEGATIVE_RATIO, queries
+from llmops.api import conditions as c
 from llmops.engines import CONTAINER_NAME, get_engine
 from llmops.gateway.feedback import NEGATIVE_RATINGS
+from llmops.lifecycle.diagnose import diagnose_pods
 from llmops.render import deployment, network_policy, pod_monitor, service
 from llmops.render.evaluation import evaluation_job
 from llmops.render.gateway import GATEWAY_CONTAINER, signing_secret
@@ -169,3 +171,36 @@ def test_feedback_negative_ratio_counts_ratings_of_the_tracks_answers() -> None:
     assert q.stable is not None and 'track="stable"' in q.stable
     # The query's idea of negative is the gateway's.
     assert set(["down", "1", "2"]) == set(NEGATIVE_RATINGS)
+
+
+def _waiting_pod(sandbox: str, reason: str = "ContainerCreating") -> dict[str, Any]:
+    dep = deployment(
+        ld(gateway={"auth": {"apiKeysSecretRef": {"name": "clients"}}}),
+        track="stable",
+        revision=SHA,
+        replicas=1,
+    )
+    spec = dep["spec"]["template"]["spec"]
+    return {
+        "metadata": {"name": "chat-stable-x"},
+        "spec": spec,
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "PodReadyToStartContainers", "status": sandbox},
+            ],
+            "containerStatuses": [
+                {"name": c["name"], "state": {"waiting": {"reason": reason}}} for c in spec["containers"]
+            ],
+        },
+    }
+
+
+def test_a_pod_that_cannot_mount_its_secrets_is_a_condition_naming_them() -> None:
+    problem = diagnose_pods([_waiting_pod("False")])
+    assert problem is not None and problem.reason == c.VOLUME_NOT_MOUNTED and not problem.permanent
+    assert '"clients"' in problem.message and '"chat-gateway"' in problem.message
+    # A started sandbox (pulling images) or a container past creation is something else.
+    assert diagnose_pods([_waiting_pod("True")]) is None
+    assert diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")]) is not None
+    assert diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")]).reason == c.CRASH_LOOP  # type: ignore[union-attr]
