@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -57,7 +58,7 @@ def stack(
     auth: bool = True,
     sim: Simulator | None = None,
     deployment: str = DEPLOYMENT,
-    **config: float,
+    **config: Any,
 ) -> Iterator[Stack]:
     sim = sim or Simulator(Behaviour(answers={PROMPT: ANSWER}), max_input_tokens=1000, max_total_tokens=2000)
     keys_dir = tmp_path / f"keys-{revision}-{track}"
@@ -65,7 +66,7 @@ def stack(
     (keys_dir / "alice").write_text(ALICE + "\n")
     with run_in_thread(sim) as engine:
         gateway = Gateway(
-            GatewayConfig(upstream=engine, deployment=deployment, revision=revision, track=track, **config),  # type: ignore[arg-type]
+            GatewayConfig(upstream=engine, deployment=deployment, revision=revision, track=track, **config),
             RequestIdSigner(KEY, deployment),
             KeyStore(keys_dir) if auth else None,
         )
@@ -197,6 +198,22 @@ def test_a_client_that_disconnects_cancels_the_engine_request(tmp_path: Path) ->
         wait_for("the engine request to end", lambda: s.sim.inflight == 0, timeout=10)
         metrics = httpx2.get(f"{s.health}/metrics").text
         assert sample(metrics, "llmops_gateway_upstream_errors_total", kind="client_disconnected") == 1
+
+
+def test_the_engines_own_key_is_the_gateways_business_not_the_clients(tmp_path: Path) -> None:
+    """spec.engine.apiKeySecretRef: TGI wants its key; clients send theirs, the gateway swaps."""
+    sim = Simulator(
+        Behaviour(answers={PROMPT: ANSWER}),
+        api_key="engine-key",
+        max_input_tokens=1000,
+        max_total_tokens=2000,
+    )
+    with stack(tmp_path, sim=sim, engine_api_key="engine-key") as s:
+        r = httpx2.post(f"{s.url}/generate", json={"inputs": PROMPT}, headers=bearer(ALICE))
+        assert r.status_code == 200, r.text
+    with stack(tmp_path, sim=Simulator(Behaviour(), api_key="engine-key")) as s:
+        r = httpx2.post(f"{s.url}/generate", json={"inputs": PROMPT}, headers=bearer(ALICE))
+        assert r.status_code == 401  # the engine's refusal: alice's key never reaches it
 
 
 # -- API keys --------------------------------------------------------------------------------

@@ -216,7 +216,8 @@ class Gateway:
         except web.HTTPException as exc:
             # aiohttp's own refusals (413 from client_max_size, 405) in TGI's error shape.
             response = _error(exc.status, exc.reason, "validation" if exc.status < 500 else "gateway")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away (cancelled handler, or a write to its closed connection).
             self.metrics.upstream_errors.labels("client_disconnected").inc()
             self._count(route, 499, client, started)
             raise
