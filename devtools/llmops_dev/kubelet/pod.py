@@ -73,8 +73,9 @@ POD_MARKER = "LLMOPS_FAKE_KUBELET_POD"
 _TERMINATION_LOG = "/dev/termination-log"
 _LOG_TAIL_LINES, _LOG_TAIL_BYTES = 80, 2048  # the kubelet's FallbackToLogsOnError limits
 _LOST = "the container's process was lost when the fake kubelet restarted"
-_VOLUME_REFRESH_SECONDS = 1.0
-"""How often mounted Secrets and ConfigMaps are compared with the API (the real kubelet: ~1 min)."""
+_VOLUME_REFRESH_SECONDS = 2.0
+"""How often mounted Secrets and ConfigMaps are compared with the API (the real kubelet: up to
+about a minute). One GET per such volume per pod each time: a shared watch would be cheaper."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _GATEWAY_PORT_FLAGS = ("--port", "--health-port")
 _LOCAL_URL = re.compile(r"\b(?:127\.0\.0\.1|localhost):([0-9]+)\b")
