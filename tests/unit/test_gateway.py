@@ -200,20 +200,29 @@ def test_a_client_that_disconnects_cancels_the_engine_request(tmp_path: Path) ->
         assert sample(metrics, "llmops_gateway_upstream_errors_total", kind="client_disconnected") == 1
 
 
-def test_the_engines_own_key_is_the_gateways_business_not_the_clients(tmp_path: Path) -> None:
-    """spec.engine.apiKeySecretRef: TGI wants its key; clients send theirs, the gateway swaps."""
-    sim = Simulator(
-        Behaviour(answers={PROMPT: ANSWER}),
-        api_key="engine-key",
-        max_input_tokens=1000,
-        max_total_tokens=2000,
-    )
-    with stack(tmp_path, sim=sim, engine_api_key="engine-key") as s:
+def test_the_engines_own_key_is_enforced_by_the_engine_or_swapped_in_by_the_gateway(tmp_path: Path) -> None:
+    """spec.engine.apiKeySecretRef: without client keys the engine checks the client's key, as
+    without the gateway; with client keys the gateway checks those and sends the engine its own."""
+
+    def engine() -> Simulator:
+        return Simulator(Behaviour(), api_key="engine-key", max_input_tokens=1000, max_total_tokens=2000)
+
+    with stack(tmp_path, sim=engine(), auth=False, engine_api_key="engine-key") as s:
+        assert httpx2.post(f"{s.url}/generate", json={"inputs": PROMPT}).status_code == 401
+        assert (
+            httpx2.post(
+                f"{s.url}/generate", json={"inputs": PROMPT}, headers=bearer("engine-key")
+            ).status_code
+            == 200
+        )
+    with stack(tmp_path, sim=engine(), engine_api_key="engine-key") as s:
+        assert (
+            httpx2.post(f"{s.url}/generate", json={"inputs": PROMPT}, headers=bearer(ALICE)).status_code
+            == 200
+        )
+    with stack(tmp_path, sim=engine()) as s:
         r = httpx2.post(f"{s.url}/generate", json={"inputs": PROMPT}, headers=bearer(ALICE))
-        assert r.status_code == 200, r.text
-    with stack(tmp_path, sim=Simulator(Behaviour(), api_key="engine-key")) as s:
-        r = httpx2.post(f"{s.url}/generate", json={"inputs": PROMPT}, headers=bearer(ALICE))
-        assert r.status_code == 401  # the engine's refusal: alice's key never reaches it
+        assert r.status_code == 401  # the engine's refusal: alice's key is never passed on
 
 
 # -- API keys --------------------------------------------------------------------------------

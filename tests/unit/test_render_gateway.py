@@ -129,7 +129,7 @@ def test_signing_secret_holds_the_given_keys_and_is_owned() -> None:
             {"gateway": {"auth": {"apiKeysSecretRef": {"name": "clients"}}}},
             {"name": "chat-gateway", "key": "internal-api-key"},
         ),
-        ({"engine": {"apiKeySecretRef": {"name": "tgi"}}}, None),
+        ({"engine": {"apiKeySecretRef": {"name": "tgi"}}}, {"name": "tgi", "key": "api-key"}),
         (
             {"engine": {"apiKeySecretRef": {"name": "tgi"}}, "gateway": {"enabled": False}},
             {"name": "tgi", "key": "api-key"},

@@ -83,7 +83,8 @@ class GatewayConfig:
     max_request_bytes: int = 4 * 1024 * 1024
     upstream_timeout: float = 300.0
     engine_api_key: str | None = None
-    """Sent to the engine as Bearer when the engine itself requires a key (spec.engine.apiKeySecretRef)."""
+    """Sent to the engine as Bearer, in place of the client's key, when the gateway checks client
+    keys itself and the engine requires a key too (spec.engine.apiKeySecretRef)."""
 
 
 def _error(status: int, message: str, error_type: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -278,10 +279,13 @@ class Gateway:
 
     def _upstream_headers(self, request: web.Request) -> dict[str, str]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        if self.keys is not None:
-            # The client's key is for the gateway; the engine gets its own key or none.
-            headers.pop("Authorization", None)
-            headers.pop("authorization", None)
+        if self.keys is None:
+            # No client keys here: the client's Authorization goes through untouched, so an
+            # engine with its own key (spec.engine.apiKeySecretRef) still enforces it.
+            return headers
+        # The client's key is for the gateway; the engine gets its own key or none.
+        headers.pop("Authorization", None)
+        headers.pop("authorization", None)
         if self.config.engine_api_key:
             headers["Authorization"] = f"Bearer {self.config.engine_api_key}"
         return headers

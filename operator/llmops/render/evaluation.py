@@ -148,13 +148,11 @@ def _api_key_source(ld: LLMDeployment) -> dict[str, str] | None:
     """Where the evaluation's API key comes from (a secretKeyRef), or None when it needs none.
 
     Behind the gateway with per-client keys: the operator's own key, kept in the signing-key
-    Secret. Behind the gateway without keys: none (the gateway adds the engine's key itself).
-    Without the gateway: the engine's key, if it has one.
+    Secret. Otherwise (no gateway, or a gateway that passes the client's key through): the
+    engine's key, if it has one.
     """
     spec = ld.spec
-    if spec.gateway.enabled:
-        if spec.gateway.auth.api_keys_secret_ref is None:
-            return None
+    if spec.gateway.enabled and spec.gateway.auth.api_keys_secret_ref is not None:
         return {"name": signing_secret_name(ld.name), "key": INTERNAL_API_KEY}
     if spec.engine.api_key_secret_ref is not None:
         ref = spec.engine.api_key_secret_ref

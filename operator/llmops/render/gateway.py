@@ -155,7 +155,9 @@ def gateway_container(
         args += ["--api-keys-dir", API_KEYS_DIR, "--internal-key-file", f"{SIGNING_DIR}/{INTERNAL_API_KEY}"]
         mounts.append({"name": API_KEYS_VOLUME, "mountPath": API_KEYS_DIR, "readOnly": True})
     env: list[dict[str, Any]] = []
-    if spec.engine.api_key_secret_ref is not None:
+    # The engine's key is the gateway's to send only when it checks client keys itself; without
+    # client keys the client's own Authorization reaches the engine, which enforces its key.
+    if spec.engine.api_key_secret_ref is not None and gw.auth.api_keys_secret_ref is not None:
         ref = spec.engine.api_key_secret_ref
         env.append(
             {"name": ENGINE_API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
