@@ -16,7 +16,7 @@ from llmops.engines import CONTAINER_NAME, get_engine
 from llmops.gateway.feedback import NEGATIVE_RATINGS
 from llmops.lifecycle.diagnose import diagnose_pods
 from llmops.render import deployment, network_policy, pod_monitor, service
-from llmops.render.evaluation import evaluation_job
+from llmops.render.evaluation import API_KEY_ENV, evaluation_job
 from llmops.render.gateway import GATEWAY_CONTAINER, signing_secret
 
 SHA = "0e9e39f249a16976918f6564b8830bc894c89659"
@@ -47,7 +47,7 @@ def test_the_gateway_takes_the_services_port_and_the_engine_listens_on_localhost
     cs = containers(obj)
     gw, engine = cs[GATEWAY_CONTAINER], cs[CONTAINER_NAME]
     assert gw["image"] == "op/image:1.2.3" and gw["command"] == ["llmops"] and gw["args"][0] == "gateway"
-    assert {p["name"]: p["containerPort"] for p in gw["ports"]} == {"http": 8000, "metrics": 9091}
+    assert {p["name"]: p["containerPort"] for p in gw["ports"]} == {"http": 8088, "metrics": 9091}
     assert "ports" not in engine
     env = {e["name"]: e.get("value") for e in engine["env"]}
     assert env["HOSTNAME"] == "127.0.0.1"
@@ -145,7 +145,7 @@ def test_the_evaluation_authenticates_as_the_operators_own_client(
     }
     job = evaluation_job(ld(evaluation=evaluation, **spec), revision=SHA, endpoint="http://x")
     (c,) = job["spec"]["template"]["spec"]["containers"]
-    keys = [e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if e["name"] == "LLMOPS_TGI_API_KEY"]
+    keys = [e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if e["name"] == API_KEY_ENV]
     assert keys == ([source] if source else [])
 
 

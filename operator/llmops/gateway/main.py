@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="llmops gateway", description="Serve the gateway in front of the engine."
     )
     p.add_argument("--host", default="0.0.0.0", help="address of both ports")
-    p.add_argument("--port", type=int, default=8000, help="API port (the Service's target)")
+    p.add_argument("--port", type=int, default=8088, help="API port (the Service's target)")
     p.add_argument("--health-port", type=int, default=9091, help="/healthz, /health and /metrics")
     p.add_argument("--upstream", required=True, help="the engine's base URL on localhost")
     p.add_argument("--deployment", required=True, help="namespace/name of the LLMDeployment")

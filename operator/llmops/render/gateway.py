@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 GATEWAY_CONTAINER = "gateway"
-GATEWAY_PORT = 8000
+# Not 8000 (vLLM's port) nor 8080 (TGI's): the containers of a pod share one network namespace.
+GATEWAY_PORT = 8088
 GATEWAY_HEALTH_PORT = 9091
 HEALTH_PORT_NAME = "metrics"
 """The gateway's health port: /healthz, /health (the engine's) and /metrics (gateway + engine)."""
