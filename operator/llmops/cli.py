@@ -4,6 +4,7 @@ llmops run        the operator (kopf with our settings)
 llmops crds       print the generated CRD (crds/llmops.io_llmdeployments.yaml)
 llmops download   pre-warm the model cache (runs in the download Job)
 llmops eval       score a model through its API (runs in the evaluation Job)
+llmops gateway    the gateway in front of the engine (runs in every model-server pod)
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ def _eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
-COMMANDS = {"run": _run, "crds": _crds, "download": _download, "eval": _eval}
+def _gateway(argv: list[str]) -> int:
+    from llmops.gateway.main import main as gateway_main
+
+    return gateway_main(argv)
+
+
+COMMANDS = {"run": _run, "crds": _crds, "download": _download, "eval": _eval, "gateway": _gateway}
 
 
 def main(argv: list[str] | None = None) -> int:

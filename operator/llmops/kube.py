@@ -64,6 +64,8 @@ RESOURCES: dict[str, Resource] = {
     "PrometheusRule": Resource(MONITORING_API, "prometheusrules", MONITORING_API),
     "HTTPRoute": Resource(GATEWAY_API, "httproutes", GATEWAY_API),
     "Pod": Resource("v1", "pods"),
+    # Created once, never read: the gateway's signing key (see render.gateway).
+    "Secret": Resource("v1", "secrets"),
     "LLMDeployment": Resource(API_VERSION, PLURAL),
 }
 OPTIONAL_CRDS = {
@@ -292,6 +294,19 @@ class Kube:
             )
         except ApiError as exc:
             raise exc.about(f"apply {kind} {meta['name']}") from exc
+
+    def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
+        """Create `obj`; False when it exists already. For objects written once and never again
+        (the gateway's signing key): no get, so no read permission, and never an overwrite."""
+        kind, meta = obj["kind"], obj["metadata"]
+        try:
+            self._call("POST", RESOURCES[kind].path(meta["namespace"]), body=dict(obj))
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        self._write("create", kind, meta["name"])
+        return True
 
     def set_pod_condition(self, namespace: str, pod: str, type_: str, reason: str, now: dt.datetime) -> None:
         """Set a readiness-gate condition True on a pod. A strategic merge patch merges the

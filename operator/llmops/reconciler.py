@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +38,7 @@ from llmops.lifecycle.drift import DriftQuery, drift_request
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
 from llmops.prom import PromClient
+from llmops.render.gateway import signing_secret
 
 __all__ = ["Reconciler", "measure_drift"]
 
@@ -126,6 +128,8 @@ class Reconciler:
         now = self.clock()
         obs = self._enrich(body, obs, now)
         result = plan(body, obs, now)
+        if any(obj["kind"] == "Deployment" for obj in result.apply):
+            self._ensure_signing_key(body)
         for obj in result.apply:
             kind, child = obj["kind"], obj["metadata"]["name"]
             if taken := result.drift.get((kind, child)):
@@ -161,6 +165,23 @@ class Reconciler:
         if not result.status_changed:
             log.info("%s/%s: pass: nothing to change", namespace, name)
         return result.requeue_after or RESYNC_SECONDS
+
+    def _ensure_signing_key(self, body: Mapping[str, Any]) -> None:
+        """Create the gateway's signing-key Secret if it does not exist (before the server pods,
+        which mount it). The key is random, so render cannot make it; it is never rewritten, so
+        request IDs stay valid across rollouts. Tried whenever a server Deployment is applied,
+        which also brings back a Secret someone deleted."""
+        try:
+            ld = parse(body)
+        except ValidationError:
+            return
+        if not ld.spec.gateway.enabled:
+            return
+        secret = signing_secret(
+            ld, signing_key=secrets.token_bytes(32), internal_api_key=secrets.token_urlsafe(32).encode()
+        )
+        if self.kube.create_if_absent(secret):
+            log.info("%s/%s: created the gateway signing key Secret", ld.namespace, ld.name)
 
     def _enrich(self, body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Observations:
         """Add what the spec references (the HTTPRoute), and the canary and drift measurements due."""

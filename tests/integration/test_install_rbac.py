@@ -1,6 +1,7 @@
 """The chart's RBAC, asked of the real API server with `kubectl auth can-i --as` the
 operator's ServiceAccount: everything the operator needs, and nothing more. In particular it
-cannot read Secrets (a missing Secret reaches it as CreateContainerConfigError in Pod status),
+cannot read Secrets (a missing Secret reaches it as CreateContainerConfigError in Pod status;
+it may only create one, the gateway's signing key),
 cannot create, update or delete LLMDeployments (spec belongs to git; `patch` stays, because
 kopf patches its finalizer and annotations and RBAC cannot tell a metadata patch from a spec
 patch), and cannot write anything cluster-scoped."""
@@ -126,6 +127,7 @@ NEEDED = [
     *[(v, "httproutes.gateway.networking.k8s.io", "") for v in ("get", "list", "watch", "patch")],
     *[(v, r, "") for r in ("configmaps", "pods") for v in ("get", "list", "watch")],
     ("patch", "pods", "status"),
+    ("create", "secrets", ""),  # the gateway's signing key, created once, never read
     *[(v, r, "") for r in ("events", "events.events.k8s.io") for v in ("create", "patch")],
 ]
 # Cluster-scoped reads: CRD detection (Prometheus Operator, Gateway API), kopf's namespaces, GPU nodes.
@@ -135,7 +137,7 @@ NEEDED_CLUSTER = [
     for v in ("get", "list", "watch")
 ]
 FORBIDDEN = [
-    *[(v, "secrets", "") for v in ("get", "list", "watch", "create")],
+    *[(v, "secrets", "") for v in ("get", "list", "watch", "update", "patch", "delete")],
     *[
         (v, "llmdeployments.llmops.io", "")
         for v in ("create", "update", "patch", "delete", "deletecollection")

@@ -274,7 +274,7 @@ def test_monitoring_children_once_the_prometheus_operator_is_installed(
     wait_condition(cluster, namespace, "observed", "MonitoringConfigured", "True", timeout=90)
     monitor = get_json(cluster, "podmonitor", "observed", "-n", namespace)
     rule = get_json(cluster, "prometheusrule", "observed", "-n", namespace)
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "http"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"  # the gateway's health port
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"LLMDeploymentPodsNotReady", "LLMDeploymentErrorRatio", "LLMDeploymentLatencyP95"} <= alerts
     for child in (monitor, rule):

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from llmops.analysis.queries import feedback_negative_ratio
 from llmops.api.resource import parse
 from llmops.cli import main as llmops_main
 from llmops.engines import engine_names, get_engine, selector
@@ -122,6 +123,8 @@ def test_analysis_doc_shows_the_promql_of_every_builtin_template(engine_name: st
     for template in engine.analysis_templates:
         assert f"`{template}`" in text, template
         assert engine.query(template, selector=scope, window="<interval>") in text, template
+    assert "`feedback-negative-ratio`" in text
+    assert feedback_negative_ratio("<namespace>", "<name>", "<track>", "<interval>") in text
 
 
 # ----------------------------------------------------------------------- the Argo CD HTTPRoute

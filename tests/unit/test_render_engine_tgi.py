@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import llmops.api as api
-from llmops.api.delivery import DEPRECATED_TEMPLATES
+from llmops.api.delivery import DEPRECATED_TEMPLATES, GATEWAY_TEMPLATES
 from llmops.engines import Engine, alert_rules, engine_names, get_engine, matchers, selector
 from llmops.engines.tgi import TGI
 
@@ -23,8 +23,11 @@ def test_registry() -> None:
 def test_every_api_engine_type_has_an_engine_and_templates_match_the_api() -> None:
     for engine_type in api.EngineSpec.model_fields["type"].annotation.__args__:  # type: ignore[union-attr]
         engine = get_engine(engine_type)
-        # every engine resolves every neutral template; the API adds only the deprecated aliases
-        assert set(engine.analysis_templates) == set(api.ANALYSIS_TEMPLATES) - set(DEPRECATED_TEMPLATES)
+        # every engine resolves every neutral template; the API adds the deprecated aliases and
+        # the gateway's feedback-negative-ratio (built by analysis.queries, the same for every engine)
+        assert set(engine.analysis_templates) == set(api.ANALYSIS_TEMPLATES) - set(
+            DEPRECATED_TEMPLATES
+        ) - set(GATEWAY_TEMPLATES)
 
 
 def test_routes_and_metric_names() -> None:

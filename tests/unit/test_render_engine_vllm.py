@@ -105,6 +105,7 @@ def test_vllm_args_map_the_spec_to_vllm_flags() -> None:
         "org/model",
         "--served-model-name", "org/model",
         "--port", "8000",
+        "--host", "127.0.0.1",  # behind the gateway (spec.gateway, on by default)
         "--revision", "$(LLMOPS_REVISION)",
         "--tokenizer-revision", "$(LLMOPS_REVISION)",
         "--download-dir", "/data/hub",

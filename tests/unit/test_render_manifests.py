@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import llmops.api as api
+from llmops.engines import CONTAINER_NAME
 from llmops.render import (
     deployment,
     download_job,
@@ -70,7 +71,8 @@ def job(obj: api.LLMDeployment, *, revision: str) -> dict[str, Any]:
 
 
 def container(dep: dict[str, Any]) -> dict[str, Any]:
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    """The engine's container (the gateway's, when enabled, is the other one)."""
+    (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == CONTAINER_NAME]
     return c
 
 
@@ -222,6 +224,7 @@ def test_tgi_env() -> None:
             "env": [{"name": "CUDA_GRAPHS", "value": "1,2,4"}],
         },
         resources={"gpu": {"count": 4}},
+        gateway={"enabled": False},
     )
     env = env_of(container(server(obj)))
     values = {k: v.get("value") for k, v in env.items()}
@@ -268,7 +271,7 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_server_container_port_and_volumes() -> None:
-    dep = server(ld())
+    dep = server(ld(gateway={"enabled": False}))
     c = container(dep)
     assert c["name"] == "server"
     assert c["image"] == "ghcr.io/huggingface/text-generation-inference:3.3.7"
@@ -299,7 +302,7 @@ def test_download_disabled_keeps_the_pvc() -> None:
 
 @pytest.mark.parametrize("budget", [60, 61, 1800, 3599, 86400])
 def test_startup_probe_covers_the_startup_budget(budget: int) -> None:
-    c = container(server(ld(engine={"startupTimeoutSeconds": budget})))
+    c = container(server(ld(engine={"startupTimeoutSeconds": budget}, gateway={"enabled": False})))
     probe = c["startupProbe"]
     assert probe["httpGet"] == {"path": "/health", "port": "http"}
     assert probe["failureThreshold"] * probe["periodSeconds"] >= budget
@@ -313,7 +316,7 @@ def test_default_startup_budget_is_at_least_thirty_minutes() -> None:
 
 
 def test_liveness_is_lenient() -> None:
-    c = container(server(ld()))
+    c = container(server(ld(gateway={"enabled": False})))
     live, ready = c["livenessProbe"], c["readinessProbe"]
     # A saturated TGI can fail /health for a while (TGI #3241): restart only after minutes.
     assert live["failureThreshold"] * live["periodSeconds"] >= 300
@@ -434,7 +437,7 @@ def test_pdb() -> None:
 
 
 def test_network_policy_defaults() -> None:
-    policy = network_policy(ld())
+    policy = network_policy(ld(gateway={"enabled": False}))
     assert policy is not None
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress"]
@@ -487,7 +490,12 @@ def test_network_policy_peers_monitoring_namespace_and_disabled() -> None:
 
 
 def test_pod_monitor() -> None:
-    mon = pod_monitor(ld(monitoring={"podMonitor": {"interval": "15s", "labels": {"release": "kps"}}}))
+    mon = pod_monitor(
+        ld(
+            monitoring={"podMonitor": {"interval": "15s", "labels": {"release": "kps"}}},
+            gateway={"enabled": False},
+        )
+    )
     assert mon is not None
     assert mon["apiVersion"] == "monitoring.coreos.com/v1"
     assert mon["metadata"]["labels"]["release"] == "kps"

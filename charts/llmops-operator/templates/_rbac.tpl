@@ -2,10 +2,11 @@
 The operator's permissions, least privilege. One list for the namespaced resources, used by the
 ClusterRole (all namespaces) or by a Role per watched namespace, so the two modes never differ.
 
-Deliberately absent: Secrets (the operator never reads them: a missing Secret shows up in Pod
-status as CreateContainerConfigError), any write to llmdeployments except their status
-subresource (the operator never writes spec, and its kopf handlers are raw event handlers that
-write no finalizer and no annotation), and anything cluster-scoped beyond reads.
+Deliberately absent: reading Secrets (the operator never reads them: a missing Secret shows up in
+Pod status as CreateContainerConfigError; it only creates one, the gateway's signing key), any
+write to llmdeployments except their status subresource (the operator never writes spec, and
+its kopf handlers are raw event handlers that write no finalizer and no annotation), and
+anything cluster-scoped beyond reads.
 */}}
 
 {{/* Verbs on the children the operator creates and owns (server-side apply is `patch`). */}}
@@ -44,6 +45,10 @@ write no finalizer and no annotation), and anything cluster-scoped beyond reads.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "patch"]
+# The gateway's signing-key Secret: created once with a random key, never read nor updated.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
 # Evaluation datasets (user-provided) and the pods behind its Deployments and Jobs: read only.
 - apiGroups: [""]
   resources: ["configmaps", "pods"]

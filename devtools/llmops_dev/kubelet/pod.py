@@ -1,11 +1,19 @@
 """One pod on the fake kubelet: its volumes, its containers as local processes, its status.
 
 A TGI or vLLM container becomes a simulator process (in that engine's mode, its arguments mapped
-back) on a free loopback port; a container of the operator image runs its command locally. Per container, as the kubelet does:
+back) on a free loopback port; a container of the
+operator image runs its command locally, the gateway (`llmops gateway`) included. Every pod has
+its own "localhost": each port a container listens on (the simulator's, the gateway's two) gets
+a free host port, and the gateway's `--upstream http://127.0.0.1:8080` is pointed at the host
+port behind the pod's 8080. Ports are published at the pod IP (for Services, probes and scrapes)
+unless the engine binds loopback only (TGI's HOSTNAME or vLLM's --host 127.0.0.1, as behind
+the gateway). Per
+container, as the kubelet does:
 
     image  → ErrImagePull / ImagePullBackOff (with back-off) for an image we cannot run
     env    → CreateContainerConfigError with the kubelet's message while a Secret/ConfigMap/key is missing
-    run    → running; a server: ready once its readiness probe (HTTP GET, default /health) answers
+    run    → running; started once its startupProbe answers and ready once its readinessProbe
+             answers (HTTP GET on a published port; TGI without one: /health), else at once
     exit   → terminated {exitCode, reason, message = termination message}; restartPolicy decides:
              restart (CrashLoopBackOff back-off 10s, 20s, ... 5m) or stay terminated
 
@@ -23,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -51,7 +60,7 @@ from llmops_dev.kubelet.spec import (
     runtime_for,
 )
 from llmops_dev.kubelet.status import ContainerModel, build_status, now, terminated, waiting
-from llmops_dev.kubelet.volumes import VolumeError, container_mounts, prepare_volumes
+from llmops_dev.kubelet.volumes import VolumeError, container_mounts, prepare_volumes, refresh_volumes
 from llmops_dev.processes import free_port
 
 __all__ = ["POD_MARKER", "NodeEnv", "PodWorker", "go_duration"]
@@ -64,6 +73,14 @@ POD_MARKER = "LLMOPS_FAKE_KUBELET_POD"
 _TERMINATION_LOG = "/dev/termination-log"
 _LOG_TAIL_LINES, _LOG_TAIL_BYTES = 80, 2048  # the kubelet's FallbackToLogsOnError limits
 _LOST = "the container's process was lost when the fake kubelet restarted"
+_VOLUME_REFRESH_SECONDS = 2.0
+"""How often mounted Secrets and ConfigMaps are compared with the API (the real kubelet: up to
+about a minute). One GET per such volume per pod each time: a shared watch would be cheaper."""
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_GATEWAY_PORT_FLAGS = ("--port", "--health-port")
+_LOCAL_URL = re.compile(r"\b(?:127\.0\.0\.1|localhost):([0-9]+)\b")
+_METRICS_PORT_NAME = "metrics"
+"""A gateway port with this name is the pod's scrape target (render.gateway.HEALTH_PORT_NAME)."""
 
 
 @dataclass
@@ -125,6 +142,11 @@ class PodWorker:
         self.phase: str | None = None
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.sim_ports: dict[str, int] = {}
+        self.host_ports: dict[int, int] = {}
+        """The pod's own port → the host port behind it (the pod's "localhost")."""
+        self.published: dict[int, str] = {}
+        """Ports reachable at the pod IP → the container listening there."""
+        self._volume_files: dict[str, dict[str, bytes]] = {}
         self._dirty = asyncio.Event()
         self._written: Obj | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,7 +174,7 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._kill_all()
-        self.env.table.remove(self.uid)
+        self.env.table.remove_pod(self.uid)
         (self.env.pods_dir / f"{self.slug}.json").unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -167,6 +189,7 @@ class PodWorker:
             "containers": {
                 name: {"pid": p.pid, "port": self.sim_ports.get(name)} for name, p in self.procs.items()
             },
+            "ports": {str(k): v for k, v in sorted(self.host_ports.items())},
         }
         path = self.env.pods_dir / f"{self.slug}.json"
         tmp = path.with_suffix(".tmp")
@@ -197,6 +220,7 @@ class PodWorker:
 
     async def _run_pod(self) -> None:
         volumes = await self._volumes()
+        self._tasks.append(asyncio.create_task(self._refresh_volumes(), name=f"volumes {self.slug}"))
         self.sandbox_ready = True
         self._changed()
         if self.resumed and self.policy == "Never":
@@ -224,6 +248,62 @@ class PodWorker:
             except (VolumeError, ApiError) as exc:
                 log.info("%s: %s", self.slug, exc)
             await asyncio.sleep(self.env.retry)
+
+    async def _refresh_volumes(self) -> None:
+        """Keep mounted Secrets and ConfigMaps in step with the API (the gateway's API keys)."""
+        while True:
+            await asyncio.sleep(_VOLUME_REFRESH_SECONDS)
+            try:
+                await refresh_volumes(self.env.kube, self.pod, self.dir, self._volume_files)
+            except OSError as exc:
+                log.warning("%s: refreshing volumes: %s", self.slug, exc)
+
+    def _host_port(self, port: int) -> int:
+        """The host port behind the pod's `port` (allocated on first use, stable for the pod)."""
+        if port not in self.host_ports:
+            self.host_ports[port] = free_port()
+        return self.host_ports[port]
+
+    def _localize_gateway(self, args: list[str]) -> list[str]:
+        """The gateway's flags with the pod's ports replaced by their host ports."""
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if i > 0 and args[i - 1] in _GATEWAY_PORT_FLAGS and arg.isdigit():
+                arg = str(self._host_port(int(arg)))
+            else:
+                arg = _LOCAL_URL.sub(lambda m: f"127.0.0.1:{self._host_port(int(m.group(1)))}", arg)
+            out.append(arg)
+        return [*out, "--host", "127.0.0.1"]
+
+    def _publish(self, key: str, port: int, container: str, target: int, scrape: bool) -> None:
+        self.published[port] = container
+        self.env.table.set(
+            key,
+            PodEntry(
+                self.ns,
+                self.name,
+                self.pod_ip,
+                port,
+                f"127.0.0.1:{target}",
+                ready=self._pod_ready(),
+                tgi=scrape,
+                container=container,
+                labels=dict(self.pod["metadata"].get("labels") or {}),
+            ),
+        )
+
+    def _unpublish(self, container: str) -> None:
+        for port in [p for p, c in self.published.items() if c == container]:
+            del self.published[port]
+            self.env.table.remove(f"{self.uid}:{port}")
+
+    def _pod_ready(self) -> bool:
+        return all(m.ready for m in self.main)
+
+    def _sync_ready(self) -> None:
+        ready = self._pod_ready()
+        for port in self.published:
+            self.env.table.set_ready(f"{self.uid}:{port}", ready)
 
     # -- one container -----------------------------------------------------------------------
 
@@ -306,7 +386,7 @@ class PodWorker:
     def _command(
         self, spec: Obj, runtime: str, env: dict[str, str], mounts: Mounts, termination: Path
     ) -> tuple[list[str], dict[str, str], int | None]:
-        """argv, environment and (for a server) the port the container listens on."""
+        """argv, environment and (for a server) the pod port the container listens on."""
         full = {**IMAGE_ENV[runtime], **env}
         command = [expand(str(x), full) for x in spec.get("command") or []]
         args = [expand(str(x), full) for x in spec.get("args") or []]
@@ -341,7 +421,7 @@ class PodWorker:
         proc_env.setdefault("HF_ENDPOINT", self.env.hub_url)
         if runtime in SERVERS:
             port = listen_port(args, full, runtime)
-            sim = free_port()
+            sim = self._host_port(port)
             self.sim_ports[spec["name"]] = sim
             # The simulator takes each engine's own arguments (vLLM: `vllm serve MODEL --flags`;
             # TGI: the launcher's flags and env); --port/--host last, so they win.
@@ -357,6 +437,8 @@ class PodWorker:
             ]
             return argv, proc_env, port
         entry = command or IMAGE_ENTRYPOINT[runtime]
+        if _is_gateway(entry, args):
+            args = self._localize_gateway(args)
         exe = _executable(entry[0], proc_env["PATH"])
         if exe is None:
             raise _StartError(
@@ -405,34 +487,35 @@ class PodWorker:
         self._record()
         log.info("%s/%s: started pid %d: %s", self.slug, model.name, proc.pid, " ".join(argv))
         model.state = {"running": {"startedAt": started_at}}
-        model.started = runtime not in SERVERS or http_probe(spec, "startupProbe") is None
-        model.ready = runtime not in SERVERS
+        model.started = http_probe(spec, "startupProbe") is None
+        if runtime in SERVERS and port is not None and not _loopback_only(spec, env):
+            self._publish(f"{self.uid}:{port}", port, model.name, self.sim_ports[model.name], scrape=True)
+        elif _is_gateway(spec.get("command") or IMAGE_ENTRYPOINT[runtime], spec.get("args") or []):
+            for p in spec.get("ports") or []:
+                pod_port = int(p["containerPort"])
+                scrape = p.get("name") == _METRICS_PORT_NAME
+                self._publish(
+                    f"{self.uid}:{pod_port}", pod_port, model.name, self._host_port(pod_port), scrape
+                )
+        readiness = http_probe(spec, "readinessProbe")
+        if readiness is None and runtime in SERVERS and port in self.published:
+            readiness = ("/health", port, {})  # the simulator's convenience: ready when healthy
+        model.ready = model.started and readiness is None
         probe: asyncio.Task[None] | None = None
-        if runtime in SERVERS and port is not None:
-            sim = self.sim_ports[model.name]
-            self.env.table.set(
-                self.uid,
-                PodEntry(
-                    self.ns,
-                    self.name,
-                    self.pod_ip,
-                    port,
-                    f"127.0.0.1:{sim}",
-                    container=model.name,
-                    labels=dict(self.pod["metadata"].get("labels") or {}),
-                ),
-            )
-            probe = asyncio.create_task(self._probe(spec, model, sim, port))
+        if not model.ready:
+            probe = asyncio.create_task(self._probe(spec, model, readiness))
+        self._sync_ready()
         self._changed()
         try:
             code = await proc.wait()
         finally:
             if probe is not None:
                 probe.cancel()
-                self.env.table.remove(self.uid)
+            self._unpublish(model.name)
         self.procs.pop(model.name, None)
         self._record()
         model.ready = model.started = False
+        self._sync_ready()
         message = _termination_message(termination, log_path, offset, code, spec)
         model.state = terminated(
             code if code >= 0 else 128 - code, started_at, message=message, container_id=cid
@@ -445,38 +528,44 @@ class PodWorker:
         containers = self.pod["spec"].get("containers") or [{}]
         return str(containers[0].get("name", ""))
 
-    async def _probe(self, spec: Obj, model: ContainerModel, sim: int, listen: int) -> None:
-        """The startup and readiness probes (HTTP GET) against the simulator."""
-        readiness = http_probe(spec, "readinessProbe") or ("/health", listen, {})
+    async def _probe(
+        self, spec: Obj, model: ContainerModel, readiness: tuple[str, int | None, Obj] | None
+    ) -> None:
+        """The startup and readiness probes (HTTP GET on the pod's published ports)."""
         startup = http_probe(spec, "startupProbe")
         failures = 0
         while True:
             if not model.started and startup is not None:
-                if await self._check(startup, sim, listen):
+                if await self._check(startup):
                     model.started = True
+                    if readiness is None:
+                        model.ready = True
+                        self._sync_ready()
                     self._changed()
                     continue
                 await asyncio.sleep(0.5)
                 continue
             model.started = True
-            ok = await self._check(readiness, sim, listen)
+            if readiness is None:
+                return
+            ok = await self._check(readiness)
             failures = 0 if ok else failures + 1
             threshold = int(readiness[2].get("failureThreshold", 3))
             if (ok and not model.ready) or (not ok and model.ready and failures >= threshold):
                 model.ready = ok
-                self.env.table.set_ready(self.uid, ok)
+                self._sync_ready()
                 log.info("%s/%s: %s", self.slug, model.name, "ready" if ok else "not ready")
                 self._changed()
             period = float(readiness[2].get("periodSeconds", 10))
             await asyncio.sleep(min(period, 5.0) if model.ready else 0.5)
 
-    async def _check(self, probe: tuple[str, int | None, Obj], sim: int, listen: int) -> bool:
+    async def _check(self, probe: tuple[str, int | None, Obj]) -> bool:
         path, port, spec = probe
-        if port != listen:
-            return False  # nothing listens there: connection refused
+        if port is None or port not in self.published:
+            return False  # nothing listens there at the pod IP: connection refused
         try:
             async with self.env.http.get(
-                f"http://127.0.0.1:{sim}{path}",
+                f"http://127.0.0.1:{self.host_ports[port]}{path}",
                 timeout=aiohttp.ClientTimeout(total=float(spec.get("timeoutSeconds", 1))),
             ) as resp:
                 return 200 <= resp.status < 400
@@ -539,6 +628,25 @@ def _gate_conditions(pod: Obj) -> dict[str, str]:
     gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
     conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
     return {str(g): str(conds.get(g)) for g in gates}
+
+
+def _is_gateway(entry: list[Any], args: list[Any]) -> bool:
+    """True for `llmops gateway ...` (the gateway container of a server pod)."""
+    argv = [str(x) for x in [*entry, *args]]
+    return len(argv) >= 2 and os.path.basename(argv[0]) == "llmops" and argv[1] == "gateway"
+
+
+def _loopback_only(spec: Obj, env: dict[str, str]) -> bool:
+    """True when the server binds loopback only (TGI: HOSTNAME or --hostname; vLLM: --host), so
+    no one outside the pod reaches it."""
+    args = [str(a) for a in spec.get("args") or []]
+    host = env.get("HOSTNAME", "")
+    for i, arg in enumerate(args):
+        if arg in ("--hostname", "--host") and i + 1 < len(args):
+            host = args[i + 1]
+        elif arg.startswith(("--hostname=", "--host=")):
+            host = arg.split("=", 1)[1]
+    return host in _LOOPBACK_HOSTS
 
 
 def _executable(name: str, path: str) -> list[str] | None:

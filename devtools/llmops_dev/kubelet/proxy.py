@@ -16,7 +16,8 @@ It also writes, for code that runs on the host without the proxy:
 
 - ``<state-dir>/endpoints.json``: ``{"proxy": url, "services": {"<svc>.<ns>.svc.cluster.local:<port>":
   [loopback URLs]}, "pods": {"<podIP>:<port>": loopback URL}}``; `resolve` reads it.
-- ``<state-dir>/tgi-targets.json``: Prometheus file_sd targets, one per Ready TGI pod, labelled
+- ``<state-dir>/tgi-targets.json``: Prometheus file_sd targets, one per Ready TGI pod (its
+  gateway's health port when it has a gateway), labelled
   with namespace, pod, container and every pod label sanitised as Prometheus' Kubernetes
   discovery does (``llmops.io/deployment`` → ``llmops_io_deployment``), plus the short
   ``llmops_<key>`` names for our own ``llmops.io/*`` labels.
@@ -78,6 +79,7 @@ class PodEntry:
     """host:port on loopback"""
     ready: bool = False
     tgi: bool = True
+    """A scrape target (TGI's /metrics, or the gateway's health port serving gateway + TGI)."""
     container: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -108,6 +110,11 @@ class PodTable:
             self._by_addr.pop((entry.ip, entry.port), None)
             if notify:
                 self._notify()
+
+    def remove_pod(self, uid: str) -> None:
+        """Forget every entry of a pod (keys are ``<uid>:<port>``)."""
+        for key in [k for k in self.entries if k == uid or k.startswith(uid + ":")]:
+            self.remove(key)
 
     def lookup(self, ip: str, port: int) -> PodEntry | None:
         return self._by_addr.get((ip, port))

@@ -2,6 +2,9 @@
 
 - persistentVolumeClaim: the bound PersistentVolume's hostPath (the fake provisioner's folder)
 - configMap, secret, downwardAPI, projected: their keys written as files in a per-pod folder
+  (configMap and secret the kubelet's way: the files are links into a ``..data`` link to a
+  versioned folder, swapped atomically, and `refresh_volumes` rewrites them when the object
+  changes, so a process that watches a mounted Secret sees the change within seconds)
 - emptyDir: a per-pod folder; hostPath: the path itself
 
 A volume that cannot be set up (a ConfigMap or Secret that does not exist, a claim that is
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 from llmops_dev.kubelet.kube import KubeClient
 from llmops_dev.kubelet.spec import Mounts
 
-__all__ = ["VolumeError", "container_mounts", "prepare_volumes"]
+__all__ = ["VolumeError", "container_mounts", "prepare_volumes", "refresh_volumes"]
 
 log = logging.getLogger("llmops.kubelet.volumes")
 Obj = dict[str, Any]
@@ -44,6 +49,44 @@ def _write_items(target: Path, data: Mapping[str, bytes], items: list[Obj] | Non
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data[key])
+
+
+def _chosen(data: Mapping[str, bytes], items: list[Obj] | None) -> dict[str, bytes]:
+    """relative path → content, as `items` selects (all keys without items)."""
+    chosen: dict[str, str] = (
+        {str(i["key"]): str(i.get("path", i["key"])) for i in items} if items else {k: k for k in data}
+    )
+    return {rel: data[key] for key, rel in chosen.items() if key in data}
+
+
+def _write_atomic(target: Path, files: Mapping[str, bytes]) -> None:
+    """Write `files` as the kubelet's AtomicWriter does: a new ``..<version>`` folder, then the
+    ``..data`` link swapped to it in one rename, with each top-level name a link through ``..data``.
+    A reader never sees a half-written set of files."""
+    if target.exists() and not (target / "..data").is_symlink():
+        shutil.rmtree(target)
+    target.mkdir(parents=True, exist_ok=True)
+    version = target / f"..{time.time_ns()}"
+    version.mkdir()
+    for rel, content in files.items():
+        path = version / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    tmp = target / "..data_tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(version.name)
+    os.replace(tmp, target / "..data")
+    tops = {rel.split("/", 1)[0] for rel in files}
+    for name in tops:
+        link = target / name
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{name}")
+    for entry in target.iterdir():
+        if entry.name.startswith(".."):
+            if entry.name not in ("..data", version.name) and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name not in tops:
+            entry.unlink(missing_ok=True)
 
 
 def _config_data(obj: Obj) -> dict[str, bytes]:
@@ -134,13 +177,7 @@ async def prepare_volumes(kube: KubeClient, pod: Obj, pod_dir: Path) -> dict[str
             Path(host).mkdir(parents=True, exist_ok=True)
             out[name] = host
         elif "configMap" in vol or "secret" in vol:
-            kind = "configmap" if "configMap" in vol else "secret"
-            src = vol.get("configMap") or vol.get("secret") or {}
-            obj_name = src.get("name") or src.get("secretName", "")
-            data = await _source(
-                kube, ns, kind=kind, name=obj_name, optional=bool(src.get("optional")), vol=name
-            )
-            _write_items(target, data, src.get("items"))
+            _write_atomic(target, await _object_files(kube, ns, vol))
             out[name] = str(target)
         elif "downwardAPI" in vol:
             _write_items(target, _downward(pod, vol["downwardAPI"].get("items") or []), None)
@@ -164,6 +201,37 @@ async def prepare_volumes(kube: KubeClient, pod: Obj, pod_dir: Path) -> dict[str
             target.mkdir(parents=True, exist_ok=True)
             out[name] = str(target)
     return out
+
+
+async def _object_files(kube: KubeClient, ns: str, vol: Obj) -> dict[str, bytes]:
+    """The files of a configMap or secret volume (raises VolumeError when it cannot be mounted)."""
+    kind = "configmap" if "configMap" in vol else "secret"
+    src = vol.get("configMap") or vol.get("secret") or {}
+    obj_name = src.get("name") or src.get("secretName", "")
+    data = await _source(
+        kube, ns, kind=kind, name=obj_name, optional=bool(src.get("optional")), vol=vol["name"]
+    )
+    return _chosen(data, src.get("items"))
+
+
+async def refresh_volumes(
+    kube: KubeClient, pod: Obj, pod_dir: Path, written: dict[str, dict[str, bytes]]
+) -> None:
+    """Rewrite the pod's configMap and secret volumes whose object changed since `written`
+    (volume name → files last written, updated in place). An object that is gone or unreadable
+    keeps its last files, as the kubelet does."""
+    ns = pod["metadata"]["namespace"]
+    for vol in pod.get("spec", {}).get("volumes") or []:
+        if "configMap" not in vol and "secret" not in vol:
+            continue
+        try:
+            files = await _object_files(kube, ns, vol)
+        except Exception as exc:  # missing, or the API briefly unreachable: try next time
+            log.debug("%s: not refreshing volume %s: %s", pod["metadata"]["name"], vol["name"], exc)
+            continue
+        if written.get(vol["name"]) != files:
+            _write_atomic(pod_dir / "volumes" / vol["name"], files)
+            written[vol["name"]] = files
 
 
 def container_mounts(container: Obj, volumes: Mapping[str, str]) -> Mounts:

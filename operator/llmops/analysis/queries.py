@@ -3,8 +3,10 @@
 Built-in templates are engine-neutral names (error-ratio, latency-p95, time-per-token-p95,
 queue-size) that the engine resolves to PromQL over its own metrics (`Engine.query`); the
 deprecated tgi-* names resolve as their neutral names. Custom `query` strings have their
-placeholders substituted. Every query is scoped by the labels the PodMonitor attaches to the
-track's pods (namespace, llmops_deployment, llmops_track: see render.monitoring).
+placeholders substituted. `feedback-negative-ratio` is not the engine's: it reads the
+gateway's `llmops_feedback_total`, the same for every engine. Every query is scoped by the
+labels the PodMonitor attaches to the track's pods (namespace, llmops_deployment, llmops_track:
+see render.monitoring).
 
 Placeholders of a custom query (Flagger's `{{ name }}` syntax; spaces inside the braces optional):
 
@@ -24,11 +26,13 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from llmops.api.constants import PROM_LABEL_DEPLOYMENT
 from llmops.api.delivery import AnalysisMetric, AnalysisSpec, neutral_template
 from llmops.engines.base import Engine, selector
 
 __all__ = [
     "CANARY",
+    "FEEDBACK_NEGATIVE_RATIO",
     "PLACEHOLDERS",
     "STABLE",
     "MetricQueries",
@@ -38,6 +42,11 @@ __all__ = [
     "unknown_placeholders",
 ]
 
+FEEDBACK_NEGATIVE_RATIO = "feedback-negative-ratio"
+"""The built-in template over user feedback (the gateway's llmops_feedback_total)."""
+FEEDBACK_METRIC = "llmops_feedback_total"
+NEGATIVE_RATINGS_REGEX = "down|1|2"
+"""The ratings that count as negative (llmops.gateway.feedback.NEGATIVE_RATINGS)."""
 CANARY = "canary"
 STABLE = "stable"
 PLACEHOLDERS: tuple[str, ...] = ("namespace", "name", "track", "interval", "selector")
@@ -88,9 +97,25 @@ def render_query(query: str, *, namespace: str, name: str, track: str, interval:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], query)
 
 
+def feedback_negative_ratio(namespace: str, name: str, track: str, window: str) -> str:
+    """Negative ratings over all ratings of answers produced by `track`.
+
+    The track is the `track` label the gateway takes from the rated answer's signed request ID,
+    not the pod's llmops_track: feedback that arrives at a stable pod about a canary answer
+    counts for the canary. Summed over every pod of the deployment. No negative rating yet
+    reads 0; no rating at all reads no data (the measurement is inconclusive, not passing).
+    """
+    base = f'namespace="{namespace}",{PROM_LABEL_DEPLOYMENT}="{name}",track="{track}"'
+    negative = f'sum(rate({FEEDBACK_METRIC}{{{base},rating=~"{NEGATIVE_RATINGS_REGEX}"}}[{window}]))'
+    every = f"sum(rate({FEEDBACK_METRIC}{{{base}}}[{window}]))"
+    return f"({negative} or vector(0)) / {every}"
+
+
 def _one(
     metric: AnalysisMetric, engine: Engine, *, namespace: str, name: str, track: str, window: str
 ) -> str:
+    if metric.template == FEEDBACK_NEGATIVE_RATIO:
+        return feedback_negative_ratio(namespace, name, track, window)
     if metric.template is not None:
         template = neutral_template(metric.template)
         return engine.query(template, selector=selector(namespace, name, track), window=window)

@@ -50,6 +50,8 @@ SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
 DEPRECATED_TEMPLATE = "DeprecatedTemplate"
 """An analysis metric uses a tgi-* template name, a deprecated alias of an engine-neutral one."""
+VOLUME_NOT_MOUNTED = "VolumeNotMounted"
+"""Pods are scheduled but cannot start: a volume (usually a mounted Secret) cannot be mounted."""
 MOVING_REVISION = "MovingRevision"
 """spec.model.revision is a branch or tag, not a commit sha: the weights may change under you."""
 

@@ -44,6 +44,8 @@ AnalysisTemplate = Literal[
     "latency-p95",
     "time-per-token-p95",
     "queue-size",
+    # Over the gateway's feedback counter, not the engine's metrics: the same for every engine.
+    "feedback-negative-ratio",
     # Deprecated aliases of the names above, from when TGI was the only engine: accepted for one
     # more release (engine tgi only), and reported by the Deprecated condition.
     "tgi-error-ratio",
@@ -59,7 +61,11 @@ DEPRECATED_TEMPLATES: dict[str, str] = {
     "tgi-queue-size": "queue-size",
 }
 """Deprecated analysis template name → the engine-neutral name it stands for."""
-NEUTRAL_TEMPLATES: tuple[str, ...] = tuple(t for t in ANALYSIS_TEMPLATES if t not in DEPRECATED_TEMPLATES)
+GATEWAY_TEMPLATES: tuple[str, ...] = ("feedback-negative-ratio",)
+"""Analysis templates over the gateway's metrics (llmops.analysis.queries builds them, not the engine)."""
+NEUTRAL_TEMPLATES: tuple[str, ...] = tuple(
+    t for t in ANALYSIS_TEMPLATES if t not in DEPRECATED_TEMPLATES and t not in GATEWAY_TEMPLATES
+)
 """The analysis templates every engine resolves to its own PromQL."""
 
 

@@ -28,6 +28,7 @@ from llmops.api.common import (
     Image,
     Labels,
     LabelSelector,
+    LocalObjectReference,
     ObjectName,
     PositiveQuantity,
     Quantity,
@@ -445,6 +446,29 @@ class MonitoringSpec(ApiModel):
     """The Prometheus to query."""
 
 
+class GatewayAuthSpec(ApiModel):
+    """Who may call the model through the gateway."""
+
+    api_keys_secret_ref: LocalObjectReference | None = None
+    """A Secret with one key per client: the data key is the client's name (a label on the
+    gateway's metrics), its value the client's API key, sent as `Authorization: Bearer <key>`.
+    Changes take effect within seconds, without a restart. Absent: no authentication."""
+
+
+class GatewaySpec(ApiModel):
+    """The gateway container in every server pod, in front of the engine (which then listens on
+    localhost only): API keys per client, signed request IDs, user feedback, its own metrics."""
+
+    enabled: bool = True
+    """Run the gateway (false: the Service targets the engine directly, as without it)."""
+    auth: GatewayAuthSpec = Field(default_factory=GatewayAuthSpec)
+    """API keys."""
+    max_request_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    """Largest request body; larger ones get 413."""
+    upstream_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    """How long the engine may take to start answering, or stay silent mid-answer, before 504."""
+
+
 _EVAL_SCORE_NEEDS_SCHEDULE = cel(
     "!has(self.drift) || !has(self.drift.quality) || (has(self.evaluation) && has(self.evaluation.schedule))",
     "drift.quality needs evaluation.schedule",
@@ -509,6 +533,8 @@ class LLMDeploymentSpec(ApiModel):
     """Network isolation."""
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     """Metrics and alerts."""
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    """The gateway in front of the engine."""
     evaluation: EvaluationSpec | None = None
     """The evaluation gate for new revisions (absent: no gate)."""
     rollout: RolloutSpec | None = None
@@ -549,6 +575,8 @@ __all__ = [
     "CacheSpec",
     "DownloadSpec",
     "EngineSpec",
+    "GatewayAuthSpec",
+    "GatewaySpec",
     "GpuSpec",
     "LLMDeploymentSpec",
     "ModelSpec",

@@ -2,7 +2,8 @@
 
 Facts behind the choices (see shared notes, "TGI"): the image sets PORT=80 (we use 8080, see
 TGI_PORT) and HF_HOME=/data;
-Kubernetes sets HOSTNAME to the pod name, which TGI cannot bind, so HOSTNAME=0.0.0.0; NUM_SHARD
+Kubernetes sets HOSTNAME to the pod name, which TGI cannot bind, so HOSTNAME=0.0.0.0 (127.0.0.1
+behind the gateway, spec.gateway); NUM_SHARD
 auto-detection was wrong before 3.3.7, so it is set to the GPU count; the port only opens after
 download, shard load and warm-up, so a startupProbe carries that whole budget; /health can turn
 unhealthy under a full queue (TGI #3241), so liveness is lenient; /metrics is served on the main
@@ -79,7 +80,8 @@ class TGI:
         names are refused by the CRD), so every name appears once, as server-side apply needs."""
         engine = spec.engine
         env: list[dict[str, Any]] = [
-            {"name": "HOSTNAME", "value": "0.0.0.0"},
+            # Behind the gateway, only the gateway (same pod, loopback) may reach the engine.
+            {"name": "HOSTNAME", "value": "127.0.0.1" if spec.gateway.enabled else "0.0.0.0"},
             {"name": "PORT", "value": str(TGI_PORT)},
             {"name": "MODEL_ID", "value": spec.model.id},
             {"name": "REVISION", "value": revision},

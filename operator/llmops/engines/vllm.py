@@ -107,6 +107,8 @@ class VLLM:
             spec.model.id,
             "--served-model-name", served_model_name(spec),
             "--port", str(VLLM_PORT),
+            # Behind the gateway, only the gateway (same pod, loopback) may reach the engine.
+            "--host", "127.0.0.1" if spec.gateway.enabled else "0.0.0.0",
             "--revision", "$(LLMOPS_REVISION)",
             "--tokenizer-revision", "$(LLMOPS_REVISION)",
             "--download-dir", HUB_CACHE,

@@ -107,6 +107,8 @@ def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | No
         )
     if msg is not None:
         return Problem(c.UNSCHEDULABLE, f"pods cannot be scheduled: {_first_line(msg)}", permanent=False)
+    if (problem := _mount_problem(pod, pod.get("status") or {})) is not None:
+        return problem
     for cs in _container_statuses(pod):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason, msg = waiting.get("reason", ""), str(waiting.get("message", ""))
@@ -148,6 +150,32 @@ def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | No
                 permanent=False,
             )
     return None
+
+
+def _mount_problem(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Problem | None:
+    """A scheduled pod whose sandbox is not ready and whose containers all wait to be created:
+    the kubelet cannot mount a volume (it reports FailedMount only as an Event, never in Pod
+    status). Mounted Secrets are what the user must create, so the message names them: the
+    gateway's API keys (spec.gateway.auth.apiKeysSecretRef) and its signing key."""
+    conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    if conds.get("PodScheduled") != "True" or conds.get("PodReadyToStartContainers") != "False":
+        return None
+    statuses = _container_statuses(pod)
+    if not statuses or any(
+        ((cs.get("state") or {}).get("waiting") or {}).get("reason") != "ContainerCreating" for cs in statuses
+    ):
+        return None
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    secrets = sorted({str(v["secret"].get("secretName", "")) for v in volumes if "secret" in v})
+    if not secrets:
+        return None
+    names = ", ".join(f'"{s}"' for s in secrets)
+    return Problem(
+        c.VOLUME_NOT_MOUNTED,
+        f"pods wait to mount their volumes: check that the Secrets {names} exist "
+        "(the gateway mounts spec.gateway.auth.apiKeysSecretRef and the operator's <name>-gateway)",
+        permanent=False,
+    )
 
 
 def diagnose_pods(

@@ -52,7 +52,7 @@ def render(
     children = [
         pvc(obj),
         download_job(obj, revision=rev, operator_image=operator_image),
-        deployment(obj, track=track, revision=rev, replicas=count),
+        deployment(obj, track=track, revision=rev, replicas=count, operator_image=operator_image),
         service(obj),
         pdb(obj),
         network_policy(obj),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmops.api.constants import OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
 from llmops.engines import CONTAINER_NAME, DATA_DIR, PORT_NAME, get_engine
+from llmops.render.gateway import gateway_container, gateway_probes, gateway_volumes
 from llmops.render.labels import Track, metadata, pod_labels, track_selector
 from llmops.render.names import deployment_name, pvc_name
 from llmops.render.placement import scheduling
@@ -45,23 +47,47 @@ def cache_volume(ld: LLMDeployment) -> dict[str, Any]:
 
 
 def deployment(
-    ld: LLMDeployment, *, track: Track, revision: str, replicas: int, readiness_gates: tuple[str, ...] = ()
+    ld: LLMDeployment,
+    *,
+    track: Track,
+    revision: str,
+    replicas: int,
+    readiness_gates: tuple[str, ...] = (),
+    operator_image: str = OPERATOR_IMAGE,
 ) -> dict[str, Any]:
     """The Deployment `<name>-<track>` serving `revision` with `replicas` pods.
 
     `readiness_gates` are pod condition types that must also be True before a pod is Ready (and
-    so before a Service routes to it): the canary's smoke evaluation uses one.
+    so before a Service routes to it): the canary's smoke evaluation uses one. With the gateway
+    (spec.gateway.enabled) the pod also runs the gateway container, from `operator_image`, which
+    takes the Service's port; the engine then listens on localhost only (see render.gateway).
     """
     spec = ld.spec
     engine = get_engine(spec.engine.type)
     labels = pod_labels(ld, track=track, revision=revision)
+    containers: list[dict[str, Any]] = []
+    engine_probes = engine.probes(spec)
+    ports = [{"name": PORT_NAME, "containerPort": engine.container_port, "protocol": "TCP"}]
+    if spec.gateway.enabled:
+        engine_probes, probes = gateway_probes(engine_probes)
+        ports = []  # on localhost only: nothing reachable to declare
+        containers.append(
+            gateway_container(
+                ld,
+                track=track,
+                revision=revision,
+                engine_port=engine.container_port,
+                probes=probes,
+                operator_image=operator_image,
+            )
+        )
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": engine.image(spec),
         "imagePullPolicy": "IfNotPresent",
         "env": engine.env(spec, revision=revision),
-        "ports": [{"name": PORT_NAME, "containerPort": engine.container_port, "protocol": "TCP"}],
-        **engine.probes(spec),
+        **({"ports": ports} if ports else {}),
+        **engine_probes,
         "resources": _resources(ld),
         "securityContext": container_security_context(),
         "volumeMounts": [
@@ -77,11 +103,13 @@ def deployment(
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": pod_security_context(),
-        "containers": [container],
+        # The engine first: `kubectl logs` without -c shows it, as before the gateway.
+        "containers": [container, *containers],
         "volumes": [
             cache_volume(ld),
             # NCCL needs shared memory between shards; the container runtime's 64 MiB is too small.
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+            *(gateway_volumes(ld) if spec.gateway.enabled else []),
         ],
         **scheduling(spec, with_priority=True),
     }

@@ -19,6 +19,7 @@ from llmops.api.delivery import DatasetSource, EvaluationSpec
 from llmops.api.resource import LLMDeployment
 from llmops.contracts import EVAL_EXIT_FAILED
 from llmops.engines import PORT_NAME
+from llmops.render.gateway import INTERNAL_API_KEY, signing_secret_name
 from llmops.render.labels import (
     COMPONENT_SERVER,
     common_labels,
@@ -143,6 +144,22 @@ def scheduled_evaluation(
     }
 
 
+def _api_key_source(ld: LLMDeployment) -> dict[str, str] | None:
+    """Where the evaluation's API key comes from (a secretKeyRef), or None when it needs none.
+
+    Behind the gateway with per-client keys: the operator's own key, kept in the signing-key
+    Secret. Otherwise (no gateway, or a gateway that passes the client's key through): the
+    engine's key, if it has one.
+    """
+    spec = ld.spec
+    if spec.gateway.enabled and spec.gateway.auth.api_keys_secret_ref is not None:
+        return {"name": signing_secret_name(ld.name), "key": INTERNAL_API_KEY}
+    if spec.engine.api_key_secret_ref is not None:
+        ref = spec.engine.api_key_secret_ref
+        return {"name": ref.name, "key": ref.key}
+    return None
+
+
 def staging_endpoint(ld: LLMDeployment) -> str:
     return f"http://{staging_name(ld.name)}.{ld.namespace}.svc.cluster.local:{ld.spec.service.port}"
 
@@ -260,11 +277,13 @@ def _dataset_inputs(ds: DatasetSource) -> _Inputs:
 
 
 def _api_key_inputs(ld: LLMDeployment) -> _Inputs:
-    """The server's API key, when it requires one: from its Secret, named by an env variable."""
-    ref = ld.spec.engine.api_key_secret_ref
-    if ref is None:
+    """The key the evaluation presents (see :func:`_api_key_source`), named by an env variable."""
+    key = _api_key_source(ld)
+    if key is None:
         return _Inputs()
-    return _Inputs(args=["--api-key-env", API_KEY_ENV], env=[_secret_env(API_KEY_ENV, ref.name, ref.key)])
+    return _Inputs(
+        args=["--api-key-env", API_KEY_ENV], env=[_secret_env(API_KEY_ENV, key["name"], key["key"])]
+    )
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:

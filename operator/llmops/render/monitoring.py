@@ -17,6 +17,7 @@ from llmops.api.resource import LLMDeployment
 from llmops.api.spec import PrometheusRuleSpec
 from llmops.api.status import CanaryState
 from llmops.engines import PORT_NAME, alert_rules, get_engine
+from llmops.render.gateway import HEALTH_PORT_NAME
 from llmops.render.labels import COMPONENT_MONITORING, common_labels, metadata, server_selector
 from llmops.render.names import service_name
 
@@ -31,8 +32,9 @@ def _meta_label(key: str) -> str:
 
 def pod_monitor(ld: LLMDeployment) -> dict[str, Any] | None:
     """The PodMonitor `<name>` (None when monitoring is disabled). Scrapes /metrics on the
-    server's main port (TGI's separate prometheus port serves nothing) and copies the pod's
-    deployment, track and revision labels onto every series."""
+    server's main port (TGI's separate prometheus port serves nothing), or with the gateway on
+    its health port, whose /metrics is the gateway's series followed by the engine's (same
+    names, same labels); copies the pod's deployment, track and revision labels onto every series."""
     mon = ld.spec.monitoring
     if not mon.enabled:
         return None
@@ -54,7 +56,7 @@ def pod_monitor(ld: LLMDeployment) -> dict[str, Any] | None:
             "selector": {"matchLabels": server_selector(ld)},
             "podMetricsEndpoints": [
                 {
-                    "port": PORT_NAME,
+                    "port": HEALTH_PORT_NAME if ld.spec.gateway.enabled else PORT_NAME,
                     "path": engine.routes.metrics,
                     "interval": mon.pod_monitor.interval,
                     "relabelings": relabelings,

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from llmops.api.constants import LABEL_DEPLOYMENT
 from llmops.api.resource import LLMDeployment
 from llmops.engines import PORT_NAME
+from llmops.render.gateway import HEALTH_PORT_NAME
 from llmops.render.labels import COMPONENT_SERVER, common_labels, metadata, server_selector
 from llmops.render.names import service_name
 
@@ -43,7 +44,9 @@ def network_policy(ld: LLMDeployment) -> dict[str, Any] | None:
     ingress: list[dict[str, Any]] = [{"from": peers, "ports": ports}]
     if ld.spec.monitoring.enabled:
         monitoring_ns = {"matchLabels": {NAMESPACE_NAME_LABEL: ld.spec.monitoring.namespace}}
-        ingress.append({"from": [{"namespaceSelector": monitoring_ns}], "ports": ports})
+        # With the gateway, scrapes go to its health port (see render.monitoring).
+        scraped = [{"port": HEALTH_PORT_NAME, "protocol": "TCP"}] if ld.spec.gateway.enabled else ports
+        ingress.append({"from": [{"namespaceSelector": monitoring_ns}], "ports": scraped})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

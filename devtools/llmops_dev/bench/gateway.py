@@ -1,0 +1,166 @@
+"""`make bench-gateway`: what the gateway costs in front of the TGI simulator.
+
+The simulator and the gateway run as separate processes (so the gateway's CPU can be read from
+/proc); this process drives load with aiohttp. At concurrency C (default 64) it sends N
+`/generate` requests straight to the simulator and N through the gateway (with an API key, so
+authentication and request-ID signing are in the path), and prints:
+
+- throughput through the gateway as a share of direct;
+- latency p50 and p99 of both, and the difference (added latency);
+- first-token time of streamed answers, direct and through the gateway (p50);
+- gateway CPU seconds per request, and the load average (the machine is shared: read the
+  figures with it).
+
+It prints figures; it is a benchmark, not a test, and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from llmops_dev.bench.evaluation import _proc_cpu, _start_simulator
+from llmops_dev.processes import free_port
+
+__all__ = ["main"]
+
+
+@dataclass
+class Run:
+    wall: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _load(url: str, key: str | None, concurrency: int, count: int, stream: bool = False) -> Run:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    path = "/generate_stream" if stream else "/generate"
+    body = {"inputs": "Benchmark prompt.", "parameters": {"max_new_tokens": 8}}
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(range(count))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in queue:
+                started = time.perf_counter()
+                async with session.post(url + path, json=body, headers=headers) as r:
+                    if stream:
+                        await r.content.readline()  # the first SSE line: the first token
+                        latencies.append(time.perf_counter() - started)
+                        await r.read()
+                    else:
+                        await r.read()
+                        latencies.append(time.perf_counter() - started)
+                    errors += r.status != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return Run(wall, latencies, errors)
+
+
+def _start_gateway(upstream: str, workdir: Path, key: str) -> tuple[subprocess.Popen[bytes], str]:
+    (workdir / "signing-key").write_bytes(secrets.token_bytes(32))
+    keys = workdir / "keys"
+    keys.mkdir()
+    (keys / "bench").write_text(key)
+    port, health = free_port(), free_port()
+    log = (workdir / "gateway.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "llmops.cli", "gateway", "--host", "127.0.0.1"),
+            *("--port", str(port), "--health-port", str(health), "--upstream", upstream),
+            *("--deployment", "bench/bench", "--revision", "r1", "--track", "stable"),
+            *("--signing-key-file", str(workdir / "signing-key"), "--api-keys-dir", str(keys)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {proc.returncode}; see {workdir / 'gateway.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
+                return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the gateway did not start within 30 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m llmops_dev.bench.gateway", description=__doc__)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--requests", type=int, default=3000, help="per path (direct, gateway)")
+    p.add_argument("--latency", type=float, default=0.05, help="the simulator's time to answer, seconds")
+    args = p.parse_args(argv)
+    key = secrets.token_hex(24)
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        work = Path(tmp)
+        sim, direct_url = _start_simulator(args.latency, work)
+        gateway, gateway_url = _start_gateway(direct_url, work, key)
+        try:
+            c, n = args.concurrency, args.requests
+            asyncio.run(_load(gateway_url, key, c, min(n, 200)))  # warm-up: connections, imports
+            direct = asyncio.run(_load(direct_url, None, c, n))
+            cpu_before = _proc_cpu(gateway.pid)
+            via = asyncio.run(_load(gateway_url, key, c, n))
+            cpu_after = _proc_cpu(gateway.pid)
+            stream_n = max(c, n // 10)
+            direct_first = asyncio.run(_load(direct_url, None, c, stream_n, stream=True))
+            via_first = asyncio.run(_load(gateway_url, key, c, stream_n, stream=True))
+        finally:
+            for proc in (gateway, sim):
+                proc.terminate()
+                proc.wait(timeout=10)
+    ms = 1000.0
+    print(
+        f"gateway benchmark: concurrency {c}, {n} requests per path, simulator latency {args.latency * ms:.0f} ms"
+    )
+    print(
+        f"  direct : {direct.rate:8.1f} req/s  p50 {direct.pct(0.5) * ms:6.1f} ms  p99 {direct.pct(0.99) * ms:6.1f} ms  errors {direct.errors}"
+    )
+    print(
+        f"  gateway: {via.rate:8.1f} req/s  p50 {via.pct(0.5) * ms:6.1f} ms  p99 {via.pct(0.99) * ms:6.1f} ms  errors {via.errors}"
+    )
+    print(f"  throughput through the gateway: {via.rate / direct.rate:.1%} of direct (goal >= 95%)")
+    print(
+        f"  added latency: p50 {(via.pct(0.5) - direct.pct(0.5)) * ms:+.2f} ms (goal <= 2 ms), "
+        f"p99 {(via.pct(0.99) - direct.pct(0.99)) * ms:+.2f} ms"
+    )
+    print(
+        f"  first token (streamed, p50): direct {statistics.median(direct_first.latencies) * ms:.1f} ms, "
+        f"gateway {statistics.median(via_first.latencies) * ms:.1f} ms"
+    )
+    if cpu_before is not None and cpu_after is not None:
+        print(f"  gateway CPU: {(cpu_after - cpu_before) / n * 1e6:.0f} us per request")
+    print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
