@@ -8,7 +8,7 @@
   fill (testkit.k8s_rules), and, for PodMonitor and PrometheusRule, the Prometheus Operator's CRD
   schema. A spec the schema accepts whose child Kubernetes would refuse is a hole in the schema.
 
-tests/integration/test_admission_fuzz.py sends the same kinds of specs to the real apiserver.
+tests/integration/test_admission_fuzz_cluster.py sends the same kinds of specs to the real apiserver.
 """
 
 from __future__ import annotations
