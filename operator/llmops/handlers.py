@@ -69,18 +69,20 @@ async def cleanup(**_: Any) -> None:
         await queue.stop()
 
 
+# The handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and the
+# work queue (asyncio.Queue) must only be touched from the event loop's thread.
 def _trigger(namespace: str | None, name: str | None) -> None:
     if namespace and name and (queue := _state.queue):
         queue.trigger((namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def llmdeployment_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+async def llmdeployment_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
     if type != "DELETED":
         _trigger(namespace, name)
 
 
-def _child_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+async def _child_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _trigger(namespace, labels.get(LABEL_DEPLOYMENT))
 
 
@@ -91,7 +93,7 @@ for _group, _plural in CHILD_WATCHES:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def llmdeployment_keys(
+async def llmdeployment_keys(
     namespace: str | None, name: str | None, **_: Any
 ) -> dict[None, tuple[str | None, str | None]]:
     """Every LLMDeployment, for passes that concern them all."""
@@ -104,7 +106,7 @@ def llmdeployment_keys(
     "customresourcedefinitions",
     when=lambda name, **_: name in OPTIONAL_CRDS.values(),
 )
-def optional_api_event(**kwargs: Any) -> None:
+async def optional_api_event(**kwargs: Any) -> None:
     """The Prometheus Operator or Gateway API CRDs came or went: every LLMDeployment may now
     want (or no longer get) its PodMonitor and PrometheusRule. Look again at once."""
     # kopf passes indexes by name among its kwargs; its handler protocol has no typed slot for
@@ -117,5 +119,5 @@ def optional_api_event(**kwargs: Any) -> None:
 
 
 @kopf.on.probe(id="queue")
-def queue_alive(**_: Any) -> bool:
+async def queue_alive(**_: Any) -> bool:
     return _state.queue is not None
