@@ -12,9 +12,10 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes
 import urllib3
@@ -32,6 +33,13 @@ log = logging.getLogger("llmops.kube")
 DISCOVERY_TTL_SECONDS = 15.0
 """How long the presence of optional CRDs is cached (installing the Prometheus Operator is noticed
 within this time)."""
+API_CONCURRENCY = 16
+"""Requests of one process in flight at once, shared by every pass: the lists of one observation
+and the writes of one pass are independent of each other, so they go out together rather than
+one round trip after another (at 100 LLMDeployments created at once, one at a time made the
+operator slower than ``kubectl apply`` of the same children)."""
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,9 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     except (kubernetes.config.ConfigException, FileNotFoundError, TypeError):
         kubernetes.config.load_incluster_config(client_configuration=cfg)
+    # One kept-alive connection per request in flight (urllib3's default, 5 per core, would
+    # open and drop a connection for each request beyond it).
+    cfg.connection_pool_maxsize = API_CONCURRENCY
     return ApiClient(cfg)
 
 
@@ -119,6 +130,17 @@ class Kube:
         self.writes: list[tuple[str, str, str]] = []
         """(verb, kind, name) of every write, for tests and debugging."""
         self._apis: tuple[float, frozenset[str]] | None = None
+        self._pool = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="llmops-api")
+
+    def concurrently(self, call: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        """``[call(i) for i in items]`` with the calls in flight together (bounded by
+        ``API_CONCURRENCY``); every call completes before the first error, if any, is raised. Never call it from
+        ``call`` itself: the pool's threads would wait for each other."""
+        futures = [self._pool.submit(call, item) for item in items]
+        errors = [exc for f in futures if (exc := f.exception()) is not None]
+        if errors:
+            raise errors[0]
+        return [f.result() for f in futures]
 
     # ------------------------------------------------------------- raw calls
     def _call(
@@ -207,24 +229,19 @@ class Kube:
             apis = self.optional_apis(now)
         except ApiError as exc:
             apis, errors = frozenset(), [f"discovery: {exc}"]
+        kinds = [*(k for k in CHILD_KINDS if RESOURCES[k].optional_api in (None, *apis)), "Pod"]
+        listed = self.concurrently(lambda kind: self._list(kind, namespace, selector), kinds)
         children: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for kind in CHILD_KINDS:
-            res = RESOURCES[kind]
-            if res.optional_api and res.optional_api not in apis:
-                continue
-            try:
-                items = self._call_object("GET", res.path(namespace), query=selector)["items"]
-            except ApiError as exc:
-                errors.append(f"list {kind}: {exc}")
-                continue
-            for item in items:
-                item.setdefault("kind", kind)
-                children[(kind, item["metadata"]["name"])] = item
         pods: list[Mapping[str, Any]] = []
-        try:
-            pods = self._call_object("GET", RESOURCES["Pod"].path(namespace), query=selector)["items"]
-        except ApiError as exc:
-            errors.append(f"list Pod: {exc}")
+        for kind, (items, error) in zip(kinds, listed, strict=True):
+            if error is not None:
+                errors.append(f"list {kind}: {error}")
+            elif kind == "Pod":
+                pods = items
+            else:
+                for item in items:
+                    item.setdefault("kind", kind)
+                    children[(kind, item["metadata"]["name"])] = item
         return Observations(children=children, pods=pods, apis=apis, errors=tuple(errors))
 
     def gpu_nodes(self, resource: str) -> list[GpuNode]:
@@ -253,6 +270,15 @@ class Kube:
                     )
                 )
         return out
+
+    def _list(
+        self, kind: str, namespace: str, query: Sequence[tuple[str, Any]]
+    ) -> tuple[list[dict[str, Any]], ApiError | None]:
+        """The items of one list call, or the error that a failed read becomes in observations."""
+        try:
+            return self._call_object("GET", RESOURCES[kind].path(namespace), query=query)["items"], None
+        except ApiError as exc:
+            return [], exc
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object (None when it does not exist)."""

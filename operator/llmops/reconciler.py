@@ -130,6 +130,8 @@ class Reconciler:
         result = plan(body, obs, now)
         if any(obj["kind"] == "Deployment" for obj in result.apply):
             self._ensure_signing_key(body)
+        # The children of one pass do not depend on each other's writes (a Deployment waits for
+        # its PVC on its own, and the next pass sees what did not land), so they go out together.
         for obj in result.apply:
             kind, child = obj["kind"], obj["metadata"]["name"]
             if taken := result.drift.get((kind, child)):
@@ -142,10 +144,10 @@ class Reconciler:
                     ", ".join(taken)[:500],
                 )
             log.info("%s/%s: apply %s %s", namespace, name, kind, child)
-            self.kube.apply(obj)
+        self.kube.concurrently(self.kube.apply, result.apply)
         for kind, child in result.delete:
             log.info("%s/%s: delete %s %s", namespace, name, kind, child)
-            self.kube.delete(kind, namespace, child)
+        self.kube.concurrently(lambda d: self.kube.delete(d[0], namespace, d[1]), result.delete)
         for kind, target, patch in result.patches:
             log.info("%s/%s: patch %s %s", namespace, name, kind, target)
             self.kube.merge_patch(kind, namespace, target, patch)
