@@ -4,3 +4,10 @@ bench-cluster: venv cluster-build ## warm start-to-ready time and memory of the 
 
 bench-cluster-cold: venv ## as bench-cluster, plus a cold build with empty Go build caches (minutes)
 	$(PY) -m llmops_dev.cluster.bench --runs 3 --cold
+
+# Scale: N LLMDeployments created at once against the floor of one `kubectl apply --server-side`
+# of the same children, then an idle window (objects changed, API requests, RSS).
+SCALE ?= 100
+.PHONY: bench-scale
+bench-scale: venv cluster-build ## N=$(SCALE) LLMDeployments at once vs kubectl apply of their children; idle writes, requests, RSS
+	$(PY) -m llmops_dev.bench.scale --scale $(SCALE)

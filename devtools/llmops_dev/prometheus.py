@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -214,6 +215,19 @@ class Prometheus:
                 )
                 raise ClusterError(f"prometheus {why} (log: {log}):\n{tail(log)}") from None
         raise AssertionError("unreachable")
+
+    def restart(self, *, deadline_s: float = 30.0) -> float:
+        """Kill it (SIGKILL, as a node loss or an OOM kill would) and start it again in place:
+        the same port, configuration and TSDB. Returns the seconds until it was ready again."""
+        started = time.monotonic()
+        self.proc.popen.kill()
+        self.proc.popen.wait(timeout=10)
+        self.proc = Proc.start("prometheus", list(self.proc.popen.args), self.proc.log)  # type: ignore[arg-type]
+        (self.home / "prometheus.json").write_text(
+            json.dumps({"pid": self.proc.pid, "url": self.url, "config": str(self.config_file)})
+        )
+        wait_until("prometheus /-/ready", functools.partial(_ready, self.url), deadline_s, [self.proc])
+        return time.monotonic() - started
 
     def stop(self) -> None:
         """Stop it by PID (TERM, then KILL after a deadline)."""

@@ -36,7 +36,10 @@ from llmops_dev.processes import ClusterError, Proc, free_port, port_in_use, sto
 
 __all__ = ["Cluster", "ClusterError", "default_state_dir"]
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"
+"""Room for 65,534 Services (a /24 held 254, fewer than `make bench-scale SCALE=1000` creates);
+the apiserver and the controller-manager get the same range. Its first address, 10.0.0.1, is the
+`kubernetes` Service, in the serving certificate's SANs (pki.py)."""
 POD_CIDR = "10.244.0.0/16"
 _STAGES = Path(__file__).with_name("kwok-stages.yaml")
 KUBELET_MODULE = "llmops_dev.kubelet"
@@ -319,6 +322,45 @@ class Cluster:
 
         wait_until("fake kubelet", kubelet_ready, run.deadline_s, self.procs)
         run.say(f"fake kubelet ready ({run.elapsed()})")
+
+    def restart(self, component: str, *, deadline_s: float = 90.0) -> float:
+        """Kill one component (SIGKILL) and start it again in place: the same command line, so the
+        same ports, certificates and etcd data. Returns the seconds until it was healthy again.
+
+        ``component`` is a process name: etcd, kube-apiserver, kube-controller-manager,
+        kube-scheduler, kwok or kubelet.
+        """
+        assert self.state_dir is not None, "only a cluster started here can restart its parts"
+        index = next(i for i, p in enumerate(self.procs) if p.name == component)
+        old = self.procs[index]
+        started = time.monotonic()
+        old.popen.kill()
+        old.popen.wait(timeout=30)
+        self.procs[index] = Proc.start(component, list(old.popen.args), old.log)  # type: ignore[arg-type]
+        self._save_state()
+        wait_until(f"{component} healthy again", self._healthy(component), deadline_s, self.procs)
+        return time.monotonic() - started
+
+    def _healthy(self, component: str) -> Any:
+        """A probe for one component's health endpoint (the apiserver's /readyz also needs etcd)."""
+        ctx = self.ssl_context()
+        urls = {
+            "etcd": (f"http://127.0.0.1:{self.ports['etcd']}/health", b'"true"'),
+            "kube-apiserver": (f"https://127.0.0.1:{self.ports['apiserver']}/readyz", b"ok"),
+            "kube-controller-manager": (
+                f"https://127.0.0.1:{self.ports['controller-manager']}/healthz",
+                b"ok",
+            ),
+            "kube-scheduler": (f"https://127.0.0.1:{self.ports['scheduler']}/healthz", b"ok"),
+        }
+        if component not in urls:
+            return lambda: True
+        url, body = urls[component]
+        if component == "etcd":
+            apiserver = urls["kube-apiserver"][0]
+            # etcd is back for the cluster once the apiserver, which reconnects to it, is ready too.
+            return lambda: body in _http_get(url) and _http_get(apiserver, ctx) == b"ok"
+        return lambda: body in _http_get(url, ctx) if url.startswith("https") else body in _http_get(url)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         assert self.state_dir is not None

@@ -1,0 +1,357 @@
+"""``make bench-scale``: N LLMDeployments created at once, against the floor of ``kubectl apply``.
+
+Three figures, all from the same run on one fresh local cluster:
+
+- **floor**: ``kubectl apply --server-side`` of every child the operator's first pass applies
+  (``plan()`` itself renders them, for LLMDeployments created in a namespace the operator does
+  not watch), in one kubectl call;
+- **operator**: from the start of one ``kubectl apply`` of the N LLMDeployments until every one
+  has all those children and a status for its generation; the ratio operator / floor (goal <= 1);
+- **idle** (after the objects settle): objects whose resourceVersion changed during the idle
+  window (goal 0), API requests per LLMDeployment per hour (the apiserver's own
+  ``apiserver_request_total``, delta over the window, for the resources the operator reads and
+  writes; the other components' watches and leases are left out), and the operator's RSS.
+
+The LLMDeployments are what a new user would write: one replica, one GPU, the cache disabled.
+The cluster has 16 GPUs, so 16 pods run (TGI simulators) and the rest stay Pending, which the
+status says. It prints figures; it is a benchmark, not a test, and asserts nothing. The helpers
+are shared with ``tests/integration/test_scale.py``, which runs a small sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmops.kube import load_client
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import plan
+from llmops_dev.cluster.build import repo_root
+from llmops_dev.cluster.controlplane import Cluster
+from llmops_dev.processes import Proc, free_port, stop_pid, wait_until
+
+__all__ = ["ApiReader", "children_of", "llmd_body", "main", "unsettled", "versions"]
+
+REVISION = "a" * 40
+OWNED = {  # kind -> (REST collection path, without the namespace part)
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+}
+LLMD_PATH = "/apis/llmops.io/v1alpha1/namespaces/{ns}/llmdeployments"
+# What the operator reads and writes; apiserver_request_total has no client label, and the other
+# components reach these only through watches (left out) once the objects exist.
+OPERATOR_RESOURCES = frozenset(
+    {
+        "llmdeployments",
+        "deployments",
+        "services",
+        "persistentvolumeclaims",
+        "jobs",
+        "cronjobs",
+        "poddisruptionbudgets",
+        "networkpolicies",
+        "podmonitors",
+        "prometheusrules",
+        "httproutes",
+        "customresourcedefinitions",
+        "events",
+        "pods",
+    }
+)
+_REQUESTS = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def llmd_body(name: str, namespace: str) -> dict[str, Any]:
+    """An LLMDeployment as a new user writes one: one replica, one GPU, no cache."""
+    return {
+        "apiVersion": "llmops.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"id": "sim-org/tiny-chat", "revision": REVISION},
+            "resources": {"gpu": {"count": 1}},
+            "replicas": 1,
+            "cache": {"enabled": False},
+        },
+    }
+
+
+def children_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The children the operator's first pass applies for ``body`` (``plan()`` with nothing observed)."""
+    return plan(body, Observations(), dt.datetime.now(dt.UTC)).apply
+
+
+def as_list(items: Iterable[Mapping[str, Any]]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(items)})
+
+
+class ApiReader:
+    """Plain GETs against the cluster (children as metadata only, to keep polling cheap)."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.client = load_client(str(kubeconfig))
+
+    def get(self, path: str, metadata_only: bool = False) -> Any:
+        accept = "application/json"
+        if metadata_only:
+            accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1," + accept
+        method, url, headers, _, _ = self.client.param_serialize(
+            "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+        )
+        resp = self.client.call_api(method, url, header_params=headers, _request_timeout=60)
+        raw = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {resp.status}: {raw[:300]!r}")
+        return raw if path == "/metrics" else json.loads(raw)
+
+    def llmds(self, namespace: str) -> list[dict[str, Any]]:
+        return list(self.get(LLMD_PATH.format(ns=namespace))["items"])
+
+    def owned(self, namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """Metadata of the children kinds in ``namespace``, by (kind, name)."""
+        out = {}
+        for kind, path in OWNED.items():
+            for item in self.get(path.format(ns=namespace), metadata_only=True)["items"] or []:
+                out[(kind, item["metadata"]["name"])] = item["metadata"]
+        return out
+
+
+def unsettled(reader: ApiReader, namespace: str, expected: Mapping[str, set[tuple[str, str]]]) -> list[str]:
+    """Names of the LLMDeployments that lack a child from ``expected`` (by name), its controller
+    owner reference, or a status for their generation. Empty: all converged."""
+    llmds = {o["metadata"]["name"]: o for o in reader.llmds(namespace)}
+    owned = reader.owned(namespace)
+    missing = []
+    for name, wanted in expected.items():
+        obj = llmds.get(name)
+        status = (obj or {}).get("status") or {}
+        if (
+            not obj
+            or not status.get("phase")
+            or status.get("observedGeneration") != obj["metadata"]["generation"]
+        ):
+            missing.append(name)
+            continue
+        uid = obj["metadata"]["uid"]
+        for key in wanted:
+            refs = (owned.get(key) or {}).get("ownerReferences") or []
+            if not any(r["uid"] == uid and r.get("controller") for r in refs):
+                missing.append(name)
+                break
+    return missing
+
+
+def versions(reader: ApiReader, namespace: str) -> dict[str, str]:
+    """resourceVersion of every LLMDeployment and child kind in ``namespace``, by kind/name."""
+    out = {
+        f"LLMDeployment/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+        for o in reader.llmds(namespace)
+    }
+    out.update({f"{k}/{n}": m["resourceVersion"] for (k, n), m in reader.owned(namespace).items()})
+    return out
+
+
+def changed(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """Objects modified, created or deleted between two ``versions()``."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def request_counts(reader: ApiReader) -> Counter[tuple[str, str]]:
+    """The apiserver's request counters, summed by (verb, resource)."""
+    text = reader.get("/metrics").decode()
+    out: Counter[tuple[str, str]] = Counter()
+    for m in _REQUESTS.finditer(text):
+        labels = dict(_LABEL.findall(m["labels"]))
+        out[(labels.get("verb", ""), labels.get("resource", ""))] += int(float(m["value"]))
+    return out
+
+
+def operator_requests(delta: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+    """The part of a request delta that is the operator's: its resources, watches left out."""
+    return Counter(
+        {
+            k: v
+            for k, v in delta.items()
+            if k[1] in OPERATOR_RESOURCES and k[0] not in ("WATCH", "WATCHLIST") and v
+        }
+    )
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_settled(reader: ApiReader, namespace: str, quiet_s: float, deadline_s: float) -> float:
+    """Wait until nothing in ``namespace`` changes for ``quiet_s``; returns how long it took."""
+    t0 = time.monotonic()
+    last, since = versions(reader, namespace), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() - t0 > deadline_s:
+            break
+        time.sleep(1.0)
+        now = versions(reader, namespace)
+        if now != last:
+            last, since = now, time.monotonic()
+    return time.monotonic() - t0
+
+
+def _timed(what: str, call: Callable[[], Any]) -> float:
+    t0 = time.monotonic()
+    call()
+    took = time.monotonic() - t0
+    print(f"  {what}: {took:.1f} s", flush=True)
+    return took
+
+
+def _start_operator(cluster: Cluster, namespace: str, log: Path) -> Proc:
+    port = free_port()
+    llmops = Path(sys.executable).with_name("llmops")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    argv = [str(llmops), "run", "-n", namespace, "--standalone", "--liveness-port", str(port)]
+    proc = Proc.start("operator", argv, log, env=env)
+
+    def alive() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    wait_until("operator /healthz", alive, 60, [proc])
+    return proc
+
+
+def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
+    """The benchmark; returns its figures (also printed)."""
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; N = {scale}")
+    cluster = Cluster.start(state_dir)
+    operator: Proc | None = None
+    try:
+        reader = ApiReader(cluster.kubeconfig)
+        crd = repo_root() / "crds" / "llmops.io_llmdeployments.yaml"
+        cluster.kubectl("apply", "--server-side", "-f", str(crd))
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/llmdeployments.llmops.io", "--timeout=60s"
+        )
+        names = [f"m{i:04d}" for i in range(scale)]
+        timeout = 120 + 2 * scale
+
+        # The floor: the same children, in one kubectl call, owned by LLMDeployments nobody reconciles.
+        cluster.kubectl("create", "namespace", "floor")
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            input=as_list(llmd_body(n, "floor") for n in names),
+            timeout=timeout,
+        )
+        floor_children = [c for obj in reader.llmds("floor") for c in children_of(obj)]
+        floor = _timed(
+            f"floor: kubectl apply --server-side of {len(floor_children)} children in one call",
+            lambda: cluster.kubectl(
+                "apply", "--server-side", "-f", "-", input=as_list(floor_children), timeout=timeout * 3
+            ),
+        )
+
+        # The operator: N LLMDeployments in one call, until each has its children and a status.
+        cluster.kubectl("create", "namespace", "scale")
+        operator = _start_operator(cluster, "scale", state_dir / "logs" / "operator.log")
+        expected = {
+            n: {(c["kind"], c["metadata"]["name"]) for c in children_of(llmd_body(n, "scale"))} for n in names
+        }
+        t0 = time.monotonic()
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            input=as_list(llmd_body(n, "scale") for n in names),
+            timeout=timeout,
+        )
+        created = time.monotonic() - t0
+        interval = max(0.5, scale / 500)  # polling 1,000 objects costs the apiserver CPU too
+        while left := unsettled(reader, "scale", expected):
+            if operator.failed() or time.monotonic() - t0 > timeout * 3:
+                raise RuntimeError(
+                    f"{len(left)} not converged (e.g. {left[:3]}): {operator.failed() or 'timeout'}"
+                )
+            time.sleep(interval)
+        took = time.monotonic() - t0
+        load = os.getloadavg()
+        print(
+            f"  operator: {took:.1f} s from the first LLMDeployment created to all converged "
+            f"(creating the {scale} LLMDeployments took {created:.1f} s of it)"
+        )
+        print(f"  ratio operator / floor: {took / floor:.2f} (goal <= 1.0)")
+        print(f"  load average during the run (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+        settle = wait_settled(reader, "scale", quiet_s=10, deadline_s=180)
+        print(f"  settled (10 s without a change) after {settle:.0f} s more")
+        before_v, before_r = versions(reader, "scale"), request_counts(reader)
+        time.sleep(idle_s)  # the measurement window itself, not a synchronisation
+        after_v, after_r = versions(reader, "scale"), request_counts(reader)
+        diff = changed(before_v, after_v)
+        ours = operator_requests(after_r - before_r)
+        per_hour = sum(ours.values()) / scale * 3600 / idle_s
+        rss = rss_mib(operator.pid)
+        print(
+            f"idle {idle_s:.0f} s: objects changed {len(diff)} (goal 0){': ' + ', '.join(diff[:10]) if diff else ''}"
+        )
+        print(
+            f"  operator API requests: {sum(ours.values())} in {idle_s:.0f} s = {per_hour:.1f} per LLMDeployment per hour"
+        )
+        print("  by verb and resource: " + ", ".join(f"{v} {r} {n}" for (v, r), n in ours.most_common(8)))
+        print(f"  operator RSS: {rss:.0f} MiB")
+        return {
+            "floor_s": floor,
+            "operator_s": took,
+            "ratio": took / floor,
+            "idle_changed": float(len(diff)),
+            "requests_per_llmd_hour": per_hour,
+            "rss_mib": rss,
+        }
+    finally:
+        if operator is not None:
+            stop_pid(operator.pid, "llmops")
+            operator.popen.wait(timeout=30)
+        cluster.stop()
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that the cluster and the operator are stopped on SIGTERM too
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
+    parser = argparse.ArgumentParser(prog="bench-scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=int, default=100, help="LLMDeployments created at once")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        run(args.scale, args.idle, Path(tmp) / "state")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
