@@ -44,10 +44,21 @@ def install_crd(cluster: Cluster) -> None:
 class OperatorProcess:
     """``llmops run`` against the cluster; restartable."""
 
-    def __init__(self, cluster: Cluster, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        namespaces: list[str] | None = None,
+        peering: str | None = None,
+    ) -> None:
         self.cluster = cluster
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.log = log_dir / "operator.log"
         self.env = env or {}
+        self.scope = [a for ns in namespaces or [] for a in ("-n", ns)] or ["--all-namespaces"]
+        self.scope += ["--peering", peering] if peering else []
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -57,7 +68,7 @@ class OperatorProcess:
         llmops = Path(sys.executable).with_name("llmops")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(llmops), "run", "--all-namespaces", "--liveness-port", str(self.port), "--verbose"],
+                [str(llmops), "run", *self.scope, "--liveness-port", str(self.port), "--verbose"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
