@@ -28,6 +28,12 @@ def _run(argv: list[str]) -> int:
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, required with more than one replica"
     )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority (default: random; the highest live replica acts, equal ones all pause)",
+    )
     parser.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve the operator's /metrics on this port (0: off)"
@@ -41,12 +47,16 @@ def _run(argv: list[str]) -> int:
 
     import os
     import random
+    import socket
 
     import kopf
 
     import llmops.handlers  # noqa: F401 - registers the handlers
     from llmops import metrics
 
+    # kopf's identity in the peering object, known to the handlers too (llmops.peering).
+    identity = os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}/{random.randbytes(3).hex()}"
+    os.environ["LLMOPS_PEERING_ID"] = identity
     if args.prometheus_url:
         os.environ["LLMOPS_PROMETHEUS_URL"] = args.prometheus_url
     if args.metrics_port:
@@ -62,7 +72,8 @@ def _run(argv: list[str]) -> int:
         standalone=args.standalone or args.peering is None,
         peering_name=args.peering,
         # Replicas need distinct priorities, or kopf pauses every one of them; the highest runs.
-        priority=random.randint(1, 2**31 - 1) if args.peering else None,
+        priority=(args.priority or random.randint(1, 2**31 - 1)) if args.peering else None,
+        identity=identity,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )
     return 0

@@ -8,9 +8,10 @@ writes nothing on its own: no finalizer, no progress annotations, no status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,12 @@ import kopf
 
 from llmops.api.constants import GROUP, LABEL_DEPLOYMENT, PLURAL, VERSION
 from llmops.kube import OPTIONAL_CRDS, Kube, load_client
+from llmops.peering import PeeringGate
 from llmops.reconciler import Reconciler
 from llmops.workqueue import WorkQueue
 
 log = logging.getLogger("llmops.handlers")
+PEERING_LIFETIME_SECONDS = 15
 
 
 @dataclass
@@ -57,8 +60,29 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # filters are client-side: kopf would list and watch everything and drop the rest).
     for group, plural in CHILD_WATCHES:
         settings.watching.label_selectors[group, VERSION_V1, plural] = LABEL_DEPLOYMENT
+    # A replica killed without a goodbye keeps its place in the peering object for this long;
+    # kopf's 60 s default made a failover take about a minute (controller-runtime's lease: 15 s).
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     kube = Kube(load_client(os.environ.get("KUBECONFIG")))
-    queue = WorkQueue(Reconciler(kube), workers=int(os.environ.get("LLMOPS_WORKERS", "4")))
+    reconciler = Reconciler(kube)
+    process: Callable[[tuple[str, str]], Awaitable[float | None]] = reconciler
+    if not settings.peering.standalone:
+        gate = PeeringGate(
+            kube,
+            name=settings.peering.name,
+            identity=os.environ.get("LLMOPS_PEERING_ID", ""),
+            priority=settings.peering.priority,
+            clusterwide=settings.peering.clusterwide,
+        )
+
+        async def process(key: tuple[str, str]) -> float | None:
+            namespace, name = key
+            if not await asyncio.to_thread(gate.active, namespace):
+                log.info("%s/%s: paused, another replica acts (kopf peering)", namespace, name)
+                return None  # kopf lists every object again when it resumes, triggering each
+            return await reconciler(key)
+
+    queue = WorkQueue(process, workers=int(os.environ.get("LLMOPS_WORKERS", "4")))
     queue.start()
     _state.kube, _state.queue = kube, queue
 

@@ -280,6 +280,15 @@ class Kube:
         except ApiError as exc:
             return [], exc
 
+    def read(self, path: str) -> dict[str, Any] | None:
+        """GET of any API path (None when it does not exist)."""
+        try:
+            return self._call("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object (None when it does not exist)."""
         try:

@@ -52,6 +52,7 @@ class OperatorProcess:
         *,
         namespaces: list[str] | None = None,
         peering: str | None = None,
+        priority: int | None = None,
     ) -> None:
         self.cluster = cluster
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,7 @@ class OperatorProcess:
         self.env = env or {}
         self.scope = [a for ns in namespaces or [] for a in ("-n", ns)] or ["--all-namespaces"]
         self.scope += ["--peering", peering] if peering else []
+        self.scope += ["--priority", str(priority)] if priority is not None else []
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
