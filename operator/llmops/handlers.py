@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from llmops.workqueue import WorkQueue
 
 log = logging.getLogger("llmops.handlers")
 PEERING_LIFETIME_SECONDS = 15
+DEFAULT_WORKERS = 8
+"""Passes in flight at once (LLMOPS_WORKERS); a pass mostly waits on the API, so more than cores."""
 
 
 @dataclass
@@ -82,7 +85,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
                 return None  # kopf lists every object again when it resumes, triggering each
             return await reconciler(key)
 
-    queue = WorkQueue(process, workers=int(os.environ.get("LLMOPS_WORKERS", "4")))
+    workers = int(os.environ.get("LLMOPS_WORKERS", str(DEFAULT_WORKERS)))
+    # Each pass runs in a thread (the kubernetes client is synchronous); asyncio's default pool
+    # has cpu+4 threads, which would quietly cap the workers on a small machine.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(workers, thread_name_prefix="llmops-pass")
+    )
+    queue = WorkQueue(process, workers=workers)
     queue.start()
     _state.kube, _state.queue = kube, queue
 

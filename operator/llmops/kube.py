@@ -115,9 +115,10 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     except (kubernetes.config.ConfigException, FileNotFoundError, TypeError):
         kubernetes.config.load_incluster_config(client_configuration=cfg)
-    # One kept-alive connection per request in flight (urllib3's default, 5 per core, would
-    # open and drop a connection for each request beyond it).
-    cfg.connection_pool_maxsize = API_CONCURRENCY
+    # One kept-alive connection per request in flight: the fan-out pool's, plus the passes' own
+    # reads and status writes (urllib3's default, 5 per core, would open and drop a connection
+    # for each request beyond it).
+    cfg.connection_pool_maxsize = 2 * API_CONCURRENCY
     return ApiClient(cfg)
 
 

@@ -347,7 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench-scale", description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=int, default=100, help="LLMDeployments created at once")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the cluster's state and logs in this directory"
+    )
     args = parser.parse_args(argv)
+    if args.keep:
+        run(args.scale, args.idle, args.keep)
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         run(args.scale, args.idle, Path(tmp) / "state")
     return 0
