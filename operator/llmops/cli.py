@@ -28,12 +28,6 @@ def _run(argv: list[str]) -> int:
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, required with more than one replica"
     )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="kopf peering priority (default: random; the highest live replica acts, equal ones all pause)",
-    )
     parser.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve the operator's /metrics on this port (0: off)"
@@ -72,7 +66,10 @@ def _run(argv: list[str]) -> int:
         standalone=args.standalone or args.peering is None,
         peering_name=args.peering,
         # Replicas need distinct priorities, or kopf pauses every one of them; the highest runs.
-        priority=(args.priority or random.randint(1, 2**31 - 1)) if args.peering else None,
+        # LLMOPS_PEERING_PRIORITY pins it (tests choose which replica leads); the highest acts.
+        priority=int(os.environ.get("LLMOPS_PEERING_PRIORITY") or random.randint(1, 2**31 - 1))
+        if args.peering
+        else None,
         identity=identity,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )

@@ -57,10 +57,11 @@ class OperatorProcess:
         self.cluster = cluster
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log = log_dir / "operator.log"
-        self.env = env or {}
+        self.env = dict(env or {})
         self.scope = [a for ns in namespaces or [] for a in ("-n", ns)] or ["--all-namespaces"]
         self.scope += ["--peering", peering] if peering else []
-        self.scope += ["--priority", str(priority)] if priority is not None else []
+        if priority is not None:
+            self.env["LLMOPS_PEERING_PRIORITY"] = str(priority)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
