@@ -256,8 +256,17 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
         reader = ApiReader(cluster.kubeconfig)
         crd = repo_root() / "crds" / "llmops.io_llmdeployments.yaml"
         cluster.kubectl("apply", "--server-side", "-f", str(crd))
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "crd/llmdeployments.llmops.io", "--timeout=60s"
+        # Polled: `kubectl wait` right after the apply exits 1 now and then on a loaded machine.
+        established = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+        wait_until(
+            "the LLMDeployment CRD Established",
+            lambda: cluster.kubectl(
+                "get", "crd/llmdeployments.llmops.io", "-o", established, check=False
+            ).stdout
+            == "True",
+            60,
+            [],
+            interval_s=0.5,
         )
         names = [f"m{i:04d}" for i in range(scale)]
         timeout = 120 + 2 * scale
