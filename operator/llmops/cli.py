@@ -70,7 +70,7 @@ def _run(argv: list[str]) -> int:
         priority=int(os.environ.get("LLMOPS_PEERING_PRIORITY") or random.randint(1, 2**31 - 1))
         if args.peering
         else None,
-        identity=identity,
+        identity=identity,  # type: ignore[arg-type]  # kopf.run wants its Identity, a NewType of str it does not export
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )
     return 0

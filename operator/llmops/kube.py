@@ -238,7 +238,7 @@ class Kube:
             if error is not None:
                 errors.append(f"list {kind}: {error}")
             elif kind == "Pod":
-                pods = items
+                pods = list(items)
             else:
                 for item in items:
                     item.setdefault("kind", kind)
@@ -284,7 +284,7 @@ class Kube:
     def read(self, path: str) -> dict[str, Any] | None:
         """GET of any API path (None when it does not exist)."""
         try:
-            return self._call("GET", path)
+            return self._call_object("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 return None

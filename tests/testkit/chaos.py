@@ -189,7 +189,7 @@ class JobLedger:
                     listed = self.api.list_namespaced_job(self.namespace, _request_timeout=10)
                     for job in listed.items:
                         self._see(job.metadata)
-                    rv = listed.metadata.resource_version
+                    rv = listed.metadata.resource_version if listed.metadata else None
                 stream = kubernetes.watch.Watch().stream(
                     self.api.list_namespaced_job,
                     self.namespace,

@@ -239,7 +239,7 @@ def _start_operator(cluster: Cluster, namespace: str, log: Path) -> Proc:
 
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except OSError:
             return False
 
