@@ -13,7 +13,7 @@ import pytest
 
 from llmops_dev.cluster import Cluster
 from llmops_dev.cluster.nodes import GPU_PRODUCT
-from testkit import get_json, unique, wait_for
+from testkit import get_json, restricted, unique, wait_for
 
 
 def _deployment(name: str, gpus: int) -> str:
@@ -27,15 +27,17 @@ def _deployment(name: str, gpus: int) -> str:
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "main",
-                                "image": "registry.example/app:1.0.0",
-                                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                            }
-                        ]
-                    },
+                    "spec": restricted(
+                        {
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "image": "registry.example/app:1.0.0",
+                                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                                }
+                            ]
+                        }
+                    ),
                 },
             },
         }
@@ -89,23 +91,25 @@ def test_cpu_only_pod_lands_on_the_cpu_node(cluster: Cluster, namespace: str) ->
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "cpu-only", "labels": {"app": "cpu-only"}},
-        "spec": {
-            # Keep it off GPU nodes, as a platform team would for CPU workloads.
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {"key": "nvidia.com/gpu.product", "operator": "DoesNotExist"}
-                                ]
-                            }
-                        ]
+        "spec": restricted(
+            {
+                # Keep it off GPU nodes, as a platform team would for CPU workloads.
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {"key": "nvidia.com/gpu.product", "operator": "DoesNotExist"}
+                                    ]
+                                }
+                            ]
+                        }
                     }
-                }
-            },
-            "containers": [{"name": "main", "image": "registry.example/app:1.0.0"}],
-        },
+                },
+                "containers": [{"name": "main", "image": "registry.example/app:1.0.0"}],
+            }
+        ),
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
     p = wait_for(
@@ -116,9 +120,19 @@ def test_cpu_only_pod_lands_on_the_cpu_node(cluster: Cluster, namespace: str) ->
 
 
 def test_job_completes(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl(
-        "create", "job", "hello", "-n", namespace, "--image=registry.example/app:1.0.0", "--", "true"
+    spec = restricted(
+        {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "registry.example/app:1.0.0", "command": ["true"]}],
+        }
     )
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "hello"},
+        "spec": {"template": {"spec": spec}},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(job))
     job = wait_for(
         "Job Complete",
         lambda: (j := get_json(cluster, "job", "hello", "-n", namespace))

@@ -36,7 +36,7 @@ from llmops_dev.fakehub import commit_for
 from llmops_dev.kubelet import running_pid
 from llmops_dev.kubelet.proxy import resolve
 from llmops_dev.processes import stop_pid, tail
-from testkit import get_json, unique, wait_for
+from testkit import get_json, restricted, unique, wait_for
 
 Obj = dict[str, Any]
 _MODULE = "llmops_dev.kubelet"
@@ -155,11 +155,13 @@ def job(name: str, container: Obj, *, volumes: list[Obj] | None = None, **spec: 
             **spec,
             "template": {
                 "metadata": {"labels": {LABEL_DEPLOYMENT: "demo", "job": name}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": OPERATOR_IMAGE, **container}],
-                    "volumes": volumes or [],
-                },
+                "spec": restricted(
+                    {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": OPERATOR_IMAGE, **container}],
+                        "volumes": volumes or [],
+                    }
+                ),
             },
         },
     }
@@ -208,10 +210,12 @@ def tgi(name: str, revision: str, *, image: str = DEFAULT_TGI_IMAGE) -> list[Obj
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [container],
-                        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
-                    },
+                    "spec": restricted(
+                        {
+                            "containers": [container],
+                            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+                        }
+                    ),
                 },
             },
         },

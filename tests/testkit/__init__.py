@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["RESTRICTED", "create_namespace", "get_json", "sample_llmd", "unique", "wait_for"]
+__all__ = ["RESTRICTED", "create_namespace", "get_json", "restricted", "sample_llmd", "unique", "wait_for"]
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -18,6 +18,25 @@ RESTRICTED = {
 any pod (ours, the operator's, a Job's) that the `restricted` level does not allow."""
 
 T = TypeVar("T")
+
+
+def restricted(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """``pod_spec`` with the security context the `restricted` level asks for (non-root,
+    RuntimeDefault seccomp, no privilege escalation, every capability dropped), for pods a test
+    makes by hand in the restricted namespaces."""
+    containers = [
+        {
+            **c,
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+                **(c.get("securityContext") or {}),
+            },
+        }
+        for c in pod_spec.get("containers") or []
+    ]
+    pod_security = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {**pod_spec, "securityContext": pod_security, "containers": containers}
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1) -> T:
