@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from llmops_dev.cluster import Cluster
+from llmops_dev.cluster.nodes import GPUS_PER_NODE, NODES
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, wait_for
 from testkit.argocd import RECORDED, check_case
@@ -189,22 +190,45 @@ def test_canary_paused_without_gpus(cluster: Cluster, namespace: str, operator: 
     which needs 8 GPUs too, cannot be scheduled and the canary pauses."""
     body = json.loads(sample("nogpu", A, rollout=ROLLOUT))
     body["spec"]["resources"]["gpu"]["count"] = 8
+    # The session's cluster is shared: GPU pods of earlier tests (their namespaces are deleted
+    # without waiting) may still hold GPUs. Stable needs one whole node; fillers then take what
+    # is free on the others, whatever other tests still hold there.
+    wait_for("a wholly free GPU node", lambda: len(_gpus_in_use(cluster)) < len(GPU_NODES), 180, 0.5)
     _apply(cluster, namespace, body)
     _wait_serving(cluster, namespace, "nogpu")
     pod = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"][0]
-    other = next(n for n in ("gpu-node-0", "gpu-node-1") if n != pod["spec"]["nodeName"])
-    _apply(cluster, namespace, _filler(other))
+    used = _gpus_in_use(cluster)
+    for i, node in enumerate(n for n in GPU_NODES if n != pod["spec"]["nodeName"]):
+        if (free := GPUS_PER_NODE - used.get(node, 0)) > 0:
+            _apply(cluster, namespace, _filler(node, free, f"gpu-filler-{i}"))
     body["spec"]["model"]["revision"] = B
     _apply(cluster, namespace, body)
     _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
 
 
-def _filler(node: str) -> dict[str, Any]:
-    """A pod holding all 8 GPUs of ``node`` (admitted under the restricted Pod Security level)."""
+def _gpus_in_use(cluster: Cluster) -> dict[str, int]:
+    """GPUs held per node by pods that have not finished, in every namespace."""
+    used: dict[str, int] = {}
+    for pod in get_json(cluster, "pods", "-A").get("items", []):
+        node = pod["spec"].get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for c in pod["spec"].get("containers", []):
+            gpus = int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
+            if gpus:
+                used[node] = used.get(node, 0) + gpus
+    return used
+
+
+GPU_NODES = tuple(str(n["metadata"]["name"]) for n in NODES if "nvidia.com/gpu" in n["status"]["capacity"])
+
+
+def _filler(node: str, gpus: int, name: str) -> dict[str, Any]:
+    """A pod holding ``gpus`` GPUs of ``node`` (admitted under the restricted Pod Security level)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "gpu-filler"},
+        "metadata": {"name": name},
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node},
             "securityContext": {
@@ -216,7 +240,7 @@ def _filler(node: str) -> dict[str, Any]:
                 {
                     "name": "hold",
                     "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 }
             ],
