@@ -8,6 +8,7 @@ templates (TEMPLATES) and the alerts. Render, lifecycle and analysis only talk t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -127,4 +128,38 @@ def alert_rules(
         "ErrorRatio": f"{q('error-ratio')} > {error_ratio}",
         "LatencyP95": f"{q('latency-p95')} > {latency_p95_seconds}",
         "QueueBacklog": f"{q('queue-size')} > {queue_size}",
+    }
+
+
+# Probe cadence, the same for every engine. The startupProbe period is short so a warm pod turns
+# Ready soon after the port opens.
+STARTUP_PERIOD_SECONDS = 10
+READINESS_PERIOD_SECONDS = 10
+# /health may run a short generation (TGI's does after a failed check): give it time on a busy GPU.
+PROBE_TIMEOUT_SECONDS = 10
+# Liveness restarts only after 10 failed checks 30 s apart (5 minutes of /health failing): a
+# saturated server that answers 503 on /health for a while is slow, not dead (TGI #3241).
+LIVENESS_PERIOD_SECONDS = 30
+LIVENESS_FAILURE_THRESHOLD = 10
+
+
+def health_probes(health_path: str, startup_timeout_seconds: int) -> dict[str, dict[str, Any]]:
+    """startupProbe covering ``startup_timeout_seconds`` (loading a large model takes minutes);
+    readiness on the engine's health route; lenient liveness."""
+    http = {"path": health_path, "port": PORT_NAME}
+
+    def probe(period: int, timeout: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": dict(http),
+            "periodSeconds": period,
+            "timeoutSeconds": timeout,
+            "failureThreshold": failures,
+            "successThreshold": 1,
+        }
+
+    startup_failures = math.ceil(startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
+    return {
+        "startupProbe": probe(STARTUP_PERIOD_SECONDS, PROBE_TIMEOUT_SECONDS, startup_failures),
+        "readinessProbe": probe(READINESS_PERIOD_SECONDS, PROBE_TIMEOUT_SECONDS, 3),
+        "livenessProbe": probe(LIVENESS_PERIOD_SECONDS, LIVENESS_PERIOD_SECONDS, LIVENESS_FAILURE_THRESHOLD),
     }

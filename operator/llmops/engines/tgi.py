@@ -12,26 +12,16 @@ port (the separate prometheus port serves nothing); metric names have no _total/
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from llmops.api.constants import DEFAULT_TGI_IMAGE
 from llmops.api.spec import LLMDeploymentSpec
-from llmops.engines.base import DATA_DIR, PORT_NAME, TEMPLATES, Metrics, Routes, matchers, p95
+from llmops.engines.base import DATA_DIR, TEMPLATES, Metrics, Routes, health_probes, matchers, p95
 
 # 8080, not the image's default 80: the server runs as a non-root user with every capability
 # dropped, and a non-root process cannot bind a port below 1024 unless the node's runtime lowers
 # net.ipv4.ip_unprivileged_port_start (not all do). The Service still listens on spec.service.port.
 TGI_PORT = 8080
-# Probe cadence. startupProbe period is short so a warm pod turns Ready soon after the port opens.
-STARTUP_PERIOD_SECONDS = 10
-READINESS_PERIOD_SECONDS = 10
-# /health runs a one-token prefill when the last check failed: give it time on a busy GPU.
-PROBE_TIMEOUT_SECONDS = 10
-# Liveness restarts only after 10 failed checks 30 s apart (5 minutes of /health failing):
-# a saturated server that answers 503 on /health for a while must not be killed (TGI #3241).
-LIVENESS_PERIOD_SECONDS = 30
-LIVENESS_FAILURE_THRESHOLD = 10
 
 TGI_METRICS = Metrics(
     request_success="tgi_request_success",
@@ -110,32 +100,7 @@ class TGI:
         return env
 
     def probes(self, spec: LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
-        """startupProbe covering startupTimeoutSeconds; readiness on /health; lenient liveness."""
-        http = {"path": TGI_ROUTES.health, "port": PORT_NAME}
-        startup_failures = math.ceil(spec.engine.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
-        return {
-            "startupProbe": {
-                "httpGet": dict(http),
-                "periodSeconds": STARTUP_PERIOD_SECONDS,
-                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
-                "failureThreshold": startup_failures,
-                "successThreshold": 1,
-            },
-            "readinessProbe": {
-                "httpGet": dict(http),
-                "periodSeconds": READINESS_PERIOD_SECONDS,
-                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
-                "failureThreshold": 3,
-                "successThreshold": 1,
-            },
-            "livenessProbe": {
-                "httpGet": dict(http),
-                "periodSeconds": LIVENESS_PERIOD_SECONDS,
-                "timeoutSeconds": LIVENESS_PERIOD_SECONDS,
-                "failureThreshold": LIVENESS_FAILURE_THRESHOLD,
-                "successThreshold": 1,
-            },
-        }
+        return health_probes(TGI_ROUTES.health, spec.engine.startup_timeout_seconds)
 
     def query(self, template: str, *, selector: str, window: str) -> str:
         """PromQL of a canary analysis template.

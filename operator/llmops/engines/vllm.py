@@ -34,21 +34,14 @@ Facts behind the choices, from vLLM's source (vllm-project/vllm; file @ commit):
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from llmops.api.constants import DEFAULT_VLLM_IMAGE
 from llmops.api.spec import LLMDeploymentSpec
-from llmops.engines.base import DATA_DIR, PORT_NAME, TEMPLATES, Metrics, Routes, matchers, p95
+from llmops.engines.base import DATA_DIR, TEMPLATES, Metrics, Routes, health_probes, matchers, p95
 
 # vLLM's default port; above 1024, so the non-root server can bind it.
 VLLM_PORT = 8000
-STARTUP_PERIOD_SECONDS = 10
-READINESS_PERIOD_SECONDS = 10
-PROBE_TIMEOUT_SECONDS = 10
-# Lenient liveness, as for TGI: a saturated server is slow to answer, not dead.
-LIVENESS_PERIOD_SECONDS = 30
-LIVENESS_FAILURE_THRESHOLD = 10
 # The model cache on the shared PVC, where the download Job put the snapshot (HF_HUB_CACHE layout).
 HUB_CACHE = f"{DATA_DIR}/hub"
 # The generation routes the error ratio is computed over (handler label values).
@@ -153,33 +146,7 @@ class VLLM:
         return env
 
     def probes(self, spec: LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
-        """startupProbe covering startupTimeoutSeconds (the port opens only once the model is
-        loaded); readiness on /health; lenient liveness."""
-        http = {"path": VLLM_ROUTES.health, "port": PORT_NAME}
-        startup_failures = math.ceil(spec.engine.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
-        return {
-            "startupProbe": {
-                "httpGet": dict(http),
-                "periodSeconds": STARTUP_PERIOD_SECONDS,
-                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
-                "failureThreshold": startup_failures,
-                "successThreshold": 1,
-            },
-            "readinessProbe": {
-                "httpGet": dict(http),
-                "periodSeconds": READINESS_PERIOD_SECONDS,
-                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
-                "failureThreshold": 3,
-                "successThreshold": 1,
-            },
-            "livenessProbe": {
-                "httpGet": dict(http),
-                "periodSeconds": LIVENESS_PERIOD_SECONDS,
-                "timeoutSeconds": LIVENESS_PERIOD_SECONDS,
-                "failureThreshold": LIVENESS_FAILURE_THRESHOLD,
-                "successThreshold": 1,
-            },
-        }
+        return health_probes(VLLM_ROUTES.health, spec.engine.startup_timeout_seconds)
 
     def query(self, template: str, *, selector: str, window: str) -> str:
         """PromQL of a canary analysis template over vLLM's metrics (see the module docstring).
