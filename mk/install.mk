@@ -12,7 +12,7 @@ manifests-check: venv cluster-build ## fail if a generated packaging file is out
 	$(PY) -m llmops_dev.packaging --check
 
 argocd-fixtures: venv cluster-build prometheus-install ## re-record tests/fixtures/recorded_statuses.yaml (statuses of real runs the Argo CD health check is tested on)
-	LLMOPS_RECORD_STATUSES=1 $(PY) -m pytest -q tests/integration/test_recorded_statuses.py
+	LLMOPS_RECORD_STATUSES=1 $(PY) -m pytest -q tests/integration/test_argocd_recorded_statuses.py
 
 chart-lint: cluster-build ## helm lint --strict the chart
 	$(HELM) lint --strict $(CHART)

@@ -15,7 +15,7 @@ import lupa.lua51 as lua51
 REPO = Path(__file__).resolve().parents[2]
 CHECK = REPO / "manifests/argocd/resource_customizations/llmops.io/LLMDeployment"
 RECORDED = REPO / "tests/fixtures/recorded_statuses.yaml"
-"""Statuses snapshotted at each phase of real runs by tests/integration/test_recorded_statuses.py."""
+"""Statuses snapshotted at each phase of real runs by tests/integration/test_argocd_recorded_statuses.py."""
 
 EXPECTED_HEALTH: dict[str, tuple[str, str]] = {
     # case: (Argo CD health status, where its message comes from)

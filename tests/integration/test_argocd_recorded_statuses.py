@@ -52,7 +52,7 @@ def record() -> Iterator[None]:
     if os.environ.get("LLMOPS_RECORD_STATUSES") == "1" and _recorded:
         old = yaml.safe_load(RECORDED.read_text()) if RECORDED.exists() else {}
         merged = {**(old or {}), **_recorded}
-        header = "# Recorded by `make argocd-fixtures` (tests/integration/test_recorded_statuses.py): do not edit.\n"
+        header = "# Recorded by `make argocd-fixtures` (tests/integration/test_argocd_recorded_statuses.py): do not edit.\n"
         RECORDED.write_text(header + yaml.safe_dump(merged, sort_keys=True, width=120))
 
 
@@ -186,37 +186,24 @@ def test_canary_progressing_then_rolled_back(
 
 
 def test_canary_paused_without_gpus(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
-    """Stable serves on one GPU, then filler pods take every GPU left free in the cluster: the
-    canary's pod cannot be scheduled and the canary pauses."""
+    """The stable pod takes a whole 8-GPU node and a filler pod the other: the canary's pod,
+    which needs 8 GPUs too, cannot be scheduled and the canary pauses."""
     body = json.loads(sample("nogpu", A, rollout=ROLLOUT))
-    body["spec"]["resources"]["gpu"]["count"] = 1
-    # The session's cluster is shared: pods of earlier tests may hold GPUs for the whole session,
-    # and those of deleted namespaces release theirs as they terminate. Wait until only the
-    # long-lived holders are left (so no GPU frees up later), then fill around them.
-    wait_for("no terminating pod holding GPUs", lambda: not _terminating_gpu_pods(cluster), 180, 0.5)
+    body["spec"]["resources"]["gpu"]["count"] = 8
+    # The session's cluster is shared: GPU pods of earlier tests (their namespaces are deleted
+    # without waiting) may still hold GPUs. Stable needs one whole node; fillers then take what
+    # is free on the others, whatever other tests still hold there.
+    wait_for("a wholly free GPU node", lambda: len(_gpus_in_use(cluster)) < len(GPU_NODES), 180, 0.5)
     _apply(cluster, namespace, body)
     _wait_serving(cluster, namespace, "nogpu")
+    pod = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"][0]
     used = _gpus_in_use(cluster)
-    for i, node in enumerate(GPU_NODES):
+    for i, node in enumerate(n for n in GPU_NODES if n != pod["spec"]["nodeName"]):
         if (free := GPUS_PER_NODE - used.get(node, 0)) > 0:
             _apply(cluster, namespace, _filler(node, free, f"gpu-filler-{i}"))
     body["spec"]["model"]["revision"] = B
     _apply(cluster, namespace, body)
     _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
-
-
-def _terminating_gpu_pods(cluster: Cluster) -> list[str]:
-    """Pods being deleted that still hold GPUs."""
-    return [
-        pod["metadata"]["name"]
-        for pod in get_json(cluster, "pods", "-A").get("items", [])
-        if pod["metadata"].get("deletionTimestamp")
-        and pod["spec"].get("nodeName")
-        and any(
-            ((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
-            for c in pod["spec"].get("containers", [])
-        )
-    ]
 
 
 def _gpus_in_use(cluster: Cluster) -> dict[str, int]:
