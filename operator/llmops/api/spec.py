@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from llmops.api.capture import CaptureSpec
 from llmops.api.common import (
     DNS1123_LABEL,
     LABEL_VALUE,
@@ -455,9 +456,18 @@ class GatewayAuthSpec(ApiModel):
     Changes take effect within seconds, without a restart. Absent: no authentication."""
 
 
+_CAPTURE_NEEDS_GATEWAY = cel(
+    "!has(self.capture) || self.enabled",
+    "gateway.capture needs gateway.enabled: the gateway captures",
+    ".capture",
+)
+
+
 class GatewaySpec(ApiModel):
     """The gateway container in every server pod, in front of the engine (which then listens on
     localhost only): API keys per client, signed request IDs, user feedback, its own metrics."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_CAPTURE_NEEDS_GATEWAY))
 
     enabled: bool = True
     """Run the gateway (false: the Service targets the engine directly, as without it)."""
@@ -467,6 +477,14 @@ class GatewaySpec(ApiModel):
     """Largest request body; larger ones get 413."""
     upstream_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
     """How long the engine may take to start answering, or stay silent mid-answer, before 504."""
+    capture: CaptureSpec | None = None
+    """Opt-in capture of sampled, redacted requests for drift checks and retraining (absent: off)."""
+
+    @model_validator(mode="after")
+    def _capture_needs_gateway(self) -> Self:
+        if self.capture is not None and not self.enabled:
+            raise ValueError(_CAPTURE_NEEDS_GATEWAY["message"])
+        return self
 
 
 _EVAL_SCORE_NEEDS_SCHEDULE = cel(
