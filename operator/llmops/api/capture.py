@@ -35,11 +35,11 @@ __all__ = [
     "RedactionPattern",
 ]
 
-BUILTIN_REDACTIONS: tuple[str, ...] = ("email", "phone", "card", "ip", "iban")
+BuiltinRedaction = Literal["email", "phone", "card", "ip", "iban"]
+BUILTIN_REDACTIONS: tuple[BuiltinRedaction, ...] = ("email", "phone", "card", "ip", "iban")
 """The kinds of personal data the gateway recognises itself; each span becomes `[EMAIL]`,
 `[PHONE]`, `[CARD]` (only numbers that pass the Luhn check), `[IP]` or `[IBAN]`."""
 
-BuiltinRedaction = Literal["email", "phone", "card", "ip", "iban"]
 # The placeholder a user pattern writes: `[NAME]`, upper-case so it reads like the built-in ones.
 PlaceholderName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,31}$")]
 
