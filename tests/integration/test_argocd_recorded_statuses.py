@@ -21,10 +21,11 @@ import pytest
 import yaml
 
 from llmops_dev.cluster import Cluster
-from llmops_dev.cluster.nodes import GPUS_PER_NODE, NODES
+from llmops_dev.cluster.nodes import GPUS_PER_NODE
 from llmops_dev.loadgen import Traffic
-from testkit import get_json, wait_for
+from testkit import wait_for
 from testkit.argocd import RECORDED, check_case
+from testkit.nodes import dedicated_gpu_node, placement_on
 from testkit.operator import OperatorProcess, condition, configure_hub, llmd, sample, set_behaviour
 
 A, B = "1" * 40, "2" * 40
@@ -186,63 +187,14 @@ def test_canary_progressing_then_rolled_back(
 
 
 def test_canary_paused_without_gpus(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
-    """The stable pod takes a whole 8-GPU node and a filler pod the other: the canary's pod,
-    which needs 8 GPUs too, cannot be scheduled and the canary pauses."""
+    """On a node of its own with 8 GPUs, the stable pod takes all 8: the canary's pod, which needs
+    8 GPUs too, cannot be scheduled and the canary pauses."""
     body = json.loads(sample("nogpu", A, rollout=ROLLOUT))
-    body["spec"]["resources"]["gpu"]["count"] = 8
-    # The session's cluster is shared: GPU pods of earlier tests (their namespaces are deleted
-    # without waiting) may still hold GPUs. Stable needs one whole node; fillers then take what
-    # is free on the others, whatever other tests still hold there.
-    wait_for("a wholly free GPU node", lambda: len(_gpus_in_use(cluster)) < len(GPU_NODES), 180, 0.5)
-    _apply(cluster, namespace, body)
-    _wait_serving(cluster, namespace, "nogpu")
-    pod = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"][0]
-    used = _gpus_in_use(cluster)
-    for i, node in enumerate(n for n in GPU_NODES if n != pod["spec"]["nodeName"]):
-        if (free := GPUS_PER_NODE - used.get(node, 0)) > 0:
-            _apply(cluster, namespace, _filler(node, free, f"gpu-filler-{i}"))
-    body["spec"]["model"]["revision"] = B
-    _apply(cluster, namespace, body)
-    _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
-
-
-def _gpus_in_use(cluster: Cluster) -> dict[str, int]:
-    """GPUs held per node by pods that have not finished, in every namespace."""
-    used: dict[str, int] = {}
-    for pod in get_json(cluster, "pods", "-A").get("items", []):
-        node = pod["spec"].get("nodeName")
-        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        for c in pod["spec"].get("containers", []):
-            gpus = int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
-            if gpus:
-                used[node] = used.get(node, 0) + gpus
-    return used
-
-
-GPU_NODES = tuple(str(n["metadata"]["name"]) for n in NODES if "nvidia.com/gpu" in n["status"]["capacity"])
-
-
-def _filler(node: str, gpus: int, name: str) -> dict[str, Any]:
-    """A pod holding ``gpus`` GPUs of ``node`` (admitted under the restricted Pod Security level)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": node},
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "hold",
-                    "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }
-            ],
-        },
-    }
+    body["spec"]["resources"]["gpu"]["count"] = GPUS_PER_NODE
+    with dedicated_gpu_node(cluster, f"gpu-{namespace}") as node:
+        body["spec"]["placement"] = placement_on(node)
+        _apply(cluster, namespace, body)
+        _wait_serving(cluster, namespace, "nogpu")
+        body["spec"]["model"]["revision"] = B
+        _apply(cluster, namespace, body)
+        _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
