@@ -20,6 +20,10 @@ import httpx2
 import pytest
 
 from llmops.analysis import Decision, Outcome, Value, judge, measure_all, queries
+from llmops.analysis.drift import SignalVerdict
+from llmops.analysis.drift import Verdict as DriftVerdict
+from llmops.analysis.drift import feedback as drift_feedback
+from llmops.analysis.drift import feedback_queries as drift_feedback_queries
 from llmops.api.delivery import AnalysisSpec
 from llmops.engines import TGI
 from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
@@ -152,3 +156,26 @@ def test_a_canary_users_rate_down_30_percent_is_rolled_back_on_feedback(
     stable = prom.query(wanted[0].canary.replace('track="canary"', 'track="stable"'))
     assert stable == Value(0.0)
     assert users.rated > 0
+
+
+def test_feedback_drift_counts_the_ratings_users_gave_the_serving_revision(
+    fleet: tuple[PromClient, Users],
+) -> None:
+    """The drift check's feedback signal reads the same counter: 30 % "down" on rev-canary's
+    answers is drift at maxNegativeRatio 0.2; rev-stable's answers, all rated 5, are not."""
+    prom, _ = fleet
+
+    def verdict(revision: str) -> SignalVerdict | None:
+        negative, total = drift_feedback_queries(NS, NAME, revision, WINDOW)
+        bad, every = prom.query(negative), prom.query(total)
+        if not (isinstance(bad, Value) and isinstance(every, Value) and every.value >= 20):
+            return None
+        return drift_feedback(bad.value, every.value, max_ratio=0.2, min_samples=20)
+
+    canary = wait_for(
+        "20 ratings of rev-canary's answers in the window", lambda: verdict("rev-canary"), 60, 0.25
+    )
+    assert canary.verdict == DriftVerdict.DRIFTED, canary.message
+    assert canary.value == pytest.approx(0.3, abs=0.08), canary.message
+    stable = wait_for("20 ratings of rev-stable's answers", lambda: verdict("rev-stable"), 60, 0.25)
+    assert stable.verdict == DriftVerdict.NO_DRIFT and stable.value == 0.0, stable.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
@@ -24,6 +25,7 @@ from llmops.analysis.drift import (
     quality_drop,
     smooth,
 )
+from llmops.gateway.feedback import NEGATIVE_RATINGS
 
 EDGES = (10.0, 20.0, 30.0)
 
@@ -279,6 +281,17 @@ def test_histogram_queries() -> None:
     assert histogram_query("b", sel, "1h", at=1700000000) == (
         f"sum by (le) (increase(b{{{sel}}}[1h] @ 1700000000.000))"
     )
-    negative, total = feedback_queries(sel, "1h")
-    assert negative == f'sum(increase(llmops_feedback_total{{{sel},rating="negative"}}[1h]))'
-    assert total == f"sum(increase(llmops_feedback_total{{{sel}}}[1h]))"
+    negative, total = feedback_queries("prod", "chat", "r1", "1h")
+    rated = 'namespace="prod",llmops_deployment="chat",revision="r1"'
+    assert (
+        negative == f'(sum(increase(llmops_feedback_total{{{rated},rating=~"down|1|2"}}[1h])) or vector(0))'
+    )
+    assert total == f"sum(increase(llmops_feedback_total{{{rated}}}[1h]))"
+
+
+def test_feedback_queries_count_as_negative_exactly_the_ratings_the_gateway_calls_negative() -> None:
+    """The drift signal and the gateway must agree on the label values (they once did not: the
+    query asked for rating="negative", a value the gateway never writes)."""
+    negative, _ = feedback_queries("ns", "n", "r", "1h")
+    (alternatives,) = re.findall(r'rating=~"([^"]*)"', negative)
+    assert tuple(alternatives.split("|")) == NEGATIVE_RATINGS

@@ -30,6 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from llmops.analysis.queries import FEEDBACK_METRIC, NEGATIVE_RATINGS_REGEX
+from llmops.api.constants import PROM_LABEL_DEPLOYMENT
+
 __all__ = [
     "DEFAULT_EPSILON",
     "FEEDBACK_METRIC",
@@ -52,8 +55,6 @@ __all__ = [
 
 DEFAULT_EPSILON = 1e-4
 """Probability mass given to every bin before PSI's logarithm (then renormalised)."""
-FEEDBACK_METRIC = "llmops_feedback_total"
-"""The gateway's counter of user ratings, labelled rating="positive"|"negative"."""
 
 
 class Verdict(StrEnum):
@@ -281,11 +282,17 @@ def histogram_query(
     return f"sum by (le) (increase({rng}))"
 
 
-def feedback_queries(selector: str, window: str) -> tuple[str, str]:
-    """(negative ratings, all ratings) over the window, from the gateway's counter."""
-    negative = f'sum(increase({FEEDBACK_METRIC}{{{selector},rating="negative"}}[{window}]))'
-    total = f"sum(increase({FEEDBACK_METRIC}{{{selector}}}[{window}]))"
-    return negative, total
+def feedback_queries(namespace: str, name: str, revision: str, window: str) -> tuple[str, str]:
+    """(negative ratings, all ratings) over the window of the answers `revision` produced.
+
+    `revision` is the label the gateway takes from the rated answer's signed request ID, so a
+    rating that reaches another pod, or arrives after a rollout, still counts for the revision
+    that answered. No negative rating reads 0; no rating at all reads no data (Unknown).
+    """
+    base = f'namespace="{namespace}",{PROM_LABEL_DEPLOYMENT}="{name}",revision="{revision}"'
+    negative = f'sum(increase({FEEDBACK_METRIC}{{{base},rating=~"{NEGATIVE_RATINGS_REGEX}"}}[{window}]))'
+    total = f"sum(increase({FEEDBACK_METRIC}{{{base}}}[{window}]))"
+    return f"({negative} or vector(0))", total
 
 
 def quality_drop(gate_score: float, scheduled_score: float, *, higher_is_better: bool) -> float:

@@ -36,6 +36,7 @@ from llmops.analysis.drift import (
     histogram_query,
     quality_drop,
 )
+from llmops.analysis.queries import FEEDBACK_METRIC
 from llmops.analysis.results import Error, NoData, Value, Vector
 from llmops.api import conditions as c
 from llmops.api.common import parse_duration
@@ -161,8 +162,7 @@ def _queries(
             promql = histogram_query(metric, sel, spec.window, at=ref_end.timestamp())
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
     if spec.feedback is not None:
-        fsel = f'namespace="{ld.namespace}",llmops_deployment="{ld.name}"'
-        negative, total = feedback_queries(fsel, spec.window)
+        negative, total = feedback_queries(ld.namespace, ld.name, serving, spec.window)
         out += [DriftQuery(FEEDBACK_NEGATIVE, negative, None), DriftQuery(FEEDBACK_TOTAL, total, None)]
     return out
 
@@ -431,8 +431,9 @@ def _feedback(check: _Check, results: Mapping[str, Any]) -> None:
             return
     if not isinstance(total, Value):
         message = (
-            "feedback: no llmops_feedback_total series for this deployment: user ratings are counted by "
-            "the llmops gateway, which is not deployed (no feedback metric exists yet)"
+            f"feedback: no {FEEDBACK_METRIC} series for revision {check.serving} in the window: nobody "
+            "rated its answers yet, or the gateway is off (spec.gateway.enabled) or not scraped "
+            "(spec.monitoring.podMonitor)"
         )
         _unknown(check, FEEDBACK, c.NO_FEEDBACK_METRIC, message, current, None)
         return
