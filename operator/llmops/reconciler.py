@@ -4,11 +4,11 @@
     apply / delete children → patch status once, only if it changed → post events
 
 Every exception a pass raises ends the pass and becomes visible: the condition
-Progressing=Unknown with reason ReconcileError carries its message (and the next retry), a
-Warning Event marks the first failure of a streak, and the key is retried after a bounded,
-growing backoff (1 s … 60 s). A transient API failure (5xx, 409, 429, connection) and a refusal
-(403, 422) are reported the same way; a programming error (TypeError, KeyError…) also logs its
-traceback. The next successful pass sets Progressing from the plan again. One object's failure
+Progressing=Unknown with reason ReconcileError carries its message, a Warning Event marks the
+first failure of a streak, and the key is retried after a bounded, growing backoff (1 s … 60 s).
+A transient API failure (5xx, 409, 429, connection) and a refusal (403) are reported the same
+way; a child the apiserver refuses as invalid (422) has reason ChildRefused and names the spec
+field it came from; a programming error (TypeError, KeyError…) also logs its traceback. The next successful pass sets Progressing from the plan again. One object's failure
 never touches another's pass.
 """
 
@@ -33,7 +33,7 @@ from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.conditions import set_condition
-from llmops.lifecycle.diagnose import waits_for_gpus
+from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
 from llmops.lifecycle.drift import DriftQuery, drift_request
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
@@ -112,7 +112,7 @@ class Reconciler:
                 )
             else:
                 log.exception("%s/%s: pass failed, retrying in %.0fs", namespace, name, delay)
-            await asyncio.to_thread(self._report, namespace, name, error_message(exc), attempt, delay)
+            await asyncio.to_thread(self._report, namespace, name, exc, attempt)
             return delay
         self._failures.pop(key, None)
         metrics.observe_pass("ok", time.monotonic() - started)
@@ -233,22 +233,26 @@ class Reconciler:
             log.info("%s/%s: cannot read GPU nodes (%s): %s", ld.namespace, ld.name, exc.status, exc)
             return None
 
-    def _report(self, namespace: str, name: str, message: str, attempt: int, delay: float) -> None:
+    def _report(self, namespace: str, name: str, exc: Exception, attempt: int) -> None:
         """Record a failed pass in status (and an Event on the first failure of a streak).
 
+        The condition's text stays the same for the whole streak (no attempt count, no next
+        delay: the log has those): a status write is a watch event that starts a pass at once,
+        so a text that changed every attempt would retry in a hot loop, whatever the backoff.
         Best effort: when the apiserver itself is what fails, the log is all there is."""
+        reason, message = failure_reason(exc), error_message(exc)
         try:
             body = self.kube.get_llmd(namespace, name)
             if body is None:
                 return
             now = self.clock()
             old = list((body.get("status") or {}).get("conditions") or [])
-            text = f"{message[:900]} (failed {attempt} time(s) in a row; next attempt in {delay:.0f}s)"
+            text = f"{message[:900]} (retried with a growing backoff, at most {_BACKOFF[-1]:.0f}s apart)"
             conds = set_condition(
                 old,
                 c.PROGRESSING,
                 c.UNKNOWN,
-                c.RECONCILE_ERROR,
+                reason,
                 text,
                 generation=body["metadata"].get("generation"),
                 now=now,
@@ -256,7 +260,7 @@ class Reconciler:
             if conds != old:
                 self.kube.patch_status(namespace, name, {"conditions": conds})
             if attempt == 1:
-                self.kube.event(body, "Warning", c.RECONCILE_ERROR, message, now)
+                self.kube.event(body, "Warning", reason, message, now)
         except ApiError:
             log.exception("%s/%s: could not report the error in status", namespace, name)
 
@@ -266,8 +270,15 @@ def backoff(attempt: int) -> float:
     return _BACKOFF[min(attempt, len(_BACKOFF)) - 1]
 
 
+def failure_reason(exc: Exception) -> str:
+    """ChildRefused for a child the apiserver refused as invalid, ReconcileError for the rest."""
+    return c.CHILD_REFUSED if isinstance(exc, ApiError) and exc.status == 422 else c.RECONCILE_ERROR
+
+
 def error_message(exc: Exception) -> str:
-    """What a failed pass tells the user: the API's message, or the exception's type and text."""
+    """What a failed pass tells the user: the API's message (naming, for a refused child, the spec
+    field to fix), or the exception's type and text."""
     if isinstance(exc, ApiError):
-        return str(exc)
+        field = spec_field_behind(str(exc)) if exc.status == 422 else None
+        return f"{exc}; fix {field}" if field else str(exc)
     return f"internal error {type(exc).__name__}: {exc} (a bug in the operator; its log has the traceback)"

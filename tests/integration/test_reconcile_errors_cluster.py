@@ -34,7 +34,7 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
         obj = wait_condition(cluster, blocked, "chat", "Progressing", "Unknown", "ReconcileError", timeout=90)
         message = condition(obj, "Progressing")["message"]
         assert "apply Service chat" in message and "exceeded quota" in message, message
-        assert "next attempt in" in message
+        assert "retried with a growing backoff" in message
         events = get_json(cluster, "events", "-n", blocked, "--field-selector", "involvedObject.name=chat")
         assert any(e["reason"] == "ReconcileError" and e["type"] == "Warning" for e in events["items"])
 
@@ -52,3 +52,25 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
         assert condition(served, "Progressing")["reason"] != "ReconcileError"
     finally:
         cluster.kubectl("delete", "namespace", blocked, "--wait=false", check=False)
+
+
+def test_a_spec_the_crd_admits_but_whose_child_the_apiserver_refuses_names_the_spec_field(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """spec.placement.affinity is kept verbatim (a core/v1 Affinity may grow), so the CRD admits
+    an affinity that the Deployment's validation refuses: the condition says ChildRefused and names
+    the spec field to fix, and fixing it serves the model."""
+    body = json.loads(sample("aff", REV))
+    body["spec"]["placement"] = {
+        "affinity": {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}
+        }
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    obj = wait_condition(cluster, namespace, "aff", "Progressing", "Unknown", "ChildRefused", timeout=90)
+    message = condition(obj, "Progressing")["message"]
+    assert "nodeSelectorTerms" in message and "fix spec.placement.affinity" in message, message
+    del body["spec"]["placement"]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    served = wait_condition(cluster, namespace, "aff", "Available", "True", timeout=150)
+    assert condition(served, "Progressing")["reason"] != "ChildRefused"

@@ -12,6 +12,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from llmops.kube import ApiError, Kube
+from llmops.lifecycle.diagnose import spec_field_behind
 from llmops.lifecycle.observations import Observations
 from llmops.reconciler import Reconciler, backoff
 
@@ -117,10 +118,13 @@ def _progressing(kube: _Kube) -> dict[str, Any]:
     ("failure", "words"),
     [
         (KeyError("metadata"), "internal error KeyError: 'metadata'"),
-        (ApiError(422, 'apply Service chat: Service "chat" is invalid: spec.ports'), "apply Service chat"),
+        (
+            ApiError(403, 'apply Service chat: services "chat" is forbidden: exceeded quota'),
+            "apply Service chat",
+        ),
         (ApiError(503, "etcdserver: leader changed"), "etcdserver: leader changed"),
     ],
-    ids=["bug", "refused", "transient"],
+    ids=["bug", "forbidden", "transient"],
 )
 async def test_every_failed_pass_is_a_condition_with_a_growing_backoff(
     failure: Exception, words: str
@@ -132,12 +136,52 @@ async def test_every_failed_pass_is_a_condition_with_a_growing_backoff(
     cond = _progressing(kube)
     assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("Unknown", "ReconcileError", 3)
     assert words in cond["message"]
-    assert "failed 4 time(s) in a row; next attempt in 10s" in cond["message"]
+    assert "retried with a growing backoff, at most 60s apart" in cond["message"]
+    # One status write per streak: every write is a watch event that starts a pass at once, so a
+    # message that changed with each attempt (a count, the next delay) retried in a hot loop.
+    assert [w for w in kube.writes if w[0] == "patch-status"] == [("patch-status", "LLMDeployment", "chat")]
     # One Warning Event per streak of failures, not one per retry.
     assert [(t, r) for t, r, _ in kube.events] == [("Warning", "ReconcileError")]
     assert words in kube.events[0][2]
     # The other conditions are left as they were.
     assert any(c["type"] == "Available" and c["status"] == "True" for c in kube.body["status"]["conditions"])
+
+
+async def test_a_child_the_apiserver_refuses_as_invalid_names_the_spec_field_to_fix() -> None:
+    refused = ApiError(
+        422,
+        'apply Job chat-download-1: Job.batch "chat-download-1" is invalid: spec.template.spec.affinity.'
+        "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Required value",
+    )
+    kube = _Kube(refused)
+    await Reconciler(kube, clock=lambda: NOW)(("ns", "chat"))
+    cond = _progressing(kube)
+    assert (cond["status"], cond["reason"]) == ("Unknown", "ChildRefused")
+    assert "nodeSelectorTerms: Required value" in cond["message"]
+    assert "fix spec.placement.affinity" in cond["message"]
+    assert [(t, r) for t, r, _ in kube.events] == [("Warning", "ChildRefused")]
+
+
+@pytest.mark.parametrize(
+    ("child_path", "spec_field"),
+    [
+        ("spec.template.spec.affinity.podAffinity", "spec.placement.affinity"),
+        ("spec.template.spec.nodeSelector", "spec.placement.nodeSelector"),
+        ("spec.template.spec.tolerations[0].key", "spec.placement.tolerations"),
+        ("spec.template.spec.priorityClassName", "spec.placement.priorityClassName"),
+        ("spec.template.spec.containers[0].env[3].name", "spec.engine.env"),
+        ("spec.template.spec.containers[0].resources.limits", "spec.resources"),
+        ("spec.schedule", "spec.evaluation.schedule"),
+    ],
+)
+def test_the_spec_field_behind_a_refused_child_field(child_path: str, spec_field: str) -> None:
+    assert (
+        spec_field_behind(f'Deployment.apps "x" is invalid: {child_path}: Invalid value: "y"') == spec_field
+    )
+
+
+def test_a_refused_child_field_with_no_spec_field_behind_it_gives_no_hint() -> None:
+    assert spec_field_behind('Service "x" is invalid: metadata.name: Invalid value') is None
 
 
 async def test_a_success_resets_the_backoff() -> None:

@@ -80,6 +80,9 @@ ROLLING_UPDATE = "RollingUpdate"
 ROLLOUT_COMPLETE = "RolloutComplete"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 RECONCILE_ERROR = "ReconcileError"
+CHILD_REFUSED = "ChildRefused"
+"""The apiserver refused a child as invalid (422): a spec value our schema admits and Kubernetes
+does not; retrying cannot help until the spec changes."""
 OBSERVATION_FAILED = "ObservationFailed"
 """A read failed (apiserver, Prometheus): the condition is Unknown, not False."""
 

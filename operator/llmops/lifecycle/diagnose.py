@@ -24,6 +24,7 @@ __all__ = [
     "gpu_shortage",
     "job_pods",
     "job_state",
+    "spec_field_behind",
     "termination_json",
     "termination_message",
     "waits_for_gpus",
@@ -246,3 +247,28 @@ def termination_json(obs: Observations, job_name: str) -> dict[str, Any]:
     except ValueError:
         return {"message": text[:500]} if text else {}
     return out if isinstance(out, dict) else {"message": text[:500]}
+
+
+# Child field paths the apiserver names in a refusal, and the spec field the child copies them
+# from: the fields the CRD keeps verbatim or cannot validate as Kubernetes does (first match wins).
+_SPEC_FIELD_OF_CHILD_PATH: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), field)
+    for pattern, field in (
+        (r"\bspec\.template\.spec\.affinity\b", "spec.placement.affinity"),
+        (r"\bspec\.template\.spec\.nodeSelector\b", "spec.placement.nodeSelector"),
+        (r"\bspec\.template\.spec\.tolerations\b", "spec.placement.tolerations"),
+        (r"\bspec\.template\.spec\.priorityClassName\b", "spec.placement.priorityClassName"),
+        (r"\bcontainers\[\d+\]\.env\b", "spec.engine.env"),
+        (r"\bcontainers\[\d+\]\.resources\b", "spec.resources"),
+        (r"^spec\.schedule\b|[\s:]spec\.schedule\b", "spec.evaluation.schedule"),
+    )
+)
+
+
+def spec_field_behind(refusal: str) -> str | None:
+    """The spec field behind the child field an apiserver refusal ("… is invalid: <path>: …") names."""
+    _, _, detail = refusal.partition(" is invalid: ")
+    for pattern, field in _SPEC_FIELD_OF_CHILD_PATH:
+        if pattern.search(detail):
+            return field
+    return None
