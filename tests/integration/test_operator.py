@@ -1,4 +1,5 @@
-"""The operator serving models on the local cluster (issue 3's scenarios).
+"""The operator serving models on the local cluster (issue 3's scenarios); serving a sample runs
+on each engine (the `engine` fixture).
 
 The operator runs as a process (``operator`` fixture); TGI pods are run by the fake kubelet
 (a TGI simulator per pod) and the model cache is filled from the simulated Hub.
@@ -14,11 +15,13 @@ import pytest
 from llmops_dev.cluster import Cluster
 from testkit import create_namespace, get_json, wait_for
 from testkit.operator import (
+    SERVER_IMAGES,
     OperatorProcess,
     children,
     condition,
     configure_hub,
     llmd,
+    on_engine,
     sample,
     wait_condition,
 )
@@ -38,9 +41,9 @@ def _serve(cluster: Cluster, namespace: str, name: str, revision: str = REV_A, *
 
 
 def test_sample_is_served_with_every_child_owned(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, engine: str
 ) -> None:
-    obj = _serve(cluster, namespace, "chat")
+    obj = _serve(cluster, namespace, "chat", **on_engine(engine))
     uid = obj["metadata"]["uid"]
     st = obj["status"]
     assert st["phase"] == "Serving"
@@ -69,6 +72,7 @@ def test_sample_is_served_with_every_child_owned(
 
     pods = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"]
     assert len(pods) == 1
+    assert pods[0]["spec"]["containers"][0]["image"] == SERVER_IMAGES[engine]
     node = get_json(cluster, "node", pods[0]["spec"]["nodeName"])
     assert "nvidia.com/gpu.product" in node["metadata"]["labels"]
 
