@@ -97,6 +97,8 @@ class Panel:
 
 @dataclass(frozen=True)
 class Row:
+    """A titled row of panels, laid out two by two."""
+
     title: str
     panels: tuple[Panel, ...]
 
