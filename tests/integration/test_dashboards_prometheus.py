@@ -44,8 +44,8 @@ from llmops_dev.packaging.dashboards import (
     expressions,
     variable_matches,
 )
-from llmops_dev.processes import free_port
-from llmops_dev.prometheus import Prometheus, Target, find_binary, tgi_target, write_targets
+from llmops_dev.processes import ClusterError, free_port
+from llmops_dev.prometheus import Prometheus, Target, find_promtool, tgi_target, write_targets
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 from testkit import wait_for
 
@@ -278,7 +278,7 @@ def _rendered_rule(engine: str) -> dict[str, Any]:
 def test_promtool_accepts_the_rendered_rules(engine: str, tmp_path: Path) -> None:
     rules = tmp_path / f"{engine}.rules.yaml"
     rules.write_text(yaml.safe_dump(_rendered_rule(engine)["spec"]))
-    promtool = find_binary().with_name("promtool")
+    promtool = find_promtool()
     res = subprocess.run(
         [str(promtool), "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
@@ -305,3 +305,13 @@ def test_every_alert_expression_evaluates_on_data(fleet: Fleet, engine: str) -> 
     # The drift alert fires on the operator's verdict: feedback drifted (score 0.4 / 0.3 >= 1).
     drifted = _values(fleet.query(alerts["LLMDeploymentDrifted"]))
     assert drifted == [pytest.approx(0.4 / 0.3)]
+
+
+def test_a_missing_promtool_names_the_path_and_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LLMOPS_PROMTOOL", str(tmp_path / "promtool"))
+    with pytest.raises(ClusterError) as err:
+        find_promtool()
+    assert f"promtool not found at {tmp_path / 'promtool'}" in str(err.value)
+    assert "apt-get install -y --no-install-recommends prometheus" in str(err.value)
