@@ -1,5 +1,5 @@
-"""The operator serving models on the local cluster (issue 3's scenarios); serving a sample runs
-on each engine (the `engine` fixture).
+"""The operator serving models on the local cluster (issue 3's scenarios); serving a sample and
+rolling it to a new revision run on each engine (the `engine` fixture).
 
 The operator runs as a process (``operator`` fixture); TGI pods are run by the fake kubelet
 (a TGI simulator per pod) and the model cache is filled from the simulated Hub.
@@ -29,6 +29,8 @@ from testkit.operator import (
 REV_A = "a" * 40
 REV_B = "b" * 40
 REPO = Path(__file__).resolve().parents[2]
+# Where each engine's server is told its revision (vLLM expands it into --revision).
+REVISION_ENV = {"tgi": "REVISION", "vllm": "LLMOPS_REVISION"}
 
 
 def _apply(cluster: Cluster, namespace: str, manifest: str) -> None:
@@ -84,10 +86,10 @@ def test_sample_is_served_with_every_child_owned(
 
 
 def test_new_revision_rolls_and_status_follows(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, engine: str
 ) -> None:
-    _serve(cluster, namespace, "roll")
-    _apply(cluster, namespace, sample("roll", REV_B))
+    _serve(cluster, namespace, "roll", **on_engine(engine))
+    _apply(cluster, namespace, sample("roll", REV_B, **on_engine(engine)))
 
     def rolled() -> dict | None:
         obj = llmd(cluster, namespace, "roll")
@@ -102,7 +104,7 @@ def test_new_revision_rolls_and_status_follows(
     assert obj["status"]["desiredRevision"] == REV_B
     dep = get_json(cluster, "deployment", "roll-stable", "-n", namespace)
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["REVISION"] == REV_B
+    assert env[REVISION_ENV[engine]] == REV_B
     pods = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"]
     assert {
         p["metadata"]["labels"]["llmops.io/revision"]
