@@ -256,7 +256,7 @@ def test_the_variables_list_the_llmdeployment(fleet: Fleet, engine: str) -> None
     assert found == {"namespace": [NS], "deployment": [name_of(engine)]}
 
 
-def _rendered_rule(engine: str) -> dict[str, Any]:
+def _rendered_rule(engine: str, **prometheus_rule_spec: Any) -> dict[str, Any]:
     body = {
         "apiVersion": "llmops.io/v1alpha1",
         "kind": "LLMDeployment",
@@ -267,6 +267,7 @@ def _rendered_rule(engine: str) -> dict[str, Any]:
             "replicas": 2,
             "rollout": ROLLOUT,
             "drift": DRIFT,
+            "monitoring": {"prometheusRule": prometheus_rule_spec},
         },
     }
     rule = prometheus_rule(parse(body))
@@ -288,7 +289,9 @@ def test_promtool_accepts_the_rendered_rules(engine: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_alert_expression_evaluates_on_data(fleet: Fleet, engine: str) -> None:
-    (group,) = _rendered_rule(engine)["spec"]["groups"]
+    """Each alert evaluates with every selector in it matching data; with thresholds the traffic
+    crosses (any error, any latency) the serving alerts fire, the others stay quiet."""
+    (group,) = _rendered_rule(engine, errorRatio=0.01, latencyP95Seconds=0.001)["spec"]["groups"]
     alerts = {rule["alert"]: rule["expr"] for rule in group["rules"]}
     assert len(alerts) == 7, sorted(alerts)
     for alert, expr in alerts.items():
@@ -302,9 +305,25 @@ def test_every_alert_expression_evaluates_on_data(fleet: Fleet, engine: str) -> 
                 timeout=60,
                 interval=0.5,
             )
-    # The drift alert fires on the operator's verdict: feedback drifted (score 0.4 / 0.3 >= 1).
-    drifted = _values(fleet.query(alerts["LLMDeploymentDrifted"]))
-    assert drifted == [pytest.approx(0.4 / 0.3)]
+    expected = {
+        "LLMDeploymentErrorRatio",  # the canary fails 10 % of its requests
+        "LLMDeploymentLatencyP95",
+        "LLMDeploymentDrifted",  # feedback drifted: score 0.4 / 0.3
+    }
+    firing: set[str] = set()
+
+    def as_expected() -> bool:
+        firing.clear()
+        firing.update(alert for alert, expr in alerts.items() if _values(fleet.query(expr)))
+        return firing == expected
+
+    # A rate needs two samples of a series: the first failure's counter may be one scrape old.
+    with contextlib.suppress(AssertionError):
+        wait_for("the expected alerts to fire", as_expected, timeout=30, interval=0.5)
+    assert firing == expected
+    [errors] = _values(fleet.query(alerts["LLMDeploymentErrorRatio"]))
+    assert 0.01 < errors < 0.2, errors
+    assert _values(fleet.query(alerts["LLMDeploymentDrifted"])) == [pytest.approx(0.4 / 0.3)]
 
 
 def test_a_missing_promtool_names_the_path_and_how_to_install_it(
