@@ -25,3 +25,7 @@ test-install: venv cluster-build ## install the chart and the manifests on the l
 
 image: ## build the operator image (needs a Docker engine; not available on the dev machines)
 	docker build -t ghcr.io/llmops-io/llmops-operator:$$(awk '/^appVersion:/{gsub(/"/,"",$$2);print $$2}' $(CHART)/Chart.yaml) .
+
+.PHONY: test-dashboards
+test-dashboards: venv cluster-build prometheus-install ## the Grafana dashboards: chart tests, then every query and alert rule against a real Prometheus and promtool (~30 s, no cluster)
+	$(PY) -m pytest -q tests/unit/test_chart_dashboards.py tests/integration/test_dashboards_prometheus.py

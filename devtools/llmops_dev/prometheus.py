@@ -50,6 +50,7 @@ __all__ = [
     "Prometheus",
     "Target",
     "find_binary",
+    "find_promtool",
     "stop_recorded",
     "tgi_target",
     "write_targets",
@@ -114,6 +115,23 @@ def find_binary() -> Path:
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise ClusterError(f"prometheus binary not found at {path}; {INSTALL_HINT}")
     return path
+
+
+def find_promtool() -> Path:
+    """promtool, which Debian's prometheus package installs beside prometheus: $LLMOPS_PROMTOOL,
+    else next to the prometheus binary, else on PATH; ClusterError saying how to install it."""
+    configured = os.environ.get("LLMOPS_PROMTOOL")
+    if configured:
+        candidates = [configured]
+    else:
+        candidates = [shutil.which("promtool") or "/usr/bin/promtool"]
+        with contextlib.suppress(ClusterError):
+            candidates.insert(0, str(find_binary().with_name("promtool")))
+    for found in candidates:
+        path = Path(found)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise ClusterError(f"promtool not found at {' or '.join(candidates)}; {INSTALL_HINT}")
 
 
 def _config(targets_file: Path, scrape_interval: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ the operator decided (the PrometheusRule's canary-failed and rollout-stalled ale
 
     llmops_llmdeployment_phase{llmd_namespace, llmd_name, phase}   1 for the current phase
     llmops_llmdeployment_ready_replicas / _replicas
+    llmops_llmdeployment_gpus_per_pod                               spec.resources.gpu.count (GPUs
+                                                                    held = replicas * this)
     llmops_canary_state{..., state}                                 1 for the canary's state
     llmops_canary_weight, llmops_canary_step
     llmops_canary_rollbacks_total                                   rollbacks decided
@@ -28,28 +30,36 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from llmops.api.status import CanaryState, Phase
 
-__all__ = ["CANARY_STATES", "forget", "observe_pass", "observe_status", "serve"]
+__all__ = ["CANARY_STATES", "LLMD_LABELS", "forget", "observe_pass", "observe_status", "serve"]
 
 # The states status.canary keeps (Promoted clears status.canary in the same pass).
 CANARY_STATES = tuple(s.value for s in CanaryState if s is not CanaryState.PROMOTED)
-_KEYS = ("llmd_namespace", "llmd_name")
+LLMD_LABELS = ("llmd_namespace", "llmd_name")
+"""The labels naming the LLMDeployment on every per-object series (dashboards select on them)."""
 
-PHASE = Gauge("llmops_llmdeployment_phase", "1 for the LLMDeployment's current phase.", [*_KEYS, "phase"])
-READY = Gauge("llmops_llmdeployment_ready_replicas", "Ready serving pods.", _KEYS)
-REPLICAS = Gauge("llmops_llmdeployment_replicas", "Desired serving pods.", _KEYS)
-CANARY_STATE = Gauge("llmops_canary_state", "1 for the canary's current state.", [*_KEYS, "state"])
-CANARY_WEIGHT = Gauge("llmops_canary_weight", "Percent of traffic the canary takes.", _KEYS)
-CANARY_STEP = Gauge("llmops_canary_step", "Index of the canary's current step.", _KEYS)
-ROLLBACKS = Counter("llmops_canary_rollbacks", "Canary rollbacks decided.", _KEYS)
+PHASE = Gauge(
+    "llmops_llmdeployment_phase", "1 for the LLMDeployment's current phase.", [*LLMD_LABELS, "phase"]
+)
+READY = Gauge("llmops_llmdeployment_ready_replicas", "Ready serving pods.", LLMD_LABELS)
+REPLICAS = Gauge("llmops_llmdeployment_replicas", "Desired serving pods.", LLMD_LABELS)
+GPUS_PER_POD = Gauge(
+    "llmops_llmdeployment_gpus_per_pod",
+    "GPUs each serving pod requests (spec.resources.gpu.count).",
+    LLMD_LABELS,
+)
+CANARY_STATE = Gauge("llmops_canary_state", "1 for the canary's current state.", [*LLMD_LABELS, "state"])
+CANARY_WEIGHT = Gauge("llmops_canary_weight", "Percent of traffic the canary takes.", LLMD_LABELS)
+CANARY_STEP = Gauge("llmops_canary_step", "Index of the canary's current step.", LLMD_LABELS)
+ROLLBACKS = Counter("llmops_canary_rollbacks", "Canary rollbacks decided.", LLMD_LABELS)
 DRIFT_SCORE = Gauge(
     "llmops_drift_score",
     "Drift statistic of a signal over its threshold (1 = at the threshold, >= 1 drifted); no series while Unknown.",
-    [*_KEYS, "signal"],
+    [*LLMD_LABELS, "signal"],
 )
 DRIFT_VALUE = Gauge(
     "llmops_drift_value",
     "Drift statistic of a signal as measured; no series while Unknown.",
-    [*_KEYS, "signal", "statistic"],
+    [*LLMD_LABELS, "signal", "statistic"],
 )
 _STATISTIC = {"quality": "drop", "feedback": "negativeRatio"}
 PASSES = Counter("llmops_reconcile", "Reconcile passes by result.", ["result"])
@@ -66,13 +76,16 @@ def observe_pass(result: str, seconds: float) -> None:
     DURATION.observe(seconds)
 
 
-def observe_status(namespace: str, name: str, status: Mapping[str, Any], rolled_back: bool) -> None:
-    """Mirror one LLMDeployment's status into the gauges."""
+def observe_status(
+    namespace: str, name: str, status: Mapping[str, Any], rolled_back: bool, *, gpus_per_pod: int = 1
+) -> None:
+    """Mirror one LLMDeployment's status (and its GPUs per pod, from spec) into the gauges."""
     phase = status.get("phase")
     for p in Phase:
         PHASE.labels(namespace, name, p.value).set(1 if p.value == phase else 0)
     READY.labels(namespace, name).set(int(status.get("readyReplicas") or 0))
     REPLICAS.labels(namespace, name).set(int(status.get("replicas") or 0))
+    GPUS_PER_POD.labels(namespace, name).set(gpus_per_pod)
     canary = status.get("canary") or {}
     for state in CANARY_STATES:
         CANARY_STATE.labels(namespace, name, state).set(1 if canary.get("state") == state else 0)
@@ -131,7 +144,14 @@ def forget(namespace: str, name: str) -> None:
         for value in extra:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, name, value)
-    series: tuple[Gauge | Counter, ...] = (READY, REPLICAS, CANARY_WEIGHT, CANARY_STEP, ROLLBACKS)
+    series: tuple[Gauge | Counter, ...] = (
+        READY,
+        REPLICAS,
+        GPUS_PER_POD,
+        CANARY_WEIGHT,
+        CANARY_STEP,
+        ROLLBACKS,
+    )
     for one in series:
         with contextlib.suppress(KeyError):
             one.remove(namespace, name)

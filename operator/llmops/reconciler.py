@@ -159,7 +159,11 @@ class Reconciler:
         for ev in result.events:
             self.kube.event(body, ev.type, ev.reason, ev.message, now)
         metrics.observe_status(
-            namespace, name, result.status, rolled_back=any(e.reason == c.ROLLED_BACK for e in result.events)
+            namespace,
+            name,
+            result.status,
+            rolled_back=any(e.reason == c.ROLLED_BACK for e in result.events),
+            gpus_per_pod=_gpus_per_pod(body),
         )
         # Applying children changes what we observe: look again soon rather than wait for events.
         if result.apply or result.delete or result.patches or result.pod_conditions:
@@ -282,3 +286,9 @@ def error_message(exc: Exception) -> str:
         field = spec_field_behind(str(exc)) if exc.status == 422 else None
         return f"{exc}; fix {field}" if field else str(exc)
     return f"internal error {type(exc).__name__}: {exc} (a bug in the operator; its log has the traceback)"
+
+
+def _gpus_per_pod(body: Mapping[str, Any]) -> int:
+    """spec.resources.gpu.count as stored (the CRD defaults it to 1; an invalid value reads 1)."""
+    count = (((body.get("spec") or {}).get("resources") or {}).get("gpu") or {}).get("count", 1)
+    return count if isinstance(count, int) and count >= 1 else 1

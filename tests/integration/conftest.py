@@ -17,7 +17,7 @@ import pytest
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
 from testkit import create_namespace, unique
-from testkit.operator import OperatorProcess, install_crd
+from testkit.operator import ENGINES, OperatorProcess, install_crd
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,6 +48,13 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     create_namespace(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine a scenario runs on: a test that takes this fixture runs once per engine, the
+    fake kubelet running the simulator in that engine's mode (spec: testkit.operator.on_engine)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Drift detection in the cluster: the operator process, a real Prometheus scraping the TGI
 simulators the fake kubelet runs, traffic through the Service. The statistics themselves are
 covered against real Prometheus without the cluster (test_prometheus_drift.py); this is the one
-scenario for what a user sees: status.drift, the Drifted condition and its Event."""
+scenario for what a user sees: status.drift, the Drifted condition and its Event, on each engine
+(the `engine` fixture: TGI's linear token buckets, vLLM's 1-2-5 ones)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import hashlib
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from testkit import get_json
-from testkit.operator import OperatorProcess, sample, set_behaviour, wait_condition
+from testkit.operator import OperatorProcess, on_engine, sample, set_behaviour, wait_condition
 
 DRIFT = {
     "interval": "3s",
@@ -20,15 +21,17 @@ DRIFT = {
 
 
 def test_longer_prompts_turn_drifted_true_with_the_numbers_and_an_event(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, engine: str
 ) -> None:
     assert cluster.state_dir is not None
-    rev = hashlib.sha1(b"drift-a").hexdigest()
+    rev = hashlib.sha1(f"drift-a-{engine}".encode()).hexdigest()
     set_behaviour(cluster, rev)
-    body = sample("drifty", rev, drift=DRIFT, monitoring={"podMonitor": {"interval": "1s"}})
+    monitoring = {"podMonitor": {"interval": "1s"}}
+    body = sample("drifty", rev, drift=DRIFT, monitoring=monitoring, **on_engine(engine))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
     wait_condition(cluster, namespace, "drifty", "Available", "True", timeout=120)
-    with Traffic(cluster.state_dir, namespace, "drifty", rate=100, prompt_words=(20, 120)) as traffic:
+    prompts = Traffic(cluster.state_dir, namespace, "drifty", rate=100, prompt_words=(20, 120), engine=engine)
+    with prompts as traffic:
         calm = wait_condition(cluster, namespace, "drifty", "Drifted", "False", "NoDrift", timeout=120)
         reference = calm["status"]["drift"]["reference"]
         assert reference["revision"] == rev and reference["histograms"][0]["signal"] == "inputLength"

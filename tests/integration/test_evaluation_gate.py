@@ -2,7 +2,8 @@
 ``llmops eval`` against them through the real huggingface_hub client, and the verdict.
 
 The TGI simulators answer a dataset correctly for a chosen fraction of its prompts, per
-revision; the dataset is a ConfigMap mounted into the Job.
+revision; the dataset is a ConfigMap mounted into the Job. A passing revision is gated on each
+engine (the `engine` fixture); the other scenarios run on TGI, plus a vLLM one with chat messages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from testkit.operator import (
     OperatorProcess,
     condition,
     llmd,
+    on_engine,
     sample,
     set_behaviour,
     wait_condition,
@@ -45,8 +47,9 @@ def _behave(cluster: Cluster, revision: str, accuracy: float, **more: object) ->
     set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa.jsonl"), accuracy=accuracy, **more)
 
 
-def _apply(cluster: Cluster, namespace: str, name: str, revision: str) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample(name, revision, evaluation=EVALUATION))
+def _apply(cluster: Cluster, namespace: str, name: str, revision: str, engine: str = "tgi") -> None:
+    body = sample(name, revision, evaluation=EVALUATION, **on_engine(engine))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
 
 
 def _eval_jobs(cluster: Cluster, namespace: str, name: str) -> list[dict]:
@@ -55,11 +58,11 @@ def _eval_jobs(cluster: Cluster, namespace: str, name: str) -> list[dict]:
 
 
 def test_a_passing_revision_is_served_with_its_scores_in_status(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, engine: str
 ) -> None:
     _dataset(cluster, namespace)
     _behave(cluster, GOOD, 1.0)
-    _apply(cluster, namespace, "gated", GOOD)
+    _apply(cluster, namespace, "gated", GOOD, engine)
     obj = wait_condition(cluster, namespace, "gated", "Available", "True", timeout=180)
     st = obj["status"]
     assert st["phase"] == "Serving" and st["servingRevision"] == GOOD
@@ -75,7 +78,9 @@ def test_a_passing_revision_is_served_with_its_scores_in_status(
     wait_for(
         "staging removed", lambda: not get_json(cluster, "deployment", "gated-staging", "-n", namespace), 60
     )
-    assert len(_eval_jobs(cluster, namespace, "gated")) == 1
+    (job,) = _eval_jobs(cluster, namespace, "gated")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--route") + 1] == "chat"  # the default, which either engine serves
 
 
 def test_a_failing_revision_never_serves_and_status_names_the_metric(

@@ -1,4 +1,5 @@
-"""The operator serving models on the local cluster (issue 3's scenarios).
+"""The operator serving models on the local cluster (issue 3's scenarios); serving a sample and
+rolling it to a new revision run on each engine (the `engine` fixture).
 
 The operator runs as a process (``operator`` fixture); TGI pods are run by the fake kubelet
 (a TGI simulator per pod) and the model cache is filled from the simulated Hub.
@@ -14,11 +15,13 @@ import pytest
 from llmops_dev.cluster import Cluster
 from testkit import create_namespace, get_json, wait_for
 from testkit.operator import (
+    SERVER_IMAGES,
     OperatorProcess,
     children,
     condition,
     configure_hub,
     llmd,
+    on_engine,
     sample,
     wait_condition,
 )
@@ -26,6 +29,8 @@ from testkit.operator import (
 REV_A = "a" * 40
 REV_B = "b" * 40
 REPO = Path(__file__).resolve().parents[2]
+# Where each engine's server is told its revision (vLLM expands it into --revision).
+REVISION_ENV = {"tgi": "REVISION", "vllm": "LLMOPS_REVISION"}
 
 
 def _apply(cluster: Cluster, namespace: str, manifest: str) -> None:
@@ -38,9 +43,9 @@ def _serve(cluster: Cluster, namespace: str, name: str, revision: str = REV_A, *
 
 
 def test_sample_is_served_with_every_child_owned(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, engine: str
 ) -> None:
-    obj = _serve(cluster, namespace, "chat")
+    obj = _serve(cluster, namespace, "chat", **on_engine(engine))
     uid = obj["metadata"]["uid"]
     st = obj["status"]
     assert st["phase"] == "Serving"
@@ -69,6 +74,7 @@ def test_sample_is_served_with_every_child_owned(
 
     pods = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"]
     assert len(pods) == 1
+    assert pods[0]["spec"]["containers"][0]["image"] == SERVER_IMAGES[engine]
     node = get_json(cluster, "node", pods[0]["spec"]["nodeName"])
     assert "nvidia.com/gpu.product" in node["metadata"]["labels"]
 
@@ -80,10 +86,10 @@ def test_sample_is_served_with_every_child_owned(
 
 
 def test_new_revision_rolls_and_status_follows(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, engine: str
 ) -> None:
-    _serve(cluster, namespace, "roll")
-    _apply(cluster, namespace, sample("roll", REV_B))
+    _serve(cluster, namespace, "roll", **on_engine(engine))
+    _apply(cluster, namespace, sample("roll", REV_B, **on_engine(engine)))
 
     def rolled() -> dict | None:
         obj = llmd(cluster, namespace, "roll")
@@ -98,7 +104,7 @@ def test_new_revision_rolls_and_status_follows(
     assert obj["status"]["desiredRevision"] == REV_B
     dep = get_json(cluster, "deployment", "roll-stable", "-n", namespace)
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["REVISION"] == REV_B
+    assert env[REVISION_ENV[engine]] == REV_B
     pods = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"]
     assert {
         p["metadata"]["labels"]["llmops.io/revision"]

@@ -16,11 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from llmops.api.constants import DEFAULT_TGI_IMAGE, DEFAULT_VLLM_IMAGE
 from llmops_dev.cluster import Cluster
 from llmops_dev.processes import free_port
 from testkit import get_json, wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "llmops.io_llmdeployments.yaml"
+ENGINES = ("tgi", "vllm")
+"""The engines every core scenario runs on (the `engine` fixture of tests/integration)."""
+SERVER_IMAGES = {"tgi": DEFAULT_TGI_IMAGE, "vllm": DEFAULT_VLLM_IMAGE}
+"""Each engine's default server image."""
 
 
 def install_crd(cluster: Cluster) -> None:
@@ -171,6 +176,11 @@ def sample(name: str, revision: str, **spec: Any) -> str:
     for key, value in spec.items():
         body["spec"][key] = value
     return json.dumps(body)
+
+
+def on_engine(engine: str) -> dict[str, Any]:
+    """The spec fields that select ``engine`` for ``sample``: none for TGI, the default."""
+    return {} if engine == "tgi" else {"engine": {"type": engine}}
 
 
 def children(cluster: Cluster, namespace: str, name: str) -> Iterator[dict[str, Any]]:

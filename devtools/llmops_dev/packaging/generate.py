@@ -1,9 +1,10 @@
 """Compute every generated packaging file from its sources, then write or check them.
 
-Sources: ``crds/*.yaml`` (from ``python -m llmops.api.crd``), the chart, and the Argo CD health
-check. Generated: the chart's CRD templates, ``manifests/install.yaml``, ``manifests/base/``,
+Sources: ``crds/*.yaml`` (from ``python -m llmops.api.crd``), the chart, the Argo CD health
+check and the Grafana dashboards (``dashboards.py``). Generated: the chart's CRD and dashboard
+templates, ``manifests/install.yaml``, ``manifests/base/``,
 ``manifests/overlays/*/`` and ``manifests/argocd/argocd-cm.yaml``. The renders are made from a
-temporary copy of the chart holding the freshly generated CRD templates, so ``--check`` never
+temporary copy of the chart holding the freshly generated templates, so ``--check`` never
 touches the work tree and one run is enough after a CRD change.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from llmops_dev.packaging import helm, static
 from llmops_dev.packaging.argocd import argocd_cm
 from llmops_dev.packaging.chart_crds import GENERATED_MARKER, chart_crd_template
+from llmops_dev.packaging.dashboards import DASHBOARD_TEMPLATES, chart_templates
 
 __all__ = [
     "CHART",
@@ -123,14 +125,16 @@ def render(chart: Path, values: dict[str, Any]) -> list[static.Doc]:
 
 def expected_files(repo: Path) -> dict[Path, str]:
     """Every generated file (paths relative to ``repo``) and its content."""
-    files = chart_crd_templates(repo)
+    files = {**chart_crd_templates(repo), **chart_templates(GENERATED_MARKER)}
     with tempfile.TemporaryDirectory(prefix="llmops-chart-") as tmp:
         chart = Path(tmp) / CHART.name
         shutil.copytree(repo / CHART, chart)
-        for old in (chart / "templates" / "crds").glob("*.yaml"):
-            if GENERATED_MARKER in old.read_text():
-                old.unlink()
+        for folder in (CRD_TEMPLATES, DASHBOARD_TEMPLATES):
+            for old in (chart / folder.relative_to(CHART)).glob("*.yaml"):
+                if GENERATED_MARKER in old.read_text():
+                    old.unlink()
         for path, text in files.items():
+            (chart / path.relative_to(CHART)).parent.mkdir(parents=True, exist_ok=True)
             (chart / path.relative_to(CHART)).write_text(text)
         default = render(chart, {})
         overlays = {o.name: render(chart, o.values) for o in OVERLAYS}
@@ -155,6 +159,7 @@ def stale_files(repo: Path, expected: dict[Path, str]) -> list[Path]:
     """Generated files that no source produces any more (a CRD file removed, an overlay dropped)."""
     candidates = [
         *(repo / CRD_TEMPLATES).glob("*.yaml"),
+        *(repo / DASHBOARD_TEMPLATES).glob("*.yaml"),
         *(repo / "manifests" / "base").glob("*.yaml"),
         *(repo / "manifests" / "overlays").glob("*/*.yaml"),
     ]
