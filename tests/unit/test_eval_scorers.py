@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from llmops.api.metric_names import HIGHER_IS_BETTER, METRIC_NAMES, SAMPLE_METRICS
+from llmops.api.metric_names import HIGHER_IS_BETTER, METRIC_NAMES, RATE_METRICS, SAMPLE_METRICS
 from llmops.evaluation import scorers
 from llmops.evaluation.bias import bias_gap, group_means
 from llmops.evaluation.safety import is_refusal, safety_violation
@@ -13,11 +13,12 @@ from llmops.evaluation.safety import is_refusal, safety_violation
 def test_metric_names_are_the_contract() -> None:
     assert METRIC_NAMES == (
         "exactMatch", "contains", "regexMatch", "tokenF1", "rougeL", "jsonValid", "refusalRate",
-        "errorRate", "latencyP50", "latencyP95", "latencyP99", "timePerOutputToken",
+        "errorRate", "retryRate", "latencyP50", "latencyP95", "latencyP99", "timePerOutputToken",
         "safetyViolationRate", "biasGap",
     )  # fmt: skip
     assert set(HIGHER_IS_BETTER) == set(METRIC_NAMES)
     assert set(SAMPLE_METRICS) <= set(METRIC_NAMES)
+    assert set(RATE_METRICS) <= set(METRIC_NAMES)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ the sample must *show* the bound, not merely land on the right side of it. Each 
 smallest sample that could ever show it, reached when every prompt is perfect (k = n for a min,
 k = 0 for a max): n ≥ z²·t/(1 - t) for `min t`, n ≥ z²·(1 - t)/t for `max t` (`min_samples`).
 Below it the verdict is `InsufficientSamples` (never a pass, never a silent failure), unless the
-interval already lies wholly on the wrong side, which shows a failure at any n. At 95%, showing
+interval already lies wholly on the wrong side, which shows a failure at any n. A bound of exactly
+`min 1` or `max 0` ("every prompt", "no prompt") cannot be shown by any interval: it is read as a
+claim about the dataset itself and judged on the count (every prompt right, no prompt failed). At 95%, showing
 errorRate ≤ 0.01 takes 381 prompts; six prompts with no error give an upper bound of 0.39.
 
 **Paired comparison.** Two revisions answer the same prompts. Per prompt the candidate wins (better
@@ -183,33 +185,40 @@ def judge_rate(
     level = f"{confidence:.0%}"
     shown = "not measured" if value is None else _fmt(value)
     problems: list[str] = []
-    insufficient: list[int | None] = []
+    insufficient: list[int] = []
     failed_shown = False
-    if low is not None and lower < low:
-        need = min_samples(low, upper=False, confidence=confidence)
+    if low is not None and low >= 1:
+        # "Every prompt": no interval can show a rate of 1, so it is a claim about this dataset.
+        if successes < n:
+            failed_shown = True
+            problems.append(f"{metric} {shown} < min {low:g} ({n - successes} of {n} prompts missed)")
+    elif low is not None and lower < low:
+        need = min_samples(low, upper=False, confidence=confidence) or 1
         failed_shown |= upper < low
         problems.append(
             f"{metric} {shown} ({level} lower bound {_fmt(lower)} at n={n}) cannot show ≥ {low:g}"
         )
-        if need is None or n < need:
+        if n < need:
             insufficient.append(need)
-    if high is not None and upper > high:
-        need = min_samples(high, upper=True, confidence=confidence)
+    if high is not None and high <= 0:
+        # "No prompt": likewise a claim about this dataset.
+        if successes > 0:
+            failed_shown = True
+            problems.append(f"{metric} {shown} > max {high:g} ({successes} of {n} prompts)")
+    elif high is not None and upper > high:
+        need = min_samples(high, upper=True, confidence=confidence) or 1
         failed_shown |= lower > high
         problems.append(
             f"{metric} {shown} ({level} upper bound {_fmt(upper)} at n={n}) cannot show ≤ {high:g}"
         )
-        if need is None or n < need:
+        if n < need:
             insufficient.append(need)
     if not problems:
         return RateJudgement(PASSED, value, n, lower, upper, reason="ok")
     reason = "; ".join(problems)
     if insufficient and not failed_shown:
-        required = None if None in insufficient else max(x for x in insufficient if x is not None)
-        if required is None:
-            reason += ": no number of prompts can show it"
-        else:
-            reason += f": needs ≥ {required} prompts"
+        required = max(insufficient)
+        reason += f": needs ≥ {required} prompts"
         return RateJudgement(INSUFFICIENT_SAMPLES, value, n, lower, upper, required, reason)
     return RateJudgement(FAILED, value, n, lower, upper, reason=reason)
 
