@@ -97,7 +97,7 @@ def test_accurate_model_passes(
     assert summary["verdict"] == "Passed" and summary["exitCode"] == 0
     # A rate is judged on its interval: 40 of 40 right shows exactMatch >= 0.8 at 95%.
     assert summary["metrics"]["exactMatch"] == {
-        "value": 1.0, "n": 40, "min": 0.8, "passed": True, "verdict": "Passed", "lower": 0.912378, "upper": 1.0,
+        "value": 1.0, "n": 40, "min": 0.8, "passed": True, "verdict": "Passed", "lower": 0.9124, "upper": 1.0,
     }  # fmt: skip
     # max 0 ("no prompt failed") is judged on the count: no interval can show a rate of 0.
     assert summary["metrics"]["errorRate"]["passed"] is True

@@ -34,7 +34,8 @@ the verdict is InsufficientSamples, `required`, the prompts needed to show the t
 that could not be measured has `"value": null`. The comparison section is informative: its
 verdicts do not change the exit code (the caller judges it, see
 `llmops.analysis.confidence.comparison_verdict`). Only the per-tag breakdown is ever cut to fit
-(then the message is shortened), never a verdict. Values are rounded to 6 significant digits.
+(then the comparison keeps only its deltas, counts, tests and verdicts, `"compact": true`, then
+the message is shortened), never a verdict. Interval bounds are rounded to 4 significant digits. Values are rounded to 6 significant digits.
 
 Per-sample results are JSON Lines on stdout, one per sample, in completion order::
 
@@ -89,8 +90,8 @@ _MAX_NAME = 256
 _MAX_OUTPUT = 2000
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else float(f"{value:.6g}")
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -148,7 +149,7 @@ def _metric_entry(value: float | None, counted: tuple[int, int] | None, v: Verdi
     entry["passed"] = v.passed
     entry["verdict"] = v.outcome
     if v.rate is not None:
-        entry["lower"], entry["upper"] = _round(v.rate.lower), _round(v.rate.upper)
+        entry["lower"], entry["upper"] = _round(v.rate.lower, 4), _round(v.rate.upper, 4)
         if v.rate.required is not None:
             entry["required"] = v.rate.required
     return entry
@@ -211,6 +212,11 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             trimmed["tagsOmitted"] += 1
             break
         text = candidate
+    if len(text.encode()) > _BUDGET and "comparison" in trimmed:
+        # Then the comparison's per-metric values (each metric's own value is in `metrics`; the
+        # delta, the counts and the test stay).
+        trimmed["comparison"] = _compact_comparison(trimmed["comparison"])
+        text = _dump(trimmed)
     excess = len(text.encode()) - _BUDGET
     if excess > 0:
         # Every threshold with its interval and a full comparison: the message (which repeats the
@@ -222,6 +228,14 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     if len(text.encode()) > _BUDGET:  # cannot happen with clipped names and messages; fail loudly if it does
         raise AssertionError(f"summary is {len(text.encode())} bytes even without tags")
     return text
+
+
+def _compact_comparison(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("delta", "n", "wins", "losses", "pValue", "verdict")
+    metrics = comparison.get("metrics") or {}
+    compact = {name: {k: m[k] for k in keep if k in m} for name, m in metrics.items()}
+    # The baseline's URL is in the Job's environment too.
+    return {"metrics": compact, "compact": True}
 
 
 def sample_line(result: SampleResult, *, target: str | None = None) -> str:
