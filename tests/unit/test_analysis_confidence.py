@@ -18,6 +18,7 @@ from llmops.analysis.confidence import (
     comparison_verdict,
     judge_rate,
     min_samples,
+    samples_at_rate,
     sign_test,
     wilson_interval,
     z_score,
@@ -113,7 +114,14 @@ def test_the_user_report_is_insufficient_samples_with_the_numbers() -> None:
     ("k", "n", "low", "high", "verdict"),
     [
         (0, 400, None, 0.01, PASSED),  # upper bound 0.0095
-        (1, 400, None, 0.01, FAILED),  # enough prompts to show it, but this sample does not
+        (
+            1,
+            400,
+            None,
+            0.01,
+            INSUFFICIENT_SAMPLES,
+        ),  # 0.0025 is below 0.01, but 400 cannot show it (677 would)
+        (5, 400, None, 0.01, FAILED),  # 0.0125: the observation itself misses
         (0, 380, None, 0.01, INSUFFICIENT_SAMPLES),
         (3, 6, None, 0.01, FAILED),  # lower bound 0.19 > 0.01: a failure shown even at n=6
         (20, 20, 0.8, None, PASSED),  # lower bound 0.839
@@ -124,7 +132,8 @@ def test_the_user_report_is_insufficient_samples_with_the_numbers() -> None:
         (0, 3, None, 0.0, PASSED),  # max 0: "no prompt"
         (1, 3, None, 0.0, FAILED),
         (50, 100, 0.3, 0.7, PASSED),  # both bounds: 0.40 to 0.60
-        (5, 10, 0.3, 0.7, FAILED),  # 0.24 to 0.76; each bound alone could be shown by 2 prompts
+        (5, 10, 0.3, 0.7, INSUFFICIENT_SAMPLES),  # 0.24 to 0.76 around 0.5: consistent, not shown
+        (8, 10, 0.3, 0.7, FAILED),  # 0.8 > 0.7
     ],
 )
 def test_judge_rate(k: int, n: int, low: float | None, high: float | None, verdict: str) -> None:
@@ -146,9 +155,45 @@ def test_a_rate_passes_only_when_its_bound_does_and_too_few_is_never_a_pass(
     assert need is not None
     if n < need:
         assert not j.passed
-        assert j.verdict == FAILED or (j.verdict == INSUFFICIENT_SAMPLES and j.required == need)
-    if j.verdict == INSUFFICIENT_SAMPLES:
-        assert f"needs ≥ {need} prompts" in j.reason
+    if j.passed:
+        return
+    if k / n >= threshold:  # the observation itself misses: a failure, whatever the size
+        assert j.verdict == FAILED and j.required is None
+        return
+    # Consistent with a pass but not shown: too few prompts, and how many a result like it needs.
+    assert j.verdict == INSUFFICIENT_SAMPLES
+    assert j.required is not None and j.required > n and j.required >= need
+    if k == 0:
+        assert j.required == need and f"needs ≥ {need} prompts" in j.reason
+    else:
+        assert f"needs about {j.required} prompts at this rate" in j.reason
+
+
+@given(
+    rate=st.floats(min_value=0.0, max_value=1.0),
+    threshold=st.floats(min_value=0.001, max_value=0.999),
+    upper=st.booleans(),
+)
+def test_samples_at_rate_is_the_smallest_size_whose_bound_meets_the_threshold(
+    rate: float, threshold: float, upper: bool
+) -> None:
+    need = samples_at_rate(rate, threshold, upper=upper)
+    if (upper and rate >= threshold) or (not upper and rate <= threshold):
+        assert need is None
+        return
+    if need is None:  # too close to the threshold for any practical size
+        return
+    z2 = z_score(0.95) ** 2
+
+    def bound(m: int) -> float:
+        centre, half = rate * m + z2 / 2, math.sqrt(z2) * math.sqrt(rate * (1 - rate) * m + z2 / 4)
+        return (centre + half) / (m + z2) if upper else (centre - half) / (m + z2)
+
+    assert (bound(need) <= threshold) if upper else (bound(need) >= threshold)
+    if need > 1:
+        assert (bound(need - 1) > threshold) if upper else (bound(need - 1) < threshold)
+    if rate in (0.0, 1.0) and (rate == 0.0) == upper:
+        assert need == min_samples(threshold, upper=upper)
 
 
 # ------------------------------------------------------------------------------- paired tests

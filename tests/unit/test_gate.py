@@ -241,6 +241,27 @@ def test_a_dataset_too_small_to_show_a_threshold_is_not_a_pass_and_says_what_it_
     assert (again["reason"], again["message"]) == (ev["reason"], ev["message"])
 
 
+def test_an_imperfect_rate_short_of_its_bound_says_what_its_rate_would_need() -> None:
+    summary = {
+        **INSUFFICIENT,
+        "metrics": {
+            "errorRate": {"value": 0.01, "n": 100, "max": 0.05, "passed": False,
+                          "verdict": "InsufficientSamples", "lower": 0.0018, "upper": 0.0545, "required": 115},
+        },
+    }  # fmt: skip
+    served, ch = to_serving(body())
+    served["spec"]["evaluation"] = EVALUATION
+    served["spec"]["model"]["revision"] = SHA_B
+    b, ch, _ = _evaluating(served, ch)
+    job = _eval_job(ch)
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-")
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 1, json.dumps(summary))]), T0)
+    assert (
+        "errorRate 0.01 (95% upper bound 0.054 at n=100) cannot show ≤ 0.05: needs about 115 prompts at this rate"
+        in cond(p, c.EVALUATED)["message"]
+    )
+
+
 def test_a_passed_rate_shows_its_bound_in_the_condition() -> None:
     passed = {
         **PASSED,

@@ -15,8 +15,11 @@ A `min` threshold passes when the lower bound ≥ min, a `max` threshold when th
 the sample must *show* the bound, not merely land on the right side of it. Each bound has a
 smallest sample that could ever show it, reached when every prompt is perfect (k = n for a min,
 k = 0 for a max): n ≥ z²·t/(1 - t) for `min t`, n ≥ z²·(1 - t)/t for `max t` (`min_samples`).
-Below it the verdict is `InsufficientSamples` (never a pass, never a silent failure), unless the
-interval already lies wholly on the wrong side, which shows a failure at any n. A bound of exactly
+Below it the verdict is `InsufficientSamples` (never a pass, never a silent failure). More
+generally a bound the interval misses is `Failed` when the observed rate is itself on the wrong
+side of the threshold (or on it), and `InsufficientSamples` when it is on the right side: the
+sample is consistent with a pass but too small to show it, and the verdict says how many prompts
+a result at the observed rate would need (`samples_at_rate`). A bound of exactly
 `min 1` or `max 0` ("every prompt", "no prompt") cannot be shown by any interval: it is read as a
 claim about the dataset itself and judged on the count (every prompt right, no prompt failed). At 95%, showing
 errorRate ≤ 0.01 takes 381 prompts; six prompts with no error give an upper bound of 0.39.
@@ -61,8 +64,10 @@ __all__ = [
     "RateJudgement",
     "compare_paired",
     "comparison_verdict",
+    "format_rate",
     "judge_rate",
     "min_samples",
+    "samples_at_rate",
     "sign_test",
     "wilson_interval",
     "z_score",
@@ -164,8 +169,52 @@ class RateJudgement:
         return self.verdict == PASSED
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.2f}" if abs(x) >= 0.01 or x == 0 else f"{x:.2g}"
+def format_rate(x: float) -> str:
+    """A rate or bound for a message: 0.39, 0.00, 1.00, and two significant digits below 0.1
+    (0.014, 0.0025), so that a bound just above a small threshold does not print as equal to it."""
+    return f"{x:.2f}" if abs(round(x, 6)) >= 0.1 or x == 0 else f"{x:.2g}"
+
+
+_fmt = format_rate
+
+
+def _bound_at_rate(rate: float, n: int, upper: bool, confidence: float) -> float:
+    """The Wilson bound of n prompts at exactly `rate` (k = rate·n, not rounded)."""
+    z = z_score(confidence)
+    z2 = z * z
+    centre = rate * n + z2 / 2
+    half = z * math.sqrt(rate * (1 - rate) * n + z2 / 4)
+    return (centre + half) / (n + z2) if upper else (centre - half) / (n + z2)
+
+
+_MAX_SAMPLES = 10**12
+
+
+def samples_at_rate(
+    rate: float, threshold: float, *, upper: bool, confidence: float = DEFAULT_CONFIDENCE
+) -> int | None:
+    """The fewest prompts at which a result at `rate` would show the bound; None if none would.
+
+    For a perfect rate (0 under a max, 1 over a min) this is `min_samples`. A rate on the wrong
+    side of the threshold, or on it, never shows it.
+    """
+    if (upper and not rate < threshold) or (not upper and not rate > threshold):
+        return None
+
+    def shows(m: int) -> bool:
+        bound = _bound_at_rate(rate, m, upper, confidence)
+        return bound <= threshold if upper else bound >= threshold
+
+    high = 1
+    while not shows(high):
+        high *= 2
+        if high > _MAX_SAMPLES:
+            return None
+    low = high // 2  # shows(low) is false (or low is 0)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if shows(mid) else (mid, high)
+    return high
 
 
 def judge_rate(
@@ -177,7 +226,12 @@ def judge_rate(
     high: float | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> RateJudgement:
-    """Judge a threshold's `min` (low) and `max` (high) on the Wilson bounds of successes/n."""
+    """Judge a threshold's `min` (low) and `max` (high) on the Wilson bounds of successes/n.
+
+    A bound the interval does not meet is a failure when the observed rate itself is on the wrong
+    side of it (or on it); otherwise the sample is too small: InsufficientSamples, with the prompts
+    that a result at the observed rate would need (for a perfect result, `min_samples`).
+    """
     if low is None and high is None:
         raise ValueError("a threshold needs min, max or both")
     lower, upper = wilson_interval(successes, n, confidence)
@@ -185,42 +239,47 @@ def judge_rate(
     level = f"{confidence:.0%}"
     shown = "not measured" if value is None else _fmt(value)
     problems: list[str] = []
-    insufficient: list[int] = []
-    failed_shown = False
-    if low is not None and low >= 1:
-        # "Every prompt": no interval can show a rate of 1, so it is a claim about this dataset.
-        if successes < n:
-            failed_shown = True
-            problems.append(f"{metric} {shown} < min {low:g} ({n - successes} of {n} prompts missed)")
-    elif low is not None and lower < low:
-        need = min_samples(low, upper=False, confidence=confidence) or 1
-        failed_shown |= upper < low
+    needs: list[tuple[int, bool]] = []  # (prompts, whether the observed result is perfect)
+    failed = False
+    for threshold, is_max in ((low, False), (high, True)):
+        if threshold is None:
+            continue
+        if (not is_max and threshold >= 1) or (is_max and threshold <= 0):
+            # "Every prompt" / "no prompt": no interval can show a rate of 1 or 0, so it is a
+            # claim about this dataset, judged on the count.
+            misses = successes if is_max else n - successes
+            if misses:
+                failed = True
+                word = (
+                    f"> max {threshold:g} ({misses} of {n} prompts)"
+                    if is_max
+                    else (f"< min {threshold:g} ({misses} of {n} prompts missed)")
+                )
+                problems.append(f"{metric} {shown} {word}")
+            continue
+        bound = upper if is_max else lower
+        if (bound <= threshold) if is_max else (bound >= threshold):
+            continue
+        name, sign = ("upper", "≤") if is_max else ("lower", "≥")
         problems.append(
-            f"{metric} {shown} ({level} lower bound {_fmt(lower)} at n={n}) cannot show ≥ {low:g}"
+            f"{metric} {shown} ({level} {name} bound {_fmt(bound)} at n={n}) cannot show {sign} {threshold:g}"
         )
-        if n < need:
-            insufficient.append(need)
-    if high is not None and high <= 0:
-        # "No prompt": likewise a claim about this dataset.
-        if successes > 0:
-            failed_shown = True
-            problems.append(f"{metric} {shown} > max {high:g} ({successes} of {n} prompts)")
-    elif high is not None and upper > high:
-        need = min_samples(high, upper=True, confidence=confidence) or 1
-        failed_shown |= lower > high
-        problems.append(
-            f"{metric} {shown} ({level} upper bound {_fmt(upper)} at n={n}) cannot show ≤ {high:g}"
+        need = (
+            None if value is None else samples_at_rate(value, threshold, upper=is_max, confidence=confidence)
         )
-        if n < need:
-            insufficient.append(need)
+        if need is None:
+            failed = True
+        else:
+            needs.append((max(need, n + 1), successes == (0 if is_max else n)))
     if not problems:
         return RateJudgement(PASSED, value, n, lower, upper, reason="ok")
     reason = "; ".join(problems)
-    if insufficient and not failed_shown:
-        required = max(insufficient)
-        reason += f": needs ≥ {required} prompts"
-        return RateJudgement(INSUFFICIENT_SAMPLES, value, n, lower, upper, required, reason)
-    return RateJudgement(FAILED, value, n, lower, upper, reason=reason)
+    if failed or not needs:
+        return RateJudgement(FAILED, value, n, lower, upper, reason=reason)
+    required = max(x for x, _ in needs)
+    perfect = all(p for _, p in needs)
+    reason += f": needs ≥ {required} prompts" if perfect else f": needs about {required} prompts at this rate"
+    return RateJudgement(INSUFFICIENT_SAMPLES, value, n, lower, upper, required, reason)
 
 
 # ---------------------------------------------------------------------------------- comparisons

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.analysis.confidence import format_rate
 from llmops.api import conditions as c
 from llmops.api.status import EvaluationStatusDict, MetricResultDict
 from llmops.contracts import VERDICT_INSUFFICIENT_SAMPLES, VERDICT_PASSED, format_timestamp
@@ -219,13 +220,7 @@ def gate_message(
 
 
 def _shown(value: float | None) -> str:
-    return (
-        "no value"
-        if value is None
-        else f"{value:.2f}"
-        if abs(value) >= 0.01 or value == 0
-        else f"{value:.2g}"
-    )
+    return "no value" if value is None else format_rate(value)
 
 
 def _metric_words(m: MetricResultDict, level: str) -> str:
@@ -250,7 +245,13 @@ def _metric_words(m: MetricResultDict, level: str) -> str:
         text = "; ".join(words)
         if m.get("verdict") == VERDICT_INSUFFICIENT_SAMPLES:
             need = m.get("requiredSamples")
-            text += f": needs ≥ {need} prompts" if need else ": no number of prompts can show it"
+            perfect = value in ((0.0 if high is not None else 1.0), None)
+            if not need:
+                text += ": more prompts are needed"
+            else:
+                text += (
+                    f": needs ≥ {need} prompts" if perfect else f": needs about {need} prompts at this rate"
+                )
         return text
     shown = "no value" if value is None else f"{value:g}"
     if m.get("passed"):
