@@ -281,5 +281,8 @@ def test_comparison_verdict_worse_wins_and_missing_metrics_are_inconclusive() ->
         "not shown to be no worse: refusalRate was not compared",
     )
     assert comparison_verdict(report, {}).verdict == NOT_WORSE
+    # The summary's whole section works as well as its metrics.
+    whole = {"baseline": "http://serving", "metrics": report}
+    assert comparison_verdict(whole, {"exactMatch": 0.01}).verdict == WORSE
     with pytest.raises(ValueError, match="maxDrop of exactMatch must not be negative"):
         comparison_verdict(report, {"exactMatch": -0.1})

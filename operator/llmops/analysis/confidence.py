@@ -444,12 +444,16 @@ def comparison_verdict(
 ) -> ComparisonVerdict:
     """A report's `comparison` section judged against per-metric maxDrop tolerances.
 
-    Only the metrics named in `tolerances` are judged (a tolerance for a metric the report did not
+    `comparison` is the summary's `comparison` (`{"baseline": …, "metrics": {name: entry}}`) or its
+    `metrics` mapping alone. Only the metrics named in `tolerances` are judged (a tolerance for a metric the report did not
     compare is Inconclusive). Worse wins over Inconclusive, which wins over NotWorse; the message
     lists the metrics that did not pass, or all of them when every one did.
     """
     if not tolerances:
         return ComparisonVerdict(NOT_WORSE, "no metric to compare")
+    inner = comparison.get("metrics")
+    if isinstance(inner, Mapping):
+        comparison = inner
     judged = [
         judge_comparison(metric, comparison.get(metric), float(max_drop), confidence)
         for metric, max_drop in sorted(tolerances.items())
