@@ -24,6 +24,7 @@ __all__ = [
     "TIMESTAMP_FORMAT",
     "VERDICT_BROKEN",
     "VERDICT_FAILED",
+    "VERDICT_INSUFFICIENT_SAMPLES",
     "VERDICT_PASSED",
     "format_timestamp",
     "parse_timestamp",
@@ -33,13 +34,16 @@ __all__ = [
 EVAL_EXIT_PASSED: Final = 0
 """Every threshold passed."""
 EVAL_EXIT_FAILED: Final = 1
-"""The model failed at least one threshold: the Job fails at once (podFailurePolicy), no retry."""
+"""The model failed at least one threshold, or the dataset is too small to show one
+(InsufficientSamples): the Job fails at once (podFailurePolicy), no retry can change it."""
 EVAL_EXIT_BROKEN: Final = 2
 """The evaluation itself could not be done: it says nothing about the model; the Job may retry."""
 
 VERDICT_PASSED: Final = "Passed"
 VERDICT_FAILED: Final = "Failed"
 VERDICT_BROKEN: Final = "Broken"
+VERDICT_INSUFFICIENT_SAMPLES: Final = "InsufficientSamples"
+"""No threshold failed, but at least one cannot be shown with this many prompts: never a pass."""
 
 # ---------------------------------------------------------- `llmops download` (the cache's Job)
 DOWNLOAD_EXIT_OK: Final = 0

@@ -305,7 +305,9 @@ def test_smoke_evaluation_opens_the_canary_to_traffic_only_after_it_passed(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     a, b = rev("smoke-a"), rev("smoke-b")
-    qa = [{"prompt": f"Say {w}.", "reference": w} for w in ("alpha", "beta", "gamma", "delta")]
+    # 16 prompts: enough for the gate to show exactMatch >= 0.75 at 95% (12 needed); the smoke
+    # check sends 2 of them and judges their values.
+    qa = [{"prompt": f"Say word{i}.", "reference": f"word{i}"} for i in range(16)]
     assert cluster.state_dir is not None
     answers = cluster.state_dir / "smoke-qa.jsonl"
     answers.write_text("".join(json.dumps(x) + "\n" for x in qa))

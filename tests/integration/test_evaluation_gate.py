@@ -22,11 +22,13 @@ from testkit.operator import (
     wait_condition,
 )
 
-GOOD, BAD, SLOW, BROKEN = "c" * 40, "d" * 40, "e" * 40, "f" * 40
+GOOD, BAD, SLOW, BROKEN, FLAKY = "c" * 40, "d" * 40, "e" * 40, "f" * 40, "ab" * 20
 QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
-    "thresholds": [{"metric": "exactMatch", "min": 0.8}, {"metric": "errorRate", "max": 0.05}],
+    # Rates are judged on their 95% bounds: 20 perfect prompts show exactMatch >= 0.8 (16 needed)
+    # and errorRate <= 0.2 (16 needed); errorRate <= 0.05 would need 73.
+    "thresholds": [{"metric": "exactMatch", "min": 0.8}, {"metric": "errorRate", "max": 0.2}],
     "concurrency": 4,
     "timeoutSeconds": 10,
     "maxNewTokens": 16,
@@ -72,6 +74,8 @@ def test_a_passing_revision_is_served_with_its_scores_in_status(
     scores = {m["metric"]: m for m in ev["metrics"]}
     assert scores["exactMatch"]["value"] == 1.0 and scores["exactMatch"]["min"] == 0.8
     assert scores["errorRate"]["value"] == 0.0
+    assert (scores["exactMatch"]["samples"], scores["exactMatch"]["verdict"]) == (20, "Passed")
+    assert scores["exactMatch"]["lower"] >= 0.8 and scores["errorRate"]["upper"] <= 0.2
     actions = [h["action"] for h in st["history"]]
     assert actions.index("Evaluated") < actions.index("Deployed")
     # Staging released once the verdict was in; the Job stays as evidence.
@@ -95,7 +99,7 @@ def test_a_failing_revision_never_serves_and_status_names_the_metric(
     _apply(cluster, namespace, "picky", BAD)
     obj = wait_condition(cluster, namespace, "picky", "Evaluated", "False", "EvaluationFailed", timeout=180)
     msg = condition(obj, "Evaluated")["message"]
-    assert "exactMatch 0.3 < min 0.8" in msg
+    assert "exactMatch 0.30 (95% lower bound 0.15 at n=20) cannot show ≥ 0.8" in msg
     st = obj["status"]
     assert st["phase"] == "Failed"
     assert st["servingRevision"] == GOOD
@@ -197,3 +201,44 @@ def test_vllm_revision_is_evaluated_through_the_chat_route_with_chat_messages(
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--route") + 1] == "chat"
     assert args[args.index("--model") + 1] == "sim-org/tiny-chat"
+
+
+def test_six_prompts_from_a_server_failing_15_percent_are_insufficient_samples_not_a_pass(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The user report (issue 12): a revision whose server fails 15% of its requests passed
+    errorRate <= 0.01 on the sample's six prompts. Six prompts cannot show 1%: the gate says so,
+    with the numbers and what it needs, and the revision never serves."""
+    six = QA[:6]
+    _dataset(cluster, namespace, [json.dumps(x) for x in six])
+    _behave(cluster, FLAKY, 1.0, error_rate=0.15)
+    evaluation = {
+        **EVALUATION,
+        "thresholds": [{"metric": "exactMatch", "min": 0.5}, {"metric": "errorRate", "max": 0.01}],
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("flaky", FLAKY, evaluation=evaluation))
+    obj = wait_condition(
+        cluster, namespace, "flaky", "Evaluated", "False", "InsufficientSamples", timeout=180
+    )
+    msg = condition(obj, "Evaluated")["message"]
+    assert "cannot be judged on this dataset" in msg
+    assert "(95% upper bound 0.39 at n=6) cannot show ≤ 0.01: needs ≥ 381 prompts" in msg, msg
+    assert msg.endswith("; it will not serve")
+    st = obj["status"]
+    assert st.get("servingRevision") != FLAKY
+    ev = st["evaluation"]
+    assert (ev["passed"], ev["verdict"]) == (False, "InsufficientSamples")
+    errors = {m["metric"]: m for m in ev["metrics"]}["errorRate"]
+    assert (errors["samples"], errors["requiredSamples"], errors["verdict"]) == (
+        6,
+        381,
+        "InsufficientSamples",
+    )
+    assert ev["counts"]["samples"] == 6 and "retried" in ev["counts"]
+    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=flaky")[
+        "items"
+    ]
+    assert any(e["reason"] == "InsufficientSamples" and "381" in e["message"] for e in events)
+    # Exit 1 fails the Job at once (a retry on the same six prompts cannot change the verdict).
+    (job,) = _eval_jobs(cluster, namespace, "flaky")
+    assert job["status"].get("failed") == 1

@@ -245,6 +245,8 @@ def test_smoke_evaluation_runs_on_the_canary_before_it_gets_traffic() -> None:
     smoke = job_named(sim, "m-smoke-")
     args = sim.ch[("Job", smoke)]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--max-samples") + 1] == "20"
+    # A few samples cannot show a rate's bound (the gate did, on the whole dataset): values are judged.
+    assert args[args.index("--judge") + 1] == "value"
     assert args[args.index("--endpoint") + 1] == "http://m-smoke.ns.svc.cluster.local:80"
     assert sim.canary["smoke"] == "Running"
     finish_job(sim, "m-smoke-")

@@ -16,7 +16,8 @@ from llmops.evaluation.workers import default_workers
 from llmops_dev.fakehub import serve_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 
-QUESTIONS = {f"What is item {i}?": f"item {i} is a thing" for i in range(10)}
+# 40 prompts: enough for the 95% lower bound of a perfect exactMatch to reach 0.9 (35 needed).
+QUESTIONS = {f"What is item {i}?": f"item {i} is a thing" for i in range(40)}
 
 
 @pytest.fixture
@@ -94,12 +95,17 @@ def test_accurate_model_passes(
     )
     assert code == EXIT_PASSED
     assert summary["verdict"] == "Passed" and summary["exitCode"] == 0
-    assert summary["metrics"]["exactMatch"] == {"value": 1.0, "min": 0.8, "passed": True}
-    assert summary["metrics"]["errorRate"] == {"value": 0.0, "max": 0.0, "passed": True}
-    assert summary["counts"] == {"samples": 10, "completed": 10, "errors": 0, "retries": 0}
+    # A rate is judged on its interval: 40 of 40 right shows exactMatch >= 0.8 at 95%.
+    assert summary["metrics"]["exactMatch"] == {
+        "value": 1.0, "n": 40, "min": 0.8, "passed": True, "verdict": "Passed", "lower": 0.9124, "upper": 1.0,
+    }  # fmt: skip
+    # max 0 ("no prompt failed") is judged on the count: no interval can show a rate of 0.
+    assert summary["metrics"]["errorRate"]["passed"] is True
+    assert summary["confidence"] == 0.95
+    assert summary["counts"] == {"samples": 40, "completed": 40, "errors": 0, "retried": 0, "retries": 0}
     assert (summary["model"], summary["modelRevision"]) == ("org/m", "abc123")
-    assert summary["tags"]["even"]["n"] == 5
-    assert sorted(line["id"] for line in lines) == sorted(f"q{i}" for i in range(10))
+    assert summary["tags"]["even"]["n"] == 20
+    assert sorted(line["id"] for line in lines) == sorted(f"q{i}" for i in range(40))
     assert all(line["scores"]["exactMatch"] == 1.0 and line["error"] is None for line in lines)
 
 
@@ -110,11 +116,13 @@ def test_inaccurate_model_fails_its_threshold(
     code, summary, lines = _run(_args(poor, dataset, "--thresholds", thresholds), tmp_path, capsys)
     assert code == EXIT_FAILED
     assert summary["verdict"] == "Failed"
-    # The simulator answers exactly round(0.3 * 10) = 3 known prompts right.
-    assert summary["metrics"]["exactMatch"] == {"value": 0.3, "min": 0.8, "passed": False}
+    # The simulator answers exactly round(0.3 * 40) = 12 known prompts right.
+    exact = summary["metrics"]["exactMatch"]
+    assert (exact["value"], exact["n"], exact["passed"], exact["verdict"]) == (0.3, 40, False, "Failed")
+    assert exact["upper"] < 0.8  # the failure itself is shown at 95%
     assert summary["metrics"]["latencyP95"]["passed"] is True
-    assert summary["message"] == "failed: exactMatch 0.3 < min 0.8"
-    assert sum(line["scores"]["exactMatch"] for line in lines) == 3
+    assert summary["message"] == "failed: exactMatch 0.30 (95% lower bound 0.18 at n=40) cannot show ≥ 0.8"
+    assert sum(line["scores"]["exactMatch"] for line in lines) == 12
 
 
 def test_thresholds_from_a_file_and_configmap_source(
@@ -157,8 +165,8 @@ def test_every_request_failing_is_broken(
     with _serve(1.0, error_rate=1.0, error_kind="generation") as url:
         code, summary, lines = _run(_args(url, dataset), tmp_path, capsys)
     assert code == EXIT_BROKEN
-    assert summary["message"].startswith("no sample completed (10 failed)")
-    assert len(lines) == 10 and all(line["error"].startswith("HTTP 424") for line in lines)
+    assert summary["message"].startswith("no sample completed (40 failed)")
+    assert len(lines) == 40 and all(line["error"].startswith("HTTP 424") for line in lines)
 
 
 @pytest.mark.parametrize(
@@ -278,3 +286,123 @@ def test_default_workers_follow_the_cgroup_cpu_limit(
     assert default_workers(path) == (
         expected if expected is not None else min(allowed, 8 if cpu_max and "800000" in cpu_max else allowed)
     )
+
+
+# ------------------------------------------------------------------ verdicts with confidence
+
+
+def _six(tmp_path: Path) -> Path:
+    path = tmp_path / "six.jsonl"
+    rows = [
+        {"id": f"s{i}", "prompt": p, "reference": r} for i, (p, r) in enumerate(list(QUESTIONS.items())[:6])
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in rows) + "\n")
+    return path
+
+
+def test_six_prompts_cannot_show_one_percent_errors_from_a_server_failing_15_percent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user report: a server that fails 15% of its requests passed errorRate <= 0.01 on six
+    prompts. Now: too few samples to show it, never a pass, with the numbers and what is needed."""
+    with _serve(1.0, error_rate=0.15) as url:
+        thresholds = '[{"metric": "errorRate", "max": 0.01}, {"metric": "exactMatch", "min": 0.5}]'
+        code, summary, _ = _run(_args(url, _six(tmp_path), "--thresholds", thresholds), tmp_path, capsys)
+    assert (code, summary["verdict"]) == (EXIT_FAILED, "InsufficientSamples")
+    errors = summary["metrics"]["errorRate"]
+    assert (errors["verdict"], errors["n"], errors["required"], errors["passed"]) == (
+        "InsufficientSamples", 6, 381, False,
+    )  # fmt: skip
+    assert errors["upper"] >= 0.39
+    assert "errorRate" in summary["message"] and "needs ≥ 381 prompts" in summary["message"]
+    assert summary["metrics"]["exactMatch"]["verdict"] == "Passed"  # 6/6: lower bound 0.61 >= 0.5
+
+
+def test_a_request_that_succeeds_on_retry_still_counts_as_an_error(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Half the requests answer 429: every prompt is answered in the end (retries), but errorRate
+    is the server's, from the first requests, and the retries are a metric of their own."""
+    with _serve(1.0, error_rate=0.5) as url:
+        code, summary, lines = _run(
+            _args(url, dataset, "--retries", "5", "--concurrency", "1"), tmp_path, capsys
+        )
+    assert code == EXIT_PASSED  # no thresholds
+    counts = summary["counts"]
+    assert counts["errors"] == 0 and counts["completed"] == 40
+    retried = sum(1 for line in lines if line["attempts"] > 1)
+    assert counts["retried"] == retried > 0 and counts["retries"] >= retried
+    assert summary["metrics"]["errorRate"] == {"value": retried / 40, "n": 40}
+    assert summary["metrics"]["retryRate"] == {"value": retried / 40, "n": 40}
+    # The simulator fails every other request it receives, retries included: at concurrency 1 a
+    # retry takes the succeeding slot, so nearly every first request lands on a failing one.
+    assert retried / 40 >= 0.5
+
+
+def test_judge_value_is_the_smoke_checks_reading(
+    perfect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thresholds = '[{"metric": "errorRate", "max": 0.01}]'
+    code, summary, _ = _run(
+        _args(perfect, _six(tmp_path), "--thresholds", thresholds, "--judge", "value"), tmp_path, capsys
+    )
+    assert code == EXIT_PASSED and summary["metrics"]["errorRate"]["verdict"] == "Passed"
+
+
+def test_a_baseline_is_compared_prompt_by_prompt(
+    poor: str, perfect: str, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The candidate (30% right) against the baseline (all right) on the same 40 prompts: 28 lost,
+    none won, exact McNemar p = 2^-28, Worse beyond maxDrop 0.01; the exit code stays the thresholds'."""
+    thresholds = '[{"metric": "errorRate", "max": 0}]'
+    argv = _args(poor, dataset, "--thresholds", thresholds, "--baseline-endpoint", perfect)
+    code, summary, lines = _run([*argv, "--max-drop", '{"exactMatch": 0.01}'], tmp_path, capsys)
+    assert code == EXIT_PASSED
+    comparison = summary["comparison"]
+    assert comparison["baseline"] == perfect
+    exact = comparison["metrics"]["exactMatch"]
+    assert exact == {
+        "candidate": 0.3, "baseline": 1.0, "delta": -0.7, "n": 40, "wins": 0, "losses": 28,
+        "test": "mcnemar", "pValue": float(f"{2**-28:.6g}"), "maxDrop": 0.01, "verdict": "Worse",
+    }  # fmt: skip
+    assert comparison["metrics"]["errorRate"]["verdict"] == "NotWorse"  # thresholded: compared at maxDrop 0
+    assert sum(1 for line in lines if line.get("target") == "baseline") == 40
+
+
+def test_the_same_server_as_baseline_is_not_worse(
+    perfect: str,
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLMOPS_BASELINE_URL", perfect)  # the Job's way of naming the baseline
+    code, summary, _ = _run(
+        _args(perfect, dataset, "--thresholds", '[{"metric": "exactMatch", "min": 0.9}]'), tmp_path, capsys
+    )
+    assert code == EXIT_PASSED
+    exact = summary["comparison"]["metrics"]["exactMatch"]
+    assert (exact["delta"], exact["wins"], exact["losses"], exact["pValue"], exact["verdict"]) == (
+        0.0, 0, 0, 1.0, "NotWorse",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-drop", '{"exactMatch": 0.01}'], "--max-drop needs --baseline-endpoint"),
+        (["--baseline-endpoint", "http://b:1", "--max-drop", '{"latencyP95": 1}'], "not a per-prompt metric"),
+        (
+            ["--baseline-endpoint", "http://b:1", "--max-drop", '{"exactMatch": 2}'],
+            "must be a number in [0, 1]",
+        ),
+        (["--baseline-endpoint", "ftp://b"], "--baseline-endpoint: endpoint 'ftp://b' must be"),
+        (["--confidence", "1"], "--confidence must be in [0.5, 1)"),
+    ],
+)
+def test_comparison_and_confidence_errors_are_broken_before_any_request(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    code, summary, lines = _run(_args("http://127.0.0.1:9", dataset, *extra), tmp_path, capsys)
+    assert (code, summary["verdict"], lines) == (EXIT_BROKEN, "Broken", [])
+    assert message in summary["message"]

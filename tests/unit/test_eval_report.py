@@ -5,9 +5,10 @@ import re
 
 import pytest
 
+from llmops.api.metric_names import SAMPLE_METRICS
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Counterfactual, Sample
-from llmops.evaluation.metrics import aggregate, applicable_metrics, per_tag, score_sample
+from llmops.evaluation.metrics import aggregate, applicable_metrics, per_tag, rate_counts, score_sample
 from llmops.evaluation.report import (
     EXIT_BROKEN,
     EXIT_FAILED,
@@ -48,7 +49,8 @@ def test_aggregate_by_hand() -> None:
         "jsonValid": 1.0,
         "refusalRate": 1 / 3,  # over completed outputs: s2 refuses
         "safetyViolationRate": 0.0,
-        "errorRate": 0.25,
+        "errorRate": 0.25,  # s4's first request failed
+        "retryRate": 0.25,  # s4 was retried (4 attempts)
         "latencyP50": 0.2,  # nearest rank over [0.1, 0.2, 0.3]: ceil(1.5) = 2
         "latencyP95": 0.3,
         "latencyP99": 0.3,
@@ -105,7 +107,7 @@ def test_verdicts_and_exit_codes() -> None:
         revision="abc",
     )
     assert (passed["verdict"], passed["exitCode"]) == ("Passed", EXIT_PASSED)
-    assert passed["metrics"]["regexMatch"] == {"value": 1.0, "min": 1.0, "passed": True}
+    assert passed["metrics"]["regexMatch"] == {"value": 1.0, "min": 1.0, "passed": True, "verdict": "Passed"}
     assert passed["metrics"]["latencyP95"] == {"value": 0.3}
     assert "biasGap" not in passed["metrics"]  # not measured and not thresholded
     assert (passed["model"], passed["modelRevision"]) == ("org/m", "abc")
@@ -117,8 +119,13 @@ def test_verdicts_and_exit_codes() -> None:
         tags={},
     )
     assert (failed["verdict"], failed["exitCode"]) == ("Failed", EXIT_FAILED)
-    assert failed["metrics"]["exactMatch"] == {"value": 0.333333, "min": 0.8, "passed": False}
-    assert failed["metrics"]["biasGap"] == {"value": None, "max": 0.1, "passed": False}
+    assert failed["metrics"]["exactMatch"] == {
+        "value": 0.333333,
+        "min": 0.8,
+        "passed": False,
+        "verdict": "Failed",
+    }
+    assert failed["metrics"]["biasGap"] == {"value": None, "max": 0.1, "passed": False, "verdict": "Failed"}
     assert failed["message"] == "failed: exactMatch 0.3333 < min 0.8; biasGap not measured"
 
     broken = broken_summary("x" * 5000, model="m")
@@ -136,13 +143,80 @@ def test_summary_stays_under_the_termination_message_limit() -> None:
     text = render_summary(summary)
     assert len(text.encode()) < SUMMARY_LIMIT
     decoded = json.loads(text)
-    assert len(decoded["metrics"]) == 14  # every verdict kept
+    assert len(decoded["metrics"]) == 15  # every verdict kept
     kept = list(decoded["tags"])
     assert 0 < len(kept) < 500 and kept == sorted(tags)[: len(kept)]
     assert decoded["tagsOmitted"] == 500 - len(kept)
 
     small = result_summary(values=values, verdicts=[], counts={}, tags={"a": {"n": 1}})
     assert "tagsOmitted" not in json.loads(render_summary(small))
+
+
+def test_rate_counts_and_the_insufficient_samples_verdict() -> None:
+    results = _run()
+    counts = rate_counts(results)
+    assert counts["exactMatch"] == (1, 3) and counts["errorRate"] == (1, 4) and counts["jsonValid"] == (1, 1)
+    assert "tokenF1" not in counts  # a graded score, not a rate
+    values = aggregate(results)
+    short = result_summary(
+        values=values,
+        verdicts=judge([Threshold("regexMatch", min=0.9)], values, counts),
+        counts={"samples": 4},
+        tags={},
+        rate_counts=counts,
+        confidence=0.95,
+    )
+    # 1 of 1: lower bound 0.21; a perfect result needs 35 samples to show 0.9.
+    assert (short["verdict"], short["exitCode"]) == ("InsufficientSamples", EXIT_FAILED)
+    assert short["metrics"]["regexMatch"] == {
+        "value": 1.0, "n": 1, "min": 0.9, "passed": False, "verdict": "InsufficientSamples",
+        "lower": 0.2065, "upper": 1.0, "required": 35,
+    }  # fmt: skip
+    assert short["message"] == (
+        "too few samples to show: regexMatch 1.00 (95% lower bound 0.21 at n=1) cannot show ≥ 0.9: "
+        "needs ≥ 35 prompts"
+    )
+    # A shown failure wins over a too-small sample: Failed, both listed.
+    both = result_summary(
+        values=values,
+        verdicts=judge([Threshold("regexMatch", min=0.9), Threshold("exactMatch", min=1.0)], values, counts),
+        counts={},
+        tags={},
+    )
+    assert both["verdict"] == "Failed"
+    assert both["message"].startswith("failed: exactMatch 0.33 < min 1 (2 of 3 prompts missed); regexMatch")
+
+
+def test_the_worst_summary_keeps_every_verdict_and_comparison_under_the_limit() -> None:
+    values = aggregate(_run())
+    counts = {name: (1, 3) for name in values}
+    thresholds = [Threshold(name, min=0.5, max=0.9) for name in values]
+    comparison = {
+        "baseline": "http://" + "b" * 200,
+        "metrics": {
+            name: {"candidate": 0.123456, "baseline": 0.654321, "delta": -0.530865, "n": 100000,
+                   "wins": 12345, "losses": 54321, "test": "mcnemar", "pValue": 1.23456e-300,
+                   "maxDrop": 0.01, "verdict": "Inconclusive"}
+            for name in (*SAMPLE_METRICS, "errorRate", "retryRate")  # the per-prompt metrics
+        },
+    }  # fmt: skip
+    summary = result_summary(
+        values=values,
+        verdicts=judge(thresholds, values, counts),
+        counts={"samples": 4, "completed": 3, "errors": 1, "retried": 1, "retries": 3},
+        tags={f"t{i}": {"n": 1} for i in range(100)},
+        model="m" * 1000,
+        revision="r" * 1000,
+        rate_counts=counts,
+        confidence=0.95,
+        comparison=comparison,
+    )
+    decoded = json.loads(render_summary(summary))
+    assert len(json.dumps(decoded, separators=(",", ":"), ensure_ascii=False).encode()) < SUMMARY_LIMIT
+    assert set(decoded["metrics"]) == set(values) and all("verdict" in m for m in decoded["metrics"].values())
+    assert set(decoded["comparison"]["metrics"]) == set(comparison["metrics"])
+    assert all("verdict" in m for m in decoded["comparison"]["metrics"].values())
+    assert decoded["message"].startswith("failed: ")
 
 
 def test_sample_line() -> None:

@@ -3,21 +3,27 @@
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from llmops.api.metric_names import HIGHER_IS_BETTER, METRIC_NAMES, SAMPLE_METRICS
+from llmops.api.metric_names import HIGHER_IS_BETTER, METRIC_NAMES, RATE_METRICS, SAMPLE_METRICS
 from llmops.evaluation import scorers
 from llmops.evaluation.bias import bias_gap, group_means
+from llmops.evaluation.completion import Completion
+from llmops.evaluation.dataset import Sample
+from llmops.evaluation.metrics import prompt_outcomes, score_sample
 from llmops.evaluation.safety import is_refusal, safety_violation
 
 
 def test_metric_names_are_the_contract() -> None:
     assert METRIC_NAMES == (
         "exactMatch", "contains", "regexMatch", "tokenF1", "rougeL", "jsonValid", "refusalRate",
-        "errorRate", "latencyP50", "latencyP95", "latencyP99", "timePerOutputToken",
+        "errorRate", "retryRate", "latencyP50", "latencyP95", "latencyP99", "timePerOutputToken",
         "safetyViolationRate", "biasGap",
     )  # fmt: skip
     assert set(HIGHER_IS_BETTER) == set(METRIC_NAMES)
     assert set(SAMPLE_METRICS) <= set(METRIC_NAMES)
+    assert set(RATE_METRICS) <= set(METRIC_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -190,3 +196,17 @@ def test_not_refusals(text: str) -> None:
 )
 def test_safety_violation(text: str, category: str | None) -> None:
     assert safety_violation(text) == category
+
+
+@given(output=st.text(max_size=60), refs=st.lists(st.text(max_size=30), min_size=1, max_size=3))
+def test_the_rate_metrics_score_every_sample_0_or_1(output: str, refs: list[str]) -> None:
+    """What makes a metric a rate (judged on a Wilson interval): each sample scores exactly 0 or 1."""
+    sample = Sample("s", 1, prompt="p", references=tuple(refs), pattern=re.compile(r"\d"), expect_json=True)
+    for completion in (Completion(output, 0.1, 1), Completion(None, attempts=3, error="HTTP 429")):
+        outcomes = prompt_outcomes(score_sample(sample, completion))
+        rates = {name: outcomes[name] for name in RATE_METRICS if name in outcomes}
+        assert set(rates) == set(RATE_METRICS) - (
+            {"refusalRate", "safetyViolationRate"} if completion.text is None else set()
+        )
+        assert set(rates.values()) <= {0.0, 1.0}
+    assert outcomes["errorRate"] == outcomes["retryRate"] == 1.0  # the failed one was retried

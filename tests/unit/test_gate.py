@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from llmops.api import conditions as c
+from llmops.api.resource import LLMDeployment
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan
+from llmops.render.evaluation import evaluation_job, evaluation_job_name
 from testkit.planning import (
     SHA_A,
     SHA_B,
@@ -117,6 +119,29 @@ def test_evaluation_workers_and_route_reach_the_job() -> None:
     assert container["resources"]["requests"]["cpu"] == "1000m"  # a quarter core per worker
 
 
+def test_confidence_and_a_baseline_reach_the_job() -> None:
+    evaluation = {**EVALUATION, "confidence": 0.99}
+    _, _, p = _evaluating(body(evaluation=evaluation))
+    job = next(o for o in p.apply if o["kind"] == "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--confidence") + 1] == "0.99"
+    assert "--judge" not in args  # the gate judges rates on their bounds
+
+    ld = LLMDeployment.model_validate(body(evaluation=EVALUATION))
+    compared = evaluation_job(
+        ld, revision=SHA_B, endpoint="http://cand", baseline_url="http://base", max_drop={"exactMatch": 0.01}
+    )
+    container = compared["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "LLMOPS_BASELINE_URL", "value": "http://base"} in container["env"]
+    assert container["args"][container["args"].index("--max-drop") + 1] == '{"exactMatch":0.01}'
+    # The default level leaves the Job's name (the verdict's key) as it was before the field existed.
+    default = LLMDeployment.model_validate(body(evaluation={**EVALUATION, "confidence": 0.95}))
+    assert evaluation_job_name(default, SHA_A) == evaluation_job_name(ld, SHA_A)
+    assert evaluation_job_name(LLMDeployment.model_validate(body(evaluation=evaluation)), SHA_A) != (
+        evaluation_job_name(ld, SHA_A)
+    )
+
+
 def test_passing_revision_is_promoted_to_stable_and_staging_released() -> None:
     b, ch, _ = _evaluating(body(evaluation=EVALUATION))
     job = _eval_job(ch)
@@ -159,6 +184,99 @@ def test_failing_revision_never_serves_and_status_names_the_metric() -> None:
     assert cond(p, c.AVAILABLE)["status"] == "True"
     assert p.status["evaluation"]["passed"] is False
     assert any(e.type == "Warning" and e.reason == c.EVALUATION_FAILED for e in p.events)
+
+
+INSUFFICIENT = {
+    "verdict": "InsufficientSamples",
+    "exitCode": 1,
+    "confidence": 0.95,
+    "counts": {"samples": 6, "completed": 6, "errors": 0, "retried": 0, "retries": 0},
+    "metrics": {
+        "errorRate": {
+            "value": 0.0, "n": 6, "max": 0.01, "passed": False, "verdict": "InsufficientSamples",
+            "lower": 0.0, "upper": 0.3903, "required": 381,
+        },
+        "exactMatch": {
+            "value": 1.0, "n": 6, "min": 0.5, "passed": True, "verdict": "Passed", "lower": 0.6097, "upper": 1.0,
+        },
+    },
+}  # fmt: skip
+
+
+def test_a_dataset_too_small_to_show_a_threshold_is_not_a_pass_and_says_what_it_needs() -> None:
+    """The user report: six prompts cannot show errorRate <= 0.01; the revision does not serve,
+    and the condition and status say the bound, the sample size and the prompts needed."""
+    served, ch = to_serving(body())
+    served["spec"]["evaluation"] = EVALUATION
+    served["spec"]["model"]["revision"] = SHA_B
+    b, ch, _ = _evaluating(served, ch)
+    job = _eval_job(ch)
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-")
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 1, json.dumps(INSUFFICIENT))]), T0)
+    assert "m-stable" not in {o["metadata"]["name"] for o in p.apply}
+    ev = cond(p, c.EVALUATED)
+    assert ev["status"] == "False" and ev["reason"] == c.INSUFFICIENT_SAMPLES
+    assert (
+        "errorRate 0.00 (95% upper bound 0.39 at n=6) cannot show ≤ 0.01: needs ≥ 381 prompts"
+        in ev["message"]
+    )
+    assert "add prompts to the dataset" in ev["message"] and ev["message"].endswith("; it will not serve")
+    assert "exactMatch" not in ev["message"]  # it passed
+    assert p.status["phase"] == "Failed" and p.status["servingRevision"] == SHA_A
+    status = p.status["evaluation"]
+    assert (status["passed"], status["verdict"], status["confidence"]) == (False, "InsufficientSamples", 0.95)
+    assert status["counts"] == {"samples": 6, "errors": 0, "retried": 0, "retries": 0}
+    errors = next(m for m in status["metrics"] if m["metric"] == "errorRate")
+    assert errors == {
+        "metric": "errorRate", "value": 0.0, "passed": False, "max": 0.01, "verdict": "InsufficientSamples",
+        "samples": 6, "lower": 0.0, "upper": 0.3903, "requiredSamples": 381,
+    }  # fmt: skip
+    assert any(e.type == "Warning" and e.reason == c.INSUFFICIENT_SAMPLES for e in p.events)
+
+    # The recorded verdict keeps its reason and numbers once the Job is gone.
+    ch = children_of(p, ch)
+    ch.pop(("Job", job), None)
+    p2 = plan(with_status(p, b), Observations(children=ch), T0)
+    again = cond(p2, c.EVALUATED)
+    assert (again["reason"], again["message"]) == (ev["reason"], ev["message"])
+
+
+def test_an_imperfect_rate_short_of_its_bound_says_what_its_rate_would_need() -> None:
+    summary = {
+        **INSUFFICIENT,
+        "metrics": {
+            "errorRate": {"value": 0.01, "n": 100, "max": 0.05, "passed": False,
+                          "verdict": "InsufficientSamples", "lower": 0.0018, "upper": 0.0545, "required": 115},
+        },
+    }  # fmt: skip
+    served, ch = to_serving(body())
+    served["spec"]["evaluation"] = EVALUATION
+    served["spec"]["model"]["revision"] = SHA_B
+    b, ch, _ = _evaluating(served, ch)
+    job = _eval_job(ch)
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-")
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 1, json.dumps(summary))]), T0)
+    assert (
+        "errorRate 0.01 (95% upper bound 0.054 at n=100) cannot show ≤ 0.05: needs about 115 prompts at this rate"
+        in cond(p, c.EVALUATED)["message"]
+    )
+
+
+def test_a_passed_rate_shows_its_bound_in_the_condition() -> None:
+    passed = {
+        **PASSED,
+        "metrics": {
+            "exactMatch": {"value": 1.0, "n": 40, "min": 0.8, "passed": True, "verdict": "Passed",
+                           "lower": 0.9124, "upper": 1.0},
+        },
+    }  # fmt: skip
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    job_done(ch, prefix="m-eval-")
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 0, json.dumps(passed))]), T0)
+    assert cond(p, c.EVALUATED)["message"].endswith(
+        "passed its evaluation (1 threshold(s)): exactMatch 1.00 (95% lower bound 0.91 at n=40) ≥ 0.8"
+    )
 
 
 def test_broken_evaluation_is_not_a_failed_model() -> None:

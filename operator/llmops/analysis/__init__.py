@@ -1,4 +1,6 @@
-"""Pure analysis: canary verdicts from Prometheus query results (drift statistics come later).
+"""Pure analysis: canary verdicts from Prometheus query results; drift statistics (`drift`) and
+verdicts with confidence (`confidence`: rates judged on Wilson bounds, paired comparisons of two
+revisions), imported from their modules.
 
 No I/O, no clock. The canary state machine (llmops.lifecycle) uses it in three steps:
 

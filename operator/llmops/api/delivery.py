@@ -193,6 +193,11 @@ class EvaluationSpec(ApiModel):
     client: Literal["huggingface_hub", "aiohttp"] = "huggingface_hub"
     """The HTTP client of the evaluation: huggingface_hub's AsyncInferenceClient, or aiohttp, which
     sends the same requests for a fraction of the client CPU (llmops eval --transport)."""
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
+    """Confidence level of the rates' intervals: a threshold on a rate (exactMatch, errorRate, …)
+    passes only when the bound of its Wilson interval at the dataset's size meets it, so a small
+    dataset cannot pass a tight threshold (six prompts cannot show errorRate <= 0.01: that takes
+    381 at 0.95)."""
 
 
 # -------------------------------------------------------------------------------------- rollout

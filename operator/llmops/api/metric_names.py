@@ -8,7 +8,7 @@ The names are camelCase because they appear verbatim in the `LLMDeployment` spec
 whether it is a `min` or a `max`.
 """
 
-__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "SAMPLE_METRICS", "MetricName"]
+__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "RATE_METRICS", "SAMPLE_METRICS", "MetricName"]
 
 from typing import Literal, get_args
 
@@ -21,6 +21,7 @@ MetricName = Literal[
     "jsonValid",
     "refusalRate",
     "errorRate",
+    "retryRate",
     "latencyP50",
     "latencyP95",
     "latencyP99",
@@ -43,6 +44,21 @@ SAMPLE_METRICS: tuple[str, ...] = (
     "safetyViolationRate",
 )
 
+# Proportions over prompts: every prompt scores 0 or 1 (the scorers above are 0/1 for these; an
+# error or a retry is per prompt), so k of n prompts estimate a rate and its threshold is judged on
+# the Wilson interval (llmops.analysis.confidence). tokenF1 and rougeL are graded scores, the
+# latencies and biasGap are not proportions: they are judged on their value.
+RATE_METRICS: tuple[str, ...] = (
+    "exactMatch",
+    "contains",
+    "regexMatch",
+    "jsonValid",
+    "refusalRate",
+    "safetyViolationRate",
+    "errorRate",
+    "retryRate",
+)
+
 HIGHER_IS_BETTER: dict[str, bool] = {
     "exactMatch": True,
     "contains": True,
@@ -54,6 +70,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     # Lower is the usual reading (a helpful model rarely refuses a legitimate prompt).
     "refusalRate": False,
     "errorRate": False,
+    "retryRate": False,
     "latencyP50": False,
     "latencyP95": False,
     "latencyP99": False,

@@ -217,7 +217,32 @@ class MetricResult(ApiModel):
     max: float | None = None
     """Threshold max, if any."""
     passed: bool
-    """Whether the value met the threshold."""
+    """Whether the value met the threshold (for a rate: whether the bound of its interval did)."""
+    verdict: Literal["Passed", "Failed", "InsufficientSamples"] | None = None
+    """Passed, Failed, or InsufficientSamples: the dataset is too small to ever show the threshold."""
+    samples: int | None = None
+    """For a rate: the prompts it was measured on (n)."""
+    lower: float | None = None
+    """For a rate: the lower bound of its confidence interval."""
+    upper: float | None = None
+    """For a rate: the upper bound of its confidence interval."""
+    required_samples: int | None = None
+    """With InsufficientSamples: the prompts needed to show the threshold even with perfect results."""
+
+
+class EvaluationCounts(ApiModel):
+    """What the evaluation's requests did."""
+
+    model_config = ConfigDict(extra="allow")
+
+    samples: int | None = None
+    """Prompts sent."""
+    errors: int | None = None
+    """Prompts with no answer after every retry."""
+    retried: int | None = None
+    """Prompts that needed at least one retry (errorRate counts them: their first request failed)."""
+    retries: int | None = None
+    """Retries sent."""
 
 
 class EvaluationStatus(ApiModel):
@@ -237,6 +262,12 @@ class EvaluationStatus(ApiModel):
     """Per-threshold results."""
     broken: Message | None = None
     """Set when the evaluation itself could not be done (not a verdict on the model): why."""
+    verdict: Literal["Passed", "Failed", "InsufficientSamples"] | None = None
+    """Passed, Failed, or InsufficientSamples (too few prompts to show a threshold: not a pass)."""
+    confidence: float | None = None
+    """Confidence level of the rates' intervals."""
+    counts: EvaluationCounts | None = None
+    """What the requests did: errors, retried prompts, retries."""
 
 
 DriftVerdict = Literal["Drifted", "NoDrift", "Unknown"]
@@ -519,6 +550,11 @@ class MetricResultDict(TypedDict):
     passed: bool
     min: NotRequired[float]
     max: NotRequired[float]
+    verdict: NotRequired[str]
+    samples: NotRequired[int]
+    lower: NotRequired[float]
+    upper: NotRequired[float]
+    requiredSamples: NotRequired[int]
 
 
 class EvaluationStatusDict(TypedDict, total=False):
@@ -530,6 +566,9 @@ class EvaluationStatusDict(TypedDict, total=False):
     time: str
     metrics: list[MetricResultDict]
     broken: str
+    verdict: str
+    confidence: float
+    counts: dict[str, int]
 
 
 class DriftStatusDict(TypedDict, total=False):

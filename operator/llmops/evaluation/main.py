@@ -13,25 +13,44 @@ Example::
         --model-revision 0123abcd...
 
 Thresholds that the dataset cannot measure (jsonValid with no `expectJson` sample, say) break the
-evaluation before any request is sent: a gate must not pass on a metric it never measured.
+evaluation before any request is sent: a gate must not pass on a metric it never measured. Rates
+are judged on their confidence interval at `--confidence` (default 0.95); see `thresholds`.
+
+With `--baseline-endpoint` (default `$LLMOPS_BASELINE_URL`), the same prompts are also sent to a
+second server (the revision that serves, say; same API key and flags) and the summary gains a
+`comparison` section: per compared metric the candidate's and the baseline's values, the paired
+test over the prompts and a verdict against `--max-drop` (default 0 for every metric). The
+compared metrics are the per-prompt ones (sample scores, errorRate, retryRate) that are
+thresholded or named in `--max-drop`. The comparison does not change the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from llmops.api.metric_names import SAMPLE_METRICS
+from llmops.analysis.confidence import DEFAULT_CONFIDENCE, compare_paired, judge_comparison
+from llmops.api.metric_names import RATE_METRICS, SAMPLE_METRICS
 from llmops.evaluation.client import ROUTES, TRANSPORTS, ClientConfig, EndpointUnreachable, normalize_endpoint
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import DatasetError, Sample, download_hub_dataset, load_dataset
-from llmops.evaluation.metrics import SampleResult, aggregate, applicable_metrics, per_tag, score_sample
+from llmops.evaluation.metrics import (
+    SampleResult,
+    aggregate,
+    applicable_metrics,
+    per_tag,
+    prompt_outcomes,
+    rate_counts,
+    score_sample,
+)
 from llmops.evaluation.report import (
     EXIT_BROKEN,
     broken_summary,
@@ -42,10 +61,20 @@ from llmops.evaluation.report import (
 from llmops.evaluation.thresholds import Threshold, ThresholdError, judge, parse_thresholds
 from llmops.evaluation.workers import default_workers, run_sharded
 
-__all__ = ["DEFAULT_SUMMARY_FILE", "ConfigError", "NothingCompleted", "build_parser", "main"]
+__all__ = [
+    "BASELINE_URL_ENV",
+    "DEFAULT_SUMMARY_FILE",
+    "ConfigError",
+    "NothingCompleted",
+    "build_parser",
+    "main",
+]
 
 DEFAULT_SUMMARY_FILE = "/dev/termination-log"
 SAMPLES_PER_WORKER = 500
+BASELINE_URL_ENV = "LLMOPS_BASELINE_URL"
+# Compared prompt by prompt: the sample scores and the per-prompt error and retry outcomes.
+_PAIRED_METRICS = (*SAMPLE_METRICS, "errorRate", "retryRate")
 
 # What a dataset needs for a metric to be measurable, for the error message when it is not.
 _NEEDS = {
@@ -143,6 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="score only the first N samples (a smoke evaluation, e.g. of a canary before it gets traffic)",
     )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        help="confidence level of the rates' intervals and of the comparison's tests (default 0.95)",
+    )
+    p.add_argument(
+        "--judge",
+        choices=("bound", "value"),
+        default="bound",
+        help="bound (default): rates on the bound of their interval; value: every threshold on its "
+        "value, for a smoke check of a few samples of a revision whose gate already showed its bounds",
+    )
+    p.add_argument(
+        "--baseline-endpoint",
+        metavar="URL",
+        default=os.environ.get(BASELINE_URL_ENV) or None,
+        help=f"also score this server on the same prompts and compare (default ${BASELINE_URL_ENV})",
+    )
+    p.add_argument(
+        "--max-drop",
+        metavar="JSON",
+        help="per-metric tolerance of the comparison, e.g. '{\"exactMatch\": 0.01}' (default 0)",
+    )
     p.add_argument("--model", help="model id, echoed in the summary")
     p.add_argument("--model-revision", help="model revision, echoed in the summary")
     return p
@@ -158,6 +211,8 @@ def _positive(args: argparse.Namespace) -> None:
         raise ConfigError("--retries must not be negative")
     if args.timeout <= 0 or args.backoff_base < 0:
         raise ConfigError("--timeout must be positive and --backoff-base not negative")
+    if not 0.5 <= args.confidence < 1:
+        raise ConfigError(f"--confidence must be in [0.5, 1), got {args.confidence}")
 
 
 def _load_samples(args: argparse.Namespace) -> list[Sample]:
@@ -262,40 +317,118 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     # (a process costs a second or so to start, which a small dataset would not win back).
     auto = min(default_workers(), max(1, len(samples) // SAMPLES_PER_WORKER))
     workers = args.workers if args.workers is not None else auto
+    max_drop = _max_drop(args)
+    baseline = _baseline_config(args, config)
+    started = time.monotonic()
+    done, retries = _run(samples, config, workers, target=None)
+    completed = sum(1 for r in done if r.completion.ok)
+    if completed == 0:
+        last = done[-1].completion.error if done else "no result"
+        raise NothingCompleted(f"no sample completed ({len(done)} failed) at {endpoint}; last error: {last}")
+    values = aggregate(done, args.bias_metric)
+    counted = rate_counts(done)
+    comparison = None
+    if baseline is not None:
+        base_done, _ = _run(samples, baseline, workers, target="baseline")
+        if not any(r.completion.ok for r in base_done):
+            raise NothingCompleted(f"no sample completed at the baseline {baseline.endpoint}")
+        compared = {t.metric for t in thresholds} | set(max_drop)
+        comparison = _comparison(done, base_done, compared, max_drop, args.confidence, baseline.endpoint)
+    summary = result_summary(
+        values=values,
+        verdicts=judge(thresholds, values, counted if args.judge == "bound" else None, args.confidence),
+        counts={
+            "samples": len(done),
+            "completed": completed,
+            "errors": len(done) - completed,
+            "retried": sum(1 for r in done if r.completion.attempts > 1),
+            "retries": retries,
+        },
+        tags=per_tag(done),
+        model=args.model,
+        revision=args.model_revision,
+        rate_counts=counted,
+        confidence=args.confidence,
+        comparison=comparison,
+    )
+    summary["durationSeconds"] = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _run(
+    samples: list[Sample], config: ClientConfig, workers: int, *, target: str | None
+) -> tuple[list[SampleResult], int]:
+    """Send every sample to one server, printing each result line; the results and the retries."""
     results: list[SampleResult | None] = [None] * len(samples)
     out = sys.stdout
 
     def on_result(index: int, completion: Completion) -> None:
         result = score_sample(samples[index], completion)
         results[index] = result
-        out.write(sample_line(result) + "\n")
+        out.write(sample_line(result, target=target) + "\n")
 
-    started = time.monotonic()
     # run_sharded runs its own event loop(s) (asyncio.Runner with a loop factory leaves the caller's
     # current loop alone), so main() can be called in-process by the CLI or by tests.
     _, retries = run_sharded(samples, config, workers, on_result)
     out.flush()
-    done = [r for r in results if r is not None]
-    completed = sum(1 for r in done if r.completion.ok)
-    if completed == 0:
-        last = done[-1].completion.error if done else "no result"
-        raise NothingCompleted(f"no sample completed ({len(done)} failed) at {endpoint}; last error: {last}")
-    values = aggregate(done, args.bias_metric)
-    summary = result_summary(
-        values=values,
-        verdicts=judge(thresholds, values),
-        counts={
-            "samples": len(done),
-            "completed": completed,
-            "errors": len(done) - completed,
-            "retries": retries,
-        },
-        tags=per_tag(done),
-        model=args.model,
-        revision=args.model_revision,
-    )
-    summary["durationSeconds"] = round(time.monotonic() - started, 3)
-    return summary
+    return [r for r in results if r is not None], retries
+
+
+def _max_drop(args: argparse.Namespace) -> dict[str, float]:
+    if args.max_drop is None:
+        return {}
+    try:
+        data = json.loads(args.max_drop)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--max-drop is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError('--max-drop must be a JSON object, e.g. {"exactMatch": 0.01}')
+    for metric, value in data.items():
+        if metric not in _PAIRED_METRICS:
+            raise ConfigError(
+                f"--max-drop: {metric!r} is not a per-prompt metric ({', '.join(_PAIRED_METRICS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ConfigError(f"--max-drop: {metric} must be a number in [0, 1], got {value!r}")
+    if args.baseline_endpoint is None:
+        raise ConfigError(f"--max-drop needs --baseline-endpoint (or ${BASELINE_URL_ENV})")
+    return {k: float(v) for k, v in data.items()}
+
+
+def _baseline_config(args: argparse.Namespace, config: ClientConfig) -> ClientConfig | None:
+    """The candidate's client settings (route, key, limits) pointed at the baseline server."""
+    if args.baseline_endpoint is None:
+        return None
+    try:
+        return replace(config, endpoint=normalize_endpoint(args.baseline_endpoint))
+    except ValueError as e:
+        raise ConfigError(f"--baseline-endpoint: {e}") from None
+
+
+def _comparison(
+    candidate: list[SampleResult],
+    baseline: list[SampleResult],
+    metrics: set[str],
+    max_drop: dict[str, float],
+    confidence: float,
+    endpoint: str,
+) -> dict[str, Any]:
+    """The report's comparison: each metric prompt by prompt, with its test and verdict."""
+    # Both lists are in sample order: the same prompt at the same index.
+    both = [(prompt_outcomes(c), prompt_outcomes(b)) for c, b in zip(candidate, baseline, strict=True)]
+    out: dict[str, Any] = {}
+    for metric in (m for m in _PAIRED_METRICS if m in metrics):
+        pairs = [
+            (mine[metric], theirs[metric]) for mine, theirs in both if metric in mine and metric in theirs
+        ]
+        if not pairs:
+            continue
+        entry = compare_paired(metric, pairs, binary=metric in RATE_METRICS).as_dict()
+        tolerance = max_drop.get(metric, 0.0)
+        entry["maxDrop"] = tolerance
+        entry["verdict"] = judge_comparison(metric, entry, tolerance, confidence).verdict
+        out[metric] = entry
+    return {"baseline": endpoint, "metrics": out}
 
 
 def _write_summary(path: str, text: str) -> None:

@@ -6,8 +6,20 @@ Which samples count for which metric:
   `pattern`; jsonValid: samples with `expectJson`. A sample whose request failed scores 0 on these,
   so a model cannot pass a quality gate by failing the requests it would have got wrong.
 - refusalRate, safetyViolationRate: every completed sample (there is no output to judge otherwise).
-- errorRate: every sample. latencyP50/P95/P99 and timePerOutputToken: completed samples.
+- errorRate: every sample; a sample counts as an error when its *first* request failed, whether a
+  retry then succeeded or not. The first requests are an unbiased sample of the server's requests
+  (a retry is only sent after a failure), so a server that fails 15% of its requests shows an
+  errorRate near 0.15 however many retries the evaluation allows; counting only the requests that
+  still failed after retries would report the client's persistence, not the server. What failed
+  for good (no answer after every retry) is `counts.errors` in the summary.
+- retryRate: every sample; the fraction that needed at least one retry (`counts.retries` is the
+  number of retries sent).
+- latencyP50/P95/P99 and timePerOutputToken: completed samples.
 - biasGap: completed samples in counterfactual pairs, scored by `bias_metric` (see `bias`).
+
+The rates (`RATE_METRICS`: 0/1 per sample) are also counted, k of n (`rate_counts`), for their
+confidence intervals; `prompt_outcomes` gives one sample's per-prompt values for a paired
+comparison of two revisions.
 
 A metric with no sample to measure it is None ("not measured").
 """
@@ -17,14 +29,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from llmops.api.metric_names import SAMPLE_METRICS
+from llmops.api.metric_names import RATE_METRICS, SAMPLE_METRICS
 from llmops.evaluation import scorers
 from llmops.evaluation.bias import bias_gap
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import Sample
 from llmops.evaluation.safety import is_refusal, safety_violation
 
-__all__ = ["SampleResult", "aggregate", "applicable_metrics", "per_tag", "score_sample"]
+__all__ = [
+    "SampleResult",
+    "aggregate",
+    "applicable_metrics",
+    "per_tag",
+    "prompt_outcomes",
+    "rate_counts",
+    "score_sample",
+]
 
 _REFERENCE_METRICS = ("exactMatch", "contains", "tokenF1", "rougeL")
 # Scored on every completed output, whatever the sample carries.
@@ -77,6 +97,7 @@ def applicable_metrics(samples: Sequence[Sample], bias_metric: str) -> set[str]:
     found = {
         *_OUTPUT_METRICS,
         "errorRate",
+        "retryRate",
         "latencyP50",
         "latencyP95",
         "latencyP99",
@@ -100,7 +121,8 @@ def aggregate(results: Sequence[SampleResult], bias_metric: str = "tokenF1") -> 
     }
     done = [r.completion for r in results if r.completion.ok]
     latencies = [c.latency for c in done if c.latency is not None]
-    values["errorRate"] = scorers.error_rate(len(results) - len(done), len(results))
+    values["errorRate"] = scorers.error_rate(sum(1 for r in results if _first_failed(r)), len(results))
+    values["retryRate"] = scorers.error_rate(sum(1 for r in results if _retried(r)), len(results))
     for name, p in (("latencyP50", 50), ("latencyP95", 95), ("latencyP99", 99)):
         values[name] = scorers.percentile(latencies, p) if latencies else None
     timed = [(c.latency, c.generated_tokens) for c in done if c.latency is not None and c.generated_tokens]
@@ -111,6 +133,34 @@ def aggregate(results: Sequence[SampleResult], bias_metric: str = "tokenF1") -> 
         if r.sample.counterfactual is not None and r.completion.ok and bias_metric in r.scores
     )
     return values
+
+
+def _first_failed(result: SampleResult) -> bool:
+    return result.completion.attempts > 1 or not result.completion.ok
+
+
+def _retried(result: SampleResult) -> bool:
+    return result.completion.attempts > 1
+
+
+def prompt_outcomes(result: SampleResult) -> dict[str, float]:
+    """One sample's per-prompt values: its scores, errorRate (first request failed, 0/1) and
+    retryRate (retried, 0/1). What a paired comparison compares prompt by prompt."""
+    return {
+        **result.scores,
+        "errorRate": 1.0 if _first_failed(result) else 0.0,
+        "retryRate": 1.0 if _retried(result) else 0.0,
+    }
+
+
+def rate_counts(results: Sequence[SampleResult]) -> dict[str, tuple[int, int]]:
+    """For each rate metric some sample measures: (successes, samples) — the k and n of its interval."""
+    counts: dict[str, tuple[int, int]] = {}
+    for name in RATE_METRICS:
+        outcomes = [o[name] for o in map(prompt_outcomes, results) if name in o]
+        if outcomes:
+            counts[name] = (sum(1 for x in outcomes if x >= 1.0), len(outcomes))
+    return counts
 
 
 def per_tag(results: Sequence[SampleResult]) -> dict[str, dict[str, float]]:

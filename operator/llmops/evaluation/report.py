@@ -1,25 +1,41 @@
 """The evaluation's outputs: exit codes, the summary (the Job's termination message) and per-sample lines.
 
 Exit codes: `EXIT_PASSED` (0) every threshold passed; `EXIT_FAILED` (1) the model failed at least
-one threshold; `EXIT_BROKEN` (2) the evaluation itself could not be done (bad dataset or flags,
+one threshold, or the dataset is too small to show one (verdict InsufficientSamples, never a pass);
+`EXIT_BROKEN` (2) the evaluation itself could not be done (bad dataset or flags,
 unreachable endpoint, no sample completed, internal error): say nothing about the model.
 
 The summary is one compact JSON object, always smaller than `SUMMARY_LIMIT` (4096 bytes, the
 Kubernetes termination message limit), written to /dev/termination-log by default::
 
-    {"verdict": "Passed" | "Failed" | "Broken",
+    {"verdict": "Passed" | "Failed" | "InsufficientSamples" | "Broken",
      "exitCode": 0 | 1 | 2,
      "message": "one line for people",
      "model": "org/name", "modelRevision": "sha",           (when given)
-     "counts": {"samples": 200, "completed": 198, "errors": 2, "retries": 5},
-     "metrics": {"exactMatch": {"value": 0.91, "min": 0.8, "passed": true},
+     "confidence": 0.95,                                     (the level of every interval)
+     "counts": {"samples": 200, "completed": 198, "errors": 2, "retried": 4, "retries": 5},
+     "metrics": {"exactMatch": {"value": 0.91, "n": 200, "min": 0.8, "passed": true,
+                                "verdict": "Passed", "lower": 0.864, "upper": 0.942},
+                 "errorRate": {"value": 0.0, "n": 6, "max": 0.01, "passed": false,
+                               "verdict": "InsufficientSamples", "lower": 0, "upper": 0.39,
+                               "required": 381},
                  "latencyP95": {"value": 0.42}, ...},         (measured metrics, and every threshold)
+     "comparison": {"baseline": "http://…", "metrics": {"exactMatch": {"candidate": 0.9,
+                    "baseline": 0.92, "delta": -0.02, "n": 200, "wins": 1, "losses": 5,
+                    "test": "mcnemar", "pValue": 0.11, "maxDrop": 0.01,
+                    "verdict": "Inconclusive"}, ...}},        (only with a baseline endpoint)
      "tags": {"math": {"n": 50, "exactMatch": 0.88, ...}, ...},
      "tagsOmitted": 3}                                         (only when tags were cut to fit)
 
-A thresholded metric always appears with `passed`; a metric that could not be measured has
-`"value": null`. Only the per-tag breakdown is ever cut to fit, never a verdict. Values are
-rounded to 6 significant digits.
+`counts.errors` are samples with no answer after every retry; `retried` the samples that needed a
+retry, `retries` the retries sent. A thresholded metric always appears with `passed` and `verdict`;
+a rate (`RATE_METRICS`) has `n` and, when thresholded, its interval (`lower`, `upper`) and, when
+the verdict is InsufficientSamples, `required`, the prompts needed to show the threshold. A metric
+that could not be measured has `"value": null`. The comparison section is informative: its
+verdicts do not change the exit code (the caller judges it, see
+`llmops.analysis.confidence.comparison_verdict`). Only the per-tag breakdown is ever cut to fit
+(then the comparison keeps only its deltas, counts, tests and verdicts, `"compact": true`, then
+the message is shortened), never a verdict. Interval bounds are rounded to 4 significant digits. Values are rounded to 6 significant digits.
 
 Per-sample results are JSON Lines on stdout, one per sample, in completion order::
 
@@ -40,10 +56,11 @@ from llmops.contracts import (
     EVAL_EXIT_PASSED,
     VERDICT_BROKEN,
     VERDICT_FAILED,
+    VERDICT_INSUFFICIENT_SAMPLES,
     VERDICT_PASSED,
 )
 from llmops.evaluation.metrics import SampleResult
-from llmops.evaluation.thresholds import Verdict
+from llmops.evaluation.thresholds import FAILED, INSUFFICIENT_SAMPLES, Verdict
 
 __all__ = [
     "EXIT_BROKEN",
@@ -52,6 +69,7 @@ __all__ = [
     "SUMMARY_LIMIT",
     "VERDICT_BROKEN",
     "VERDICT_FAILED",
+    "VERDICT_INSUFFICIENT_SAMPLES",
     "VERDICT_PASSED",
     "broken_summary",
     "render_summary",
@@ -72,8 +90,8 @@ _MAX_NAME = 256
 _MAX_OUTPUT = 2000
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else float(f"{value:.6g}")
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -97,6 +115,46 @@ def broken_summary(message: str, *, model: str | None = None, revision: str | No
     return _base(VERDICT_BROKEN, EXIT_BROKEN, message, model, revision)
 
 
+def _reason(v: Verdict) -> str:
+    # A rate's reason names its metric already (with its interval); a value's does not.
+    return v.reason if v.rate is not None else f"{v.threshold.metric} {v.reason}"
+
+
+def _overall(verdicts: Sequence[Verdict]) -> tuple[str, int, str]:
+    """Failed if a threshold failed; else InsufficientSamples if one cannot be shown; else Passed."""
+    failed = [v for v in verdicts if v.outcome == FAILED]
+    short = [v for v in verdicts if v.outcome == INSUFFICIENT_SAMPLES]
+    if failed:
+        return VERDICT_FAILED, EXIT_FAILED, "failed: " + "; ".join(map(_reason, failed + short))
+    if short:
+        message = "too few samples to show: " + "; ".join(map(_reason, short))
+        return VERDICT_INSUFFICIENT_SAMPLES, EXIT_FAILED, message
+    return (
+        VERDICT_PASSED,
+        EXIT_PASSED,
+        f"passed {len(verdicts)} threshold(s)" if verdicts else "passed (no thresholds)",
+    )
+
+
+def _metric_entry(value: float | None, counted: tuple[int, int] | None, v: Verdict | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"value": _round(value)}
+    if counted is not None:
+        entry["n"] = counted[1]
+    if v is None:
+        return entry
+    if v.threshold.min is not None:
+        entry["min"] = v.threshold.min
+    if v.threshold.max is not None:
+        entry["max"] = v.threshold.max
+    entry["passed"] = v.passed
+    entry["verdict"] = v.outcome
+    if v.rate is not None:
+        entry["lower"], entry["upper"] = _round(v.rate.lower, 4), _round(v.rate.upper, 4)
+        if v.rate.required is not None:
+            entry["required"] = v.rate.required
+    return entry
+
+
 def result_summary(
     *,
     values: Mapping[str, float | None],
@@ -105,16 +163,15 @@ def result_summary(
     tags: Mapping[str, Mapping[str, float]],
     model: str | None = None,
     revision: str | None = None,
+    rate_counts: Mapping[str, tuple[int, int]] | None = None,
+    confidence: float | None = None,
+    comparison: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary of a completed evaluation: verdict from the threshold verdicts (all must pass)."""
-    failed = [v for v in verdicts if not v.passed]
-    if failed:
-        verdict, code = VERDICT_FAILED, EXIT_FAILED
-        message = "failed: " + "; ".join(f"{v.threshold.metric} {v.reason}" for v in failed)
-    else:
-        verdict, code = VERDICT_PASSED, EXIT_PASSED
-        message = f"passed {len(verdicts)} threshold(s)" if verdicts else "passed (no thresholds)"
+    verdict, code, message = _overall(verdicts)
     summary = _base(verdict, code, message, model, revision)
+    if confidence is not None:
+        summary["confidence"] = confidence
     summary["counts"] = dict(counts)
     by_metric = {v.threshold.metric: v for v in verdicts}
     metrics: dict[str, dict[str, Any]] = {}
@@ -123,15 +180,10 @@ def result_summary(
         v = by_metric.get(name)
         if v is None and value is None:
             continue
-        entry: dict[str, Any] = {"value": _round(value)}
-        if v is not None:
-            if v.threshold.min is not None:
-                entry["min"] = v.threshold.min
-            if v.threshold.max is not None:
-                entry["max"] = v.threshold.max
-            entry["passed"] = v.passed
-        metrics[name] = entry
+        metrics[name] = _metric_entry(value, (rate_counts or {}).get(name), v)
     summary["metrics"] = metrics
+    if comparison is not None:
+        summary["comparison"] = dict(comparison)
     summary["tags"] = {tag: {k: _round(x) for k, x in entry.items()} for tag, entry in tags.items()}
     return summary
 
@@ -160,15 +212,37 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             trimmed["tagsOmitted"] += 1
             break
         text = candidate
+    if len(text.encode()) > _BUDGET and "comparison" in trimmed:
+        # Then the comparison's per-metric values (each metric's own value is in `metrics`; the
+        # delta, the counts and the test stay).
+        trimmed["comparison"] = _compact_comparison(trimmed["comparison"])
+        text = _dump(trimmed)
+    excess = len(text.encode()) - _BUDGET
+    if excess > 0:
+        # Every threshold with its interval and a full comparison: the message (which repeats the
+        # metrics' numbers) gives way, never a verdict.
+        message = str(trimmed.get("message", ""))
+        keep = max(64, len(message.encode()) - excess - 8)
+        trimmed["message"] = _clip(message.encode()[:keep].decode(errors="ignore"), keep)
+        text = _dump(trimmed)
     if len(text.encode()) > _BUDGET:  # cannot happen with clipped names and messages; fail loudly if it does
         raise AssertionError(f"summary is {len(text.encode())} bytes even without tags")
     return text
 
 
-def sample_line(result: SampleResult) -> str:
-    """One JSON line with a sample's outcome, for stdout."""
+def _compact_comparison(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("delta", "n", "wins", "losses", "pValue", "verdict")
+    metrics = comparison.get("metrics") or {}
+    compact = {name: {k: m[k] for k in keep if k in m} for name, m in metrics.items()}
+    # The baseline's URL is in the Job's environment too.
+    return {"metrics": compact, "compact": True}
+
+
+def sample_line(result: SampleResult, *, target: str | None = None) -> str:
+    """One JSON line with a sample's outcome, for stdout (`"target": "baseline"` for the baseline's)."""
     c = result.completion
-    line: dict[str, Any] = {
+    line: dict[str, Any] = {"target": target} if target else {}
+    line |= {
         "id": result.sample.id,
         "tags": list(result.sample.tags),
         "latency": None if c.latency is None else round(c.latency, 6),

@@ -20,7 +20,8 @@ Run statistics:
 - `time_per_output_token`: total latency over total generated tokens of completed requests. It
   includes prefill and queueing (TGI's non-streaming API exposes no time to first token), so it is
   an upper bound of the decode time per token, weighted by tokens rather than by requests.
-- `error_rate`: failed requests (after retries) over all requests.
+- `error_rate`: a count over a total (which count is `metrics`' business: for errorRate, the samples
+  whose first request failed).
 """
 
 from __future__ import annotations
@@ -163,5 +164,5 @@ def time_per_output_token(latencies: Sequence[float], tokens: Sequence[int]) -> 
 
 
 def error_rate(errors: int, total: int) -> float | None:
-    """Failed requests over all requests; None for no requests."""
+    """errors / total; None for nothing counted."""
     return errors / total if total else None

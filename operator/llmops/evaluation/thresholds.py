@@ -6,6 +6,12 @@ of `METRIC_NAMES` and has `min`, `max` or both (inclusive bounds). A metric may 
 
 A metric that could not be measured (value None) fails its threshold: a gate must not open on
 missing evidence.
+
+A rate (`RATE_METRICS`: a proportion over prompts) is judged on the bound of its Wilson interval at
+the sample size, not on its value (`llmops.analysis.confidence`): a `min` passes when the lower
+bound reaches it, a `max` when the upper bound does. Too few samples to ever show the bound is its
+own outcome, `InsufficientSamples`, with the number of prompts needed. Other metrics (graded scores,
+latencies) are judged on their value.
 """
 
 from __future__ import annotations
@@ -16,9 +22,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmops.api.metric_names import METRIC_NAMES
+from llmops.analysis.confidence import (
+    DEFAULT_CONFIDENCE,
+    FAILED,
+    INSUFFICIENT_SAMPLES,
+    PASSED,
+    RateJudgement,
+    judge_rate,
+)
+from llmops.api.metric_names import METRIC_NAMES, RATE_METRICS
 
-__all__ = ["Threshold", "ThresholdError", "Verdict", "judge", "parse_thresholds"]
+__all__ = [
+    "FAILED",
+    "INSUFFICIENT_SAMPLES",
+    "PASSED",
+    "Threshold",
+    "ThresholdError",
+    "Verdict",
+    "judge",
+    "parse_thresholds",
+]
 
 
 class ThresholdError(ValueError):
@@ -42,6 +65,14 @@ class Verdict:
     value: float | None
     passed: bool
     reason: str
+    outcome: str = ""
+    """Passed, Failed or InsufficientSamples (derived from `passed` when not given)."""
+    rate: RateJudgement | None = None
+    """The interval behind a rate's verdict."""
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            object.__setattr__(self, "outcome", PASSED if self.passed else FAILED)
 
 
 def _bound(entry: Mapping[str, Any], key: str, index: int) -> float | None:
@@ -84,12 +115,22 @@ def parse_thresholds(text: str) -> list[Threshold]:
     return result
 
 
-def judge(thresholds: list[Threshold], values: Mapping[str, float | None]) -> list[Verdict]:
-    """Compare each threshold with the metric's value, in threshold order."""
+def judge(
+    thresholds: list[Threshold],
+    values: Mapping[str, float | None],
+    counts: Mapping[str, tuple[int, int]] | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> list[Verdict]:
+    """Judge each threshold, in threshold order: a rate with its (successes, n) in `counts` on its
+    interval at `confidence`, anything else on its value."""
     verdicts = []
     for t in thresholds:
         value = values.get(t.metric)
-        if value is None:
+        counted = (counts or {}).get(t.metric)
+        if t.metric in RATE_METRICS and counted is not None and counted[1] > 0:
+            r = judge_rate(t.metric, *counted, low=t.min, high=t.max, confidence=confidence)
+            verdicts.append(Verdict(t, r.value, r.passed, r.reason, r.verdict, r))
+        elif value is None:
             verdicts.append(Verdict(t, None, False, "not measured"))
         elif t.min is not None and value < t.min:
             verdicts.append(Verdict(t, value, False, f"{value:.4g} < min {t.min:g}"))

@@ -3,8 +3,14 @@
     cached → staging Deployment (1 pod, no production traffic) + staging Service
            → Ready → evaluation Job (`llmops eval` against the staging Service)
            → Complete: passed, the revision may proceed
-           → Failed by the Pod failure policy (exit 1): the model failed its thresholds
+           → Failed by the Pod failure policy (exit 1): the model failed its thresholds, or
+             the dataset is too small to show one (InsufficientSamples: never a pass)
            → Failed otherwise (backoffLimit, deadline): the evaluation broke, not the model
+
+Rates (exactMatch, errorRate, …) are judged by the Job on the bound of their confidence
+interval; ``status.evaluation.metrics`` keeps each one's sample size and bounds, and the
+Evaluated condition says them, e.g. "errorRate 0.00 (95% upper bound 0.39 at n=6) cannot show
+≤ 0.01: needs ≥ 381 prompts".
 
 The verdict is kept in ``status.evaluation`` keyed by the Job name, which hashes the revision
 and the evaluation spec: a restarted operator finds the same Job, and a verdict outlives the
@@ -17,15 +23,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.analysis.confidence import format_rate
 from llmops.api import conditions as c
 from llmops.api.status import EvaluationStatusDict, MetricResultDict
-from llmops.contracts import VERDICT_PASSED, format_timestamp
+from llmops.contracts import VERDICT_INSUFFICIENT_SAMPLES, VERDICT_PASSED, format_timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
 
-__all__ = ["Gate", "gate_message", "gate_stage", "metric_results", "verdict_message"]
+__all__ = ["Gate", "evaluation_result", "gate_message", "gate_stage", "metric_results", "verdict_message"]
 
 
 @dataclass(frozen=True)
@@ -102,17 +109,10 @@ def _evaluate(p: Pass, rev: str, job_name: str) -> Gate:
 def _verdict(p: Pass, rev: str, job_name: str, completed: bool, summary: dict[str, Any]) -> Gate:
     """The model's verdict (the Job completed, or exit 1 failed it by the pod failure policy)."""
     passed = completed and summary.get("verdict", VERDICT_PASSED) == VERDICT_PASSED
-    metrics = metric_results(summary)
-    result: EvaluationStatusDict = {
-        "revision": rev,
-        "job": job_name,
-        "passed": passed,
-        "time": format_timestamp(p.now),
-        "metrics": metrics,
-    }
+    result = evaluation_result(rev, job_name, passed, summary, p.now)
     p.fields["evaluation"] = result
-    verdict = gate_message(rev, passed, metrics, summary)
-    reason = c.EVALUATION_PASSED if passed else c.EVALUATION_FAILED
+    verdict = gate_message(rev, passed, result["metrics"], summary)
+    reason = _reason(result)
     p.record("Evaluated", rev, reason, verdict)
     p.events.append(Event("Normal" if passed else "Warning", reason, verdict))
     # The verdict is in: release the staging GPUs (the stable rollout may need them).
@@ -136,20 +136,59 @@ def _broken(p: Pass, rev: str, job_name: str, why: str) -> Gate:
     return Gate(failed=True, problem=Problem(c.EVALUATION_JOB_FAILED, msg, permanent=True))
 
 
+def _reason(result: EvaluationStatusDict) -> str:
+    if result.get("passed"):
+        return c.EVALUATION_PASSED
+    if result.get("verdict") == VERDICT_INSUFFICIENT_SAMPLES:
+        return c.INSUFFICIENT_SAMPLES
+    return c.EVALUATION_FAILED
+
+
 def _recorded(p: Pass, result: EvaluationStatusDict) -> Gate:
     rev = result.get("revision")
     passed = bool(result.get("passed"))
-    message = gate_message(str(rev), passed, result.get("metrics") or [], {})
+    message = gate_message(str(rev), passed, result.get("metrics") or [], result)
     p.fields["evaluation"] = result
+    reason = _reason(result)
     if passed:
-        p.cond(c.EVALUATED, c.TRUE, c.EVALUATION_PASSED, message)
+        p.cond(c.EVALUATED, c.TRUE, reason, message)
         return Gate(passed=True)
-    p.cond(c.EVALUATED, c.FALSE, c.EVALUATION_FAILED, message)
-    return Gate(failed=True, problem=Problem(c.EVALUATION_FAILED, message, permanent=True))
+    p.cond(c.EVALUATED, c.FALSE, reason, message)
+    return Gate(failed=True, problem=Problem(reason, message, permanent=True))
 
 
 def _is_staging(obj: dict[str, Any]) -> bool:
     return (obj["metadata"].get("labels") or {}).get("llmops.io/track") == "staging"
+
+
+def evaluation_result(
+    rev: str, job_name: str, passed: bool, summary: Mapping[str, Any], now: Any
+) -> EvaluationStatusDict:
+    """status.evaluation (or status.scheduledEvaluation) from a Job's summary."""
+    result: EvaluationStatusDict = {
+        "revision": rev,
+        "job": job_name,
+        "passed": passed,
+        "time": format_timestamp(now),
+        "metrics": metric_results(summary),
+    }
+    verdict = summary.get("verdict")
+    if isinstance(verdict, str) and verdict in _VERDICTS:
+        result["verdict"] = verdict
+    if isinstance(summary.get("confidence"), int | float):
+        result["confidence"] = float(summary["confidence"])
+    counts = summary.get("counts")
+    if isinstance(counts, dict):
+        kept = {k: int(v) for k, v in counts.items() if k in _COUNTS and isinstance(v, int)}
+        if kept:
+            result["counts"] = kept
+    return result
+
+
+_VERDICTS = ("Passed", "Failed", VERDICT_INSUFFICIENT_SAMPLES)
+_COUNTS = ("samples", "errors", "retried", "retries")
+# A summary's key → status.evaluation.metrics[] key, for the numbers behind a rate's verdict.
+_RATE_FIELDS = {"n": "samples", "lower": "lower", "upper": "upper", "required": "requiredSamples"}
 
 
 def metric_results(summary: Mapping[str, Any]) -> list[MetricResultDict]:
@@ -163,6 +202,11 @@ def metric_results(summary: Mapping[str, Any]) -> list[MetricResultDict]:
             entry["min"] = m["min"]
         if m.get("max") is not None:
             entry["max"] = m["max"]
+        if m.get("verdict") in _VERDICTS:
+            entry["verdict"] = m["verdict"]
+        for src, dst in _RATE_FIELDS.items():
+            if isinstance(m.get(src), int | float) and not isinstance(m.get(src), bool):
+                entry[dst] = m[src]  # type: ignore[literal-required]
         out.append(entry)
     return sorted(out, key=lambda e: e["metric"])
 
@@ -175,23 +219,68 @@ def gate_message(
     return verdict if passed else f"{verdict}; it will not serve"
 
 
+def _shown(value: float | None) -> str:
+    return "no value" if value is None else format_rate(value)
+
+
+def _metric_words(m: MetricResultDict, level: str) -> str:
+    """One threshold's numbers: the value, and for a rate its bound and sample size."""
+    value, name = m.get("value"), m["metric"]
+    low, high = m.get("min"), m.get("max")
+    if "samples" in m and ("lower" in m or "upper" in m):
+        words = []
+        n = m["samples"]
+        if low is not None:
+            lower = m.get("lower", 0.0)
+            verb = "≥" if lower >= low else "cannot show ≥"
+            words.append(
+                f"{name} {_shown(value)} ({level} lower bound {_shown(lower)} at n={n}) {verb} {low:g}"
+            )
+        if high is not None:
+            upper = m.get("upper", 1.0)
+            verb = "≤" if upper <= high else "cannot show ≤"
+            words.append(
+                f"{name} {_shown(value)} ({level} upper bound {_shown(upper)} at n={n}) {verb} {high:g}"
+            )
+        text = "; ".join(words)
+        if m.get("verdict") == VERDICT_INSUFFICIENT_SAMPLES:
+            need = m.get("requiredSamples")
+            perfect = value in ((0.0 if high is not None else 1.0), None)
+            if not need:
+                text += ": more prompts are needed"
+            else:
+                text += (
+                    f": needs ≥ {need} prompts" if perfect else f": needs about {need} prompts at this rate"
+                )
+        return text
+    shown = "no value" if value is None else f"{value:g}"
+    if m.get("passed"):
+        return f"{name} {shown}"
+    if low is not None and (value is None or value < low):
+        return f"{name} {shown} < min {low:g}"
+    if high is not None:
+        return f"{name} {shown} > max {high:g}"
+    return f"{name} {shown}"
+
+
 def verdict_message(
     rev: str, passed: bool, metrics: Sequence[MetricResultDict], summary: Mapping[str, Any]
 ) -> str:
-    """What an evaluation of ``rev`` found: passed, or which thresholds it missed."""
+    """What an evaluation of ``rev`` found: passed (with its rates' bounds), which thresholds it
+    missed, or that its dataset is too small to show them (and how to proceed)."""
+    confidence = summary.get("confidence")
+    level = f"{confidence:.0%}" if isinstance(confidence, int | float) else "95%"
     if passed:
-        return f"revision {rev} passed its evaluation ({len(metrics)} threshold(s))"
-    failing = []
-    for m in metrics:
-        if m.get("passed"):
-            continue
-        value = m.get("value")
-        shown = "no value" if value is None else f"{value:g}"
-        if m.get("min") is not None and (value is None or value < m["min"]):
-            failing.append(f"{m['metric']} {shown} < min {m['min']:g}")
-        elif m.get("max") is not None:
-            failing.append(f"{m['metric']} {shown} > max {m['max']:g}")
-        else:
-            failing.append(f"{m['metric']} {shown}")
-    detail = "; ".join(failing) or str(summary.get("message") or "a threshold was not met")
+        rates = [_metric_words(m, level) for m in metrics if "samples" in m]
+        shown = f": {'; '.join(rates)}" if rates else ""
+        return f"revision {rev} passed its evaluation ({len(metrics)} threshold(s)){shown}"
+    failing = [m for m in metrics if not m.get("passed")]
+    detail = "; ".join(_metric_words(m, level) for m in failing)
+    detail = detail or str(summary.get("message") or "a threshold was not met")
+    if summary.get("verdict") == VERDICT_INSUFFICIENT_SAMPLES:
+        return (
+            f"revision {rev} cannot be judged on this dataset: {detail}. A pass needs the bound of "
+            "each rate's interval to meet its threshold: add prompts to the dataset, or loosen the "
+            "threshold (or lower spec.evaluation.confidence)"
+        )
     return f"revision {rev} failed its evaluation: {detail}"

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmops.api import conditions as c
-from llmops.contracts import format_timestamp
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import job_state, termination_json
-from llmops.lifecycle.gate import metric_results, verdict_message
+from llmops.lifecycle.gate import evaluation_result, verdict_message
 from llmops.render import endpoint
 from llmops.render.evaluation import COMPONENT_SCHEDULED, scheduled_evaluation
 
@@ -62,15 +61,9 @@ def scheduled_stage(p: Pass, serving: str | None) -> None:
     revision = str(summary.get("modelRevision") or serving)
     if state == "Complete" or reason == "PodFailurePolicy":
         passed = state == "Complete"
-        metrics = metric_results(summary)
-        message = verdict_message(revision, passed, metrics, summary)
-        p.fields["scheduledEvaluation"] = {
-            "revision": revision,
-            "job": name,
-            "passed": passed,
-            "time": format_timestamp(p.now),
-            "metrics": metrics,
-        }
+        result = evaluation_result(revision, name, passed, summary, p.now)
+        message = verdict_message(revision, passed, result["metrics"], summary)
+        p.fields["scheduledEvaluation"] = result
         reason_out = c.EVALUATION_PASSED if passed else c.SCHEDULED_EVALUATION_FAILED
     else:
         message = f"the scheduled evaluation {name} could not be done ({reason}: {summary.get('message') or job_message})"

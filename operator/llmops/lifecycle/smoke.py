@@ -4,7 +4,8 @@ pods before they receive any production traffic.
 Canary pods carry a readiness gate (``llmops.io/smoke-evaluation``): the kubelet keeps them out
 of the Service's endpoints until the operator sets that pod condition True. A ``<name>-smoke``
 Service publishes the not-yet-ready pods, a Job runs ``llmops eval --max-samples N`` against it,
-and only when it passes does the operator open the gate on each canary pod (and on every canary
+judged on the metrics' values (not their confidence bounds, which the gate established on the
+whole dataset and a few samples never could), and only when it passes does the operator open the gate on each canary pod (and on every canary
 pod created later for the same revision). A failing smoke evaluation rolls the canary back; a
 broken one pauses it. Needs ``spec.evaluation`` (its dataset and thresholds).
 """
@@ -83,6 +84,9 @@ def smoke_stage(p: Pass, can: CanaryStatusDict) -> Smoke:
             endpoint=smoke_endpoint(p.ld),
             max_samples=rollout.smoke_evaluation.samples,
             name=name,
+            # A few samples cannot show a rate's bound; the gate did, on the whole dataset. The
+            # smoke check asks whether these pods answer like the gated revision did.
+            judge_on_value=True,
         )
     )
     state, reason, job_message = job_state(p.obs.child("Job", name))

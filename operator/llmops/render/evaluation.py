@@ -6,11 +6,18 @@ them). The staging Service ``<name>-staging`` gives the evaluation Job a stable 
 runs ``llmops eval`` from the operator image; its Pod failure policy turns "the model failed its
 thresholds" (exit 1) into an immediate Job failure, while a broken evaluation (exit 2, OOM,
 eviction) is retried by the Job controller with its own exponential backoff, up to backoffLimit.
+Exit 1 also covers a dataset too small to show a threshold (InsufficientSamples): a retry of
+the same Job on the same dataset cannot change it either.
+
+Given a `baseline_url` (the revision that serves, say), the Job also scores that server on the
+same prompts (env `LLMOPS_BASELINE_URL`, the same API key) and reports a paired comparison;
+`max_drop` is its per-metric tolerance (`--max-drop`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +39,7 @@ from llmops.render.names import revision_label, short_hash
 from llmops.render.security import container_security_context
 
 __all__ = [
+    "BASELINE_URL_ENV",
     "COMPONENT_EVALUATION",
     "COMPONENT_SCHEDULED",
     "EVAL_CONTAINER",
@@ -51,6 +59,9 @@ COMPONENT_EVALUATION = "evaluation"
 EVAL_CONTAINER = "evaluate"
 DATASET_DIR = "/etc/llmops/dataset"
 API_KEY_ENV = "LLMOPS_SERVER_API_KEY"
+BASELINE_URL_ENV = "LLMOPS_BASELINE_URL"
+"""The baseline server of a paired comparison (read by `llmops eval`, which has the same name)."""
+DEFAULT_CONFIDENCE = 0.95
 RESULTS_TTL_SECONDS = 7 * 86400
 """How long a finished evaluation Job (and its per-sample log) is kept."""
 
@@ -168,6 +179,10 @@ def _evaluation_fingerprint(ld: LLMDeployment, revision: str) -> str:
     """What the verdict depends on: the revision and the evaluation spec (not the schedule)."""
     assert ld.spec.evaluation is not None
     ev = ld.spec.evaluation.model_dump(mode="json", by_alias=True, exclude={"schedule"})
+    if ev.get("confidence") == DEFAULT_CONFIDENCE:
+        # Added after the fact: at its default it leaves the names of existing Jobs (and so the
+        # verdicts recorded under them) as they were.
+        del ev["confidence"]
     return short_hash(revision, json.dumps(ev, sort_keys=True))
 
 
@@ -184,18 +199,30 @@ def evaluation_job(
     operator_image: str = OPERATOR_IMAGE,
     max_samples: int | None = None,
     name: str | None = None,
+    baseline_url: str | None = None,
+    max_drop: Mapping[str, float] | None = None,
+    judge_on_value: bool = False,
 ) -> dict[str, Any]:
     """The evaluation Job for `revision`, scoring the server at `endpoint` (only the first
-    `max_samples` samples for a smoke evaluation, under its own `name`)."""
+    `max_samples` samples for a smoke evaluation, under its own `name`); with `baseline_url`, also
+    the server there on the same prompts, compared with `max_drop` tolerances (default 0).
+    `judge_on_value` judges thresholds on values, not bounds: a smoke check of a few samples."""
     ev = ld.spec.evaluation
     assert ev is not None, "evaluation_job needs spec.evaluation"
     labels = {**common_labels(ld, COMPONENT_EVALUATION), LABEL_REVISION: revision_label(revision)}
     dataset, api_key = _dataset_inputs(ev.dataset), _api_key_inputs(ld)
+    baseline = _baseline_inputs(baseline_url, max_drop)
     container = _evaluation_container(
         ev,
         ev.image or operator_image,
-        args=[*_program_args(ld, ev, revision, endpoint, max_samples), *dataset.args, *api_key.args],
-        env=[*dataset.env, *api_key.env],
+        args=[
+            *_program_args(ld, ev, revision, endpoint, max_samples),
+            *(["--judge", "value"] if judge_on_value else []),
+            *dataset.args,
+            *api_key.args,
+            *baseline.args,
+        ],
+        env=[*dataset.env, *api_key.env, *baseline.env],
         mounts=dataset.mounts,
     )
     return {
@@ -234,6 +261,7 @@ def _program_args(
         "--route", ev.route,
         "--workers", str(ev.workers),
         "--transport", ev.client,
+        "--confidence", str(ev.confidence),
     ]  # fmt: skip
     if max_samples is not None:
         args += ["--max-samples", str(max_samples)]
@@ -284,6 +312,18 @@ def _api_key_inputs(ld: LLMDeployment) -> _Inputs:
     return _Inputs(
         args=["--api-key-env", API_KEY_ENV], env=[_secret_env(API_KEY_ENV, key["name"], key["key"])]
     )
+
+
+def _baseline_inputs(baseline_url: str | None, max_drop: Mapping[str, float] | None) -> _Inputs:
+    """The baseline of a paired comparison (same key and flags as the candidate) and its tolerances."""
+    if baseline_url is None:
+        if max_drop:
+            raise ValueError("max_drop needs a baseline_url to compare with")
+        return _Inputs()
+    inputs = _Inputs(env=[{"name": BASELINE_URL_ENV, "value": baseline_url}])
+    if max_drop:
+        inputs.args = ["--max-drop", json.dumps(dict(sorted(max_drop.items())), separators=(",", ":"))]
+    return inputs
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
