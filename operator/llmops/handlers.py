@@ -140,8 +140,9 @@ async def llmdeployment_keys(
     when=lambda name, **_: name in OPTIONAL_CRDS.values(),
 )
 async def optional_api_event(**kwargs: Any) -> None:
-    """The Prometheus Operator or Gateway API CRDs came or went: every LLMDeployment may now
-    want (or no longer get) its PodMonitor and PrometheusRule. Look again at once."""
+    """The Prometheus Operator, Gateway API or KEDA CRDs came or went: every LLMDeployment may now
+    want (or no longer get) its PodMonitor and PrometheusRule, or a ScaledObject instead of a
+    HorizontalPodAutoscaler. Look again at once."""
     # kopf passes indexes by name among its kwargs; its handler protocol has no typed slot for
     # them, so the index is taken out of **kwargs rather than declared as a parameter.
     keys: kopf.Index[None, tuple[str | None, str | None]] = kwargs["llmdeployment_keys"]

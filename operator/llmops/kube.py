@@ -24,7 +24,14 @@ from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
 from llmops.contracts import format_timestamp
-from llmops.lifecycle.observations import CHILD_KINDS, GATEWAY_API, MONITORING_API, GpuNode, Observations
+from llmops.lifecycle.observations import (
+    CHILD_KINDS,
+    GATEWAY_API,
+    KEDA_API,
+    MONITORING_API,
+    GpuNode,
+    Observations,
+)
 from llmops.lifecycle.ownership import FIELD_MANAGER
 
 __all__ = ["FIELD_MANAGER", "OPTIONAL_CRDS", "RESOURCES", "ApiError", "Kube", "Resource", "load_client"]
@@ -71,6 +78,8 @@ RESOURCES: dict[str, Resource] = {
     "PodMonitor": Resource(MONITORING_API, "podmonitors", MONITORING_API),
     "PrometheusRule": Resource(MONITORING_API, "prometheusrules", MONITORING_API),
     "HTTPRoute": Resource(GATEWAY_API, "httproutes", GATEWAY_API),
+    "HorizontalPodAutoscaler": Resource("autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": Resource(KEDA_API, "scaledobjects", KEDA_API),
     "Pod": Resource("v1", "pods"),
     # Created once, never read: the gateway's signing key (see render.gateway).
     "Secret": Resource("v1", "secrets"),
@@ -79,6 +88,7 @@ RESOURCES: dict[str, Resource] = {
 OPTIONAL_CRDS = {
     MONITORING_API: "podmonitors.monitoring.coreos.com",
     GATEWAY_API: "httproutes.gateway.networking.k8s.io",
+    KEDA_API: "scaledobjects.keda.sh",
 }
 
 
@@ -318,18 +328,35 @@ class Kube:
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with our field manager, forcing ownership of the fields we send."""
         kind, meta = obj["kind"], obj["metadata"]
-        res = RESOURCES[kind]
         self._write("apply", kind, meta["name"])
         try:
-            return self._call_object(
-                "PATCH",
-                res.path(meta["namespace"], meta["name"]),
-                body=json.dumps(obj),
-                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                content_type="application/apply-patch+yaml",
-            )
+            return self._apply(obj, [("fieldManager", FIELD_MANAGER), ("force", "true")])
         except ApiError as exc:
             raise exc.about(f"apply {kind} {meta['name']}") from exc
+
+    def hand_over(self, obj: Mapping[str, Any], manager: str) -> bool:
+        """Server-side apply of ``obj`` under ``manager`` without force: it co-owns the fields that
+        hold the same values. False on a conflict (another manager set a different value first:
+        it owns the field already, which is what a hand-over is for)."""
+        kind, meta = obj["kind"], obj["metadata"]
+        self._write("hand-over", kind, meta["name"])
+        try:
+            self._apply(obj, [("fieldManager", manager)])
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            raise exc.about(f"hand over {kind} {meta['name']}") from exc
+        return True
+
+    def _apply(self, obj: Mapping[str, Any], query: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self._call_object(
+            "PATCH",
+            RESOURCES[obj["kind"]].path(meta["namespace"], meta["name"]),
+            body=json.dumps(obj),
+            query=query,
+            content_type="application/apply-patch+yaml",
+        )
 
     def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
         """Create `obj`; False when it exists already. For objects written once and never again

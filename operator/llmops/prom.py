@@ -201,6 +201,7 @@ class PromClient:
         )
         session = requests.Session()
         session.hooks["response"].append(_raise_not_ok)
+        self._session = session
         self._prom = PrometheusConnect(url=self.url, retry=retry, session=session, timeout=timeout)
 
     def _run(self, promql: str) -> tuple[Any, Error | None]:
@@ -226,6 +227,29 @@ class PromClient:
         """Evaluate `promql` now, one series per value of label `by`: Vector, NoData or Error."""
         result, error = self._run(promql)
         return error if error is not None else interpret_vector(result, by)
+
+    def check_syntax(self, promql: str) -> Error | None:
+        """Whether Prometheus can parse ``promql``, without evaluating it: None when it parses,
+        Error(rejected) quoting the parse error, Error(unreachable) when it could not tell.
+
+        ``GET /api/v1/format_query`` parses only (Prometheus 2.30 and later, also 3.x; the newer
+        ``parse_query`` is absent from Debian's 2.42). A server without it (404: an older
+        Prometheus, or a Prometheus-compatible backend) gets an instant query instead, whose
+        ``bad_data`` answer is the same parse error."""
+        try:
+            self._session.get(
+                f"{self.url}/api/v1/format_query", params={"query": promql}, timeout=self.timeout
+            ).close()
+        except _NotOk as answer:
+            if answer.status != 404:
+                return interpret_status(answer.status, answer.body)
+            result = self.query(promql)
+            if isinstance(result, Error) and result.kind == "rejected" and "bad_data" not in result.message:
+                return None  # it parsed; only evaluating it failed
+            return result if isinstance(result, Error) else None
+        except requests.RequestException as exc:
+            return _unreachable(self.url, exc, self.timeout)
+        return None
 
     def query_all(self, queries: Iterable[MetricQueries]) -> list[MetricResults]:
         """Run every metric's canary (and stable) query: the observation `measure_all` judges."""

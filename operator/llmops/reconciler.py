@@ -31,6 +31,7 @@ from llmops.analysis.results import Error, Result
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
+from llmops.lifecycle.autoscaling import HANDOVER_MANAGER, query_check_request
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
@@ -40,7 +41,7 @@ from llmops.lifecycle.plan import plan
 from llmops.prom import PromClient
 from llmops.render.gateway import signing_secret
 
-__all__ = ["Reconciler", "measure_drift"]
+__all__ = ["Reconciler", "check_query", "measure_drift"]
 
 log = logging.getLogger("llmops.reconciler")
 _BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -80,6 +81,16 @@ def measure_drift(url: str | None, wanted: list[DriftQuery]) -> dict[str, Any] |
         return {q.key: _NO_URL for q in wanted}
     with PromClient(url) as prom:
         return {q.key: prom.query_vector(q.promql, q.by) if q.by else prom.query(q.promql) for q in wanted}
+
+
+def check_query(url: str | None, query: str | None) -> tuple[str, Error | None] | None:
+    """Ask Prometheus whether ``query`` parses (None when there is nothing to check)."""
+    if query is None:
+        return None
+    if url is None:
+        return query, _NO_URL
+    with PromClient(url) as prom:
+        return query, prom.check_syntax(query)
 
 
 class Reconciler:
@@ -130,6 +141,16 @@ class Reconciler:
         result = plan(body, obs, now)
         if any(obj["kind"] == "Deployment" for obj in result.apply):
             self._ensure_signing_key(body)
+        # Before the apply that leaves replicas out: see lifecycle.autoscaling.
+        for obj in result.handover:
+            handed = self.kube.hand_over(obj, HANDOVER_MANAGER)
+            log.info(
+                "%s/%s: replicas of Deployment %s handed over to the autoscaler%s",
+                namespace,
+                name,
+                obj["metadata"]["name"],
+                "" if handed else " (it had taken them already)",
+            )
         # The children of one pass do not depend on each other's writes (a Deployment waits for
         # its PVC on its own, and the next pass sees what did not land), so they go out together.
         for obj in result.apply:
@@ -221,7 +242,13 @@ class Reconciler:
         gpu_nodes = self._gpu_nodes(ld, obs)
         drift = measure_drift(url, drift_request(body, ld, now))
         return dataclasses.replace(
-            obs, referenced=referenced, analysis=analysis, gpu_nodes=gpu_nodes, drift=drift
+            obs,
+            referenced=referenced,
+            analysis=analysis,
+            gpu_nodes=gpu_nodes,
+            drift=drift,
+            prometheus_url=self.prometheus_url,
+            query_check=check_query(url, query_check_request(body, ld)),
         )
 
     def _gpu_nodes(self, ld: LLMDeployment, obs: Observations) -> list[GpuNode] | None:

@@ -121,6 +121,8 @@ NEEDED = [
             "networkpolicies.networking.k8s.io",
             "podmonitors.monitoring.coreos.com",
             "prometheusrules.monitoring.coreos.com",
+            "horizontalpodautoscalers.autoscaling",
+            "scaledobjects.keda.sh",
         )
         for v in OWNED
     ],

@@ -377,6 +377,7 @@ def test_constants() -> None:
         "Promoted",
         "Drifted",
         "Retrained",
+        "Autoscaling",
     )
     reasons = [v for k, v in vars(conditions).items() if k.isupper() and isinstance(v, str)]
     for reason in reasons:

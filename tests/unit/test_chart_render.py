@@ -76,6 +76,8 @@ NAMESPACED = {
     ("networking.k8s.io", "networkpolicies"): set(OWNED),
     ("monitoring.coreos.com", "podmonitors"): set(OWNED),
     ("monitoring.coreos.com", "prometheusrules"): set(OWNED),
+    ("autoscaling", "horizontalpodautoscalers"): set(OWNED),
+    ("keda.sh", "scaledobjects"): set(OWNED),
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
     ("", "configmaps"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch"},

@@ -254,6 +254,7 @@ def test_crd_names_columns_and_subresources() -> None:
         "Canary": ".status.canary.weight",
         "Age": ".metadata.creationTimestamp",
         "Desired": ".status.desiredRevision",
+        "Scaled-By": ".status.replicasOwner",
         "Endpoint": ".status.endpoint",
     }
     nodes = dict(walk(schema()))

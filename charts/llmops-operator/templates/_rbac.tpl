@@ -41,6 +41,14 @@ anything cluster-scoped beyond reads.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["podmonitors", "prometheusrules"]
   verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+# The autoscaler of spec.autoscaling: a HorizontalPodAutoscaler, or a KEDA ScaledObject when
+# KEDA's CRDs are installed.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: {{ include "llmops.rbac.ownedVerbs" . }}
 # Routes belong to the user; the operator only moves the canary weights.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
@@ -74,7 +82,7 @@ anything cluster-scoped beyond reads.
 {{- end -}}
 
 {{- define "llmops.rbac.clusterRules" -}}
-# Detect the Prometheus Operator and Gateway API CRDs (and kopf's resource discovery).
+# Detect the Prometheus Operator, Gateway API and KEDA CRDs (and kopf's resource discovery).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]

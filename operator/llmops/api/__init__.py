@@ -58,6 +58,7 @@ from llmops.api.delivery import (
 )
 from llmops.api.resource import LLMDeployment, parse
 from llmops.api.spec import (
+    AutoscalingSpec,
     CacheSpec,
     EngineSpec,
     GpuSpec,
@@ -110,6 +111,7 @@ __all__ = [
     "AnalysisSpec",
     "ApiKeySecretRef",
     "ApiModel",
+    "AutoscalingSpec",
     "CacheSpec",
     "CanaryStatus",
     "Condition",

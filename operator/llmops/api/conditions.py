@@ -25,6 +25,10 @@ RETRAINED = "Retrained"
 """The last retrain run: Unknown while its Job runs, True when it reported a candidate, False when
 it failed or its report was unusable (spec.retrain)."""
 
+AUTOSCALING = "Autoscaling"
+"""spec.autoscaling: True when the autoscaler is in place, False when it cannot be (a custom query
+that does not parse), Unknown when the query could not be checked; absent without autoscaling."""
+
 CONDITION_TYPES: tuple[str, ...] = (
     AVAILABLE,
     PROGRESSING,
@@ -34,6 +38,7 @@ CONDITION_TYPES: tuple[str, ...] = (
     PROMOTED,
     DRIFTED,
     RETRAINED,
+    AUTOSCALING,
 )
 DEPRECATED = "Deprecated"
 """True while the spec uses a deprecated name (which one, and its replacement, in the message);
@@ -127,3 +132,12 @@ RETRAIN_REPORT_INVALID = "RetrainReportInvalid"
 """The retrain Job finished but its termination message does not name a model it produced."""
 RETRAIN_AWAITING_APPROVAL = "RetrainAwaitingApproval"
 RETRAIN_RATE_LIMITED = "RetrainRateLimited"
+
+# --- reasons: autoscaling
+SCALER_CONFIGURED = "ScalerConfigured"
+"""The ScaledObject or HorizontalPodAutoscaler is applied; it owns the stable replicas."""
+INVALID_QUERY = "InvalidQuery"
+"""Prometheus could not parse spec.autoscaling.query: no autoscaler is rendered."""
+QUERY_NOT_CHECKED = "QueryNotChecked"
+"""Prometheus could not be asked whether spec.autoscaling.query parses (the autoscaler is applied
+meanwhile; the check is retried)."""

@@ -74,6 +74,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
     },
     {
+        "name": "Scaled-By",
+        "type": "string",
+        "jsonPath": ".status.replicasOwner",
+        "description": "Who sets the replicas: Spec, HorizontalPodAutoscaler, ScaledObject or Nobody",
+        "priority": 1,
+    },
+    {
         "name": "Endpoint",
         "type": "string",
         "jsonPath": ".status.endpoint",

@@ -487,6 +487,95 @@ class GatewaySpec(ApiModel):
         return self
 
 
+DEFAULT_TARGET_QUEUE_DEPTH = 4
+"""Requests waiting per replica the autoscaler aims at when neither targetQueueDepth nor a query
+is given (a few waiting requests keep the batch full without adding much latency)."""
+
+_MIN_LE_MAX = cel(
+    "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+    "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
+    ".minReplicas",
+    message_expression=(
+        "'autoscaling.minReplicas (' + string(self.minReplicas) + ') must be less than or equal to "
+        "autoscaling.maxReplicas (' + string(self.maxReplicas) + ')'"
+    ),
+)
+_QUEUE_DEPTH_OR_QUERY = cel(
+    "!has(self.targetQueueDepth) || !has(self.query)",
+    "autoscaling.targetQueueDepth and autoscaling.query are mutually exclusive: "
+    "a custom query comes with its own target",
+    ".query",
+)
+_QUERY_HAS_TARGET = cel(
+    "has(self.query) == has(self.target)",
+    "autoscaling.query and autoscaling.target go together: the query's value is kept near the target",
+    ".target",
+)
+_TARGET_TYPE_NEEDS_QUERY = cel(
+    "!has(self.targetType) || has(self.query)",
+    "autoscaling.targetType applies to a custom query only (the queue depth is always per replica)",
+    ".targetType",
+)
+
+
+class AutoscalingSpec(ApiModel):
+    """Replicas that follow the load: a KEDA ScaledObject (when KEDA's CRDs are installed) or a
+    HorizontalPodAutoscaler on an External metric scales the stable Deployment between
+    minReplicas and maxReplicas. While this section is set the autoscaler owns the replica count:
+    spec.replicas is only the count a new stable Deployment starts with (clamped to
+    [minReplicas, maxReplicas]); removing the section gives the count back to spec.replicas.
+    See docs/autoscaling.md."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            _MIN_LE_MAX, _QUEUE_DEPTH_OR_QUERY, _QUERY_HAS_TARGET, _TARGET_TYPE_NEEDS_QUERY
+        )
+    )
+
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Fewest replicas (at least 1: a cold start loads the model for minutes, so no scale to zero)."""
+    max_replicas: Annotated[int, Field(ge=1, le=1000)]
+    """Most replicas (each takes resources.gpu.count GPUs)."""
+    target_queue_depth: Annotated[int, Field(ge=1, le=10000)] | None = None
+    """Requests waiting in the engine's queue per replica to aim at (TGI tgi_queue_size, vLLM
+    vllm:num_requests_waiting, summed over the stable pods); default 4. Not with query."""
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    """A custom PromQL query returning one number, instead of the queue depth. Placeholders:
+    {{ namespace }}, {{ name }}, {{ track }} (stable), {{ interval }} (1m) and {{ selector }}
+    (label matchers of the stable pods). Checked against Prometheus: one that does not parse is
+    reported in the Autoscaling condition and no autoscaler is rendered."""
+    target: Annotated[float, Field(gt=0)] | None = None
+    """The value the query is kept near (with query)."""
+    target_type: Literal["AverageValue", "Value"] | None = None
+    """AverageValue (default): the query's value divided by the replicas is kept near target (a
+    total, such as requests waiting); Value: the query's value itself (a ratio, a latency)."""
+    polling_interval_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+    """How often KEDA queries Prometheus (KEDA only: a HorizontalPodAutoscaler follows the
+    controller-manager's --horizontal-pod-autoscaler-sync-period, 15 s by default)."""
+    cooldown_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    """Scale-down stabilisation window: the replicas never drop below the highest count wanted
+    within this many seconds (a reloaded replica costs minutes of model loading)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.minReplicas ({self.min_replicas}) must be less than or equal to "
+                f"autoscaling.maxReplicas ({self.max_replicas})"
+            )
+        if self.target_queue_depth is not None and self.query is not None:
+            raise ValueError(_QUEUE_DEPTH_OR_QUERY["message"])
+        if (self.query is None) != (self.target is None):
+            raise ValueError(_QUERY_HAS_TARGET["message"])
+        if self.target_type is not None and self.query is None:
+            raise ValueError(_TARGET_TYPE_NEEDS_QUERY["message"])
+        return self
+
+    def start_replicas(self, replicas: int) -> int:
+        """The count a new stable Deployment starts with: spec.replicas clamped to [min, max]."""
+        return max(self.min_replicas, min(replicas, self.max_replicas))
+
+
 _EVAL_SCORE_NEEDS_SCHEDULE = cel(
     "!has(self.drift) || !has(self.drift.quality) || (has(self.evaluation) && has(self.evaluation.schedule))",
     "drift.quality needs evaluation.schedule",
@@ -542,7 +631,10 @@ class LLMDeploymentSpec(ApiModel):
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
     """Scheduling constraints."""
     replicas: Annotated[int, Field(ge=0, le=1000)] = 1
-    """Serving replicas (each with resources.gpu.count GPUs). 0 scales the model down."""
+    """Serving replicas (each with resources.gpu.count GPUs). 0 scales the model down. With
+    autoscaling, only the count a new stable Deployment starts with: the autoscaler owns it."""
+    autoscaling: AutoscalingSpec | None = None
+    """Replicas that follow the load (absent: spec.replicas, kept by the operator)."""
     cache: CacheSpec = Field(default_factory=CacheSpec)
     """The model cache."""
     service: ServiceSpec = Field(default_factory=ServiceSpec)
@@ -583,6 +675,7 @@ class LLMDeploymentSpec(ApiModel):
 
 
 __all__ = [
+    "DEFAULT_TARGET_QUEUE_DEPTH",
     "ENGINE_TYPES",
     "PINNED_IMAGE",
     "QUANTIZE",
@@ -590,6 +683,7 @@ __all__ = [
     "REVISION",
     "TGI_QUANTIZE",
     "VLLM_QUANTIZE",
+    "AutoscalingSpec",
     "CacheSpec",
     "DownloadSpec",
     "EngineSpec",

@@ -425,6 +425,37 @@ class ManualGates(ApiModel):
     """The llmops.io/abort value last acted upon (cleared when the annotation is removed)."""
 
 
+ReplicasOwner = Literal["Spec", "HorizontalPodAutoscaler", "ScaledObject", "Nobody"]
+"""Who sets the stable Deployment's replicas: the operator from spec.replicas, an autoscaler, or
+Nobody (spec.autoscaling is set but no autoscaler can be rendered: the count stays as it is)."""
+
+
+class AutoscalingStatus(ApiModel):
+    """The autoscaler of the stable Deployment (spec.autoscaling) and what it follows."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scaler: ShortText | None = None
+    """HorizontalPodAutoscaler or ScaledObject (KEDA), named like the LLMDeployment; absent while
+    none is rendered (a custom query that does not parse)."""
+    min_replicas: int | None = None
+    """spec.autoscaling.minReplicas."""
+    max_replicas: int | None = None
+    """spec.autoscaling.maxReplicas."""
+    replicas: int | None = None
+    """The stable Deployment's replicas as the autoscaler last set them (read, never written)."""
+    query: Message | None = None
+    """The PromQL the autoscaler follows."""
+    target: float | None = None
+    """The value it keeps the query near."""
+    target_type: ShortText | None = None
+    """AverageValue (per replica) or Value."""
+    checked_query: Message | None = None
+    """The custom query last checked against Prometheus (checked again when it changes)."""
+    query_error: Message | None = None
+    """Prometheus' parse error for checked_query; absent when it parsed."""
+
+
 class HistoryEntry(ApiModel):
     """One decision, with the numbers behind it (bounded audit trail)."""
 
@@ -465,7 +496,13 @@ class LLMDeploymentStatus(ApiModel):
     ready_replicas: int | None = None
     """Ready serving pods (all tracks that take traffic)."""
     replicas: int | None = None
-    """Desired serving pods."""
+    """Desired serving pods (with autoscaling: the count the autoscaler set)."""
+    replicas_owner: ReplicasOwner | None = None
+    """Who sets the stable Deployment's replicas: Spec (the operator applies spec.replicas and
+    takes back manual edits), the autoscaler's kind (the operator never writes them), or Nobody
+    (autoscaling is on but its autoscaler cannot be rendered: the Autoscaling condition says why)."""
+    autoscaling: AutoscalingStatus | None = None
+    """The autoscaler, while spec.autoscaling is set."""
     serving_revision: ShortText | None = None
     """Revision that serves production traffic (stable)."""
     desired_revision: ShortText | None = None
@@ -606,6 +643,20 @@ class ManualGatesDict(TypedDict, total=False):
     abort: str
 
 
+class AutoscalingStatusDict(TypedDict, total=False):
+    """AutoscalingStatus as JSON."""
+
+    scaler: str | None
+    minReplicas: int
+    maxReplicas: int
+    replicas: int | None
+    query: str | None
+    target: float | None
+    targetType: str | None
+    checkedQuery: str | None
+    queryError: str | None
+
+
 class HistoryEntryDict(TypedDict):
     """A HistoryEntry as JSON."""
 
@@ -625,6 +676,8 @@ class StatusDict(TypedDict, total=False):
     ready: str
     readyReplicas: int
     replicas: int
+    replicasOwner: str
+    autoscaling: AutoscalingStatusDict | None
     servingRevision: str | None
     desiredRevision: str
     endpoint: str

@@ -98,9 +98,13 @@ def analysis_request(
         return []  # a spec error: canary_stage reports it
 
 
-def canary_stage(p: Pass, stable: Rollout) -> CanaryPlan:
-    """Run the canary of the desired revision against ``stable``; see the module docstring."""
-    run = _start_or_resume(p, stable)
+def canary_stage(p: Pass, stable: Rollout, total: int | None = None) -> CanaryPlan:
+    """Run the canary of the desired revision against ``stable``; see the module docstring.
+
+    ``total`` is the replica count the weights are shares of: spec.replicas, or with autoscaling
+    the live count of the stable Deployment (the autoscaler's; the canary is sized from it and
+    stable is never scaled down for it)."""
+    run = _start_or_resume(p, stable, p.ld.spec.replicas if total is None else total)
     can = run.can
     if can["state"] == CanaryState.ROLLED_BACK:
         p.cond(c.PROMOTED, c.FALSE, c.ROLLED_BACK, str(can.get("message") or "rolled back"))
@@ -156,7 +160,7 @@ class _Run:
     rollout: RolloutSpec
 
 
-def _start_or_resume(p: Pass, stable: Rollout) -> _Run:
+def _start_or_resume(p: Pass, stable: Rollout, total: int) -> _Run:
     """status.canary for the desired revision: resumed as it was, or started fresh."""
     spec = p.ld.spec
     rollout = spec.rollout
@@ -170,7 +174,7 @@ def _start_or_resume(p: Pass, stable: Rollout) -> _Run:
         p.record("CanaryStarted", rev, c.CANARY_PROGRESSING, f"canary of {rev} against stable {stable_rev}")
         p.events.append(Event("Normal", c.CANARY_PROGRESSING, f"canary of revision {rev} started"))
     p.fields["canary"] = can
-    return _Run(p, can, stable, stable_rev, rev, spec.replicas, rollout)
+    return _Run(p, can, stable, stable_rev, rev, total, rollout)
 
 
 def _fresh_canary(p: Pass, rollout: RolloutSpec, rev: str, stable_rev: str | None) -> CanaryStatusDict:

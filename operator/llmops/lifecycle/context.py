@@ -108,6 +108,9 @@ class Pass:
     """Merge patches of objects the operator does not own: (kind, name, patch)."""
     pod_conditions: list[tuple[str, str, str]] = field(default_factory=list)
     """Pod conditions to set True (readiness gates): (pod name, condition type, reason)."""
+    handover: list[dict[str, Any]] = field(default_factory=list)
+    """Replica counts to apply under the hand-over field manager before the children
+    (lifecycle.autoscaling)."""
 
     def __post_init__(self) -> None:
         self.conditions = [x.copy() for x in self.old_status.get("conditions") or []]

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmops.analysis import Result
+from llmops.analysis import Error, Result
 
-__all__ = ["GATEWAY_API", "MONITORING_API", "GpuNode", "Observations"]
+__all__ = ["GATEWAY_API", "KEDA_API", "MONITORING_API", "GpuNode", "Observations"]
 
 CHILD_KINDS: tuple[str, ...] = (
     "Deployment",
@@ -25,12 +25,16 @@ CHILD_KINDS: tuple[str, ...] = (
     "NetworkPolicy",
     "PodMonitor",
     "PrometheusRule",
+    "HorizontalPodAutoscaler",
+    "ScaledObject",
 )
 """Kinds the operator creates and owns: it lists them to observe, and deletes what is no longer
 desired (never Pods: their controllers own them)."""
 
 MONITORING_API = "monitoring.coreos.com/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
+KEDA_API = "keda.sh/v1alpha1"
+"""KEDA's ScaledObject: present, spec.autoscaling renders one instead of a HorizontalPodAutoscaler."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,11 @@ class Observations:
 
     gpu_nodes: Sequence[GpuNode] | None = None
     """Nodes offering the GPU resource, read only while pods wait for GPUs (None: not read)."""
+    prometheus_url: str | None = None
+    """The operator's own Prometheus URL (--prometheus-url), for when the spec names none."""
+    query_check: tuple[str, Error | None] | None = None
+    """This pass's syntax check of spec.autoscaling.query: (the query as sent, None when it parses
+    or Prometheus' Error: rejected for a parse error, unreachable otherwise). None: not checked."""
 
     def child(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))

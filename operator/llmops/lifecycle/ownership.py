@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["FIELD_MANAGER", "drifted_fields", "manifest_paths", "owned_fields"]
+__all__ = ["FIELD_MANAGER", "drifted_fields", "manifest_paths", "owned_fields", "owns"]
 
 FIELD_MANAGER = "llmops"
 """The field manager of every server-side apply the operator makes."""
@@ -145,6 +145,13 @@ def _owns(tree: Mapping[str, Any], path: Path) -> bool:
             return False
         node = node[match]
     return True
+
+
+def owns(obj: Mapping[str, Any], path: Path, manager: str = FIELD_MANAGER) -> bool:
+    """Whether ``manager`` owns the field at ``path`` (fieldsV1 notation, e.g. ("f:spec",
+    "f:replicas")) on the observed ``obj``."""
+    tree = owned_fields(obj, manager)
+    return bool(tree) and _owns(tree, path)
 
 
 def drifted_fields(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> list[str]:

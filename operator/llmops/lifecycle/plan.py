@@ -33,6 +33,7 @@ from llmops.api.delivery import DEPRECATED_TEMPLATES
 from llmops.api.resource import parse
 from llmops.api.spec import is_pinned_revision
 from llmops.api.status import CanaryState, ConditionDict, Phase, StatusDict
+from llmops.lifecycle.autoscaling import Scaling, autoscaling_stage, scaling_of
 from llmops.lifecycle.cache import cache_stage
 from llmops.lifecycle.canary import CanaryPlan, canary_stage
 from llmops.lifecycle.conditions import set_condition
@@ -62,6 +63,7 @@ from llmops.render import (
     prometheus_rule,
     service,
 )
+from llmops.render.autoscaling import ScalerMetric
 from llmops.render.evaluation import COMPONENT_EVALUATION
 from llmops.render.retrain import COMPONENT_RETRAIN
 
@@ -77,6 +79,8 @@ DRIFT_REVERTED_KINDS = frozenset(
         "CronJob",
         "PodMonitor",
         "PrometheusRule",
+        "HorizontalPodAutoscaler",
+        "ScaledObject",
     }
 )
 """Children whose fields are taken back when another manager changed them. Not Jobs (their pod
@@ -97,6 +101,9 @@ class Plan:
     """Merge patches of referenced objects the operator does not own (the HTTPRoute weights)."""
     pod_conditions: list[tuple[str, str, str]] = field(default_factory=list)
     """Readiness-gate conditions to set True on pods: (pod name, condition type, reason)."""
+    handover: list[dict[str, Any]] = field(default_factory=list)
+    """Replica counts to apply, before ``apply``, under the hand-over field manager without force
+    (lifecycle.autoscaling): the operator stops owning the count without resetting it."""
     drift: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """Why a child with an unchanged manifest is re-applied: the fields another manager took."""
     status: dict[str, Any] = field(default_factory=dict)
@@ -115,7 +122,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         return _invalid(body, old_status, exc, now)
     p = Pass(ld=ld, obs=obs, old_status=old_status, now=now)
     outcome = _run_stages(p)
-    _shared_children(p)
+    _shared_children(p, autoscaling_stage(p, outcome.scaling))
     _revision_pinned(p)
     _deprecated(p)
     scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
@@ -131,7 +138,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         phase = Phase.RETRAINING
     _status_fields(p, outcome, phase)
     _announce(p, outcome, phase)
-    out = Plan(patches=p.patches, pod_conditions=p.pod_conditions)
+    out = Plan(patches=p.patches, pod_conditions=p.pod_conditions, handover=p.handover)
     _diff(p, out)
     out.requeue_after = _requeue_after(p, outcome, drift_requeue, retrain.running)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
@@ -157,31 +164,38 @@ class _Outcome:
     blocking: Problem | None
     """The first permanent problem, if any: it stops progress until someone fixes it."""
     replicas: int
-    """The total the spec asks for (stable and canary together)."""
+    """The total the spec asks for (stable and canary together); with autoscaling, the live count."""
     stable_replicas: int
     """The replicas stable should have now (fewer than ``replicas`` during a replicas-mode canary)."""
+    scaling: Scaling
+    """Who sets the stable replicas (spec or an autoscaler), and how many are expected."""
 
 
 def _run_stages(p: Pass) -> _Outcome:
     """cache → gate → canary (when one is wanted) → the stable Deployment's revision and size."""
     spec, name = p.ld.spec, p.ld.name
-    stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), spec.replicas)
+    observed_stable = p.obs.child("Deployment", deployment_name(name, "stable"))
+    scaling = scaling_of(p.ld, observed_stable)
+    stable = rollout_of(observed_stable, scaling.desired)
     cache_ok, cache_problem = cache_stage(p)
     gate = gate_stage(p, stable, cache_ok)
     cleared = cache_ok and gate.passed
     target_rev = spec.model.revision if cleared else stable.revision
-    stable_replicas = spec.replicas
+    stable_replicas = scaling.desired
     canary = None
     if cleared and _canary_wanted(p, stable):
-        canary = canary_stage(p, stable)
-        target_rev, stable_replicas = canary.stable_revision, canary.stable_replicas
+        canary = canary_stage(p, stable, scaling.desired)
+        target_rev = canary.stable_revision
+        # With an autoscaler, stable keeps every replica it was given: the canary comes on top.
+        stable_replicas = scaling.desired if scaling.autoscaled else canary.stable_replicas
     else:
         p.fields["canary"] = None
         if spec.rollout is None:
             p.drop_condition(c.PROMOTED)
     if target_rev is not None:
+        rendered = scaling.rendered if scaling.autoscaled else stable_replicas
         p.want(
-            deployment(p.ld, track="stable", revision=target_rev, replicas=stable_replicas),
+            deployment(p.ld, track="stable", revision=target_rev, replicas=rendered),
             revision=target_rev,
         )
     pod_problem = diagnose_pods(
@@ -206,8 +220,9 @@ def _run_stages(p: Pass) -> _Outcome:
         gate=gate,
         canary=canary,
         blocking=blocking,
-        replicas=spec.replicas,
+        replicas=scaling.desired,
         stable_replicas=stable_replicas,
+        scaling=scaling,
     )
 
 
@@ -217,9 +232,9 @@ def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
         {
             "observedGeneration": p.generation,
             "phase": phase,
-            "ready": f"{o.stable.ready + _canary_ready(p, o.canary)}/{spec.replicas}",
+            "ready": f"{o.stable.ready + _canary_ready(p, o.canary)}/{o.replicas}",
             "readyReplicas": o.stable.ready,
-            "replicas": spec.replicas,
+            "replicas": o.replicas,
             "servingRevision": o.serving,
             "desiredRevision": spec.model.revision,
             "endpoint": endpoint(p.ld.name, p.ld.namespace, spec.service.port),
@@ -230,7 +245,7 @@ def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
 
 def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
     """History and Events for a new serving revision, and a Warning when the phase turns bad."""
-    replicas = p.ld.spec.replicas
+    replicas = o.replicas
     if o.serving and o.serving != p.old_status.get("servingRevision"):
         p.events.append(Event("Normal", "Deployed", f"revision {o.serving} serves {replicas} replica(s)"))
         p.record(
@@ -276,14 +291,15 @@ def _canary_ready(p: Pass, canary: CanaryPlan | None) -> int:
     return int((observed.get("status") or {}).get("readyReplicas") or 0)
 
 
-def _shared_children(p: Pass) -> None:
+def _shared_children(p: Pass, autoscaling: ScalerMetric | None) -> None:
+    """Service, PDB, NetworkPolicy, and the monitoring children (recording ``autoscaling``'s metric)."""
     for child in (service(p.ld), pdb(p.ld), network_policy(p.ld)):
         p.want(child)
     if not p.ld.spec.monitoring.enabled:
         p.cond(MONITORING_CONFIGURED, c.FALSE, "MonitoringDisabled", "spec.monitoring.enabled is false")
     elif MONITORING_API in p.obs.apis:
         p.want(pod_monitor(p.ld))
-        p.want(prometheus_rule(p.ld))
+        p.want(prometheus_rule(p.ld, autoscaling))
         p.cond(
             MONITORING_CONFIGURED,
             c.TRUE,
@@ -467,12 +483,15 @@ def _phase(o: _Outcome) -> Phase:
 
 def _diff(p: Pass, out: Plan) -> None:
     wanted = set()
+    handed_over = {("Deployment", h["metadata"]["name"]) for h in out.handover}
     for obj in p.desired:
         key = (obj["kind"], obj["metadata"]["name"])
         wanted.add(key)
         observed = p.obs.child(*key)
         if applied_hash(observed) != obj["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
             out.apply.append(obj)
+        elif key in handed_over:
+            out.apply.append(obj)  # the apply without replicas is what releases our ownership
         elif key[0] in DRIFT_REVERTED_KINDS and (taken := drifted_fields(obj, observed)):
             out.drift[key] = taken
             out.apply.append(obj)

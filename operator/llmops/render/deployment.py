@@ -51,11 +51,14 @@ def deployment(
     *,
     track: Track,
     revision: str,
-    replicas: int,
+    replicas: int | None,
     readiness_gates: tuple[str, ...] = (),
     operator_image: str = OPERATOR_IMAGE,
 ) -> dict[str, Any]:
     """The Deployment `<name>-<track>` serving `revision` with `replicas` pods.
+
+    `replicas` None leaves the field out: an autoscaler owns it (spec.autoscaling), and with
+    server-side apply a field left out of our manifest is one we no longer own nor set.
 
     `readiness_gates` are pod condition types that must also be True before a pod is Ready (and
     so before a Service routes to it): the canary's smoke evaluation uses one. With the gateway
@@ -120,7 +123,7 @@ def deployment(
         "kind": "Deployment",
         "metadata": metadata(ld, deployment_name(ld.name, track), labels),
         "spec": {
-            "replicas": replicas,
+            **({"replicas": replicas} if replicas is not None else {}),
             "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
             "progressDeadlineSeconds": spec.engine.startup_timeout_seconds + PROGRESS_MARGIN_SECONDS,
             "selector": {"matchLabels": track_selector(ld, track)},

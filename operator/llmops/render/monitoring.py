@@ -17,6 +17,7 @@ from llmops.api.resource import LLMDeployment
 from llmops.api.spec import PrometheusRuleSpec
 from llmops.api.status import CanaryState
 from llmops.engines import PORT_NAME, alert_rules, get_engine
+from llmops.render.autoscaling import ScalerMetric, autoscaling_recording_group
 from llmops.render.gateway import HEALTH_PORT_NAME
 from llmops.render.labels import COMPONENT_MONITORING, common_labels, metadata, server_selector
 from llmops.render.names import service_name
@@ -66,21 +67,25 @@ def pod_monitor(ld: LLMDeployment) -> dict[str, Any] | None:
     }
 
 
-def prometheus_rule(ld: LLMDeployment) -> dict[str, Any] | None:
+def prometheus_rule(ld: LLMDeployment, autoscaling: ScalerMetric | None = None) -> dict[str, Any] | None:
     """The PrometheusRule `<name>` (None when monitoring or the rule is disabled): pods not ready,
     error ratio, p95 latency and queue backlog over the serving (stable and canary) pods; canary
-    failed and rollout stalled with spec.rollout, drifted with spec.drift (the operator's metrics)."""
+    failed and rollout stalled with spec.rollout, drifted with spec.drift (the operator's metrics);
+    with `autoscaling`, a second group recording the autoscaler's metric (render.autoscaling)."""
     mon = ld.spec.monitoring
     rule = mon.prometheus_rule
     if not (mon.enabled and rule.enabled):
         return None
     alerts = [*_pods_alerts(ld, rule), *_serving_alerts(ld, rule), *_canary_alerts(ld), *_drift_alerts(ld)]
     labels = {**rule.labels, **common_labels(ld, COMPONENT_MONITORING)}
+    groups = [{"name": f"llmops.{ld.namespace}.{ld.name}", "rules": alerts}]
+    if autoscaling is not None:
+        groups.append(autoscaling_recording_group(ld, autoscaling))
     return {
         "apiVersion": MONITORING_API_VERSION,
         "kind": "PrometheusRule",
         "metadata": metadata(ld, service_name(ld.name), labels),
-        "spec": {"groups": [{"name": f"llmops.{ld.namespace}.{ld.name}", "rules": alerts}]},
+        "spec": {"groups": groups},
     }
 
 
@@ -102,8 +107,10 @@ def _operator_selector(ld: LLMDeployment) -> str:
 
 
 def _pods_alerts(ld: LLMDeployment, rule: PrometheusRuleSpec) -> list[dict[str, Any]]:
-    """Fewer serving pods up than replicas."""
-    if ld.spec.replicas <= 0:
+    """Fewer serving pods up than replicas (with autoscaling: than minReplicas, the fewest it keeps)."""
+    scaling = ld.spec.autoscaling
+    replicas = scaling.min_replicas if scaling is not None else ld.spec.replicas
+    if replicas <= 0:
         return []
     # A pod scrapes as up only once the server listens, which TGI does after warm-up; pods
     # that are Pending have no target at all. So fewer `up` targets than replicas = not ready.
@@ -111,10 +118,10 @@ def _pods_alerts(ld: LLMDeployment, rule: PrometheusRuleSpec) -> list[dict[str, 
         _alert(
             ld,
             "LLMDeploymentPodsNotReady",
-            expr=f"(count(up{{{_serving_selector(ld)}}} == 1) or vector(0)) < {ld.spec.replicas}",
+            expr=f"(count(up{{{_serving_selector(ld)}}} == 1) or vector(0)) < {replicas}",
             for_=rule.for_,
             severity="warning",
-            text=f"Fewer than {ld.spec.replicas} serving pods of {_where(ld)} are up.",
+            text=f"Fewer than {replicas} serving pods of {_where(ld)} are up.",
         )
     ]
 

@@ -28,6 +28,11 @@ def service_name(name: str) -> str:
     return name
 
 
+def autoscaler_name(name: str) -> str:
+    """The HorizontalPodAutoscaler or KEDA ScaledObject of spec.autoscaling."""
+    return name
+
+
 def pvc_name(name: str) -> str:
     """The model-cache PersistentVolumeClaim, shared by all revisions."""
     return f"{name}-model-cache"
