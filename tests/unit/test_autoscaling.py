@@ -61,7 +61,7 @@ def test_min_above_max_is_refused_naming_both_fields() -> None:
     rules = openapi_schema()["properties"]["spec"]["properties"]["autoscaling"]["x-kubernetes-validations"]
     min_max = next(r for r in rules if r["fieldPath"] == ".minReplicas")
     assert min_max["rule"] == "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas"
-    assert "maxReplicas" in min_max["messageExpression"]
+    assert "autoscaling.maxReplicas" in min_max["message"]
 
 
 @pytest.mark.parametrize(

@@ -494,11 +494,9 @@ is given (a few waiting requests keep the batch full without adding much latency
 _MIN_LE_MAX = cel(
     "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
     "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
+    # No messageExpression with the two numbers: the apiserver estimates string(int) as unbounded
+    # and refuses the CRD for its cost; the error's field path and value name them anyway.
     ".minReplicas",
-    message_expression=(
-        "'autoscaling.minReplicas (' + string(self.minReplicas) + ') must be less than or equal to "
-        "autoscaling.maxReplicas (' + string(self.maxReplicas) + ')'"
-    ),
 )
 _QUEUE_DEPTH_OR_QUERY = cel(
     "!has(self.targetQueueDepth) || !has(self.query)",
