@@ -214,3 +214,24 @@ def test_with_kedas_crd_a_scaled_object_is_rendered_instead_of_an_hpa(
     obj = wait_condition(cluster, namespace, "keda", "Autoscaling", "True", "ScalerConfigured", timeout=60)
     assert obj["status"]["replicasOwner"] == "ScaledObject"
     assert not get_json(cluster, "hpa", "keda", "-n", namespace)
+
+
+def test_the_syntax_check_asks_the_real_prometheus_without_evaluating(prometheus: Prometheus) -> None:
+    from llmops.analysis import Error
+    from llmops.prom import PromClient
+
+    with PromClient(prometheus.url) as prom:
+        assert prom.check_syntax('sum(tgi_queue_size{llmops_track="stable"}) or vector(0)') is None
+        # Parses, although evaluating it fails (many-to-many matching): only syntax is checked.
+        assert (
+            prom.check_syntax('vector(1) + on() (vector(1) or label_replace(vector(1), "a", "b", "", ""))')
+            is None
+        )
+        bad = prom.check_syntax("sum(rate(x[1m])")
+        assert isinstance(bad, Error) and bad.kind == "rejected"
+        assert (
+            bad.message == 'bad_data: invalid parameter "query": 1:16: parse error: unclosed left parenthesis'
+        )
+    with PromClient("http://127.0.0.1:9", timeout=1, retries=0) as down:
+        gone = down.check_syntax("sum(x)")
+        assert isinstance(gone, Error) and gone.kind == "unreachable"
