@@ -235,3 +235,59 @@ def test_the_syntax_check_asks_the_real_prometheus_without_evaluating(prometheus
     with PromClient("http://127.0.0.1:9", timeout=1, retries=0) as down:
         gone = down.check_syntax("sum(x)")
         assert isinstance(gone, Error) and gone.kind == "unreachable"
+
+
+def test_a_canary_takes_its_share_of_the_live_count_and_stable_keeps_the_autoscalers(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    name, a, b = "scaledcanary", "c1" * 20, "c2" * 20
+    rollout = {"steps": [{"setWeight": 50, "pause": {}}], "analysis": {"metrics": []}}
+    scaling = {"minReplicas": 1, "maxReplicas": 6}
+    body = json.loads(sample(name, a, replicas=2, autoscaling=scaling, rollout=rollout))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_condition(cluster, namespace, name, "Available", "True", timeout=180)
+    wait_for(
+        "the replicas handed over",
+        lambda: FIELD_MANAGER not in _replicas_managers(_stable(cluster, namespace, name)),
+        60,
+        0.25,
+    )
+    # The autoscaler (here another manager) gives stable 4 replicas.
+    _set_replicas(cluster, namespace, name, 4)
+    wait_for("4/4 ready", lambda: llmd(cluster, namespace, name)["status"].get("ready") == "4/4", 180, 0.5)
+
+    body["spec"]["model"]["revision"] = b
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    canary = wait_for(
+        "the canary Deployment",
+        lambda: get_json(cluster, "deployment", f"{name}-canary", "-n", namespace),
+        120,
+        0.5,
+    )
+    assert canary["spec"]["replicas"] == 2  # 50% of the live 4, on top of them
+    wait_for(
+        "the canary at its paused step",
+        lambda: ((llmd(cluster, namespace, name).get("status") or {}).get("canary") or {}).get("weight")
+        == 50,
+        60,
+        0.5,
+    )
+    stable = _stable(cluster, namespace, name)
+    assert stable["spec"]["replicas"] == 4 and FIELD_MANAGER not in _replicas_managers(stable)
+
+    # Promoted: stable rolls to b with the autoscaler's 4 replicas, and the canary goes.
+    cluster.kubectl("annotate", "llmdeployment", name, "-n", namespace, "llmops.io/promote=true")
+
+    def promoted() -> bool:
+        st = llmd(cluster, namespace, name).get("status") or {}
+        return st.get("servingRevision") == b and st.get("phase") == "Serving" and not st.get("canary")
+
+    wait_for("the promotion", promoted, 240, 0.5)
+    wait_for(
+        "the canary Deployment gone",
+        lambda: not get_json(cluster, "deployment", f"{name}-canary", "-n", namespace),
+        60,
+        0.5,
+    )
+    stable = _stable(cluster, namespace, name)
+    assert stable["spec"]["replicas"] == 4 and FIELD_MANAGER not in _replicas_managers(stable)
