@@ -286,6 +286,22 @@ def test_turning_autoscaling_on_hands_the_replica_count_over_before_leaving_it_o
     assert p2.handover and _applied(p2, STABLE) is not None
 
 
+def test_a_count_of_ours_outside_the_bounds_is_brought_within_them_before_the_hand_over() -> None:
+    b, ch = to_serving(body(replicas=0))
+    ch[STABLE]["spec"]["replicas"] = 0
+    ch[STABLE] = _owned_by_us(ch[STABLE])
+    b["spec"]["autoscaling"] = SCALING
+    p = plan(b, Observations(children=ch), T0 + dt.timedelta(hours=1))
+    stable = _applied(p, STABLE)
+    assert stable is not None and stable["spec"]["replicas"] == 2  # minReplicas: an HPA leaves 0 alone
+    assert p.handover == []
+    observed = _owned_by_us({**stable, "spec": {**stable["spec"], "replicas": 2}})
+    p = plan(with_status(p, b), Observations(children={**children_of(p, ch), STABLE: observed}), T0)
+    assert [h["spec"] for h in p.handover] == [{"replicas": 2}]
+    stable = _applied(p, STABLE)
+    assert stable is not None and "replicas" not in stable["spec"]
+
+
 def test_turning_autoscaling_off_deletes_the_autoscaler_and_restores_spec_replicas() -> None:
     b, ch = _serving()
     ch[STABLE]["spec"]["replicas"] = 5

@@ -5,7 +5,8 @@ edit (ownership.py). With it, the replica count belongs to the autoscaler and th
 no write to it:
 
 - the stable Deployment is applied without ``replicas`` (a new one starts with spec.replicas
-  clamped to [minReplicas, maxReplicas], and is handed over on the next pass);
+  clamped to [minReplicas, maxReplicas], and is handed over on the next pass; a count of ours
+  outside the bounds is first brought within them the same way);
 - server-side apply *removes* a field its manager stops applying when no other manager owns it,
   and an absent ``replicas`` defaults to 1. So while ``llmops`` still owns the field (the pass that
   turns autoscaling on, or the one after creating the Deployment), the pass first applies
@@ -70,6 +71,8 @@ class Scaling:
     """What the stable manifest carries (None: left out, the autoscaler owns it)."""
     desired: int
     """The stable replicas expected now: spec.replicas, or the live count set by the autoscaler."""
+    hand_over: bool = False
+    """The operator still owns the count: hand it over before applying without it."""
 
 
 def scaling_of(ld: LLMDeployment, stable: Mapping[str, Any] | None) -> Scaling:
@@ -82,7 +85,15 @@ def scaling_of(ld: LLMDeployment, stable: Mapping[str, Any] | None) -> Scaling:
         # A new Deployment starts at the clamped count; the next pass hands the field over.
         return Scaling(True, start, start)
     live = (stable.get("spec") or {}).get("replicas")
-    return Scaling(True, None, int(live) if live is not None else start)
+    count = int(live) if live is not None else start
+    if not owns(stable, _REPLICAS, FIELD_MANAGER):
+        return Scaling(True, None, count)
+    clamped = spec.autoscaling.start_replicas(count)
+    if clamped != count:
+        # Still ours and out of bounds (spec.replicas was 0, say: an HPA leaves a Deployment at 0
+        # alone): one last write brings it within them, and the next pass hands it over.
+        return Scaling(True, clamped, clamped)
+    return Scaling(True, None, count, hand_over=True)
 
 
 def scaler_metric(ld: LLMDeployment) -> ScalerMetric:
@@ -137,7 +148,7 @@ def autoscaling_stage(p: Pass, scaling: Scaling) -> ScalerMetric | None:
         p.drop_condition(c.AUTOSCALING)
         return None
     stable = p.obs.child("Deployment", deployment_name(p.ld.name, "stable"))
-    if stable is not None and owns(stable, _REPLICAS, FIELD_MANAGER):
+    if stable is not None and scaling.hand_over:
         p.handover.append(handover_manifest(stable))
     old: AutoscalingStatusDict = {**(p.old_status.get("autoscaling") or {})}
     status: AutoscalingStatusDict = {
