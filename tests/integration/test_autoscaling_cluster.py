@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from llmops.analysis import Value
 from llmops.lifecycle.autoscaling import HANDOVER_MANAGER
 from llmops.lifecycle.ownership import FIELD_MANAGER
+from llmops.prom import PromClient
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, wait_for
@@ -218,7 +220,6 @@ def test_with_kedas_crd_a_scaled_object_is_rendered_instead_of_an_hpa(
 
 def test_the_syntax_check_asks_the_real_prometheus_without_evaluating(prometheus: Prometheus) -> None:
     from llmops.analysis import Error
-    from llmops.prom import PromClient
 
     with PromClient(prometheus.url) as prom:
         assert prom.check_syntax('sum(tgi_queue_size{llmops_track="stable"}) or vector(0)') is None
@@ -238,7 +239,7 @@ def test_the_syntax_check_asks_the_real_prometheus_without_evaluating(prometheus
 
 
 def test_a_canary_takes_its_share_of_the_live_count_and_stable_keeps_the_autoscalers(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, prometheus: Prometheus
 ) -> None:
     name, a, b = "scaledcanary", "c1" * 20, "c2" * 20
     rollout = {"steps": [{"setWeight": 50, "pause": {}}], "analysis": {"metrics": []}}
@@ -255,6 +256,12 @@ def test_a_canary_takes_its_share_of_the_live_count_and_stable_keeps_the_autosca
     # The autoscaler (here another manager) gives stable 4 replicas.
     _set_replicas(cluster, namespace, name, 4)
     wait_for("4/4 ready", lambda: llmd(cluster, namespace, name)["status"].get("ready") == "4/4", 180, 0.5)
+    # The autoscaler's query selects exactly those pods in the real Prometheus scraping them.
+    queue = llmd(cluster, namespace, name)["status"]["autoscaling"]["query"].removesuffix(" or vector(0)")
+    assert queue.startswith("sum(tgi_queue_size{")
+    with PromClient(prometheus.url) as prom:
+        counted = "count" + queue.removeprefix("sum")
+        wait_for("4 stable pods in the queue metric", lambda: prom.query(counted) == Value(4.0), 60, 0.5)
 
     body["spec"]["model"]["revision"] = b
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))

@@ -274,6 +274,7 @@ def test_turning_autoscaling_on_hands_the_replica_count_over_before_leaving_it_o
     assert stable is not None and "replicas" not in stable["spec"]
     assert _applied(p, HPA) is not None
     assert p.status["replicasOwner"] == "HorizontalPodAutoscaler" and p.status["ready"] == "3/3"
+    assert "now set by the HorizontalPodAutoscaler" in p.status["history"][-1]["message"]
     assert handover_manifest(ch[STABLE])["spec"] == {"replicas": 3}
     assert HANDOVER_MANAGER == "llmops-replicas-handover"
 
@@ -312,6 +313,10 @@ def test_turning_autoscaling_off_deletes_the_autoscaler_and_restores_spec_replic
     assert stable is not None and stable["spec"]["replicas"] == 1
     assert HPA in p.delete
     assert p.status["replicasOwner"] == "Spec"
+    assert [(e.reason, e.message) for e in p.events] == [
+        ("ReplicasOwnerChanged", "the replicas of m-stable are now set by the operator, from spec.replicas")
+    ]
+    assert p.status["history"][-1]["action"] == "ReplicasOwnerChanged"
     assert "autoscaling" not in p.status
     assert not any(x["type"] == c.AUTOSCALING for x in p.status["conditions"])
 

@@ -37,7 +37,7 @@ from llmops.api.spec import DEFAULT_TARGET_QUEUE_DEPTH
 from llmops.api.status import AutoscalingStatusDict
 from llmops.engines import get_engine
 from llmops.engines.base import matchers, selector
-from llmops.lifecycle.context import Pass
+from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.observations import KEDA_API
 from llmops.lifecycle.ownership import FIELD_MANAGER, owns
 from llmops.render.autoscaling import ScalerKind, ScalerMetric, horizontal_pod_autoscaler, scaled_object
@@ -46,6 +46,7 @@ from llmops.render.names import deployment_name
 __all__ = [
     "HANDOVER_MANAGER",
     "QUERY_INTERVAL",
+    "REPLICAS_OWNER_CHANGED",
     "Scaling",
     "autoscaling_stage",
     "handover_manifest",
@@ -60,6 +61,8 @@ autoscaler (never forced, never used for anything else)."""
 QUERY_INTERVAL = "1m"
 """What {{ interval }} stands for in a custom autoscaling query."""
 _REPLICAS = ("f:spec", "f:replicas")
+REPLICAS_OWNER_CHANGED = "ReplicasOwnerChanged"
+"""Event reason and history action when status.replicasOwner changes."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,31 @@ def handover_manifest(stable: Mapping[str, Any]) -> dict[str, Any]:
 def autoscaling_stage(p: Pass, scaling: Scaling) -> ScalerMetric | None:
     """The autoscaler, its status and condition, and the hand-over of the replica count. Returns
     the metric the PrometheusRule should record (None: no autoscaler this pass)."""
+    metric = _autoscaling(p, scaling)
+    _announce_owner(p)
+    return metric
+
+
+_OWNER_TEXT = {
+    "Spec": "the operator, from spec.replicas",
+    "HorizontalPodAutoscaler": "the HorizontalPodAutoscaler",
+    "ScaledObject": "KEDA's ScaledObject",
+    "Nobody": "nobody (no autoscaler can be rendered: see the Autoscaling condition)",
+}
+
+
+def _announce_owner(p: Pass) -> None:
+    """An Event and a history entry when someone else sets the replicas (not for an object that
+    simply gets the field for the first time with spec.replicas)."""
+    before, after = p.old_status.get("replicasOwner"), p.fields.get("replicasOwner")
+    if after is None or after == before or (before is None and after == "Spec"):
+        return
+    text = f"the replicas of {deployment_name(p.ld.name, 'stable')} are now set by {_OWNER_TEXT[after]}"
+    p.events.append(Event("Normal", REPLICAS_OWNER_CHANGED, text))
+    p.record(REPLICAS_OWNER_CHANGED, None, REPLICAS_OWNER_CHANGED, text)
+
+
+def _autoscaling(p: Pass, scaling: Scaling) -> ScalerMetric | None:
     spec = p.ld.spec.autoscaling
     if spec is None:
         p.fields.update({"replicasOwner": "Spec", "autoscaling": None})
