@@ -217,6 +217,16 @@ def test_with_kedas_crd_a_scaled_object_is_rendered_instead_of_an_hpa(
     assert obj["status"]["replicasOwner"] == "ScaledObject"
     assert not get_json(cluster, "hpa", "keda", "-n", namespace)
 
+    # Removed with spec.autoscaling, as every child no longer wanted.
+    remove = json.dumps([{"op": "remove", "path": "/spec/autoscaling"}])
+    cluster.kubectl("patch", "llmdeployment", "keda", "-n", namespace, "--type=json", "-p", remove)
+    wait_for(
+        "the ScaledObject deleted",
+        lambda: not get_json(cluster, "scaledobject", "keda", "-n", namespace),
+        60,
+        0.25,
+    )
+
 
 def test_the_syntax_check_asks_the_real_prometheus_without_evaluating(prometheus: Prometheus) -> None:
     from llmops.analysis import Error
@@ -298,3 +308,36 @@ def test_a_canary_takes_its_share_of_the_live_count_and_stable_keeps_the_autosca
     )
     stable = _stable(cluster, namespace, name)
     assert stable["spec"]["replicas"] == 4 and FIELD_MANAGER not in _replicas_managers(stable)
+
+
+def test_turning_autoscaling_on_keeps_the_live_count_through_the_hand_over(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    name = "enabled"
+    body = json.loads(sample(name, REV, replicas=3))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_for(
+        "3/3 ready",
+        lambda: (llmd(cluster, namespace, name).get("status") or {}).get("ready") == "3/3",
+        180,
+        0.5,
+    )
+    before = _stable(cluster, namespace, name)
+    assert _replicas_managers(before) == {FIELD_MANAGER}
+
+    body["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 4}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+    def handed_over() -> dict[str, Any] | None:
+        dep = _stable(cluster, namespace, name)
+        return dep if FIELD_MANAGER not in _replicas_managers(dep) else None
+
+    dep = wait_for("the replicas handed over", handed_over, 60, 0.25)
+    # Within [1, 4] the HPA has no reason to move the count: had the apply without replicas reset
+    # the field, it would read 1 now. One write in all: the apply that released the field also
+    # changed the Deployment's annotations (the applied hash), which bumps its generation once.
+    assert dep["spec"]["replicas"] == 3
+    assert dep["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    assert _replicas_managers(dep) == {HANDOVER_MANAGER}
+    obj = wait_condition(cluster, namespace, name, "Autoscaling", "True", "ScalerConfigured", timeout=60)
+    assert (obj["status"]["replicasOwner"], obj["status"]["replicas"]) == ("HorizontalPodAutoscaler", 3)
