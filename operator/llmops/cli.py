@@ -5,6 +5,7 @@ llmops crds       print the generated CRD (crds/llmops.io_llmdeployments.yaml)
 llmops download   pre-warm the model cache (runs in the download Job)
 llmops eval       score a model through its API (runs in the evaluation Job)
 llmops gateway    the gateway in front of the engine (runs in every model-server pod)
+llmops capture-store  the store of captured requests (the pod `<name>-capture`)
 """
 
 from __future__ import annotations
@@ -100,7 +101,20 @@ def _gateway(argv: list[str]) -> int:
     return gateway_main(argv)
 
 
-COMMANDS = {"run": _run, "crds": _crds, "download": _download, "eval": _eval, "gateway": _gateway}
+def _capture_store(argv: list[str]) -> int:
+    from llmops.capture_store.main import main as store_main
+
+    return store_main(argv)
+
+
+COMMANDS = {
+    "run": _run,
+    "crds": _crds,
+    "download": _download,
+    "eval": _eval,
+    "gateway": _gateway,
+    "capture-store": _capture_store,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,134 @@
+"""`llmops capture-store`: run the capture store (the pod `<name>-capture`).
+
+    llmops capture-store --data-dir /var/lib/llmops/capture \\
+        --token-file /etc/llmops/capture/capture-token --retention 30d --max-size 8Gi
+
+The token comes from a file (the mounted `<name>-gateway` Secret's `capture-token` key), never
+from a flag (flags show in `ps`). SIGTERM stops it after the batches in flight are answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import signal
+import sys
+from pathlib import Path
+
+from llmops.api.common import parse_duration
+from llmops.capture_store.server import CaptureStore, StoreConfig
+
+__all__ = ["main", "quantity_bytes"]
+
+log = logging.getLogger("llmops.capture_store")
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+}
+
+
+def quantity_bytes(value: str) -> int:
+    """Bytes in a Kubernetes quantity ("8Gi", "500M", "1048576"); ValueError otherwise."""
+    match = _QUANTITY.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"not a quantity like 8Gi, 500Mi or 1048576: {value!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmops capture-store", description="Serve the capture store.")
+    p.add_argument("--host", default="0.0.0.0", help="address of both ports")
+    p.add_argument("--port", type=int, default=8080, help="records API port (the Service's target)")
+    p.add_argument("--health-port", type=int, default=9090, help="/healthz, /ready and /metrics")
+    p.add_argument("--data-dir", type=Path, required=True, help="the segments' folder (the PVC)")
+    p.add_argument("--token-file", type=Path, required=True, help="the bearer token gateways send")
+    p.add_argument("--retention", default="30d", help="delete segments older than this (30d, 12h)")
+    p.add_argument("--max-size", default="8Gi", help="cap on all segments (a quantity)")
+    p.add_argument("--max-batch-bytes", type=int, default=16 * 1024 * 1024)
+    p.add_argument("--sweep-interval", type=float, default=30.0, help="seconds between retention sweeps")
+    p.add_argument(
+        "--no-group-commit", action="store_true", help="fsync batch by batch (benchmark comparison)"
+    )
+    return p
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build(args: argparse.Namespace) -> CaptureStore:
+    """The store the flags describe (raises _UsageError naming the flag)."""
+    try:
+        token = args.token_file.read_bytes().strip()
+    except OSError as exc:
+        raise _UsageError(f"--token-file: cannot read {args.token_file}: {exc.strerror}") from None
+    if not token:
+        raise _UsageError(f"--token-file: {args.token_file} is empty")
+    try:
+        retention = dt.timedelta(seconds=parse_duration(args.retention))
+    except ValueError as exc:
+        raise _UsageError(f"--retention: {exc}") from None
+    try:
+        max_bytes = quantity_bytes(args.max_size)
+    except ValueError as exc:
+        raise _UsageError(f"--max-size: {exc}") from None
+    config = StoreConfig(
+        data_dir=args.data_dir,
+        token=token,
+        max_bytes=max_bytes,
+        retention=retention,
+        max_batch_bytes=args.max_batch_bytes,
+        sweep_interval=args.sweep_interval,
+        group_commit=not args.no_group_commit,
+    )
+    try:
+        return CaptureStore(config)
+    except OSError as exc:
+        raise _UsageError(f"--data-dir: cannot use {args.data_dir}: {exc.strerror}") from None
+
+
+async def _serve(store: CaptureStore, host: str, port: int, health_port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    url, health = await store.start(host, port, health_port)
+    log.info(
+        "capture store on %s (health %s): %d segments, %d bytes in %s",
+        url,
+        health,
+        len(store.segments.sizes),
+        store.segments.total_bytes,
+        store.config.data_dir,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await store.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        store = build(args)
+    except _UsageError as exc:
+        print(f"llmops capture-store: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(store, args.host, args.port, args.health_port))
+    return 0
