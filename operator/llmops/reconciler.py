@@ -205,7 +205,10 @@ class Reconciler:
         if not ld.spec.gateway.enabled:
             return
         secret = signing_secret(
-            ld, signing_key=secrets.token_bytes(32), internal_api_key=secrets.token_urlsafe(32).encode()
+            ld,
+            signing_key=secrets.token_bytes(32),
+            internal_api_key=secrets.token_urlsafe(32).encode(),
+            capture_token=secrets.token_urlsafe(32).encode(),
         )
         if self.kube.create_if_absent(secret):
             log.info("%s/%s: created the gateway signing key Secret", ld.namespace, ld.name)

@@ -115,11 +115,12 @@ def test_scrapes_go_to_the_gateways_health_port() -> None:
 
 
 def test_signing_secret_holds_the_given_keys_and_is_owned() -> None:
-    secret = signing_secret(ld(), signing_key=b"s" * 32, internal_api_key=b"internal")
+    secret = signing_secret(ld(), signing_key=b"s" * 32, internal_api_key=b"internal", capture_token=b"cap")
     assert secret["metadata"]["name"] == "chat-gateway"
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert base64.b64decode(secret["data"]["signing-key"]) == b"s" * 32
     assert base64.b64decode(secret["data"]["internal-api-key"]) == b"internal"
+    assert base64.b64decode(secret["data"]["capture-token"]) == b"cap"
 
 
 @pytest.mark.parametrize(

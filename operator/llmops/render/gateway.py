@@ -7,8 +7,9 @@ reach a localhost-only engine, so the engine's startup and liveness probes ask t
 /health, which passes the engine's /health through (503 while loading, as before), and the
 gateway's readiness does the same, so a pod takes traffic only when the engine can generate.
 
-The signing-key Secret `<name>-gateway` holds the HMAC key of request IDs and the API key of
-the operator's own Jobs. It must be random and must never change (IDs already handed out would
+The signing-key Secret `<name>-gateway` holds the HMAC key of request IDs, the API key of
+the operator's own Jobs, and the bearer token between the gateways and the capture store
+(`capture-token`, made with every Secret so that capture can be turned on later). It must be random and must never change (IDs already handed out would
 stop verifying), so render cannot make it: the reconciler creates it once, with key material it
 generates, and never writes it again.
 """
@@ -26,6 +27,7 @@ from llmops.render.security import container_security_context
 
 __all__ = [
     "API_KEYS_DIR",
+    "CAPTURE_TOKEN",
     "ENGINE_API_KEY_ENV",
     "GATEWAY_CONTAINER",
     "GATEWAY_HEALTH_PORT",
@@ -48,6 +50,7 @@ HEALTH_PORT_NAME = "metrics"
 """The gateway's health port: /healthz, /health (the engine's) and /metrics (gateway + engine)."""
 SIGNING_KEY = "signing-key"
 INTERNAL_API_KEY = "internal-api-key"
+CAPTURE_TOKEN = "capture-token"
 ENGINE_API_KEY_ENV = "LLMOPS_ENGINE_API_KEY"
 SIGNING_VOLUME = "gateway-signing"
 API_KEYS_VOLUME = "gateway-api-keys"
@@ -64,9 +67,11 @@ def signing_secret_name(name: str) -> str:
     return f"{name}-gateway"
 
 
-def signing_secret(ld: LLMDeployment, *, signing_key: bytes, internal_api_key: bytes) -> dict[str, Any]:
+def signing_secret(
+    ld: LLMDeployment, *, signing_key: bytes, internal_api_key: bytes, capture_token: bytes
+) -> dict[str, Any]:
     """The signing-key Secret with the given key material (the reconciler generates it)."""
-    data = {SIGNING_KEY: signing_key, INTERNAL_API_KEY: internal_api_key}
+    data = {SIGNING_KEY: signing_key, INTERNAL_API_KEY: internal_api_key, CAPTURE_TOKEN: capture_token}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
