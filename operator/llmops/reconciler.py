@@ -33,6 +33,7 @@ from llmops.api.resource import LLMDeployment, parse
 from llmops.kube import ApiError, Kube
 from llmops.lifecycle.autoscaling import HANDOVER_MANAGER, query_check_request
 from llmops.lifecycle.canary import analysis_request
+from llmops.lifecycle.capture import CaptureQuery, capture_request
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
 from llmops.lifecycle.drift import DriftQuery, drift_request
@@ -41,7 +42,7 @@ from llmops.lifecycle.plan import plan
 from llmops.prom import PromClient
 from llmops.render.gateway import signing_secret
 
-__all__ = ["Reconciler", "check_query", "measure_drift"]
+__all__ = ["Reconciler", "check_query", "measure_capture", "measure_drift"]
 
 log = logging.getLogger("llmops.reconciler")
 _BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -91,6 +92,17 @@ def check_query(url: str | None, query: str | None) -> tuple[str, Error | None] 
         return query, _NO_URL
     with PromClient(url) as prom:
         return query, prom.check_syntax(query)
+
+
+def measure_capture(url: str | None, wanted: list[CaptureQuery]) -> dict[str, Result] | None:
+    """Run the capture stage's queries (None without capture); an unreachable Prometheus reads
+    as Error results, which the stage reports as Unknown."""
+    if not wanted:
+        return None
+    if url is None:
+        return {q.key: _NO_URL for q in wanted}
+    with PromClient(url) as prom:
+        return {q.key: prom.query(q.promql) for q in wanted}
 
 
 class Reconciler:
@@ -244,12 +256,14 @@ class Reconciler:
                     }
         gpu_nodes = self._gpu_nodes(ld, obs)
         drift = measure_drift(url, drift_request(body, ld, now))
+        capture = measure_capture(url, capture_request(ld))
         return dataclasses.replace(
             obs,
             referenced=referenced,
             analysis=analysis,
             gpu_nodes=gpu_nodes,
             drift=drift,
+            capture=capture,
             prometheus_url=self.prometheus_url,
             query_check=check_query(url, query_check_request(body, ld)),
         )

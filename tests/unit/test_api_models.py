@@ -378,6 +378,7 @@ def test_constants() -> None:
         "Drifted",
         "Retrained",
         "Autoscaling",
+        "CaptureDegraded",
     )
     reasons = [v for k, v in vars(conditions).items() if k.isupper() and isinstance(v, str)]
     for reason in reasons:

@@ -109,6 +109,19 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         ),
         {},
     ),
+    "capture-store": (
+        variant(
+            gateway={
+                "enabled": True,
+                "capture": {
+                    "retention": "14d",
+                    "maxSize": "3Gi",
+                    "store": {"size": "4Gi", "storageClassName": "ssd"},
+                },
+            }
+        ),
+        {},
+    ),
     "no-monitoring-no-netpol": (
         variant(monitoring={"enabled": False}, security={"networkPolicy": {"enabled": False}}),
         {},

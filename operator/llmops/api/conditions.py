@@ -25,6 +25,11 @@ RETRAINED = "Retrained"
 """The last retrain run: Unknown while its Job runs, True when it reported a candidate, False when
 it failed or its report was unusable (spec.retrain)."""
 
+CAPTURE_DEGRADED = "CaptureDegraded"
+"""Capture loses records: the store has no ready pod, refuses writes for lack of room, or the
+gateways dropped records in the last window (the count is in the message and status.capture);
+Unknown when Prometheus cannot say. Absent without spec.gateway.capture."""
+
 AUTOSCALING = "Autoscaling"
 """spec.autoscaling: True when the autoscaler is in place, False when it cannot be (a custom query
 that does not parse), Unknown when the query could not be checked; absent without autoscaling."""
@@ -39,6 +44,7 @@ CONDITION_TYPES: tuple[str, ...] = (
     DRIFTED,
     RETRAINED,
     AUTOSCALING,
+    CAPTURE_DEGRADED,
 )
 DEPRECATED = "Deprecated"
 """True while the spec uses a deprecated name (which one, and its replacement, in the message);
@@ -141,3 +147,12 @@ INVALID_QUERY = "InvalidQuery"
 QUERY_NOT_CHECKED = "QueryNotChecked"
 """Prometheus could not be asked whether spec.autoscaling.query parses (the autoscaler is applied
 meanwhile; the check is retried)."""
+
+# --- reasons: capture
+CAPTURE_HEALTHY = "CaptureHealthy"
+STORE_UNAVAILABLE = "StoreUnavailable"
+"""The capture store has no ready pod: gateways queue records, then drop them."""
+STORE_FULL = "StoreFull"
+"""The capture store refused batches: maxSize reached by the newest day alone, or a full volume."""
+RECORDS_DROPPED = "RecordsDropped"
+"""The gateways dropped records in the last window (queue full, store or sink too slow or down)."""

@@ -414,6 +414,26 @@ class RetrainStatus(ApiModel):
     """True while a Manual approval is pending (annotate llmops.io/approve-retrain)."""
 
 
+class CaptureStatus(ApiModel):
+    """Health of capture (spec.gateway.capture): the store and what the gateways dropped, over
+    the last `window` (measured in Prometheus; a count is absent when it could not be read)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    store_ready: bool | None = None
+    """The capture store `<name>-capture` has a ready pod (absent with a sink)."""
+    window: ShortText = ""
+    """The window the counts cover, e.g. 5m."""
+    records: int | None = None
+    """Records the store wrote (and fsynced) in the window."""
+    dropped: int | None = None
+    """Records the gateways dropped in the window (queue full, store or sink down)."""
+    refused: int | None = None
+    """Batches the store refused in the window for lack of room (size cap or full volume)."""
+    message: Message = ""
+    """What is wrong, or that capture is healthy (the CaptureDegraded condition's message)."""
+
+
 class ManualGates(ApiModel):
     """Annotation values already acted upon, so a stale annotation does not act twice."""
 
@@ -521,6 +541,8 @@ class LLMDeploymentStatus(ApiModel):
     """The last drift check."""
     retrain: RetrainStatus | None = None
     """Retraining bookkeeping."""
+    capture: CaptureStatus | None = None
+    """Capture health: the store's readiness, records written and dropped (spec.gateway.capture)."""
     manual_gates: ManualGates | None = None
     """Manual gate annotations already acted upon."""
     history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = []
@@ -636,6 +658,17 @@ class RetrainStatusDict(TypedDict, total=False):
     awaitingApproval: bool
 
 
+class CaptureStatusDict(TypedDict, total=False):
+    """A CaptureStatus as JSON."""
+
+    storeReady: bool | None
+    window: str
+    records: int | None
+    dropped: int | None
+    refused: int | None
+    message: str
+
+
 class ManualGatesDict(TypedDict, total=False):
     """ManualGates as JSON."""
 
@@ -687,6 +720,7 @@ class StatusDict(TypedDict, total=False):
     scheduledEvaluation: EvaluationStatusDict | None
     drift: DriftStatusDict | None
     retrain: RetrainStatusDict | None
+    capture: CaptureStatusDict | None
     manualGates: ManualGatesDict | None
     history: list[HistoryEntryDict]
     lastAppliedSpecHash: str | None

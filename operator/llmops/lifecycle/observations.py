@@ -74,6 +74,9 @@ class Observations:
     drift: Mapping[str, Any] | None = None
     """This pass's drift measurement: llmops.analysis results (Vector, Value, NoData, Error) by
     the key of each query lifecycle.drift.drift_request asked for. None when none was taken."""
+    capture: Mapping[str, Result] | None = None
+    """This pass's capture measurement (drops, records written, refusals), by the key of each query
+    lifecycle.capture.capture_request asked for. None when none was taken."""
 
     gpu_nodes: Sequence[GpuNode] | None = None
     """Nodes offering the GPU resource, read only while pods wait for GPUs (None: not read)."""

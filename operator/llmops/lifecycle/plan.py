@@ -13,7 +13,7 @@ The revision pipeline, one stage per module:
 
     cache (cache.py) → evaluation gate (gate.py) → stable rolls to the revision (here)
     and, for the revision that serves: scheduled re-evaluation (scheduled.py), drift (drift.py),
-    retrain Jobs on drift (retrain.py)
+    retrain Jobs on drift (retrain.py); beside them, the capture store and its health (capture.py)
 
 The stable Deployment keeps serving what it serves until the desired revision has passed the
 stages before it.
@@ -36,6 +36,7 @@ from llmops.api.status import CanaryState, ConditionDict, Phase, StatusDict
 from llmops.lifecycle.autoscaling import Scaling, autoscaling_stage, scaling_of
 from llmops.lifecycle.cache import cache_stage
 from llmops.lifecycle.canary import CanaryPlan, canary_stage
+from llmops.lifecycle.capture import capture_stage
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.context import (
     ANNOTATION_APPLIED_HASH,
@@ -128,6 +129,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
     drift_requeue = drift_stage(p, outcome.serving)
     retrain = retrain_stage(p, outcome.serving)
+    capture_requeue = capture_stage(p)
     _available(p, outcome)
     _progressing(p, outcome, retrain)
     _degraded(p, outcome)
@@ -140,7 +142,7 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     _announce(p, outcome, phase)
     out = Plan(patches=p.patches, pod_conditions=p.pod_conditions, handover=p.handover)
     _diff(p, out)
-    out.requeue_after = _requeue_after(p, outcome, drift_requeue, retrain.running)
+    out.requeue_after = _requeue_after(p, outcome, drift_requeue, capture_requeue, retrain.running)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
 
 
@@ -260,12 +262,15 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
         p.events.append(Event("Warning", blocking.reason, blocking.message))
 
 
-def _requeue_after(p: Pass, o: _Outcome, drift: float | None, retraining: bool) -> float | None:
-    """Look again soon while anything is in motion; the canary and the drift check may ask for sooner."""
+def _requeue_after(
+    p: Pass, o: _Outcome, drift: float | None, capture: float | None, retraining: bool
+) -> float | None:
+    """Look again soon while anything is in motion; the canary, the drift and capture checks may
+    ask for sooner."""
     requeue = None
     if not o.rolled or o.target != p.ld.spec.model.revision or o.gate.running or retraining:
         requeue = _RESYNC_WHILE_BUSY
-    for wanted in (o.canary.requeue_after if o.canary else None, drift):
+    for wanted in (o.canary.requeue_after if o.canary else None, drift, capture):
         if wanted is not None:
             requeue = min(requeue or wanted, wanted)
     return requeue

@@ -14,6 +14,13 @@ from typing import Any
 from llmops.api.constants import OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment, parse
 from llmops.render.cache import download_job, pvc
+from llmops.render.capture import (
+    capture_deployment,
+    capture_network_policy,
+    capture_pod_monitor,
+    capture_pvc,
+    capture_service,
+)
 from llmops.render.deployment import deployment
 from llmops.render.labels import Track
 from llmops.render.monitoring import pod_monitor, prometheus_rule
@@ -43,7 +50,8 @@ def render(
 
     The track's Deployment (with `replicas`, default spec.replicas), the download Job for the
     revision, and the shared children: cache PVC, Service, PDB, NetworkPolicy and, when
-    `monitoring` (the Prometheus Operator CRDs exist), PodMonitor and PrometheusRule. Children
+    `monitoring` (the Prometheus Operator CRDs exist), PodMonitor and PrometheusRule; with
+    capture to the store, its PVC, Deployment, Service, NetworkPolicy and PodMonitor. Children
     that the spec disables are left out. Order: what others depend on first.
     """
     obj = parse(ld)
@@ -56,14 +64,23 @@ def render(
         service(obj),
         pdb(obj),
         network_policy(obj),
+        capture_pvc(obj),
+        capture_deployment(obj, operator_image=operator_image),
+        capture_service(obj),
+        capture_network_policy(obj),
     ]
     if monitoring:
-        children += [pod_monitor(obj), prometheus_rule(obj)]
+        children += [pod_monitor(obj), prometheus_rule(obj), capture_pod_monitor(obj)]
     return [c for c in children if c is not None]
 
 
 __all__ = [
     "Track",
+    "capture_deployment",
+    "capture_network_policy",
+    "capture_pod_monitor",
+    "capture_pvc",
+    "capture_service",
     "deployment",
     "deployment_name",
     "download_job",

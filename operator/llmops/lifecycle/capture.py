@@ -1,0 +1,175 @@
+"""The capture stage: the store's children, and whether capture is losing records.
+
+    capture_request (pure: the PromQL to run while capture is on) → the shell runs it
+      (Observations.capture) → capture_stage: the store's children (render.capture), the
+      CaptureDegraded condition and status.capture
+
+CaptureDegraded is True, first match wins, when:
+
+- StoreUnavailable: the store's Deployment has no ready pod (the gateways queue records, then
+  drop them; the message carries the drops of the last window when Prometheus has them);
+- StoreFull: the store refused batches in the window for lack of room (maxSize filled by the
+  newest day alone, or a full volume);
+- RecordsDropped: the gateways dropped records in the window (llmops_capture_dropped_total:
+  the queue was full, the store or the sink too slow or down).
+
+It is Unknown (ObservationFailed) when the store is ready but Prometheus cannot say what was
+dropped, and False (CaptureHealthy) otherwise. A gateway that never dropped anything may have
+no llmops_capture_dropped_total series yet: no series counts as none dropped. With a sink the
+store checks fall away and only the drops count. Without capture the condition and
+status.capture are absent. While capture is on the pass comes back every CHECK_SECONDS, so the
+counts follow the traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.analysis.results import Error, NoData, Result, Value
+from llmops.api import conditions as c
+from llmops.api.constants import PROM_LABEL_DEPLOYMENT
+from llmops.api.resource import LLMDeployment
+from llmops.api.status import CaptureStatusDict
+from llmops.lifecycle.context import Pass
+from llmops.lifecycle.observations import MONITORING_API
+from llmops.render.capture import (
+    capture_deployment,
+    capture_network_policy,
+    capture_pod_monitor,
+    capture_pvc,
+    capture_service,
+    capture_store_enabled,
+    capture_store_name,
+)
+
+__all__ = ["CHECK_SECONDS", "WINDOW", "CaptureQuery", "capture_request", "capture_stage"]
+
+WINDOW = "5m"
+CHECK_SECONDS = 30.0
+DROPPED, WRITTEN, REFUSED = "dropped", "written", "refused"
+DROPPED_METRIC = "llmops_capture_dropped_total"
+WRITTEN_METRIC = "llmops_capture_store_records_written_total"
+REFUSED_METRIC = "llmops_capture_store_refused_batches_total"
+_ROOM_REASONS = "size_cap|disk_full"
+
+
+@dataclass(frozen=True)
+class CaptureQuery:
+    """One number the stage wants: ``key`` in Observations.capture, ``promql`` to get it."""
+
+    key: str
+    promql: str
+
+
+def _selector(ld: LLMDeployment) -> str:
+    return f'namespace="{ld.namespace}",{PROM_LABEL_DEPLOYMENT}="{ld.name}"'
+
+
+def capture_request(ld: LLMDeployment | None) -> list[CaptureQuery]:
+    """The queries to run this pass (none without capture). Pure."""
+    if ld is None or ld.spec.gateway.capture is None or not ld.spec.gateway.enabled:
+        return []
+    sel = _selector(ld)
+    wanted = [CaptureQuery(DROPPED, f"sum(increase({DROPPED_METRIC}{{{sel}}}[{WINDOW}]))")]
+    if capture_store_enabled(ld):
+        wanted += [
+            CaptureQuery(WRITTEN, f"sum(increase({WRITTEN_METRIC}{{{sel}}}[{WINDOW}]))"),
+            CaptureQuery(
+                REFUSED, f'sum(increase({REFUSED_METRIC}{{{sel},reason=~"{_ROOM_REASONS}"}}[{WINDOW}]))'
+            ),
+        ]
+    return wanted
+
+
+def _count(result: Result | None) -> int | None:
+    """A count from an increase(): NoData (no series) is none; unreadable is None."""
+    if isinstance(result, Value):
+        return round(result.value)
+    if isinstance(result, NoData):
+        return 0
+    return None
+
+
+def _store_ready(p: Pass) -> bool:
+    dep = p.obs.child("Deployment", capture_store_name(p.ld.name)) or {}
+    return int((dep.get("status") or {}).get("readyReplicas") or 0) > 0
+
+
+def _children(p: Pass) -> None:
+    for child in (
+        capture_pvc(p.ld),
+        capture_deployment(p.ld),
+        capture_service(p.ld),
+        capture_network_policy(p.ld),
+    ):
+        p.want(child)
+    if MONITORING_API in p.obs.apis:
+        p.want(capture_pod_monitor(p.ld))
+
+
+def capture_stage(p: Pass) -> float | None:
+    """The store's children, CaptureDegraded and status.capture; seconds until the next check."""
+    capture = p.ld.spec.gateway.capture
+    if capture is None or not p.ld.spec.gateway.enabled:
+        p.fields["capture"] = None
+        p.drop_condition(c.CAPTURE_DEGRADED)
+        return None
+    if capture_store_enabled(p.ld):
+        _children(p)
+    measured: Mapping[str, Result] = p.obs.capture or {}
+    dropped, written, refused = (_count(measured.get(k)) for k in (DROPPED, WRITTEN, REFUSED))
+    store = capture_store_enabled(p.ld)
+    ready = _store_ready(p) if store else None
+    status, reason, message = _verdict(p, ready, dropped, refused, measured.get(DROPPED))
+    out: CaptureStatusDict = {
+        "storeReady": ready,
+        "window": WINDOW,
+        "records": written if store else None,
+        "dropped": dropped,
+        "refused": refused if store else None,
+        "message": message,
+    }
+    p.fields["capture"] = out
+    p.cond(c.CAPTURE_DEGRADED, status, reason, message)
+    return CHECK_SECONDS
+
+
+def _dropped_text(dropped: int | None) -> str:
+    if dropped is None:
+        return "drops unknown (Prometheus unreadable)"
+    return f"{dropped} record(s) dropped by the gateways in the last {WINDOW}"
+
+
+def _verdict(
+    p: Pass, ready: bool | None, dropped: int | None, refused: int | None, raw: Any
+) -> tuple[str, str, str]:
+    name = capture_store_name(p.ld.name)
+    if ready is False:
+        return (
+            c.TRUE,
+            c.STORE_UNAVAILABLE,
+            f"the capture store {name} has no ready pod: gateways queue records and drop them when "
+            f"the queue is full; {_dropped_text(dropped)}",
+        )
+    if refused:
+        return (
+            c.TRUE,
+            c.STORE_FULL,
+            f"the capture store {name} refused {refused} batch(es) in the last {WINDOW} for lack of room "
+            "(the newest day alone fills spec.gateway.capture.maxSize, or the volume is full); "
+            f"{_dropped_text(dropped)}",
+        )
+    if dropped:
+        where = f"the capture store {name}" if ready else "the sink"
+        return (
+            c.TRUE,
+            c.RECORDS_DROPPED,
+            f"{_dropped_text(dropped)}: their queues were full ({where} too slow or unreachable)",
+        )
+    if dropped is None:
+        detail = raw.message if isinstance(raw, Error) else "not measured"
+        return c.UNKNOWN, c.OBSERVATION_FAILED, f"cannot read the gateways' drops from Prometheus: {detail}"
+    what = f"the capture store {name} is ready" if ready else "records go to the sink"
+    return c.FALSE, c.CAPTURE_HEALTHY, f"{what}; no record dropped in the last {WINDOW}"

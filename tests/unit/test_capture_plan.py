@@ -1,0 +1,255 @@
+"""The capture store's children (render.capture) and the capture stage of plan(): which children
+exist when, and CaptureDegraded / status.capture from the store's readiness and Prometheus."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from llmops.analysis.results import Error, NoData, Value
+from llmops.api import conditions as c
+from llmops.api.resource import parse
+from llmops.lifecycle.capture import CHECK_SECONDS, DROPPED, REFUSED, WRITTEN, capture_request
+from llmops.lifecycle.observations import MONITORING_API, Observations
+from llmops.reconciler import measure_capture
+from llmops.render import render
+from llmops.render.capture import capture_url
+from testkit.planning import T0, Children, body, children_of, cond, plan, rollout, to_serving, with_status
+
+CAPTURE = {"capture": {"sampleRate": 1.0, "retention": "7d", "maxSize": "2Gi", "store": {"size": "5Gi"}}}
+STORE_KINDS = {"PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy", "PodMonitor"}
+
+
+def capture_body(**gateway: Any) -> dict[str, Any]:
+    return body(gateway={**CAPTURE, **gateway})
+
+
+def store_objects(children: list[dict[str, Any]] | Children) -> dict[str, dict[str, Any]]:
+    objs = children.values() if isinstance(children, dict) else children
+    return {o["kind"]: o for o in objs if o["metadata"]["name"] == "m-capture"}
+
+
+# -- render ---------------------------------------------------------------------------------------
+
+
+def test_capture_to_the_store_renders_its_five_children() -> None:
+    ld = parse(
+        capture_body(capture={**CAPTURE["capture"], "store": {"size": "5Gi", "storageClassName": "fast"}})
+    )
+    objs = store_objects(render(ld))
+    assert set(objs) == STORE_KINDS
+    pvc = objs["PersistentVolumeClaim"]
+    assert pvc["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "fast",
+    }
+    dep = objs["Deployment"]["spec"]
+    assert dep["replicas"] == 1 and dep["strategy"] == {"type": "Recreate"}
+    pod = dep["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].startswith("ghcr.io/llmops-io/llmops-operator")
+    assert container["command"] == ["llmops"]
+    args = container["args"]
+    assert args[0] == "capture-store"
+    assert dict(zip(args[1::2], args[2::2], strict=True)) == {
+        "--port": "8080",
+        "--health-port": "9090",
+        "--data-dir": "/var/lib/llmops/capture",
+        "--token-file": "/etc/llmops/capture/capture-token",
+        "--retention": "7d",
+        "--max-size": "2Gi",
+    }
+    assert {v["name"]: v for v in pod["volumes"]}["capture-token"]["secret"] == {
+        "secretName": "m-gateway",
+        "items": [{"key": "capture-token", "path": "capture-token"}],
+        "defaultMode": 0o440,
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert objs["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert (
+        objs["Service"]["spec"]["selector"]
+        == dep["selector"]["matchLabels"]
+        == {
+            "llmops.io/deployment": "m",
+            "app.kubernetes.io/component": "capture-store",
+        }
+    )
+    assert capture_url(ld) == "http://m-capture.ns.svc:8080"
+    monitor = objs["PodMonitor"]["spec"]
+    assert monitor["selector"]["matchLabels"] == dep["selector"]["matchLabels"]
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["metrics"]
+
+
+def test_the_store_admits_only_the_gateways_and_the_deployments_jobs_and_scrapes() -> None:
+    policy = store_objects(render(parse(capture_body())))["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "capture-store"
+    api, scrape = policy["ingress"]
+    assert api["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert api["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"llmops.io/deployment": "m", "app.kubernetes.io/component": "server"}
+            }
+        },
+        {
+            "podSelector": {
+                "matchLabels": {"llmops.io/deployment": "m"},
+                "matchExpressions": [{"key": "batch.kubernetes.io/job-name", "operator": "Exists"}],
+            }
+        },
+    ]
+    assert scrape == {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"port": "metrics", "protocol": "TCP"}],
+    }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        body(),
+        body(gateway={"capture": {"sink": {"url": "http://collector.example/events"}}}),
+    ],
+    ids=["no capture", "capture to a sink"],
+)
+def test_no_store_without_capture_or_with_a_sink(spec: dict[str, Any]) -> None:
+    assert store_objects(render(parse(spec))) == {}
+
+
+def test_no_store_policy_or_monitor_when_they_are_disabled() -> None:
+    spec = capture_body()
+    spec["spec"]["security"] = {"networkPolicy": {"enabled": False}}
+    spec["spec"]["monitoring"] = {"enabled": False}
+    assert set(store_objects(render(parse(spec)))) == {"PersistentVolumeClaim", "Deployment", "Service"}
+
+
+# -- the queries ----------------------------------------------------------------------------------
+
+
+def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment() -> None:
+    wanted = {q.key: q.promql for q in capture_request(parse(capture_body()))}
+    sel = 'namespace="ns",llmops_deployment="m"'
+    assert wanted == {
+        DROPPED: f"sum(increase(llmops_capture_dropped_total{{{sel}}}[5m]))",
+        WRITTEN: f"sum(increase(llmops_capture_store_records_written_total{{{sel}}}[5m]))",
+        REFUSED: f'sum(increase(llmops_capture_store_refused_batches_total{{{sel},reason=~"size_cap|disk_full"}}[5m]))',
+    }
+    sink = capture_request(parse(body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}})))
+    assert [q.key for q in sink] == [DROPPED]
+    assert capture_request(parse(body())) == []
+    assert measure_capture(None, []) is None
+    assert {
+        k: type(v) for k, v in (measure_capture(None, capture_request(parse(capture_body()))) or {}).items()
+    } == {
+        DROPPED: Error,
+        WRITTEN: Error,
+        REFUSED: Error,
+    }
+
+
+# -- the stage ------------------------------------------------------------------------------------
+
+
+def serving_with_capture() -> tuple[dict[str, Any], Children]:
+    b, ch = to_serving(capture_body())
+    assert set(store_objects(ch)) == STORE_KINDS - {"PodMonitor"}  # no monitoring API observed
+    return b, ch
+
+
+def check(
+    b: dict[str, Any], ch: Children, measured: dict[str, Any] | None, store_ready: bool = True
+) -> tuple[dict[str, Any], dict[str, Any], float | None]:
+    if store_ready:
+        rollout(ch, ready=1, name="m-capture")
+    else:
+        ch[("Deployment", "m-capture")]["status"] = {"readyReplicas": 0}
+    p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=10))
+    return cond(p, c.CAPTURE_DEGRADED), p.status["capture"], p.requeue_after
+
+
+def test_a_ready_store_without_drops_is_healthy_and_checked_again_soon() -> None:
+    b, ch = serving_with_capture()
+    condition, status, requeue = check(
+        b, ch, {DROPPED: NoData("no series"), WRITTEN: Value(120.4), REFUSED: NoData("x")}
+    )
+    assert (condition["status"], condition["reason"]) == (c.FALSE, c.CAPTURE_HEALTHY)
+    assert status == {
+        "storeReady": True,
+        "window": "5m",
+        "records": 120,
+        "dropped": 0,
+        "refused": 0,
+        "message": condition["message"],
+    }
+    assert requeue is not None and requeue <= CHECK_SECONDS
+
+
+def test_a_store_without_a_ready_pod_sets_capture_degraded_with_the_drop_count() -> None:
+    b, ch = serving_with_capture()
+    condition, status, _ = check(
+        b, ch, {DROPPED: Value(37.0), WRITTEN: NoData("x"), REFUSED: NoData("x")}, store_ready=False
+    )
+    assert (condition["status"], condition["reason"]) == (c.TRUE, c.STORE_UNAVAILABLE)
+    assert (
+        "m-capture has no ready pod" in condition["message"]
+        and "37 record(s) dropped" in condition["message"]
+    )
+    assert status["storeReady"] is False and status["dropped"] == 37
+
+
+def test_drops_with_a_ready_store_and_refusals_for_lack_of_room_are_degraded_too() -> None:
+    b, ch = serving_with_capture()
+    condition, _, _ = check(b, ch, {DROPPED: Value(5.0), WRITTEN: Value(10.0), REFUSED: NoData("x")})
+    assert (condition["status"], condition["reason"]) == (c.TRUE, c.RECORDS_DROPPED)
+    condition, status, _ = check(b, ch, {DROPPED: Value(0.0), WRITTEN: Value(10.0), REFUSED: Value(3.0)})
+    assert (condition["status"], condition["reason"]) == (c.TRUE, c.STORE_FULL)
+    assert "refused 3 batch(es)" in condition["message"] and status["refused"] == 3
+
+
+def test_an_unreadable_prometheus_makes_it_unknown_unless_the_store_is_down() -> None:
+    b, ch = serving_with_capture()
+    unreachable = Error("connection refused", "unreachable")
+    condition, status, _ = check(b, ch, {DROPPED: unreachable, WRITTEN: unreachable, REFUSED: unreachable})
+    assert (condition["status"], condition["reason"]) == (c.UNKNOWN, c.OBSERVATION_FAILED)
+    assert "connection refused" in condition["message"] and status["dropped"] is None
+    condition, _, _ = check(b, ch, {DROPPED: unreachable}, store_ready=False)
+    assert (condition["status"], condition["reason"]) == (c.TRUE, c.STORE_UNAVAILABLE)
+    assert "drops unknown" in condition["message"]
+
+
+def test_the_pod_monitor_follows_the_monitoring_api() -> None:
+    b, ch = serving_with_capture()
+    p = plan(b, Observations(children=ch, apis=frozenset({MONITORING_API})), T0 + dt.timedelta(minutes=10))
+    assert [o["metadata"]["name"] for o in p.apply if o["kind"] == "PodMonitor"] == ["m", "m-capture"]
+
+
+def test_removing_capture_deletes_the_store_with_its_pvc_and_clears_the_status() -> None:
+    b, ch = serving_with_capture()
+    rollout(ch, ready=1, name="m-capture")
+    p = plan(b, Observations(children=ch, capture={DROPPED: NoData("x")}), T0 + dt.timedelta(minutes=10))
+    b = with_status(p, b)
+    ch = children_of(p, ch)
+    for obj in ch.values():
+        obj["metadata"].setdefault("ownerReferences", [{"kind": "LLMDeployment", "controller": True}])
+    del b["spec"]["gateway"]
+    p = plan(b, Observations(children=ch), T0 + dt.timedelta(minutes=11))
+    assert sorted(k for k in p.delete if k[1] == "m-capture") == sorted(
+        (k, "m-capture") for k in STORE_KINDS - {"PodMonitor"}
+    )
+    assert "capture" not in p.status
+    assert all(x["type"] != c.CAPTURE_DEGRADED for x in p.status["conditions"])
+
+
+def test_a_steady_healthy_store_writes_nothing() -> None:
+    b, ch = serving_with_capture()
+    rollout(ch, ready=1, name="m-capture")
+    measured = {DROPPED: NoData("x"), WRITTEN: Value(4.0), REFUSED: NoData("x")}
+    p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=10))
+    b, ch = with_status(p, b), children_of(p, ch)
+    p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=11))
+    assert not p.apply and not p.delete and not p.status_changed
