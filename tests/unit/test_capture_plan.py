@@ -135,9 +135,9 @@ def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment() 
     wanted = {q.key: q.promql for q in capture_request(parse(capture_body()))}
     sel = 'namespace="ns",llmops_deployment="m"'
     assert wanted == {
-        DROPPED: f"sum(increase(llmops_capture_dropped_total{{{sel}}}[5m]))",
-        WRITTEN: f"sum(increase(llmops_capture_store_records_written_total{{{sel}}}[5m]))",
-        REFUSED: f'sum(increase(llmops_capture_store_refused_batches_total{{{sel},reason=~"size_cap|disk_full"}}[5m]))',
+        DROPPED: f"sum(increase(llmops_capture_dropped_total{{{sel}}}[2m]))",
+        WRITTEN: f"sum(increase(llmops_capture_store_records_written_total{{{sel}}}[2m]))",
+        REFUSED: f'sum(increase(llmops_capture_store_refused_batches_total{{{sel},reason=~"size_cap|disk_full"}}[2m]))',
     }
     sink = capture_request(parse(body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}})))
     assert [q.key for q in sink] == [DROPPED]
@@ -180,7 +180,7 @@ def test_a_ready_store_without_drops_is_healthy_and_checked_again_soon() -> None
     assert (condition["status"], condition["reason"]) == (c.FALSE, c.CAPTURE_HEALTHY)
     assert status == {
         "storeReady": True,
-        "window": "5m",
+        "window": "2m",
         "records": 120,
         "dropped": 0,
         "refused": 0,

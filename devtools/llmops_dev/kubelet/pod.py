@@ -2,9 +2,10 @@
 
 A TGI or vLLM container becomes a simulator process (in that engine's mode, its arguments mapped
 back) on a free loopback port; a container of the
-operator image runs its command locally, the gateway (`llmops gateway`) included. Every pod has
-its own "localhost": each port a container listens on (the simulator's, the gateway's two) gets
-a free host port, and the gateway's `--upstream http://127.0.0.1:8080` is pointed at the host
+operator image runs its command locally, the gateway (`llmops gateway`) and the capture store
+(`llmops capture-store`, its PVC a real folder) included. Every pod has its own "localhost":
+each port a container listens on (the simulator's, the gateway's and the store's two) gets a
+free host port, and the gateway's `--upstream http://127.0.0.1:8080` is pointed at the host
 port behind the pod's 8080. Ports are published at the pod IP (for Services, probes and scrapes)
 unless the engine binds loopback only (TGI's HOSTNAME or vLLM's --host 127.0.0.1, as behind
 the gateway). Per
@@ -78,9 +79,14 @@ _VOLUME_REFRESH_SECONDS = 2.0
 about a minute). One GET per such volume per pod each time: a shared watch would be cheaper."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _GATEWAY_PORT_FLAGS = ("--port", "--health-port")
+_LISTENING_PROGRAMS = ("gateway", "capture-store")
+"""`llmops` programs that listen on the ports they declare (`--port`, `--health-port`)."""
+_LISTENING_DEV_MODULES = ("llmops_dev.capture_sender",)
+"""`python -m` programs of the dev tools that do the same (a gateway's capture sender, in tests)."""
 _LOCAL_URL = re.compile(r"\b(?:127\.0\.0\.1|localhost):([0-9]+)\b")
 _METRICS_PORT_NAME = "metrics"
-"""A gateway port with this name is the pod's scrape target (render.gateway.HEALTH_PORT_NAME)."""
+"""A port of a listening program with this name is a scrape target (render.gateway.HEALTH_PORT_NAME,
+the store's health port)."""
 
 
 @dataclass
@@ -264,8 +270,8 @@ class PodWorker:
             self.host_ports[port] = free_port()
         return self.host_ports[port]
 
-    def _localize_gateway(self, args: list[str]) -> list[str]:
-        """The gateway's flags with the pod's ports replaced by their host ports."""
+    def _localize_ports(self, args: list[str]) -> list[str]:
+        """A listening program's flags with the pod's ports replaced by their host ports."""
         out: list[str] = []
         for i, arg in enumerate(args):
             if i > 0 and args[i - 1] in _GATEWAY_PORT_FLAGS and arg.isdigit():
@@ -437,8 +443,8 @@ class PodWorker:
             ]
             return argv, proc_env, port
         entry = command or IMAGE_ENTRYPOINT[runtime]
-        if _is_gateway(entry, args):
-            args = self._localize_gateway(args)
+        if _listens(entry, args):
+            args = self._localize_ports(args)
         exe = _executable(entry[0], proc_env["PATH"])
         if exe is None:
             raise _StartError(
@@ -490,7 +496,7 @@ class PodWorker:
         model.started = http_probe(spec, "startupProbe") is None
         if runtime in SERVERS and port is not None and not _loopback_only(spec, env):
             self._publish(f"{self.uid}:{port}", port, model.name, self.sim_ports[model.name], scrape=True)
-        elif _is_gateway(spec.get("command") or IMAGE_ENTRYPOINT[runtime], spec.get("args") or []):
+        elif _listens(spec.get("command") or IMAGE_ENTRYPOINT[runtime], spec.get("args") or []):
             for p in spec.get("ports") or []:
                 pod_port = int(p["containerPort"])
                 scrape = p.get("name") == _METRICS_PORT_NAME
@@ -630,10 +636,13 @@ def _gate_conditions(pod: Obj) -> dict[str, str]:
     return {str(g): str(conds.get(g)) for g in gates}
 
 
-def _is_gateway(entry: list[Any], args: list[Any]) -> bool:
-    """True for `llmops gateway ...` (the gateway container of a server pod)."""
+def _listens(entry: list[Any], args: list[Any]) -> bool:
+    """True for `llmops gateway ...`, `llmops capture-store ...` (and the dev tools' capture
+    sender): a program of the operator's image that listens on the ports it declares."""
     argv = [str(x) for x in [*entry, *args]]
-    return len(argv) >= 2 and os.path.basename(argv[0]) == "llmops" and argv[1] == "gateway"
+    if len(argv) >= 3 and os.path.basename(argv[0]).startswith("python") and argv[1] == "-m":
+        return argv[2] in _LISTENING_DEV_MODULES
+    return len(argv) >= 2 and os.path.basename(argv[0]) == "llmops" and argv[1] in _LISTENING_PROGRAMS
 
 
 def _loopback_only(spec: Obj, env: dict[str, str]) -> bool:

@@ -46,7 +46,9 @@ from llmops.render.capture import (
 
 __all__ = ["CHECK_SECONDS", "WINDOW", "CaptureQuery", "capture_request", "capture_stage"]
 
-WINDOW = "5m"
+WINDOW = "2m"
+"""The counts' window: short, so that the condition clears soon after drops stop (it stays True
+with RecordsDropped for up to one window after the store returns)."""
 CHECK_SECONDS = 30.0
 DROPPED, WRITTEN, REFUSED = "dropped", "written", "refused"
 DROPPED_METRIC = "llmops_capture_dropped_total"
