@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ class CaptureStore:
         self.metrics = StoreMetrics()
         self.metrics.max_bytes.set(config.max_bytes)
         self.segments = Segments(config.data_dir, config.max_bytes, config.retention)
+        # The committer's own thread: in the default executor it would queue behind the handlers'
+        # parsing and compression, and every waiting batch would wait for those too.
+        self._commit_thread = ThreadPoolExecutor(1, thread_name_prefix="capture-commit")
         self._lock = threading.Lock()
         """Serialises the committer and the sweeper (both mutate `segments`, in worker threads)."""
         self._queue: list[_Pending] = []
@@ -128,6 +132,7 @@ class CaptureStore:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._commit_thread.shutdown(wait=True)
         with self._lock:
             self.segments.close()
 
@@ -215,7 +220,8 @@ class CaptureStore:
                 take = len(self._queue) if self.config.group_commit else 1
                 group, self._queue = self._queue[:take], self._queue[take:]
                 try:
-                    outcomes = await asyncio.to_thread(self._commit, group)
+                    loop = asyncio.get_running_loop()
+                    outcomes = await loop.run_in_executor(self._commit_thread, self._commit, group)
                 except BaseException as exc:  # a bug: answer every waiter rather than hang them
                     outcomes = [exc] * len(group)
                 for pending, outcome in zip(group, outcomes, strict=True):
