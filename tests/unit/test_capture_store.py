@@ -12,6 +12,7 @@ import errno
 import gzip
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -233,7 +234,17 @@ def test_without_the_token_nothing_is_written_nor_read(store: Store, header: str
     assert list_segments(store.store.config.data_dir) == []
 
 
-def test_concurrent_batches_share_fsyncs(store: Store) -> None:
+def test_concurrent_batches_share_fsyncs(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disk whose fsync takes 20 ms (a network volume, say): batches that arrive meanwhile must
+    # wait for the next round together, not one round each.
+    real_sync = Segments.sync
+
+    def slow_sync(fds: Any) -> None:
+        time.sleep(0.02)
+        real_sync(fds)
+
+    monkeypatch.setattr(Segments, "sync", staticmethod(slow_sync))
+
     def send(i: int) -> int:
         batch = jsonl([request(f"c{i}-{j}") for j in range(20)])
         return store.client.post(f"{store.api}/v1/records", content=batch, headers=AUTH).status_code
@@ -244,7 +255,7 @@ def test_concurrent_batches_share_fsyncs(store: Store) -> None:
     assert len(store.read()) == 64 * 20
     rounds = store.metric("llmops_capture_store_group_batches_count")
     assert store.metric("llmops_capture_store_group_batches_sum") == 64
-    assert rounds < 64, "every batch had an fsync round of its own: no batching"
+    assert rounds <= 32, f"{rounds} fsync rounds for 64 batches from 16 senders: too little batching"
 
 
 # -- crashes, full disks, the size cap, retention -------------------------------------------------
