@@ -79,14 +79,9 @@ _VOLUME_REFRESH_SECONDS = 2.0
 about a minute). One GET per such volume per pod each time: a shared watch would be cheaper."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _GATEWAY_PORT_FLAGS = ("--port", "--health-port")
-_LISTENING_PROGRAMS = ("gateway", "capture-store")
-"""`llmops` programs that listen on the ports they declare (`--port`, `--health-port`)."""
-_LISTENING_DEV_MODULES = ("llmops_dev.capture_sender",)
-"""`python -m` programs of the dev tools that do the same (a gateway's capture sender, in tests)."""
 _LOCAL_URL = re.compile(r"\b(?:127\.0\.0\.1|localhost):([0-9]+)\b")
 _METRICS_PORT_NAME = "metrics"
-"""A port of a listening program with this name is a scrape target (render.gateway.HEALTH_PORT_NAME,
-the store's health port)."""
+"""A gateway port with this name is the pod's scrape target (render.gateway.HEALTH_PORT_NAME)."""
 
 
 @dataclass
@@ -270,8 +265,8 @@ class PodWorker:
             self.host_ports[port] = free_port()
         return self.host_ports[port]
 
-    def _localize_ports(self, args: list[str]) -> list[str]:
-        """A listening program's flags with the pod's ports replaced by their host ports."""
+    def _localize_gateway(self, args: list[str]) -> list[str]:
+        """The gateway's flags with the pod's ports replaced by their host ports."""
         out: list[str] = []
         for i, arg in enumerate(args):
             if i > 0 and args[i - 1] in _GATEWAY_PORT_FLAGS and arg.isdigit():
@@ -444,7 +439,7 @@ class PodWorker:
             return argv, proc_env, port
         entry = command or IMAGE_ENTRYPOINT[runtime]
         if _listens(entry, args):
-            args = self._localize_ports(args)
+            args = self._localize_gateway(args)
         exe = _executable(entry[0], proc_env["PATH"])
         if exe is None:
             raise _StartError(
@@ -634,6 +629,13 @@ def _gate_conditions(pod: Obj) -> dict[str, str]:
     gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
     conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
     return {str(g): str(conds.get(g)) for g in gates}
+
+
+_LISTENING_PROGRAMS = ("gateway", "capture-store")
+"""`llmops` programs that listen on the ports they declare (`--port`, `--health-port`; a port
+named `metrics` is a scrape target), handled as the gateway is."""
+_LISTENING_DEV_MODULES = ("llmops_dev.capture_sender",)
+"""`python -m` programs of the dev tools that do the same (a gateway's capture sender, in tests)."""
 
 
 def _listens(entry: list[Any], args: list[Any]) -> bool:
