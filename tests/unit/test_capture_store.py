@@ -462,3 +462,24 @@ def test_parse_batch_and_query_units() -> None:
     assert quantity_bytes("1.5Ki") == 1536
     with pytest.raises(ValueError, match="quantity"):
         quantity_bytes("8 gigs")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--token-file", "{tmp}/missing"], "--token-file"),
+        (["--token-file", "{tmp}/empty"], "--token-file"),
+        (["--token-file", "{tmp}/token", "--retention", "a month"], "--retention"),
+        (["--token-file", "{tmp}/token", "--max-size", "8 gigs"], "--max-size"),
+    ],
+)
+def test_the_command_refuses_bad_flags_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
+    from llmops.cli import main as llmops_main
+
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "token").write_text("t")
+    argv = ["capture-store", "--data-dir", str(tmp_path / "data"), *(f.format(tmp=tmp_path) for f in flags)]
+    assert llmops_main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"llmops capture-store: {named}: ")
