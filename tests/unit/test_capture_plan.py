@@ -216,7 +216,7 @@ def test_an_unreadable_prometheus_makes_it_unknown_unless_the_store_is_down() ->
     unreachable = Error("connection refused", "unreachable")
     condition, status, _ = check(b, ch, {DROPPED: unreachable, WRITTEN: unreachable, REFUSED: unreachable})
     assert (condition["status"], condition["reason"]) == (c.UNKNOWN, c.OBSERVATION_FAILED)
-    assert "connection refused" in condition["message"] and status["dropped"] is None
+    assert "connection refused" in condition["message"] and "dropped" not in status
     condition, _, _ = check(b, ch, {DROPPED: unreachable}, store_ready=False)
     assert (condition["status"], condition["reason"]) == (c.TRUE, c.STORE_UNAVAILABLE)
     assert "drops unknown" in condition["message"]
@@ -245,11 +245,29 @@ def test_removing_capture_deletes_the_store_with_its_pvc_and_clears_the_status()
     assert all(x["type"] != c.CAPTURE_DEGRADED for x in p.status["conditions"])
 
 
-def test_a_steady_healthy_store_writes_nothing() -> None:
-    b, ch = serving_with_capture()
-    rollout(ch, ready=1, name="m-capture")
-    measured = {DROPPED: NoData("x"), WRITTEN: Value(4.0), REFUSED: NoData("x")}
+@pytest.mark.parametrize(
+    ("spec", "measured", "ready"),
+    [
+        (capture_body(), {DROPPED: NoData("x"), WRITTEN: Value(4.0), REFUSED: NoData("x")}, True),
+        (
+            capture_body(),
+            {DROPPED: Error("down", "unreachable"), WRITTEN: Error("down", "unreachable")},
+            True,
+        ),
+        (capture_body(), {DROPPED: Value(3.0)}, False),
+        (body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}}), {DROPPED: NoData("x")}, None),
+    ],
+    ids=["healthy", "prometheus-down", "store-down", "sink"],
+)
+def test_a_steady_capture_status_writes_nothing_on_the_next_pass(
+    spec: dict[str, Any], measured: dict[str, Any], ready: bool | None
+) -> None:
+    b, ch = to_serving(spec)
+    if ready is not None:
+        rollout(ch, ready=1 if ready else 0, name="m-capture")
     p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=10))
+    assert None not in p.status["capture"].values(), "a null would be dropped by the apiserver"
+    # What the apiserver stores (merge-patch: nulls removed) is what the next pass starts from.
     b, ch = with_status(p, b), children_of(p, ch)
     p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=11))
-    assert not p.apply and not p.delete and not p.status_changed
+    assert not p.status_changed and not p.apply

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from llmops.analysis.results import Error, NoData, Result, Value
 from llmops.api import conditions as c
@@ -125,7 +125,7 @@ def capture_stage(p: Pass) -> float | None:
     store = capture_store_enabled(p.ld)
     ready = _store_ready(p) if store else None
     status, reason, message = _verdict(p, ready, dropped, refused, measured.get(DROPPED))
-    out: CaptureStatusDict = {
+    fields = {
         "storeReady": ready,
         "window": WINDOW,
         "records": written if store else None,
@@ -133,6 +133,9 @@ def capture_stage(p: Pass) -> float | None:
         "refused": refused if store else None,
         "message": message,
     }
+    # Unknown counts are left out, not null: the apiserver drops nulls from a merge patch, and
+    # a status that keeps them would differ from the stored one on every pass (a write each time).
+    out = cast(CaptureStatusDict, {k: v for k, v in fields.items() if v is not None})
     p.fields["capture"] = out
     p.cond(c.CAPTURE_DEGRADED, status, reason, message)
     return CHECK_SECONDS
