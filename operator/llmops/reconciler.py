@@ -256,7 +256,7 @@ class Reconciler:
                     }
         gpu_nodes = self._gpu_nodes(ld, obs)
         drift = measure_drift(url, drift_request(body, ld, now))
-        capture = measure_capture(url, capture_request(ld))
+        capture = measure_capture(url, capture_request(ld, now))
         return dataclasses.replace(
             obs,
             referenced=referenced,

@@ -131,20 +131,26 @@ def test_no_store_policy_or_monitor_when_they_are_disabled() -> None:
 # -- the queries ----------------------------------------------------------------------------------
 
 
-def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment() -> None:
-    wanted = {q.key: q.promql for q in capture_request(parse(capture_body()))}
+def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment_at_the_slot() -> None:
+    now = dt.datetime(2026, 11, 30, 12, 0, 44, 500000, tzinfo=dt.UTC)
+    at = f"[2m] @ {dt.datetime(2026, 11, 30, 12, 0, 30, tzinfo=dt.UTC).timestamp():.0f}"
+    wanted = {q.key: q.promql for q in capture_request(parse(capture_body()), now)}
     sel = 'namespace="ns",llmops_deployment="m"'
     assert wanted == {
-        DROPPED: f"sum(increase(llmops_capture_dropped_total{{{sel}}}[2m]))",
-        WRITTEN: f"sum(increase(llmops_capture_store_records_written_total{{{sel}}}[2m]))",
-        REFUSED: f'sum(increase(llmops_capture_store_refused_batches_total{{{sel},reason=~"size_cap|disk_full"}}[2m]))',
+        DROPPED: f"sum(increase(llmops_capture_dropped_total{{{sel}}}{at}))",
+        WRITTEN: f"sum(increase(llmops_capture_store_records_written_total{{{sel}}}{at}))",
+        REFUSED: f'sum(increase(llmops_capture_store_refused_batches_total{{{sel},reason=~"size_cap|disk_full"}}{at}))',
     }
-    sink = capture_request(parse(body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}})))
+    # Every pass inside one 30 s slot asks the same question (so gets the same answer).
+    later = {q.key: q.promql for q in capture_request(parse(capture_body()), now + dt.timedelta(seconds=15))}
+    assert later == wanted
+    sink = capture_request(parse(body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}})), now)
     assert [q.key for q in sink] == [DROPPED]
-    assert capture_request(parse(body())) == []
+    assert capture_request(parse(body()), now) == []
     assert measure_capture(None, []) is None
     assert {
-        k: type(v) for k, v in (measure_capture(None, capture_request(parse(capture_body()))) or {}).items()
+        k: type(v)
+        for k, v in (measure_capture(None, capture_request(parse(capture_body()), now)) or {}).items()
     } == {
         DROPPED: Error,
         WRITTEN: Error,
@@ -186,7 +192,8 @@ def test_a_ready_store_without_drops_is_healthy_and_checked_again_soon() -> None
         "refused": 0,
         "message": condition["message"],
     }
-    assert requeue is not None and requeue <= CHECK_SECONDS
+    # T0 + 10 min is 0.123456 s into a slot: back a second into the next one.
+    assert requeue == pytest.approx(CHECK_SECONDS + 1.0 - 0.123456)
 
 
 def test_a_store_without_a_ready_pod_sets_capture_degraded_with_the_drop_count() -> None:

@@ -17,12 +17,19 @@ It is Unknown (ObservationFailed) when the store is ready but Prometheus cannot 
 dropped, and False (CaptureHealthy) otherwise. A gateway that never dropped anything may have
 no llmops_capture_dropped_total series yet: no series counts as none dropped. With a sink the
 store checks fall away and only the drops count. Without capture the condition and
-status.capture are absent. While capture is on the pass comes back every CHECK_SECONDS, so the
-counts follow the traffic.
+status.capture are absent.
+
+The counts are evaluated at the last multiple of CHECK_SECONDS (PromQL's `@` modifier), not at
+`now`: every pass inside one such slot gets the same numbers. Evaluated at `now`, a window that
+slides while records are dropped would give new numbers on each pass, each a status write, and
+each write an event that starts the next pass at once: a hot loop. While capture is on the pass
+comes back at the next slot, so the counts follow the traffic.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -69,18 +76,21 @@ def _selector(ld: LLMDeployment) -> str:
     return f'namespace="{ld.namespace}",{PROM_LABEL_DEPLOYMENT}="{ld.name}"'
 
 
-def capture_request(ld: LLMDeployment | None) -> list[CaptureQuery]:
-    """The queries to run this pass (none without capture). Pure."""
+def slot(now: dt.datetime) -> float:
+    """The Unix time of the last multiple of CHECK_SECONDS at or before `now`."""
+    return math.floor(now.timestamp() / CHECK_SECONDS) * CHECK_SECONDS
+
+
+def capture_request(ld: LLMDeployment | None, now: dt.datetime) -> list[CaptureQuery]:
+    """The queries to run this pass (none without capture), evaluated at `slot(now)`. Pure."""
     if ld is None or ld.spec.gateway.capture is None or not ld.spec.gateway.enabled:
         return []
-    sel = _selector(ld)
-    wanted = [CaptureQuery(DROPPED, f"sum(increase({DROPPED_METRIC}{{{sel}}}[{WINDOW}]))")]
+    sel, at = _selector(ld), f"[{WINDOW}] @ {slot(now):.0f}"
+    wanted = [CaptureQuery(DROPPED, f"sum(increase({DROPPED_METRIC}{{{sel}}}{at}))")]
     if capture_store_enabled(ld):
         wanted += [
-            CaptureQuery(WRITTEN, f"sum(increase({WRITTEN_METRIC}{{{sel}}}[{WINDOW}]))"),
-            CaptureQuery(
-                REFUSED, f'sum(increase({REFUSED_METRIC}{{{sel},reason=~"{_ROOM_REASONS}"}}[{WINDOW}]))'
-            ),
+            CaptureQuery(WRITTEN, f"sum(increase({WRITTEN_METRIC}{{{sel}}}{at}))"),
+            CaptureQuery(REFUSED, f'sum(increase({REFUSED_METRIC}{{{sel},reason=~"{_ROOM_REASONS}"}}{at}))'),
         ]
     return wanted
 
@@ -138,7 +148,8 @@ def capture_stage(p: Pass) -> float | None:
     out = cast(CaptureStatusDict, {k: v for k, v in fields.items() if v is not None})
     p.fields["capture"] = out
     p.cond(c.CAPTURE_DEGRADED, status, reason, message)
-    return CHECK_SECONDS
+    # A second into the next slot, so that its measurement is a new one.
+    return slot(p.now) + CHECK_SECONDS + 1.0 - p.now.timestamp()
 
 
 def _dropped_text(dropped: int | None) -> str:
