@@ -379,6 +379,8 @@ def test_constants() -> None:
         "Retrained",
         "Autoscaling",
         "CaptureDegraded",
+        "Candidate",
+        "PinnedToSpec",
     )
     reasons = [v for k, v in vars(conditions).items() if k.isupper() and isinstance(v, str)]
     for reason in reasons:

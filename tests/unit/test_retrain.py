@@ -122,9 +122,9 @@ def test_a_reported_candidate_is_recorded_and_the_job_kept() -> None:
 def test_cooldown_and_daily_cap_hold_from_status() -> None:
     b, ch, now, p = drifted_with_retrain()
     [job] = applied_jobs(p)
-    finish(ch, job, "Complete")
-    pods = [job_pod("m-retrain-1", 0, json.dumps({"path": "/data/retrained/1"}))]
-    b = with_status(plan(b, Observations(children=ch, pods=pods), now + MINUTE), b)
+    # A failed run counts like any other (a candidate on its road would hold the next run anyway).
+    finish(ch, job, "Failed", "BackoffLimitExceeded")
+    b = with_status(plan(b, Observations(children=ch), now + MINUTE), b)
     # Still drifted, within the hour: no second run, and the status says until when.
     b, p = measured(b, ch, now + 2 * MINUTE, current=hist(LONG))
     assert applied_jobs(p) == []
@@ -188,9 +188,8 @@ def test_the_annotation_starts_a_retrain_once_per_value() -> None:
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LLMOPS_TRIGGER"] == "annotation llmops.io/retrain=please"
     assert p.status["retrain"]["annotation"] == "please"
-    finish(ch, job, "Complete")
-    pods = [job_pod("m-retrain-1", 0, json.dumps({"path": "/data/r1"}))]
-    b = with_status(plan(b, Observations(children=ch, pods=pods), now + MINUTE), b)
+    finish(ch, job, "Failed", "BackoffLimitExceeded")
+    b = with_status(plan(b, Observations(children=ch), now + MINUTE), b)
     stale = plan(b, Observations(children=ch), now + 2 * HOUR)
     assert applied_jobs(stale) == []  # the same value does not act twice
     b["metadata"]["annotations"] = {"llmops.io/retrain": "again"}

@@ -33,6 +33,12 @@ Unknown when Prometheus cannot say. Absent without spec.gateway.capture."""
 AUTOSCALING = "Autoscaling"
 """spec.autoscaling: True when the autoscaler is in place, False when it cannot be (a custom query
 that does not parse), Unknown when the query could not be checked; absent without autoscaling."""
+CANDIDATE = "Candidate"
+"""The last retrained candidate on its road (cache, gate, no worse than serving, approval, canary):
+Unknown on the way, True once promoted, False when rejected or abandoned (the reason says which)."""
+PINNED_TO_SPEC = "PinnedToSpec"
+"""Whether what serves is spec.model: False while a retrained model serves, with the exact
+spec.model lines to commit to pin it in git (set with spec.retrain, or while a retrained model serves)."""
 
 CONDITION_TYPES: tuple[str, ...] = (
     AVAILABLE,
@@ -45,6 +51,8 @@ CONDITION_TYPES: tuple[str, ...] = (
     RETRAINED,
     AUTOSCALING,
     CAPTURE_DEGRADED,
+    CANDIDATE,
+    PINNED_TO_SPEC,
 )
 DEPRECATED = "Deprecated"
 """True while the spec uses a deprecated name (which one, and its replacement, in the message);
@@ -156,3 +164,18 @@ STORE_FULL = "StoreFull"
 """The capture store refused batches: maxSize reached by the newest day alone, or a full volume."""
 RECORDS_DROPPED = "RecordsDropped"
 """The gateways dropped records in the last window (queue full, store or sink too slow or down)."""
+RETRAIN_ABANDONED = "RetrainAbandoned"
+"""spec.model changed while the retrain Job ran: the Job is deleted, spec wins."""
+CANDIDATE_WORSE = "CandidateWorse"
+"""The candidate scored worse than the serving revision beyond spec.retrain.noWorseThan."""
+CANDIDATE_APPROVED = "CandidateApproved"
+CANDIDATE_PROMOTED = "CandidatePromoted"
+APPROVAL_UNKNOWN_RUN = "ApprovalUnknownRun"
+"""llmops.io/approve-retrain names a run this LLMDeployment never had."""
+SPEC_CHANGED = "SpecChanged"
+"""spec.model changed while a retrain or its candidate was under way: spec wins."""
+RETRAINED_MODEL_SERVING = "RetrainedModelServing"
+"""A retrained model serves instead of spec.model; the message has the lines to commit."""
+SPEC_MODEL_SERVING = "SpecModelServing"
+ON_MODEL_CACHE = "OnModelCache"
+"""The target is a model a retrain run wrote to the model cache: nothing to download."""

@@ -498,6 +498,17 @@ _JOB_TEMPLATE_MESSAGE = (
 )
 
 
+class NoWorseThan(ApiModel):
+    """How much worse than the serving revision's gate score a retrained candidate may score on one
+    metric. "Worse" follows the metric's threshold: lower for a ``min`` bound (exactMatch), higher
+    for a ``max`` bound (errorRate)."""
+
+    metric: MetricName
+    """A metric of spec.evaluation.thresholds."""
+    max_drop: Annotated[float, Field(ge=0)] = 0.0
+    """Largest allowed loss against the serving revision's score (0: not worse at all)."""
+
+
 class RetrainSpec(ApiModel):
     """Retraining on drift: the operator runs jobTemplate; the Job reports the new model revision,
     which then goes through the evaluation gate and the rollout like any other revision."""
@@ -507,11 +518,18 @@ class RetrainSpec(ApiModel):
     job_template: JobTemplate
     """A batch/v1 Job template ({metadata, spec}), kept verbatim; spec.template is required."""
     approval: Literal["Manual", "Auto"] = "Manual"
-    """Manual: a retrained revision waits for the llmops.io/approve-retrain annotation before rollout."""
+    """Manual: a retrained candidate that passed its gate waits before its canary until the annotation
+    llmops.io/approve-retrain names its run (status.candidate.run); Auto: it goes straight on."""
     cooldown: Duration = "24h"
     """Least time between two retrains."""
     max_retrains_per_day: Annotated[int, Field(ge=0, le=24)] = 1
     """Cap on retrains in any 24 hours (0 disables retraining without removing the section)."""
+    no_worse_than: Annotated[
+        list[NoWorseThan],
+        Field(max_length=32, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["metric"]}),
+    ] = []
+    """A candidate must also score no worse than what serves, per metric, beyond these tolerances;
+    one that loses never serves (condition Candidate, reason CandidateWorse, with the numbers)."""
 
     @model_validator(mode="after")
     def _template(self) -> Self:

@@ -605,6 +605,13 @@ _RETRAIN_NEEDS_EVALUATION = cel(
     "retrain needs evaluation: a retrained model must pass the evaluation gate",
     ".retrain",
 )
+_NO_WORSE_THAN_THRESHOLDED = cel(
+    "!has(self.retrain) || !has(self.retrain.noWorseThan) || !has(self.evaluation)"
+    " || self.retrain.noWorseThan.all(r, self.evaluation.thresholds.exists(t, t.metric == r.metric))",
+    "retrain.noWorseThan[].metric must be one of evaluation.thresholds: the gate records only "
+    "thresholded scores, so only those can be compared with what serves",
+    ".retrain.noWorseThan",
+)
 
 
 class LLMDeploymentSpec(ApiModel):
@@ -615,6 +622,7 @@ class LLMDeploymentSpec(ApiModel):
             _EVAL_SCORE_NEEDS_SCHEDULE,
             _QUALITY_METRIC_THRESHOLDED,
             _RETRAIN_NEEDS_EVALUATION,
+            _NO_WORSE_THAN_THRESHOLDED,
             _DEPRECATED_TEMPLATES_TGI_ONLY,
             _GENERATE_ROUTE_TGI_ONLY,
         )
@@ -663,6 +671,9 @@ class LLMDeploymentSpec(ApiModel):
             raise ValueError(_QUALITY_METRIC_THRESHOLDED["message"])
         if self.retrain is not None and self.evaluation is None:
             raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
+        compared = {r.metric for r in self.retrain.no_worse_than} if self.retrain else set()
+        if self.evaluation is not None and not compared <= thresholded:
+            raise ValueError(_NO_WORSE_THAN_THRESHOLDED["message"])
         if self.engine.type != "tgi":
             templates = [m.template for m in self.rollout.analysis.metrics] if self.rollout else []
             if any(t is not None and t.startswith("tgi-") for t in templates):

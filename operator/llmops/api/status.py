@@ -390,10 +390,14 @@ class RetrainStatus(ApiModel):
     """Retrain runs started so far; the next Job is `<name>-retrain-<runs + 1>`."""
     job: ShortText | None = None
     """The running or last retrain Job (also the run ID)."""
-    state: Literal["Running", "Succeeded", "Failed"] | None = None
-    """Where the last run is."""
+    state: Literal["Running", "Succeeded", "Failed", "Abandoned"] | None = None
+    """Where the last run is (Abandoned: spec.model changed while it ran; its Job was deleted)."""
+    base_model: ShortText | None = None
+    """The model that served when the run started (LLMOPS_BASE_MODEL)."""
     base_revision: ShortText | None = None
     """The revision that served when the run started (LLMOPS_BASE_REVISION)."""
+    spec_model: ShortText | None = None
+    """spec.model (``id@revision``) when the run started: a change abandons the run and its candidate."""
     trigger: Message = ""
     """Why the run started: the drift verdict with its numbers, or the annotation."""
     message: Message = ""
@@ -432,6 +436,72 @@ class CaptureStatus(ApiModel):
     """Batches the store refused in the window for lack of room (size cap or full volume)."""
     message: Message = ""
     """What is wrong, or that capture is healthy (the CaptureDegraded condition's message)."""
+
+
+CandidateState = Literal["Evaluating", "AwaitingApproval", "Rolling", "Promoted", "Rejected", "Abandoned"]
+
+
+class Comparison(ApiModel):
+    """One metric of a candidate against the serving revision's gate score (spec.retrain.noWorseThan)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: ShortText
+    """Metric name."""
+    value: float | None = None
+    """The candidate's gate score."""
+    serving: float | None = None
+    """The serving revision's gate score (absent: it has none to compare with)."""
+    drop: float | None = None
+    """How much worse the candidate is (negative: better), in the metric's direction."""
+    max_drop: float
+    """The tolerance from spec.retrain.noWorseThan."""
+    passed: bool
+    """No worse than allowed (True when there is nothing to compare with)."""
+
+
+class CandidateStatus(ApiModel):
+    """The model a retrain run produced, on its road: cache, gate, no-worse-than, approval, canary."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run: ShortText
+    """The retrain run (its Job's name) that produced it."""
+    model: Annotated[str, StringConstraints(max_length=1024)]
+    """The Hub repository it reported, or the path on the model cache."""
+    revision: ShortText
+    """The 40-hex revision it reported (for a path: the run ID, which names it in the children)."""
+    path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The path on the model cache, for a model written there rather than to the Hub."""
+    spec_model: ShortText | None = None
+    """spec.model (``id@revision``) it was produced under: a change of spec.model abandons it."""
+    state: CandidateState
+    """Where it is on its road."""
+    reason: ShortText = ""
+    """CamelCase reason of the last change (CandidateWorse, EvaluationFailed, RolledBack, ...)."""
+    message: Message = ""
+    """What happened, with the numbers."""
+    comparison: Annotated[list[Comparison], Field(max_length=32)] = []
+    """Its gate scores against the serving revision's (spec.retrain.noWorseThan)."""
+
+
+class ServingStatus(ApiModel):
+    """What serves production traffic, where it came from, and its gate scores."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, StringConstraints(max_length=1024)]
+    """Hub repository (or path on the model cache) the stable track serves."""
+    revision: ShortText
+    """Its revision (status.servingRevision)."""
+    origin: ShortText
+    """``spec``, or the retrain run that produced it."""
+    path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The path on the model cache, for a retrained model written there."""
+    spec_model: ShortText | None = None
+    """spec.model (``id@revision``) when it started serving: git still says that, so it keeps serving."""
+    scores: Annotated[list[MetricResult], Field(max_length=32)] = []
+    """Its gate scores: what a retrained candidate must not be worse than."""
 
 
 class ManualGates(ApiModel):
@@ -525,12 +595,16 @@ class LLMDeploymentStatus(ApiModel):
     """The autoscaler, while spec.autoscaling is set."""
     serving_revision: ShortText | None = None
     """Revision that serves production traffic (stable)."""
+    serving: ServingStatus | None = None
+    """What serves: model, revision, origin (spec or a retrain run) and its gate scores."""
+    candidate: CandidateStatus | None = None
+    """The last retrained candidate and where it is on its road."""
     desired_revision: ShortText | None = None
     """Revision in spec.model.revision the operator is working towards."""
     endpoint: Annotated[str, StringConstraints(max_length=512)] | None = None
     """In-cluster URL, http://<service>.<namespace>.svc.cluster.local:<port>."""
-    model: Annotated[str, StringConstraints(max_length=200)] | None = None
-    """Repository id being served."""
+    model: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Repository id (or model-cache path) being served or rolled to."""
     canary: CanaryStatus | None = None
     """The running canary."""
     evaluation: EvaluationStatus | None = None
@@ -646,7 +720,9 @@ class RetrainStatusDict(TypedDict, total=False):
     runs: int
     job: str | None
     state: str | None
+    baseModel: str | None
     baseRevision: str | None
+    specModel: str | None
     trigger: str
     message: str
     lastStartTime: str | None
@@ -667,6 +743,42 @@ class CaptureStatusDict(TypedDict, total=False):
     dropped: int | None
     refused: int | None
     message: str
+
+
+class ComparisonDict(TypedDict, total=False):
+    """A Comparison as JSON."""
+
+    metric: str
+    value: float | None
+    serving: float | None
+    drop: float | None
+    maxDrop: float
+    passed: bool
+
+
+class CandidateStatusDict(TypedDict, total=False):
+    """A CandidateStatus as JSON."""
+
+    run: str
+    model: str
+    revision: str
+    path: str | None
+    specModel: str | None
+    state: str
+    reason: str
+    message: str
+    comparison: list[ComparisonDict]
+
+
+class ServingStatusDict(TypedDict, total=False):
+    """A ServingStatus as JSON."""
+
+    model: str
+    revision: str
+    origin: str
+    path: str | None
+    specModel: str | None
+    scores: list[MetricResultDict]
 
 
 class ManualGatesDict(TypedDict, total=False):
@@ -712,6 +824,8 @@ class StatusDict(TypedDict, total=False):
     replicasOwner: str
     autoscaling: AutoscalingStatusDict | None
     servingRevision: str | None
+    serving: ServingStatusDict | None
+    candidate: CandidateStatusDict | None
     desiredRevision: str
     endpoint: str
     model: str

@@ -13,9 +13,13 @@ from llmops.render import download_job, pvc, pvc_name
 __all__ = ["cache_stage"]
 
 
-def cache_stage(p: Pass) -> tuple[bool, Problem | None]:
-    """Render the cache children; return (desired revision cached?, blocking problem)."""
+def cache_stage(p: Pass, path: str | None = None) -> tuple[bool, Problem | None]:
+    """Render the cache children; return (desired revision cached?, blocking problem).
+
+    ``path``: the target is a model a retrain run wrote to the model cache, so nothing downloads."""
     spec = p.ld.spec
+    if path is not None:
+        return _on_the_cache(p, path)
     if not spec.cache.enabled:
         p.cond(
             c.MODEL_CACHED,
@@ -73,3 +77,20 @@ def cache_stage(p: Pass) -> tuple[bool, Problem | None]:
         return False, found
     p.cond(c.MODEL_CACHED, c.FALSE, c.DOWNLOADING, f"downloading {model} into the cache")
     return False, None
+
+
+def _on_the_cache(p: Pass, path: str) -> tuple[bool, Problem | None]:
+    if not p.ld.spec.cache.enabled:
+        problem = Problem(
+            c.CACHE_DISABLED,
+            f"the model at {path} was written to the model cache, but spec.cache.enabled is false: "
+            "the pods would not see it",
+            permanent=True,
+        )
+        p.cond(c.MODEL_CACHED, c.FALSE, problem.reason, problem.message)
+        return False, problem
+    p.want(pvc(p.ld))
+    p.cond(
+        c.MODEL_CACHED, c.TRUE, c.ON_MODEL_CACHE, f"{path} is on the model cache (written by a retrain run)"
+    )
+    return True, None

@@ -35,6 +35,7 @@ from llmops.engines import get_engine
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail
 from llmops.lifecycle.smoke import SMOKE_BROKEN, SMOKE_FAILED, smoke_applies, smoke_stage
+from llmops.lifecycle.target import desired_target
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import SMOKE_GATE
 from llmops.render.traffic import route_patch, track_service
@@ -77,11 +78,14 @@ def analysis_request(
     """The queries to run for this pass (empty when no measurement is due). Pure."""
     if ld is None or ld.spec.rollout is None or not ld.spec.rollout.analysis.metrics:
         return []
-    canary = (body.get("status") or {}).get("canary") or {}
+    status = body.get("status") or {}
+    canary = status.get("canary") or {}
+    # The canary's revision is the target's: spec.model's, or a retrained candidate's.
+    target = desired_target(ld.spec.model, status.get("serving"), status.get("candidate"))
     # Paused canaries keep being measured: data coming back resumes them.
     if (
         canary.get("state") not in (CanaryState.PROGRESSING, CanaryState.PAUSED)
-        or canary.get("revision") != ld.spec.model.revision
+        or canary.get("revision") != target.revision
     ):
         return []
     if not canary.get("readyTime"):

@@ -111,6 +111,8 @@ class Pass:
     handover: list[dict[str, Any]] = field(default_factory=list)
     """Replica counts to apply under the hand-over field manager before the children
     (lifecycle.autoscaling)."""
+    spec_model: str = ""
+    """spec.model as git has it, ``id@revision`` (``ld`` may carry a retrained model instead)."""
 
     def __post_init__(self) -> None:
         self.conditions = [x.copy() for x in self.old_status.get("conditions") or []]

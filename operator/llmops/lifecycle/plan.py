@@ -11,18 +11,24 @@ the same status.
 
 The revision pipeline, one stage per module:
 
-    cache (cache.py) → evaluation gate (gate.py) → stable rolls to the revision (here)
+    the target (target.py: spec.model, or a retrained candidate) →
+    cache (cache.py) → evaluation gate (gate.py) → for a candidate: no worse than what serves,
+    approval (candidate.py) → canary (canary.py) → stable rolls to the revision (here)
     and, for the revision that serves: scheduled re-evaluation (scheduled.py), drift (drift.py),
-    retrain Jobs on drift (retrain.py); beside them, the capture store and its health (capture.py)
+    retrain Jobs on drift (retrain.py), status.serving and PinnedToSpec (serving.py); beside them,
+    the capture store and its health (capture.py)
 
 The stable Deployment keeps serving what it serves until the desired revision has passed the
-stages before it.
+stages before it. The pipeline stages see ``p.ld`` with spec.model set to the target; the stages
+about what serves see it with the serving model (a retrained model may serve while spec.model
+still names its base).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -30,12 +36,18 @@ from pydantic import ValidationError
 
 from llmops.api import conditions as c
 from llmops.api.delivery import DEPRECATED_TEMPLATES
-from llmops.api.resource import parse
+from llmops.api.resource import LLMDeployment, parse
 from llmops.api.spec import is_pinned_revision
 from llmops.api.status import CanaryState, ConditionDict, Phase, StatusDict
 from llmops.lifecycle.autoscaling import Scaling, autoscaling_stage, scaling_of
 from llmops.lifecycle.cache import cache_stage
 from llmops.lifecycle.canary import CanaryPlan, canary_stage
+from llmops.lifecycle.candidate import (
+    CandidateGate,
+    abandon_candidate,
+    candidate_after_rollout,
+    candidate_gate,
+)
 from llmops.lifecycle.capture import capture_stage
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.context import (
@@ -54,6 +66,8 @@ from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observati
 from llmops.lifecycle.ownership import drifted_fields
 from llmops.lifecycle.retrain import RetrainPlan, retrain_stage
 from llmops.lifecycle.scheduled import scheduled_stage
+from llmops.lifecycle.serving import pin_condition, serving_status
+from llmops.lifecycle.target import Target, desired_target, serving_target, spec_key, with_model
 from llmops.render import (
     deployment,
     deployment_name,
@@ -121,15 +135,23 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         ld = parse(body)
     except ValidationError as exc:
         return _invalid(body, old_status, exc, now)
-    p = Pass(ld=ld, obs=obs, old_status=old_status, now=now)
-    outcome = _run_stages(p)
+    road = _road_of(ld, old_status)
+    p = Pass(
+        ld=with_model(ld, road.target), obs=obs, old_status=old_status, now=now, spec_model=road.spec_model
+    )
+    abandon_candidate(p, road.spec_model)
+    outcome = _run_stages(p, road)
     _shared_children(p, autoscaling_stage(p, outcome.scaling))
-    _revision_pinned(p)
+    _revision_pinned(p, ld)
     _deprecated(p)
-    scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
-    drift_requeue = drift_stage(p, outcome.serving)
-    retrain = retrain_stage(p, outcome.serving)
+    serves = road.target if outcome.serving == road.target.revision else road.before
+    with _serving_side(p, with_model(ld, serves)):
+        scheduled_stage(p, outcome.stable.revision if outcome.stable.ready > 0 else None)
+        drift_requeue = drift_stage(p, outcome.serving)
+        retrain = retrain_stage(p, outcome.serving)
     capture_requeue = capture_stage(p)
+    p.fields["serving"] = serving_status(p, outcome.serving, road.target, road.before, ld.spec.model)
+    pin_condition(p, p.fields["serving"], ld.spec.model)
     _available(p, outcome)
     _progressing(p, outcome, retrain)
     _degraded(p, outcome)
@@ -144,6 +166,37 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     _diff(p, out)
     out.requeue_after = _requeue_after(p, outcome, drift_requeue, capture_requeue, retrain.running)
     return _finish(out, old_status, {**p.fields, "history": p.history}, p.conditions, p.events)
+
+
+@dataclass(frozen=True)
+class _Road:
+    """Where the pipeline is going this pass, and what served before it."""
+
+    target: Target
+    """spec.model, or a retrained candidate on its road, or the retrained model that serves."""
+    before: Target
+    """What status says the stable track served before this pass."""
+    spec_model: str
+    """spec.model as ``id@revision``."""
+
+
+def _road_of(ld: LLMDeployment, old: StatusDict) -> _Road:
+    model = ld.spec.model
+    return _Road(
+        target=desired_target(model, old.get("serving"), old.get("candidate")),
+        before=serving_target(model, old.get("serving")),
+        spec_model=spec_key(model),
+    )
+
+
+@contextmanager
+def _serving_side(p: Pass, serving_ld: LLMDeployment) -> Iterator[None]:
+    """The stages about what serves (scheduled evaluation, drift, retrain) see the serving model."""
+    pipeline_ld, p.ld = p.ld, serving_ld
+    try:
+        yield
+    finally:
+        p.ld = pipeline_ld
 
 
 @dataclass(frozen=True)
@@ -171,17 +224,24 @@ class _Outcome:
     """The replicas stable should have now (fewer than ``replicas`` during a replicas-mode canary)."""
     scaling: Scaling
     """Who sets the stable replicas (spec or an autoscaler), and how many are expected."""
+    candidate: CandidateGate | None = None
+    """A retrained target's own checks (None for spec.model)."""
 
 
-def _run_stages(p: Pass) -> _Outcome:
-    """cache → gate → canary (when one is wanted) → the stable Deployment's revision and size."""
+def _run_stages(p: Pass, road: _Road) -> _Outcome:
+    """cache → gate → (candidate checks) → canary (when one is wanted) → the stable Deployment's
+    revision and size."""
     spec, name = p.ld.spec, p.ld.name
     observed_stable = p.obs.child("Deployment", deployment_name(name, "stable"))
     scaling = scaling_of(p.ld, observed_stable)
     stable = rollout_of(observed_stable, scaling.desired)
-    cache_ok, cache_problem = cache_stage(p)
+    cache_ok, cache_problem = cache_stage(p, road.target.path)
     gate = gate_stage(p, stable, cache_ok)
-    cleared = cache_ok and gate.passed
+    checks = candidate_gate(p, road.target, road.before, cache_problem, gate)
+    if checks is not None and checks.rejected:
+        # It will never serve; what serves stays, judged as it was (next pass targets it again).
+        cache_ok, cache_problem, gate = True, None, Gate(passed=True)
+    cleared = cache_ok and gate.passed and not (checks is not None and (checks.held or checks.rejected))
     target_rev = spec.model.revision if cleared else stable.revision
     stable_replicas = scaling.desired
     canary = None
@@ -196,8 +256,9 @@ def _run_stages(p: Pass) -> _Outcome:
             p.drop_condition(c.PROMOTED)
     if target_rev is not None:
         rendered = scaling.rendered if scaling.autoscaled else stable_replicas
+        stable_ld = p.ld if target_rev == spec.model.revision else with_model(p.ld, road.before)
         p.want(
-            deployment(p.ld, track="stable", revision=target_rev, replicas=rendered),
+            deployment(stable_ld, track="stable", revision=target_rev, replicas=rendered),
             revision=target_rev,
         )
     pod_problem = diagnose_pods(
@@ -210,6 +271,9 @@ def _run_stages(p: Pass) -> _Outcome:
     serving_rev = target_rev if rolled else p.old_status.get("servingRevision")
     if serving_rev is None and stable.ready > 0 and stable.revision == target_rev:
         serving_rev = target_rev  # the first revision, partly up: it already takes the traffic
+    rolled_back = canary is not None and canary.state == CanaryState.ROLLED_BACK
+    promoted = rolled and target_rev == spec.model.revision
+    candidate_after_rollout(p, road.target, road.before, rolled_back, promoted)
     blocking = _first_permanent(pod_problem, cache_problem, gate.problem, canary.problem if canary else None)
     return _Outcome(
         stable=stable,
@@ -225,6 +289,7 @@ def _run_stages(p: Pass) -> _Outcome:
         replicas=scaling.desired,
         stable_replicas=stable_replicas,
         scaling=scaling,
+        candidate=checks,
     )
 
 
@@ -240,7 +305,7 @@ def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
             "servingRevision": o.serving,
             "desiredRevision": spec.model.revision,
             "endpoint": endpoint(p.ld.name, p.ld.namespace, spec.service.port),
-            "model": spec.model.id,
+            "model": str((p.fields.get("serving") or {}).get("model") or spec.model.id),
         }
     )
 
@@ -321,8 +386,8 @@ def _shared_children(p: Pass, autoscaling: ScalerMetric | None) -> None:
         )
 
 
-def _revision_pinned(p: Pass) -> None:
-    rev = p.ld.spec.model.revision
+def _revision_pinned(p: Pass, ld: LLMDeployment) -> None:
+    rev = ld.spec.model.revision
     if is_pinned_revision(rev):
         p.cond(REVISION_PINNED, c.TRUE, "Pinned", f"revision {rev} is a commit sha")
     else:
@@ -398,6 +463,8 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
     elif canary is not None and canary.state == CanaryState.PAUSED:
         msg = str((p.fields.get("canary") or {}).get("message") or "the canary is paused")
         p.cond(c.PROGRESSING, c.FALSE, canary.problem.reason if canary.problem else c.CANARY_PAUSED, msg)
+    elif o.candidate is not None and o.candidate.held and o.candidate.message:
+        p.cond(c.PROGRESSING, c.FALSE, c.RETRAIN_AWAITING_APPROVAL, o.candidate.message[:1000])
     elif canary is not None and canary.state in (CanaryState.PROGRESSING, CanaryState.PROMOTING):
         can = p.fields.get("canary") or {}
         p.cond(

@@ -8,11 +8,16 @@
       → Complete with a report that names no model → Failed (RetrainReportInvalid, saying why)
       → Failed → Failed (RetrainFailed, with the Job's reason); it counts against the cooldown
 
+      → spec.model changes while it runs → Abandoned (RetrainAbandoned): the Job is deleted, spec wins
+
 The report is JSON: ``{"model": "org/name", "revision": "<40 hex>"}`` for a Hub repository, or
-``{"path": "/data/..."}`` for a model (or LoRA adapter) written to the model cache. What the
-candidate does next (cache, gate, canary) is not wired yet. Everything is in ``status.retrain``:
-a restarted operator finds the same run (the Job name comes from the run count in status, so a
-pass repeated after a lost status write applies the same Job, never a second one).
+``{"path": "/data/..."}`` for a model written to the model cache. The reported model becomes
+``status.candidate`` and takes the road of any revision (candidate.py). No run starts while a
+candidate is on its road. Everything is in ``status.retrain``: a restarted operator finds the same
+run (the Job name comes from the run count in status, so a pass repeated after a lost status
+write applies the same Job, never a second one).
+
+This stage sees ``p.ld`` with the serving model: a run retrains what serves (LLMOPS_BASE_MODEL).
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ from llmops.api.constants import ANNOTATION_RETRAIN
 from llmops.api.delivery import REPO_ID
 from llmops.api.status import RetrainStatusDict
 from llmops.contracts import format_timestamp
+from llmops.lifecycle.candidate import new_candidate
 from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import job_state, termination_json
+from llmops.lifecycle.target import ACTIVE_CANDIDATE_STATES, Target
 from llmops.render.retrain import retrain_job, retrain_job_name
 
 __all__ = ["RetrainPlan", "retrain_stage"]
 
-RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"
+RUNNING, SUCCEEDED, FAILED, ABANDONED = "Running", "Succeeded", "Failed", "Abandoned"
 _DAY = dt.timedelta(hours=24)
 
 
@@ -64,10 +71,15 @@ def retrain_stage(p: Pass, serving: str | None) -> RetrainPlan:
     # Updated in place by the steps below as plain JSON; its keys are RetrainStatusDict's.
     p.fields["retrain"] = cast(RetrainStatusDict, st)
     if st.get("state") == RUNNING and st.get("job"):
+        if st.get("specModel") and st.get("specModel") != p.spec_model:
+            return _abandon(p, st)
         return _follow(p, st)
     trigger, annotation = _trigger(p)
     if trigger is None or serving is None or not spec.enabled:
         return RetrainPlan(False)
+    candidate = p.fields.get("candidate", p.old_status.get("candidate")) or {}
+    if candidate.get("state") in ACTIVE_CANDIDATE_STATES:
+        return RetrainPlan(False)  # one model on the road at a time: the trigger waits
     blocked = _blocked(p, st)
     if blocked is not None:
         if st.get("message") != blocked:
@@ -110,13 +122,16 @@ def _blocked(p: Pass, st: Mapping[str, Any]) -> str | None:
 def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: str | None) -> RetrainPlan:
     run = int(st.get("runs") or 0) + 1
     job = retrain_job_name(p.ld.name, run)
-    p.want(retrain_job(p.ld, run=run, base_revision=serving, trigger=trigger))
+    base_model = p.ld.spec.model.id
+    p.want(retrain_job(p.ld, run=run, base_model=base_model, base_revision=serving, trigger=trigger))
     recent = [x for x in st.get("startTimes") or [] if (t := _parse_time(x)) and p.now - t < _DAY]
     st.update(
         runs=run,
         job=job,
         state=RUNNING,
+        baseModel=base_model,
         baseRevision=serving,
+        specModel=p.spec_model,
         trigger=trigger[:1000],
         message=f"retrain Job {job} started from revision {serving}",
         lastStartTime=format_timestamp(p.now),
@@ -137,7 +152,13 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
     job, run = str(st["job"]), int(st.get("runs") or 0)
     # The same Job as started (same inputs, same hash): wanting it keeps it from being deleted.
     p.want(
-        retrain_job(p.ld, run=run, base_revision=str(st.get("baseRevision")), trigger=str(st.get("trigger")))
+        retrain_job(
+            p.ld,
+            run=run,
+            base_model=str(st.get("baseModel") or p.ld.spec.model.id),
+            base_revision=str(st.get("baseRevision")),
+            trigger=str(st.get("trigger")),
+        )
     )
     state, reason, job_message = job_state(p.obs.child("Job", job))
     message = f"Retrain Job {job} running after {st.get('trigger')}"
@@ -152,11 +173,34 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
     if problem is not None:
         return _finish(p, st, c.RETRAIN_REPORT_INVALID, f"retrain Job {job} completed but {problem}")
     st.update(state=SUCCEEDED, **candidate)
-    what = candidate.get("candidatePath") or f"{candidate['candidateModel']}@{candidate['candidateRevision']}"
-    st["message"] = f"retrain Job {job} produced {what}"
+    target = _target(job, candidate)
+    st["message"] = f"retrain Job {job} produced {target.text}"
     p.cond(c.RETRAINED, c.TRUE, c.RETRAIN_SUCCEEDED, st["message"])
-    p.record("RetrainSucceeded", st.get("baseRevision"), c.RETRAIN_SUCCEEDED, st["message"])
+    p.record("RetrainSucceeded", target.revision, c.RETRAIN_SUCCEEDED, st["message"])
     p.events.append(Event("Normal", c.RETRAIN_SUCCEEDED, st["message"]))
+    # Produced under the spec.model the run started with (a changed one abandoned the run).
+    p.fields["candidate"] = new_candidate(job, target, str(st.get("specModel") or p.spec_model))
+    return RetrainPlan(False)
+
+
+def _target(run: str, candidate: Mapping[str, Any]) -> Target:
+    """The reported model as a pipeline target: a Hub revision, or a path named by its run."""
+    path = candidate.get("candidatePath")
+    if path:
+        return Target(str(path), run, run, str(path))
+    return Target(str(candidate["candidateModel"]), str(candidate["candidateRevision"]), run)
+
+
+def _abandon(p: Pass, st: dict[str, Any]) -> RetrainPlan:
+    """spec.model changed while the Job ran: not wanted any more, so the Job (unfinished) is deleted."""
+    message = (
+        f"retrain Job {st.get('job')} abandoned: spec.model changed to {p.spec_model} "
+        f"(was {st.get('specModel')}); spec wins and its Job is deleted"
+    )
+    st.update(state=ABANDONED, message=message[:1000])
+    p.cond(c.RETRAINED, c.FALSE, c.RETRAIN_ABANDONED, message[:1000])
+    p.record("RetrainAbandoned", st.get("baseRevision"), c.RETRAIN_ABANDONED, message[:1000])
+    p.events.append(Event("Normal", c.RETRAIN_ABANDONED, message[:1000]))
     return RetrainPlan(False)
 
 

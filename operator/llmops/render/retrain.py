@@ -1,7 +1,8 @@
 """The retrain Job: the user's ``spec.retrain.jobTemplate``, owned by the LLMDeployment, with the
 contract's environment added to every container (docs/retrain.md):
 
-    LLMOPS_BASE_MODEL      spec.model.id
+    LLMOPS_BASE_MODEL      the model that served when the retrain started (spec.model.id, or a
+                           retrained model that serves)
     LLMOPS_BASE_REVISION   the revision that served when the retrain started
     LLMOPS_RUN_ID          the run, `<name>-retrain-<n>` (also the Job's name)
     LLMOPS_TRIGGER         why it started (the drift verdict, or the annotation)
@@ -31,16 +32,18 @@ def retrain_job_name(name: str, run: int) -> str:
     return f"{name}-retrain-{run}"
 
 
-def _contract_env(ld: LLMDeployment, run_id: str, base_revision: str, trigger: str) -> list[dict[str, str]]:
+def _contract_env(base_model: str, run_id: str, base_revision: str, trigger: str) -> list[dict[str, str]]:
     return [
-        {"name": "LLMOPS_BASE_MODEL", "value": ld.spec.model.id},
+        {"name": "LLMOPS_BASE_MODEL", "value": base_model},
         {"name": "LLMOPS_BASE_REVISION", "value": base_revision},
         {"name": "LLMOPS_RUN_ID", "value": run_id},
         {"name": "LLMOPS_TRIGGER", "value": trigger[:_TRIGGER_LIMIT]},
     ]
 
 
-def retrain_job(ld: LLMDeployment, *, run: int, base_revision: str, trigger: str) -> dict[str, Any]:
+def retrain_job(
+    ld: LLMDeployment, *, run: int, base_revision: str, trigger: str, base_model: str | None = None
+) -> dict[str, Any]:
     """The Job of retrain run ``run`` (spec.retrain must be set)."""
     retrain = ld.spec.retrain
     assert retrain is not None
@@ -58,7 +61,7 @@ def retrain_job(ld: LLMDeployment, *, run: int, base_revision: str, trigger: str
     spec = template["spec"]
     pod = spec["template"].setdefault("spec", {})
     pod.setdefault("restartPolicy", "Never")
-    contract = _contract_env(ld, name, base_revision, trigger)
+    contract = _contract_env(base_model or ld.spec.model.id, name, base_revision, trigger)
     reserved = {e["name"] for e in contract}
     for container in pod.get("containers") or []:
         user_env = [e for e in container.get("env") or [] if e.get("name") not in reserved]
