@@ -26,6 +26,7 @@ changes::
      "slow": {"org/big": 30},            each file's body takes this many seconds
      "unavailable": ["org/down"],        503 on every route
      "refs": {"org/x": ["v1"] | {"v1": "<sha>"}},
+     "absent": {"org/x": ["<sha>"]},      404 RevisionNotFound for these commits (never pushed)
      "files": {"org/x": {"path": "text"}}}   replaces the repo's default files
 
 Dataset repos are keyed ``datasets/org/name`` and have only a README.md unless ``files`` says
@@ -220,6 +221,8 @@ class FakeHub:
 
     def _resolve(self, key: str, revision: str) -> str:
         if _SHA_RE.match(revision):
+            if revision in (self._listed("absent", key) or []):
+                raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             return revision
         refs = self._listed("refs", key)
         if isinstance(refs, dict) and revision in refs:

@@ -100,6 +100,10 @@ def test_errors_carry_the_codes_the_client_maps_to_its_exceptions(hub: HubThread
     assert api(hub, token="hf_any").model_info("org/gated").gated == "auto"
     with pytest.raises(RevisionNotFoundError):
         api(hub).model_info("org/model", revision="no-such-branch")
+    configure(tmp_path, absent={"org/model": [SHA]})
+    with pytest.raises(RevisionNotFoundError):
+        api(hub).model_info("org/model", revision=SHA)  # a commit that was never pushed
+    assert api(hub).model_info("org/other", revision=SHA).sha == SHA
     with pytest.raises(EntryNotFoundError):
         hf_hub_download("org/model", "nope.txt", endpoint=hub.url, cache_dir=tmp_path / "c", token=False)
 

@@ -65,6 +65,18 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.canary.weight",
         "description": "Percent of traffic on the canary",
     },
+    {
+        "name": "Origin",
+        "type": "string",
+        "jsonPath": ".status.serving.origin",
+        "description": "Where what serves came from: spec, or the retrain run that produced it",
+    },
+    {
+        "name": "Candidate",
+        "type": "string",
+        "jsonPath": ".status.candidate.state",
+        "description": "The last retrained candidate: Evaluating, AwaitingApproval, Rolling, Promoted, Rejected",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Desired",
@@ -78,6 +90,20 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "string",
         "jsonPath": ".status.replicasOwner",
         "description": "Who sets the replicas: Spec, HorizontalPodAutoscaler, ScaledObject or Nobody",
+        "priority": 1,
+    },
+    {
+        "name": "Drifted",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Drifted")].status',
+        "description": "Whether the serving revision's traffic or quality drifted",
+        "priority": 1,
+    },
+    {
+        "name": "Pinned",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="PinnedToSpec")].status',
+        "description": "False while a retrained model serves that spec.model does not name",
         "priority": 1,
     },
     {

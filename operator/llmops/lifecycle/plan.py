@@ -71,6 +71,7 @@ from llmops.lifecycle.target import Target, desired_target, serving_target, spec
 from llmops.render import (
     deployment,
     deployment_name,
+    download_job,
     endpoint,
     network_policy,
     pdb,
@@ -236,6 +237,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
     scaling = scaling_of(p.ld, observed_stable)
     stable = rollout_of(observed_stable, scaling.desired)
     cache_ok, cache_problem = cache_stage(p, road.target.path)
+    _keep_serving_download(p, road)
     gate = gate_stage(p, stable, cache_ok)
     checks = candidate_gate(p, road.target, road.before, cache_problem, gate)
     if checks is not None and checks.rejected:
@@ -291,6 +293,15 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
         scaling=scaling,
         candidate=checks,
     )
+
+
+def _keep_serving_download(p: Pass, road: _Road) -> None:
+    """While another revision is on the road, the serving revision's download Job stays (a finished
+    Job is the cache's record that it holds the revision): if the other is dropped, nothing downloads
+    again before the serving revision is the target once more."""
+    before = road.before
+    if before.revision != road.target.revision and before.path is None:
+        p.want(download_job(with_model(p.ld, before), revision=before.revision))
 
 
 def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:

@@ -7,11 +7,15 @@
 --   3. a rollout paused by its analysis (Progressing reason Paused*/*Paused, such as
 --      CanaryPaused: no data, a query Prometheus rejected; or RetrainAwaitingApproval)
 --                                                            -> Suspended
---   4. Serving with Available=True                           -> Healthy
+--   4. Serving with Available=True                           -> Healthy; the message says when a
+--      retrained model serves that spec.model does not name (PinnedToSpec=False: the lines to
+--      commit) or when the last retrained candidate was rejected (Candidate=False: by how much)
 --   5. any phase on the way there                            -> Progressing, including a
 --      canary held with status.canary.state Paused for a reason that clears by itself
 --      (its pods wait for GPUs, its smoke evaluation is retried)
--- A paused canary's message is the canary's own (status.canary.message): why it waits.
+-- A paused canary's message is the canary's own (status.canary.message): why it waits. A
+-- retrained candidate awaiting approval is Suspended with the Candidate condition's message
+-- (which run to name in llmops.io/approve-retrain, or which value named no run).
 -- RolledBack is Degraded although the previous revision still serves: the revision in git is
 -- not running and will not be without a change, which is what Degraded tells an Argo CD user
 -- (Argo CD's own Rollout check calls an aborted rollout Degraded for the same reason).
@@ -94,7 +98,12 @@ local canary_paused = phase == "Canary" and canary ~= nil and canary.state == "P
 
 if progressing ~= nil and is_pause_reason(progressing.reason) then
   hs.status = "Suspended"
-  hs.message = message_of(canary_paused and canary or nil, message_of(progressing, "The rollout is paused"))
+  local candidate = nil
+  if progressing.reason == "RetrainAwaitingApproval" then
+    candidate = condition(status, "Candidate")
+  end
+  hs.message = message_of(canary_paused and canary or candidate,
+    message_of(progressing, "The rollout is paused"))
   return hs
 end
 
@@ -104,10 +113,23 @@ if canary_paused then
   return hs
 end
 
+-- What a Healthy message adds: a retrained model serving outside git, or a rejected candidate.
+local function serving_note()
+  local pinned = condition(status, "PinnedToSpec")
+  if pinned ~= nil and pinned.status == "False" then
+    return pinned
+  end
+  local candidate = condition(status, "Candidate")
+  if candidate ~= nil and candidate.status == "False" and candidate.reason ~= "SpecChanged" then
+    return candidate
+  end
+  return nil
+end
+
 if phase == "Serving" then
   if available ~= nil and available.status == "True" then
     hs.status = "Healthy"
-    hs.message = message_of(available, "Serving")
+    hs.message = message_of(serving_note(), message_of(available, "Serving"))
     return hs
   end
   hs.status = "Progressing"

@@ -1,0 +1,294 @@
+"""The retrained candidate's road end to end (issue 12): a retrain Job (a pod the fake kubelet runs,
+reporting through its termination message) → candidate → download through the real
+huggingface_hub client → staging pod and a real evaluation Job against the TGI simulator →
+no worse than what serves → approval → canary → promoted, with the lineage in status and Events.
+
+The simulators answer the dataset correctly for a chosen fraction of prompts per revision, so a
+candidate can be made better or worse than what serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from llmops.api.constants import OPERATOR_IMAGE
+from llmops_dev.cluster import Cluster
+from testkit import get_json, restricted, wait_for
+from testkit.operator import (
+    OperatorProcess,
+    condition,
+    configure_hub,
+    llmd,
+    sample,
+    set_behaviour,
+    wait_condition,
+)
+
+MODEL = "sim-org/tiny-chat"
+QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
+EVALUATION = {
+    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+    "thresholds": [{"metric": "exactMatch", "min": 0.5}],
+    "concurrency": 4,
+    "timeoutSeconds": 10,
+    "maxNewTokens": 16,
+}
+ROLLOUT = {"steps": [{"setWeight": 50, "pause": {"duration": "3s"}}], "progressDeadlineSeconds": 120}
+# The trainer writes its report to the termination message path it is given (the fake kubelet
+# maps /dev/termination-log to the pod's own file), after ``sleep`` seconds.
+TRAINER = (
+    "import json, sys, time\n"
+    "report, sleep, path = sys.argv[1], float(sys.argv[2]), sys.argv[3]\n"
+    "time.sleep(sleep)\n"
+    "open(path, 'w').write(report)\n"
+)
+
+
+def rev(tag: str) -> str:
+    return hashlib.sha1(tag.encode()).hexdigest()
+
+
+def _retrain(report: dict[str, Any], approval: str = "Auto", sleep: float = 0.0) -> dict[str, Any]:
+    container = {
+        "name": "train",
+        "image": OPERATOR_IMAGE,
+        "command": ["python", "-c", TRAINER, json.dumps(report), str(sleep), "/dev/termination-log"],
+    }
+    pod = restricted({"restartPolicy": "Never", "containers": [container]})
+    return {
+        "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": pod}}},
+        "approval": approval,
+        "cooldown": "1s",
+        "maxRetrainsPerDay": 24,
+        "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
+    }
+
+
+def _dataset(cluster: Cluster, namespace: str) -> None:
+    text = "\n".join(json.dumps(x) for x in QA) + "\n"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
+    assert cluster.state_dir is not None
+    (cluster.state_dir / "qa.jsonl").write_text(text)
+
+
+def _behave(cluster: Cluster, revision: str, accuracy: float) -> None:
+    assert cluster.state_dir is not None
+    set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa.jsonl"), accuracy=accuracy)
+
+
+def _serve(cluster: Cluster, namespace: str, name: str, base: str, retrain: dict[str, Any]) -> dict[str, Any]:
+    """Apply the LLMDeployment at ``base`` and wait until it serves with its gate scores kept."""
+    _dataset(cluster, namespace)
+    body = json.loads(sample(name, base, evaluation=EVALUATION, rollout=ROLLOUT, retrain=retrain))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_for(
+        f"{name} serves {base} with its gate scores",
+        lambda: _status(cluster, namespace, name).get("serving", {}).get("scores")
+        and _status(cluster, namespace, name).get("phase") == "Serving",
+        180,
+        0.5,
+    )
+    return body
+
+
+def _status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return llmd(cluster, namespace, name).get("status") or {}
+
+
+def _annotate(cluster: Cluster, namespace: str, name: str, key: str, value: str) -> None:
+    cluster.kubectl("annotate", "llmdeployment", name, "-n", namespace, f"{key}={value}", "--overwrite")
+
+
+def _retrain_jobs(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    selector = f"llmops.io/deployment={name},app.kubernetes.io/component=retrain"
+    return [
+        j["metadata"]["name"] for j in get_json(cluster, "jobs", "-n", namespace, "-l", selector)["items"]
+    ]
+
+
+def _stable(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return get_json(cluster, "deployment", f"{name}-stable", "-n", namespace)
+
+
+def _events(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    items = get_json(
+        cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    ).get("items", [])
+    return [str(e.get("reason")) for e in items]
+
+
+def test_auto_approval_takes_a_retrained_candidate_through_gate_and_canary_to_promotion(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    base, tuned = rev("auto-base"), rev("auto-tuned")
+    _behave(cluster, base, 0.8)
+    _behave(cluster, tuned, 0.95)
+    _serve(cluster, namespace, "auto", base, _retrain({"model": MODEL, "revision": tuned}))
+    _annotate(cluster, namespace, "auto", "llmops.io/retrain", "shifted-traffic")
+    wait_for(
+        "the candidate promoted",
+        lambda: _status(cluster, namespace, "auto").get("candidate", {}).get("state") == "Promoted",
+        240,
+        0.5,
+    )
+    obj = llmd(cluster, namespace, "auto")
+    st = obj["status"]
+    assert st["servingRevision"] == tuned and st["phase"] == "Serving"
+    assert st["serving"]["origin"] == "auto-retrain-1" and st["serving"]["model"] == MODEL
+    assert _stable(cluster, namespace, "auto")["metadata"]["annotations"]["llmops.io/model-revision"] == tuned
+    comparison = st["candidate"]["comparison"][0]
+    assert (
+        comparison["metric"] == "exactMatch" and comparison["serving"] == 0.8 and comparison["value"] >= 0.9
+    )
+    pinned = condition(obj, "PinnedToSpec")
+    assert (pinned["status"], pinned["reason"]) == ("False", "RetrainedModelServing")
+    assert f"revision: {tuned}" in pinned["message"]
+    actions = [h["action"] for h in st["history"]]
+    lineage = ["RetrainStarted", "RetrainSucceeded", "Evaluated", "CandidateRolling", "CanaryStarted"]
+    for action in [*lineage, "Promoted", "CandidatePromoted"]:
+        assert action in actions, actions
+    assert [actions.index(a) for a in lineage] == sorted(actions.index(a) for a in lineage)
+    reasons = wait_for(
+        "the story in Events",
+        lambda: (r := _events(cluster, namespace, "auto")) and "CandidatePromoted" in r and r,
+        30,
+        0.5,
+    )
+    assert {"RetrainRunning", "RetrainSucceeded", "CandidateApproved", "Promoted"} <= set(reasons)
+
+    # Pinning what serves in git rolls nothing: same revision, the origin becomes spec.
+    generation = _stable(cluster, namespace, "auto")["metadata"]["generation"]
+    body = json.loads(
+        sample(
+            "auto",
+            tuned,
+            evaluation=EVALUATION,
+            rollout=ROLLOUT,
+            retrain=_retrain({"model": MODEL, "revision": tuned}),
+        )
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_condition(cluster, namespace, "auto", "PinnedToSpec", "True", "SpecModelServing")
+    assert _status(cluster, namespace, "auto")["serving"]["origin"] == "spec"
+    assert _stable(cluster, namespace, "auto")["metadata"]["generation"] == generation
+
+
+def test_manual_approval_holds_the_candidate_until_the_annotation_names_its_run(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    base, tuned = rev("manual-base"), rev("manual-tuned")
+    _behave(cluster, base, 0.8)
+    _behave(cluster, tuned, 0.9)
+    _serve(
+        cluster, namespace, "manual", base, _retrain({"model": MODEL, "revision": tuned}, approval="Manual")
+    )
+    # A value naming a run this LLMDeployment never had, set ahead: named in the condition, acts on nothing.
+    _annotate(cluster, namespace, "manual", "llmops.io/approve-retrain", "manual-retrain-7")
+    _annotate(cluster, namespace, "manual", "llmops.io/retrain", "1")
+    obj = wait_condition(
+        cluster, namespace, "manual", "Candidate", "Unknown", "ApprovalUnknownRun", timeout=180
+    )
+    assert "manual-retrain-7" in condition(obj, "Candidate")["message"]
+    assert obj["status"]["candidate"]["state"] == "AwaitingApproval"
+    assert condition(obj, "Progressing")["reason"] == "RetrainAwaitingApproval"
+    assert obj["status"]["servingRevision"] == base
+    assert not get_json(cluster, "deployment", "manual-canary", "-n", namespace)
+    _annotate(cluster, namespace, "manual", "llmops.io/approve-retrain", "manual-retrain-1")
+    wait_for(
+        "approved and promoted",
+        lambda: _status(cluster, namespace, "manual").get("candidate", {}).get("state") == "Promoted",
+        180,
+        0.5,
+    )
+    # Run 2 with the annotation still naming run 1: stale, it approves nothing.
+    newer = rev("manual-tuned-2")
+    _behave(cluster, newer, 0.92)
+    body = json.loads(
+        sample(
+            "manual",
+            base,
+            evaluation=EVALUATION,
+            rollout=ROLLOUT,
+            retrain=_retrain({"model": MODEL, "revision": newer}, approval="Manual"),
+        )
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    _annotate(cluster, namespace, "manual", "llmops.io/retrain", "2")
+    obj = wait_for(
+        "run 2 awaiting approval",
+        lambda: (o := llmd(cluster, namespace, "manual"))
+        and (o["status"].get("candidate") or {}).get("run") == "manual-retrain-2"
+        and o["status"]["candidate"]["state"] == "AwaitingApproval"
+        and o,
+        180,
+        0.5,
+    )
+    assert "names an earlier run" in condition(obj, "Candidate")["message"]
+    assert obj["status"]["servingRevision"] == tuned
+
+
+def test_a_candidate_worse_than_what_serves_never_serves_and_status_says_by_how_much(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    base, worse = rev("worse-base"), rev("worse-tuned")
+    _behave(cluster, base, 0.9)
+    _behave(cluster, worse, 0.6)  # above the gate's 0.5, far below what serves
+    _serve(cluster, namespace, "worse", base, _retrain({"model": MODEL, "revision": worse}))
+    _annotate(cluster, namespace, "worse", "llmops.io/retrain", "1")
+    obj = wait_condition(cluster, namespace, "worse", "Candidate", "False", "CandidateWorse", timeout=180)
+    message = condition(obj, "Candidate")["message"]
+    assert "exactMatch 0.6 vs serving 0.9: worse by 0.3 (maxDrop 0.05)" in message, message
+    wait_for(
+        "back to Serving", lambda: _status(cluster, namespace, "worse").get("phase") == "Serving", 60, 0.5
+    )
+    st = _status(cluster, namespace, "worse")
+    assert st["servingRevision"] == base and st["serving"]["origin"] == "spec"
+    assert _stable(cluster, namespace, "worse")["metadata"]["annotations"]["llmops.io/model-revision"] == base
+    assert not get_json(cluster, "deployment", "worse-canary", "-n", namespace)
+
+
+def test_a_report_naming_a_revision_that_does_not_exist_is_rejected_and_serving_is_untouched(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    base, ghost = rev("ghost-base"), rev("ghost-never-pushed")
+    _behave(cluster, base, 0.9)
+    configure_hub(cluster, absent={MODEL: [ghost]})
+    _serve(cluster, namespace, "ghost", base, _retrain({"model": MODEL, "revision": ghost}))
+    _annotate(cluster, namespace, "ghost", "llmops.io/retrain", "1")
+    obj = wait_condition(cluster, namespace, "ghost", "Candidate", "False", "DownloadFailed", timeout=180)
+    message = condition(obj, "Candidate")["message"]
+    assert ghost in message and "keeps serving" in message, message
+    wait_for(
+        "back to Serving", lambda: _status(cluster, namespace, "ghost").get("phase") == "Serving", 60, 0.5
+    )
+    assert _status(cluster, namespace, "ghost")["servingRevision"] == base
+    assert condition(llmd(cluster, namespace, "ghost"), "Available")["status"] == "True"
+
+
+def test_a_restart_mid_retrain_starts_no_second_job_and_a_spec_change_abandons_it(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    base, tuned, moved = rev("spec-base"), rev("spec-tuned"), rev("spec-moved")
+    for revision in (base, tuned, moved):
+        _behave(cluster, revision, 0.9)
+    body = _serve(cluster, namespace, "spec", base, _retrain({"model": MODEL, "revision": tuned}, sleep=600))
+    _annotate(cluster, namespace, "spec", "llmops.io/retrain", "1")
+    wait_for("Retraining", lambda: _status(cluster, namespace, "spec").get("phase") == "Retraining", 60, 0.25)
+    assert _retrain_jobs(cluster, namespace, "spec") == ["spec-retrain-1"]
+    operator.restart()
+    # The restarted operator's passes find run 1 in status: it follows that Job (and, below,
+    # abandons it), never starting a second one.
+    body["spec"]["model"]["revision"] = moved
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    obj = wait_condition(cluster, namespace, "spec", "Retrained", "False", "RetrainAbandoned", timeout=90)
+    assert obj["status"]["retrain"]["state"] == "Abandoned" and obj["status"]["retrain"]["runs"] == 1
+    assert "spec-retrain-1" in condition(obj, "Retrained")["message"]
+    wait_for("its Job deleted", lambda: not _retrain_jobs(cluster, namespace, "spec"), 60, 0.5)
+    wait_for(
+        "spec wins", lambda: _status(cluster, namespace, "spec").get("servingRevision") == moved, 180, 0.5
+    )
+    st = _status(cluster, namespace, "spec")
+    assert st["retrain"]["runs"] == 1 and st["serving"]["origin"] == "spec"

@@ -1,0 +1,342 @@
+"""A retrained candidate's road in ``plan()``: cache, gate, no worse than what serves, approval,
+rollout, promotion; status.serving and PinnedToSpec; spec.model always wins."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from typing import Any
+
+from llmops.api import conditions as c
+from llmops.api.delivery import NoWorseThan
+from llmops.lifecycle.candidate import comparison_verdict
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import Plan
+from testkit.planning import SHA_A, T0, body, children_of, cond, job_done, job_pod, plan, rollout, with_status
+
+SHA_C = "c" * 40
+TUNED = "org/model-tuned"
+EVALUATION = {
+    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+    "thresholds": [{"metric": "exactMatch", "min": 0.5}, {"metric": "errorRate", "max": 0.1}],
+}
+TRAINER = {"name": "train", "image": "registry.local/trainer:1"}
+MINUTE = dt.timedelta(minutes=1)
+
+
+def report(exact: float, errors: float = 0.0) -> dict[str, Any]:
+    """An evaluation Job's summary (its termination message)."""
+    return {
+        "verdict": "Passed" if exact >= 0.5 else "Failed",
+        "metrics": {
+            "exactMatch": {"value": exact, "min": 0.5, "passed": exact >= 0.5},
+            "errorRate": {"value": errors, "max": 0.1, "passed": errors <= 0.1},
+        },
+    }
+
+
+class Sim:
+    """One LLMDeployment and its simulated cluster, pass by pass."""
+
+    def __init__(self, approval: str = "Auto", **retrain: Any) -> None:
+        spec = {
+            "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": {"containers": [TRAINER]}}}},
+            "approval": approval,
+            "cooldown": "1m",
+            "maxRetrainsPerDay": 24,
+            "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.01}],
+            **retrain,
+        }
+        self.b = body(evaluation=EVALUATION, retrain=spec)
+        self.ch: dict[tuple[str, str], dict[str, Any]] = {}
+        self.now = T0
+        self.pods: list[dict[str, Any]] = []
+        self.last: Plan | None = None
+
+    def step(self) -> Plan:
+        self.now += MINUTE
+        p = plan(self.b, Observations(children=self.ch, pods=self.pods), self.now)
+        self.ch = children_of(p, self.ch)
+        self.b = with_status(p, self.b)
+        self.last = p
+        return p
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.b["status"]
+
+    def jobs(self, prefix: str) -> list[str]:
+        return [name for kind, name in self.ch if kind == "Job" and name.startswith(prefix)]
+
+    def finish_job(self, prefix: str, summary: dict[str, Any] | None = None, state: str = "Complete") -> None:
+        [name] = [n for n in self.jobs(prefix) if "status" not in self.ch[("Job", n)]]
+        job_done(self.ch, state=state, prefix=name)
+        if summary is not None:
+            self.pods = [job_pod(name, 0 if state == "Complete" else 1, json.dumps(summary))]
+
+    def gate(self, exact: float) -> None:
+        """Cache, staging and the evaluation Job of the target revision, scoring ``exact``."""
+        self.step()
+        self.finish_job("m-download-")
+        self.step()
+        rollout(self.ch, ready=1, name="m-staging")
+        self.step()
+        self.finish_job("m-eval-", report(exact))
+        self.step()
+
+    def serve(self) -> None:
+        """The stable track rolls to its revision and is ready."""
+        self.step()
+        rollout(self.ch, ready=1)
+        self.step()
+
+    def retrain(self, produced: dict[str, Any], value: str = "1") -> str:
+        """A retrain run on the annotation, reporting ``produced``; returns its run ID."""
+        self.b["metadata"]["annotations"] = {**self.annotations, "llmops.io/retrain": value}
+        self.step()
+        run = self.status["retrain"]["job"]
+        self.finish_job(run, produced)
+        self.step()
+        return str(run)
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.b["metadata"].get("annotations") or {})
+
+
+def serving_sim(approval: str = "Auto", exact: float = 0.8, **retrain: Any) -> Sim:
+    sim = Sim(approval, **retrain)
+    sim.gate(exact)
+    sim.serve()
+    assert sim.status["servingRevision"] == SHA_A
+    return sim
+
+
+def stable_env(sim: Sim) -> dict[str, str]:
+    dep = sim.ch[("Deployment", "m-stable")]
+    return {e["name"]: e.get("value", "") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def serving_score(sim: Sim, metric: str = "exactMatch") -> float:
+    return next(float(m["value"]) for m in sim.status["serving"]["scores"] if m["metric"] == metric)
+
+
+def actions(sim: Sim) -> list[str]:
+    return [h["action"] for h in sim.status["history"]]
+
+
+def test_auto_approval_takes_the_candidate_down_the_whole_road_with_its_lineage() -> None:
+    sim = serving_sim()
+    assert sim.status["serving"] == {
+        "model": "org/model",
+        "revision": SHA_A,
+        "origin": "spec",
+        "specModel": f"org/model@{SHA_A}",
+        "scores": sim.status["evaluation"]["metrics"],
+    }
+    assert cond(sim.last, c.PINNED_TO_SPEC)["status"] == c.TRUE
+    run = sim.retrain({"model": TUNED, "revision": SHA_C})
+    assert sim.status["candidate"]["state"] == "Evaluating"
+    # The same road: its own download Job, staging pod and evaluation Job; stable untouched.
+    sim.gate(0.85)
+    assert sim.status["candidate"]["state"] == "Rolling"
+    assert sim.status["candidate"]["comparison"] == [
+        {
+            "metric": "exactMatch",
+            "value": 0.85,
+            "serving": 0.8,
+            "maxDrop": 0.01,
+            "drop": -0.05,
+            "passed": True,
+        }
+    ]
+    sim.serve()
+    assert stable_env(sim)["MODEL_ID"] == TUNED and stable_env(sim)["REVISION"] == SHA_C
+    assert sim.status["servingRevision"] == SHA_C and sim.status["model"] == TUNED
+    assert sim.status["serving"]["origin"] == run and sim.status["serving"]["model"] == TUNED
+    assert serving_score(sim) == 0.85  # what the next candidate must beat
+    assert sim.status["candidate"]["state"] == "Promoted"
+    assert cond(sim.last, c.CANDIDATE)["status"] == c.TRUE
+    pinned = cond(sim.last, c.PINNED_TO_SPEC)
+    assert (pinned["status"], pinned["reason"]) == (c.FALSE, c.RETRAINED_MODEL_SERVING)
+    assert f"spec.model to: {{id: {TUNED}, revision: {SHA_C}}}" in pinned["message"]
+    # Lineage: trigger → Job → candidate → gate scores → approval → promotion, under the run.
+    lineage = actions(sim)
+    for action in (
+        "RetrainStarted",
+        "RetrainSucceeded",
+        "Evaluated",
+        "CandidateRolling",
+        "CandidatePromoted",
+    ):
+        assert action in lineage, (action, lineage)
+    assert (
+        lineage.index("RetrainStarted")
+        < lineage.index("CandidateRolling")
+        < lineage.index("CandidatePromoted")
+    )
+    assert any(run in h["message"] for h in sim.status["history"] if h["action"] == "CandidatePromoted")
+    assert sim.status["phase"] == "Serving"
+    # Steady: nothing to write.
+    quiet = sim.step()
+    assert not quiet.apply and not quiet.status_changed
+
+
+def test_pinning_the_served_model_in_spec_rolls_nothing_and_a_new_spec_model_wins() -> None:
+    sim = serving_sim()
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.gate(0.85)
+    sim.serve()
+    sim.b["spec"]["model"] = {"id": TUNED, "revision": SHA_C}
+    sim.b["metadata"]["generation"] = 2
+    p = sim.step()
+    assert [o["kind"] for o in p.apply if o["kind"] in ("Deployment", "Job")] == []
+    assert sim.status["serving"]["origin"] == "spec" and sim.status["servingRevision"] == SHA_C
+    assert cond(p, c.PINNED_TO_SPEC)["status"] == c.TRUE
+    # A spec.model that differs goes the normal road: its own download, the retrained one serves meanwhile.
+    sim.b["spec"]["model"] = {"id": "org/model", "revision": "d" * 40}
+    sim.b["metadata"]["generation"] = 3
+    sim.step()
+    assert sim.status["desiredRevision"] == "d" * 40
+    assert stable_env(sim)["MODEL_ID"] == TUNED
+
+
+def test_manual_approval_waits_for_the_run_and_ignores_stale_and_unknown_values() -> None:
+    sim = serving_sim("Manual")
+    first = sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.gate(0.85)
+    assert sim.status["candidate"]["state"] == "AwaitingApproval"
+    progressing = cond(sim.last, c.PROGRESSING)
+    assert progressing["reason"] == c.RETRAIN_AWAITING_APPROVAL
+    assert f"llmops.io/approve-retrain={first}" in progressing["message"]
+    sim.step()
+    assert stable_env(sim)["REVISION"] == SHA_A  # held: no canary, no rollout
+    sim.b["metadata"]["annotations"] = {**sim.annotations, "llmops.io/approve-retrain": "m-retrain-9"}
+    sim.step()
+    assert cond(sim.last, c.CANDIDATE)["reason"] == c.APPROVAL_UNKNOWN_RUN
+    assert "m-retrain-9" in cond(sim.last, c.CANDIDATE)["message"]
+    assert sim.status["candidate"]["state"] == "AwaitingApproval"
+    sim.b["metadata"]["annotations"] = {**sim.annotations, "llmops.io/approve-retrain": first}
+    sim.serve()
+    assert sim.status["servingRevision"] == SHA_C and sim.status["candidate"]["state"] == "Promoted"
+    # The next run: the annotation still names the first one, which approves nothing.
+    second = sim.retrain({"model": TUNED, "revision": "e" * 40}, value="2")
+    assert second != first
+    sim.gate(0.86)
+    sim.step()
+    assert sim.status["candidate"]["state"] == "AwaitingApproval"
+    assert "names an earlier run and approves nothing" in cond(sim.last, c.CANDIDATE)["message"]
+    assert sim.status["servingRevision"] == SHA_C
+
+
+def test_a_candidate_worse_than_what_serves_never_serves_and_status_says_by_how_much() -> None:
+    sim = serving_sim(exact=0.8)
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.gate(0.7)  # passes its own threshold (min 0.5), but loses 0.1 to what serves
+    cand = sim.status["candidate"]
+    assert (cand["state"], cand["reason"]) == ("Rejected", c.CANDIDATE_WORSE)
+    assert "exactMatch 0.7 vs serving 0.8: worse by 0.1 (maxDrop 0.01)" in cand["message"]
+    assert cond(sim.last, c.CANDIDATE)["reason"] == c.CANDIDATE_WORSE
+    assert sim.last is not None and any(e.reason == c.CANDIDATE_WORSE for e in sim.last.events)
+    for _ in range(3):
+        sim.step()
+    assert stable_env(sim)["REVISION"] == SHA_A and sim.status["servingRevision"] == SHA_A
+    assert sim.status["phase"] == "Serving" and sim.status["serving"]["origin"] == "spec"
+    assert serving_score(sim) == 0.8  # the baseline is not overwritten
+    assert cond(sim.last, c.EVALUATED)["status"] == c.TRUE
+
+
+def test_a_report_naming_a_revision_that_cannot_be_downloaded_ends_in_a_condition_naming_it() -> None:
+    sim = serving_sim()
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.step()
+    sim.finish_job("m-download-", {"error": f"RevisionNotFound: {TUNED}@{SHA_C}"}, state="Failed")
+    sim.step()
+    cand = sim.status["candidate"]
+    assert (cand["state"], cand["reason"]) == ("Rejected", c.DOWNLOAD_FAILED)
+    assert f"{TUNED}@{SHA_C}" in cand["message"]
+    sim.step()
+    assert sim.status["phase"] == "Serving" and sim.status["servingRevision"] == SHA_A
+    assert cond(sim.last, c.MODEL_CACHED)["status"] == c.TRUE
+    assert stable_env(sim)["MODEL_ID"] == "org/model"
+
+
+def test_a_spec_change_abandons_a_running_retrain_and_deletes_its_job() -> None:
+    sim = serving_sim()
+    sim.b["metadata"]["annotations"] = {"llmops.io/retrain": "1"}
+    sim.step()
+    assert sim.jobs("m-retrain-1") and sim.status["phase"] == "Retraining"
+    sim.b["spec"]["model"]["revision"] = "d" * 40
+    sim.b["metadata"]["generation"] = 2
+    p = sim.step()
+    assert ("Job", "m-retrain-1") in p.delete
+    assert sim.status["retrain"]["state"] == "Abandoned"
+    assert cond(p, c.RETRAINED)["reason"] == c.RETRAIN_ABANDONED
+    assert sim.status["desiredRevision"] == "d" * 40  # spec goes the normal road
+    assert "RetrainAbandoned" in actions(sim)
+
+
+def test_a_spec_change_abandons_a_candidate_on_its_road() -> None:
+    sim = serving_sim("Manual")
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.gate(0.85)
+    sim.b["spec"]["model"]["revision"] = "d" * 40
+    sim.b["metadata"]["generation"] = 2
+    sim.step()
+    cand = sim.status["candidate"]
+    assert (cand["state"], cand["reason"]) == ("Abandoned", c.SPEC_CHANGED)
+    assert sim.status["desiredRevision"] == "d" * 40
+
+
+def test_a_model_written_to_the_model_cache_needs_no_download_and_serves_from_its_path() -> None:
+    sim = serving_sim()
+    run = sim.retrain({"path": "/data/retrained/1"})
+    p = sim.step()
+    assert not any(o["metadata"]["name"].startswith("m-download-") for o in p.apply)
+    assert cond(p, c.MODEL_CACHED)["reason"] == c.ON_MODEL_CACHE
+    rollout(sim.ch, ready=1, name="m-staging")
+    sim.step()
+    sim.finish_job("m-eval-", report(0.9))
+    sim.step()
+    sim.serve()
+    assert stable_env(sim)["MODEL_ID"] == "/data/retrained/1" and stable_env(sim)["REVISION"] == run
+    assert sim.status["serving"]["path"] == "/data/retrained/1"
+    assert "cannot be pinned in spec.model" in cond(sim.last, c.PINNED_TO_SPEC)["message"]
+
+
+def test_a_restart_mid_retrain_never_starts_a_second_job() -> None:
+    sim = serving_sim()
+    sim.b["metadata"]["annotations"] = {"llmops.io/retrain": "1"}
+    sim.step()
+    before = copy.deepcopy(sim.b)
+    for _ in range(3):  # the same stored status, planned again as a restarted operator would
+        p = plan(before, Observations(children=sim.ch), sim.now + MINUTE)
+        assert [o["metadata"]["name"] for o in p.apply if o["kind"] == "Job"] == []
+    assert sim.jobs("m-retrain-") == ["m-retrain-1"]
+
+
+def test_no_worse_than_follows_the_direction_of_each_metrics_threshold() -> None:
+    rules = [NoWorseThan(metric="exactMatch", max_drop=0.01), NoWorseThan(metric="errorRate", max_drop=0.02)]
+    serving = [
+        {"metric": "exactMatch", "value": 0.8, "min": 0.5, "passed": True},
+        {"metric": "errorRate", "value": 0.01, "max": 0.1, "passed": True},
+    ]
+    better = {
+        "metrics": [
+            {"metric": "exactMatch", "value": 0.9, "min": 0.5},
+            {"metric": "errorRate", "value": 0.0, "max": 0.1},
+        ]
+    }
+    assert comparison_verdict(better, serving, rules).passed  # type: ignore[arg-type]
+    more_errors = {
+        "metrics": [
+            {"metric": "exactMatch", "value": 0.8, "min": 0.5},
+            {"metric": "errorRate", "value": 0.05, "max": 0.1},
+        ]
+    }
+    verdict = comparison_verdict(more_errors, serving, rules)  # type: ignore[arg-type]
+    assert not verdict.passed
+    assert "errorRate 0.05 vs serving 0.01: worse by 0.04 (maxDrop 0.02)" in verdict.message
+    no_baseline = comparison_verdict(better, [], rules)
+    assert no_baseline.passed and "no gate score to compare with" in no_baseline.message
