@@ -94,7 +94,17 @@ def test_defaults_printer_columns_and_status(installed: Any, namespace: str) -> 
         json.dumps({"status": status}),
     )
     table = installed.kubectl("get", "llmd", "probe", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "MODEL", "REVISION", "READY", "CANARY", "ORIGIN", "CANDIDATE", "AGE"]
+    assert table[0].split() == [
+        "NAME",
+        "PHASE",
+        "MODEL",
+        "REVISION",
+        "READY",
+        "CANARY",
+        "ORIGIN",
+        "CANDIDATE",
+        "AGE",
+    ]
     assert table[1].split()[:6] == ["probe", "Serving", "org/model", "abc", "1/1", "20"]
     got = json.loads(installed.kubectl("get", "llmd", "probe", "-n", namespace, "-o", "json").stdout)[
         "status"

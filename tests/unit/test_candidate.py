@@ -13,6 +13,7 @@ from llmops.api.delivery import NoWorseThan
 from llmops.lifecycle.candidate import comparison_verdict
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
+from testkit.argocd import run_health_check
 from testkit.planning import SHA_A, T0, body, children_of, cond, job_done, job_pod, plan, rollout, with_status
 
 SHA_C = "c" * 40
@@ -340,3 +341,33 @@ def test_no_worse_than_follows_the_direction_of_each_metrics_threshold() -> None
     assert "errorRate 0.05 vs serving 0.01: worse by 0.04 (maxDrop 0.02)" in verdict.message
     no_baseline = comparison_verdict(better, [], rules)
     assert no_baseline.passed and "no gate score to compare with" in no_baseline.message
+
+
+def test_argo_cd_health_of_the_candidate_road() -> None:
+    """The health check on the statuses plan() writes (docs/gitops-argocd.md)."""
+    sim = serving_sim("Manual")
+    run = sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.step()
+    assert sim.status["phase"] == "Caching" and run_health_check(sim.b)["status"] == "Progressing"
+    sim.gate(0.85)
+    waiting = run_health_check(sim.b)
+    assert waiting["status"] == "Suspended" and f"llmops.io/approve-retrain={run}" in waiting["message"]
+    sim.b["metadata"]["annotations"] = {**sim.annotations, "llmops.io/approve-retrain": "typo"}
+    sim.step()
+    unknown = run_health_check(sim.b)
+    assert (
+        unknown["status"] == "Suspended" and "approve-retrain=typo names no retrain run" in unknown["message"]
+    )
+    sim.b["metadata"]["annotations"] = {**sim.annotations, "llmops.io/approve-retrain": run}
+    sim.serve()
+    serving = run_health_check(sim.b)
+    assert serving["status"] == "Healthy" and "to pin it in git" in serving["message"]
+
+
+def test_argo_cd_health_of_a_rejected_candidate_is_healthy_and_says_why() -> None:
+    sim = serving_sim(exact=0.8)
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.gate(0.7)
+    sim.step()
+    result = run_health_check(sim.b)
+    assert result["status"] == "Healthy" and "worse by 0.1" in result["message"]

@@ -194,7 +194,8 @@ def _await_approval(p: Pass, cand: CandidateStatusDict, target: Target) -> Candi
             f"{target.text} approved by annotation {ANNOTATION_APPROVE}={run}",
         )
         return CandidateGate()
-    waiting = _awaiting_text(cand, target, "no worse than what serves")
+    # The message it got on arrival: the comparison's numbers and which run to name.
+    waiting = str(cand.get("message") or _awaiting_text(cand, target, "no worse than what serves"))
     if value and _earlier_run(value, run):
         p.cond(
             CANDIDATE,
@@ -314,11 +315,16 @@ def comparison_verdict(
         else:
             drop = round((base - value) * _worse_direction(cand or serving or {}), 6)
             entry.update({"drop": drop, "passed": drop <= rule.max_drop})
-            verb = "worse" if drop > 0 else "no worse"
             parts.append(
-                f"{rule.metric} {value:g} vs serving {base:g}: {verb} by {max(drop, 0.0):g} (maxDrop {rule.max_drop:g})"
+                f"{rule.metric} {value:g} vs serving {base:g}: {_change(drop)} (maxDrop {rule.max_drop:g})"
             )
         entries.append(entry)
     passed = all(e.get("passed") for e in entries)
     message = "; ".join(parts) if parts else "no spec.retrain.noWorseThan rule to compare with what serves"
     return ComparisonVerdict(passed, entries, message)
+
+
+def _change(drop: float) -> str:
+    if drop > 0:
+        return f"worse by {drop:g}"
+    return f"better by {-drop:g}" if drop < 0 else "the same"
