@@ -98,6 +98,38 @@ def _status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return llmd(cluster, namespace, name).get("status") or {}
 
 
+def _until(cluster: Cluster, namespace: str, name: str, what: str, probe: Any, timeout: float) -> Any:
+    """wait_for, and on a timeout the status and the retrain/candidate children as they were."""
+    try:
+        return wait_for(what, probe, timeout, 0.5)
+    except AssertionError as exc:
+        st = _status(cluster, namespace, name)
+        shown = {
+            k: st.get(k)
+            for k in ("phase", "servingRevision", "serving", "candidate", "retrain", "evaluation")
+        }
+        shown["conditions"] = [
+            (c["type"], c["status"], c.get("reason"), c.get("message")) for c in st.get("conditions") or []
+        ]
+        shown["history"] = [(h["action"], h.get("message", "")[:200]) for h in st.get("history") or []]
+        jobs = get_json(cluster, "jobs,deployments,pods", "-n", namespace).get("items", [])
+        shown["children"] = [
+            (o["kind"], o["metadata"]["name"], o.get("status", {}).get("phase")) for o in jobs
+        ]
+        raise AssertionError(f"{exc}\n{json.dumps(shown, indent=1)[:8000]}") from None
+
+
+def _candidate_state(cluster: Cluster, namespace: str, name: str, state: str, timeout: float = 240) -> None:
+    _until(
+        cluster,
+        namespace,
+        name,
+        f"the candidate {state}",
+        lambda: _status(cluster, namespace, name).get("candidate", {}).get("state") == state,
+        timeout,
+    )
+
+
 def _annotate(cluster: Cluster, namespace: str, name: str, key: str, value: str) -> None:
     cluster.kubectl("annotate", "llmdeployment", name, "-n", namespace, f"{key}={value}", "--overwrite")
 
@@ -128,12 +160,7 @@ def test_auto_approval_takes_a_retrained_candidate_through_gate_and_canary_to_pr
     _behave(cluster, tuned, 0.95)
     _serve(cluster, namespace, "auto", base, _retrain({"model": MODEL, "revision": tuned}))
     _annotate(cluster, namespace, "auto", "llmops.io/retrain", "shifted-traffic")
-    wait_for(
-        "the candidate promoted",
-        lambda: _status(cluster, namespace, "auto").get("candidate", {}).get("state") == "Promoted",
-        240,
-        0.5,
-    )
+    _candidate_state(cluster, namespace, "auto", "Promoted")
     obj = llmd(cluster, namespace, "auto")
     st = obj["status"]
     assert st["servingRevision"] == tuned and st["phase"] == "Serving"
@@ -197,12 +224,7 @@ def test_manual_approval_holds_the_candidate_until_the_annotation_names_its_run(
     assert obj["status"]["servingRevision"] == base
     assert not get_json(cluster, "deployment", "manual-canary", "-n", namespace)
     _annotate(cluster, namespace, "manual", "llmops.io/approve-retrain", "manual-retrain-1")
-    wait_for(
-        "approved and promoted",
-        lambda: _status(cluster, namespace, "manual").get("candidate", {}).get("state") == "Promoted",
-        180,
-        0.5,
-    )
+    _candidate_state(cluster, namespace, "manual", "Promoted", 180)
     # Run 2 with the annotation still naming run 1: stale, it approves nothing.
     newer = rev("manual-tuned-2")
     _behave(cluster, newer, 0.92)

@@ -94,10 +94,12 @@ def test_new_revision_keeps_the_old_one_serving_until_it_is_cached() -> None:
     b["spec"]["model"]["revision"] = SHA_B
     b["metadata"]["generation"] = 2
     p = plan(b, Observations(children=ch), T0)
-    # A new download Job for B; the old one is no longer wanted. The Deployment stays on A.
+    # A new download Job for B; A's stays while A serves (dropping B then downloads nothing
+    # again). The Deployment stays on A.
+    old_job = next(k[1] for k in ch if k[0] == "Job")
     jobs = [o for o in p.apply if o["kind"] == "Job"]
-    assert len(jobs) == 1 and jobs[0]["metadata"]["name"] != next(k[1] for k in ch if k[0] == "Job")
-    assert ("Job", next(k[1] for k in ch if k[0] == "Job")) in p.delete
+    assert len(jobs) == 1 and jobs[0]["metadata"]["name"] != old_job
+    assert ("Job", old_job) not in p.delete
     assert "Deployment" not in kinds(p)
     assert p.status["servingRevision"] == SHA_A
     assert p.status["desiredRevision"] == SHA_B
@@ -123,6 +125,8 @@ def test_new_revision_keeps_the_old_one_serving_until_it_is_cached() -> None:
     assert p.status["servingRevision"] == SHA_B
     assert p.status["history"][-1]["revision"] == SHA_B
     assert any(e.reason == "Deployed" for e in p.events)
+    # B serves: A's download Job is no longer wanted.
+    assert ("Job", old_job) in plan(with_status(p, b), Observations(children=ch), T0).delete
 
 
 def _pod(track: str = "stable", **status: Any) -> dict[str, Any]:

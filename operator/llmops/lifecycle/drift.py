@@ -471,6 +471,14 @@ def _quality(check: _Check) -> None:
     book = dict(check.drift.get("quality") or {"consecutiveDrops": 0})
     gate_score = _score(gate, spec.metric) if gate.get("revision") == check.serving else None
     if gate_score is None:
+        # A retrained candidate's gate replaces status.evaluation; status.serving keeps the scores.
+        kept = p.old_status.get("serving") or {}
+        gate_score = (
+            _score({"metrics": kept.get("scores")}, spec.metric)
+            if kept.get("revision") == check.serving
+            else None
+        )
+    if gate_score is None:
         why = f"quality: no gate score of {spec.metric} for revision {check.serving} to compare with"
         _record(check, QUALITY, _unknown_entry(QUALITY, "NoGateScore", why))
         check.drift["quality"] = book
