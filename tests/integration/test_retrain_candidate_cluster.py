@@ -15,6 +15,7 @@ from typing import Any
 
 from llmops.api.constants import OPERATOR_IMAGE
 from llmops_dev.cluster import Cluster
+from llmops_dev.loadgen import Traffic
 from testkit import get_json, restricted, wait_for
 from testkit.operator import (
     OperatorProcess,
@@ -35,7 +36,17 @@ EVALUATION = {
     "timeoutSeconds": 10,
     "maxNewTokens": 16,
 }
-ROLLOUT = {"steps": [{"setWeight": 50, "pause": {"duration": "3s"}}], "progressDeadlineSeconds": 120}
+# Canaries without Prometheus analysis (the canary's own tests cover it), except in the first test.
+ROLLOUT: dict[str, Any] = {
+    "steps": [{"setWeight": 50, "pause": {"duration": "3s"}}],
+    "analysis": {"metrics": []},
+    "progressDeadlineSeconds": 120,
+}
+ERRORS = {"name": "errors", "template": "error-ratio", "thresholdRange": {"max": 0.02}}
+ANALYSED = {
+    **ROLLOUT,
+    "analysis": {"interval": "4s", "failureLimit": 2, "inconclusiveLimit": 8, "metrics": [ERRORS]},
+}
 # The trainer writes its report to the termination message path it is given (the fake kubelet
 # maps /dev/termination-log to the pod's own file), after ``sleep`` seconds.
 TRAINER = (
@@ -79,10 +90,12 @@ def _behave(cluster: Cluster, revision: str, accuracy: float) -> None:
     set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa.jsonl"), accuracy=accuracy)
 
 
-def _serve(cluster: Cluster, namespace: str, name: str, base: str, retrain: dict[str, Any]) -> dict[str, Any]:
+def _serve(
+    cluster: Cluster, namespace: str, name: str, base: str, retrain: dict[str, Any], rollout: Any = ROLLOUT
+) -> dict[str, Any]:
     """Apply the LLMDeployment at ``base`` and wait until it serves with its gate scores kept."""
     _dataset(cluster, namespace)
-    body = json.loads(sample(name, base, evaluation=EVALUATION, rollout=ROLLOUT, retrain=retrain))
+    body = json.loads(sample(name, base, evaluation=EVALUATION, rollout=rollout, retrain=retrain))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
     wait_for(
         f"{name} serves {base} with its gate scores",
@@ -158,9 +171,10 @@ def test_auto_approval_takes_a_retrained_candidate_through_gate_and_canary_to_pr
     base, tuned = rev("auto-base"), rev("auto-tuned")
     _behave(cluster, base, 0.8)
     _behave(cluster, tuned, 0.95)
-    _serve(cluster, namespace, "auto", base, _retrain({"model": MODEL, "revision": tuned}))
-    _annotate(cluster, namespace, "auto", "llmops.io/retrain", "shifted-traffic")
-    _candidate_state(cluster, namespace, "auto", "Promoted")
+    body = _serve(cluster, namespace, "auto", base, _retrain({"model": MODEL, "revision": tuned}), ANALYSED)
+    with Traffic(cluster.state_dir, namespace, "auto"):  # the canary is judged on its error ratio
+        _annotate(cluster, namespace, "auto", "llmops.io/retrain", "shifted-traffic")
+        _candidate_state(cluster, namespace, "auto", "Promoted")
     obj = llmd(cluster, namespace, "auto")
     st = obj["status"]
     assert st["servingRevision"] == tuned and st["phase"] == "Serving"
@@ -175,7 +189,7 @@ def test_auto_approval_takes_a_retrained_candidate_through_gate_and_canary_to_pr
     assert f"revision: {tuned}" in pinned["message"]
     actions = [h["action"] for h in st["history"]]
     lineage = ["RetrainStarted", "RetrainSucceeded", "Evaluated", "CandidateRolling", "CanaryStarted"]
-    for action in [*lineage, "Promoted", "CandidatePromoted"]:
+    for action in [*lineage, "Promoting", "Promoted", "CandidatePromoted"]:
         assert action in actions, actions
     assert [actions.index(a) for a in lineage] == sorted(actions.index(a) for a in lineage)
     reasons = wait_for(

@@ -427,6 +427,20 @@ def test_quality_without_a_gate_score_is_unknown() -> None:
     assert cond(p, c.DRIFTED)["status"] == c.UNKNOWN
 
 
+def test_quality_keeps_the_serving_gate_score_while_a_candidates_gate_replaced_the_evaluation() -> None:
+    b, ch = quality_serving()
+    gate = b["status"]["evaluation"]
+    b["status"]["serving"] = {
+        "model": "org/model",
+        "revision": SHA_A,
+        "origin": "spec",
+        "scores": gate["metrics"],
+    }
+    b["status"]["evaluation"] = {**gate, "revision": "c" * 40}  # a retrained candidate's verdict
+    b, p = scheduled_run(b, ch, 1, exact=0.75)
+    assert (signal(p, "quality")["verdict"], signal(p, "quality")["value"]) == ("NoDrift", 0.15)
+
+
 # ------------------------------------------------------------------------------- shell and metrics
 
 

@@ -145,7 +145,7 @@ def candidate_gate(
             p.cond(
                 CANDIDATE,
                 c.UNKNOWN,
-                "CandidateEvaluating",
+                c.CANDIDATE_EVALUATING,
                 f"run {cand.get('run')}: {target.text} is in its cache and evaluation stages",
             )
             return CandidateGate(held=True)
