@@ -7,7 +7,12 @@
 3. Runs the operator and prints every phase change: Caching → Evaluating → Serving.
 4. Once it serves, moves ``spec.model.revision`` to a second revision, with traffic flowing:
    Caching → Evaluating → Canary (10%, 50%) → Serving, promoted by Prometheus analysis.
-5. Keeps the operator running until Ctrl-C. ``kubectl get llmd -n llmops-dev -w`` shows the same.
+5. Then the retrain loop (a sample with ``spec.evaluation``; ``--no-retrain`` skips it): adds a
+   ``spec.retrain`` whose Job (the operator image running a few lines of Python) reports a third
+   revision, and asks for a run with the ``llmops.io/retrain`` annotation: Retraining → the
+   candidate's Caching → Evaluating (no worse than what serves) → Canary → Serving, with
+   status.serving.origin the run.
+6. Keeps the operator running until Ctrl-C. ``kubectl get llmd -n llmops-dev -w`` shows the same.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from llmops.api.constants import OPERATOR_IMAGE
 from llmops.api.status import Phase
 from llmops_dev.cluster.build import repo_root
 from llmops_dev.cluster.controlplane import Cluster, default_state_dir
@@ -34,6 +40,10 @@ from llmops_dev.prometheus import Prometheus
 NAMESPACE = "llmops-dev"
 SAMPLE = "manifests/samples/qwen-gated-canary.yaml"
 SECOND_REVISION = "0123456789abcdef0123456789abcdef01234567"
+RETRAINED_REVISION = "fedcba9876543210fedcba9876543210fedcba98"
+# The demo's trainer: it "trains" by reporting a revision the simulated Hub serves, in the
+# termination message (docs/retrain.md has the contract).
+TRAINER = "import sys; open(sys.argv[2], 'w').write(sys.argv[1])"
 
 
 def _cluster(state_dir: Path) -> Cluster:
@@ -67,6 +77,46 @@ def _behaviours(state_dir: Path, dataset: str, revisions: list[str]) -> None:
         )
 
 
+def _retrain_spec(model: str, image: str) -> dict[str, Any]:
+    report = json.dumps({"model": model, "revision": RETRAINED_REVISION})
+    container = {
+        "name": "train",
+        "image": image,
+        "command": ["python", "-c", TRAINER, report, "/dev/termination-log"],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    pod = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+    return {
+        "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"spec": pod}}},
+        "approval": "Auto",
+        "cooldown": "1m",
+        "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
+    }
+
+
+def _retrain_loop(cluster: Cluster, name: str, model: str) -> None:
+    """spec.retrain, then a run on the annotation: the candidate's road to promotion."""
+    patch = {"spec": {"retrain": _retrain_spec(model, OPERATOR_IMAGE)}}
+    cluster.kubectl("patch", "llmd", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
+    cluster.kubectl("annotate", "llmd", name, "-n", NAMESPACE, "llmops.io/retrain=make-dev", "--overwrite")
+    _watch(cluster, name, RETRAINED_REVISION, 600)
+    st = _status(cluster, name)
+    serving = st.get("serving") or {}
+    print(
+        f"[make dev] {name}: serving {serving.get('model')}@{serving.get('revision')} from {serving.get('origin')}; "
+        f"history: {' → '.join(h['action'] for h in st.get('history') or [])}",
+        file=sys.stderr,
+    )
+
+
 def _status(cluster: Cluster, name: str) -> dict[str, Any]:
     res = cluster.kubectl("get", "llmd", name, "-n", NAMESPACE, "-o", "json", check=False)
     return (json.loads(res.stdout).get("status") or {}) if res.returncode == 0 else {}
@@ -79,15 +129,19 @@ def _watch(cluster: Cluster, name: str, until: str, deadline: float) -> bool:
     while time.monotonic() < end:
         st = _status(cluster, name)
         canary = st.get("canary") or {}
+        candidate = st.get("candidate") or {}
         line = (
             st.get("phase"),
             st.get("servingRevision"),
             st.get("ready"),
             canary.get("weight"),
             canary.get("state"),
+            candidate.get("state"),
         )
         if line != last and st:
             detail = f"  canary {canary.get('weight')}% {canary.get('state')}" if canary else ""
+            if candidate:
+                detail += f"  candidate {candidate.get('run')} {candidate.get('state')}"
             print(
                 f"[make dev] {name}: {st.get('phase'):<11} ready {st.get('ready')}  serving {st.get('servingRevision')}{detail}"
             )
@@ -102,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make dev")
     parser.add_argument("--sample", default=SAMPLE)
     parser.add_argument("--no-second-revision", action="store_true")
+    parser.add_argument("--no-retrain", action="store_true")
     args = parser.parse_args(argv)
     repo = repo_root()
 
@@ -135,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     config = next((d for d in docs if d["kind"] == "ConfigMap"), None)
     name, first = llmd["metadata"]["name"], llmd["spec"]["model"]["revision"]
     if config:
-        _behaviours(state, next(iter(config["data"].values())), [first, SECOND_REVISION])
+        _behaviours(state, next(iter(config["data"].values())), [first, SECOND_REVISION, RETRAINED_REVISION])
     if llmd["spec"].get("rollout"):
         _dev_timings(llmd)
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(docs))
@@ -177,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.kubectl(
                     "patch", "llmd", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch)
                 )
-                _watch(cluster, name, SECOND_REVISION, 600)
+                served = _watch(cluster, name, SECOND_REVISION, 600)
+                if served and not args.no_retrain and llmd["spec"].get("evaluation"):
+                    print(f"[make dev] retraining {name}: a run on llmops.io/retrain", file=sys.stderr)
+                    _retrain_loop(cluster, name, llmd["spec"]["model"]["id"])
         print("[make dev] the operator keeps running; Ctrl-C to stop", file=sys.stderr)
         operator.wait()
     except KeyboardInterrupt:
