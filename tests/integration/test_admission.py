@@ -257,6 +257,26 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"retrain": {"jobTemplate": {"spec": {"template": {}}}}},
         ["spec.retrain", "retrain needs evaluation"],
     ),
+    "retrain-no-worse-than-an-unthresholded-metric": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},
+            "retrain": {
+                "jobTemplate": {"spec": {"template": {}}},
+                "noWorseThan": [{"metric": "tokenF1", "maxDrop": 0.01}],
+            },
+        },
+        ["spec.retrain.noWorseThan", "must be one of evaluation.thresholds"],
+    ),
+    "retrain-no-worse-than-a-negative-drop": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},
+            "retrain": {
+                "jobTemplate": {"spec": {"template": {}}},
+                "noWorseThan": [{"metric": "exactMatch", "maxDrop": -0.1}],
+            },
+        },
+        ["spec.retrain.noWorseThan[0].maxDrop", "greater than or equal to 0"],
+    ),
     "retrain-without-job-template": (
         {"evaluation": {"dataset": DATASET, "thresholds": THRESHOLD}, "retrain": {"jobTemplate": {}}},
         ["spec.retrain.jobTemplate.spec", "Required value"],

@@ -245,6 +245,26 @@ def test_camel_case_round_trip() -> None:
             "retrain.jobTemplate needs spec.template",
         ),
         (
+            {
+                "evaluation": evaluation(),
+                "retrain": {
+                    "jobTemplate": {"spec": {"template": {}}},
+                    "noWorseThan": [{"metric": "tokenF1", "maxDrop": 0.01}],
+                },
+            },
+            "retrain.noWorseThan[].metric must be one of evaluation.thresholds",
+        ),
+        (
+            {
+                "evaluation": evaluation(),
+                "retrain": {
+                    "jobTemplate": {"spec": {"template": {}}},
+                    "noWorseThan": [{"metric": "exactMatch", "maxDrop": -0.1}],
+                },
+            },
+            "retrain.noWorseThan.0.maxDrop",
+        ),
+        (
             {"evaluation": evaluation(), "retrain": {"jobTemplate": {"spec": {"backoffLimit": 1}}}},
             "retrain.jobTemplate needs spec.template",
         ),
