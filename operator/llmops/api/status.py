@@ -414,8 +414,6 @@ class RetrainStatus(ApiModel):
     """Or the path on the model cache it reported (a full model or a LoRA adapter)."""
     annotation: ShortText | None = None
     """The llmops.io/retrain value last acted upon."""
-    awaiting_approval: bool = False
-    """True while a Manual approval is pending (annotate llmops.io/approve-retrain)."""
 
 
 class CaptureStatus(ApiModel):
@@ -731,7 +729,6 @@ class RetrainStatusDict(TypedDict, total=False):
     candidateRevision: str | None
     candidatePath: str | None
     annotation: str | None
-    awaitingApproval: bool
 
 
 class CaptureStatusDict(TypedDict, total=False):
