@@ -371,3 +371,57 @@ def test_argo_cd_health_of_a_rejected_candidate_is_healthy_and_says_why() -> Non
     sim.step()
     result = run_health_check(sim.b)
     assert result["status"] == "Healthy" and "worse by 0.1" in result["message"]
+
+
+def paired(candidate: float, baseline: float, wins: int, losses: int) -> dict[str, Any]:
+    """The report's comparison section (llmops eval with a baseline), for exactMatch over 40 prompts."""
+    entry = {"candidate": candidate, "baseline": baseline, "delta": round(candidate - baseline, 6)}
+    return {"metrics": {"exactMatch": {**entry, "n": 40, "wins": wins, "losses": losses, "test": "mcnemar"}}}
+
+
+def test_the_candidates_gate_scores_what_serves_on_the_same_prompts_and_the_paired_test_decides() -> None:
+    sim = serving_sim(exact=0.8)
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.step()
+    sim.finish_job("m-download-")
+    sim.step()
+    rollout(sim.ch, ready=1, name="m-staging")
+    sim.step()
+    [job] = [sim.ch[("Job", n)] for n in sim.jobs("m-eval-") if "status" not in sim.ch[("Job", n)]]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LLMOPS_BASELINE_URL"] == "http://m.ns.svc.cluster.local:80"  # stable, through the Service
+    assert container["args"][container["args"].index("--max-drop") + 1] == '{"exactMatch":0.01}'
+    # Both scores pass min 0.5 and the candidate's mean is close; prompt by prompt it lost 12, won 1.
+    summary = {**report(0.78), "comparison": paired(0.78, 0.8, wins=1, losses=12), "confidence": 0.95}
+    sim.finish_job("m-eval-", summary)
+    sim.step()
+    cand = sim.status["candidate"]
+    assert (cand["state"], cand["reason"]) == ("Rejected", c.CANDIDATE_WORSE)
+    assert cand["message"].startswith(
+        "paired on the same prompts: worse than the baseline: exactMatch 0.80 → 0.78"
+    )
+    assert "12 prompt(s) lost, 1 won, n=40" in cand["message"]
+    assert cand["comparison"][0] | {"drop": None} == {
+        "metric": "exactMatch",
+        "value": 0.78,
+        "serving": 0.8,
+        "drop": None,
+        "maxDrop": 0.01,
+        "passed": False,
+    }
+    assert sim.status["evaluation"]["comparison"][0]["losses"] == 12
+
+
+def test_a_paired_drop_chance_could_explain_is_not_shown_no_worse_and_does_not_serve() -> None:
+    verdict = comparison_verdict(
+        {
+            "comparison": [
+                {"metric": "exactMatch", "candidate": 0.78, "baseline": 0.8, "n": 40, "wins": 2, "losses": 3}
+            ]
+        },
+        [],
+        [NoWorseThan(metric="exactMatch", max_drop=0.01)],
+    )
+    assert not verdict.passed and verdict.reason == c.CANDIDATE_NOT_SHOWN_NO_WORSE
+    assert "chance could explain" in verdict.message

@@ -245,6 +245,31 @@ class EvaluationCounts(ApiModel):
     """Retries sent."""
 
 
+class PairedMetric(ApiModel):
+    """One metric of a paired comparison: the candidate and the serving revision on the same prompts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: ShortText
+    """Metric name."""
+    candidate: float | None = None
+    """The candidate's value (absent in a compacted report)."""
+    baseline: float | None = None
+    """The serving revision's value on the same prompts (absent in a compacted report)."""
+    delta: float | None = None
+    """candidate - baseline."""
+    n: int | None = None
+    """Prompts compared."""
+    wins: int | None = None
+    """Prompts the candidate did better on."""
+    losses: int | None = None
+    """Prompts the candidate did worse on."""
+    p_value: float | None = None
+    """The paired test's p-value (exact McNemar or sign test)."""
+    test: ShortText | None = None
+    """Which test."""
+
+
 class EvaluationStatus(ApiModel):
     """The last evaluation verdict."""
 
@@ -268,6 +293,9 @@ class EvaluationStatus(ApiModel):
     """Confidence level of the rates' intervals."""
     counts: EvaluationCounts | None = None
     """What the requests did: errors, retried prompts, retries."""
+    comparison: Annotated[list[PairedMetric], Field(max_length=32)] = []
+    """A retrained candidate's gate only: each compared metric against the serving revision on the
+    same prompts (the report's paired comparison)."""
 
 
 DriftVerdict = Literal["Drifted", "NoDrift", "Unknown"]
@@ -700,6 +728,7 @@ class EvaluationStatusDict(TypedDict, total=False):
     verdict: str
     confidence: float
     counts: dict[str, int]
+    comparison: list[dict[str, Any]]
 
 
 class DriftStatusDict(TypedDict, total=False):

@@ -21,7 +21,9 @@ it again. Every step is in status.history and an Event, under the run ID, so tha
 ``kubectl describe`` tells the story from the drift numbers to the promotion.
 
 :func:`comparison_verdict` is the one place that turns a gate report into a verdict against the
-serving revision (see its docstring for the paired comparison it will read).
+serving revision: the paired comparison the evaluation Job computed when it could score the
+serving revision on the same prompts (the gate passes it the production Service as its
+baseline), else the two gate scores.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from llmops.analysis.confidence import DEFAULT_CONFIDENCE, NOT_WORSE, WORSE
+from llmops.analysis.confidence import comparison_verdict as paired_comparison
 from llmops.api import conditions as c
 from llmops.api.constants import ANNOTATION_APPROVE
 from llmops.api.delivery import NoWorseThan
@@ -73,6 +77,8 @@ class ComparisonVerdict:
     passed: bool
     entries: list[ComparisonDict]
     message: str
+    reason: str = c.CANDIDATE_WORSE
+    """Why it did not pass: CandidateWorse, or CandidateNotShownNoWorse (a paired drop chance could explain)."""
 
 
 def new_candidate(run: str, target: Target, spec_model: str) -> CandidateStatusDict:
@@ -112,7 +118,7 @@ def _move(
 
 
 def _reject(p: Pass, cand: CandidateStatusDict, serving: Target, reason: str, why: str) -> CandidateGate:
-    message = f"{why}; it will not serve, {serving.text} keeps serving"
+    message = f"{why.removesuffix('; it will not serve')}; it will not serve, {serving.text} keeps serving"
     _move(p, cand, REJECTED, reason, message, warn=True)
     # The Evaluated condition described the candidate's gate; what serves is what it is about now.
     p.cond(
@@ -152,7 +158,7 @@ def candidate_gate(
         verdict = _compare(p, target)
         cand["comparison"] = verdict.entries
         if not verdict.passed:
-            return _reject(p, cand, serving, c.CANDIDATE_WORSE, verdict.message)
+            return _reject(p, cand, serving, verdict.reason, verdict.message)
         if _approval(p) == "Auto":
             _move(
                 p,
@@ -280,18 +286,56 @@ def _worse_direction(result: Mapping[str, Any]) -> float:
 def comparison_verdict(
     report: Mapping[str, Any], serving_scores: Sequence[MetricResultDict], rules: Sequence[NoWorseThan]
 ) -> ComparisonVerdict:
-    """The candidate's gate report against the serving revision's gate scores.
+    """The candidate's gate report against the serving revision: the one place that decides
+    whether a candidate is no worse than what serves (spec.retrain.noWorseThan).
 
-    ``report`` is the gate report as recorded (status.evaluation of the candidate's revision:
-    ``metrics`` with value and threshold). Each rule of spec.retrain.noWorseThan compares one
-    metric: the drop is how much worse the candidate scored, in the direction of the metric's
-    threshold, and may not exceed ``maxDrop``. A metric the serving revision has no score for
-    cannot be compared and does not block (the message says so).
-
-    The seam for a paired comparison: when the evaluation Job scores the serving revision on the
-    same prompts, it adds a ``comparison`` section to its report; this function is where that
-    section is to be read, so that a paired test decides instead of the two scores alone.
+    ``report`` is the gate report as recorded (status.evaluation of the candidate's revision).
+    When it carries a paired ``comparison`` (the evaluation Job scored the serving revision on the
+    same prompts), the paired test decides (llmops.analysis.confidence): a drop beyond ``maxDrop``
+    that is significant is CandidateWorse, one that chance could explain is
+    CandidateNotShownNoWorse; either way the candidate does not serve. Without one (the serving
+    revision could not be reached), the two gate scores are compared: the drop, in the direction
+    of the metric's threshold, may not exceed ``maxDrop``; a metric the serving revision has no
+    score for cannot be compared and does not block (the message says so).
     """
+    if report.get("comparison") and rules:
+        return _paired_verdict(report, serving_scores, rules)
+    return _score_verdict(report, serving_scores, rules)
+
+
+def _paired_verdict(
+    report: Mapping[str, Any], serving_scores: Sequence[MetricResultDict], rules: Sequence[NoWorseThan]
+) -> ComparisonVerdict:
+    paired = {str(e.get("metric")): e for e in report.get("comparison") or []}
+    # A compacted report keeps only deltas and counts: the values then come from the gate scores.
+    mine = {m.get("metric"): m.get("value") for m in report.get("metrics") or []}
+    theirs = {m.get("metric"): m.get("value") for m in serving_scores}
+    level = report.get("confidence")
+    judged = paired_comparison(
+        paired,
+        {r.metric: r.max_drop for r in rules},
+        float(level) if isinstance(level, int | float) else DEFAULT_CONFIDENCE,
+    )
+    entries: list[ComparisonDict] = []
+    for m in judged.metrics:
+        entry = paired.get(m.metric) or {}
+        entries.append(
+            {
+                "metric": m.metric,
+                "value": entry.get("candidate", mine.get(m.metric)),
+                "serving": entry.get("baseline", theirs.get(m.metric)),
+                "drop": None if m.drop is None else round(m.drop, 6),
+                "maxDrop": m.max_drop,
+                "passed": m.verdict == NOT_WORSE,
+            }
+        )
+    reason = c.CANDIDATE_WORSE if judged.verdict == WORSE else c.CANDIDATE_NOT_SHOWN_NO_WORSE
+    return ComparisonVerdict(judged.passed, entries, f"paired on the same prompts: {judged.message}", reason)
+
+
+def _score_verdict(
+    report: Mapping[str, Any], serving_scores: Sequence[MetricResultDict], rules: Sequence[NoWorseThan]
+) -> ComparisonVerdict:
     mine = {m.get("metric"): m for m in report.get("metrics") or []}
     theirs = {m.get("metric"): m for m in serving_scores}
     entries: list[ComparisonDict] = []

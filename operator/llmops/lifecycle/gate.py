@@ -32,7 +32,15 @@ from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_stat
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
 
-__all__ = ["Gate", "evaluation_result", "gate_message", "gate_stage", "metric_results", "verdict_message"]
+__all__ = [
+    "Baseline",
+    "Gate",
+    "evaluation_result",
+    "gate_message",
+    "gate_stage",
+    "metric_results",
+    "verdict_message",
+]
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,19 @@ class Gate:
     problem: Problem | None = None
 
 
-def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
-    """Decide whether the desired revision may go to production yet."""
+@dataclass(frozen=True)
+class Baseline:
+    """What a paired comparison scores the revision against: the serving revision, on the same prompts."""
+
+    url: str
+    """The production Service (stable serves it all while a revision is in its gate)."""
+    max_drop: Mapping[str, float]
+    """Per-metric tolerances (spec.retrain.noWorseThan)."""
+
+
+def gate_stage(p: Pass, stable: Rollout, cache_ok: bool, baseline: Baseline | None = None) -> Gate:
+    """Decide whether the desired revision may go to production yet (with ``baseline``, the Job
+    also compares it with what serves, prompt by prompt)."""
     spec = p.ld.spec
     rev = spec.model.revision
     if spec.evaluation is None:
@@ -67,7 +86,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool) -> Gate:
             c.EVALUATED, c.UNKNOWN, "WaitingForCache", f"revision {rev} is evaluated once it is in the cache"
         )
         return Gate()
-    return _wait_for_staging(p, rev) or _evaluate(p, rev, job_name)
+    return _wait_for_staging(p, rev) or _evaluate(p, rev, job_name, baseline)
 
 
 def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
@@ -87,9 +106,17 @@ def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
     return Gate(running=True, problem=problem)
 
 
-def _evaluate(p: Pass, rev: str, job_name: str) -> Gate:
+def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None) -> Gate:
     """The evaluation Job against the staging pod, and what its end says."""
-    p.want(evaluation_job(p.ld, revision=rev, endpoint=staging_endpoint(p.ld)))
+    p.want(
+        evaluation_job(
+            p.ld,
+            revision=rev,
+            endpoint=staging_endpoint(p.ld),
+            baseline_url=baseline.url if baseline else None,
+            max_drop=baseline.max_drop if baseline else None,
+        )
+    )
     state, reason, job_message = job_state(p.obs.child("Job", job_name))
     if state in ("Missing", "Running"):
         problem = diagnose_pods(job_pods(p.obs, job_name), p.ld.spec.resources.gpu.resource_name)
@@ -182,7 +209,25 @@ def evaluation_result(
         kept = {k: int(v) for k, v in counts.items() if k in _COUNTS and isinstance(v, int)}
         if kept:
             result["counts"] = kept
+    if paired := _paired(summary.get("comparison")):
+        result["comparison"] = paired
     return result
+
+
+_PAIRED_FIELDS = ("candidate", "baseline", "delta", "n", "wins", "losses", "pValue", "test")
+
+
+def _paired(comparison: Any) -> list[dict[str, Any]]:
+    """The report's paired comparison (``{"metrics": {name: entry}}``) as status entries."""
+    metrics = comparison.get("metrics") if isinstance(comparison, dict) else None
+    if not isinstance(metrics, dict):
+        return []
+    out = []
+    for name, entry in sorted(metrics.items())[:32]:
+        if isinstance(entry, dict):
+            kept = {k: entry[k] for k in _PAIRED_FIELDS if isinstance(entry.get(k), int | float | str)}
+            out.append({"metric": str(name), **kept})
+    return out
 
 
 _VERDICTS = ("Passed", "Failed", VERDICT_INSUFFICIENT_SAMPLES)

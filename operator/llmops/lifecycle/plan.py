@@ -61,7 +61,7 @@ from llmops.lifecycle.context import (
 )
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail, job_state
 from llmops.lifecycle.drift import drift_stage
-from llmops.lifecycle.gate import Gate, gate_stage
+from llmops.lifecycle.gate import Baseline, Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
 from llmops.lifecycle.ownership import drifted_fields
 from llmops.lifecycle.retrain import RetrainPlan, retrain_stage
@@ -238,7 +238,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
     stable = rollout_of(observed_stable, scaling.desired)
     cache_ok, cache_problem = cache_stage(p, road.target.path)
     _keep_serving_download(p, road)
-    gate = gate_stage(p, stable, cache_ok)
+    gate = gate_stage(p, stable, cache_ok, _baseline(p, road, stable))
     checks = candidate_gate(p, road.target, road.before, cache_problem, gate)
     if checks is not None and checks.rejected:
         # It will never serve; what serves stays, judged as it was (next pass targets it again).
@@ -293,6 +293,17 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
         scaling=scaling,
         candidate=checks,
     )
+
+
+def _baseline(p: Pass, road: _Road, stable: Rollout) -> Baseline | None:
+    """A retrained candidate's gate also scores what serves on the same prompts (a paired
+    comparison, spec.retrain.noWorseThan): through the production Service, which only stable
+    serves while a revision is in its gate."""
+    retrain = p.ld.spec.retrain
+    if not road.target.retrained or retrain is None or not retrain.no_worse_than or stable.ready == 0:
+        return None
+    url = endpoint(p.ld.name, p.ld.namespace, p.ld.spec.service.port)
+    return Baseline(url, {r.metric: r.max_drop for r in retrain.no_worse_than})
 
 
 def _keep_serving_download(p: Pass, road: _Road) -> None:
