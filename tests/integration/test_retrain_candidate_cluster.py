@@ -328,19 +328,39 @@ def test_a_restart_mid_retrain_starts_no_second_job_and_a_spec_change_abandons_i
         _behave(cluster, revision, 0.9)
     body = _serve(cluster, namespace, "spec", base, _retrain({"model": MODEL, "revision": tuned}, sleep=600))
     _annotate(cluster, namespace, "spec", "llmops.io/retrain", "1")
-    wait_for("Retraining", lambda: _status(cluster, namespace, "spec").get("phase") == "Retraining", 60, 0.25)
+    _until(
+        cluster,
+        namespace,
+        "spec",
+        "Retraining",
+        lambda: _status(cluster, namespace, "spec").get("phase") == "Retraining",
+        60,
+    )
     assert _retrain_jobs(cluster, namespace, "spec") == ["spec-retrain-1"]
     operator.restart()
     # The restarted operator's passes find run 1 in status: it follows that Job (and, below,
     # abandons it), never starting a second one.
     body["spec"]["model"]["revision"] = moved
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
-    obj = wait_condition(cluster, namespace, "spec", "Retrained", "False", "RetrainAbandoned", timeout=90)
+    # The restarted operator takes its lease and lists everything first: allow for a loaded machine.
+    obj = wait_condition(cluster, namespace, "spec", "Retrained", "False", "RetrainAbandoned", timeout=150)
     assert obj["status"]["retrain"]["state"] == "Abandoned" and obj["status"]["retrain"]["runs"] == 1
     assert "spec-retrain-1" in condition(obj, "Retrained")["message"]
-    wait_for("its Job deleted", lambda: not _retrain_jobs(cluster, namespace, "spec"), 60, 0.5)
-    wait_for(
-        "spec wins", lambda: _status(cluster, namespace, "spec").get("servingRevision") == moved, 180, 0.5
+    _until(
+        cluster,
+        namespace,
+        "spec",
+        "its Job deleted",
+        lambda: not _retrain_jobs(cluster, namespace, "spec"),
+        60,
+    )
+    _until(
+        cluster,
+        namespace,
+        "spec",
+        "spec wins",
+        lambda: _status(cluster, namespace, "spec").get("servingRevision") == moved,
+        180,
     )
     st = _status(cluster, namespace, "spec")
     assert st["retrain"]["runs"] == 1 and st["serving"]["origin"] == "spec"
