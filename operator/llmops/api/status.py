@@ -20,7 +20,8 @@ from pydantic import ConfigDict, Field, StringConstraints
 from llmops.api.common import X_LIST_MAP_KEYS, X_LIST_TYPE, ApiModel, Timestamp
 
 HISTORY_LIMIT = 20
-CONDITIONS_LIMIT = 16
+CONDITIONS_LIMIT = 32
+"""Room for every condition type the operator writes (15 today) and the ones to come."""
 
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 Message = Annotated[str, StringConstraints(max_length=4096)]
