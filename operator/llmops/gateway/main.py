@@ -3,9 +3,17 @@
     llmops gateway --upstream http://127.0.0.1:8080 --deployment ns/name --revision R --track stable \\
         --signing-key-file /etc/llmops/gateway/signing/signing-key [--api-keys-dir /etc/llmops/gateway/api-keys]
 
+Capture (spec.gateway.capture) is on with --capture-sample-rate:
+
+    --capture-sample-rate 0.1 --capture-keep Both --capture-redact email,phone,card,ip,iban \\
+    [--capture-pattern ACCOUNT='ACC-[0-9]{6}' ...] --capture-queue-size 10000 \\
+    (--capture-url http://<name>-capture.<ns>.svc:8080 --capture-token-file <file>
+     | --capture-sink-url https://collector.example/events)
+
 The engine's own API key, when it needs one, comes from $LLMOPS_ENGINE_API_KEY (a secretKeyRef),
-never from a flag (flags show in `ps`). SIGTERM stops it after in-flight answers end (up to the
-grace period aiohttp's runner allows).
+never from a flag (flags show in `ps`); the capture store's token comes from a file. SIGTERM
+stops it after in-flight answers end (up to the grace period aiohttp's runner allows) and queued
+capture records had a few seconds to go out.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import signal
 import sys
 from pathlib import Path
 
+from llmops.gateway.capture import CaptureConfig
 from llmops.gateway.ids import RequestIdSigner
 from llmops.gateway.keys import KeyStore
+from llmops.gateway.redact import BUILTIN_KINDS, InvalidPattern, compile_patterns
 from llmops.gateway.server import Gateway, GatewayConfig
 
 __all__ = ["ENGINE_API_KEY_ENV", "INTERNAL_CLIENT", "main"]
@@ -54,6 +64,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024)
     p.add_argument("--upstream-timeout", type=float, default=300.0, help="seconds")
+    c = p.add_argument_group("capture (on with --capture-sample-rate)")
+    c.add_argument("--capture-sample-rate", type=float, default=None, help="share of requests, (0, 1]")
+    c.add_argument("--capture-keep", choices=["Prompts", "Responses", "Both"], default="Both")
+    c.add_argument(
+        "--capture-redact",
+        default=",".join(BUILTIN_KINDS),
+        help="built-in redactions, comma-separated (empty: none)",
+    )
+    c.add_argument(
+        "--capture-pattern",
+        action="append",
+        default=[],
+        metavar="NAME=REGEX",
+        help="a user redaction pattern (repeatable, applied in order)",
+    )
+    c.add_argument("--capture-queue-size", type=int, default=10_000)
+    c.add_argument("--capture-url", default=None, help="the capture store's base URL")
+    c.add_argument("--capture-token-file", type=Path, default=None, help="the store's bearer token")
+    c.add_argument("--capture-sink-url", default=None, help="send CloudEvents here instead of the store")
     return p
 
 
@@ -83,6 +112,7 @@ def build(args: argparse.Namespace) -> Gateway:
             extra[INTERNAL_CLIENT] = _read_secret_file(args.internal_key_file, "internal API key")
         keys = KeyStore(args.api_keys_dir, extra)
     config = GatewayConfig(
+        capture=_capture(args),
         upstream=args.upstream.rstrip("/"),
         deployment=args.deployment,
         revision=args.revision,
@@ -92,6 +122,57 @@ def build(args: argparse.Namespace) -> Gateway:
         engine_api_key=os.environ.get(ENGINE_API_KEY_ENV) or None,
     )
     return Gateway(config, signer, keys)
+
+
+def _capture(args: argparse.Namespace) -> CaptureConfig | None:
+    """The capture config the --capture-* flags describe (None without --capture-sample-rate)."""
+    rate = args.capture_sample_rate
+    if rate is None:
+        return None
+    if not 0 < rate <= 1:
+        raise _UsageError(f"--capture-sample-rate must be in (0, 1], got {rate}")
+    builtins = tuple(k.strip() for k in args.capture_redact.split(",") if k.strip())
+    unknown = sorted(set(builtins) - set(BUILTIN_KINDS))
+    if unknown:
+        raise _UsageError(
+            f"--capture-redact: unknown kind {unknown[0]!r} (known: {', '.join(BUILTIN_KINDS)})"
+        )
+    patterns = []
+    for flag in args.capture_pattern:
+        name, eq, regex = flag.partition("=")
+        if not eq or not name or not regex:
+            raise _UsageError(f"--capture-pattern must be NAME=REGEX, got {flag!r}")
+        patterns.append((name, regex))
+    try:
+        compile_patterns(patterns)
+    except InvalidPattern as exc:
+        raise _UsageError(f"--capture-pattern: {exc}") from None
+    if not args.capture_sink_url and not args.capture_url:
+        raise _UsageError("capture needs --capture-url (the capture store) or --capture-sink-url")
+    if args.capture_queue_size < 1:
+        raise _UsageError(f"--capture-queue-size must be positive, got {args.capture_queue_size}")
+    return CaptureConfig(
+        sample_rate=rate,
+        keep=args.capture_keep,
+        builtins=builtins,
+        patterns=tuple(patterns),
+        queue_size=args.capture_queue_size,
+        store_url=args.capture_url,
+        token=_capture_token(args.capture_token_file) if not args.capture_sink_url else "",
+        sink_url=args.capture_sink_url,
+    )
+
+
+def _capture_token(path: Path | None) -> str:
+    """The store's token. Missing (a Secret made before capture-token existed): capture runs and
+    the store refuses its batches (counted as rejected) rather than the gateway not serving."""
+    if path is None:
+        raise _UsageError("--capture-url needs --capture-token-file")
+    try:
+        return _read_secret_file(path, "capture token").decode()
+    except _UsageError as exc:
+        log.error("capture: %s; the store will refuse the records", exc)
+        return ""
 
 
 async def _serve(gateway: Gateway, host: str, port: int, health_port: int) -> None:

@@ -4,7 +4,8 @@ The registry holds only the gateway's series (no process or platform collectors)
 health port serves them together with the engine's exposition in one scrape: names must not
 collide with the engine's. The PodMonitor adds namespace, llmops_deployment, llmops_track and
 llmops_revision (the pod's); `revision` and `track` on llmops_feedback_total are those of the
-answer being rated, read from its signed request ID. Labels are bounded: routes are a fixed
+answer being rated, read from its signed request ID, and so are those of the capture counters
+for feedback records. Labels are bounded: routes are a fixed
 list, clients are the Secret's keys, ratings are seven values.
 """
 
@@ -80,6 +81,22 @@ class GatewayMetrics:
             registry=r,
         )
         self.clients = Gauge("llmops_gateway_api_clients", "Clients with an API key.", registry=r)
+        self.capture_records = Counter(
+            "llmops_capture_records",
+            "Capture records delivered (to the store or the sink), by revision, track and kind.",
+            ["revision", "track", "kind"],
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "llmops_capture_dropped",
+            "Capture records dropped, by reason: queue_full, store_unavailable (gave up retrying), "
+            "rejected (refused by the store or the sink).",
+            ["revision", "track", "reason"],
+            registry=r,
+        )
+        self.capture_queue = Gauge(
+            "llmops_capture_queue_records", "Capture records waiting in the gateway's queue.", registry=r
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

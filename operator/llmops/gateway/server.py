@@ -13,6 +13,11 @@ API port (the Service's target), every path:
              (SSE events are not buffered); a client that disconnects cancels the handler
              (handler_cancellation), which closes the engine connection, which stops generation.
 
+Capture (when configured, see capture.py and sender.py): a sampled generation answered 200 is
+recorded once its answer has gone out (the stream is relayed as before; its bytes are kept
+aside, up to 4 MiB, and read after the last one), redacted, and offered to the bounded queue;
+feedback is recorded too. Nothing in the request path waits for the store.
+
 Health port: /healthz (the gateway itself), /health (the engine's /health passed through, so
 probes still tell a loading model, 503, from a broken one), /metrics (the gateway's series
 followed by the engine's exposition: one scrape target per pod, and `up` stays 0 until the
@@ -25,17 +30,28 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from llmops.gateway.capture import (
+    CAPTURED_ROUTES,
+    CaptureConfig,
+    Exchange,
+    Identity,
+    feedback_record,
+    request_record,
+)
 from llmops.gateway.feedback import MAX_FEEDBACK_BYTES, FeedbackError, parse_feedback
 from llmops.gateway.ids import InvalidRequestId, RequestIdSigner
 from llmops.gateway.keys import KeyStore
 from llmops.gateway.metrics import GatewayMetrics, route_label
+from llmops.gateway.redact import Redactor
+from llmops.gateway.sender import CloudEventsSender, Queued, RecordQueue, Sender, StoreSender
 
 __all__ = ["ID_HEADER", "ID_JSON_FIELD", "OPEN_PATHS", "Gateway", "GatewayConfig"]
 
@@ -65,9 +81,17 @@ _HOP_BY_HOP = frozenset(
     )
 )
 _ANONYMOUS = "anonymous"
+"""The client label when no keys are configured."""
 _REQUEST_ID = web.RequestKey("llmops_request_id", str)
 _CLIENT = web.RequestKey("llmops_client", str)
-"""The client label when no keys are configured."""
+_ARRIVED = web.RequestKey("llmops_arrived", float)
+"""Unix time of the request's arrival (a capture record's `time`)."""
+_STARTED = web.RequestKey("llmops_started", float)
+"""time.monotonic() at arrival (a capture record's latency)."""
+_MAX_CAPTURE_BYTES = 4 * 1024 * 1024
+"""A streamed answer is kept for its record up to this size; past it the record has what came first."""
+_FLUSH_SECONDS = 5.0
+"""On stop, how long queued records may take to go out."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +109,23 @@ class GatewayConfig:
     engine_api_key: str | None = None
     """Sent to the engine as Bearer, in place of the client's key, when the gateway checks client
     keys itself and the engine requires a key too (spec.engine.apiKeySecretRef)."""
+    capture: CaptureConfig | None = None
+    """spec.gateway.capture (None: nothing is captured)."""
+
+
+@dataclass
+class _Kept:
+    """The answer of a sampled request, kept aside while it is relayed."""
+
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    parsed: Any = None
+    streamed: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        if self.size < _MAX_CAPTURE_BYTES:
+            self.chunks.append(chunk[: _MAX_CAPTURE_BYTES - self.size])
+            self.size += len(self.chunks[-1])
 
 
 def _error(status: int, message: str, error_type: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -108,7 +149,13 @@ def _correlation(request: web.BaseRequest) -> str | None:
 class Gateway:
     """One gateway: `start()` serves both ports until `stop()`."""
 
-    def __init__(self, config: GatewayConfig, signer: RequestIdSigner, keys: KeyStore | None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        signer: RequestIdSigner,
+        keys: KeyStore | None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.signer = signer
         self.keys = keys
@@ -118,6 +165,16 @@ class Gateway:
         self._watch: asyncio.Task[None] | None = None
         self.url: str | None = None
         self.health_url: str | None = None
+        self._rng = rng or random.Random()
+        self._identity = Identity(config.deployment, config.revision, config.track)
+        self.capture = config.capture
+        self.sender: Sender | None = None
+        self._redactor = Redactor(())
+        self._capture_session: aiohttp.ClientSession | None = None
+        self._sending: asyncio.Task[None] | None = None
+        if config.capture is not None:
+            self._redactor = Redactor(config.capture.builtins, config.capture.patterns)
+            self.sender = _sender(config, self.metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -131,6 +188,13 @@ class Gateway:
         if self.keys is not None:
             self.metrics.clients.set(len(self.keys.clients))
             self._watch = asyncio.create_task(self._watch_keys(), name="api keys")
+        if self.sender is not None:
+            # trust_env: a proxy in the environment is honoured (in the dev cluster it is how a
+            # pod reaches a Service by name).
+            self._capture_session = aiohttp.ClientSession(
+                trust_env=True, timeout=aiohttp.ClientTimeout(total=30, sock_connect=5)
+            )
+            self._sending = asyncio.create_task(self.sender.run(self._capture_session), name="capture")
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         urls = []
         for app, p in ((self.api_app(), port), (self.health_app(), health_port)):
@@ -154,6 +218,21 @@ class Gateway:
         self._runners.clear()
         if self._session is not None:
             await self._session.close()
+        await self._stop_capture()
+
+    async def _stop_capture(self) -> None:
+        """Give queued records a few seconds to go out, then stop the sender."""
+        sender, task = self.sender, self._sending
+        if sender is None or task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FLUSH_SECONDS):
+                await sender.flush()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if self._capture_session is not None:
+            await self._capture_session.close()
 
     async def _watch_keys(self) -> None:
         assert self.keys is not None
@@ -186,6 +265,8 @@ class Gateway:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         started = time.monotonic()
+        request[_STARTED] = started
+        request[_ARRIVED] = time.time()
         route = route_label(request.path)
         client = _ANONYMOUS
         request_id = self.signer.issue(
@@ -260,6 +341,10 @@ class Gateway:
                 {"error": str(exc), "error_type": "validation", "field": "request_id"}, status=400
             )
         self.metrics.feedback.labels(rated.revision, rated.track, feedback.rating).inc()
+        if self.sender is not None:
+            client = request.get(_CLIENT, _ANONYMOUS)
+            record = feedback_record(feedback, rated, client, time.time(), self._redactor)
+            self.sender.queue.offer(Queued.of(record))
         log.info(
             "feedback %s on an answer of revision %s (%s) from client %s",
             feedback.rating,
@@ -311,15 +396,53 @@ class Gateway:
         except aiohttp.ClientError as exc:
             self.metrics.upstream_errors.labels("unreachable").inc()
             return _error(502, f"the engine is not reachable: {type(exc).__name__}", "unavailable")
+        kept = _Kept() if upstream.status == 200 and self._sampled(request) else None
         try:
-            response = await self._relay(request, upstream)
+            response = await self._relay(request, upstream, kept)
         except BaseException:
             upstream.close()  # drop the connection: the engine stops generating for a gone client
             raise
         upstream.release()
+        if kept is not None:
+            latency = time.monotonic() - request[_STARTED]
+            # After this handler returns the answer goes out; the record is made after that.
+            asyncio.get_running_loop().call_soon(self._record, request, body, upstream, kept, latency)
         return response
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    def _sampled(self, request: web.Request) -> bool:
+        return (
+            self.capture is not None
+            and request.method == "POST"
+            and request.path in CAPTURED_ROUTES
+            and self._rng.random() < self.capture.sample_rate
+        )
+
+    def _record(
+        self, request: web.Request, body: bytes, upstream: aiohttp.ClientResponse, kept: _Kept, latency: float
+    ) -> None:
+        assert self.capture is not None and self.sender is not None
+        exchange = Exchange(
+            arrived=request[_ARRIVED],
+            latency=latency,
+            request_id=request[_REQUEST_ID],
+            client=request.get(_CLIENT, _ANONYMOUS),
+            route=request.path,
+            request_body=body,
+            response_body=b"".join(kept.chunks),
+            streamed=kept.streamed,
+            headers={k.lower(): v for k, v in upstream.headers.items()},
+            parsed=kept.parsed,
+        )
+        try:
+            record = request_record(exchange, self._identity, self.capture.keep, self._redactor)
+        except Exception:  # a record is never worth a failed request; an odd answer is a bug to see
+            log.exception("capture: making the record of %s failed", request.path)
+            return
+        self.sender.queue.offer(Queued.of(record))
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, kept: _Kept | None
+    ) -> web.StreamResponse:
         request_id = request[_REQUEST_ID]
         ctype = upstream.headers.get("Content-Type", "")
         if (
@@ -329,9 +452,14 @@ class Gateway:
             and (upstream.content_length or 0) <= _MAX_INJECT_BYTES
         ):
             data = await upstream.read()
-            return web.Response(
-                status=upstream.status, body=_with_request_id(data, request_id), headers=_copy(upstream)
-            )
+            body, parsed = _with_request_id(data, request_id)
+            if kept is not None:
+                kept.parsed = parsed
+                if parsed is None:
+                    kept.add(data)
+            return web.Response(status=upstream.status, body=body, headers=_copy(upstream))
+        if kept is not None:
+            kept.streamed = ctype.startswith("text/event-stream")
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_copy(upstream))
         response.headers[ID_HEADER] = request_id
         if (correlation := _correlation(request)) is not None:
@@ -344,6 +472,8 @@ class Gateway:
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+                if kept is not None:
+                    kept.add(chunk)
         except TimeoutError:
             # Headers are gone already: all we can do is cut the answer short.
             self.metrics.upstream_errors.labels("timeout").inc()
@@ -387,13 +517,26 @@ def _copy(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-def _with_request_id(data: bytes, request_id: str) -> bytes:
-    """The JSON object with `llmops_request_id` added; anything else (a list, invalid JSON) as is."""
+def _with_request_id(data: bytes, request_id: str) -> tuple[bytes, Any]:
+    """The JSON object with `llmops_request_id` added; anything else (a list, invalid JSON) as is.
+    Also the parsed JSON (None when it is not JSON), which a capture record reads."""
     try:
         obj = json.loads(data)
     except ValueError:
-        return data
+        return data, None
     if not isinstance(obj, dict):
-        return data
+        return data, obj
     obj[ID_JSON_FIELD] = request_id
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return json.dumps(obj, separators=(",", ":")).encode(), obj
+
+
+def _sender(config: GatewayConfig, metrics: GatewayMetrics) -> Sender:
+    """The sender the capture config asks for: the CloudEvents sink, or the capture store."""
+    capture = config.capture
+    assert capture is not None
+    queue = RecordQueue(capture.queue_size, metrics)
+    if capture.sink_url:
+        return CloudEventsSender(capture.sink_url, config.deployment, queue, metrics)
+    if not capture.store_url:
+        raise ValueError("capture needs a store URL or a sink URL")
+    return StoreSender(capture.store_url, capture.token, queue, metrics)
