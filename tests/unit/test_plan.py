@@ -327,6 +327,38 @@ def test_invalid_spec_fails_with_the_field_named() -> None:
     assert "resources.gpu.count" in cond(p, c.AVAILABLE)["message"]
 
 
+def test_a_capture_pattern_that_does_not_compile_is_named_and_nothing_of_the_spec_is_applied() -> None:
+    b, ch = to_serving(body())
+    gateway = {
+        "capture": {
+            "sampleRate": 1.0,
+            "redaction": {
+                "patterns": [{"name": "OK", "regex": "x+"}, {"name": "ACCOUNT", "regex": "ACC-(\\d+"}]
+            },
+        }
+    }
+    b["spec"]["gateway"] = gateway
+    b["spec"]["replicas"] = 3  # also changed in the same commit: not applied either
+    b["metadata"]["generation"] = 2
+    p = plan(b, Observations(children=ch), T0)
+    assert p.apply == [] and p.delete == [] and p.patches == []
+    for type_, status in ((c.AVAILABLE, "False"), (c.PROGRESSING, "False"), (c.DEGRADED, "True")):
+        condition = cond(p, type_)
+        assert (condition["status"], condition["reason"]) == (status, c.INVALID_CAPTURE_PATTERN)
+        assert condition["observedGeneration"] == 2
+    message = cond(p, c.AVAILABLE)["message"]
+    assert "spec.gateway.capture.redaction.patterns[1] (ACCOUNT)" in message and "ACC-(\\d+" in message
+    assert [e.reason for e in p.events] == [c.INVALID_CAPTURE_PATTERN]
+    # Fixed in git: the spec is applied, with the pattern in the gateway's flags.
+    gateway["capture"]["redaction"]["patterns"][1]["regex"] = "ACC-\\d+"
+    b["status"] = p.status
+    fixed = plan(b, Observations(children=ch), T0)
+    (dep,) = [o for o in fixed.apply if o["kind"] == "Deployment"]
+    args = next(x for x in dep["spec"]["template"]["spec"]["containers"] if x["name"] == "gateway")["args"]
+    assert "ACCOUNT=ACC-\\d+" in args and dep["spec"]["replicas"] == 3
+    assert cond(fixed, c.AVAILABLE)["reason"] != c.INVALID_CAPTURE_PATTERN
+
+
 def test_failed_reads_make_availability_unknown_not_false() -> None:
     p = plan(body(), Observations(errors=("list Deployment: 503 etcd unavailable",)), T0)
     avail = cond(p, c.AVAILABLE)

@@ -13,7 +13,9 @@ import llmops.api as api
 from llmops.analysis.queries import FEEDBACK_NEGATIVE_RATIO, queries
 from llmops.api import conditions as c
 from llmops.engines import CONTAINER_NAME, get_engine
+from llmops.gateway.capture import CaptureConfig
 from llmops.gateway.feedback import NEGATIVE_RATINGS
+from llmops.gateway.main import _capture, _parser
 from llmops.lifecycle.diagnose import diagnose_pods
 from llmops.render import deployment, network_policy, pod_monitor, service
 from llmops.render.evaluation import API_KEY_ENV, evaluation_job
@@ -205,3 +207,39 @@ def test_a_pod_that_cannot_mount_its_secrets_is_a_condition_naming_them() -> Non
     assert diagnose_pods([_waiting_pod("True")]) is None
     assert diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")]) is not None
     assert diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")]).reason == c.CRASH_LOOP  # type: ignore[union-attr]
+
+
+def test_capture_is_rendered_as_gateway_flags_the_gateway_parses_back() -> None:
+    capture = {
+        "sampleRate": 0.25,
+        "keep": "Prompts",
+        "redaction": {
+            "builtins": ["email", "card"],
+            "patterns": [{"name": "ACCOUNT", "regex": r"ACC-\d{6}"}],
+        },
+        "queueSize": 500,
+    }
+    gw = containers(ld(gateway={"capture": capture}))[GATEWAY_CONTAINER]
+    assert arg(gw, "--capture-url") == "http://chat-capture.models.svc:8080"
+    assert arg(gw, "--capture-token-file") == "/etc/llmops/gateway/signing/capture-token"
+    assert "--capture-sink-url" not in gw["args"]
+    parsed = _capture(_parser().parse_args(gw["args"][1:]))
+    assert parsed is not None
+    assert parsed == CaptureConfig(
+        sample_rate=0.25,
+        keep="Prompts",
+        builtins=("email", "card"),
+        patterns=(("ACCOUNT", r"ACC-\d{6}"),),
+        queue_size=500,
+        store_url="http://chat-capture.models.svc:8080",
+        token=parsed.token,  # the file exists only in the pod
+    )
+    sink = containers(ld(gateway={"capture": {"sink": {"url": "https://collector.example/e"}}}))[
+        GATEWAY_CONTAINER
+    ]
+    assert arg(sink, "--capture-sink-url") == "https://collector.example/e"
+    assert "--capture-url" not in sink["args"] and "--capture-token-file" not in sink["args"]
+    assert arg(sink, "--capture-redact") == "email,phone,card,ip,iban"
+    none = containers(ld(gateway={"capture": {"redaction": {"builtins": []}}}))[GATEWAY_CONTAINER]
+    assert arg(none, "--capture-redact") == ""
+    assert not [a for a in containers(ld())[GATEWAY_CONTAINER]["args"] if a.startswith("--capture")]

@@ -50,7 +50,9 @@ class RedactionPattern(ApiModel):
     name: PlaceholderName
     """The placeholder's name, upper-case (`ACCOUNT` writes `[ACCOUNT]`)."""
     regex: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    """The pattern. One that does not compile is reported in the CaptureReady condition, naming it."""
+    """The pattern. One that does not compile (or that matches the empty string) is reported in
+    the Available, Progressing and Degraded conditions (reason InvalidCapturePattern), naming it,
+    and nothing of that spec is applied."""
 
 
 class Redaction(ApiModel):

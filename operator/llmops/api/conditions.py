@@ -65,6 +65,9 @@ UNKNOWN = "Unknown"
 
 # --- reasons: spec and references
 INVALID_SPEC = "InvalidSpec"
+INVALID_CAPTURE_PATTERN = "InvalidCapturePattern"
+"""A spec.gateway.capture.redaction pattern does not compile (CEL cannot check regexes): the
+operator applies nothing of that spec until it is fixed."""
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
 DEPRECATED_TEMPLATE = "DeprecatedTemplate"

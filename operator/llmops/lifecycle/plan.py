@@ -39,6 +39,7 @@ from llmops.api.delivery import DEPRECATED_TEMPLATES
 from llmops.api.resource import LLMDeployment, parse
 from llmops.api.spec import is_pinned_revision
 from llmops.api.status import CanaryState, ConditionDict, Phase, StatusDict
+from llmops.gateway.redact import InvalidPattern, compile_patterns
 from llmops.lifecycle.autoscaling import Scaling, autoscaling_stage, scaling_of
 from llmops.lifecycle.cache import cache_stage
 from llmops.lifecycle.canary import CanaryPlan, canary_stage
@@ -136,6 +137,8 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         ld = parse(body)
     except ValidationError as exc:
         return _invalid(body, old_status, exc, now)
+    if (problem := _capture_pattern_problem(ld)) is not None:
+        return _refused(body, old_status, c.INVALID_CAPTURE_PATTERN, problem, now)
     road = _road_of(ld, old_status)
     p = Pass(
         ld=with_model(ld, road.target), obs=obs, old_status=old_status, now=now, spec_model=road.spec_model
@@ -620,13 +623,36 @@ def _keep_finished(child: Mapping[str, Any]) -> bool:
 def _invalid(body: Mapping[str, Any], old: StatusDict, exc: ValidationError, now: dt.datetime) -> Plan:
     # The CRD refuses almost everything at admission; what remains (e.g. an object stored
     # before a schema change) must be fixed in git, not retried.
+    return _refused(body, old, c.INVALID_SPEC, f"spec is invalid: {_validation_summary(exc)}", now)
+
+
+def _capture_pattern_problem(ld: LLMDeployment) -> str | None:
+    """Why a capture redaction pattern cannot be used (None: they all can). CEL cannot compile
+    regexes, so admission lets them through; the gateway would refuse to start with one."""
+    capture = ld.spec.gateway.capture
+    if capture is None:
+        return None
+    patterns = capture.redaction.patterns
+    try:
+        compile_patterns((p.name, p.regex) for p in patterns)
+    except InvalidPattern as exc:
+        index = next(i for i, p in enumerate(patterns) if p.name == exc.name)
+        return (
+            f"spec.gateway.capture.redaction.patterns[{index}] ({exc.name}): the regex `{exc.regex}` "
+            f"cannot be used: {exc.error}; nothing of this spec is applied until it is fixed"
+        )
+    return None
+
+
+def _refused(body: Mapping[str, Any], old: StatusDict, reason: str, msg: str, now: dt.datetime) -> Plan:
+    """A spec the operator cannot run: nothing applied, Available and Progressing False and
+    Degraded True with `reason`, phase Failed, a Warning event; what runs keeps running."""
     generation = (body.get("metadata") or {}).get("generation")
-    msg = f"spec is invalid: {_validation_summary(exc)}"
     conds = [x.copy() for x in old.get("conditions") or []]
     for type_, status in ((c.AVAILABLE, c.FALSE), (c.PROGRESSING, c.FALSE), (c.DEGRADED, c.TRUE)):
-        conds = set_condition(conds, type_, status, c.INVALID_SPEC, msg, generation=generation, now=now)
+        conds = set_condition(conds, type_, status, reason, msg, generation=generation, now=now)
     fields: StatusDict = {"phase": Phase.FAILED, "observedGeneration": generation}
-    return _finish(Plan(), old, fields, conds, [Event("Warning", c.INVALID_SPEC, msg)])
+    return _finish(Plan(), old, fields, conds, [Event("Warning", reason, msg)])
 
 
 def _finish(

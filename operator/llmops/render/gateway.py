@@ -7,6 +7,11 @@ reach a localhost-only engine, so the engine's startup and liveness probes ask t
 /health, which passes the engine's /health through (503 while loading, as before), and the
 gateway's readiness does the same, so a pod takes traffic only when the engine can generate.
 
+With spec.gateway.capture the gateway gets --capture-* flags: the sample rate, what to keep,
+the redactions (built-in kinds and user patterns, which the operator has compiled before it
+renders anything), the queue size, and where records go: the capture store's Service
+`<name>-capture` on port 8080 with the token from the signing-key Secret, or the CloudEvents sink.
+
 The signing-key Secret `<name>-gateway` holds the HMAC key of request IDs, the API key of
 the operator's own Jobs, and the bearer token between the gateways and the capture store
 (`capture-token`, made with every Secret so that capture can be turned on later). It must be random and must never change (IDs already handed out would
@@ -27,6 +32,7 @@ from llmops.render.security import container_security_context
 
 __all__ = [
     "API_KEYS_DIR",
+    "CAPTURE_STORE_PORT",
     "CAPTURE_TOKEN",
     "ENGINE_API_KEY_ENV",
     "GATEWAY_CONTAINER",
@@ -35,6 +41,8 @@ __all__ = [
     "HEALTH_PORT_NAME",
     "INTERNAL_API_KEY",
     "SIGNING_KEY",
+    "capture_args",
+    "capture_store_url",
     "gateway_container",
     "gateway_probes",
     "gateway_volumes",
@@ -57,6 +65,8 @@ API_KEYS_VOLUME = "gateway-api-keys"
 SIGNING_DIR = "/etc/llmops/gateway/signing"
 API_KEYS_DIR = "/etc/llmops/gateway/api-keys"
 ENGINE_HOST = "127.0.0.1"
+CAPTURE_STORE_PORT = 8080
+"""The port of the capture store's Service `<name>-capture`."""
 # Liveness of the gateway process itself (not of the engine): a stuck event loop is restarted.
 LIVENESS_PERIOD_SECONDS = 10
 LIVENESS_FAILURE_THRESHOLD = 3
@@ -79,6 +89,32 @@ def signing_secret(
         "type": "Opaque",
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
+
+
+def capture_store_url(ld: LLMDeployment) -> str:
+    """The capture store's base URL, in the deployment's namespace."""
+    return f"http://{ld.name}-capture.{ld.namespace}.svc:{CAPTURE_STORE_PORT}"
+
+
+def capture_args(ld: LLMDeployment) -> list[str]:
+    """The gateway's --capture-* flags (none when capture is off)."""
+    capture = ld.spec.gateway.capture
+    if capture is None:
+        return []
+    args = [
+        *("--capture-sample-rate", str(capture.sample_rate), "--capture-keep", capture.keep),
+        *("--capture-redact", ",".join(capture.redaction.builtins)),
+        *("--capture-queue-size", str(capture.queue_size)),
+    ]
+    for pattern in capture.redaction.patterns:
+        args += ["--capture-pattern", f"{pattern.name}={pattern.regex}"]
+    if capture.sink is not None:
+        return [*args, "--capture-sink-url", capture.sink.url]
+    return [
+        *args,
+        *("--capture-url", capture_store_url(ld)),
+        *("--capture-token-file", f"{SIGNING_DIR}/{CAPTURE_TOKEN}"),
+    ]
 
 
 def gateway_volumes(ld: LLMDeployment) -> list[dict[str, Any]]:
@@ -155,6 +191,7 @@ def gateway_container(
         str(gw.max_request_bytes),
         "--upstream-timeout",
         str(gw.upstream_timeout_seconds),
+        *capture_args(ld),
     ]
     mounts = [{"name": SIGNING_VOLUME, "mountPath": SIGNING_DIR, "readOnly": True}]
     if gw.auth.api_keys_secret_ref is not None:
