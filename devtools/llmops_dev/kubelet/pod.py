@@ -79,6 +79,9 @@ _VOLUME_REFRESH_SECONDS = 2.0
 about a minute). One GET per such volume per pod each time: a shared watch would be cheaper."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _GATEWAY_PORT_FLAGS = ("--port", "--health-port")
+_GATEWAY_POD_LOCAL_URL_FLAGS = ("--upstream",)
+"""The gateway's flags whose loopback URL is the pod's own (the engine); other URLs it is given
+(the capture sink's) lead out of the pod and are left alone."""
 _LOCAL_URL = re.compile(r"\b(?:127\.0\.0\.1|localhost):([0-9]+)\b")
 _METRICS_PORT_NAME = "metrics"
 """A gateway port with this name is the pod's scrape target (render.gateway.HEALTH_PORT_NAME)."""
@@ -269,9 +272,10 @@ class PodWorker:
         """The gateway's flags with the pod's ports replaced by their host ports."""
         out: list[str] = []
         for i, arg in enumerate(args):
-            if i > 0 and args[i - 1] in _GATEWAY_PORT_FLAGS and arg.isdigit():
+            flag = args[i - 1] if i > 0 else ""
+            if flag in _GATEWAY_PORT_FLAGS and arg.isdigit():
                 arg = str(self._host_port(int(arg)))
-            else:
+            elif flag in _GATEWAY_POD_LOCAL_URL_FLAGS or arg.startswith("--upstream="):
                 arg = _LOCAL_URL.sub(lambda m: f"127.0.0.1:{self._host_port(int(m.group(1)))}", arg)
             out.append(arg)
         return [*out, "--host", "127.0.0.1"]
