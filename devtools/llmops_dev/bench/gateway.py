@@ -9,7 +9,11 @@ authentication and request-ID signing are in the path), and prints:
 - latency p50 and p99 of both, and the difference (added latency);
 - first-token time of streamed answers, direct and through the gateway (p50);
 - gateway CPU seconds per request, and the load average (the machine is shared: read the
-  figures with it).
+  figures with it);
+- the same load through a second gateway that captures every request (sampleRate 1.0, every
+  built-in redaction) and sends the records to a receiver speaking the capture store's protocol
+  (llmops_dev.capture_sink, its own process): throughput as a share of direct, CPU per request,
+  and how many records arrived and were dropped.
 
 It prints figures; it is a benchmark, not a test, and asserts nothing.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -28,8 +33,10 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_dev.bench.evaluation import _proc_cpu, _start_simulator
 from llmops_dev.processes import free_port
@@ -82,7 +89,11 @@ async def _load(url: str, key: str | None, concurrency: int, count: int, stream:
     return Run(wall, latencies, errors)
 
 
-def _start_gateway(upstream: str, workdir: Path, key: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start_gateway(
+    upstream: str, workdir: Path, key: str, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A gateway process in `workdir`; returns it with its API and health URLs."""
+    workdir.mkdir()
     (workdir / "signing-key").write_bytes(secrets.token_bytes(32))
     keys = workdir / "keys"
     keys.mkdir()
@@ -95,6 +106,7 @@ def _start_gateway(upstream: str, workdir: Path, key: str) -> tuple[subprocess.P
             *("--port", str(port), "--health-port", str(health), "--upstream", upstream),
             *("--deployment", "bench/bench", "--revision", "r1", "--track", "stable"),
             *("--signing-key-file", str(workdir / "signing-key"), "--api-keys-dir", str(keys)),
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -105,11 +117,56 @@ def _start_gateway(upstream: str, workdir: Path, key: str) -> tuple[subprocess.P
             raise RuntimeError(f"the gateway exited with {proc.returncode}; see {workdir / 'gateway.log'}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
-                return proc, f"http://127.0.0.1:{port}"
+                return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health}"
         except OSError:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("the gateway did not start within 30 s")
+
+
+def _start_receiver(token: str) -> tuple[subprocess.Popen[str], str]:
+    """The capture receiver (store protocol) as its own process; returns it with its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmops_dev.capture_sink", "--token", token],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # its URL, once it listens ("" if it died)
+    if not line.startswith("http://"):
+        proc.kill()
+        raise RuntimeError("the capture receiver did not start")
+    return proc, line
+
+
+def _received(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/count", timeout=10) as r:
+        return int(json.loads(r.read())["records"])
+
+
+def _dropped(health: str) -> float:
+    with urllib.request.urlopen(f"{health}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "llmops_capture_dropped_total"
+    )
+
+
+def _wait_received(url: str, wanted: int, timeout: float = 30.0) -> int:
+    """Records at the receiver once `wanted` arrived or nothing new came for `timeout` seconds."""
+    last, since = -1, time.monotonic()
+    while time.monotonic() - since < timeout:
+        got = _received(url)
+        if got >= wanted:
+            return got
+        if got != last:
+            last, since = got, time.monotonic()
+        time.sleep(0.2)
+    return last
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,22 +176,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.05, help="the simulator's time to answer, seconds")
     args = p.parse_args(argv)
     key = secrets.token_hex(24)
+    token = secrets.token_hex(24)
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         work = Path(tmp)
         sim, direct_url = _start_simulator(args.latency, work)
-        gateway, gateway_url = _start_gateway(direct_url, work, key)
+        receiver, receiver_url = _start_receiver(token)
+        (work / "capture-token").write_text(token)
+        capture_flags = (
+            *("--capture-sample-rate", "1.0", "--capture-url", receiver_url),
+            *("--capture-token-file", str(work / "capture-token")),
+        )
+        gateway, gateway_url, _ = _start_gateway(direct_url, work / "plain", key)
+        capturing, capturing_url, capturing_health = _start_gateway(
+            direct_url, work / "capturing", key, capture_flags
+        )
+        procs: list[subprocess.Popen[Any]] = [gateway, capturing, receiver, sim]
         try:
             c, n = args.concurrency, args.requests
-            asyncio.run(_load(gateway_url, key, c, min(n, 200)))  # warm-up: connections, imports
+            for url in (gateway_url, capturing_url):
+                asyncio.run(_load(url, key, c, min(n, 200)))  # warm-up: connections, imports
+            warm = _wait_received(receiver_url, min(n, 200))
             direct = asyncio.run(_load(direct_url, None, c, n))
             cpu_before = _proc_cpu(gateway.pid)
             via = asyncio.run(_load(gateway_url, key, c, n))
             cpu_after = _proc_cpu(gateway.pid)
+            cap_before = _proc_cpu(capturing.pid)
+            captured = asyncio.run(_load(capturing_url, key, c, n))
+            received = _wait_received(receiver_url, warm + n) - warm
+            cap_after = _proc_cpu(capturing.pid)
+            dropped = _dropped(capturing_health)
             stream_n = max(c, n // 10)
             direct_first = asyncio.run(_load(direct_url, None, c, stream_n, stream=True))
             via_first = asyncio.run(_load(gateway_url, key, c, stream_n, stream=True))
         finally:
-            for proc in (gateway, sim):
+            for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
     ms = 1000.0
@@ -158,6 +233,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     if cpu_before is not None and cpu_after is not None:
         print(f"  gateway CPU: {(cpu_after - cpu_before) / n * 1e6:.0f} us per request")
+    print(
+        f"  capturing gateway (sampleRate 1.0, every redaction, batches to a store-protocol receiver): "
+        f"{captured.rate:8.1f} req/s  p50 {captured.pct(0.5) * ms:6.1f} ms  p99 {captured.pct(0.99) * ms:6.1f} ms  "
+        f"errors {captured.errors}"
+    )
+    print(f"  throughput with capture: {captured.rate / direct.rate:.1%} of direct (goal >= 90%)")
+    cpu = (
+        f"CPU {(cap_after - cap_before) / n * 1e6:.0f} us per request, "
+        if cap_before is not None and cap_after is not None
+        else ""
+    )
+    print(f"  capture: {cpu}{received}/{n} records received, {dropped:.0f} dropped")
+    print(
+        f"  capture against the plain gateway: {captured.rate / via.rate:.1%} of its throughput "
+        "(the share that does not move with the machine's load)"
+    )
     print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     return 0
 

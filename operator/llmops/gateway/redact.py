@@ -90,6 +90,7 @@ _EMAIL_RE = re.compile(_EMAIL)
 _IPV6_RE = re.compile(_IPV6)
 _PLACEHOLDER = {"email": "[EMAIL]", "iban": "[IBAN]", "card": "[CARD]", "ip": "[IP]", "phone": "[PHONE]"}
 _SEPARATORS = re.compile(r"[ -]")
+_DIGIT = re.compile(r"[0-9]")
 
 
 class InvalidPattern(ValueError):
@@ -236,8 +237,9 @@ class Redactor:
 
     def _candidates(self, text: str) -> list[_Candidate]:
         found: list[_Candidate] = []
-        for priority, kind, pattern in self._scanned:
-            found += ((m.start(), priority, m.end(), kind) for m in pattern.finditer(text))
+        if _DIGIT.search(text):  # IBANs, cards, IPv4 addresses and phone numbers all have digits
+            for priority, kind, pattern in self._scanned:
+                found += [(m.start(), priority, m.end(), kind) for m in pattern.finditer(text)]
         if "email" in self.builtins and "@" in text:
             found += _around(text, _AT, "_.%+-", _EMAIL_RUN, _EMAIL_RE, "email")
         if "ip" in self.builtins and ":" in text:
