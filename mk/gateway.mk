@@ -2,8 +2,8 @@
 .PHONY: test-gateway bench-gateway
 BENCH_GATEWAY_ARGS ?=
 
-test-gateway: venv ## the gateway's unit tests (a real TGI simulator and huggingface_hub client, seconds)
-	$(PY) -m pytest tests/unit/test_gateway.py tests/unit/test_render_gateway.py -q
+test-gateway: venv ## the gateway's unit tests (a real TGI simulator and huggingface_hub client, seconds), capture and redaction included
+	$(PY) -m pytest tests/unit/test_gateway.py tests/unit/test_render_gateway.py tests/unit/test_gateway_capture.py tests/unit/test_gateway_redact.py -q
 
-bench-gateway: venv ## gateway overhead at concurrency 64 against the simulator: throughput share, added latency, CPU/request
+bench-gateway: venv ## gateway overhead at concurrency 64 against the simulator: throughput share, added latency, CPU/request, and with capture at sampleRate 1.0
 	$(PY) -m llmops_dev.bench.gateway $(BENCH_GATEWAY_ARGS)
