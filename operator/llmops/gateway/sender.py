@@ -18,7 +18,8 @@ new one is dropped and counted, reason `queue_full`). One sender task drains it:
       ce-specversion: 1.0
       ce-type:        io.llmops.capture.request | io.llmops.capture.feedback
       ce-source:      /llmops/<namespace>/<name>/<revision>    (the revision that answered)
-      ce-id:          the request ID (feedback: "<request ID>/feedback/<n>", unique per event)
+      ce-id:          the request ID (feedback: "<request ID>/feedback/<random>", unique per event
+                      even when two replicas take feedback on the same answer)
       ce-subject:     the request ID (the key to join a feedback event to its request event)
       ce-time:        the record's time
       ce-inferenceservicename, ce-namespace, ce-endpoint (the track): the extension attributes
@@ -36,6 +37,7 @@ import gzip
 import itertools
 import json
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -304,7 +306,6 @@ class CloudEventsSender(_Base):
         self.url = url
         self.namespace, _, self.name = deployment.partition("/")
         self.concurrency = concurrency
-        self._feedback_ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
 
     async def run(self, session: aiohttp.ClientSession) -> None:
@@ -331,7 +332,7 @@ class CloudEventsSender(_Base):
             "ce-specversion": "1.0",
             "ce-type": CE_TYPE_FEEDBACK if feedback else CE_TYPE_REQUEST,
             "ce-source": f"/llmops/{self.namespace}/{self.name}/{item.revision}",
-            "ce-id": f"{item.request_id}/feedback/{next(self._feedback_ids)}"
+            "ce-id": f"{item.request_id}/feedback/{secrets.token_urlsafe(9)}"
             if feedback
             else item.request_id,
             "ce-subject": item.request_id,
