@@ -11,7 +11,11 @@ the receiver refuse, fail or answer 413 before it accepts. It is not the capture
 no fsync): it stands for the store where the gateway's sending is under test, and for the user's
 endpoint of `capture.sink.url`.
 
-    python -m llmops_dev.capture_sink --port 0 --token T   (prints its URL; for the benchmark)
+    python -m llmops_dev.capture_sink --port 0 --token T --count-only   (prints its URL)
+
+`--count-only` (the benchmark's) counts the lines of each batch without parsing or keeping them:
+the receiver stands for a store on another machine, and must not take the CPU the gateway
+under measurement needs.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ class CaptureSink:
     batches: list[dict[str, str]] = field(default_factory=list)
     """The headers of each accepted /v1/records batch."""
     answers: list[int | tuple[int, dict[str, Any]]] = field(default_factory=list)
+    count_only: bool = False
+    counted: int = 0
+    """Records received in count-only mode."""
     url: str | None = None
     _runner: web.AppRunner | None = None
 
@@ -86,6 +93,10 @@ class CaptureSink:
         raw = await request.read()  # aiohttp inflates Content-Encoding: gzip itself
         if (scripted := self._scripted()) is not None:
             return scripted
+        if self.count_only:
+            accepted = raw.count(b"\n")
+            self.counted += accepted
+            return web.json_response({"accepted": accepted})
         lines = [json.loads(line) for line in raw.split(b"\n") if line.strip()]
         self.records += lines
         self.batches.append(dict(request.headers))
@@ -101,7 +112,11 @@ class CaptureSink:
 
     async def _count(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"records": len(self.records), "events": len(self.events), "batches": len(self.batches)}
+            {
+                "records": len(self.records) + self.counted,
+                "events": len(self.events),
+                "batches": len(self.batches),
+            }
         )
 
 
@@ -134,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m llmops_dev.capture_sink", description=__doc__)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--token", default=None)
+    p.add_argument("--count-only", action="store_true", help="count records, do not parse or keep them")
     args = p.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(CaptureSink(token=args.token), args.port))
+        asyncio.run(_serve(CaptureSink(token=args.token, count_only=args.count_only), args.port))
     return 0
 
 
