@@ -435,7 +435,7 @@ class Gateway:
         )
         try:
             record = request_record(exchange, self._identity, self.capture.keep, self._redactor)
-        except Exception:  # a record is never worth a failed request; an odd answer is a bug to see
+        except Exception:  # the answer is out already: log what could not be recorded, keep capturing
             log.exception("capture: making the record of %s failed", request.path)
             return
         self.sender.queue.offer(Queued.of(record))
