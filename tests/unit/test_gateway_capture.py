@@ -221,10 +221,12 @@ def test_a_record_for_every_generation_route_streamed_or_not() -> None:
         # Sent in batches to the store's route, with its token, gzipped JSONL.
         headers = c.sink.batches[0]
         assert headers["Content-Type"] == "application/x-ndjson" and headers["Content-Encoding"] == "gzip"
-        sent = metric(
-            c.health, "llmops_capture_records_total", revision="rev-a", track="canary", kind="request"
+        wait_for(
+            "the deliveries counted",
+            lambda: metric(c.health, "llmops_capture_records_total", track="canary", kind="request")
+            == len(ROUTES),
+            timeout=10,
         )
-        assert sent == len(ROUTES)
 
 
 def test_the_stream_is_relayed_as_it_is_produced_while_captured() -> None:
@@ -237,11 +239,12 @@ def test_the_stream_is_relayed_as_it_is_produced_while_captured() -> None:
         client = InferenceClient(model=c.url)
         started = time.monotonic()
         arrivals = [time.monotonic() - started for _ in client.text_generation(PROMPT, stream=True)]
+        whole = time.monotonic() - started  # the client has read the end of the stream
         assert arrivals[0] < 0.5 * arrivals[-1], arrivals
         (rec,) = records(c.sink, 1)
         assert rec["response"] == REDACTED
         # The latency runs to the end of the stream: at least the time between the tokens.
-        assert (rec["completionTokens"] - 1) * 50 <= rec["latencyMs"] <= arrivals[-1] * 1000
+        assert (rec["completionTokens"] - 1) * 50 <= rec["latencyMs"] <= whole * 1000
 
 
 def test_keep_prompts_or_responses() -> None:
@@ -372,16 +375,17 @@ def test_the_gateway_never_waits_for_a_store_that_is_down() -> None:
         )
         with run_gateway_in_thread(gateway) as (url, health):
             started = time.monotonic()
-            for _ in range(150):
+            for _ in range(250):
                 assert httpx2.post(f"{url}/generate", json={"inputs": "hi"}, timeout=30).status_code == 200
-            assert time.monotonic() - started < 30
+            assert time.monotonic() - started < 60
+            # 250 offered: 100 wait in the queue, one batch (1 to 100 records, what was queued
+            # when the sender woke) is out retrying, and the rest is dropped.
             full = wait_for(
                 "records dropped as queue_full",
                 lambda: metric(health, "llmops_capture_dropped_total", reason="queue_full") or None,
                 timeout=10,
             )
-            # 150 offered: at most 100 wait in the queue, a batch is out retrying, the rest dropped.
-            assert 0 < full <= 50
+            assert 50 <= full <= 149
             assert metric(health, "llmops_capture_queue_records") <= 100
 
 
@@ -501,10 +505,14 @@ def test_cloudevents_sink_retries_5xx_and_drops_what_it_refuses() -> None:
         wait_for("the first event (after one retry)", lambda: len(c.sink.events) == 1, timeout=10)
         c.sink.answers.append(400)
         httpx2.post(f"{c.url}/generate", json={"inputs": "two"}, timeout=30)  # refused with 400 ...
+        wait_for(
+            "the refused event counted",
+            lambda: metric(c.health, "llmops_capture_dropped_total", reason="rejected") == 1,
+            timeout=10,
+        )
         httpx2.post(f"{c.url}/generate", json={"inputs": "three"}, timeout=30)
         wait_for("the third event", lambda: len(c.sink.events) == 2, timeout=10)
         assert [e.data["prompt"] for e in c.sink.events] == ["one", "three"]
-        assert metric(c.health, "llmops_capture_dropped_total", reason="rejected") == 1
 
 
 # -- record assembly edge cases (pure) ---------------------------------------------------------
