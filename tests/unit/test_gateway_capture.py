@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ import pytest
 from huggingface_hub import InferenceClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmops.capture_store import CaptureStore, StoreConfig
 from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
 from llmops.gateway.capture import CaptureConfig, Exchange, Identity, request_record
 from llmops.gateway.main import _parser, _UsageError, build
@@ -41,6 +43,7 @@ from llmops.gateway.sender import (
 from llmops_dev.capture_sink import CaptureSink, run_sink_in_thread
 from llmops_dev.gateway_thread import run_gateway_in_thread
 from llmops_dev.processes import free_port
+from llmops_dev.store_thread import run_store_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 from testkit import wait_for
 
@@ -627,3 +630,55 @@ def test_flags_make_the_capture_config_and_refuse_a_broken_pattern(
         )
     assert gw.config.capture is not None and gw.config.capture.token == ""
     assert "capture token" in caplog.text
+
+
+# -- with the real capture store ---------------------------------------------------------------
+
+
+def test_records_reach_the_real_capture_store_and_read_back_with_their_feedback(tmp_path: Path) -> None:
+    store = CaptureStore(
+        StoreConfig(
+            data_dir=tmp_path / "store",
+            token=TOKEN.encode(),
+            max_bytes=1 << 30,
+            retention=dt.timedelta(days=1),
+        )
+    )
+    sim = Simulator(Behaviour(answers={PROMPT: ANSWER}), max_input_tokens=1000, max_total_tokens=2000)
+    with run_in_thread(sim) as engine, run_store_in_thread(store) as (store_url, _):
+        capture = CaptureConfig(sample_rate=1.0, builtins=BUILTIN_KINDS, store_url=store_url, token=TOKEN)
+        gateway = Gateway(
+            GatewayConfig(
+                upstream=engine, deployment=DEPLOYMENT, revision="rev-a", track="canary", capture=capture
+            ),
+            RequestIdSigner(KEY, DEPLOYMENT),
+            None,
+        )
+        with run_gateway_in_thread(gateway) as (url, health):
+            rated = httpx2.post(f"{url}/generate", json={"inputs": PROMPT}, timeout=30).headers[
+                "X-LLMOps-Request-ID"
+            ]
+            httpx2.post(
+                f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": PROMPT}]}
+            )
+            fb = httpx2.post(f"{url}/v1/feedback", json={"request_id": rated, "rating": 1}, timeout=30)
+            assert fb.status_code == 202
+            wait_for(
+                "three records acknowledged by the store",
+                lambda: metric(health, "llmops_capture_records_total") == 3,
+                timeout=10,
+            )
+        read = httpx2.get(
+            f"{store_url}/v1/records",
+            params={"feedback": "down"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+        assert read.status_code == 200
+        (down,) = [json.loads(line) for line in read.text.splitlines()]
+        assert down["requestId"] == rated and down["response"] == REDACTED and down["prompt"] == PROMPT
+        assert down["feedback"]["rating"] == 1 and down["feedback"]["track"] == "canary"
+        everything = httpx2.get(
+            f"{store_url}/v1/records", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        ).text.splitlines()
+        assert len(everything) == 2

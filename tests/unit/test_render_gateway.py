@@ -18,6 +18,7 @@ from llmops.gateway.feedback import NEGATIVE_RATINGS
 from llmops.gateway.main import _capture, _parser
 from llmops.lifecycle.diagnose import diagnose_pods
 from llmops.render import deployment, network_policy, pod_monitor, service
+from llmops.render.capture import capture_url
 from llmops.render.evaluation import API_KEY_ENV, evaluation_job
 from llmops.render.gateway import GATEWAY_CONTAINER, signing_secret
 
@@ -220,7 +221,7 @@ def test_capture_is_rendered_as_gateway_flags_the_gateway_parses_back() -> None:
         "queueSize": 500,
     }
     gw = containers(ld(gateway={"capture": capture}))[GATEWAY_CONTAINER]
-    assert arg(gw, "--capture-url") == "http://chat-capture.models.svc:8080"
+    assert arg(gw, "--capture-url") == "http://chat-capture.models.svc:8080" == capture_url(ld())
     assert arg(gw, "--capture-token-file") == "/etc/llmops/gateway/signing/capture-token"
     assert "--capture-sink-url" not in gw["args"]
     parsed = _capture(_parser().parse_args(gw["args"][1:]))
