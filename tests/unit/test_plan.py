@@ -353,7 +353,11 @@ def test_a_capture_pattern_that_does_not_compile_is_named_and_nothing_of_the_spe
     gateway["capture"]["redaction"]["patterns"][1]["regex"] = "ACC-\\d+"
     b["status"] = p.status
     fixed = plan(b, Observations(children=ch), T0)
-    (dep,) = [o for o in fixed.apply if o["kind"] == "Deployment"]
+    (dep,) = [o for o in fixed.apply if o["kind"] == "Deployment" and o["metadata"]["name"] == "m-stable"]
+    assert {o["metadata"]["name"] for o in fixed.apply if o["kind"] == "Deployment"} == {
+        "m-stable",
+        "m-capture",
+    }
     args = next(x for x in dep["spec"]["template"]["spec"]["containers"] if x["name"] == "gateway")["args"]
     assert "ACCOUNT=ACC-\\d+" in args and dep["spec"]["replicas"] == 3
     assert cond(fixed, c.AVAILABLE)["reason"] != c.INVALID_CAPTURE_PATTERN
