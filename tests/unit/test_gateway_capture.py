@@ -393,7 +393,14 @@ def test_the_gateway_never_waits_for_a_store_that_is_down() -> None:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run `coro` on a loop of its own. Not asyncio.run: that also resets the main thread's
+    current loop, so a loop an earlier test left there (unclosed) would be garbage-collected
+    in some later test, whose pytest then reports it as an unraisable ResourceWarning."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 async def _send(
