@@ -41,6 +41,7 @@ from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
 from llmops_dev.cluster.build import repo_root
 from llmops_dev.cluster.controlplane import Cluster
+from llmops_dev.kubelet.proxy import pod_network_env
 from llmops_dev.processes import Proc, free_port, stop_pid, wait_until
 
 __all__ = ["ApiReader", "children_of", "llmd_body", "main", "unsettled", "versions"]
@@ -72,6 +73,7 @@ OPERATOR_RESOURCES = frozenset(
         "customresourcedefinitions",
         "events",
         "pods",
+        "pods@cluster",
     }
 )
 _REQUESTS = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
@@ -174,12 +176,16 @@ def changed(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
 
 
 def request_counts(reader: ApiReader) -> Counter[tuple[str, str]]:
-    """The apiserver's request counters, summed by (verb, resource)."""
+    """The apiserver's request counters, summed by (verb, resource); a cluster-wide list of a
+    namespaced resource (the GPU diagnosis' pod list) is counted as ``<resource>@cluster``."""
     text = reader.get("/metrics").decode()
     out: Counter[tuple[str, str]] = Counter()
     for m in _REQUESTS.finditer(text):
         labels = dict(_LABEL.findall(m["labels"]))
-        out[(labels.get("verb", ""), labels.get("resource", ""))] += int(float(m["value"]))
+        resource = labels.get("resource", "")
+        if resource == "pods" and labels.get("scope") == "cluster":
+            resource = "pods@cluster"
+        out[(labels.get("verb", ""), resource)] += int(float(m["value"]))
     return out
 
 
@@ -230,7 +236,8 @@ def _delete_namespace(cluster: Cluster, namespace: str, timeout: float) -> None:
 def _start_operator(cluster: Cluster, namespace: str, log: Path) -> Proc:
     port = free_port()
     llmops = Path(sys.executable).with_name("llmops")
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    assert cluster.state_dir is not None  # the bench starts its own cluster
+    env = {**os.environ, **pod_network_env(cluster.state_dir), "KUBECONFIG": str(cluster.kubeconfig)}
     argv = [str(llmops), "run", "-n", namespace, "--standalone", "--liveness-port", str(port)]
     proc = Proc.start("operator", argv, log, env=env)
 
