@@ -190,7 +190,9 @@ class Reconciler:
             log.info("%s/%s: pod %s: %s=True", namespace, name, pod, condition_type)
             self.kube.set_pod_condition(namespace, pod, condition_type, reason, now)
         if result.status_changed:
-            self.kube.patch_status(namespace, name, merge_patch(body.get("status") or {}, result.status))
+            patch = merge_patch(body.get("status") or {}, result.status)
+            log.info("%s/%s: patch status: %s", namespace, name, ", ".join(sorted(patch)))
+            self.kube.patch_status(namespace, name, patch)
         for ev in result.events:
             self.kube.event(body, ev.type, ev.reason, ev.message, now)
         metrics.observe_status(
