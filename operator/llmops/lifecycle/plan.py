@@ -486,6 +486,16 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
         p.cond(c.PROGRESSING, c.FALSE, canary.problem.reason if canary.problem else c.CANARY_PAUSED, msg)
     elif o.candidate is not None and o.candidate.held and o.candidate.message:
         p.cond(c.PROGRESSING, c.FALSE, c.RETRAIN_AWAITING_APPROVAL, o.candidate.message[:1000])
+    elif canary is not None and canary.state == CanaryState.ROLLED_BACK:
+        # Not "NewRevision … download stage": the spec's revision was tried and rolled back, and
+        # nothing moves until the spec changes.
+        msg = str((p.fields.get("canary") or {}).get("message") or "the canary was rolled back")
+        p.cond(
+            c.PROGRESSING,
+            c.FALSE,
+            c.ROLLED_BACK,
+            f"revision {desired} was rolled back and {stable.revision or 'nothing'} serves: {msg}"[:1000],
+        )
     elif canary is not None and canary.state in (CanaryState.PROGRESSING, CanaryState.PROMOTING):
         can = p.fields.get("canary") or {}
         p.cond(
