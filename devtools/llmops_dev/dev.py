@@ -33,6 +33,7 @@ from llmops.api.constants import OPERATOR_IMAGE
 from llmops.api.status import Phase
 from llmops_dev.cluster.build import repo_root
 from llmops_dev.cluster.controlplane import Cluster, default_state_dir
+from llmops_dev.kubelet.proxy import pod_network_env
 from llmops_dev.loadgen import Traffic
 from llmops_dev.processes import ClusterError
 from llmops_dev.prometheus import Prometheus
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {
         **os.environ,
+        **pod_network_env(state),
         "KUBECONFIG": str(cluster.kubeconfig),
         "PATH": f"{cluster.bin_dir}:{os.environ['PATH']}",
     }

@@ -24,6 +24,8 @@ changes::
     {"missing": ["org/nope"],            404 RepositoryNotFound
      "gated": ["org/gated"],             401 GatedRepo unless a token is sent (any token)
      "slow": {"org/big": 30},            each file's body takes this many seconds
+     "weights": {"org/big": 62914560},   model.safetensors holds this many tensor bytes (64 KiB
+                                         by default): a download whose progress can be watched
      "unavailable": ["org/down"],        503 on every route
      "refs": {"org/x": ["v1"] | {"v1": "<sha>"}},
      "absent": {"org/x": ["<sha>"]},      404 RevisionNotFound for these commits (never pushed)
@@ -69,23 +71,19 @@ def commit_for(repo_key: str, ref: str) -> str:
     return hashlib.sha1(f"{repo_key}@{ref}".encode()).hexdigest()
 
 
-def _safetensors(repo_id: str, sha: str) -> bytes:
-    """A valid safetensors file with one U8 tensor whose bytes depend on repo and commit."""
+def _safetensors(repo_id: str, sha: str, size: int = _MODEL_BYTES) -> bytes:
+    """A valid safetensors file with one U8 tensor of ``size`` bytes that depend on repo and commit."""
     header = {
         "__metadata__": {"format": "pt", "llmops.fake": "true", "repo": repo_id, "revision": sha},
-        "weight": {"dtype": "U8", "shape": [_MODEL_BYTES], "data_offsets": [0, _MODEL_BYTES]},
+        "weight": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]},
     }
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes
-    return (
-        struct.pack("<Q", len(raw))
-        + raw
-        + hashlib.shake_256(f"{repo_id}@{sha}".encode()).digest(_MODEL_BYTES)
-    )
+    return struct.pack("<Q", len(raw)) + raw + hashlib.shake_256(f"{repo_id}@{sha}".encode()).digest(size)
 
 
-def model_files(repo_id: str, sha: str) -> dict[str, bytes]:
-    """The default files of a fake model repo at a commit."""
+def model_files(repo_id: str, sha: str, weight_bytes: int = _MODEL_BYTES) -> dict[str, bytes]:
+    """The default files of a fake model repo at a commit (``weight_bytes``: the tensor's size)."""
     config = {
         "_name_or_path": repo_id,
         "architectures": ["LlamaForCausalLM"],
@@ -113,7 +111,7 @@ def model_files(repo_id: str, sha: str) -> dict[str, bytes]:
     return {
         "config.json": json.dumps(config, indent=2).encode(),
         "tokenizer.json": json.dumps(tokenizer).encode(),
-        "model.safetensors": _safetensors(repo_id, sha),
+        "model.safetensors": _safetensors(repo_id, sha, weight_bytes),
     }
 
 
@@ -236,7 +234,13 @@ class FakeHub:
         if isinstance(override, dict):
             raw = {str(p): str(text).encode() for p, text in override.items()}
         elif repo_type == "model":
-            raw = _default_model_files(repo_id, sha)
+            weights = self._listed("weights", key)
+            size = (
+                weights
+                if isinstance(weights, int) and not isinstance(weights, bool) and weights > 0
+                else None
+            )
+            raw = _default_model_files(repo_id, sha, size or _MODEL_BYTES)
         else:
             raw = {"README.md": f"# {repo_id}\n\nA fake {repo_type} repository.\n".encode()}
         return {path: _File(path, data) for path, data in sorted(raw.items())}
@@ -388,9 +392,9 @@ class FakeHub:
         return resp
 
 
-@functools.lru_cache(maxsize=64)
-def _default_model_files(repo_id: str, sha: str) -> dict[str, bytes]:
-    return model_files(repo_id, sha)
+@functools.lru_cache(maxsize=16)
+def _default_model_files(repo_id: str, sha: str, weight_bytes: int) -> dict[str, bytes]:
+    return model_files(repo_id, sha, weight_bytes)
 
 
 def _key(repo_type: str, repo_id: str) -> str:

@@ -115,7 +115,11 @@ async def llmdeployment_event(type: str | None, namespace: str | None, name: str
         _trigger(namespace, name)
 
 
-async def _child_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+async def _child_event(
+    type: str | None, body: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
+) -> None:
+    if type == "DELETED" and body.get("kind") == "Pod" and (kube := _state.kube):
+        kube.gpu_capacity.forget()  # its GPUs are free now: the next diagnosis reads them again
     _trigger(namespace, labels.get(LABEL_DEPLOYMENT))
 
 

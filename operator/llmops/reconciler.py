@@ -30,6 +30,7 @@ from llmops import metrics
 from llmops.analysis.results import Error, Result
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment, parse
+from llmops.jobprogress import read_progress
 from llmops.kube import ApiError, Kube
 from llmops.lifecycle.autoscaling import HANDOVER_MANAGER, query_check_request
 from llmops.lifecycle.canary import analysis_request
@@ -39,6 +40,7 @@ from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
 from llmops.lifecycle.drift import DriftQuery, drift_request
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
+from llmops.lifecycle.progress import progress_request
 from llmops.prom import PromClient
 from llmops.render.gateway import signing_secret
 
@@ -188,7 +190,9 @@ class Reconciler:
             log.info("%s/%s: pod %s: %s=True", namespace, name, pod, condition_type)
             self.kube.set_pod_condition(namespace, pod, condition_type, reason, now)
         if result.status_changed:
-            self.kube.patch_status(namespace, name, merge_patch(body.get("status") or {}, result.status))
+            patch = merge_patch(body.get("status") or {}, result.status)
+            log.info("%s/%s: patch status: %s", namespace, name, ", ".join(sorted(patch)))
+            self.kube.patch_status(namespace, name, patch)
         for ev in result.events:
             self.kube.event(body, ev.type, ev.reason, ev.message, now)
         metrics.observe_status(
@@ -226,7 +230,8 @@ class Reconciler:
             log.info("%s/%s: created the gateway signing key Secret", ld.namespace, ld.name)
 
     def _enrich(self, body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Observations:
-        """Add what the spec references (the HTTPRoute), and the canary and drift measurements due."""
+        """Add what the spec references (the HTTPRoute), the canary and drift measurements due,
+        the GPU nodes while pods wait for GPUs, and the download's progress when a reading is due."""
         try:
             ld: LLMDeployment | None = parse(body)
         except ValidationError:
@@ -257,6 +262,7 @@ class Reconciler:
         gpu_nodes = self._gpu_nodes(ld, obs)
         drift = measure_drift(url, drift_request(body, ld, now))
         capture = measure_capture(url, capture_request(ld, now))
+        target = progress_request(body, ld, obs, now)
         return dataclasses.replace(
             obs,
             referenced=referenced,
@@ -266,6 +272,7 @@ class Reconciler:
             capture=capture,
             prometheus_url=self.prometheus_url,
             query_check=check_query(url, query_check_request(body, ld)),
+            download_progress=read_progress(target) if target else None,
         )
 
     def _gpu_nodes(self, ld: LLMDeployment, obs: Observations) -> list[GpuNode] | None:

@@ -3,8 +3,10 @@ killed the other takes over; the failover time is measured and printed.
 
 The session operator (every namespace, standalone) is stopped for the test; the replicas here
 watch one namespace with a KopfPeering object, as the chart installs them with replicaCount 2.
-The LLMDeployment asks for more GPUs than exist, so it stays busy and is looked at again every
-30 s: a paused replica that still ran its own schedule would show up in its log within that.
+The LLMDeployment's model trickles out of the simulated Hub for ten minutes, so it stays
+Caching and is looked at again every PROGRESS_INTERVAL_SECONDS (to read its download's
+progress, a pass no watch event brings): a paused replica that still ran its own schedule would
+show up in its log within that.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from llmops.handlers import PEERING_LIFETIME_SECONDS
+from llmops.lifecycle.progress import PROGRESS_INTERVAL_SECONDS
 from llmops.peering import CACHE_SECONDS
 from llmops_dev.cluster import Cluster
 from testkit import unique, wait_for
-from testkit.operator import OperatorProcess, sample
+from testkit.operator import OperatorProcess, configure_hub, llmd, sample
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "llmops-operator"
 PEERING = "llmops"
-RESYNC_WHILE_BUSY = 30.0  # llmops.lifecycle.plan._RESYNC_WHILE_BUSY
 
 
 @pytest.fixture
@@ -87,10 +89,16 @@ def test_two_peered_replicas_one_acts_and_the_other_takes_over(
     own_operators += [low, high]
 
     low.start()
+    model = "sim-org/peering-trickle"
+    configure_hub(cluster, slow={model: 600})  # still Caching when the test is over
     busy = json.loads(sample("busy", "a" * 40))
-    busy["spec"]["resources"]["gpu"]["count"] = 64  # never schedulable: the object stays busy
+    busy["spec"]["model"]["id"] = model
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(busy))
     wait_for("the only replica acting", lambda: _acts(low, 0, "busy"), 60, 0.5)
+    # Its download's progress read once: from now on a pass of it is scheduled every interval.
+    wait_for(
+        "a progress reading", lambda: (llmd(cluster, ns, "busy").get("status") or {}).get("download"), 90, 0.5
+    )
 
     # A replica with a higher priority joins: the first one pauses and acts no more.
     high.start()
@@ -103,14 +111,14 @@ def test_two_peered_replicas_one_acts_and_the_other_takes_over(
     stopped_by = _stamp(pause_line) + dt.timedelta(seconds=CACHE_SECONDS + 1)
     wait_for("the new replica acting", lambda: _acts(high, 0, "busy"), 60, 0.5)
 
-    def quiet_for_a_resync_period() -> bool:
+    def quiet_for_a_progress_interval() -> bool:
         # The measurement window: the paused replica had a pass of the busy object scheduled
-        # within 30 s (its resync while busy); it must drop it, not run it.
+        # within the interval (the next progress reading); it must drop it, not run it.
         late = [line for line in _acts(low, 0, "busy") if _stamp(line) > stopped_by]
         assert late == [], "a paused replica reconciled:\n" + "\n".join(late)
-        return time.monotonic() - paused > RESYNC_WHILE_BUSY + 3
+        return time.monotonic() - paused > 2 * PROGRESS_INTERVAL_SECONDS + 3
 
-    wait_for("a resync period with the paused replica quiet", quiet_for_a_resync_period, 90, 1)
+    wait_for("two progress intervals with the paused replica quiet", quiet_for_a_progress_interval, 90, 1)
 
     # The active replica dies without a goodbye: the other resumes once its peering entry expires.
     offset = low.log_offset()

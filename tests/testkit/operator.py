@@ -18,6 +18,7 @@ from typing import Any
 
 from llmops.api.constants import DEFAULT_TGI_IMAGE, DEFAULT_VLLM_IMAGE
 from llmops_dev.cluster import Cluster
+from llmops_dev.kubelet.proxy import pod_network_env
 from llmops_dev.processes import free_port
 from testkit import get_json, wait_for
 
@@ -72,7 +73,9 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.port = free_port()
-        env = {**os.environ, **self.env, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        # The pod network as the operator sees it in a cluster (a download's progress endpoint).
+        pods = pod_network_env(self.cluster.state_dir) if self.cluster.state_dir is not None else {}
+        env = {**os.environ, **pods, **self.env, "KUBECONFIG": str(self.cluster.kubeconfig)}
         llmops = Path(sys.executable).with_name("llmops")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -121,6 +121,11 @@ def test_failing_canary_is_rolled_back_within_the_failure_limit() -> None:
     p = sim.step(10)
     assert sim.deployment("m-canary") is None and p.status["phase"] == "RolledBack"
     assert not p.apply
+    # ...and Progressing says so (it read "NewRevision … in its download stage" before).
+    progressing = cond(p, c.PROGRESSING)
+    assert (progressing["status"], progressing["reason"]) == ("False", c.ROLLED_BACK)
+    assert progressing["message"].startswith(f"revision {SHA_B} was rolled back and {SHA_A} serves: ")
+    assert not sim.step(1).status_changed  # and stays so, without a write
 
 
 @pytest.mark.parametrize("missing", [NoData("empty vector"), Error("connection refused", "unreachable")])

@@ -254,6 +254,7 @@ def test_crd_names_columns_and_subresources() -> None:
         "Canary": ".status.canary.weight",
         "Origin": ".status.serving.origin",
         "Candidate": ".status.candidate.state",
+        "Download": ".status.download.progress",
         "Age": ".metadata.creationTimestamp",
         "Desired": ".status.desiredRevision",
         "Scaled-By": ".status.replicasOwner",

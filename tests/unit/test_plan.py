@@ -42,7 +42,8 @@ def test_fresh_object_starts_with_cache_and_shared_children_but_no_server() -> N
     assert cond(p, c.AVAILABLE)["status"] == "False"
     assert p.status["observedGeneration"] == 1
     assert p.status["endpoint"] == "http://m.ns.svc.cluster.local:80"
-    assert p.requeue_after is not None
+    # Nothing is due at a time: the download Job's watch events bring the next pass.
+    assert p.requeue_after is None
 
 
 def test_cached_revision_gets_a_stable_deployment_then_serves() -> None:
@@ -455,3 +456,17 @@ def test_a_life_moves_only_along_the_transition_table() -> None:
         ("RolledBack", "Caching"),
     }
     assert all(phase_change_allowed(a, b) for a, b in seen)
+
+
+def test_an_existing_job_is_never_applied_again() -> None:
+    # A download Job made by an earlier operator version (no progress port, another hash): its
+    # pod template is immutable, so a re-apply would be refused in every pass.
+    b = body()
+    first = plan(b, Observations(), T0)
+    ch = children_of(first)
+    job = next(v for (kind, _), v in ch.items() if kind == "Job")
+    job["metadata"]["annotations"]["llmops.io/applied-hash"] = "from-an-older-version"
+    job["spec"]["template"]["spec"]["containers"][0].pop("ports")
+    p = plan(with_status(first, b), Observations(children=ch), T0)
+    assert "Job" not in kinds(p)
+    assert ("Job", job["metadata"]["name"]) not in p.delete

@@ -398,7 +398,12 @@ def test_download_job() -> None:
         "meta-llama/Llama-3.1-8B-Instruct",
         "--revision",
         OTHER_SHA,
+        "--progress-port",
+        "8090",
     ]
+    # The operator reads the download's progress from this port while the revision is Caching.
+    assert c["ports"] == [{"name": "progress", "containerPort": 8090, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/progress", "port": "progress"}
     env = env_of(c)
     assert env["HF_HOME"]["value"] == "/data"
     assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
@@ -455,6 +460,17 @@ def test_network_policy_defaults() -> None:
     assert scrape["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
+
+
+def test_network_policy_leaves_the_download_pods_reachable_for_their_progress() -> None:
+    # The operator (in its own namespace) reads a download's progress from the Job's pod: the
+    # policy must not select that pod, or it would admit only the peers listed for the server.
+    obj = ld()
+    policy, job = network_policy(obj), download_job(obj, revision=SHA)
+    assert policy is not None and job is not None
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in selector.items())
 
 
 def test_network_policy_peers_monitoring_namespace_and_disabled() -> None:

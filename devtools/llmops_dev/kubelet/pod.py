@@ -82,6 +82,8 @@ _GATEWAY_PORT_FLAGS = ("--port", "--health-port")
 _GATEWAY_POD_LOCAL_URL_FLAGS = ("--upstream",)
 """The gateway's flags whose loopback URL is the pod's own (the engine); other URLs it is given
 (the capture sink's) lead out of the pod and are left alone."""
+_DOWNLOAD_PORT_FLAGS = ("--progress-port",)
+"""`llmops download` answers GET /progress on this port (the operator reads it while Caching)."""
 _LOCAL_URL = re.compile(r"\b(?:127\.0\.0\.1|localhost):([0-9]+)\b")
 _METRICS_PORT_NAME = "metrics"
 """A gateway port with this name is the pod's scrape target (render.gateway.HEALTH_PORT_NAME)."""
@@ -280,6 +282,16 @@ class PodWorker:
             out.append(arg)
         return [*out, "--host", "127.0.0.1"]
 
+    def _localize_download(self, argv: list[str]) -> list[str]:
+        """`llmops download`'s progress port replaced by its host port, on loopback."""
+        out = [
+            str(self._host_port(int(arg)))
+            if i > 0 and argv[i - 1] in _DOWNLOAD_PORT_FLAGS and arg.isdigit()
+            else arg
+            for i, arg in enumerate(argv)
+        ]
+        return [*out, "--progress-host", "127.0.0.1"] if any(a in _DOWNLOAD_PORT_FLAGS for a in argv) else out
+
     def _publish(self, key: str, port: int, container: str, target: int, scrape: bool) -> None:
         self.published[port] = container
         self.env.table.set(
@@ -444,6 +456,8 @@ class PodWorker:
         entry = command or IMAGE_ENTRYPOINT[runtime]
         if _listens(entry, args):
             args = self._localize_gateway(args)
+        elif _is_download(entry, args):
+            entry, args = [entry[0]], self._localize_download([*entry[1:], *args])
         exe = _executable(entry[0], proc_env["PATH"])
         if exe is None:
             raise _StartError(
@@ -495,7 +509,7 @@ class PodWorker:
         model.started = http_probe(spec, "startupProbe") is None
         if runtime in SERVERS and port is not None and not _loopback_only(spec, env):
             self._publish(f"{self.uid}:{port}", port, model.name, self.sim_ports[model.name], scrape=True)
-        elif _listens(spec.get("command") or IMAGE_ENTRYPOINT[runtime], spec.get("args") or []):
+        elif _publishes_ports(spec.get("command") or IMAGE_ENTRYPOINT[runtime], spec.get("args") or []):
             for p in spec.get("ports") or []:
                 pod_port = int(p["containerPort"])
                 scrape = p.get("name") == _METRICS_PORT_NAME
@@ -649,6 +663,18 @@ def _listens(entry: list[Any], args: list[Any]) -> bool:
     if len(argv) >= 3 and os.path.basename(argv[0]).startswith("python") and argv[1] == "-m":
         return argv[2] in _LISTENING_DEV_MODULES
     return len(argv) >= 2 and os.path.basename(argv[0]) == "llmops" and argv[1] in _LISTENING_PROGRAMS
+
+
+def _is_download(entry: list[Any], args: list[Any]) -> bool:
+    """True for `llmops download ...` (the download Job's container)."""
+    argv = [str(x) for x in [*entry, *args]]
+    return len(argv) >= 2 and os.path.basename(argv[0]) == "llmops" and argv[1] == "download"
+
+
+def _publishes_ports(entry: list[Any], args: list[Any]) -> bool:
+    """The programs whose declared ports are reached at the pod IP: those that listen like the
+    gateway (Services, probes, scrapes) and the download (its progress endpoint, by the operator)."""
+    return _listens(entry, args) or _is_download(entry, args)
 
 
 def _loopback_only(spec: Obj, env: dict[str, str]) -> bool:

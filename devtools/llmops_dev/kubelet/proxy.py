@@ -43,7 +43,7 @@ from aiohttp import web
 
 from llmops_dev.kubelet.kube import Informer, KubeClient
 
-__all__ = ["PodEntry", "PodTable", "ServiceProxy", "proxy_url", "resolve"]
+__all__ = ["PodEntry", "PodTable", "ServiceProxy", "pod_network_env", "proxy_url", "resolve"]
 
 log = logging.getLogger("llmops.proxy")
 Obj = dict[str, Any]
@@ -365,3 +365,12 @@ def resolve(state_dir: Path | str, url: str) -> str:
 def proxy_url(state_dir: Path | str) -> str:
     """The proxy's URL (for ``HTTP_PROXY``), from the kubelet's ``<state-dir>/kubelet.json``."""
     return str(json.loads((Path(state_dir) / "kubelet.json").read_text())["proxy_url"])
+
+
+def pod_network_env(state_dir: Path | str) -> dict[str, str]:
+    """The environment that lets a process on the host reach pod IPs and Services as one in the
+    cluster would (the operator reads a download's progress at its pod IP): requests through
+    this proxy, except to the host itself (the apiserver, Prometheus, the fake Hub)."""
+    url = proxy_url(state_dir)
+    local = "127.0.0.1,localhost"
+    return {"HTTP_PROXY": url, "http_proxy": url, "NO_PROXY": local, "no_proxy": local}

@@ -77,6 +77,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.candidate.state",
         "description": "The last retrained candidate: Evaluating, AwaitingApproval, Rolling, Promoted, Rejected",
     },
+    {
+        "name": "Download",
+        "type": "string",
+        "jsonPath": ".status.download.progress",
+        "description": "How far the download of the desired revision is, while it is Caching",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Desired",

@@ -531,6 +531,38 @@ class ServingStatus(ApiModel):
     """Its gate scores: what a retrained candidate must not be worse than."""
 
 
+class DownloadStatus(ApiModel):
+    """The download of the desired revision into the model cache, while the revision is Caching.
+
+    Read from the download Job's progress endpoint every few seconds; gone once the revision is
+    cached (or its download failed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    revision: ShortText
+    """The revision being downloaded."""
+    files_done: int | None = None
+    """Files of the snapshot in the cache."""
+    files_total: int | None = None
+    """Files of the snapshot."""
+    bytes_done: int | None = None
+    """Bytes written into the cache so far."""
+    bytes_total: int | None = None
+    """Bytes of the whole snapshot (from the Hub's file listing)."""
+    percent: int | None = None
+    """bytesDone of bytesTotal, in percent."""
+    bytes_per_second: int | None = None
+    """The download's rate over its last seconds."""
+    eta_seconds: int | None = None
+    """Seconds left at that rate."""
+    progress: ShortText = ""
+    """All of it in a few words, for `kubectl get llmd` (e.g. "42% of 3.2 GiB, 48 MiB/s, 40s left")."""
+    time: Timestamp | None = None
+    """When the download Job was last asked."""
+    error: ShortText | None = None
+    """Why the last reading failed (the Job's progress endpoint did not answer)."""
+
+
 class ManualGates(ApiModel):
     """Annotation values already acted upon, so a stale annotation does not act twice."""
 
@@ -644,6 +676,8 @@ class LLMDeploymentStatus(ApiModel):
     """Retraining bookkeeping."""
     capture: CaptureStatus | None = None
     """Capture health: the store's readiness, records written and dropped (spec.gateway.capture)."""
+    download: DownloadStatus | None = None
+    """How far the download of the desired revision is, while it is Caching."""
     manual_gates: ManualGates | None = None
     """Manual gate annotations already acted upon."""
     history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = []
@@ -808,6 +842,22 @@ class ServingStatusDict(TypedDict, total=False):
     scores: list[MetricResultDict]
 
 
+class DownloadStatusDict(TypedDict, total=False):
+    """A DownloadStatus as JSON."""
+
+    revision: str
+    filesDone: int | None
+    filesTotal: int | None
+    bytesDone: int | None
+    bytesTotal: int | None
+    percent: int | None
+    bytesPerSecond: int | None
+    etaSeconds: int | None
+    progress: str
+    time: str | None
+    error: str | None
+
+
 class ManualGatesDict(TypedDict, total=False):
     """ManualGates as JSON."""
 
@@ -862,6 +912,7 @@ class StatusDict(TypedDict, total=False):
     drift: DriftStatusDict | None
     retrain: RetrainStatusDict | None
     capture: CaptureStatusDict | None
+    download: DownloadStatusDict | None
     manualGates: ManualGatesDict | None
     history: list[HistoryEntryDict]
     lastAppliedSpecHash: str | None

@@ -1,6 +1,7 @@
 """The model cache stage: the shared PVC and one download Job per revision.
 
-Answers "is the desired revision in the cache?" and, when it is not and cannot be, why.
+Answers "is the desired revision in the cache?" and, when it is not and cannot be, why; while
+the download runs, how far it is (status.download, from lifecycle.progress).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from llmops.api import conditions as c
 from llmops.lifecycle.context import Pass
 from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
+from llmops.lifecycle.progress import describe, download_status, progress_due_in, progress_target
 from llmops.render import download_job, pvc, pvc_name
 
 __all__ = ["cache_stage"]
@@ -18,6 +20,7 @@ def cache_stage(p: Pass, path: str | None = None) -> tuple[bool, Problem | None]
 
     ``path``: the target is a model a retrain run wrote to the model cache, so nothing downloads."""
     spec = p.ld.spec
+    p.fields["download"] = None  # only a running download has progress to show
     if path is not None:
         return _on_the_cache(p, path)
     if not spec.cache.enabled:
@@ -75,7 +78,14 @@ def cache_stage(p: Pass, path: str | None = None) -> tuple[bool, Problem | None]
     if found:
         p.cond(c.MODEL_CACHED, c.FALSE, found.reason, found.message)
         return False, found
-    p.cond(c.MODEL_CACHED, c.FALSE, c.DOWNLOADING, f"downloading {model} into the cache")
+    _progress(p, job_name)
+    progress = describe(p.fields.get("download"))
+    p.cond(
+        c.MODEL_CACHED,
+        c.FALSE,
+        c.DOWNLOADING,
+        f"downloading {model} into the cache" + (f": {progress}" if progress else ""),
+    )
     return False, None
 
 
@@ -94,3 +104,11 @@ def _on_the_cache(p: Pass, path: str) -> tuple[bool, Problem | None]:
         c.MODEL_CACHED, c.TRUE, c.ON_MODEL_CACHE, f"{path} is on the model cache (written by a retrain run)"
     )
     return True, None
+
+
+def _progress(p: Pass, job_name: str) -> None:
+    """status.download from this pass's reading (or the last one), and when to read again."""
+    revision = p.ld.spec.model.revision
+    p.fields["download"] = download_status(p.old_status, revision, p.obs.download_progress, p.now)
+    if progress_target(p.obs, job_name) is not None:
+        p.due.append(max(1.0, progress_due_in(p.fields, revision, p.now)))

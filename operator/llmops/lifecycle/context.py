@@ -113,6 +113,9 @@ class Pass:
     (lifecycle.autoscaling)."""
     spec_model: str = ""
     """spec.model as git has it, ``id@revision`` (``ld`` may carry a retrained model instead)."""
+    due: list[float] = field(default_factory=list)
+    """Seconds until something a stage reads at a time of its own is due (a download's progress):
+    the pass asks to be run again then, since no watch event would bring it."""
 
     def __post_init__(self) -> None:
         self.conditions = [x.copy() for x in self.old_status.get("conditions") or []]

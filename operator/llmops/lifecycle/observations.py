@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.analysis import Error, Result
+from llmops.contracts import DownloadProgress
 
 __all__ = ["GATEWAY_API", "KEDA_API", "MONITORING_API", "GpuNode", "Observations"]
 
@@ -85,6 +86,9 @@ class Observations:
     query_check: tuple[str, Error | None] | None = None
     """This pass's syntax check of spec.autoscaling.query: (the query as sent, None when it parses
     or Prometheus' Error: rejected for a parse error, unreachable otherwise). None: not checked."""
+    download_progress: DownloadProgress | str | None = None
+    """This pass's reading of the download Job's progress endpoint (lifecycle.progress says
+    when one is due): how far it is, or why it could not be read. None when none was taken."""
 
     def child(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))

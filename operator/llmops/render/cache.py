@@ -1,5 +1,7 @@
 """The model cache: the PersistentVolumeClaim shared by all revisions, and the download Job that
-fills it for one revision before any server pod needs it."""
+fills it for one revision before any server pod needs it. The Job's container declares the port
+of its progress endpoint, which the operator reads while the revision is Caching (the
+NetworkPolicy selects server pods only, so nothing of ours stands between them)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ from typing import Any
 
 from llmops.api.constants import LABEL_REVISION, OPERATOR_IMAGE
 from llmops.api.resource import LLMDeployment
-from llmops.contracts import DOWNLOAD_EXIT_PERMANENT
+from llmops.contracts import (
+    DOWNLOAD_EXIT_PERMANENT,
+    DOWNLOAD_PROGRESS_PATH,
+    DOWNLOAD_PROGRESS_PORT,
+    DOWNLOAD_PROGRESS_PORT_NAME,
+)
 from llmops.engines import DATA_DIR
 from llmops.render.labels import (
     COMPONENT_CACHE,
@@ -67,7 +74,26 @@ def download_job(
         "name": DOWNLOAD_CONTAINER,
         "image": spec.cache.download.image or operator_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["llmops", "download", "--model", spec.model.id, "--revision", revision],
+        "command": [
+            "llmops",
+            "download",
+            "--model",
+            spec.model.id,
+            "--revision",
+            revision,
+            "--progress-port",
+            str(DOWNLOAD_PROGRESS_PORT),
+        ],
+        "ports": [
+            {"name": DOWNLOAD_PROGRESS_PORT_NAME, "containerPort": DOWNLOAD_PROGRESS_PORT, "protocol": "TCP"}
+        ],
+        # Ready once the progress endpoint answers: the operator asks only a ready container
+        # (right after the process starts, nothing listens yet).
+        "readinessProbe": {
+            "httpGet": {"path": DOWNLOAD_PROGRESS_PATH, "port": DOWNLOAD_PROGRESS_PORT_NAME},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+        },
         "env": env,
         "resources": _download_resources(),
         "securityContext": container_security_context(),
