@@ -95,7 +95,7 @@ def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() ->
     assert flag["--model-revision"] == SHA_A
     # the OpenAI chat route by default, naming the model (vLLM's served name), one worker process
     assert (flag["--route"], flag["--model"], flag["--workers"]) == ("chat", "org/model", "1")
-    assert flag["--transport"] == "huggingface_hub"
+    assert flag["--transport"] == "aiohttp"  # the lean client by default
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {
         "action": "FailJob",

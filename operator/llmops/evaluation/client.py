@@ -15,9 +15,10 @@ Routes (`ClientConfig.route`):
 Decoding is greedy (`do_sample=False`; `temperature=0`, which both servers map to greedy) so that
 runs are repeatable.
 
-Transports (`ClientConfig.transport`): `huggingface_hub` (default) or `aiohttp`, the lean path of
-`lean.py` that sends the same requests for a fraction of the CPU (see its docstring and
-`make bench-eval`); both are tested against the same simulators.
+Transports (`ClientConfig.transport`): `aiohttp` (the default of `spec.evaluation.client` and
+`llmops eval`), the lean path of `lean.py` that sends the same requests for a fraction of the CPU
+(see its docstring and `make bench-eval`), or `huggingface_hub`; both are tested against the same
+simulators.
 - `concurrency` workers pull samples from one queue, so at most that many requests are in flight.
 - Each attempt has a deadline of `timeout` seconds, end to end (httpx's own timeout is per phase).
 - 429 (TGI overloaded), 503 (no ready backend behind a Service) and transport failures (refused
@@ -83,7 +84,7 @@ class ClientConfig:
     route: str = "chat"
     model: str | None = None
     """Model name sent on the OpenAI-compatible routes (the server's served model name)."""
-    transport: str = "huggingface_hub"
+    transport: str = "aiohttp"
 
 
 def normalize_endpoint(url: str) -> str:

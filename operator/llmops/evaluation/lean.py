@@ -1,6 +1,6 @@
 """The evaluation's lean HTTP path: the same requests as huggingface_hub's client, on one aiohttp session.
 
-huggingface_hub's AsyncInferenceClient is the default (the project's standard client). Measured
+It is the default; huggingface_hub's AsyncInferenceClient stays an option (`--transport`). Measured
 with cProfile against the simulator (`make bench-eval`), about half of its CPU goes to the HTTP
 stack it is built on (httpcore2, httpx2, h11, anyio; httpcore2's pool scans every connection on
 each request), the rest of its overhead to its own request building and `dataclasses.asdict`
