@@ -1,5 +1,6 @@
 """The capture store: segments on disk, torn-tail recovery, retention, the size cap, a full disk,
-auth, batch validation, group commit, and the read side's filters and feedback join.
+auth, batch validation, group commit, the read side's filters and feedback join, and the
+hashed-term histograms of `GET /v1/terms`.
 
 The store runs for real (aiohttp on free ports, segments in a temporary folder); the tests speak
 HTTP to it as a gateway and a retrain Job would.
@@ -12,6 +13,8 @@ import errno
 import gzip
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +30,7 @@ from llmops.capture_store import segments as segments_module
 from llmops.capture_store.main import quantity_bytes
 from llmops.capture_store.records import RecordError, parse_batch, parse_query
 from llmops.capture_store.segments import complete_length, compress, list_segments, read_members
+from llmops.capture_store.terms import bucket_of, histogram_of, parse_terms_query, prompt_text, terms_of
 from llmops_dev.store_thread import run_store_in_thread
 
 TOKEN = b"t0ken-for-tests"
@@ -483,3 +487,79 @@ def test_the_command_refuses_bad_flags_naming_them(
     argv = ["capture-store", "--data-dir", str(tmp_path / "data"), *(f.format(tmp=tmp_path) for f in flags)]
     assert llmops_main(argv) == 2
     assert capsys.readouterr().err.startswith(f"llmops capture-store: {named}: ")
+
+
+# -- hashed-term histograms ----------------------------------------------------------------------
+
+
+def terms(store: Store, **params: str) -> dict[str, Any]:
+    r = store.client.get(f"{store.api}/v1/terms", params=params, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_the_text_of_a_prompt_is_its_prompt_or_its_user_messages() -> None:
+    assert prompt_text({"prompt": "Hello there"}) == "Hello there"
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant"},
+        {"role": "user", "content": "What is PSI?"},
+        {"role": "assistant", "content": "A statistic"},
+        {"role": "user", "content": [{"type": "text", "text": "and KS?"}, {"type": "image_url"}]},
+    ]
+    assert prompt_text({"messages": messages}) == "What is PSI?\nand KS?"
+    assert prompt_text({"response": "no prompt"}) == ""
+    assert terms_of("The cat, the CAT and the dog!") == {"the", "cat", "and", "dog"}
+
+
+def test_buckets_are_stable_across_processes() -> None:
+    # Python's hash() is salted per process: a histogram of the reference window asked for again
+    # by a restarted store would not match. blake2b is the same everywhere.
+    code = "from llmops.capture_store.terms import bucket_of; print([bucket_of(w, 1024) for w in ('cat', 'dog')])"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == str([bucket_of("cat", 1024), bucket_of("dog", 1024)])
+    assert len({bucket_of(f"word{i}", 1024) for i in range(2000)}) > 800  # spread over the buckets
+
+
+def test_each_distinct_term_of_a_prompt_counts_once() -> None:
+    h = histogram_of([{"prompt": "cat cat cat dog"}, {"prompt": "cat"}, {"prompt": "   "}], 64)
+    assert h.prompts == 2  # an empty prompt has no terms and does not count
+    assert h.counts[bucket_of("cat", 64)] >= 2 and sum(h.counts) == 3
+
+
+def test_the_store_serves_the_histogram_of_a_window_and_revision(store: Store) -> None:
+    store.post(
+        [
+            request("a", NOW - DAY, prompt="tax return deadline"),
+            request("b", NOW, prompt="tax refund"),
+            request("c", NOW, prompt="football score", revision="rev-b"),
+            request("d", NOW, prompt=None, messages=[{"role": "user", "content": "Tax forms"}]),
+        ]
+    )
+    everything = terms(store, buckets="256")
+    assert everything["buckets"] == 256 and everything["prompts"] == 4
+    assert everything["counts"][bucket_of("tax", 256)] >= 3
+    today = terms(store, since=stamp(NOW - dt.timedelta(hours=1)), revision="rev-a", buckets="256")
+    assert today["prompts"] == 2 and today["counts"][bucket_of("tax", 256)] >= 2
+    assert sum(today["counts"]) == 4  # tax, refund / tax, forms
+    assert terms(store)["buckets"] == 1024  # the default
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"buckets": "0"}, "buckets"),
+        ({"buckets": "many"}, "buckets"),
+        ({"since": "yesterday"}, "since"),
+        ({"feedback": "down"}, "feedback"),
+        ({"limit": "3"}, "limit"),
+    ],
+)
+def test_a_bad_terms_parameter_is_refused_naming_it(store: Store, params: dict[str, str], field: str) -> None:
+    r = store.client.get(f"{store.api}/v1/terms", params=params, headers=AUTH)
+    assert r.status_code == 400 and r.json()["field"] == field, r.text
+    with pytest.raises(RecordError):
+        parse_terms_query(params)
+
+
+def test_terms_need_the_token(store: Store) -> None:
+    assert store.client.get(f"{store.api}/v1/terms").status_code == 401

@@ -44,6 +44,7 @@ __all__ = [
     "StoreFull",
     "complete_length",
     "compress",
+    "iter_requests",
     "list_segments",
     "read_members",
     "read_records",
@@ -378,14 +379,14 @@ def _joined(fb: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in fb.items() if k not in ("kind", "requestId", "revision")}
 
 
-def read_records(root: Path, query: Query) -> Iterator[bytes]:
-    """The request records `query` asks for, as JSONL lines, each with its `feedback` (the latest
-    feedback on it, or null). Ordered by day, then revision, then arrival."""
-    segments = list_segments(root)
-    feedback = _feedback_index(segments, query)
+def iter_requests(
+    root: Path, query: Query, segments: list[tuple[SegmentKey, Path]] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The request records in `query`'s window and revision (feedback is not looked at), one at
+    a time: a member is the most held in memory. Ordered by day, then revision, then arrival."""
     first = query.since.date() if query.since else None
     last = query.until.date() if query.until else None
-    for key, path in segments:
+    for key, path in list_segments(root) if segments is None else segments:
         if key.kind != "request" or (query.revision and key.revision != query.revision):
             continue
         if (first is not None and key.day < first) or (last is not None and key.day > last):
@@ -393,10 +394,18 @@ def read_records(root: Path, query: Query) -> Iterator[bytes]:
         for content in _safe_members(path):
             for line in _lines(content):
                 rec = json.loads(line)
-                if not query.keeps_time(parse_time(rec["time"], "time")):
-                    continue
-                fb = feedback.get(rec["requestId"])
-                if not matches_feedback(query.feedback, fb):
-                    continue
-                rec["feedback"] = _joined(fb)
-                yield json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+                if query.keeps_time(parse_time(rec["time"], "time")):
+                    yield rec
+
+
+def read_records(root: Path, query: Query) -> Iterator[bytes]:
+    """The request records `query` asks for, as JSONL lines, each with its `feedback` (the latest
+    feedback on it, or null). Ordered by day, then revision, then arrival."""
+    segments = list_segments(root)
+    feedback = _feedback_index(segments, query)
+    for rec in iter_requests(root, query, segments):
+        fb = feedback.get(rec["requestId"])
+        if not matches_feedback(query.feedback, fb):
+            continue
+        rec["feedback"] = _joined(fb)
+        yield json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"

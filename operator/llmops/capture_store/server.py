@@ -10,6 +10,9 @@ API port (the Service `<name>-capture`, port 8080), every route behind
                        full volume refuses it (nothing is written, existing segments intact)
     GET /v1/records    ?since=&until=&revision=&feedback= → the request records, streamed as JSONL,
                        each with the latest feedback on it merged in as `feedback` (or null)
+    GET /v1/terms      ?since=&until=&revision=&buckets= → {"buckets", "prompts", "counts"}: the
+                       hashed-term histogram of the prompts in that window (capture_store.terms),
+                       for the operator's prompt-content drift signal
 
 Health port: /healthz (the process), /ready (the segments are loaded), /metrics.
 
@@ -40,6 +43,7 @@ from aiohttp import web
 from llmops.capture_store.metrics import StoreMetrics
 from llmops.capture_store.records import Record, RecordError, parse_batch, parse_query
 from llmops.capture_store.segments import SegmentKey, Segments, StoreFull, compress, read_records
+from llmops.capture_store.terms import parse_terms_query, term_histogram
 
 __all__ = ["CaptureStore", "StoreConfig"]
 
@@ -98,6 +102,7 @@ class CaptureStore:
         app = web.Application(client_max_size=self.config.max_batch_bytes + 1)
         app.router.add_post("/v1/records", self._post)
         app.router.add_get("/v1/records", self._get)
+        app.router.add_get("/v1/terms", self._terms)
         return app
 
     def health_app(self) -> web.Application:
@@ -203,6 +208,17 @@ class CaptureStore:
             await response.write(b"".join(chunk))
         await response.write_eof()
         return response
+
+    async def _terms(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._refuse(401, "unauthorized", "missing or invalid bearer token")
+        try:
+            query, buckets = parse_terms_query(request.query)
+        except RecordError as exc:
+            return web.json_response({"error": str(exc), "field": exc.field}, status=400)
+        histogram = await asyncio.to_thread(term_histogram, self.config.data_dir, query, buckets)
+        self.metrics.reads.inc(histogram.prompts)
+        return web.json_response(histogram.as_json())
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
