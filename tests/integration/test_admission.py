@@ -288,6 +288,14 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         },
         ["spec.retrain.jobTemplate.spec.template", "Required value"],
     ),
+    "drift-prompts-without-capture": (
+        {"drift": {"prompts": {"psi": 0.2}}},
+        ["spec.drift.prompts", "drift.prompts needs gateway.capture"],
+    ),
+    "drift-prompts-with-a-sink": (
+        {"gateway": {"capture": {"sink": {"url": "http://sink.example"}}}, "drift": {"prompts": {}}},
+        ["spec.drift.prompts", "drift.prompts needs gateway.capture"],
+    ),
     "drift-quality-without-schedule": (
         {
             "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},

@@ -239,6 +239,13 @@ def test_camel_case_round_trip() -> None:
         ({"drift": {"traffic": {"ks": 1.5}}}, "drift.traffic.ks"),
         ({"drift": {"traffic": {"reference": {"mode": "Yesterday"}}}}, "drift.traffic.reference.mode"),
         ({"drift": {"evalScoreDrop": {"metric": "tokenF1", "maxDrop": 0.1}}}, "drift.evalScoreDrop"),
+        ({"drift": {"prompts": {}}}, "drift.prompts needs gateway.capture"),
+        (
+            {"gateway": {"capture": {"sink": {"url": "http://sink"}}}, "drift": {"prompts": {}}},
+            "drift.prompts needs gateway.capture",
+        ),
+        ({"gateway": {"capture": {"keep": "Responses"}}, "drift": {"prompts": {}}}, "drift.prompts needs"),
+        ({"gateway": {"capture": {}}, "drift": {"prompts": {"buckets": 8}}}, "drift.prompts.buckets"),
         ({"retrain": {"jobTemplate": {"spec": {"template": {}}}}}, "retrain needs evaluation"),
         (
             {"evaluation": evaluation(), "retrain": {"jobTemplate": {}}},
@@ -308,7 +315,9 @@ def test_good_variants_pass() -> None:
                 },
                 "quality": {"metric": "exactMatch", "maxDrop": 0.05, "consecutive": 3},
                 "feedback": {"maxNegativeRatio": 0.3, "minSamples": 50},
+                "prompts": {"psi": 0.3, "minSamples": 100, "buckets": 2048, "bins": 40},
             },
+            gateway={"capture": {"keep": "Prompts"}},
             retrain={"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}, "approval": "Auto"},
         )
     )

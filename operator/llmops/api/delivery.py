@@ -449,6 +449,22 @@ class FeedbackDrift(ApiModel):
     """Ratings the window must hold; below it the verdict is Unknown."""
 
 
+class PromptDrift(ApiModel):
+    """Drift of what users ask: the capture store's hashed-term histogram of the captured prompts
+    (GET /v1/terms) over the current window against the serving revision's first window of
+    serving, by PSI. Needs spec.gateway.capture sending prompts to the store."""
+
+    psi: Annotated[float, Field(gt=0)] = 0.2
+    """PSI of the two term distributions at or above which the prompts have drifted."""
+    min_samples: Annotated[int, Field(ge=1)] = 200
+    """Captured prompts each window must hold; below it the verdict is Unknown, never drift."""
+    buckets: Annotated[int, Field(ge=16, le=65536)] = 1024
+    """Buckets the store hashes terms into (more: fewer unrelated words share one)."""
+    bins: Annotated[int, Field(ge=2, le=1024)] = 50
+    """PSI merges the buckets into at most this many bins of equal reference mass, as for traffic:
+    PSI over 1024 sparse buckets grows with sampling noise alone."""
+
+
 class DriftSpec(ApiModel):
     """Drift detection on the serving revision, checked every interval: traffic distribution (PSI
     and KS of the engine's histograms against a reference), quality (scheduled evaluation scores
@@ -467,6 +483,9 @@ class DriftSpec(ApiModel):
     """Drift of scheduled evaluation scores (needs spec.evaluation.schedule)."""
     feedback: FeedbackDrift | None = None
     """Drift of user feedback (needs the gateway's llmops_feedback_total)."""
+    prompts: PromptDrift | None = None
+    """Drift of the captured prompts' content (needs spec.gateway.capture with the store, keeping
+    prompts)."""
 
 
 # -------------------------------------------------------------------------------------- retrain

@@ -585,6 +585,14 @@ _QUALITY_METRIC_THRESHOLDED = cel(
     "drift.quality.metric must be one of evaluation.thresholds: the gate records only thresholded scores",
     ".drift",
 )
+_PROMPTS_NEED_CAPTURE = cel(
+    "!has(self.drift) || !has(self.drift.prompts) || (has(self.gateway) && has(self.gateway.capture)"
+    " && !has(self.gateway.capture.sink)"
+    " && (!has(self.gateway.capture.keep) || self.gateway.capture.keep != 'Responses'))",
+    "drift.prompts needs gateway.capture sending prompts to the capture store (no sink, keep "
+    "Prompts or Both): the store computes the prompts' term histograms",
+    ".drift.prompts",
+)
 _SPEC_ENGINE = "(has(self.engine) && has(self.engine.type) ? self.engine.type : 'tgi')"
 _DEPRECATED_TEMPLATES_TGI_ONLY = cel(
     f"{_SPEC_ENGINE} == 'tgi' || !has(self.rollout) || !has(self.rollout.analysis)"
@@ -621,6 +629,7 @@ class LLMDeploymentSpec(ApiModel):
         json_schema_extra=validations(
             _EVAL_SCORE_NEEDS_SCHEDULE,
             _QUALITY_METRIC_THRESHOLDED,
+            _PROMPTS_NEED_CAPTURE,
             _RETRAIN_NEEDS_EVALUATION,
             _NO_WORSE_THAN_THRESHOLDED,
             _DEPRECATED_TEMPLATES_TGI_ONLY,
@@ -669,6 +678,10 @@ class LLMDeploymentSpec(ApiModel):
         thresholded = {t.metric for t in self.evaluation.thresholds} if self.evaluation else set()
         if quality is not None and self.evaluation is not None and quality.metric not in thresholded:
             raise ValueError(_QUALITY_METRIC_THRESHOLDED["message"])
+        capture = self.gateway.capture
+        if self.drift is not None and self.drift.prompts is not None:
+            if capture is None or capture.sink is not None or capture.keep == "Responses":
+                raise ValueError(_PROMPTS_NEED_CAPTURE["message"])
         if self.retrain is not None and self.evaluation is None:
             raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
         compared = {r.metric for r in self.retrain.no_worse_than} if self.retrain else set()
