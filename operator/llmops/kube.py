@@ -99,7 +99,7 @@ RESOURCES: dict[str, Resource] = {
     "HorizontalPodAutoscaler": Resource("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": Resource(KEDA_API, "scaledobjects", KEDA_API),
     "Pod": Resource("v1", "pods"),
-    # Created once, never read: the gateway's signing key (see render.gateway).
+    # The gateway's signing key (see render.gateway): created once, read only for its capture token.
     "Secret": Resource("v1", "secrets"),
     "LLMDeployment": Resource(API_VERSION, PLURAL),
 }
@@ -442,7 +442,7 @@ class Kube:
 
     def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
         """Create `obj`; False when it exists already. For objects written once and never again
-        (the gateway's signing key): no get, so no read permission, and never an overwrite."""
+        (the gateway's signing key): no get before it, and never an overwrite."""
         kind, meta = obj["kind"], obj["metadata"]
         try:
             self._call("POST", RESOURCES[kind].path(meta["namespace"]), body=dict(obj))

@@ -15,6 +15,7 @@ never touches another's pass.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
 import logging
@@ -24,9 +25,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import requests
 from pydantic import ValidationError
 
 from llmops import metrics
+from llmops.analysis.drift import TermCounts
 from llmops.analysis.results import Error, Result
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment, parse
@@ -37,14 +40,15 @@ from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.capture import CaptureQuery, capture_request
 from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
-from llmops.lifecycle.drift import DriftQuery, drift_request
+from llmops.lifecycle.drift import DriftQuery, TermsQuery, drift_request, prompts_request
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
 from llmops.lifecycle.progress import progress_request
 from llmops.prom import PromClient
-from llmops.render.gateway import signing_secret
+from llmops.render.capture import capture_url
+from llmops.render.gateway import CAPTURE_TOKEN, signing_secret, signing_secret_name
 
-__all__ = ["Reconciler", "check_query", "measure_capture", "measure_drift"]
+__all__ = ["Reconciler", "check_query", "measure_capture", "measure_drift", "measure_prompts"]
 
 log = logging.getLogger("llmops.reconciler")
 _BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -84,6 +88,51 @@ def measure_drift(url: str | None, wanted: list[DriftQuery]) -> dict[str, Any] |
         return {q.key: _NO_URL for q in wanted}
     with PromClient(url) as prom:
         return {q.key: prom.query_vector(q.promql, q.by) if q.by else prom.query(q.promql) for q in wanted}
+
+
+_STORE_TIMEOUT = (5.0, 60.0)
+"""(connect, read) seconds: the store reads a whole window's segments to answer."""
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _terms(http: requests.Session, url: str, token: str, q: TermsQuery) -> TermCounts | Error:
+    params = {
+        "since": _stamp(q.since),
+        "until": _stamp(q.until),
+        "revision": q.revision,
+        "buckets": str(q.buckets),
+    }
+    try:
+        r = http.get(
+            f"{url}/v1/terms",
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=_STORE_TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        return Error(f"{url} unreachable: {exc}"[:500], "unreachable")
+    if r.status_code != 200:
+        return Error(f"{url}/v1/terms answered {r.status_code}: {r.text[:300]}", "rejected")
+    try:
+        body = r.json()
+        counts = tuple(int(x) for x in body["counts"])
+        if len(counts) != q.buckets:
+            raise ValueError(f"{len(counts)} buckets, {q.buckets} asked for")
+        return TermCounts(counts, int(body["prompts"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        return Error(f"{url}/v1/terms: not a term histogram: {exc}"[:500], "rejected")
+
+
+def measure_prompts(url: str, token: str | Error, wanted: list[TermsQuery]) -> dict[str, TermCounts | Error]:
+    """Ask the capture store for the term histograms the drift stage wants; every answer is a
+    result, never an exception, so an unreachable store reads as Unknown."""
+    if isinstance(token, Error):
+        return {q.key: token for q in wanted}
+    with requests.Session() as http:
+        return {q.key: _terms(http, url, token, q) for q in wanted}
 
 
 def check_query(url: str | None, query: str | None) -> tuple[str, Error | None] | None:
@@ -229,6 +278,19 @@ class Reconciler:
         if self.kube.create_if_absent(secret):
             log.info("%s/%s: created the gateway signing key Secret", ld.namespace, ld.name)
 
+    def _capture_token(self, ld: LLMDeployment) -> str | Error:
+        """The capture store's bearer token, from the gateway Secret the operator created (it
+        reads that Secret by name only, for spec.drift.prompts; see docs/drift.md)."""
+        name = signing_secret_name(ld.name)
+        try:
+            secret = self.kube.get("Secret", ld.namespace, name)
+        except ApiError as exc:
+            return Error(f"cannot read the Secret {name} ({exc.status}): {exc}"[:500], "unreachable")
+        encoded = ((secret or {}).get("data") or {}).get(CAPTURE_TOKEN)
+        if not encoded:
+            return Error(f"the Secret {name} has no {CAPTURE_TOKEN} key", "unreachable")
+        return base64.b64decode(encoded).decode().strip()
+
     def _enrich(self, body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Observations:
         """Add what the spec references (the HTTPRoute), the canary and drift measurements due,
         the GPU nodes while pods wait for GPUs, and the download's progress when a reading is due."""
@@ -261,6 +323,9 @@ class Reconciler:
                     }
         gpu_nodes = self._gpu_nodes(ld, obs)
         drift = measure_drift(url, drift_request(body, ld, now))
+        if prompts := prompts_request(body, ld, now):
+            measured = measure_prompts(capture_url(ld), self._capture_token(ld), prompts)
+            drift = {**(drift or {}), **measured}
         capture = measure_capture(url, capture_request(ld, now))
         target = progress_request(body, ld, obs, now)
         return dataclasses.replace(

@@ -278,3 +278,14 @@ def test_a_steady_capture_status_writes_nothing_on_the_next_pass(
     b, ch = with_status(p, b), children_of(p, ch)
     p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=11))
     assert not p.status_changed and not p.apply
+
+
+def test_with_prompt_drift_the_store_also_admits_the_operator() -> None:
+    b = capture_body()
+    b["spec"]["drift"] = {"traffic": {"signals": []}, "prompts": {}}
+    api, _ = store_objects(render(parse(b)))["NetworkPolicy"]["spec"]["ingress"]
+    assert api["from"][-1] == {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "llmops-operator"}},
+    }
+    assert api["ports"] == [{"port": "http", "protocol": "TCP"}]

@@ -66,7 +66,7 @@ def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
 NAMESPACED = {
     ("llmops.io", "llmdeployments"): {"get", "list", "watch"},
     ("llmops.io", "llmdeployments/status"): {"get", "patch", "update"},
-    ("", "secrets"): {"create"},
+    ("", "secrets"): {"create", "get"},
     ("apps", "deployments"): set(OWNED),
     ("", "services"): set(OWNED),
     ("", "persistentvolumeclaims"): set(OWNED),
@@ -103,13 +103,14 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
 
 
-def test_rbac_never_reads_secrets_nor_uses_wildcards() -> None:
+def test_rbac_never_lists_nor_changes_secrets_nor_uses_wildcards() -> None:
     for values in ({}, {"watchNamespaces": ["a"], "replicaCount": 2}, {"replicaCount": 2}):
         for obj in render(values):
             for rule in obj.get("rules", []) if obj["kind"] in ("ClusterRole", "Role") else []:
                 if "secrets" in rule["resources"]:
-                    # Only the gateway's signing key is created; nothing reads or changes a Secret.
-                    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["create"], rule
+                    # Only the gateway's signing key is created, and read by name for its capture
+                    # token (spec.drift.prompts); nothing lists, watches or changes a Secret.
+                    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["create", "get"], rule
                 assert "*" not in rule["resources"] + rule["verbs"] + rule["apiGroups"]
                 if "llmdeployments" in rule["resources"]:
                     assert not {"create", "update", "patch", "delete", "deletecollection"} & set(

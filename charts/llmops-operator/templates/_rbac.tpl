@@ -53,10 +53,12 @@ anything cluster-scoped beyond reads.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "patch"]
-# The gateway's signing-key Secret: created once with a random key, never read nor updated.
+# The gateway's signing-key Secret: created once with a random key, never updated. Read (get by
+# name, never list or watch) for its capture-token only, to ask the capture store for the
+# prompts' term histograms (spec.drift.prompts).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["create"]
+  verbs: ["create", "get"]
 # Evaluation datasets (user-provided) and the pods behind its Deployments and Jobs: read only.
 - apiGroups: [""]
   resources: ["configmaps", "pods"]

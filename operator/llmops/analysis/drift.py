@@ -19,6 +19,10 @@ here, and judges what comes back with these functions:
   Below `min_samples` requests in either window the verdict is Unknown, never drift; buckets
   with different edges cannot be compared (`EdgesDiffer`: TGI's token buckets follow the token
   limits, so a change of limits makes a new reference necessary).
+- Prompt content: the capture store's hashed-term histograms of two windows (`TermCounts`, one
+  count per prompt per bucket its words hash to) judged by `compare_terms`: the same PSI over
+  bins of equal reference mass as traffic. The buckets have no order (hashes), so `coarsen`'s
+  runs are arbitrary groups of terms, which is all PSI needs: a partition.
 - Quality: `quality_drop` (gate score - scheduled score, sign by the metric's direction).
 - Feedback: `feedback` (negative share of the ratings in the window).
 """
@@ -39,9 +43,11 @@ __all__ = [
     "Buckets",
     "EdgesDiffer",
     "SignalVerdict",
+    "TermCounts",
     "Verdict",
     "coarsen",
     "compare",
+    "compare_terms",
     "feedback",
     "feedback_queries",
     "from_cumulative",
@@ -263,6 +269,53 @@ def compare(
     return SignalVerdict(
         signal, verdict, value, psi_threshold, samples, min_samples, message, d, ks_threshold
     )
+
+
+@dataclass(frozen=True)
+class TermCounts:
+    """A window's hashed-term histogram from the capture store (GET /v1/terms)."""
+
+    counts: tuple[int, ...]
+    """Per bucket, the prompts with a word hashed there."""
+    prompts: int
+    """Prompts in the window."""
+
+    def as_buckets(self) -> Buckets:
+        # Unit edges stand for the bucket numbers: the buckets have no order, only identities.
+        return Buckets(tuple(float(i) for i in range(1, len(self.counts))), tuple(map(float, self.counts)))
+
+
+def compare_terms(
+    reference: TermCounts,
+    current: TermCounts,
+    *,
+    psi_threshold: float,
+    min_samples: int,
+    bins: int,
+    epsilon: float = DEFAULT_EPSILON,
+) -> SignalVerdict:
+    """Judge the prompts' term distribution of `current` against `reference`: Drifted when PSI
+    reaches its threshold, with at least `min_samples` prompts in both windows. Raises
+    EdgesDiffer when the two were hashed into different numbers of buckets."""
+    signal = "prompts"
+    if len(reference.counts) != len(current.counts):
+        raise EdgesDiffer(f"{len(reference.counts)} reference buckets against {len(current.counts)} current")
+    samples = float(min(reference.prompts, current.prompts))
+    if samples < min_samples or not sum(reference.counts) or not sum(current.counts):
+        message = (
+            f"{signal}: {reference.prompts} captured prompts in the reference and {current.prompts} in "
+            f"the current window, fewer than minSamples {min_samples}: no verdict"
+        )
+        return SignalVerdict(signal, Verdict.UNKNOWN, None, psi_threshold, samples, min_samples, message)
+    ref_bins, cur_bins = coarsen(reference.as_buckets(), current.as_buckets(), bins)
+    value = psi(ref_bins, cur_bins, epsilon)
+    drifted = value >= psi_threshold
+    message = (
+        f"{signal}: PSI {value:.3f} {'>=' if drifted else '<'} {psi_threshold:g} over the terms of "
+        f"{current.prompts} captured prompts against {reference.prompts} in the reference"
+    )
+    verdict = Verdict.DRIFTED if drifted else Verdict.NO_DRIFT
+    return SignalVerdict(signal, verdict, value, psi_threshold, samples, min_samples, message)
 
 
 def _edge(b: Buckets) -> str:

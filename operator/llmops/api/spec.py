@@ -679,9 +679,9 @@ class LLMDeploymentSpec(ApiModel):
         if quality is not None and self.evaluation is not None and quality.metric not in thresholded:
             raise ValueError(_QUALITY_METRIC_THRESHOLDED["message"])
         capture = self.gateway.capture
-        if self.drift is not None and self.drift.prompts is not None:
-            if capture is None or capture.sink is not None or capture.keep == "Responses":
-                raise ValueError(_PROMPTS_NEED_CAPTURE["message"])
+        keeps_prompts = capture is not None and capture.sink is None and capture.keep != "Responses"
+        if self.drift is not None and self.drift.prompts is not None and not keeps_prompts:
+            raise ValueError(_PROMPTS_NEED_CAPTURE["message"])
         if self.retrain is not None and self.evaluation is None:
             raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
         compared = {r.metric for r in self.retrain.no_worse_than} if self.retrain else set()

@@ -321,7 +321,7 @@ class DriftSignalStatus(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     signal: ShortText
-    """inputLength, generatedTokens, requestDuration, timePerOutputToken, quality or feedback."""
+    """inputLength, generatedTokens, requestDuration, timePerOutputToken, quality, feedback or prompts."""
     verdict: DriftVerdict
     """Drifted, NoDrift, or Unknown (too few samples, no reference yet, Prometheus unreachable)."""
     reason: ShortText = ""
@@ -376,6 +376,24 @@ class DriftReferenceStatus(ApiModel):
     """Why the reference is (being) collected again, if it was."""
 
 
+class PromptsReferenceStatus(ApiModel):
+    """The prompts signal's reference window: only its bounds, since the capture store keeps the
+    records and computes the window's term histogram again at every check."""
+
+    model_config = ConfigDict(extra="allow")
+
+    revision: ShortText
+    """The revision it belongs to: a new serving revision collects a new one."""
+    start: Timestamp
+    """Start of the reference window."""
+    end: Timestamp
+    """End of the reference window: the first check at or after it freezes it."""
+    prompts: int | None = None
+    """Captured prompts in the window when it was frozen (absent while collecting)."""
+    message: Message = ""
+    """Why the reference is (being) collected again, if it was."""
+
+
 class QualityDriftStatus(ApiModel):
     """Bookkeeping of the quality signal: each scheduled run is counted once."""
 
@@ -408,6 +426,8 @@ class DriftStatus(ApiModel):
     """The frozen reference distribution (Promotion mode)."""
     quality: QualityDriftStatus | None = None
     """Bookkeeping of the quality signal."""
+    prompts_reference: PromptsReferenceStatus | None = None
+    """The prompts signal's reference window (spec.drift.prompts)."""
 
 
 class RetrainStatus(ApiModel):
@@ -774,6 +794,7 @@ class DriftStatusDict(TypedDict, total=False):
     signals: list[dict[str, Any]]
     reference: dict[str, Any] | None
     quality: dict[str, Any] | None
+    promptsReference: dict[str, Any] | None
 
 
 class RetrainStatusDict(TypedDict, total=False):

@@ -3,9 +3,11 @@ was judged on? Every ``spec.drift.interval`` it measures, and ``status.drift`` p
 ``Drifted`` condition say what it found.
 
     drift_request (pure: the queries due this pass) → the shell runs them (Observations.drift)
+    prompts_request (pure: the capture store windows due) → the shell asks the store
       → drift_stage: traffic signals (PSI and KS of the engine's histograms, current window
-        against the reference), feedback (negative ratio), quality (scheduled evaluation score
-        against the gate's, every pass) → status.drift, Drifted, an Event on each flip
+        against the reference), feedback (negative ratio), prompts (PSI of the captured prompts'
+        hashed-term histograms, computed by the capture store), quality (scheduled evaluation
+        score against the gate's, every pass) → status.drift, Drifted, an Event on each flip
 
 The reference (``traffic.reference.mode: Promotion``) is the serving revision's first window of
 serving with at least ``minSamples`` requests, frozen in ``status.drift.reference`` (bucket
@@ -15,6 +17,11 @@ same window ``offset`` back at every check instead. Queries cover the serving re
 pods only (the PodMonitor's namespace, llmops_deployment, llmops_track and llmops_revision
 labels). Whatever cannot be judged (too few samples, no reference yet, Prometheus unreachable,
 no feedback metric) is Unknown, never Drifted.
+
+The prompts signal has a reference of its own (``status.drift.promptsReference``): the serving
+revision's first window of serving with at least ``prompts.minSamples`` captured prompts, kept
+as its [start, end] only. The store keeps the records, so every check asks it again for that
+window's histogram: nothing bigger than two timestamps and a count is kept in status.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ from llmops.analysis.drift import (
     Buckets,
     EdgesDiffer,
     SignalVerdict,
+    TermCounts,
     Verdict,
     compare,
+    compare_terms,
     feedback,
     feedback_queries,
     from_cumulative,
@@ -50,9 +59,10 @@ from llmops.engines import get_engine
 from llmops.engines.base import Engine, selector
 from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
+from llmops.render.capture import capture_store_enabled
 from llmops.render.names import revision_label
 
-__all__ = ["DriftQuery", "drift_request", "drift_stage", "window_problem"]
+__all__ = ["DriftQuery", "TermsQuery", "drift_request", "drift_stage", "prompts_request", "window_problem"]
 
 CURRENT, REFERENCE, FEEDBACK_NEGATIVE, FEEDBACK_TOTAL = (
     "current",
@@ -60,7 +70,8 @@ CURRENT, REFERENCE, FEEDBACK_NEGATIVE, FEEDBACK_TOTAL = (
     "feedback/negative",
     "feedback/total",
 )
-QUALITY, FEEDBACK = "quality", "feedback"
+QUALITY, FEEDBACK, PROMPTS = "quality", "feedback", "prompts"
+PROMPTS_CURRENT, PROMPTS_REFERENCE = "prompts/current", "prompts/reference"
 _MESSAGE_LIMIT = 1000
 
 
@@ -72,6 +83,19 @@ class DriftQuery:
     """How the stage finds the result in Observations.drift, e.g. ``current/inputLength``."""
     promql: str
     by: str | None
+
+
+@dataclass(frozen=True)
+class TermsQuery:
+    """One window the stage wants the capture store's term histogram of (GET /v1/terms)."""
+
+    key: str
+    """``prompts/current`` or ``prompts/reference``; the answer (TermCounts or Error) goes in
+    Observations.drift under it."""
+    since: dt.datetime
+    until: dt.datetime
+    revision: str
+    buckets: int
 
 
 def _bucket_metric(engine: Engine, signal: str) -> str:
@@ -143,6 +167,28 @@ def drift_request(body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.dat
     return _queries(ld, spec, serving, drift, now)
 
 
+def prompts_request(body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.datetime) -> list[TermsQuery]:
+    """The term histograms to ask the capture store for this pass (empty when no check is due,
+    or without spec.drift.prompts). Due with the other signals (drift_request). Pure."""
+    if ld is None or ld.spec.drift is None or not ld.spec.drift.enabled or window_problem(ld):
+        return []
+    prompts = ld.spec.drift.prompts
+    if prompts is None or not capture_store_enabled(ld):
+        return []
+    status = body.get("status") or {}
+    serving = status.get("servingRevision")
+    drift = status.get("drift") or {}
+    if not serving or not _due(drift, serving, parse_duration(ld.spec.drift.interval), now):
+        return []
+    window = dt.timedelta(seconds=parse_duration(ld.spec.drift.window))
+    out = [TermsQuery(PROMPTS_CURRENT, now - window, now, serving, prompts.buckets)]
+    ref = drift.get("promptsReference") if drift.get("revision") == serving else None
+    start, end = _parse_time((ref or {}).get("start")), _parse_time((ref or {}).get("end"))
+    if ref and ref.get("revision") == serving and start and end and now >= end:
+        out.append(TermsQuery(PROMPTS_REFERENCE, start, end, serving, prompts.buckets))
+    return out
+
+
 def _queries(
     ld: LLMDeployment, spec: DriftSpec, serving: str, drift: Mapping[str, Any], now: dt.datetime
 ) -> list[DriftQuery]:
@@ -205,6 +251,7 @@ def drift_stage(p: Pass, serving: str | None) -> float | None:
     if results is not None and p.old_status.get("servingRevision") == serving:
         _traffic(check, results)
         _feedback(check, results)
+        _prompts(check, results)
         check.drift["lastCheckTime"] = format_timestamp(p.now)
     _quality(check)
     _publish(check)
@@ -219,12 +266,14 @@ def _start(p: Pass, spec: DriftSpec, serving: str) -> _Check:
         "lastCheckTime": old.get("lastCheckTime") if same else None,
         "reference": old.get("reference") if same else None,
         "quality": old.get("quality") if same else None,
+        "promptsReference": old.get("promptsReference") if same else None,
     }
     verdicts = {str(s["signal"]): dict(s) for s in old.get("signals") or []} if same else {}
     wanted = (
         set(spec.traffic.signals)
         | ({QUALITY} if spec.quality else set())
         | ({FEEDBACK} if spec.feedback else set())
+        | ({PROMPTS} if spec.prompts else set())
     )
     verdicts = {k: v for k, v in verdicts.items() if k in wanted}
     check = _Check(p, spec, serving, drift, verdicts)
@@ -232,6 +281,12 @@ def _start(p: Pass, spec: DriftSpec, serving: str) -> _Check:
         _reference_for(check)
     else:
         drift["reference"] = None
+    if spec.prompts is None:
+        drift["promptsReference"] = None
+    elif not drift["promptsReference"]:
+        drift["promptsReference"] = _new_prompts_reference(
+            check, p.now, f"the first window of serving of revision {serving}"
+        )
     # Built as plain JSON by this stage's helpers; its keys are DriftStatusDict's.
     p.fields["drift"] = cast(DriftStatusDict, drift)
     return check
@@ -443,6 +498,77 @@ def _feedback(check: _Check, results: Mapping[str, Any]) -> None:
     _record(check, FEEDBACK, _entry(verdict, reason), current=current, reference=None)
 
 
+def _new_prompts_reference(check: _Check, start: dt.datetime, message: str) -> dict[str, Any]:
+    window = dt.timedelta(seconds=parse_duration(check.spec.window))
+    return {"revision": check.serving, **_window(start, start + window), "message": message}
+
+
+def _terms(result: Any, which: str) -> TermCounts | tuple[str, str]:
+    """The store's answer for one window, or (reason, message) for why there is none."""
+    if isinstance(result, TermCounts):
+        return result
+    if isinstance(result, Error):
+        return c.OBSERVATION_FAILED, f"prompts: {which}: capture store: {result.message}"
+    return c.OBSERVATION_FAILED, f"prompts: {which}: not measured"
+
+
+def _prompts(check: _Check, results: Mapping[str, Any]) -> None:
+    """Freeze the prompts reference window once it has enough prompts, then compare the current
+    window's term histogram with the reference window's (both computed by the capture store)."""
+    spec = check.spec.prompts
+    if spec is None:
+        return
+    now = check.p.now
+    window = dt.timedelta(seconds=parse_duration(check.spec.window))
+    current_window = _window(now - window, now)
+    ref = dict(check.drift.get("promptsReference") or {})
+    ref_window = {"start": str(ref.get("start")), "end": str(ref.get("end"))}
+    reference = results.get(PROMPTS_REFERENCE)
+    if reference is None:
+        why = (
+            f"prompts: collecting the reference ({ref.get('message') or 'first window of serving'}) "
+            f"until {ref.get('end')}, with at least {spec.min_samples} captured prompts"
+        )
+        _unknown(check, PROMPTS, c.COLLECTING_REFERENCE, why, current_window, ref_window)
+        return
+    ref_terms = _terms(reference, "reference window")
+    if isinstance(ref_terms, tuple):
+        _unknown(check, PROMPTS, *ref_terms, current_window, ref_window)
+        return
+    if ref.get("prompts") is None:
+        if ref_terms.prompts < spec.min_samples:
+            # Too quiet to be a reference: the window ending at the next check gets its chance.
+            interval = dt.timedelta(seconds=parse_duration(check.spec.interval))
+            msg = (
+                f"the window up to {ref.get('end')} had {ref_terms.prompts} captured prompts "
+                f"(minSamples {spec.min_samples})"
+            )
+            check.drift["promptsReference"] = _new_prompts_reference(check, now + interval - window, msg)
+            _unknown(check, PROMPTS, c.COLLECTING_REFERENCE, f"prompts: {msg}", current_window, ref_window)
+            return
+        ref = {**ref, "prompts": ref_terms.prompts, "message": ""}
+        check.drift["promptsReference"] = ref
+        check.p.record(
+            "DriftReference",
+            check.serving,
+            "ReferenceFrozen",
+            f"prompts reference frozen: {ref.get('start')} to {ref.get('end')}, {ref_terms.prompts} captured prompts",
+        )
+    current = _terms(results.get(PROMPTS_CURRENT), "current window")
+    if isinstance(current, tuple):
+        _unknown(check, PROMPTS, *current, current_window, ref_window)
+        return
+    try:
+        verdict = compare_terms(
+            ref_terms, current, psi_threshold=spec.psi, min_samples=spec.min_samples, bins=spec.bins
+        )
+    except EdgesDiffer as exc:
+        _unknown(check, PROMPTS, c.OBSERVATION_FAILED, f"prompts: {exc}", current_window, ref_window)
+        return
+    reason = c.INSUFFICIENT_SAMPLES if verdict.verdict == Verdict.UNKNOWN else ""
+    _record(check, PROMPTS, _entry(verdict, reason), current=current_window, reference=ref_window)
+
+
 def _higher_is_better(check: _Check, metric: str) -> bool:
     """A threshold with only a max says lower is better; otherwise the metric's usual reading."""
     ev = check.p.ld.spec.evaluation
@@ -577,6 +703,7 @@ def _order(spec: DriftSpec) -> list[str]:
         *spec.traffic.signals,
         *([QUALITY] if spec.quality else []),
         *([FEEDBACK] if spec.feedback else []),
+        *([PROMPTS] if spec.prompts else []),
     ]
 
 

@@ -204,6 +204,10 @@ def capture_service(ld: LLMDeployment) -> dict[str, Any] | None:
     }
 
 
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "llmops-operator"}
+"""What the operator's own pods carry (its chart and manifests label them so)."""
+
+
 def capture_network_policy(ld: LLMDeployment) -> dict[str, Any] | None:
     """The NetworkPolicy `<name>-capture` (None unless the store is on and network policies are)."""
     if not (capture_store_enabled(ld) and ld.spec.security.network_policy.enabled):
@@ -217,9 +221,13 @@ def capture_network_policy(ld: LLMDeployment) -> dict[str, Any] | None:
             "matchExpressions": [{"key": JOB_NAME_LABEL, "operator": "Exists"}],
         }
     }
-    ingress: list[dict[str, Any]] = [
-        {"from": [gateways, jobs], "ports": [{"port": API_PORT_NAME, "protocol": "TCP"}]}
-    ]
+    peers = [gateways, jobs]
+    drift = ld.spec.drift
+    if drift is not None and drift.enabled and drift.prompts is not None:
+        # The operator asks for the prompts' term histograms (GET /v1/terms), from its own
+        # namespace, which render does not know: its pods' name label in any namespace.
+        peers.append({"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD_LABELS}})
+    ingress: list[dict[str, Any]] = [{"from": peers, "ports": [{"port": API_PORT_NAME, "protocol": "TCP"}]}]
     if ld.spec.monitoring.enabled:
         monitoring_ns = {"matchLabels": {NAMESPACE_NAME_LABEL: ld.spec.monitoring.namespace}}
         ingress.append(
