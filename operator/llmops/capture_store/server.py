@@ -217,7 +217,6 @@ class CaptureStore:
         except RecordError as exc:
             return web.json_response({"error": str(exc), "field": exc.field}, status=400)
         histogram = await asyncio.to_thread(term_histogram, self.config.data_dir, query, buckets)
-        self.metrics.reads.inc(histogram.prompts)
         return web.json_response(histogram.as_json())
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -39,6 +39,8 @@ DEFAULT_BUCKETS = 1024
 MAX_BUCKETS = 65536
 _WORD = re.compile(r"\w+")
 _USER_ROLES = frozenset({"user", None})
+_MEMO_LIMIT = 200_000
+"""Words whose bucket one histogram remembers (about 20 MB at most)."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,23 @@ def histogram_of(records: Iterable[Mapping[str, Any]], buckets: int) -> TermHist
     """The histogram of the prompts of `records` (one pass, nothing kept but the counts)."""
     counts = [0] * buckets
     prompts = 0
+    # Words repeat across prompts: hashing each once per histogram is most of the speed. The
+    # memo is bounded, since a window's vocabulary is not.
+    memo: dict[str, int] = {}
     for record in records:
         terms = terms_of(prompt_text(record))
         if not terms:
             continue
         prompts += 1
-        for bucket in {bucket_of(t, buckets) for t in terms}:
+        hit: set[int] = set()
+        for term in terms:
+            bucket = memo.get(term)
+            if bucket is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                bucket = memo[term] = bucket_of(term, buckets)
+            hit.add(bucket)
+        for bucket in hit:
             counts[bucket] += 1
     return TermHistogram(tuple(counts), prompts)
 
