@@ -187,6 +187,16 @@ def test_an_unreadable_token_reads_as_every_window_failing() -> None:
     assert measure_prompts("http://m-capture.ns.svc:8080", token, wanted) == {q.key: token for q in wanted}
 
 
+def test_a_reference_window_the_store_no_longer_holds_is_collected_again() -> None:
+    b, ch, now = frozen()
+    later = now + MINUTE
+    b, p = measured(b, ch, later, current=terms(TAX, 300, 7), reference=TermCounts((0,) * BUCKETS, 0))
+    ref = b["status"]["drift"]["promptsReference"]
+    assert "prompts" not in ref and "deleted by retention" in ref["message"]
+    assert dt.datetime.fromisoformat(ref["start"]) == later
+    assert signal(p)["verdict"] == "Unknown" and signal(p)["reason"] == c.COLLECTING_REFERENCE
+
+
 def test_nothing_is_asked_without_spec_drift_prompts_and_a_new_revision_starts_over() -> None:
     b, _ = serving({**DRIFT, "prompts": None, "traffic": {"signals": ["inputLength"]}})
     assert prompts_request(b, parse(b), T0 + 6 * MINUTE) == []

@@ -535,6 +535,17 @@ def _prompts(check: _Check, results: Mapping[str, Any]) -> None:
     if isinstance(ref_terms, tuple):
         _unknown(check, PROMPTS, *ref_terms, current_window, ref_window)
         return
+    if ref.get("prompts") is not None and ref_terms.prompts < spec.min_samples:
+        # Frozen with enough prompts, fewer now: retention (spec.gateway.capture.retention)
+        # deleted its days. A new reference starts from now.
+        msg = (
+            f"the store now holds {ref_terms.prompts} of the {ref['prompts']} prompts of the reference "
+            f"window (deleted by retention?): collecting a new reference"
+        )
+        check.drift["promptsReference"] = _new_prompts_reference(check, now, msg)
+        check.p.record("DriftReference", check.serving, "ReferenceReset", msg)
+        _unknown(check, PROMPTS, c.COLLECTING_REFERENCE, f"prompts: {msg}", current_window, ref_window)
+        return
     if ref.get("prompts") is None:
         if ref_terms.prompts < spec.min_samples:
             # Too quiet to be a reference: the window ending at the next check gets its chance.
