@@ -129,7 +129,8 @@ NEEDED = [
     *[(v, "httproutes.gateway.networking.k8s.io", "") for v in ("get", "list", "watch", "patch")],
     *[(v, r, "") for r in ("configmaps", "pods") for v in ("get", "list", "watch")],
     ("patch", "pods", "status"),
-    ("create", "secrets", ""),  # the gateway's signing key, created once, never read
+    ("create", "secrets", ""),  # the gateway's signing key, created once, never changed
+    ("get", "secrets", ""),  # read by name for its capture token only (spec.drift.prompts)
     *[(v, r, "") for r in ("events", "events.events.k8s.io") for v in ("create", "patch")],
 ]
 # Cluster-scoped reads: CRD detection (Prometheus Operator, Gateway API), kopf's namespaces, GPU nodes.
@@ -139,7 +140,7 @@ NEEDED_CLUSTER = [
     for v in ("get", "list", "watch")
 ]
 FORBIDDEN = [
-    *[(v, "secrets", "") for v in ("get", "list", "watch", "update", "patch", "delete")],
+    *[(v, "secrets", "") for v in ("list", "watch", "update", "patch", "delete")],
     *[
         (v, "llmdeployments.llmops.io", "")
         for v in ("create", "update", "patch", "delete", "deletecollection")
