@@ -38,7 +38,7 @@ test: venv cluster-build prometheus-install typecheck ## every test: lint, types
 	$(PY) -m ruff check operator devtools tests
 	$(PY) -m ruff format --check operator devtools tests
 	$(LINT_IMPORTS) --no-cache
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=25
 
 cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)
 	@bash cluster/build.sh >/dev/null
