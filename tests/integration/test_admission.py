@@ -103,6 +103,7 @@ def test_defaults_printer_columns_and_status(installed: Any, namespace: str) -> 
         "CANARY",
         "ORIGIN",
         "CANDIDATE",
+        "DOWNLOAD",
         "AGE",
     ]
     assert table[1].split()[:6] == ["probe", "Serving", "org/model", "abc", "1/1", "20"]
