@@ -60,7 +60,11 @@ class LeanSender:
     async def __aenter__(self) -> LeanSender:
         connector = aiohttp.TCPConnector(limit=self.concurrency)
         # No session-level timeout: each attempt runs under the caller's asyncio.timeout.
-        self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+        # trust_env: HTTP(S)_PROXY and NO_PROXY are honoured, as huggingface_hub's httpx does (a
+        # cluster behind a proxy; the dev cluster reaches Services through one).
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=True
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
