@@ -44,6 +44,7 @@ from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, restricted, unique, wait_for
 from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
+from testkit.volumes import static_volume
 
 REV = "c" * 40
 NAME = "cap"
@@ -112,24 +113,6 @@ def tmpfs(path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def static_volume(name: str, path: Path, namespace: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "2Mi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": CLASS,
-                "hostPath": {"path": str(path), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": STORE},
-            },
-        }
-    )
 
 
 def sender_pod(namespace: str, token_secret: str) -> str:
@@ -201,7 +184,14 @@ def test_capture_store_crash_recovery_outage_full_disk_retention_and_removal(
     assert os.geteuid() == 0, "this test mounts a tmpfs (a real full disk): the integration tier runs as root"
     pv = unique("capture-tmpfs")
     with tmpfs(tmp_path / "volume") as volume:
-        cluster.kubectl("apply", "-f", "-", input=static_volume(pv, volume, namespace))
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=static_volume(
+                pv, volume, namespace=namespace, claim=STORE, storage_class=CLASS, size="2Mi"
+            ),
+        )
         try:
             _scenario(cluster, namespace, volume, prometheus, monkeypatch)
         finally:

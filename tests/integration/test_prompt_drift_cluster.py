@@ -28,6 +28,7 @@ from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, unique, wait_for
 from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
+from testkit.volumes import static_volume
 
 REV = "d" * 40
 NAME = "promptdrift"
@@ -91,24 +92,6 @@ def proxied_operator(
     finally:
         mine.kill()
         operator.start()
-
-
-def static_volume(name: str, path: Path, namespace: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "64Mi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": CLASS,
-                "hostPath": {"path": str(path), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": STORE},
-            },
-        }
-    )
 
 
 class Prompts:
@@ -177,7 +160,12 @@ def test_prompts_about_another_topic_turn_prompts_drifted(
     volume = tmp_path / "volume"
     volume.mkdir(mode=0o777)
     volume.chmod(0o777)
-    cluster.kubectl("apply", "-f", "-", input=static_volume(pv, volume, namespace))
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=static_volume(pv, volume, namespace=namespace, claim=STORE, storage_class=CLASS, size="64Mi"),
+    )
     try:
         _scenario(cluster, namespace, monkeypatch)
     finally:
