@@ -305,15 +305,17 @@ def _scenario(
     assert down["status"] == "True" and "record(s) dropped by the gateways" in down["message"], down
     status = llmd(cluster, namespace, NAME)["status"]["capture"]
     assert status["storeReady"] is False and status["dropped"] > 0, status
-    # The store is back (its crash-loop back-off ends): the drops of the last window still count
-    # until the window has passed them, then capture is healthy again.
+    # The sender stops now, so the drops' window starts rolling off while the store waits out its
+    # crash-loop back-off (both take minutes; one after the other they took twice as long). The
+    # store is back, then the drops of the last window still count until the window has passed
+    # them, then capture is healthy again.
+    cluster.kubectl("delete", "pod", "sender", "-n", namespace, "--wait=false")
     wait_for(
         "the store to be ready again",
         lambda: llmd(cluster, namespace, NAME)["status"]["capture"]["storeReady"],
         timeout=360,
         interval=1,
     )
-    cluster.kubectl("delete", "pod", "sender", "-n", namespace, "--wait=false")
     wait_condition(cluster, namespace, NAME, "CaptureDegraded", "False", "CaptureHealthy", timeout=300)
 
     # -- the volume fills up: 507, acknowledged records intact, every segment whole
