@@ -25,12 +25,12 @@ from llmops_dev.cluster.nodes import GPUS_PER_NODE
 from llmops_dev.loadgen import Traffic
 from testkit import wait_for
 from testkit.argocd import RECORDED, check_case
+from testkit.datasets import apply_qa
 from testkit.nodes import dedicated_gpu_node, placement_on
 from testkit.operator import OperatorProcess, condition, configure_hub, llmd, sample, set_behaviour
 
 A, B = "1" * 40, "2" * 40
 GOOD, BAD = "3" * 40, "4" * 40
-QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     "thresholds": [{"metric": "exactMatch", "min": 0.8}],
@@ -125,16 +125,12 @@ def _apply(cluster: Cluster, namespace: str, body: str | dict[str, Any]) -> None
 
 
 def _dataset(cluster: Cluster, namespace: str) -> None:
-    text = "\n".join(json.dumps(x) for x in QA) + "\n"
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
-    _apply(cluster, namespace, cm)
-    assert cluster.state_dir is not None
-    (cluster.state_dir / "qa-recorded.jsonl").write_text(text)
+    apply_qa(cluster, namespace)
 
 
 def _behave(cluster: Cluster, revision: str, **behaviour: Any) -> None:
     assert cluster.state_dir is not None
-    set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa-recorded.jsonl"), **behaviour)
+    set_behaviour(cluster, revision, dataset=str(cluster.state_dir / "qa.jsonl"), **behaviour)
 
 
 def test_pending_caching_serving_and_failed_download(

@@ -12,6 +12,7 @@ import json
 
 from llmops_dev.cluster import Cluster
 from testkit import get_json, wait_for
+from testkit.datasets import QA, apply_qa
 from testkit.operator import (
     OperatorProcess,
     condition,
@@ -23,7 +24,6 @@ from testkit.operator import (
 )
 
 GOOD, BAD, SLOW, BROKEN, FLAKY = "c" * 40, "d" * 40, "e" * 40, "f" * 40, "ab" * 20
-QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     # Rates are judged on their 95% bounds: 20 perfect prompts show exactMatch >= 0.8 (16 needed)
@@ -36,12 +36,7 @@ EVALUATION = {
 
 
 def _dataset(cluster: Cluster, namespace: str, lines: list[str] | None = None) -> None:
-    text = "\n".join(lines or [json.dumps(x) for x in QA]) + "\n"
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
-    assert cluster.state_dir is not None
-    answers = cluster.state_dir / "qa.jsonl"
-    answers.write_text("\n".join(json.dumps(x) for x in QA) + "\n")
+    apply_qa(cluster, namespace, lines=lines)
 
 
 def _behave(cluster: Cluster, revision: str, accuracy: float, **more: object) -> None:

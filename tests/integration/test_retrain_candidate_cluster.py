@@ -17,6 +17,7 @@ from llmops.api.constants import OPERATOR_IMAGE
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, restricted, wait_for
+from testkit.datasets import apply_qa
 from testkit.operator import (
     OperatorProcess,
     condition,
@@ -28,7 +29,6 @@ from testkit.operator import (
 )
 
 MODEL = "sim-org/tiny-chat"
-QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     "thresholds": [{"metric": "exactMatch", "min": 0.5}],
@@ -78,11 +78,7 @@ def _retrain(report: dict[str, Any], approval: str = "Auto", sleep: float = 0.0)
 
 
 def _dataset(cluster: Cluster, namespace: str) -> None:
-    text = "\n".join(json.dumps(x) for x in QA) + "\n"
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
-    assert cluster.state_dir is not None
-    (cluster.state_dir / "qa.jsonl").write_text(text)
+    apply_qa(cluster, namespace)
 
 
 def _behave(cluster: Cluster, revision: str, accuracy: float) -> None:

@@ -30,11 +30,11 @@ from huggingface_hub.errors import HfHubHTTPError
 from llmops_dev.cluster import Cluster
 from llmops_dev.kubelet.proxy import resolve
 from testkit import RESTRICTED, get_json, wait_for
+from testkit.datasets import apply_qa
 from testkit.operator import OperatorProcess, condition, set_behaviour, wait_condition
 
 REV = "7" * 40
 # 20 prompts: exactMatch ≥ 0.8 is judged on its 95% lower bound, which needs at least 16.
-QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 
 
 def _apply(cluster: Cluster, namespace: str, obj: dict[str, Any]) -> None:
@@ -50,14 +50,8 @@ def _secure_run(cluster: Cluster, namespace: str, hf_token: str, api_key: str) -
     assert cluster.state_dir is not None
     _apply(cluster, namespace, _secret("hub", "token", hf_token))
     _apply(cluster, namespace, _secret("tgi", "api-key", api_key))
-    text = "\n".join(json.dumps(x) for x in QA) + "\n"
-    _apply(
-        cluster,
-        namespace,
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"q": text}},
-    )
-    (cluster.state_dir / "qa-security.jsonl").write_text(text)
-    set_behaviour(cluster, REV, dataset=str(cluster.state_dir / "qa-security.jsonl"), accuracy=1.0)
+    answers = apply_qa(cluster, namespace, key="q")
+    set_behaviour(cluster, REV, dataset=str(answers), accuracy=1.0)
     body = {
         "apiVersion": "llmops.io/v1alpha1",
         "kind": "LLMDeployment",
