@@ -26,10 +26,11 @@ import pytest
 from huggingface_hub import InferenceClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmops.aioserve import UsageError
 from llmops.capture_store import CaptureStore, StoreConfig
 from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
 from llmops.gateway.capture import CaptureConfig, Exchange, Identity, request_record
-from llmops.gateway.main import _parser, _UsageError, build
+from llmops.gateway.main import _parser, build
 from llmops.gateway.metrics import GatewayMetrics
 from llmops.gateway.redact import BUILTIN_KINDS, Redactor
 from llmops.gateway.sender import (
@@ -618,13 +619,13 @@ def test_flags_make_the_capture_config_and_refuse_a_broken_pattern(
         store_url="http://store:8080",
         token=TOKEN,
     )
-    with pytest.raises(_UsageError, match="'BROKEN'"):
+    with pytest.raises(UsageError, match="'BROKEN'"):
         build(
             _args(
                 tmp_path, "--capture-sample-rate", "1", "--capture-pattern", "BROKEN=(", "--capture-url", "x"
             )
         )
-    with pytest.raises(_UsageError, match="--capture-url"):
+    with pytest.raises(UsageError, match="--capture-url"):
         build(_args(tmp_path, "--capture-sample-rate", "1"))
     # A Secret without capture-token (made before it existed): the gateway serves, the store refuses.
     with caplog.at_level(logging.ERROR):

@@ -10,15 +10,12 @@ from a flag (flags show in `ps`). SIGTERM stops it after the batches in flight a
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
-import signal
-import sys
 from pathlib import Path
 
+from llmops.aioserve import UsageError, run_until_signalled
 from llmops.api.common import parse_duration
 from llmops.capture_store.server import CaptureStore, StoreConfig
 
@@ -66,26 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _UsageError(Exception):
-    pass
-
-
 def build(args: argparse.Namespace) -> CaptureStore:
-    """The store the flags describe (raises _UsageError naming the flag)."""
+    """The store the flags describe (raises UsageError naming the flag)."""
     try:
         token = args.token_file.read_bytes().strip()
     except OSError as exc:
-        raise _UsageError(f"--token-file: cannot read {args.token_file}: {exc.strerror}") from None
+        raise UsageError(f"--token-file: cannot read {args.token_file}: {exc.strerror}") from None
     if not token:
-        raise _UsageError(f"--token-file: {args.token_file} is empty")
+        raise UsageError(f"--token-file: {args.token_file} is empty")
     try:
         retention = dt.timedelta(seconds=parse_duration(args.retention))
     except ValueError as exc:
-        raise _UsageError(f"--retention: {exc}") from None
+        raise UsageError(f"--retention: {exc}") from None
     try:
         max_bytes = quantity_bytes(args.max_size)
     except ValueError as exc:
-        raise _UsageError(f"--max-size: {exc}") from None
+        raise UsageError(f"--max-size: {exc}") from None
     config = StoreConfig(
         data_dir=args.data_dir,
         token=token,
@@ -98,16 +91,10 @@ def build(args: argparse.Namespace) -> CaptureStore:
     try:
         return CaptureStore(config)
     except OSError as exc:
-        raise _UsageError(f"--data-dir: cannot use {args.data_dir}: {exc.strerror}") from None
+        raise UsageError(f"--data-dir: cannot use {args.data_dir}: {exc.strerror}") from None
 
 
-async def _serve(store: CaptureStore, host: str, port: int, health_port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    url, health = await store.start(host, port, health_port)
+def _announce(store: CaptureStore, url: str, health: str) -> None:
     log.info(
         "capture store on %s (health %s): %d segments, %d bytes in %s",
         url,
@@ -116,19 +103,10 @@ async def _serve(store: CaptureStore, host: str, port: int, health_port: int) ->
         store.segments.total_bytes,
         store.config.data_dir,
     )
-    try:
-        await stop.wait()
-    finally:
-        await store.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        store = build(args)
-    except _UsageError as exc:
-        print(f"llmops capture-store: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(_serve(store, args.host, args.port, args.health_port))
-    return 0
+    return run_until_signalled(
+        "llmops capture-store", lambda: build(args), (args.host, args.port, args.health_port), _announce
+    )

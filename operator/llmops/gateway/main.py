@@ -19,14 +19,11 @@ capture records had a few seconds to go out.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
-import signal
-import sys
 from pathlib import Path
 
+from llmops.aioserve import UsageError, run_until_signalled
 from llmops.gateway.capture import CaptureConfig
 from llmops.gateway.ids import RequestIdSigner
 from llmops.gateway.keys import KeyStore
@@ -86,24 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _UsageError(Exception):
-    pass
-
-
 def _read_secret_file(path: Path, what: str) -> bytes:
     try:
         value = path.read_bytes().strip()
     except OSError as exc:
-        raise _UsageError(f"cannot read the {what} at {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read the {what} at {path}: {exc.strerror}") from None
     if not value:
-        raise _UsageError(f"the {what} at {path} is empty")
+        raise UsageError(f"the {what} at {path} is empty")
     return value
 
 
 def build(args: argparse.Namespace) -> Gateway:
-    """The gateway the flags describe (raises _UsageError naming what is wrong)."""
+    """The gateway the flags describe (raises UsageError naming what is wrong)."""
     if args.deployment.count("/") != 1:
-        raise _UsageError(f"--deployment must be namespace/name, got {args.deployment!r}")
+        raise UsageError(f"--deployment must be namespace/name, got {args.deployment!r}")
     signer = RequestIdSigner(_read_secret_file(args.signing_key_file, "signing key"), args.deployment)
     keys = None
     if args.api_keys_dir is not None:
@@ -130,27 +123,25 @@ def _capture(args: argparse.Namespace) -> CaptureConfig | None:
     if rate is None:
         return None
     if not 0 < rate <= 1:
-        raise _UsageError(f"--capture-sample-rate must be in (0, 1], got {rate}")
+        raise UsageError(f"--capture-sample-rate must be in (0, 1], got {rate}")
     builtins = tuple(k.strip() for k in args.capture_redact.split(",") if k.strip())
     unknown = sorted(set(builtins) - set(BUILTIN_KINDS))
     if unknown:
-        raise _UsageError(
-            f"--capture-redact: unknown kind {unknown[0]!r} (known: {', '.join(BUILTIN_KINDS)})"
-        )
+        raise UsageError(f"--capture-redact: unknown kind {unknown[0]!r} (known: {', '.join(BUILTIN_KINDS)})")
     patterns = []
     for flag in args.capture_pattern:
         name, eq, regex = flag.partition("=")
         if not eq or not name or not regex:
-            raise _UsageError(f"--capture-pattern must be NAME=REGEX, got {flag!r}")
+            raise UsageError(f"--capture-pattern must be NAME=REGEX, got {flag!r}")
         patterns.append((name, regex))
     try:
         compile_patterns(patterns)
     except InvalidPattern as exc:
-        raise _UsageError(f"--capture-pattern: {exc}") from None
+        raise UsageError(f"--capture-pattern: {exc}") from None
     if not args.capture_sink_url and not args.capture_url:
-        raise _UsageError("capture needs --capture-url (the capture store) or --capture-sink-url")
+        raise UsageError("capture needs --capture-url (the capture store) or --capture-sink-url")
     if args.capture_queue_size < 1:
-        raise _UsageError(f"--capture-queue-size must be positive, got {args.capture_queue_size}")
+        raise UsageError(f"--capture-queue-size must be positive, got {args.capture_queue_size}")
     return CaptureConfig(
         sample_rate=rate,
         keep=args.capture_keep,
@@ -167,21 +158,15 @@ def _capture_token(path: Path | None) -> str:
     """The store's token. Missing (a Secret made before capture-token existed): capture runs and
     the store refuses its batches (counted as rejected) rather than the gateway not serving."""
     if path is None:
-        raise _UsageError("--capture-url needs --capture-token-file")
+        raise UsageError("--capture-url needs --capture-token-file")
     try:
         return _read_secret_file(path, "capture token").decode()
-    except _UsageError as exc:
+    except UsageError as exc:
         log.error("capture: %s; the store will refuse the records", exc)
         return ""
 
 
-async def _serve(gateway: Gateway, host: str, port: int, health_port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    url, health = await gateway.start(host, port, health_port)
+def _announce(gateway: Gateway, url: str, health: str) -> None:
     log.info(
         "gateway for %s serving on %s (health %s), engine at %s",
         gateway.config.deployment,
@@ -189,19 +174,10 @@ async def _serve(gateway: Gateway, host: str, port: int, health_port: int) -> No
         health,
         gateway.config.upstream,
     )
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        gateway = build(args)
-    except _UsageError as exc:
-        print(f"llmops gateway: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(_serve(gateway, args.host, args.port, args.health_port))
-    return 0
+    return run_until_signalled(
+        "llmops gateway", lambda: build(args), (args.host, args.port, args.health_port), _announce
+    )
