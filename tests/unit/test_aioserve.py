@@ -46,7 +46,9 @@ def test_a_usage_error_is_one_line_and_status_2(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err == "llmops thing: --flag: what is wrong\n"
 
 
-def test_both_programs_refuse_bad_flags_with_status_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_both_programs_refuse_bad_flags_with_status_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     key = tmp_path / "key"
     key.write_text("k" * 32)
     flags = ["--revision", "a" * 40, "--track", "stable", "--signing-key-file", str(key)]
