@@ -25,7 +25,7 @@ from llmops.api.constants import LABEL_COMPONENT, LABEL_DEPLOYMENT, OPERATOR_IMA
 from llmops.api.resource import LLMDeployment
 from llmops.render.gateway import CAPTURE_TOKEN, signing_secret_name
 from llmops.render.labels import COMPONENT_SERVER, common_labels, metadata
-from llmops.render.monitoring import MONITORING_API_VERSION, _meta_label
+from llmops.render.monitoring import pod_monitor_for
 from llmops.render.networkpolicy import NAMESPACE_NAME_LABEL
 from llmops.render.security import container_security_context, pod_security_context
 
@@ -251,29 +251,8 @@ def capture_network_policy(ld: LLMDeployment) -> dict[str, Any] | None:
 def capture_pod_monitor(ld: LLMDeployment) -> dict[str, Any] | None:
     """The PodMonitor `<name>-capture`: the store's /metrics, with namespace and llmops_deployment
     (None unless the store and monitoring are on)."""
-    mon = ld.spec.monitoring
-    if not (capture_store_enabled(ld) and mon.enabled):
+    if not (capture_store_enabled(ld) and ld.spec.monitoring.enabled):
         return None
-    labels = {**mon.pod_monitor.labels, **_labels(ld)}
-    return {
-        "apiVersion": MONITORING_API_VERSION,
-        "kind": "PodMonitor",
-        "metadata": metadata(ld, capture_store_name(ld.name), labels),
-        "spec": {
-            "selector": {"matchLabels": _selector(ld)},
-            "podMetricsEndpoints": [
-                {
-                    "port": HEALTH_PORT_NAME,
-                    "path": "/metrics",
-                    "interval": mon.pod_monitor.interval,
-                    "relabelings": [
-                        {
-                            "action": "replace",
-                            "sourceLabels": [_meta_label(LABEL_DEPLOYMENT)],
-                            "targetLabel": PROM_LABEL_DEPLOYMENT,
-                        }
-                    ],
-                }
-            ],
-        },
-    }
+    copied = ((LABEL_DEPLOYMENT, PROM_LABEL_DEPLOYMENT),)
+    endpoint = (HEALTH_PORT_NAME, "/metrics")
+    return pod_monitor_for(ld, capture_store_name(ld.name), _labels(ld), _selector(ld), endpoint, copied)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from llmops.api.constants import (
@@ -31,40 +32,55 @@ def _meta_label(key: str) -> str:
     return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in key)
 
 
+def pod_monitor_for(
+    ld: LLMDeployment,
+    name: str,
+    labels: dict[str, str],
+    pods: dict[str, str],
+    endpoint: tuple[str, str],
+    copied: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """A PodMonitor `name` scraping the `pods` (a matchLabels selector) at `endpoint` (port name,
+    path) on spec.monitoring's interval, copying each (pod label, series label) of `copied` onto
+    every series; spec.monitoring.podMonitor.labels go on the object, so the user's Prometheus
+    selects it."""
+    mon = ld.spec.monitoring
+    port, path = endpoint
+    relabelings = [
+        {"action": "replace", "sourceLabels": [_meta_label(pod_label)], "targetLabel": target}
+        for pod_label, target in copied
+    ]
+    return {
+        "apiVersion": MONITORING_API_VERSION,
+        "kind": "PodMonitor",
+        "metadata": metadata(ld, name, {**mon.pod_monitor.labels, **labels}),
+        "spec": {
+            "selector": {"matchLabels": pods},
+            "podMetricsEndpoints": [
+                {"port": port, "path": path, "interval": mon.pod_monitor.interval, "relabelings": relabelings}
+            ],
+        },
+    }
+
+
 def pod_monitor(ld: LLMDeployment) -> dict[str, Any] | None:
     """The PodMonitor `<name>` (None when monitoring is disabled). Scrapes /metrics on the
     server's main port (TGI's separate prometheus port serves nothing), or with the gateway on
     its health port, whose /metrics is the gateway's series followed by the engine's (same
     names, same labels); copies the pod's deployment, track and revision labels onto every series."""
-    mon = ld.spec.monitoring
-    if not mon.enabled:
+    if not ld.spec.monitoring.enabled:
         return None
     engine = get_engine(ld.spec.engine.type)
-    relabelings = [
-        {"action": "replace", "sourceLabels": [_meta_label(pod_label)], "targetLabel": target}
-        for pod_label, target in (
-            (LABEL_DEPLOYMENT, PROM_LABEL_DEPLOYMENT),
-            (LABEL_TRACK, PROM_LABEL_TRACK),
-            (LABEL_REVISION, PROM_LABEL_REVISION),
-        )
-    ]
-    labels = {**mon.pod_monitor.labels, **common_labels(ld, COMPONENT_MONITORING)}
-    return {
-        "apiVersion": MONITORING_API_VERSION,
-        "kind": "PodMonitor",
-        "metadata": metadata(ld, service_name(ld.name), labels),
-        "spec": {
-            "selector": {"matchLabels": server_selector(ld)},
-            "podMetricsEndpoints": [
-                {
-                    "port": HEALTH_PORT_NAME if ld.spec.gateway.enabled else PORT_NAME,
-                    "path": engine.routes.metrics,
-                    "interval": mon.pod_monitor.interval,
-                    "relabelings": relabelings,
-                }
-            ],
-        },
-    }
+    port = HEALTH_PORT_NAME if ld.spec.gateway.enabled else PORT_NAME
+    copied = (
+        (LABEL_DEPLOYMENT, PROM_LABEL_DEPLOYMENT),
+        (LABEL_TRACK, PROM_LABEL_TRACK),
+        (LABEL_REVISION, PROM_LABEL_REVISION),
+    )
+    labels = common_labels(ld, COMPONENT_MONITORING)
+    return pod_monitor_for(
+        ld, service_name(ld.name), labels, server_selector(ld), (port, engine.routes.metrics), copied
+    )
 
 
 def prometheus_rule(ld: LLMDeployment, autoscaling: ScalerMetric | None = None) -> dict[str, Any] | None:
