@@ -2,6 +2,8 @@
 
 The counterpart of `llmops_dev.tgisim.run_in_thread`: the test or benchmark stays synchronous
 (httpx, the real huggingface_hub client) while the gateway serves from a daemon thread.
+`serve_pod` puts the two together as a server pod does: a simulator behind a gateway, with the
+Prometheus target a PodMonitor would make of it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from llmops.gateway import Gateway
+from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
+from llmops_dev.prometheus import Target, tgi_target
+from llmops_dev.tgisim import Simulator, run_in_thread
 
-__all__ = ["run_gateway_in_thread"]
+__all__ = ["run_gateway_in_thread", "serve_pod"]
 
 
 @contextlib.contextmanager
@@ -32,3 +36,25 @@ def run_gateway_in_thread(gateway: Gateway, host: str = "127.0.0.1") -> Iterator
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+
+
+def serve_pod(
+    stack: contextlib.ExitStack, sim: Simulator, deployment: str, track: str, signing_key: bytes
+) -> tuple[str, Target]:
+    """`sim` behind a gateway for `deployment` ("namespace/name") on `track`, both in threads that
+    `stack` stops; returns the gateway's API URL and its health port as a Prometheus target,
+    labelled as the PodMonitor labels a server pod (pod `<name>-<track>-0`, the sim's revision)."""
+    namespace, _, name = deployment.partition("/")
+    upstream = stack.enter_context(run_in_thread(sim))
+    config = GatewayConfig(upstream=upstream, deployment=deployment, revision=sim.revision, track=track)
+    gateway = Gateway(config, RequestIdSigner(signing_key, deployment), None)
+    api, health = stack.enter_context(run_gateway_in_thread(gateway))
+    target = tgi_target(
+        health.removeprefix("http://"),
+        namespace=namespace,
+        pod=f"{name}-{track}-0",
+        deployment=name,
+        track=track,
+        revision=sim.revision,
+    )
+    return api, target

@@ -33,9 +33,8 @@ from prometheus_client import start_http_server
 
 from llmops import metrics as operator_metrics
 from llmops.api.resource import parse
-from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
 from llmops.render.monitoring import prometheus_rule
-from llmops_dev.gateway_thread import run_gateway_in_thread
+from llmops_dev.gateway_thread import serve_pod
 from llmops_dev.packaging.dashboards import (
     DEPLOYMENT,
     NAMESPACE,
@@ -45,8 +44,8 @@ from llmops_dev.packaging.dashboards import (
     variable_matches,
 )
 from llmops_dev.processes import ClusterError, free_port
-from llmops_dev.prometheus import Prometheus, Target, find_promtool, tgi_target, write_targets
-from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.prometheus import Prometheus, Target, find_promtool, write_targets
+from llmops_dev.tgisim import Behaviour, Simulator
 from testkit import wait_for
 
 NS = "prod"
@@ -177,26 +176,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                     time_per_token_seconds=0.002,
                 )
                 sim = Simulator(behaviour, model_id=MODEL, revision=f"rev-{track}", engine=engine)
-                upstream = stack.enter_context(run_in_thread(sim))
-                gateway = Gateway(
-                    GatewayConfig(
-                        upstream=upstream, deployment=f"{NS}/{name}", revision=f"rev-{track}", track=track
-                    ),
-                    RequestIdSigner(KEY, f"{NS}/{name}"),
-                    None,
-                )
-                api, health = stack.enter_context(run_gateway_in_thread(gateway))
+                api, pod = serve_pod(stack, sim, f"{NS}/{name}", track, KEY)
                 apis.append((engine, api))
-                targets.append(
-                    tgi_target(
-                        health.removeprefix("http://"),
-                        namespace=NS,
-                        pod=f"{name}-{track}-0",
-                        deployment=name,
-                        track=track,
-                        revision=f"rev-{track}",
-                    )
-                )
+                targets.append(pod)
         # Scraped as a ServiceMonitor would: `namespace` is the operator's own.
         operator = _serve_operator_metrics(stack)
         targets.append(Target(operator, {"namespace": "llmops-system", "pod": "llmops-operator-0"}))

@@ -26,11 +26,10 @@ from llmops.analysis.drift import feedback as drift_feedback
 from llmops.analysis.drift import feedback_queries as drift_feedback_queries
 from llmops.api.delivery import AnalysisSpec
 from llmops.engines import TGI
-from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
 from llmops.prom import PromClient
-from llmops_dev.gateway_thread import run_gateway_in_thread
-from llmops_dev.prometheus import Prometheus, tgi_target, write_targets
-from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.gateway_thread import serve_pod
+from llmops_dev.prometheus import Prometheus, write_targets
+from llmops_dev.tgisim import Behaviour, Simulator
 from testkit import wait_for
 
 NS, NAME, WINDOW = "prod", "chat", "10s"
@@ -85,32 +84,13 @@ class Users:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PromClient, Users]]:
     state: Path = tmp_path_factory.mktemp("feedback-canary")
     with contextlib.ExitStack() as stack:
-        api, health = {}, {}
+        api, pods = {}, []
         for track in ("canary", "stable"):
-            engine = stack.enter_context(run_in_thread(Simulator(Behaviour(), revision=f"rev-{track}")))
-            gateway = Gateway(
-                GatewayConfig(
-                    upstream=engine, deployment=f"{NS}/{NAME}", revision=f"rev-{track}", track=track
-                ),
-                RequestIdSigner(KEY, f"{NS}/{NAME}"),
-                None,
-            )
-            api[track], health[track] = stack.enter_context(run_gateway_in_thread(gateway))
+            sim = Simulator(Behaviour(), revision=f"rev-{track}")
+            api[track], pod = serve_pod(stack, sim, f"{NS}/{NAME}", track, KEY)
+            pods.append(pod)
         targets = state / "tgi-targets.json"
-        write_targets(
-            targets,
-            [
-                tgi_target(
-                    health[track].removeprefix("http://"),
-                    namespace=NS,
-                    pod=f"{NAME}-{track}-0",
-                    deployment=NAME,
-                    track=track,
-                    revision=f"rev-{track}",
-                )
-                for track in api
-            ],
-        )
+        write_targets(targets, pods)
         prometheus = Prometheus.start(state, targets, scrape_interval="1s")
         stack.callback(prometheus.stop)
         users = stack.enter_context(Users(api["canary"], api["stable"]))
