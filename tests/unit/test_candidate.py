@@ -10,6 +10,7 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.api.delivery import NoWorseThan
+from llmops.api.spec import AdapterSpec, adapter_revision
 from llmops.lifecycle.candidate import comparison_verdict
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
@@ -304,6 +305,81 @@ def test_a_model_written_to_the_model_cache_needs_no_download_and_serves_from_it
     assert stable_env(sim)["MODEL_ID"] == "/data/retrained/1" and stable_env(sim)["REVISION"] == run
     assert sim.status["serving"]["path"] == "/data/retrained/1"
     assert "cannot be pinned in spec.model" in cond(sim.last, c.PINNED_TO_SPEC)["message"]
+
+
+def pod_containers(sim: Sim, name: str) -> dict[str, dict[str, Any]]:
+    dep = sim.ch[("Deployment", name)]
+    return {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_a_lora_adapter_serves_on_the_base_model_with_the_gateway_naming_it_and_pins_in_spec() -> None:
+    sim = serving_sim()
+    run = sim.retrain({"adapter": {"path": "/data/adapters/run-1", "name": "tuned"}})
+    adapter = {"name": "tuned", "path": "/data/adapters/run-1"}
+    revision = adapter_revision(SHA_A, AdapterSpec(**adapter))
+    assert revision.startswith(f"{SHA_A}+tuned-")
+    assert sim.status["retrain"]["candidateAdapter"] == {**adapter, "baseRevision": SHA_A}
+    assert sim.status["candidate"]["adapter"] == {**adapter, "baseRevision": SHA_A}
+    assert sim.status["candidate"]["model"] == "org/model" and sim.status["candidate"]["revision"] == revision
+    p = sim.step()
+    # The base model is in the cache already (its download Job is the same): nothing downloads.
+    assert not any(o["kind"] == "Job" and o["metadata"]["name"].startswith("m-download-") for o in p.apply)
+    staging = pod_containers(sim, "m-staging")
+    env = env_of(staging["server"])
+    assert (env["MODEL_ID"], env["REVISION"], env["LORA_ADAPTERS"]) == (
+        "org/model",
+        SHA_A,
+        "tuned=/data/adapters/run-1",
+    )
+    args = staging["gateway"]["args"]
+    assert args[args.index("--adapter") + 1] == "tuned" and args[args.index("--revision") + 1] == revision
+    rollout(sim.ch, ready=1, name="m-staging")
+    sim.step()
+    sim.finish_job("m-eval-", report(0.9))
+    sim.step()
+    assert sim.status["candidate"]["state"] == "Rolling"
+    sim.serve()
+    stable = pod_containers(sim, "m-stable")
+    assert env_of(stable["server"])["LORA_ADAPTERS"] == "tuned=/data/adapters/run-1"
+    assert "--adapter" in stable["gateway"]["args"]
+    assert sim.status["servingRevision"] == revision and sim.status["candidate"]["state"] == "Promoted"
+    serving = sim.status["serving"]
+    assert (serving["model"], serving["revision"], serving["origin"]) == ("org/model", revision, run)
+    assert serving["adapter"] == {**adapter, "baseRevision": SHA_A}
+    pinned = cond(sim.last, c.PINNED_TO_SPEC)
+    assert (pinned["status"], pinned["reason"]) == (c.FALSE, c.RETRAINED_MODEL_SERVING)
+    assert (
+        f"set spec.model to: {{id: org/model, revision: {SHA_A}, adapter: {{name: tuned, "
+        "path: /data/adapters/run-1}}"
+    ) in pinned["message"]
+    # Pinned as the condition says: the same revision, so nothing rolls; the origin becomes spec.
+    sim.b["spec"]["model"] = {"id": "org/model", "revision": SHA_A, "adapter": adapter}
+    sim.b["metadata"]["generation"] = 2
+    p = sim.step()
+    assert [o["kind"] for o in p.apply if o["kind"] in ("Deployment", "Job")] == []
+    assert sim.status["serving"]["origin"] == "spec" and sim.status["servingRevision"] == revision
+    assert cond(p, c.PINNED_TO_SPEC)["status"] == c.TRUE
+    # Dropping the adapter from spec is a new revision (the base model alone): it takes the road.
+    sim.b["spec"]["model"] = {"id": "org/model", "revision": SHA_A}
+    sim.b["metadata"]["generation"] = 3
+    sim.step()
+    assert sim.status["desiredRevision"] == SHA_A and sim.status["servingRevision"] == revision
+    assert "LORA_ADAPTERS" not in env_of(pod_containers(sim, "m-staging")["server"])
+
+
+def test_an_adapter_report_without_the_gateway_is_a_condition_naming_it() -> None:
+    sim = serving_sim()
+    sim.b["spec"]["gateway"] = {"enabled": False}
+    sim.step()
+    sim.retrain({"adapter": {"path": "/data/adapters/run-1"}})
+    retrained = cond(sim.last, c.RETRAINED)
+    assert (retrained["status"], retrained["reason"]) == (c.FALSE, c.RETRAIN_REPORT_INVALID)
+    assert "needs spec.gateway.enabled" in retrained["message"]
+    assert sim.status.get("candidate") is None
 
 
 def test_a_restart_mid_retrain_never_starts_a_second_job() -> None:

@@ -119,6 +119,22 @@ def test_a_reported_candidate_is_recorded_and_the_job_kept() -> None:
     assert p.status["history"][-1]["action"] == "RetrainSucceeded"
 
 
+def test_a_reported_lora_adapter_is_recorded_on_the_model_the_run_started_from() -> None:
+    b, ch, now, p = drifted_with_retrain()
+    [job] = applied_jobs(p)
+    finish(ch, job, "Complete")
+    report = json.dumps({"adapter": {"path": "/data/adapters/m-retrain-1"}})
+    p = plan(b, Observations(children=ch, pods=[job_pod("m-retrain-1", 0, report)]), now + MINUTE)
+    adapter = {"name": "m-retrain-1", "path": "/data/adapters/m-retrain-1", "baseRevision": SHA_A}
+    assert p.status["retrain"]["candidateAdapter"] == adapter  # the name defaults to the run ID
+    assert p.status["candidate"]["adapter"] == adapter and p.status["candidate"]["model"] == "org/model"
+    retrained = cond(p, c.RETRAINED)
+    assert retrained["message"] == (
+        f"retrain Job m-retrain-1 produced org/model@{SHA_A} + LoRA adapter m-retrain-1 "
+        "(/data/adapters/m-retrain-1)"
+    )
+
+
 def test_cooldown_and_daily_cap_hold_from_status() -> None:
     b, ch, now, p = drifted_with_retrain()
     [job] = applied_jobs(p)
@@ -166,6 +182,15 @@ def test_a_report_that_names_no_model_is_a_condition_saying_what_is_wrong() -> N
         ),
         (json.dumps({"path": "relative/dir"}), "is not an absolute path"),
         ("", "its termination message is empty"),
+        (json.dumps({"adapter": "/data/a"}), "adapter '/data/a' is not an object"),
+        (json.dumps({"adapter": {"name": "x"}}), "its report's adapter has no path"),
+        (json.dumps({"adapter": {"path": "/tmp/a"}}), "adapter.path '/tmp/a' is not a folder under /data"),
+        (json.dumps({"adapter": {"path": "/data/../etc"}}), "is not a folder under /data"),
+        (
+            json.dumps({"adapter": {"path": "/data/a", "name": "a=b"}}),
+            "adapter.name 'a=b' is not an adapter id",
+        ),
+        (json.dumps({"adapter": {"path": "/data/a", "name": 7}}), "adapter.name '7' is not an adapter id"),
     ):
         b, ch, now, p = drifted_with_retrain()
         [job] = applied_jobs(p)

@@ -8,6 +8,7 @@ core/v1 for placement and selectors, the Prometheus Operator for monitoring.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated, Literal, Self
 
@@ -102,6 +103,7 @@ RESERVED_ENV: tuple[str, ...] = (
     "MAX_TOTAL_TOKENS",
     "MAX_CONCURRENT_REQUESTS",
     "MAX_BATCH_PREFILL_TOKENS",
+    "LORA_ADAPTERS",
     "LLMOPS_REVISION",
 )
 
@@ -111,8 +113,36 @@ def is_pinned_revision(revision: str) -> bool:
     return re.fullmatch(SHA40, revision) is not None
 
 
+ADAPTER_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+"""A LoRA adapter's name: what requests select it by (TGI's adapter_id, the OpenAI ``model``
+field). No ``=``, ``@``, ``,`` or ``/``: TGI's LORA_ADAPTERS list is ``id=path`` pairs joined by
+commas, and ``@`` starts a Hub revision there."""
+ADAPTER_PATH = r"^/data(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+"""A LoRA adapter's folder on the model cache (mounted at /data in every server pod): no ``..``
+segment, no hidden folder, nothing TGI's LORA_ADAPTERS syntax would read as a separator."""
+
+
+class AdapterSpec(ApiModel):
+    """A LoRA adapter on the model cache, served on top of the model (TGI LORA_ADAPTERS, vLLM
+    --lora-modules). The gateway selects it for every request, so clients need no change."""
+
+    name: Annotated[str, StringConstraints(pattern=ADAPTER_NAME)]
+    """The adapter's id: requests name it (TGI adapter_id, OpenAI model); a retrain run's report
+    names it, by default after the run."""
+    path: Annotated[str, StringConstraints(pattern=ADAPTER_PATH, max_length=512)]
+    """Its folder on the model cache (a PEFT adapter: adapter_config.json and the weights)."""
+
+
+def adapter_revision(revision: str, adapter: AdapterSpec) -> str:
+    """The revision that names the model with ``adapter`` in the children, status and history:
+    ``<revision>+<name>-<8 hex of the path>``, so a different adapter (or the same name at another
+    path) is a new revision, and the same one is the same revision wherever it comes from."""
+    digest = hashlib.sha256(adapter.path.encode()).hexdigest()[:8]
+    return f"{revision}+{adapter.name}-{digest}"
+
+
 class ModelSpec(ApiModel):
-    """The model: a Hugging Face Hub repository at a revision."""
+    """The model: a Hugging Face Hub repository at a revision, optionally with a LoRA adapter."""
 
     id: Annotated[str, StringConstraints(pattern=REPO_ID, max_length=200)]
     """Hub repository id, org/name (e.g. meta-llama/Llama-3.1-8B-Instruct)."""
@@ -121,6 +151,18 @@ class ModelSpec(ApiModel):
     status reports it as a warning."""
     token_secret_ref: TokenSecretRef | None = None
     """Hub token for gated or private models, passed to the pods as HF_TOKEN."""
+    adapter: AdapterSpec | None = None
+    """A LoRA adapter on the model cache, served on top of this model for every request (needs
+    gateway.enabled, which selects it, and cache.enabled, which holds it). A retrain run that
+    reports an adapter serves it this way; commit it here to pin it."""
+
+    @property
+    def served_revision(self) -> str:
+        """The revision that names what serves: ``revision``, or with an adapter
+        ``adapter_revision(revision, adapter)``."""
+        if self.adapter is None:
+            return self.revision
+        return adapter_revision(self.revision, self.adapter)
 
 
 # The engine type as CEL sees it: the CRD defaults `type`, but a rule must not fail on its absence.
@@ -608,6 +650,16 @@ _GENERATE_ROUTE_TGI_ONLY = cel(
     "evaluation.route generate is TGI's native route: engine vllm serves chat and completion",
     ".evaluation.route",
 )
+_ADAPTER_NEEDS_GATEWAY = cel(
+    "!has(self.model.adapter) || !has(self.gateway) || !has(self.gateway.enabled) || self.gateway.enabled",
+    "model.adapter needs gateway.enabled: the gateway selects the adapter for every request",
+    ".model.adapter",
+)
+_ADAPTER_NEEDS_CACHE = cel(
+    "!has(self.model.adapter) || !has(self.cache) || !has(self.cache.enabled) || self.cache.enabled",
+    "model.adapter needs cache.enabled: the adapter is a folder on the model cache",
+    ".model.adapter",
+)
 _RETRAIN_NEEDS_EVALUATION = cel(
     "!has(self.retrain) || has(self.evaluation)",
     "retrain needs evaluation: a retrained model must pass the evaluation gate",
@@ -634,6 +686,8 @@ class LLMDeploymentSpec(ApiModel):
             _NO_WORSE_THAN_THRESHOLDED,
             _DEPRECATED_TEMPLATES_TGI_ONLY,
             _GENERATE_ROUTE_TGI_ONLY,
+            _ADAPTER_NEEDS_GATEWAY,
+            _ADAPTER_NEEDS_CACHE,
         )
     )
 
@@ -687,6 +741,10 @@ class LLMDeploymentSpec(ApiModel):
         compared = {r.metric for r in self.retrain.no_worse_than} if self.retrain else set()
         if self.evaluation is not None and not compared <= thresholded:
             raise ValueError(_NO_WORSE_THAN_THRESHOLDED["message"])
+        if self.model.adapter is not None and not self.gateway.enabled:
+            raise ValueError(_ADAPTER_NEEDS_GATEWAY["message"])
+        if self.model.adapter is not None and not self.cache.enabled:
+            raise ValueError(_ADAPTER_NEEDS_CACHE["message"])
         if self.engine.type != "tgi":
             templates = [m.template for m in self.rollout.analysis.metrics] if self.rollout else []
             if any(t is not None and t.startswith("tgi-") for t in templates):
@@ -697,6 +755,8 @@ class LLMDeploymentSpec(ApiModel):
 
 
 __all__ = [
+    "ADAPTER_NAME",
+    "ADAPTER_PATH",
     "DEFAULT_TARGET_QUEUE_DEPTH",
     "ENGINE_TYPES",
     "PINNED_IMAGE",
@@ -705,6 +765,7 @@ __all__ = [
     "REVISION",
     "TGI_QUANTIZE",
     "VLLM_QUANTIZE",
+    "AdapterSpec",
     "AutoscalingSpec",
     "CacheSpec",
     "DownloadSpec",
@@ -724,5 +785,6 @@ __all__ = [
     "ResourcesSpec",
     "SecuritySpec",
     "ServiceSpec",
+    "adapter_revision",
     "is_pinned_revision",
 ]

@@ -430,6 +430,19 @@ class DriftStatus(ApiModel):
     """The prompts signal's reference window (spec.drift.prompts)."""
 
 
+class AdapterStatus(ApiModel):
+    """A LoRA adapter served on top of the model (spec.model.adapter, or a retrain run's report)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: ShortText
+    """Its id: the gateway selects it for every request (TGI adapter_id, OpenAI model)."""
+    path: Annotated[str, StringConstraints(max_length=1024)]
+    """Its folder on the model cache."""
+    base_revision: ShortText
+    """The Hub revision of the model it applies to (spec.model.revision to pin it)."""
+
+
 class RetrainStatus(ApiModel):
     """Retraining bookkeeping (cooldown and daily cap survive restarts here)."""
 
@@ -444,7 +457,9 @@ class RetrainStatus(ApiModel):
     base_model: ShortText | None = None
     """The model that served when the run started (LLMOPS_BASE_MODEL)."""
     base_revision: ShortText | None = None
-    """The revision that served when the run started (LLMOPS_BASE_REVISION)."""
+    """The Hub revision that served when the run started (LLMOPS_BASE_REVISION)."""
+    base_adapter: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The folder of the LoRA adapter that served on top of it, if one did (LLMOPS_BASE_ADAPTER)."""
     spec_model: ShortText | None = None
     """spec.model (``id@revision``) when the run started: a change abandons the run and its candidate."""
     trigger: Message = ""
@@ -460,7 +475,9 @@ class RetrainStatus(ApiModel):
     candidate_revision: ShortText | None = None
     """The revision (40-hex commit) the last run reported."""
     candidate_path: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    """Or the path on the model cache it reported (a full model or a LoRA adapter)."""
+    """Or the path on the model cache it reported (a full model)."""
+    candidate_adapter: AdapterStatus | None = None
+    """Or the LoRA adapter it reported, on top of the model it started from."""
     annotation: ShortText | None = None
     """The llmops.io/retrain value last acted upon."""
 
@@ -520,6 +537,9 @@ class CandidateStatus(ApiModel):
     """The 40-hex revision it reported (for a path: the run ID, which names it in the children)."""
     path: Annotated[str, StringConstraints(max_length=1024)] | None = None
     """The path on the model cache, for a model written there rather than to the Hub."""
+    adapter: AdapterStatus | None = None
+    """The LoRA adapter it reported, served on top of ``model`` (then ``revision`` is
+    ``<base revision>+<name>-<hash of the path>``)."""
     spec_model: ShortText | None = None
     """spec.model (``id@revision``) it was produced under: a change of spec.model abandons it."""
     state: CandidateState
@@ -545,6 +565,9 @@ class ServingStatus(ApiModel):
     """``spec``, or the retrain run that produced it."""
     path: Annotated[str, StringConstraints(max_length=1024)] | None = None
     """The path on the model cache, for a retrained model written there."""
+    adapter: AdapterStatus | None = None
+    """The LoRA adapter served on top of ``model`` (then ``revision`` is
+    ``<base revision>+<name>-<hash of the path>``)."""
     spec_model: ShortText | None = None
     """spec.model (``id@revision``) when it started serving: git still says that, so it keeps serving."""
     scores: Annotated[list[MetricResult], Field(max_length=32)] = []
@@ -805,6 +828,7 @@ class RetrainStatusDict(TypedDict, total=False):
     state: str | None
     baseModel: str | None
     baseRevision: str | None
+    baseAdapter: str | None
     specModel: str | None
     trigger: str
     message: str
@@ -813,6 +837,7 @@ class RetrainStatusDict(TypedDict, total=False):
     candidateModel: str | None
     candidateRevision: str | None
     candidatePath: str | None
+    candidateAdapter: AdapterStatusDict | None
     annotation: str | None
 
 
@@ -838,6 +863,14 @@ class ComparisonDict(TypedDict, total=False):
     passed: bool
 
 
+class AdapterStatusDict(TypedDict, total=False):
+    """An AdapterStatus as JSON."""
+
+    name: str
+    path: str
+    baseRevision: str
+
+
 class CandidateStatusDict(TypedDict, total=False):
     """A CandidateStatus as JSON."""
 
@@ -845,6 +878,7 @@ class CandidateStatusDict(TypedDict, total=False):
     model: str
     revision: str
     path: str | None
+    adapter: AdapterStatusDict | None
     specModel: str | None
     state: str
     reason: str
@@ -859,6 +893,7 @@ class ServingStatusDict(TypedDict, total=False):
     revision: str
     origin: str
     path: str | None
+    adapter: AdapterStatusDict | None
     specModel: str | None
     scores: list[MetricResultDict]
 

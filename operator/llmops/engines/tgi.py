@@ -8,6 +8,9 @@ auto-detection was wrong before 3.3.7, so it is set to the GPU count; the port o
 download, shard load and warm-up, so a startupProbe carries that whole budget; /health can turn
 unhealthy under a full queue (TGI #3241), so liveness is lenient; /metrics is served on the main
 port (the separate prometheus port serves nothing); metric names have no _total/_seconds suffix.
+A LoRA adapter (spec.model.adapter) goes in LORA_ADAPTERS as `name=path`: TGI loads it at startup
+and a request uses it only when it names it (`parameters.adapter_id`, or the OpenAI `model`
+field; any other name, unknown ones included, gets the base model), so the gateway names it.
 """
 
 from __future__ import annotations
@@ -74,11 +77,16 @@ class TGI:
             {"name": "HOSTNAME", "value": "127.0.0.1" if spec.gateway.enabled else "0.0.0.0"},
             {"name": "PORT", "value": str(TGI_PORT)},
             {"name": "MODEL_ID", "value": spec.model.id},
-            {"name": "REVISION", "value": revision},
+            # Under a LoRA adapter, `revision` names model + adapter; the weights are spec.model's.
+            {"name": "REVISION", "value": spec.model.revision if spec.model.adapter else revision},
             {"name": "NUM_SHARD", "value": str(spec.resources.gpu.count)},
             {"name": "HF_HOME", "value": DATA_DIR},
             {"name": "HUGGINGFACE_HUB_CACHE", "value": f"{DATA_DIR}/hub"},
         ]
+        if spec.model.adapter is not None:
+            # TGI loads it at startup; a request selects it by adapter_id (the gateway sets it).
+            adapter = spec.model.adapter
+            env.append({"name": "LORA_ADAPTERS", "value": f"{adapter.name}={adapter.path}"})
         if spec.model.token_secret_ref is not None:
             ref = spec.model.token_secret_ref
             env.append(_secret_env("HF_TOKEN", ref.name, ref.key))

@@ -118,6 +118,12 @@ class VLLM:
         for flag, value in optional.items():
             if value is not None:
                 args += [flag, str(value)]
+        if spec.model.adapter is not None:
+            # Served under its name beside the base model; a request selects it by the OpenAI
+            # `model` field (the gateway sets it). Ranks above vLLM's default --max-lora-rank (16)
+            # need that flag in engine.extraArgs.
+            adapter = spec.model.adapter
+            args += ["--enable-lora", "--lora-modules", f"{adapter.name}={adapter.path}"]
         return args + list(engine.extra_args)
 
     def env(self, spec: LLMDeploymentSpec, *, revision: str) -> list[dict[str, Any]]:
@@ -125,7 +131,8 @@ class VLLM:
         out as TGI's and the download Job's, the Secrets by reference. User env comes last and
         replaces same-named defaults, so every name appears once, as server-side apply needs."""
         env: list[dict[str, Any]] = [
-            {"name": "LLMOPS_REVISION", "value": revision},
+            # Under a LoRA adapter, `revision` names model + adapter; the weights are spec.model's.
+            {"name": "LLMOPS_REVISION", "value": spec.model.revision if spec.model.adapter else revision},
             {"name": "HF_HOME", "value": DATA_DIR},
             {"name": "HF_HUB_CACHE", "value": HUB_CACHE},
             # The pods run as a non-root uid whose HOME (/root in the image) is not writable;

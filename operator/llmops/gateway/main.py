@@ -1,7 +1,8 @@
 """`llmops gateway`: run the gateway in a model-server pod.
 
     llmops gateway --upstream http://127.0.0.1:8080 --deployment ns/name --revision R --track stable \\
-        --signing-key-file /etc/llmops/gateway/signing/signing-key [--api-keys-dir /etc/llmops/gateway/api-keys]
+        --signing-key-file /etc/llmops/gateway/signing/signing-key [--api-keys-dir /etc/llmops/gateway/api-keys] \\
+        [--adapter NAME]
 
 Capture (spec.gateway.capture) is on with --capture-sample-rate:
 
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--deployment", required=True, help="namespace/name of the LLMDeployment")
     p.add_argument("--revision", required=True)
     p.add_argument("--track", required=True, choices=["stable", "canary", "staging"])
+    p.add_argument(
+        "--adapter",
+        default=None,
+        help="the LoRA adapter the engine serves: every generation request is made to name it",
+    )
     p.add_argument("--signing-key-file", type=Path, required=True, help="HMAC key for request IDs")
     p.add_argument(
         "--internal-key-file", type=Path, default=None, help="the API key of the operator's own Jobs"
@@ -110,6 +116,7 @@ def build(args: argparse.Namespace) -> Gateway:
         deployment=args.deployment,
         revision=args.revision,
         track=args.track,
+        adapter=args.adapter or None,
         max_request_bytes=args.max_request_bytes,
         upstream_timeout=args.upstream_timeout,
         engine_api_key=os.environ.get(ENGINE_API_KEY_ENV) or None,

@@ -7,6 +7,12 @@ API port (the Service's target), every path:
     ids    → X-LLMOps-Request-ID (signed) on every answer, also as `llmops_request_id` in the
              JSON object of a non-streamed generation; an incoming X-Request-ID is echoed
     POST /v1/feedback → validated, counted by the rated answer's revision and track
+    adapter → with --adapter (a LoRA adapter the engine serves, spec.model.adapter), a generation
+             request is made to name it before it goes on: `parameters.adapter_id` on TGI's
+             native routes (/, /generate, /generate_stream), the `model` field on the OpenAI
+             routes (TGI reads it as the adapter id, vLLM as the served name). The engine serves
+             any other name from the base model, so without this the adapter would never answer;
+             with it, clients need no change. A body that is not a JSON object goes on as it is.
     else   → proxied to the engine on localhost: body up to max_request_bytes (else 413); no
              answer headers within upstream_timeout (or silence that long mid-answer) → 504;
              engine unreachable → 502; the answer streamed back chunk by chunk as it arrives
@@ -53,7 +59,7 @@ from llmops.gateway.metrics import GatewayMetrics, route_label
 from llmops.gateway.redact import Redactor
 from llmops.gateway.sender import CloudEventsSender, Queued, RecordQueue, Sender, StoreSender
 
-__all__ = ["ID_HEADER", "ID_JSON_FIELD", "OPEN_PATHS", "Gateway", "GatewayConfig"]
+__all__ = ["ID_HEADER", "ID_JSON_FIELD", "OPEN_PATHS", "Gateway", "GatewayConfig", "with_adapter"]
 
 log = logging.getLogger("llmops.gateway")
 
@@ -63,6 +69,10 @@ CORRELATION_HEADER = "X-Request-ID"
 OPEN_PATHS: frozenset[str] = frozenset({"/health", "/ping"})
 """Paths that need no API key (TGI's own open routes for probes and load balancers)."""
 _INJECT_ROUTES = frozenset({"/", "/generate", "/v1/chat/completions", "/v1/completions"})
+_ADAPTER_PARAMETER_ROUTES = frozenset({"/", "/generate", "/generate_stream"})
+"""TGI's native routes: the adapter goes in `parameters.adapter_id`."""
+_ADAPTER_MODEL_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
+"""The OpenAI routes: the adapter goes in `model` (TGI maps it to adapter_id unless it is "tgi")."""
 _MAX_INJECT_BYTES = 8 * 1024 * 1024
 _MAX_CORRELATION = 200
 _HOP_BY_HOP = frozenset(
@@ -104,6 +114,8 @@ class GatewayConfig:
     """namespace/name of the LLMDeployment."""
     revision: str
     track: str
+    adapter: str | None = None
+    """The LoRA adapter the engine serves (spec.model.adapter.name): every generation names it."""
     max_request_bytes: int = 4 * 1024 * 1024
     upstream_timeout: float = 300.0
     engine_api_key: str | None = None
@@ -379,13 +391,16 @@ class Gateway:
         assert self._session is not None
         body = await self._read_body(request, self.config.max_request_bytes)
         url = self.config.upstream + request.path_qs
+        sent = body
+        if self.config.adapter is not None and request.method == "POST":
+            sent = with_adapter(request.path, body, self.config.adapter)
         try:
             async with asyncio.timeout(self.config.upstream_timeout):
                 upstream = await self._session.request(
                     request.method,
                     url,
                     headers=self._upstream_headers(request),
-                    data=body if body else None,
+                    data=sent if sent else None,
                     allow_redirects=False,
                 )
         except TimeoutError:
@@ -515,6 +530,29 @@ class Gateway:
 
 def _copy(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def with_adapter(path: str, body: bytes, adapter: str) -> bytes:
+    """The request body of a generation on ``path`` naming ``adapter``; other bodies as they are.
+
+    TGI's native routes take it as ``parameters.adapter_id``, the OpenAI routes as ``model``. A
+    client's own choice is replaced: this track serves the model with this adapter only."""
+    if path not in _ADAPTER_PARAMETER_ROUTES and path not in _ADAPTER_MODEL_ROUTES:
+        return body
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(obj, dict):
+        return body  # the engine refuses it with its own validation error
+    if path in _ADAPTER_MODEL_ROUTES:
+        obj["model"] = adapter
+    else:
+        parameters = obj.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            return body
+        obj["parameters"] = {**(parameters or {}), "adapter_id": adapter}
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _with_request_id(data: bytes, request_id: str) -> tuple[bytes, Any]:

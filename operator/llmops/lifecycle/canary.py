@@ -169,7 +169,7 @@ def _start_or_resume(p: Pass, stable: Rollout, total: int) -> _Run:
     spec = p.ld.spec
     rollout = spec.rollout
     assert rollout is not None
-    rev = spec.model.revision
+    rev = spec.model.served_revision
     old: CanaryStatusDict = {**(p.old_status.get("canary") or {})}
     fresh = old.get("revision") != rev
     stable_rev = stable.revision if fresh else (old.get("stableRevision") or stable.revision)
@@ -331,7 +331,7 @@ def _report_progress(p: Pass, can: CanaryStatusDict, rollout: RolloutSpec) -> No
 def _want_canary(p: Pass, replicas: int) -> None:
     """The canary Deployment, the one place it is rendered: only ``replicas`` varies between
     calls, so the pod template (and with it every canary pod) stays the same across steps."""
-    rev = p.ld.spec.model.revision
+    rev = p.ld.spec.model.served_revision
     gates = (SMOKE_GATE,) if smoke_applies(p) else ()
     p.want(
         deployment(p.ld, track="canary", revision=rev, replicas=replicas, readiness_gates=gates), revision=rev

@@ -37,7 +37,7 @@ from llmops.analysis.confidence import comparison_verdict as paired_comparison
 from llmops.api import conditions as c
 from llmops.api.constants import ANNOTATION_APPROVE
 from llmops.api.delivery import NoWorseThan
-from llmops.api.status import CandidateStatusDict, ComparisonDict, MetricResultDict
+from llmops.api.status import AdapterStatusDict, CandidateStatusDict, ComparisonDict, MetricResultDict
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import Problem
 from llmops.lifecycle.gate import Gate
@@ -94,6 +94,8 @@ def new_candidate(run: str, target: Target, spec_model: str) -> CandidateStatusD
     }
     if target.path:
         cand["path"] = target.path
+    if (adapter := target.adapter_status()) is not None:
+        cand["adapter"] = cast(AdapterStatusDict, adapter)
     return cand
 
 

@@ -65,7 +65,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool, baseline: Baseline | No
     """Decide whether the desired revision may go to production yet (with ``baseline``, the Job
     also compares it with what serves, prompt by prompt)."""
     spec = p.ld.spec
-    rev = spec.model.revision
+    rev = spec.model.served_revision
     if spec.evaluation is None:
         p.drop_condition(c.EVALUATED)
         p.fields["evaluation"] = None

@@ -246,7 +246,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
         # It will never serve; what serves stays, judged as it was (next pass targets it again).
         cache_ok, cache_problem, gate = True, None, Gate(passed=True)
     cleared = cache_ok and gate.passed and not (checks is not None and (checks.held or checks.rejected))
-    target_rev = spec.model.revision if cleared else stable.revision
+    target_rev = spec.model.served_revision if cleared else stable.revision
     stable_replicas = scaling.desired
     canary = None
     if cleared and _canary_wanted(p, stable):
@@ -260,7 +260,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
             p.drop_condition(c.PROMOTED)
     if target_rev is not None:
         rendered = scaling.rendered if scaling.autoscaled else stable_replicas
-        stable_ld = p.ld if target_rev == spec.model.revision else with_model(p.ld, road.before)
+        stable_ld = p.ld if target_rev == spec.model.served_revision else with_model(p.ld, road.before)
         p.want(
             deployment(stable_ld, track="stable", revision=target_rev, replicas=rendered),
             revision=target_rev,
@@ -276,7 +276,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
     if serving_rev is None and stable.ready > 0 and stable.revision == target_rev:
         serving_rev = target_rev  # the first revision, partly up: it already takes the traffic
     rolled_back = canary is not None and canary.state == CanaryState.ROLLED_BACK
-    promoted = rolled and target_rev == spec.model.revision
+    promoted = rolled and target_rev == spec.model.served_revision
     candidate_after_rollout(p, road.target, road.before, rolled_back, promoted)
     blocking = _first_permanent(pod_problem, cache_problem, gate.problem, canary.problem if canary else None)
     return _Outcome(
@@ -314,7 +314,7 @@ def _keep_serving_download(p: Pass, road: _Road) -> None:
     again before the serving revision is the target once more."""
     before = road.before
     if before.revision != road.target.revision and before.path is None:
-        p.want(download_job(with_model(p.ld, before), revision=before.revision))
+        p.want(download_job(with_model(p.ld, before), revision=before.hub_revision))
 
 
 def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
@@ -327,7 +327,7 @@ def _status_fields(p: Pass, o: _Outcome, phase: Phase) -> None:
             "readyReplicas": o.stable.ready,
             "replicas": o.replicas,
             "servingRevision": o.serving,
-            "desiredRevision": spec.model.revision,
+            "desiredRevision": spec.model.served_revision,
             "endpoint": endpoint(p.ld.name, p.ld.namespace, spec.service.port),
             "model": str((p.fields.get("serving") or {}).get("model") or spec.model.id),
         }
@@ -370,7 +370,7 @@ def _canary_wanted(p: Pass, stable: Rollout) -> bool:
     keeps running (promoting, or rolled back) for as long as the spec asks for that revision."""
     if p.ld.spec.rollout is None:
         return False
-    rev = p.ld.spec.model.revision
+    rev = p.ld.spec.model.served_revision
     old = p.old_status.get("canary") or {}
     if old.get("revision") == rev and old.get("state"):
         return True
@@ -481,7 +481,7 @@ def _available(p: Pass, o: _Outcome) -> None:
 def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
     stable, replicas, target, rolled = o.stable, o.replicas, o.target, o.rolled
     pod_problem, blocking, gate, canary = o.pod_problem, o.blocking, o.gate, o.canary
-    desired = p.ld.spec.model.revision
+    desired = p.ld.spec.model.served_revision
     if blocking:
         p.cond(c.PROGRESSING, c.FALSE, blocking.reason, blocking.message)
     elif canary is not None and canary.state == CanaryState.PAUSED:

@@ -10,8 +10,10 @@
 
       → spec.model changes while it runs → Abandoned (RetrainAbandoned): the Job is deleted, spec wins
 
-The report is JSON: ``{"model": "org/name", "revision": "<40 hex>"}`` for a Hub repository, or
-``{"path": "/data/..."}`` for a model written to the model cache. The reported model becomes
+The report is JSON: ``{"model": "org/name", "revision": "<40 hex>"}`` for a Hub repository,
+``{"path": "/data/..."}`` for a model written to the model cache, or
+``{"adapter": {"path": "/data/...", "name": "<id>"}}`` for a LoRA adapter written to the model
+cache, served on top of the model the run started from (the name defaults to the run ID). The reported model becomes
 ``status.candidate`` and takes the road of any revision (candidate.py). No run starts while a
 candidate is on its road. Everything is in ``status.retrain``: a restarted operator finds the same
 run (the Job name comes from the run count in status, so a pass repeated after a lost status
@@ -32,13 +34,14 @@ from llmops.api import conditions as c
 from llmops.api.common import SHA40, parse_duration
 from llmops.api.constants import ANNOTATION_RETRAIN
 from llmops.api.delivery import REPO_ID
+from llmops.api.spec import ADAPTER_NAME, ADAPTER_PATH, AdapterSpec
 from llmops.api.status import RetrainStatusDict
 from llmops.contracts import format_timestamp
 from llmops.lifecycle.candidate import new_candidate
 from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
 from llmops.lifecycle.diagnose import job_state, termination_json
-from llmops.lifecycle.target import ACTIVE_CANDIDATE_STATES, Target
+from llmops.lifecycle.target import ACTIVE_CANDIDATE_STATES, Target, adapter_target
 from llmops.render.retrain import retrain_job, retrain_job_name
 
 __all__ = ["RetrainPlan", "retrain_stage"]
@@ -122,23 +125,44 @@ def _blocked(p: Pass, st: Mapping[str, Any]) -> str | None:
 def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: str | None) -> RetrainPlan:
     run = int(st.get("runs") or 0) + 1
     job = retrain_job_name(p.ld.name, run)
-    base_model = p.ld.spec.model.id
-    p.want(retrain_job(p.ld, run=run, base_model=base_model, base_revision=serving, trigger=trigger))
+    # What serves, as the trainer needs it: the Hub revision of its weights, and its adapter if any.
+    base_model, base_revision, adapter = p.ld.spec.model.id, p.ld.spec.model.revision, p.ld.spec.model.adapter
+    if adapter is None:
+        base_revision = serving
+    base_adapter = adapter.path if adapter is not None else None
+    p.want(
+        retrain_job(
+            p.ld,
+            run=run,
+            base_model=base_model,
+            base_revision=base_revision,
+            trigger=trigger,
+            base_adapter=base_adapter,
+        )
+    )
     recent = [x for x in st.get("startTimes") or [] if (t := _parse_time(x)) and p.now - t < _DAY]
     st.update(
         runs=run,
         job=job,
         state=RUNNING,
         baseModel=base_model,
-        baseRevision=serving,
+        baseRevision=base_revision,
         specModel=p.spec_model,
         trigger=trigger[:1000],
         message=f"retrain Job {job} started from revision {serving}",
         lastStartTime=format_timestamp(p.now),
         startTimes=[*recent, format_timestamp(p.now)][-24:],
     )
-    for old_candidate in ("candidateModel", "candidateRevision", "candidatePath"):
-        st.pop(old_candidate, None)  # absent, not null: status compares equal after a round trip
+    for old_field in (
+        "candidateModel",
+        "candidateRevision",
+        "candidatePath",
+        "candidateAdapter",
+        "baseAdapter",
+    ):
+        st.pop(old_field, None)  # absent, not null: status compares equal after a round trip
+    if base_adapter is not None:
+        st["baseAdapter"] = base_adapter
     if annotation is not None:
         st["annotation"] = annotation
     p.record("RetrainStarted", serving, c.RETRAIN_RUNNING, f"Job {job}: {trigger}"[:1000])
@@ -158,6 +182,7 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
             base_model=str(st.get("baseModel") or p.ld.spec.model.id),
             base_revision=str(st.get("baseRevision")),
             trigger=str(st.get("trigger")),
+            base_adapter=st.get("baseAdapter"),
         )
     )
     state, reason, job_message = job_state(p.obs.child("Job", job))
@@ -169,11 +194,13 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
     if state == "Failed":
         why = f"retrain Job {job} failed ({reason or 'Failed'}: {report.get('message') or job_message or 'no message'})"
         return _finish(p, st, c.RETRAIN_FAILED, why)
-    candidate, problem = _candidate(report)
+    candidate, problem = _candidate(report, job, str(st.get("baseRevision")))
+    if problem is None and "candidateAdapter" in candidate:
+        problem = _adapter_unservable(p)
     if problem is not None:
         return _finish(p, st, c.RETRAIN_REPORT_INVALID, f"retrain Job {job} completed but {problem}")
     st.update(state=SUCCEEDED, **candidate)
-    target = _target(job, candidate)
+    target = _target(job, candidate, str(st.get("baseModel") or p.ld.spec.model.id))
     st["message"] = f"retrain Job {job} produced {target.text}"
     p.cond(c.RETRAINED, c.TRUE, c.RETRAIN_SUCCEEDED, st["message"])
     p.record("RetrainSucceeded", target.revision, c.RETRAIN_SUCCEEDED, st["message"])
@@ -183,8 +210,13 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
     return RetrainPlan(False)
 
 
-def _target(run: str, candidate: Mapping[str, Any]) -> Target:
-    """The reported model as a pipeline target: a Hub revision, or a path named by its run."""
+def _target(run: str, candidate: Mapping[str, Any], base_model: str) -> Target:
+    """The reported model as a pipeline target: a Hub revision, a path named by its run, or the
+    model the run started from with the reported adapter on top."""
+    adapter = candidate.get("candidateAdapter")
+    if adapter:
+        spec = AdapterSpec.model_construct(name=adapter["name"], path=adapter["path"])
+        return adapter_target(base_model, str(adapter["baseRevision"]), spec, run)
     path = candidate.get("candidatePath")
     if path:
         return Target(str(path), run, run, str(path))
@@ -212,13 +244,16 @@ def _finish(p: Pass, st: dict[str, Any], reason: str, message: str) -> RetrainPl
     return RetrainPlan(False)
 
 
-def _candidate(report: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+def _candidate(report: Mapping[str, Any], run: str, base_revision: str) -> tuple[dict[str, Any], str | None]:
     """The candidate fields from the Job's report, or the problem with the report."""
     if not report:
         return (
             {},
-            'its termination message is empty: write {"model": "org/name", "revision": "<40 hex>"} or {"path": ...}',
+            'its termination message is empty: write {"model": "org/name", "revision": "<40 hex>"}, '
+            '{"path": ...} or {"adapter": {"path": ..., "name": ...}}',
         )
+    if "adapter" in report:
+        return _adapter_candidate(report["adapter"], run, base_revision)
     path = report.get("path")
     if path is not None:
         if not isinstance(path, str) or not path.startswith("/"):
@@ -229,8 +264,53 @@ def _candidate(report: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
         shown = report.get("message") or report
         return (
             {},
-            f"its report names no model (want model org/name and a 40-hex revision, or path): {str(shown)[:300]}",
+            f"its report names no model (want model org/name and a 40-hex revision, path, or adapter): "
+            f"{str(shown)[:300]}",
         )
     if not isinstance(revision, str) or not re.fullmatch(SHA40, revision):
         return {}, f"its report's revision {revision!r} for {model} is not a 40-hex commit sha"
     return {"candidateModel": model, "candidateRevision": revision}, None
+
+
+def _adapter_candidate(adapter: Any, run: str, base_revision: str) -> tuple[dict[str, Any], str | None]:
+    """A LoRA adapter report ``{"path": "/data/...", "name": "<id>"}`` (name: the run ID if absent)."""
+    if not isinstance(adapter, Mapping):
+        return (
+            {},
+            f'its report\'s adapter {str(adapter)[:200]!r} is not an object {{"path": ..., "name": ...}}',
+        )
+    path, name = adapter.get("path"), adapter.get("name", run)
+    if path is None:
+        return {}, 'its report\'s adapter has no path: write {"adapter": {"path": "/data/...", "name": ...}}'
+    if not isinstance(path, str) or not path.startswith("/"):
+        return {}, f"its report's adapter.path {str(path)[:300]!r} is not an absolute path on the model cache"
+    if not re.fullmatch(ADAPTER_PATH, path) or len(path) > 512:
+        return (
+            {},
+            f"its report's adapter.path {path[:300]!r} is not a folder under /data, the model cache "
+            "(letters, digits and ._- in each part, no part starting with a dot)",
+        )
+    if not isinstance(name, str) or not re.fullmatch(ADAPTER_NAME, name):
+        return (
+            {},
+            f"its report's adapter.name {str(name)[:100]!r} is not an adapter id (up to 63 letters, digits "
+            "and ._-, starting with a letter or digit)",
+        )
+    return {"candidateAdapter": {"name": name, "path": path, "baseRevision": base_revision}}, None
+
+
+def _adapter_unservable(p: Pass) -> str | None:
+    """Why a reported adapter could not serve here, or None: it needs the gateway (which names it
+    in every request) and the model cache (which holds it)."""
+    spec = p.ld.spec
+    if not spec.gateway.enabled:
+        return (
+            "its report is a LoRA adapter, which needs spec.gateway.enabled: the gateway makes every "
+            "request name the adapter (the engine serves the base model otherwise)"
+        )
+    if not spec.cache.enabled:
+        return (
+            "its report is a LoRA adapter on the model cache, but spec.cache.enabled is false: the "
+            "pods would not see it"
+        )
+    return None

@@ -4,17 +4,18 @@ status.serving names the model and revision the stable track serves, its origin 
 the retrain run that produced it) and its gate scores, which a retrained candidate must not be
 worse than. The operator never writes spec: when a retrained model serves, PinnedToSpec=False
 gives the exact spec.model lines to commit so that git says what runs. Once spec.model is set
-to what serves, the origin becomes ``spec`` and nothing rolls (the revision is the same).
+to what serves, the origin becomes ``spec`` and nothing rolls (the revision is the same). A LoRA
+adapter is pinned with spec.model.adapter (name and path) on the base model's id and revision.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from llmops.api import conditions as c
 from llmops.api.spec import ModelSpec
-from llmops.api.status import MetricResultDict, ServingStatusDict
+from llmops.api.status import AdapterStatusDict, MetricResultDict, ServingStatusDict
 from llmops.lifecycle.context import Pass
 from llmops.lifecycle.target import ORIGIN_SPEC, Target, spec_key
 
@@ -56,6 +57,8 @@ def serving_status(
     }
     if now.path:
         entry["path"] = now.path
+    if (adapter := now.adapter_status()) is not None:
+        entry["adapter"] = cast(AdapterStatusDict, adapter)
     return entry
 
 
@@ -71,7 +74,16 @@ def pin_condition(p: Pass, serving: ServingStatusDict | None, model: ModelSpec) 
         )
         return
     run, what = serving.get("origin"), f"{serving.get('model')}@{serving.get('revision')}"
-    if serving.get("path"):
+    adapter = serving.get("adapter")
+    if adapter:
+        message = (
+            f"retrain run {run} serves {serving.get('model')}@{adapter.get('baseRevision')} with LoRA adapter "
+            f"{adapter.get('name')} ({adapter.get('path')}), not spec.model ({spec_key(model)}); to pin it in git, "
+            f"set spec.model to: {{id: {serving.get('model')}, revision: {adapter.get('baseRevision')}, "
+            f"adapter: {{name: {adapter.get('name')}, path: {adapter.get('path')}}}}} "
+            "(other spec.model fields unchanged); nothing rolls when you do"
+        )
+    elif serving.get("path"):
         message = (
             f"retrain run {run} serves {serving.get('path')} from the model cache, not spec.model "
             f"({spec_key(model)}); a model-cache path cannot be pinned in spec.model: publish it to the Hub "

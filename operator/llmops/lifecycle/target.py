@@ -17,6 +17,9 @@ so nothing rolls; the origin becomes ``spec``.
 ``with_model`` gives the stages an LLMDeployment whose spec.model is the target, so that cache,
 gate, canary and render need not know where a revision came from. A model written to the model
 cache (a path) has no Hub revision: its run ID stands in as the revision that names its children.
+A LoRA adapter is served on top of the model it was trained from: spec.model.adapter, with the
+base's Hub revision; the revision that names it is ``<base revision>+<name>-<hash of the path>``
+(ModelSpec.served_revision), the same whether it comes from a report or from spec.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.api.resource import LLMDeployment
-from llmops.api.spec import ModelSpec
+from llmops.api.spec import AdapterSpec, ModelSpec, adapter_revision
 
 __all__ = [
     "ACTIVE_CANDIDATE_STATES",
     "ORIGIN_SPEC",
     "Target",
+    "adapter_target",
     "desired_target",
     "serving_target",
     "spec_key",
+    "spec_target",
     "with_model",
 ]
 
@@ -56,24 +61,58 @@ class Target:
     """``spec`` or the retrain run ID."""
     path: str | None = None
     """Set for a model on the model cache (then ``model`` is the path too)."""
+    adapter: AdapterSpec | None = None
+    """A LoRA adapter served on top of ``model``."""
+    base_revision: str | None = None
+    """With an adapter: the Hub revision of ``model`` (``revision`` then names model + adapter)."""
 
     @property
     def retrained(self) -> bool:
         return self.origin != ORIGIN_SPEC
 
     @property
+    def hub_revision(self) -> str:
+        """The revision of the weights the server loads (the base's, under an adapter)."""
+        return self.base_revision or self.revision
+
+    @property
     def text(self) -> str:
-        """How messages name it: ``org/name@sha`` or the path."""
+        """How messages name it: ``org/name@sha``, the path, or ``org/name@sha + LoRA adapter <name> (<path>)``."""
+        if self.adapter is not None:
+            return (
+                f"{self.model}@{self.hub_revision} + LoRA adapter {self.adapter.name} ({self.adapter.path})"
+            )
         return self.path or f"{self.model}@{self.revision}"
+
+    def adapter_status(self) -> dict[str, str] | None:
+        """status' ``adapter`` entry (AdapterStatusDict), or None without an adapter."""
+        if self.adapter is None:
+            return None
+        return {"name": self.adapter.name, "path": self.adapter.path, "baseRevision": self.hub_revision}
+
+
+def adapter_target(model: str, base_revision: str, adapter: AdapterSpec, origin: str = ORIGIN_SPEC) -> Target:
+    """``model`` at ``base_revision`` with ``adapter`` on top."""
+    return Target(model, adapter_revision(base_revision, adapter), origin, None, adapter, base_revision)
+
+
+def spec_target(model: ModelSpec) -> Target:
+    """spec.model as a target."""
+    if model.adapter is not None:
+        return adapter_target(model.id, model.revision, model.adapter)
+    return Target(model.id, model.revision)
 
 
 def spec_key(model: ModelSpec) -> str:
-    """spec.model as one comparable string, ``id@revision``."""
-    return f"{model.id}@{model.revision}"
+    """spec.model as one comparable string, ``id@revision`` (the served revision, with an adapter)."""
+    return f"{model.id}@{model.served_revision}"
 
 
 def _of(entry: Mapping[str, Any], origin: str) -> Target:
-    path = entry.get("path")
+    path, adapter = entry.get("path"), entry.get("adapter")
+    if adapter:
+        spec = AdapterSpec.model_construct(name=str(adapter["name"]), path=str(adapter["path"]))
+        return adapter_target(str(entry["model"]), str(adapter["baseRevision"]), spec, origin)
     return Target(str(entry["model"]), str(entry["revision"]), origin, str(path) if path else None)
 
 
@@ -86,20 +125,27 @@ def desired_target(
         return _of(candidate, str(candidate["run"]))
     if serving and serving.get("origin", ORIGIN_SPEC) != ORIGIN_SPEC and serving.get("specModel") == key:
         return _of(serving, str(serving["origin"]))
-    return Target(model.id, model.revision)
+    return spec_target(model)
 
 
 def serving_target(model: ModelSpec, serving: Mapping[str, Any] | None) -> Target:
     """What the stable track serves now according to status (spec.model before anything serves)."""
     if serving and serving.get("model") and serving.get("revision"):
         return _of(serving, str(serving.get("origin") or ORIGIN_SPEC))
-    return Target(model.id, model.revision)
+    return spec_target(model)
 
 
 def with_model(ld: LLMDeployment, target: Target) -> LLMDeployment:
     """``ld`` with spec.model set to ``target`` (the token reference and the rest kept)."""
-    if (ld.spec.model.id, ld.spec.model.revision) == (target.model, target.revision):
+    current = ld.spec.model
+    if (current.id, current.served_revision, current.adapter) == (
+        target.model,
+        target.revision,
+        target.adapter,
+    ):
         return ld
     # model_copy does not validate: a model-cache path is not a Hub repository id, on purpose.
-    model = ld.spec.model.model_copy(update={"id": target.model, "revision": target.revision})
+    model = current.model_copy(
+        update={"id": target.model, "revision": target.hub_revision, "adapter": target.adapter}
+    )
     return ld.model_copy(update={"spec": ld.spec.model_copy(update={"model": model})})

@@ -46,7 +46,7 @@ def render(
     monitoring: bool = True,
     operator_image: str = OPERATOR_IMAGE,
 ) -> list[dict[str, Any]]:
-    """Every child for serving `revision` (default: spec.model.revision) on `track`.
+    """Every child for serving `revision` (default: spec.model's served revision) on `track`.
 
     The track's Deployment (with `replicas`, default spec.replicas), the download Job for the
     revision, and the shared children: cache PVC, Service, PDB, NetworkPolicy and, when
@@ -55,11 +55,13 @@ def render(
     that the spec disables are left out. Order: what others depend on first.
     """
     obj = parse(ld)
-    rev = revision if revision is not None else obj.spec.model.revision
+    rev = revision if revision is not None else obj.spec.model.served_revision
+    # The weights come from the Hub at spec.model.revision (a LoRA adapter is on the cache already).
+    hub_revision = obj.spec.model.revision if obj.spec.model.adapter is not None else rev
     count = replicas if replicas is not None else obj.spec.replicas
     children = [
         pvc(obj),
-        download_job(obj, revision=rev, operator_image=operator_image),
+        download_job(obj, revision=hub_revision, operator_image=operator_image),
         deployment(obj, track=track, revision=rev, replicas=count, operator_image=operator_image),
         service(obj),
         pdb(obj),

@@ -193,6 +193,9 @@ def gateway_container(
         str(gw.upstream_timeout_seconds),
         *capture_args(ld),
     ]
+    if spec.model.adapter is not None:
+        # The engine serves the adapter only to requests that name it: the gateway names it.
+        args += ["--adapter", spec.model.adapter.name]
     mounts = [{"name": SIGNING_VOLUME, "mountPath": SIGNING_DIR, "readOnly": True}]
     if gw.auth.api_keys_secret_ref is not None:
         args += ["--api-keys-dir", API_KEYS_DIR, "--internal-key-file", f"{SIGNING_DIR}/{INTERNAL_API_KEY}"]

@@ -6,6 +6,8 @@ contract's environment added to every container (docs/retrain.md):
     LLMOPS_BASE_REVISION   the revision that served when the retrain started
     LLMOPS_RUN_ID          the run, `<name>-retrain-<n>` (also the Job's name)
     LLMOPS_TRIGGER         why it started (the drift verdict, or the annotation)
+    LLMOPS_BASE_ADAPTER    only when a LoRA adapter served on top of the base: its folder on the
+                           model cache
 
 The Job reports what it produced in its termination message (see lifecycle/retrain.py).
 """
@@ -32,17 +34,28 @@ def retrain_job_name(name: str, run: int) -> str:
     return f"{name}-retrain-{run}"
 
 
-def _contract_env(base_model: str, run_id: str, base_revision: str, trigger: str) -> list[dict[str, str]]:
-    return [
+def _contract_env(
+    base_model: str, run_id: str, base_revision: str, trigger: str, base_adapter: str | None
+) -> list[dict[str, str]]:
+    env = [
         {"name": "LLMOPS_BASE_MODEL", "value": base_model},
         {"name": "LLMOPS_BASE_REVISION", "value": base_revision},
         {"name": "LLMOPS_RUN_ID", "value": run_id},
         {"name": "LLMOPS_TRIGGER", "value": trigger[:_TRIGGER_LIMIT]},
     ]
+    if base_adapter is not None:
+        env.append({"name": "LLMOPS_BASE_ADAPTER", "value": base_adapter})
+    return env
 
 
 def retrain_job(
-    ld: LLMDeployment, *, run: int, base_revision: str, trigger: str, base_model: str | None = None
+    ld: LLMDeployment,
+    *,
+    run: int,
+    base_revision: str,
+    trigger: str,
+    base_model: str | None = None,
+    base_adapter: str | None = None,
 ) -> dict[str, Any]:
     """The Job of retrain run ``run`` (spec.retrain must be set)."""
     retrain = ld.spec.retrain
@@ -61,8 +74,8 @@ def retrain_job(
     spec = template["spec"]
     pod = spec["template"].setdefault("spec", {})
     pod.setdefault("restartPolicy", "Never")
-    contract = _contract_env(base_model or ld.spec.model.id, name, base_revision, trigger)
-    reserved = {e["name"] for e in contract}
+    contract = _contract_env(base_model or ld.spec.model.id, name, base_revision, trigger, base_adapter)
+    reserved = {e["name"] for e in contract} | {"LLMOPS_BASE_ADAPTER"}
     for container in pod.get("containers") or []:
         user_env = [e for e in container.get("env") or [] if e.get("name") not in reserved]
         container["env"] = [*user_env, *contract]
