@@ -276,6 +276,23 @@ def test_camel_case_round_trip() -> None:
             "retrain.jobTemplate needs spec.template",
         ),
         ({"unknownField": 1}, "unknownField"),
+        ({"model": {"id": "org/m", "adapter": {"name": "a", "path": "/tmp/a"}}}, "model.adapter.path"),
+        ({"model": {"id": "org/m", "adapter": {"name": "a", "path": "/data/../etc"}}}, "model.adapter.path"),
+        ({"model": {"id": "org/m", "adapter": {"name": "a=b", "path": "/data/a"}}}, "model.adapter.name"),
+        (
+            {
+                "model": {"id": "org/m", "adapter": {"name": "a", "path": "/data/a"}},
+                "gateway": {"enabled": False},
+            },
+            "model.adapter needs gateway.enabled",
+        ),
+        (
+            {
+                "model": {"id": "org/m", "adapter": {"name": "a", "path": "/data/a"}},
+                "cache": {"enabled": False},
+            },
+            "model.adapter needs cache.enabled",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(spec: dict[str, Any], needle: str) -> None:
@@ -419,3 +436,15 @@ def test_constants() -> None:
 def test_public_names_are_exported() -> None:
     assert sorted(api.__all__) == sorted(n for n in api.__all__ if hasattr(api, n))
     assert len(api.__all__) == len(set(api.__all__))
+
+
+def test_an_adapter_names_a_revision_of_its_own_that_does_not_depend_on_where_it_comes_from() -> None:
+    plain = api.parse(minimal(model={"id": "org/m", "revision": SHA})).spec.model
+    adapter = {"name": "tuned", "path": "/data/adapters/run-3"}
+    tuned = api.parse(minimal(model={"id": "org/m", "revision": SHA, "adapter": adapter})).spec.model
+    moved = {"name": "tuned", "path": "/data/adapters/run-4"}
+    elsewhere = api.parse(minimal(model={"id": "org/m", "revision": SHA, "adapter": moved})).spec.model
+    assert plain.served_revision == SHA
+    assert tuned.served_revision.startswith(f"{SHA}+tuned-") and len(tuned.served_revision) == 40 + 7 + 8
+    assert tuned.served_revision == api.parse(minimal(model=tuned.model_dump())).spec.model.served_revision
+    assert elsewhere.served_revision != tuned.served_revision  # same name, another folder: a new revision

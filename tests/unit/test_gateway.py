@@ -26,9 +26,10 @@ from llmops.gateway import (
     KeyStore,
     RequestIdSigner,
 )
-from llmops.gateway.server import ID_HEADER, ID_JSON_FIELD
+from llmops.gateway.server import ID_HEADER, ID_JSON_FIELD, with_adapter
 from llmops_dev.gateway_thread import run_gateway_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
+from llmops_dev.tgisim.lora import LoraAdapter
 from testkit import wait_for
 
 PROMPT = "What is the capital of France?"
@@ -110,6 +111,56 @@ def test_huggingface_client_gets_the_engines_answer_through_the_gateway(gw: Stac
     assert models.status_code == 200
     tokens = httpx2.post(f"{gw.url}/tokenize", json={"inputs": PROMPT}, headers=bearer(ALICE))
     assert tokens.status_code == 200 and tokens.json()
+
+
+ADAPTER_ANSWER = "Paris, as the LoRA adapter says."
+
+
+def test_with_an_adapter_every_generation_route_names_it_and_clients_need_no_change(tmp_path: Path) -> None:
+    """The engine serves a LoRA adapter only to requests that name it (TGI: any other name is
+    the base model): with --adapter the gateway names it on TGI's routes and the OpenAI ones."""
+    sim = Simulator(
+        Behaviour(answers={PROMPT: ANSWER}),
+        max_input_tokens=1000,
+        max_total_tokens=2000,
+        lora_adapters=(LoraAdapter("tuned", "/data/adapters/tuned"),),
+    )
+    sim.set_adapter_behaviour("tuned", Behaviour(answers={PROMPT: ADAPTER_ANSWER}))
+    with stack(tmp_path, sim=sim, auth=False, adapter="tuned") as s:
+        via, direct = InferenceClient(model=s.url), InferenceClient(model=s.engine)
+        # The compat route `/` returns the full text (prompt first), as TGI's does.
+        assert direct.text_generation(PROMPT, max_new_tokens=40).endswith(ANSWER)  # the base model
+        assert via.text_generation(PROMPT, max_new_tokens=40).endswith(ADAPTER_ANSWER)
+        assert "".join(via.text_generation(PROMPT, max_new_tokens=40, stream=True)).startswith(ADAPTER_ANSWER)
+        # A client naming another adapter, or the base model, still gets this track's adapter.
+        assert via.text_generation(PROMPT, max_new_tokens=40, adapter_id="other").endswith(ADAPTER_ANSWER)
+        chat = via.chat_completion([{"role": "user", "content": PROMPT}], model="org/model")
+        assert chat.choices[0].message.content == ADAPTER_ANSWER
+        completion = httpx2.post(f"{s.url}/v1/completions", json={"prompt": PROMPT, "max_tokens": 40})
+        assert completion.json()["choices"][0]["text"] == ADAPTER_ANSWER
+        compat = httpx2.post(f"{s.url}/", json={"inputs": PROMPT, "parameters": {"max_new_tokens": 40}})
+        assert compat.json()[0]["generated_text"].endswith(ADAPTER_ANSWER)
+        # Not a JSON object: passed as it is, and the engine refuses it as it would anyway.
+        assert httpx2.post(f"{s.url}/generate", content=b"[1]").status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/generate", {"inputs": "x"}, {"inputs": "x", "parameters": {"adapter_id": "a"}}),
+        (
+            "/generate_stream",
+            {"inputs": "x", "parameters": {"adapter_id": "b", "seed": 1}},
+            {"inputs": "x", "parameters": {"adapter_id": "a", "seed": 1}},
+        ),
+        ("/v1/chat/completions", {"model": "tgi", "messages": []}, {"model": "a", "messages": []}),
+        ("/v1/completions", {"prompt": "x"}, {"prompt": "x", "model": "a"}),
+        ("/tokenize", {"inputs": "x"}, {"inputs": "x"}),
+        ("/generate", {"inputs": "x", "parameters": 3}, {"inputs": "x", "parameters": 3}),
+    ],
+)
+def test_with_adapter_sets_the_field_each_route_reads(path: str, body: Any, expected: Any) -> None:
+    assert json.loads(with_adapter(path, json.dumps(body).encode(), "a")) == expected
 
 
 def test_every_answer_carries_a_signed_request_id_in_header_and_json(gw: Stack) -> None:

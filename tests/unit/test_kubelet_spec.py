@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmops.api.constants import DEFAULT_TGI_IMAGE, DEFAULT_VLLM_IMAGE, OPERATOR_IMAGE
-from llmops_dev.kubelet.spec import OPERATOR, TGI, VLLM, listen_port, runtime_for
+from llmops_dev.kubelet.spec import OPERATOR, TGI, VLLM, Mounts, listen_port, runtime_for
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,10 @@ def test_listen_port_per_engine() -> None:
     assert listen_port(["--port", "9000"], {"PORT": "8080"}) == 9000
     assert listen_port([], {"PORT": "8080"}, VLLM) == 8000
     assert listen_port(["org/model", "--port", "8001"], {}, VLLM) == 8001
+
+
+def test_lora_adapter_folders_are_mapped_to_the_volumes_behind_them() -> None:
+    mounts = Mounts.of({"/data": "/state/volumes/pvc-1"})
+    assert mounts.rewrite_pairs("a=/data/adapters/a, b=/elsewhere/b,org/c") == (
+        "a=/state/volumes/pvc-1/adapters/a, b=/elsewhere/b,org/c"
+    )

@@ -148,3 +148,25 @@ def test_vllm_probes_and_routes() -> None:
     )
     assert vllm.container_port == 8000
     assert all(name.startswith(("vllm:", "http_")) for name in vars(vllm.metrics).values())
+
+
+def test_vllm_serves_a_lora_adapter_as_a_lora_module_on_the_hub_revision() -> None:
+    vllm = get_engine("vllm")
+    spec = api.parse(
+        {
+            "apiVersion": "llmops.io/v1alpha1",
+            "kind": "LLMDeployment",
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {
+                "model": {
+                    "id": "org/model",
+                    "revision": "a" * 40,
+                    "adapter": {"name": "t", "path": "/data/a/t"},
+                },
+            },
+        }
+    ).spec
+    args = vllm.args(spec)
+    assert args[args.index("--enable-lora") :][:3] == ["--enable-lora", "--lora-modules", "t=/data/a/t"]
+    env = {e["name"]: e["value"] for e in vllm.env(spec, revision=spec.model.served_revision)}
+    assert env["LLMOPS_REVISION"] == "a" * 40  # the weights' revision, not the adapter's name for it

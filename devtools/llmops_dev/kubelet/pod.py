@@ -422,6 +422,8 @@ class PodWorker:
         home.mkdir(parents=True, exist_ok=True)
         bindir = str(Path(sys.executable).parent)
         proc_env = {k: rewrite(v) for k, v in full.items()}
+        if "LORA_ADAPTERS" in proc_env:  # TGI's `id=/data/...` list: the adapters' folders
+            proc_env["LORA_ADAPTERS"] = mounts.rewrite_pairs(full["LORA_ADAPTERS"])
         proc_env = {
             "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(home),

@@ -264,6 +264,15 @@ class Mounts:
                 return host + path[len(mount) :]
         return None
 
+    def rewrite_pairs(self, value: str) -> str:
+        """A comma-separated ``id=/mnt/x`` list (TGI's LORA_ADAPTERS) with each path mapped."""
+        entries = []
+        for entry in value.split(","):
+            key, eq, path = entry.partition("=")
+            mapped = self.host(path.strip()) if eq and path.strip().startswith("/") else None
+            entries.append(f"{key}={mapped}" if mapped is not None else entry)
+        return ",".join(entries)
+
     def rewrite(self, value: str) -> str:
         """``/mnt/x`` and ``--flag=/mnt/x`` with the container path replaced by the host path."""
         if value.startswith("/"):

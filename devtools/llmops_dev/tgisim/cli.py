@@ -11,12 +11,13 @@ This module is the entry point:
 
 - `python -m llmops_dev.tgisim --port N [--host H] [--behaviour-file F | --behaviour-dir D]`
   reads TGI's launcher env too (MODEL_ID, REVISION, PORT, HOSTNAME, MAX_INPUT_TOKENS,
-  MAX_TOTAL_TOKENS, MAX_CONCURRENT_REQUESTS, API_KEY, NUM_SHARD; TGISIM_BEHAVIOUR_FILE/_DIR) and
-  ignores the launcher flags it does not simulate;
+  MAX_TOTAL_TOKENS, MAX_CONCURRENT_REQUESTS, API_KEY, NUM_SHARD, LORA_ADAPTERS;
+  TGISIM_BEHAVIOUR_FILE/_DIR) and ignores the launcher flags it does not simulate;
 - `python -m llmops_dev.tgisim --engine vllm MODEL [vllm serve flags]` is vLLM's
   OpenAI-compatible server instead (vllm_routes): it reads `--served-model-name`, `--port`,
-  `--max-model-len`, `--max-num-seqs`, `--api-key` (else $VLLM_API_KEY), `--revision` and
-  `--tensor-parallel-size`, and ignores the other `vllm serve` flags;
+  `--max-model-len`, `--max-num-seqs`, `--api-key` (else $VLLM_API_KEY), `--revision`,
+  `--tensor-parallel-size` and `--enable-lora --lora-modules name=path`, and ignores the other
+  `vllm serve` flags;
 - `Simulator` (async `start`/`stop`) and `run_in_thread` (sync tests, benchmarks).
 
 The pieces: server (the aiohttp server), openai_routes (OpenAI routes), text (validation,
@@ -39,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llmops_dev.tgisim.behaviour import Behaviour
+from llmops_dev.tgisim.lora import LoraAdapter, LoraError, check_paths, parse_lora_adapters
 from llmops_dev.tgisim.server import VERSION, Simulator
 
 __all__ = ["VERSION", "Behaviour", "Simulator", "main", "run_in_thread"]
@@ -90,6 +92,8 @@ def _vllm_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--api-key", default=env.get("VLLM_API_KEY") or None)
     p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--enable-lora", action="store_true")
+    p.add_argument("--lora-modules", nargs="+", default=[], help="name=path LoRA adapters")
     p.add_argument("--behaviour-file", type=Path, default=env.get("TGISIM_BEHAVIOUR_FILE") or None)
     p.add_argument("--behaviour-dir", type=Path, default=env.get("TGISIM_BEHAVIOUR_DIR") or None)
     return p
@@ -130,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
         help="read DIR/<revision>.json if present, else DIR/default.json",
     )
     p.add_argument("--engine", choices=("tgi", "vllm"), default="tgi", help="which server to simulate")
+    p.add_argument(
+        "--lora-adapters",
+        default=env.get("LORA_ADAPTERS") or None,
+        help="id, id=path or id@revision, comma-separated; each is loaded at startup",
+    )
     return p
 
 
@@ -146,8 +155,16 @@ def _vllm_simulator(argv: list[str] | None) -> tuple[Simulator, str, int] | None
     if args.behaviour_file is not None and args.behaviour_dir is not None:
         print("give only one of --behaviour-file and --behaviour-dir", file=sys.stderr)
         return None
+    modules = [m.partition("=") for m in args.lora_modules]
+    if any(not name or not eq or not path for name, eq, path in modules) or (
+        modules and not args.enable_lora
+    ):
+        # vLLM's argument check: name=path pairs, and LoRA must be on to serve them.
+        print(f"invalid --lora-modules {args.lora_modules} (name=path, with --enable-lora)", file=sys.stderr)
+        return None
     sim = Simulator(
         engine="vllm",
+        lora_adapters=tuple(LoraAdapter(name, path) for name, _, path in modules),
         model_id=args.served_model_name or args.model,
         model_root=args.model,
         revision=args.revision,
@@ -199,7 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.behaviour_file is not None and args.behaviour_dir is not None:
         print("give only one of --behaviour-file and --behaviour-dir", file=sys.stderr)
         return 2
+    try:
+        adapters = parse_lora_adapters(args.lora_adapters)
+        check_paths(adapters)
+    except LoraError as exc:
+        # TGI's shard fails to start: the server never comes up (the pod crash-loops).
+        print(f"Error: ShardCannotStart: {exc}", file=sys.stderr)
+        return 1
     sim = Simulator(
+        lora_adapters=adapters,
         model_id=args.model_id,
         revision=args.revision,
         api_key=args.api_key,

@@ -5,7 +5,8 @@ It serves TGI's native routes (`/`, `/generate`, `/generate_stream`, `/tokenize`
 ones (`/health`, `/info`, `/metrics`, `/v1/models`), registers the OpenAI-compatible routes of
 openai_routes, and adds `/__sim/behaviour` and `/__sim/state` for tests. Generation follows
 TGI's order: count the request, take a concurrency permit (else 429 overloaded), validate, then
-generate, recording TGI's metrics at each step. Latency is `asyncio.sleep`, so one process
+generate, recording TGI's metrics at each step. With LoRA adapters (lora.py) a request that names
+a loaded one answers with that adapter's behaviour. Latency is `asyncio.sleep`, so one process
 serves many concurrent requests.
 """
 
@@ -27,6 +28,7 @@ from aiohttp.typedefs import Handler
 
 from llmops_dev.tgisim import vllm_routes
 from llmops_dev.tgisim.behaviour import AnswerBook, Behaviour, BehaviourWatcher, Dice
+from llmops_dev.tgisim.lora import LoraAdapter, adapter_behaviour_file
 from llmops_dev.tgisim.metrics import TgiMetrics
 from llmops_dev.tgisim.openai_routes import chat_route, completions_route
 from llmops_dev.tgisim.text import (
@@ -108,6 +110,7 @@ class Simulator:
         shutdown_timeout: float = 2.0,
         engine: str = "tgi",
         model_root: str | None = None,
+        lora_adapters: tuple[LoraAdapter, ...] = (),
     ) -> None:
         if engine not in ("tgi", "vllm"):
             raise ValueError(f"engine must be tgi or vllm, got {engine!r}")
@@ -140,10 +143,21 @@ class Simulator:
         self._requests = 0
         self._initial = behaviour or Behaviour()
         self._compiled = _Compiled.of(self._initial, Path.cwd())
+        # LoRA adapters (LORA_ADAPTERS): each answers with its own behaviour once it has one
+        # (set_adapter_behaviour, or DIR/adapter-<id>.json), else as the base model.
+        self.adapters = {a.id: a for a in lora_adapters}
+        self._adapter_compiled: dict[str, _Compiled] = {}
+        self._adapter_watchers = {
+            a.id: BehaviourWatcher(
+                file=adapter_behaviour_file(behaviour_dir, a.id), directory=None, revision=revision
+            )
+            for a in lora_adapters
+            if behaviour_dir is not None
+        }
         self._watcher = None
         if behaviour_file is not None or behaviour_dir is not None:
             self._watcher = BehaviourWatcher(file=behaviour_file, directory=behaviour_dir, revision=revision)
-            self._refresh()
+        self._refresh()
         self._started = time.monotonic()
         self._runner: web.AppRunner | None = None
         self._auth = f"Bearer {api_key}".lower() if api_key is not None else None
@@ -158,8 +172,40 @@ class Simulator:
     def behaviour(self, value: Behaviour) -> None:
         self._compiled = _Compiled.of(value, self._compiled.base_dir)
 
+    def set_adapter_behaviour(self, adapter_id: str, behaviour: Behaviour | None) -> None:
+        """How LoRA adapter ``adapter_id`` answers (None: as the base model). It must be loaded."""
+        if adapter_id not in self.adapters:
+            raise KeyError(f"adapter {adapter_id!r} is not in LORA_ADAPTERS")
+        if behaviour is None:
+            self._adapter_compiled.pop(adapter_id, None)
+        else:
+            self._adapter_compiled[adapter_id] = _Compiled.of(behaviour, self._compiled.base_dir)
+
+    def _compiled_for(self, params: Params) -> _Compiled:
+        """The behaviour a request gets: its adapter's, if it names one that is loaded and has one;
+        else the base model's (TGI serves an unknown adapter_id from the base model, no error)."""
+        adapter = params.adapter_id
+        if adapter is not None and adapter in self.adapters:
+            return self._adapter_compiled.get(adapter, self._compiled)
+        return self._compiled
+
+    def _refresh_adapters(self) -> None:
+        for adapter_id, watcher in self._adapter_watchers.items():
+            change = watcher.poll()
+            if change is None:
+                continue
+            behaviour, path = change
+            try:
+                if behaviour is None or path is None:
+                    self._adapter_compiled.pop(adapter_id, None)
+                else:
+                    self._adapter_compiled[adapter_id] = _Compiled.of(behaviour, path.parent, path)
+            except (OSError, ValueError) as exc:
+                log.warning("keeping adapter %s's current behaviour: %s", adapter_id, exc)
+
     def _refresh(self) -> None:
         """Pick up a changed behaviour file (cheap: one or two stat calls per request)."""
+        self._refresh_adapters()
         if self._watcher is None:
             return
         change = self._watcher.poll()
@@ -301,7 +347,7 @@ class Simulator:
         """TGI's generate_internal: one non-streamed generation, or SimError."""
         t0 = time.perf_counter()
         self.metrics.inc("tgi_request_count")
-        compiled = self._compiled
+        compiled = self._compiled_for(params)
         fail_in_generation = self._admit(compiled)
         self.inflight += 1
         try:
@@ -338,7 +384,7 @@ class Simulator:
             raise self._fail(
                 SimError.validation("`decoder_input_details` == true is not supported when streaming tokens")
             )
-        compiled = self._compiled
+        compiled = self._compiled_for(params)
         fail_in_generation = self._admit(compiled)
         self.inflight += 1
         try:
@@ -500,5 +546,9 @@ class Simulator:
                 "known_prompts": len(self._compiled.book),
                 "behaviour_source": str(source) if source else None,
                 "watching": self._watcher.describe() if self._watcher else None,
+                "adapters": {
+                    a: str(c.source) if (c := self._adapter_compiled.get(a)) and c.source else None
+                    for a in self.adapters
+                },
             }
         )

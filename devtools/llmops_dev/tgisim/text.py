@@ -106,6 +106,8 @@ class Params:
     typical_p: float | None = None
     repetition_penalty: float | None = None
     frequency_penalty: float | None = None
+    adapter_id: str | None = None
+    """The LoRA adapter to generate with (TGI: an id not loaded gets the base model)."""
 
 
 _BOOL = ("details", "decoder_input_details", "do_sample", "return_full_text", "watermark")
@@ -135,6 +137,8 @@ def parse_params(raw: Any) -> Params:
             value = float(value)
         elif key == "stop" and (not isinstance(value, list) or not all(isinstance(s, str) for s in value)):
             raise BodyRejected.data("parameters.stop: invalid type: expected a sequence of strings")
+        elif key == "adapter_id" and not isinstance(value, str):
+            raise BodyRejected.data("parameters.adapter_id: invalid type: expected a string")
         if hasattr(params, key):
             setattr(params, key, value)
     return params
@@ -342,6 +346,10 @@ def chat_params(body: Mapping[str, Any]) -> Params:
     raw["stop"] = [stop] if isinstance(stop, str) else stop
     if body.get("logprobs") and body.get("top_logprobs"):
         raw["top_n_tokens"] = body.get("top_logprobs")
+    # TGI reads the OpenAI `model` field as the LoRA adapter to use, unless it is "tgi".
+    model = body.get("model")
+    if isinstance(model, str) and model != "tgi":
+        raw["adapter_id"] = model
     params = parse_params(raw)
     # Temperature 0 means greedy decoding (TGI drops the temperature and turns sampling off).
     if params.temperature == 0:

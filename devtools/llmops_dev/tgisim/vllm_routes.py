@@ -5,7 +5,8 @@ Routes as vLLM's API server serves them: `/v1/chat/completions`, `/v1/completion
 
 - the API key (`--api-key` or `VLLM_API_KEY`) guards the `/v1` routes only; a wrong or missing
   `Authorization: Bearer` gets 401 `{"error": "Unauthorized"}`;
-- a request naming a model other than the served name gets 404 NotFoundError; no model is fine;
+- a request naming a model other than the served name (or a LoRA module of --lora-modules, which
+  then answers with that adapter's behaviour) gets 404 NotFoundError; no model is fine;
 - errors are `{"error": {"message", "type", "param", "code"}}`: 400 BadRequestError for invalid
   input (a prompt plus max_tokens over max-model-len), 500 InternalServerError for a failed
   generation (both simulated error kinds: vLLM queues instead of answering 429);
@@ -110,7 +111,7 @@ def _sim(request: web.Request) -> Simulator:
 
 def _check_model(sim: Simulator, body: dict[str, Any]) -> None:
     model = body.get("model")
-    if model and model != sim.model_id:
+    if model and model != sim.model_id and model not in sim.adapters:
         raise VllmError(404, "NotFoundError", f"The model `{model}` does not exist.", "model")
 
 
@@ -155,7 +156,7 @@ def _plan(sim: Simulator, inputs: str, params: Params, key: str) -> Generation:
             f"requested {prompt + requested} tokens ({prompt} in the messages, "
             f"{requested} in the completion). Please reduce the length of the messages or completion."
         ) from None
-    return generate(sim._compiled.book.answer(key), inputs, params, input_length, max_new)
+    return generate(sim._compiled_for(params).book.answer(key), inputs, params, input_length, max_new)
 
 
 async def _tokens(
@@ -165,7 +166,7 @@ async def _tokens(
     finished request's metrics. Raises VllmError (500) for a simulated failure."""
     timing = _Timing(time.perf_counter())
     gen = _plan(sim, inputs, params, key)
-    compiled = sim._compiled
+    compiled = sim._compiled_for(params)
     sequence, sim._requests = sim._requests, sim._requests + 1
     fails = compiled.dice.fails(sequence)
     async with _slot(sim, timing):
@@ -196,7 +197,7 @@ async def _whole(sim: Simulator, inputs: str, params: Params, key: str) -> Gener
     """A non-streamed generation: the same timing, one sleep for all the tokens."""
     timing = _Timing(time.perf_counter())
     gen = _plan(sim, inputs, params, key)
-    compiled = sim._compiled
+    compiled = sim._compiled_for(params)
     sequence, sim._requests = sim._requests, sim._requests + 1
     fails = compiled.dice.fails(sequence)
     tpt = compiled.behaviour.time_per_token_seconds
