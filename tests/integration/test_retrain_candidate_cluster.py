@@ -13,8 +13,12 @@ import hashlib
 import json
 from typing import Any
 
+import pytest
+from huggingface_hub import InferenceClient
+
 from llmops.api.constants import OPERATOR_IMAGE
 from llmops_dev.cluster import Cluster
+from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, restricted, wait_for
 from testkit.datasets import apply_qa
@@ -50,8 +54,11 @@ ANALYSED = {
 # The trainer writes its report to the termination message path it is given (the fake kubelet
 # maps /dev/termination-log to the pod's own file), after ``sleep`` seconds.
 TRAINER = (
-    "import json, sys, time\n"
+    "import json, os, sys, time\n"
     "report, sleep, path = sys.argv[1], float(sys.argv[2]), sys.argv[3]\n"
+    "for folder in sys.argv[4:]:  # a LoRA adapter's folder, written to the model cache\n"
+    "    os.makedirs(folder, exist_ok=True)\n"
+    "    open(os.path.join(folder, 'adapter_config.json'), 'w').write(json.dumps({'peft_type': 'LORA'}))\n"
     "time.sleep(sleep)\n"
     "open(path, 'w').write(report)\n"
 )
@@ -75,6 +82,18 @@ def _retrain(report: dict[str, Any], approval: str = "Auto", sleep: float = 0.0)
         "maxRetrainsPerDay": 24,
         "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
     }
+
+
+def _adapter_retrain(name: str, report: dict[str, Any], folder: str) -> dict[str, Any]:
+    """A retrain run that writes an adapter's folder to the model cache (its PVC, mounted at /data
+    as in the server pods) and reports it."""
+    retrain = _retrain(report)
+    pod = retrain["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    container["command"].append(folder)
+    container["volumeMounts"] = [{"name": "model-cache", "mountPath": "/data"}]
+    pod["volumes"] = [{"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{name}-model-cache"}}]
+    return retrain
 
 
 def _dataset(cluster: Cluster, namespace: str) -> None:
@@ -360,3 +379,70 @@ def test_a_restart_mid_retrain_starts_no_second_job_and_a_spec_change_abandons_i
     )
     st = _status(cluster, namespace, "spec")
     assert st["retrain"]["runs"] == 1 and st["serving"]["origin"] == "spec"
+
+
+def test_a_lora_adapter_serves_on_the_base_model_through_gate_canary_and_the_service(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that reports a LoRA adapter: the candidate's pods run the base model with
+    LORA_ADAPTERS, the gateway names the adapter in every request, so the gate and the canary judge
+    base + adapter (the adapter answers better than the base alone), and once promoted the
+    Service's answers come from the adapter, through the real huggingface_hub client."""
+    assert cluster.state_dir is not None
+    base, adapter = rev("lora-base"), f"lora-{namespace[-8:]}"  # the behaviours folder is shared
+    probe = "Which weights answer?"  # no reference: each answers it with its default answer
+    dataset = str(cluster.state_dir / "qa.jsonl")
+    set_behaviour(cluster, base, dataset=dataset, accuracy=0.8, default_answer="the base")
+    folder = "/data/adapters/lora-retrain-1"
+    adapter_file = cluster.state_dir / "behaviours" / f"adapter-{adapter}.json"
+    adapter_file.write_text(
+        json.dumps({"dataset": dataset, "accuracy": 1.0, "default_answer": "the adapter"})
+    )
+    report = {"adapter": {"path": folder, "name": adapter}}
+    _serve(cluster, namespace, "lora", base, _adapter_retrain("lora", report, folder))
+    _annotate(cluster, namespace, "lora", "llmops.io/retrain", "1")
+    _candidate_state(cluster, namespace, "lora", "Promoted", 180)
+
+    st = _status(cluster, namespace, "lora")
+    served = {"name": adapter, "path": folder, "baseRevision": base}
+    assert st["serving"]["adapter"] == served and st["serving"]["model"] == MODEL
+    assert st["serving"]["origin"] == "lora-retrain-1" and st["servingRevision"].startswith(
+        f"{base}+{adapter}-"
+    )
+    # The gate and the canary judged base + adapter: its score is the adapter's, not the base's.
+    comparison = st["candidate"]["comparison"][0]
+    assert (comparison["serving"], comparison["value"]) == (0.8, 1.0), comparison
+    assert {"CanaryStarted", "Promoted", "CandidatePromoted"} <= {h["action"] for h in st["history"]}
+    containers = {
+        c["name"]: c for c in _stable(cluster, namespace, "lora")["spec"]["template"]["spec"]["containers"]
+    }
+    env = {e["name"]: e.get("value") for e in containers["server"]["env"]}
+    assert (env["REVISION"], env["LORA_ADAPTERS"]) == (base, f"{adapter}={folder}")
+    assert containers["gateway"]["args"][containers["gateway"]["args"].index("--adapter") + 1] == adapter
+
+    # Through the Service, clients that name no adapter get the adapter's answers.
+    monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    client = InferenceClient(base_url=f"http://lora.{namespace}.svc.cluster.local")
+    assert client.text_generation(probe, max_new_tokens=20, return_full_text=False) == "the adapter"
+    chat = client.chat_completion([{"role": "user", "content": probe}], max_tokens=20)
+    assert chat.choices[0].message.content == "the adapter"
+
+    # Pinned as PinnedToSpec says: the same revision, nothing rolls, the origin becomes spec.
+    pinned = condition(llmd(cluster, namespace, "lora"), "PinnedToSpec")
+    assert f"adapter: {{name: {adapter}, path: {folder}}}" in pinned["message"], pinned
+    generation = _stable(cluster, namespace, "lora")["metadata"]["generation"]
+    body = json.loads(
+        sample(
+            "lora",
+            base,
+            evaluation=EVALUATION,
+            rollout=ROLLOUT,
+            retrain=_adapter_retrain("lora", report, folder),
+        )
+    )
+    body["spec"]["model"]["adapter"] = {"name": adapter, "path": folder}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    wait_condition(cluster, namespace, "lora", "PinnedToSpec", "True", "SpecModelServing")
+    assert _status(cluster, namespace, "lora")["serving"]["origin"] == "spec"
+    assert _stable(cluster, namespace, "lora")["metadata"]["generation"] == generation
