@@ -30,6 +30,9 @@ Facts behind the choices, from vLLM's source (vllm-project/vllm; file @ commit):
   grouped as 2xx/4xx/5xx, from prometheus_fastapi_instrumentator; docs/design/metrics.md). The
   error ratio is 5xx over all requests on the generation routes: 4xx are the client's fault, as
   TGI's validation errors are excluded there.
+- LoRA: `--enable-lora --lora-modules name=path` serves the adapter under its name beside the base
+  model; a request selects it by the OpenAI `model` field (the gateway sets it,
+  spec.model.adapter). vLLM's default --max-lora-rank is 16.
 """
 
 from __future__ import annotations
