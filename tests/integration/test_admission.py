@@ -316,6 +316,28 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["spec.drift.traffic.signals", "each signal may appear once"],
     ),
     "drift-ks-above-1": ({"drift": {"traffic": {"ks": 1.5}}}, ["spec.drift.traffic.ks"]),
+    "adapter-without-gateway": (
+        {
+            "model": {"id": "org/model", "adapter": {"name": "tuned", "path": "/data/adapters/tuned"}},
+            "gateway": {"enabled": False},
+        },
+        ["spec.model.adapter", "model.adapter needs gateway.enabled"],
+    ),
+    "adapter-without-cache": (
+        {
+            "model": {"id": "org/model", "adapter": {"name": "tuned", "path": "/data/adapters/tuned"}},
+            "cache": {"enabled": False},
+        },
+        ["spec.model.adapter", "model.adapter needs cache.enabled"],
+    ),
+    "adapter-outside-the-cache": (
+        {"model": {"id": "org/model", "adapter": {"name": "tuned", "path": "/data/../etc"}}},
+        ["spec.model.adapter.path"],
+    ),
+    "adapter-name-with-a-separator": (
+        {"model": {"id": "org/model", "adapter": {"name": "a,b", "path": "/data/a"}}},
+        ["spec.model.adapter.name"],
+    ),
 }
 
 

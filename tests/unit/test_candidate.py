@@ -371,6 +371,32 @@ def test_a_lora_adapter_serves_on_the_base_model_with_the_gateway_naming_it_and_
     assert "LORA_ADAPTERS" not in env_of(pod_containers(sim, "m-staging")["server"])
 
 
+def test_a_retrain_while_an_adapter_serves_starts_from_the_base_weights_and_that_adapter() -> None:
+    sim = serving_sim()
+    first = sim.retrain({"adapter": {"path": "/data/adapters/run-1"}})
+    sim.step()
+    rollout(sim.ch, ready=1, name="m-staging")
+    sim.step()
+    sim.finish_job("m-eval-", report(0.9))
+    sim.serve()
+    assert sim.status["serving"]["adapter"]["name"] == first  # the name defaults to the run ID
+    sim.b["metadata"]["annotations"] = {**sim.annotations, "llmops.io/retrain": "2"}
+    sim.step()
+    job = sim.ch[("Job", "m-retrain-2")]
+    env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert (env["LLMOPS_BASE_MODEL"], env["LLMOPS_BASE_REVISION"]) == ("org/model", SHA_A)
+    assert env["LLMOPS_BASE_ADAPTER"] == "/data/adapters/run-1"
+    assert sim.status["retrain"]["baseRevision"] == SHA_A
+    # Its adapter applies to the same base weights, and replaces the first one.
+    sim.finish_job("m-retrain-2", {"adapter": {"path": "/data/adapters/run-2"}})
+    sim.step()
+    assert sim.status["candidate"]["adapter"] == {
+        "name": "m-retrain-2",
+        "path": "/data/adapters/run-2",
+        "baseRevision": SHA_A,
+    }
+
+
 def test_an_adapter_report_without_the_gateway_is_a_condition_naming_it() -> None:
     sim = serving_sim()
     sim.b["spec"]["gateway"] = {"enabled": False}
