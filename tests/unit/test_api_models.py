@@ -14,7 +14,7 @@ import llmops.api as api
 from llmops.api import conditions
 from llmops.api.common import parse_duration
 from llmops.api.metric_names import METRIC_NAMES
-from llmops.api.spec import RESERVED_ENV
+from llmops.api.spec import RESERVED_ENV, AdapterSpec, adapter_revision
 from testkit import sample_llmd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -448,3 +448,6 @@ def test_an_adapter_names_a_revision_of_its_own_that_does_not_depend_on_where_it
     assert tuned.served_revision.startswith(f"{SHA}+tuned-") and len(tuned.served_revision) == 40 + 7 + 8
     assert tuned.served_revision == api.parse(minimal(model=tuned.model_dump())).spec.model.served_revision
     assert elsewhere.served_revision != tuned.served_revision  # same name, another folder: a new revision
+    long_ref = "refs/heads/" + "x" * 200
+    tags = [adapter_revision(f"{long_ref}{i}", AdapterSpec(name="n" * 63, path="/data/a")) for i in (1, 2)]
+    assert tags[0] != tags[1] and max(len(t) for t in tags) <= 137  # fits status (256 at most)

@@ -136,7 +136,11 @@ class AdapterSpec(ApiModel):
 def adapter_revision(revision: str, adapter: AdapterSpec) -> str:
     """The revision that names the model with ``adapter`` in the children, status and history:
     ``<revision>+<name>-<8 hex of the path>``, so a different adapter (or the same name at another
-    path) is a new revision, and the same one is the same revision wherever it comes from."""
+    path) is a new revision, and the same one is the same revision wherever it comes from. A
+    revision longer than 64 characters (a long ref) is shortened with a hash of it, so that the
+    result fits status (at most 137 characters)."""
+    if len(revision) > 64:
+        revision = f"{revision[:40]}-{hashlib.sha256(revision.encode()).hexdigest()[:8]}"
     digest = hashlib.sha256(adapter.path.encode()).hexdigest()[:8]
     return f"{revision}+{adapter.name}-{digest}"
 
