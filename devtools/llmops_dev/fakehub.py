@@ -439,7 +439,7 @@ class FakeHub:
             body = {"error": f"You already created this {repo_type} repo", "url": url}
             return web.json_response(body, status=409)
         self._created.add(key)
-        sha = self._next_sha(key, "", {".gitattributes": _GITATTRIBUTES})
+        sha = hashlib.sha1(f"{key}@created".encode()).hexdigest()  # not one of hub.json's pushes
         self._commits[key, sha] = {".gitattributes": _GITATTRIBUTES}
         self._heads[key, "main"] = sha
         return web.json_response(
