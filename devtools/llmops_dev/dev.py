@@ -71,11 +71,11 @@ def _dev_timings(doc: dict[str, Any]) -> dict[str, Any]:
         rollout["analysis"]["inconclusiveLimit"] = 6
     drift = spec.get("drift")
     if drift:
-        # Checks every 5 s over 20 s windows, scraped every 2 s (the dev Prometheus' pace). The
-        # demo's steady traffic is one-word prompts, so 100 requests show any shift (KS 1.0)
-        # with no false alarm; real traffic needs a few hundred (docs/drift.md).
+        # Checks every 5 s over 20 s windows, scraped every 2 s (the dev Prometheus' pace), of
+        # prompt lengths only: the demo's steady traffic is one-word prompts, so 60 requests show
+        # any shift with no false alarm; real traffic needs a few hundred (docs/drift.md).
         drift.update(interval="5s", window="20s")
-        drift.setdefault("traffic", {})["minSamples"] = 100
+        drift.setdefault("traffic", {}).update(signals=["inputLength"], minSamples=60)
         spec.setdefault("monitoring", {}).setdefault("podMonitor", {})["interval"] = "2s"
     return doc
 
@@ -141,14 +141,13 @@ def _retrain_loop(cluster: Cluster, name: str, model: str, traffic: Traffic) -> 
         return
     st = _status(cluster, name)
     serving = st.get("serving") or {}
-    _say(
-        f"{name}: serving {serving.get('model')}@{serving.get('revision')} from {serving.get('origin')}; "
-        f"lineage: {' → '.join(h['action'] for h in st.get('history') or [])}"
-    )
-    started: dict[str, Any] = next(
-        (h for h in st.get("history") or [] if h["action"] == "RetrainStarted"), {}
-    )
-    _say(f"{name}: RetrainStarted: {started.get('message')}")
+    _say(f"{name}: serving {serving.get('model')}@{serving.get('revision')} from {serving.get('origin')}")
+    _say(f"{name}: lineage in status.history:")
+    history = st.get("history") or []
+    actions = [h["action"] for h in history]
+    start = actions.index("DriftDetected") if "DriftDetected" in actions else 0
+    for entry in history[start:]:
+        print(f"    {entry['action']:<22} {entry.get('message', '')[:150]}", file=sys.stderr)
 
 
 def _status(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -157,8 +156,11 @@ def _status(cluster: Cluster, name: str) -> dict[str, Any]:
 
 
 def _reference_frozen(st: dict[str, Any]) -> bool:
+    """A verdict on what serves: its reference window is behind it (status.drift.reference is
+    there from the start of the window, while it is being collected)."""
     reference = (st.get("drift") or {}).get("reference") or {}
-    return bool(reference) and reference.get("revision") == st.get("servingRevision")
+    verdict = _condition(st, "Drifted").get("reason")
+    return reference.get("revision") == st.get("servingRevision") and verdict == "NoDrift"
 
 
 def _retrained_serves(st: dict[str, Any]) -> bool:
@@ -190,11 +192,13 @@ def _watch(cluster: Cluster, name: str, done: Callable[[dict[str, Any]], bool], 
         canary = st.get("canary") or {}
         candidate = st.get("candidate") or {}
         retrain = st.get("retrain") or {}
-        drifted = _condition(st, "Drifted").get("status") if st.get("drift") else None
+        # Drift is news until a run starts; after that, the run and its candidate are.
+        drifted = (
+            _condition(st, "Drifted").get("status") if st.get("drift") and not retrain.get("job") else None
+        )
         line = (
             st.get("phase"),
             st.get("servingRevision"),
-            st.get("ready"),
             canary.get("weight"),
             canary.get("state"),
             candidate.get("state"),
