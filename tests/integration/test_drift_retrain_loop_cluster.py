@@ -19,6 +19,7 @@ from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from llmops_dev.trainer import publish_retrain_spec, trainer_objects
 from testkit import get_json, wait_for
+from testkit.datasets import apply_qa
 from testkit.operator import (
     OperatorProcess,
     configure_hub,
@@ -28,7 +29,6 @@ from testkit.operator import (
     wait_condition,
 )
 
-QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     "thresholds": [{"metric": "exactMatch", "min": 0.5}],
@@ -73,13 +73,6 @@ def _apply(cluster: Cluster, namespace: str, *objects: dict[str, Any]) -> None:
     )
 
 
-def _behave(cluster: Cluster, namespace: str, revision: str, accuracy: float) -> None:
-    assert cluster.state_dir is not None
-    dataset = cluster.state_dir / f"qa-{namespace}.jsonl"
-    dataset.write_text("\n".join(json.dumps(x) for x in QA) + "\n")
-    set_behaviour(cluster, revision, dataset=str(dataset), accuracy=accuracy)
-
-
 def _status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return llmd(cluster, namespace, name).get("status") or {}
 
@@ -96,14 +89,13 @@ def test_drift_starts_a_retrain_whose_published_revision_is_gated_canaried_and_p
     name = "loop"
     base, tuned = rev(f"{namespace}-base"), rev(f"{namespace}-tuned")
     target = f"sim-org/{namespace}-tuned"
-    _behave(cluster, namespace, base, 0.9)
-    _behave(cluster, namespace, tuned, 0.95)
+    answers = apply_qa(cluster, namespace)
+    set_behaviour(cluster, base, dataset=str(answers), accuracy=0.9)
+    set_behaviour(cluster, tuned, dataset=str(answers), accuracy=0.95)
     # The target repo does not exist until the trainer's create_repo; its first push gets `tuned`
     # (the simulators' behaviour is keyed by revision, so the test must know it ahead).
     configure_hub(cluster, missing=[target], pushes={target: [tuned]})
-    qa = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}}
-    qa["data"] = {"qa.jsonl": "\n".join(json.dumps(x) for x in QA) + "\n"}
-    _apply(cluster, namespace, qa, *trainer_objects(name, "hf_dev_write_token"))
+    _apply(cluster, namespace, *trainer_objects(name, "hf_dev_write_token"))
     body = sample(
         name,
         base,
@@ -120,12 +112,15 @@ def test_drift_starts_a_retrain_whose_published_revision_is_gated_canaried_and_p
         wait_condition(cluster, namespace, name, "Drifted", "False", "NoDrift", timeout=120)
         assert not _status(cluster, namespace, name).get("retrain", {}).get("runs")
         traffic.prompt_words = (300, 500)  # the users' prompts got longer
-        wait_for(
-            "the drift-triggered candidate promoted",
-            lambda: (_status(cluster, namespace, name).get("candidate") or {}).get("state") == "Promoted",
-            240,
-            0.5,
-        )
+        try:
+            wait_for(
+                "the drift-triggered candidate promoted",
+                lambda: (_status(cluster, namespace, name).get("candidate") or {}).get("state") == "Promoted",
+                240,
+                0.5,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_story(_status(cluster, namespace, name))}") from None
     obj = llmd(cluster, namespace, name)
     st = obj["status"]
     assert "llmops.io/retrain" not in (obj["metadata"].get("annotations") or {})
