@@ -10,8 +10,8 @@
 5. Then the closed loop (a sample with ``spec.evaluation`` and ``spec.drift``; ``--no-retrain``
    skips it): adds a ``spec.retrain`` whose Job runs the sample trainer
    (``manifests/samples/trainer/publish_revision.py``, shipped in a ConfigMap with a Hub write
-   token in a Secret), waits for the drift reference of what serves, and makes the prompts
-   longer. Drifted=True → the operator starts the retrain Job on its own → the trainer publishes
+   token in a Secret), waits for the drift reference of what serves, and changes the users:
+   longer prompts, and more of their ratings "down" (through the gateway's /v1/feedback). Drifted=True → the operator starts the retrain Job on its own → the trainer publishes
    a new revision to the simulated Hub with huggingface_hub's upload API and reports it → the
    candidate's Caching → Evaluating (no worse than what serves) → Canary → Serving, with
    status.serving.origin the run and the lineage in status.history.
@@ -49,6 +49,8 @@ RETRAINED_REVISION = "fedcba9876543210fedcba9876543210fedcba98"
 """The sha the simulated Hub gives the trainer's first push (hub.json ``pushes``)."""
 SHIFTED_PROMPT_WORDS = (300, 500)
 """The traffic after the shift: prompts of 300-500 words where there was one."""
+RATED, DOWN, SHIFTED_DOWN = 0.5, 0.05, 0.5
+"""Users rate half the answers through the gateway: 1 rating in 20 "down", then half of them."""
 
 
 def _cluster(state_dir: Path) -> Cluster:
@@ -76,6 +78,8 @@ def _dev_timings(doc: dict[str, Any]) -> dict[str, Any]:
         # any shift with no false alarm; real traffic needs a few hundred (docs/drift.md).
         drift.update(interval="5s", window="20s")
         drift.setdefault("traffic", {}).update(signals=["inputLength"], minSamples=60)
+        # And the users' ratings (the gateway's llmops_feedback_total): drifted above 20 % "down".
+        drift["feedback"] = {"maxNegativeRatio": 0.2, "minSamples": 20}
         spec.setdefault("monitoring", {}).setdefault("podMonitor", {})["interval"] = "2s"
     return doc
 
@@ -134,8 +138,12 @@ def _retrain_loop(cluster: Cluster, name: str, model: str, traffic: Traffic) -> 
     drifted = _condition(_status(cluster, name), "Drifted")
     _say(f"{name}: Drifted={drifted.get('status')} ({drifted.get('reason')}): {drifted.get('message')}")
     low, high = SHIFTED_PROMPT_WORDS
-    _say(f"the users' prompts get longer: {low}-{high} words instead of 1")
+    _say(
+        f"the users change: prompts of {low}-{high} words instead of 1, and they rate "
+        f"{SHIFTED_DOWN:.0%} of the answers down instead of {DOWN:.0%}"
+    )
     traffic.prompt_words = SHIFTED_PROMPT_WORDS
+    traffic.down = SHIFTED_DOWN
     if not _watch(cluster, name, _retrained_serves, 900):
         _say("the retrained candidate did not serve; see the status and the operator log")
         return
@@ -298,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             engine = (llmd["spec"].get("engine") or {}).get("type", "tgi")
-            with Traffic(state, NAMESPACE, name, rate=20, engine=engine) as traffic:
+            users = Traffic(state, NAMESPACE, name, rate=20, engine=engine, feedback=RATED, down=DOWN)
+            with users as traffic:
                 patch = {"spec": {"model": {"revision": SECOND_REVISION}}}
                 cluster.kubectl(
                     "patch", "llmd", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch)
