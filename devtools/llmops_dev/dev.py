@@ -144,7 +144,15 @@ def _retrain_loop(cluster: Cluster, name: str, model: str, traffic: Traffic) -> 
     )
     traffic.prompt_words = SHIFTED_PROMPT_WORDS
     traffic.down = SHIFTED_DOWN
-    if not _watch(cluster, name, _retrained_serves, 900):
+
+    def pleased(st: dict[str, Any]) -> None:
+        # The retrained model answers what the users now ask: from its canary on, they rate it
+        # as they rated the model before the shift (else its own feedback would drift at once).
+        if (st.get("candidate") or {}).get("state") == "Rolling" and traffic.down != DOWN:
+            traffic.down = DOWN
+            _say(f"the retrained model pleases the users: {DOWN:.0%} of the answers rated down again")
+
+    if not _watch(cluster, name, _retrained_serves, 900, pleased):
         _say("the retrained candidate did not serve; see the status and the operator log")
         return
     st = _status(cluster, name)
@@ -190,9 +198,15 @@ def _wait_status(
     return False
 
 
-def _watch(cluster: Cluster, name: str, done: Callable[[dict[str, Any]], bool], deadline: float) -> bool:
+def _watch(
+    cluster: Cluster,
+    name: str,
+    done: Callable[[dict[str, Any]], bool],
+    deadline: float,
+    seen: Callable[[dict[str, Any]], None] | None = None,
+) -> bool:
     """Print phase, canary, drift, retrain and candidate changes until ``done(status)`` (or the
-    deadline)."""
+    deadline); ``seen`` is shown every status read."""
     last = None
     end = time.monotonic() + deadline
     while time.monotonic() < end:
@@ -225,6 +239,8 @@ def _watch(cluster: Cluster, name: str, done: Callable[[dict[str, Any]], bool], 
                 f"[make dev] {name}: {st.get('phase'):<11} ready {st.get('ready')}  serving {st.get('servingRevision')}{detail}"
             )
             last = line
+        if seen is not None:
+            seen(st)
         if done(st):
             return True
         time.sleep(1)  # a watch loop for people, not a test
