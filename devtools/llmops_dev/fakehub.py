@@ -1,4 +1,4 @@
-"""A fake Hugging Face Hub: exactly the routes huggingface_hub 2.4's downloads call.
+"""A fake Hugging Face Hub: exactly the routes huggingface_hub 2.4's downloads and uploads call.
 
 ``snapshot_download`` and ``hf_hub_download`` work against it through ``HF_ENDPOINT``:
 
@@ -7,6 +7,14 @@
     HEAD|GET /[datasets/]{repo}/resolve/{rev}/{file}             a file
     GET      /__cdn/{type}/{repo}/{sha}/{file}                   an LFS blob (see below)
     GET      /__hub/requests                                     recent requests, for tests
+
+and so do ``HfApi.create_repo``, ``upload_file``, ``upload_folder`` and ``create_commit``:
+
+    POST     /api/repos/create                                   a repo (409 with its url if it exists)
+    POST     /api/{models|datasets}/{repo}/preupload/{ref}       uploadMode: lfs for weights, else regular
+    POST     /[datasets/]{repo}.git/info/lfs/objects/batch       LFS batch: where to PUT each blob
+    PUT      /__lfs/{sha256}                                     an LFS blob (on the CDN port, like S3)
+    POST     /api/{models|datasets}/{repo}/commit/{ref}          ndjson; a new commit, the ref moves to it
 
 As on the real Hub, a regular file answers 200 with ``ETag`` (its git blob sha1),
 ``X-Repo-Commit`` and ``Content-Length``; an LFS file (``*.safetensors``) answers 302 to a
@@ -33,11 +41,24 @@ changes::
 
 Dataset repos are keyed ``datasets/org/name`` and have only a README.md unless ``files`` says
 otherwise.
+
+Uploads. Every write needs a token (any token; 401 without, as the Hub answers an anonymous
+write). A commit to ``main`` (or a ref of hub.json) starts from what that ref resolves to, applies
+the files (``file`` base64, ``lfsFile`` by the sha256 PUT before, ``deletedFile``,
+``deletedFolder``) and gets a new 40-hex sha, which the ref then resolves to and the download
+routes serve. The client uploads weights through Xet when ``hf_xet`` is installed; this fake
+speaks the LFS protocol only, so clients set ``HF_HUB_DISABLE_XET=1`` (the fake kubelet does for
+its pods). A commit to a ``missing`` repo is 404 RepoNotFound until ``create_repo`` creates it.
+Pushes live in memory, for the server's lifetime. A test that needs to know the sha a push will
+get ahead (the simulators' behaviour is keyed by revision) lists it in hub.json::
+
+    {"pushes": {"org/x": ["<sha>", ...]}}   the shas of the 1st, 2nd, ... commit pushed to org/x
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import functools
@@ -64,6 +85,8 @@ _LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
 _MODEL_BYTES = 64 * 1024
 _REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _CREATED = "2025-06-01T00:00:00.000Z"
+_MAX_UPLOAD = 1 << 30
+_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
 
 def commit_for(repo_key: str, ref: str) -> str:
@@ -184,11 +207,21 @@ class FakeHub:
         self.url: str | None = None
         self.cdn_url: str | None = None
         self._runner: web.AppRunner | None = None
+        self._created: set[str] = set()
+        """Repo keys create_repo made (a ``missing`` one exists from then on)."""
+        self._heads: dict[tuple[str, str], str] = {}
+        """(repo key, ref) → the sha of the last commit pushed to that ref."""
+        self._commits: dict[tuple[str, str], dict[str, bytes]] = {}
+        """(repo key, sha) → the files of a pushed commit."""
+        self._pushes: collections.Counter[str] = collections.Counter()
+        """Commits pushed per repo key."""
+        self._blobs: dict[str, bytes] = {}
+        """LFS blobs PUT so far, by sha256."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=_MAX_UPLOAD)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -218,6 +251,8 @@ class FakeHub:
         return None
 
     def _resolve(self, key: str, revision: str) -> str:
+        if (key, revision) in self._heads:
+            return self._heads[key, revision]
         if _SHA_RE.match(revision):
             if revision in (self._listed("absent", key) or []):
                 raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
@@ -230,6 +265,9 @@ class FakeHub:
         raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
 
     def _files(self, key: str, repo_type: str, repo_id: str, sha: str) -> dict[str, _File]:
+        pushed = self._commits.get((key, sha))
+        if pushed is not None:
+            return {path: _File(path, data) for path, data in sorted(pushed.items())}
         override = self._listed("files", key)
         if isinstance(override, dict):
             raw = {str(p): str(text).encode() for p, text in override.items()}
@@ -248,7 +286,7 @@ class FakeHub:
     def _check_access(self, key: str, repo_type: str, repo_id: str, request: web.Request) -> None:
         if self._listed("unavailable", key):
             raise _HubError(503, None, "Service Unavailable")
-        if self._listed("missing", key):
+        if self._listed("missing", key) and key not in self._created:
             raise _HubError(404, "RepoNotFound", "Repository not found")
         if self._listed("gated", key) and not _token(request):
             raise _HubError(
@@ -273,6 +311,8 @@ class FakeHub:
         try:
             if parts[:2] == ["__hub", "requests"]:
                 return web.json_response(list(self.requests))
+            if request.method in ("POST", "PUT"):
+                return await self._write(request, parts)
             if parts[0] == "__cdn" and request.method in ("GET", "HEAD"):
                 return await self._cdn(request, parts[1:])
             if parts[0] == "api" and len(parts) >= 3 and parts[1] in _REPO_TYPES and request.method == "GET":
@@ -363,6 +403,133 @@ class FakeHub:
             raise _HubError(404, None, "Not Found")
         return await self._send(request, key, file, {"ETag": f'"{file.sha256}"', "X-Repo-Commit": sha})
 
+    # -- uploads -----------------------------------------------------------------------------
+
+    async def _write(self, request: web.Request, parts: list[str]) -> web.Response:
+        """The routes huggingface_hub's create_repo, upload_* and create_commit call."""
+        if request.method == "PUT" and len(parts) == 2 and parts[0] == "__lfs":
+            return await self._put_blob(request, parts[1])  # a "presigned" URL: no token
+        if not _token(request):
+            raise _HubError(401, None, "Invalid credentials in Authorization header")
+        if request.method == "POST" and parts == ["api", "repos", "create"]:
+            return await self._create_repo(request)
+        if request.method == "POST" and parts[-4:-1] == ["info", "lfs", "objects"] and parts[-1] == "batch":
+            return await self._lfs_batch(request, parts[:-4])
+        if request.method == "POST" and parts[0] == "api" and len(parts) >= 5 and parts[1] in _REPO_TYPES:
+            repo_id, tail = _split_repo(parts[2:], ("preupload", "commit"))
+            if len(tail) >= 2 and tail[0] in ("preupload", "commit"):
+                repo_type, ref = _REPO_TYPES[parts[1]], "/".join(tail[1:])
+                key = _key(repo_type, repo_id)
+                self._check_access(key, repo_type, repo_id, request)
+                if tail[0] == "preupload":
+                    return await self._preupload(request, key, ref)
+                return await self._commit(request, key, repo_type, repo_id, ref)
+        raise _HubError(404, None, "Not Found")
+
+    async def _create_repo(self, request: web.Request) -> web.Response:
+        payload = await _json_body(request)
+        name, org = payload.get("name"), payload.get("organization")
+        repo_type = str(payload.get("type") or "model")
+        if not isinstance(name, str) or not name or repo_type not in _REPO_TYPES.values():
+            raise _HubError(400, None, "name (a string) and type (model, dataset or space) are required")
+        repo_id = f"{org}/{name}" if org else name
+        key = _key(repo_type, repo_id)
+        url = f"{self.url}/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
+        if not self._listed("missing", key) or key in self._created:
+            body = {"error": f"You already created this {repo_type} repo", "url": url}
+            return web.json_response(body, status=409)
+        self._created.add(key)
+        sha = hashlib.sha1(f"{key}@created".encode()).hexdigest()  # not one of hub.json's pushes
+        self._commits[key, sha] = {".gitattributes": _GITATTRIBUTES}
+        self._heads[key, "main"] = sha
+        return web.json_response(
+            {"url": url, "name": repo_id, "id": hashlib.md5(key.encode()).hexdigest()[:24]}
+        )
+
+    async def _preupload(self, request: web.Request, key: str, ref: str) -> web.Response:
+        self._resolve(key, ref)
+        files = (await _json_body(request)).get("files")
+        if not isinstance(files, list):
+            raise _HubError(400, None, "files (a list) is required")
+        modes = [
+            {
+                "path": str(f.get("path")),
+                "uploadMode": "lfs" if str(f.get("path")).endswith(_LFS_SUFFIXES) else "regular",
+                "shouldIgnore": False,
+            }
+            for f in files
+            if isinstance(f, dict)
+        ]
+        return web.json_response({"files": modes, "commitOid": self._resolve(key, ref)})
+
+    async def _lfs_batch(self, request: web.Request, repo_parts: list[str]) -> web.Response:
+        if not repo_parts or not repo_parts[-1].endswith(".git"):
+            raise _HubError(404, None, "Not Found")
+        repo_type = _REPO_TYPES[repo_parts[0]] if repo_parts[0] in ("datasets", "spaces") else "model"
+        rest = repo_parts[1:] if repo_type != "model" else repo_parts
+        repo_id = "/".join(rest)[: -len(".git")]
+        key = _key(repo_type, repo_id)
+        self._check_access(key, repo_type, repo_id, request)
+        objects = (await _json_body(request)).get("objects")
+        if not isinstance(objects, list):
+            raise _HubError(400, None, "objects (a list) is required")
+        assert self.cdn_url is not None
+        answer = []
+        for obj in objects:
+            oid, size = str(obj.get("oid")), obj.get("size")
+            entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+            if oid not in self._blobs:  # a blob the Hub already holds needs no upload
+                entry["actions"] = {"upload": {"href": f"{self.cdn_url}/__lfs/{oid}"}}
+            answer.append(entry)
+        return web.json_response({"transfer": "basic", "objects": answer, "hash_algo": "sha256"})
+
+    async def _put_blob(self, request: web.Request, oid: str) -> web.Response:
+        data = await request.read()
+        if hashlib.sha256(data).hexdigest() != oid:
+            raise _HubError(400, None, f"the body's sha256 is not {oid}")
+        self._blobs[oid] = data
+        return web.Response(status=200)
+
+    async def _commit(
+        self, request: web.Request, key: str, repo_type: str, repo_id: str, ref: str
+    ) -> web.Response:
+        if request.query.get("create_pr"):
+            raise _HubError(400, None, "this fake Hub has no pull requests")
+        parent = self._resolve(key, ref)
+        if _SHA_RE.match(ref) and (key, ref) not in self._heads:
+            raise _HubError(400, None, f"Invalid rev id: {ref} is a commit, not a branch")
+        files = {path: f.data for path, f in self._files(key, repo_type, repo_id, parent).items()}
+        summary = ""
+        for line in (await request.read()).splitlines():
+            if not line.strip():
+                continue
+            summary = _apply(json.loads(line), files, self._blobs) or summary
+        sha = self._next_sha(key, parent, files)
+        self._commits[key, sha] = files
+        self._heads[key, ref] = sha
+        self._pushes[key] += 1
+        log.info("commit %s to %s@%s: %s", sha, key, ref, summary)
+        prefix = "" if repo_type == "model" else f"{repo_type}s/"
+        return web.json_response(
+            {
+                "success": True,
+                "commitOid": sha,
+                "commitUrl": f"{self.url}/{prefix}{repo_id}/commit/{sha}",
+                "commitMessage": summary,
+                "hookOutput": "",
+                "pullRequestUrl": None,
+            }
+        )
+
+    def _next_sha(self, key: str, parent: str, files: dict[str, bytes]) -> str:
+        """The sha hub.json's ``pushes`` names for this push, else one derived from its content."""
+        planned = self._listed("pushes", key)
+        n = self._pushes[key]
+        if isinstance(planned, list) and n < len(planned) and _SHA_RE.match(str(planned[n])):
+            return str(planned[n])
+        tree = "".join(f"{p}\0{hashlib.sha1(d).hexdigest()}\n" for p, d in sorted(files.items()))
+        return hashlib.sha1(f"{key}\0{parent}\0{n}\0{tree}".encode()).hexdigest()
+
     async def _send(
         self, request: web.Request, key: str, file: _File, headers: dict[str, str]
     ) -> web.StreamResponse:
@@ -395,6 +562,44 @@ class FakeHub:
 @functools.lru_cache(maxsize=16)
 def _default_model_files(repo_id: str, sha: str, weight_bytes: int) -> dict[str, bytes]:
     return model_files(repo_id, sha, weight_bytes)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise _HubError(400, None, f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _HubError(400, None, "the body is not a JSON object")
+    return body
+
+
+def _apply(op: Any, files: dict[str, bytes], blobs: dict[str, bytes]) -> str | None:
+    """One line of a commit's ndjson applied to ``files``; the header returns its summary."""
+    key, value = (op.get("key"), op.get("value")) if isinstance(op, dict) else (None, None)
+    if not isinstance(value, dict):
+        raise _HubError(400, None, f"a commit line is {{key, value}}, not {op!r:.100}")
+    path = str(value.get("path", ""))
+    if key == "header":
+        return str(value.get("summary") or "")
+    if key == "file":
+        if value.get("encoding") != "base64":
+            raise _HubError(400, None, f"{path}: only base64 content is supported")
+        files[path] = base64.b64decode(str(value.get("content", "")))
+    elif key == "lfsFile":
+        oid = str(value.get("oid"))
+        if oid not in blobs:
+            raise _HubError(422, None, f"{path}: LFS object {oid} was not uploaded")
+        files[path] = blobs[oid]
+    elif key == "deletedFile":
+        if files.pop(path, None) is None:
+            raise _HubError(404, "EntryNotFound", f"A file with this name doesn't exist: {path}")
+    elif key == "deletedFolder":
+        for name in [p for p in files if p.startswith(path.rstrip("/") + "/")]:
+            del files[name]
+    else:
+        raise _HubError(400, None, f"unsupported commit operation {key!r}")
+    return None
 
 
 def _key(repo_type: str, repo_id: str) -> str:

@@ -438,6 +438,8 @@ class PodWorker:
             POD_MARKER: self.uid,
         }
         proc_env.setdefault("HF_ENDPOINT", self.env.hub_url)
+        # The fake Hub takes uploads over the LFS protocol, not Xet (which hf_xet would choose).
+        proc_env.setdefault("HF_HUB_DISABLE_XET", "1")
         if runtime in SERVERS:
             port = listen_port(args, full, runtime)
             sim = self._host_port(port)
