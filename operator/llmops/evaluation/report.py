@@ -24,6 +24,10 @@ Kubernetes termination message limit), written to /dev/termination-log by defaul
                     "baseline": 0.92, "delta": -0.02, "n": 200, "wins": 1, "losses": 5,
                     "test": "mcnemar", "pValue": 0.11, "maxDrop": 0.01,
                     "verdict": "Inconclusive"}, ...}},        (only with a baseline endpoint)
+     "heldOut": {"verdict": "Failed", "records": 40, "skipped": 0, "minRecords": 30,
+                 "message": "…", "counts": {"samples": 40, "completed": 40, "errors": 0},
+                 "metrics": {"exactMatch": {"value": 0.5, "n": 40}, ...},
+                 "comparison": {"metrics": {...}}},          (only with --held-out-url)
      "tags": {"math": {"n": 50, "exactMatch": 0.88, ...}, ...},
      "tagsOmitted": 3}                                         (only when tags were cut to fit)
 
@@ -72,6 +76,7 @@ __all__ = [
     "VERDICT_INSUFFICIENT_SAMPLES",
     "VERDICT_PASSED",
     "broken_summary",
+    "held_out_section",
     "render_summary",
     "result_summary",
     "sample_line",
@@ -188,6 +193,50 @@ def result_summary(
     return summary
 
 
+_HELD_OUT_METRICS = ("exactMatch", "contains", "tokenF1", "rougeL", "errorRate")
+"""What a correction can score (llmops.api.delivery.HELD_OUT_METRICS)."""
+
+
+def held_out_section(
+    *,
+    records: int,
+    skipped: int,
+    min_records: int,
+    values: Mapping[str, float | None],
+    verdicts: Sequence[Verdict],
+    counts: Mapping[str, int],
+    rate_counts: Mapping[str, tuple[int, int]],
+    comparison: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The summary's `heldOut` section: the set's verdict (InsufficientSamples below `min_records`,
+    whatever its thresholds say), counts, the metrics a correction scores, and the comparison."""
+    verdict, _, message = _overall(verdicts)
+    if records < min_records:
+        verdict = VERDICT_INSUFFICIENT_SAMPLES
+        message = f"{records} correction(s) in the window, fewer than minRecords {min_records}"
+        if verdicts:
+            message += f" ({_overall(verdicts)[2]})"
+    elif verdict == VERDICT_PASSED:
+        message = f"{records} correction(s): {message}"
+    section: dict[str, Any] = {
+        "verdict": verdict,
+        "records": records,
+        "skipped": skipped,
+        "minRecords": min_records,
+        "message": _clip(message, 512),
+        "counts": dict(counts),
+    }
+    by_metric = {v.threshold.metric: v for v in verdicts}
+    section["metrics"] = {
+        name: _metric_entry(values.get(name), rate_counts.get(name), by_metric.get(name))
+        for name in _HELD_OUT_METRICS
+        if values.get(name) is not None or name in by_metric
+    }
+    if comparison is not None:
+        section["comparison"] = {"metrics": dict(comparison.get("metrics") or {})}
+    return section
+
+
 def _dump(summary: Mapping[str, Any]) -> str:
     return json.dumps(summary, separators=(",", ":"), ensure_ascii=False)
 
@@ -216,6 +265,10 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         # Then the comparison's per-metric values (each metric's own value is in `metrics`; the
         # delta, the counts and the test stay).
         trimmed["comparison"] = _compact_comparison(trimmed["comparison"])
+        text = _dump(trimmed)
+    if len(text.encode()) > _BUDGET and "comparison" in trimmed.get("heldOut", {}):
+        trimmed["heldOut"] = {**trimmed["heldOut"]}
+        trimmed["heldOut"]["comparison"] = _compact_comparison(trimmed["heldOut"]["comparison"])
         text = _dump(trimmed)
     excess = len(text.encode()) - _BUDGET
     if excess > 0:
