@@ -207,7 +207,7 @@ def _split(params: Mapping[str, str]) -> tuple[Split, float]:
         raise RecordError(0, "fraction", f"split={split} needs a fraction in (0, 1)") from None
     if not 0 < fraction < 1:
         raise RecordError(0, "fraction", f"must be in (0, 1), got {fraction}")
-    return split, fraction  # type: ignore[return-value]
+    return split, fraction
 
 
 def held_out(request_id: str, fraction: float) -> bool:

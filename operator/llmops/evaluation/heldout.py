@@ -140,7 +140,7 @@ def _dataset_line(record: Mapping[str, Any], route: str) -> dict[str, Any] | Non
     prompt, messages = record.get("prompt"), record.get("messages")
     if isinstance(prompt, str) and prompt:
         line["prompt"] = prompt
-    elif _is_chat(messages) and route == "chat":
+    elif isinstance(messages, list) and _is_chat(messages) and route == "chat":
         line["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
     else:
         return None
