@@ -661,3 +661,20 @@ def test_gates_all_scores_the_held_out_set_at_every_gate_and_the_retrain_job_get
         "name": "m-gateway",
         "key": "capture-token",
     }
+
+
+def test_adding_the_held_out_setting_to_the_api_leaves_existing_evaluation_job_names_alone() -> None:
+    """The Job name hashes spec.evaluation: a new optional field at its absent default must not
+    rename the Jobs (and so the verdicts recorded under them) of objects that do not set it."""
+    from llmops.api.resource import parse
+    from llmops.render.evaluation import evaluation_job_name
+
+    plain = {
+        "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+        "thresholds": [{"metric": "exactMatch", "min": 0.5}],
+    }
+    assert (
+        evaluation_job_name(parse(body(evaluation=plain)), "a" * 40) == "m-eval-bb3dadbf"
+    )  # as before heldOut
+    held = parse(body(evaluation={**plain, "heldOut": HELD_OUT}, gateway=CAPTURE))
+    assert evaluation_job_name(held, "a" * 40) != "m-eval-bb3dadbf"

@@ -194,6 +194,8 @@ def _evaluation_fingerprint(ld: LLMDeployment, revision: str) -> str:
         # Added after the fact: at its default it leaves the names of existing Jobs (and so the
         # verdicts recorded under them) as they were.
         del ev["confidence"]
+    if ev.get("heldOut") is None:
+        ev.pop("heldOut", None)  # likewise: without a held-out set, the names stay as they were
     return short_hash(revision, json.dumps(ev, sort_keys=True))
 
 
