@@ -10,10 +10,12 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.api.delivery import NoWorseThan
+from llmops.api.resource import parse
 from llmops.api.spec import AdapterSpec, adapter_revision
 from llmops.lifecycle.candidate import comparison_verdict
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
+from llmops.render.evaluation import evaluation_job_name
 from testkit.argocd import run_health_check
 from testkit.planning import SHA_A, T0, body, children_of, cond, job_done, job_pod, plan, rollout, with_status
 
@@ -666,9 +668,6 @@ def test_gates_all_scores_the_held_out_set_at_every_gate_and_the_retrain_job_get
 def test_adding_the_held_out_setting_to_the_api_leaves_existing_evaluation_job_names_alone() -> None:
     """The Job name hashes spec.evaluation: a new optional field at its absent default must not
     rename the Jobs (and so the verdicts recorded under them) of objects that do not set it."""
-    from llmops.api.resource import parse
-    from llmops.render.evaluation import evaluation_job_name
-
     plain = {
         "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
         "thresholds": [{"metric": "exactMatch", "min": 0.5}],

@@ -39,7 +39,8 @@ that could not be measured has `"value": null`. The comparison section is inform
 verdicts do not change the exit code (the caller judges it, see
 `llmops.analysis.confidence.comparison_verdict`). Only the per-tag breakdown is ever cut to fit
 (then the comparison keeps only its deltas, counts, tests and verdicts, `"compact": true`, then
-the message is shortened), never a verdict. Interval bounds are rounded to 4 significant digits. Values are rounded to 6 significant digits.
+the message is shortened; with a held-out set, its comparison and message, then the bounds and
+thresholds of every metric, which the spec holds), never a verdict. Interval bounds are rounded to 4 significant digits. Values are rounded to 6 significant digits.
 
 Per-sample results are JSON Lines on stdout, one per sample, in completion order::
 
@@ -266,9 +267,24 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         # delta, the counts and the test stay).
         trimmed["comparison"] = _compact_comparison(trimmed["comparison"])
         text = _dump(trimmed)
-    if len(text.encode()) > _BUDGET and "comparison" in trimmed.get("heldOut", {}):
-        trimmed["heldOut"] = {**trimmed["heldOut"]}
-        trimmed["heldOut"]["comparison"] = _compact_comparison(trimmed["heldOut"]["comparison"])
+    if len(text.encode()) > _BUDGET and "heldOut" in trimmed:
+        # Then the held-out set's: its comparison compacted, its message short, its metrics slim.
+        held = {**trimmed["heldOut"]}
+        if "comparison" in held:
+            held["comparison"] = _compact_comparison(held["comparison"])
+        held["message"] = _clip(str(held.get("message", "")), 64)
+        held["metrics"] = _slim_metrics(held.get("metrics") or {})
+        held.pop("counts", None)  # records says how many; errorRate's n the errors
+        trimmed["heldOut"] = held
+        text = _dump(trimmed)
+    if len(text.encode()) > _BUDGET and "heldOut" in trimmed:
+        # Both sets together may still not fit: every metric keeps its value, n and verdict (the
+        # thresholds are in the spec, and the bounds give way), and the echoed names are shorter
+        # (the Job's own labels and flags name the revision).
+        trimmed["metrics"] = _slim_metrics(trimmed.get("metrics") or {})
+        for key in ("model", "modelRevision"):
+            if key in trimmed:
+                trimmed[key] = _clip(str(trimmed[key]), 96)
         text = _dump(trimmed)
     excess = len(text.encode()) - _BUDGET
     if excess > 0:
@@ -281,6 +297,13 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     if len(text.encode()) > _BUDGET:  # cannot happen with clipped names and messages; fail loudly if it does
         raise AssertionError(f"summary is {len(text.encode())} bytes even without tags")
     return text
+
+
+_SLIM = ("value", "n", "passed", "verdict", "required")
+
+
+def _slim_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: {k: m[k] for k in _SLIM if k in m} for name, m in metrics.items()}
 
 
 def _compact_comparison(comparison: Mapping[str, Any]) -> dict[str, Any]:
