@@ -322,6 +322,27 @@ def test_an_offset_reference_beyond_retention_names_the_offset_and_earlier_verdi
     assert drift_request(b, parse(b), later, retention=None)
 
 
+def test_a_reference_window_prometheus_no_longer_holds_is_collected_again_not_read() -> None:
+    b, ch = serving()  # the reference is collected over [10:05, 10:15]; Prometheus keeps 20m
+    on_time = dt.datetime(2026, 11, 28, 10, 15, 5, tzinfo=dt.UTC)
+    assert "reference/inputLength" in {q.key for q in drift_request(b, parse(b), on_time, retention=1200)}
+    late = dt.datetime(2026, 11, 28, 10, 40, tzinfo=dt.UTC)  # the operator was away: its start is gone
+    wanted = drift_request(b, parse(b), late, retention=1200)
+    assert [q.key for q in wanted] == ["current/inputLength"]
+    results = {q.key: hist(SHORT) for q in wanted}
+    p = plan(b, Observations(children=ch, drift=results, prometheus_retention=1200), late)
+    ref = p.status["drift"]["reference"]
+    assert ref["histograms"] == [] and (ref["start"], ref["end"]) == (
+        "2026-11-28T10:40:00Z",
+        "2026-11-28T10:50:00Z",
+    )
+    assert ref["message"] == (
+        "the reference window from 2026-11-28T10:05:00Z is older than Prometheus keeps (20m) and was "
+        "never read: collecting a new one"
+    )
+    assert (signal(p)["verdict"], signal(p)["reason"]) == ("Unknown", c.COLLECTING_REFERENCE)
+
+
 def test_only_prompts_and_quality_signals_do_not_depend_on_prometheus_retention() -> None:
     only_prompts = parse(body(drift={**DRIFT, "window": "30d", "traffic": {"signals": []}}))
     assert retention_problem(only_prompts, DAY) is None

@@ -215,7 +215,7 @@ def drift_request(
     drift = status.get("drift") or {}
     if not _due(drift, serving, parse_duration(spec.interval), now):
         return []
-    return _queries(ld, spec, serving, drift, now)
+    return _queries(ld, spec, serving, drift, now, retention)
 
 
 def prompts_request(
@@ -245,7 +245,12 @@ def prompts_request(
 
 
 def _queries(
-    ld: LLMDeployment, spec: DriftSpec, serving: str, drift: Mapping[str, Any], now: dt.datetime
+    ld: LLMDeployment,
+    spec: DriftSpec,
+    serving: str,
+    drift: Mapping[str, Any],
+    now: dt.datetime,
+    retention: float | None,
 ) -> list[DriftQuery]:
     engine = get_engine(ld.spec.engine.type)
     sel = _serving_selector(ld, serving)
@@ -259,7 +264,9 @@ def _queries(
         if traffic.reference.mode == "Offset":
             promql = histogram_query(metric, sel, spec.window, offset=traffic.reference.offset)
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
-        elif ref_end is not None and _reference_due(ref, serving, now):
+        elif (
+            ref_end is not None and _reference_due(ref, serving, now) and not _gone(ref, spec, now, retention)
+        ):
             promql = histogram_query(metric, sel, spec.window, at=ref_end.timestamp())
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
     if spec.feedback is not None:
@@ -368,14 +375,34 @@ def _new_reference(check: _Check, end: dt.datetime, message: str) -> dict[str, A
     }
 
 
+def _gone(ref: Mapping[str, Any], spec: DriftSpec, now: dt.datetime, retention: float | None) -> bool:
+    """A reference window not read yet that Prometheus may no longer hold whole: it started more
+    than its retention ago, plus one interval (a reference is read within an interval of its end,
+    so only a pass that came late, the operator down, say, finds it gone)."""
+    start = _parse_time(ref.get("start"))
+    if retention is None or start is None or ref.get("histograms"):
+        return False
+    return (now - start).total_seconds() > retention + parse_duration(spec.interval)
+
+
 def _reference_for(check: _Check) -> None:
-    """Start collecting a reference when there is none for the serving revision and signals."""
+    """Start collecting a reference when there is none for the serving revision and signals, or
+    when the one being collected is no longer in Prometheus (see _gone)."""
     ref = check.drift.get("reference")
     signals = set(check.spec.traffic.signals)
     window = dt.timedelta(seconds=parse_duration(check.spec.window))
+    retention = check.p.obs.prometheus_retention
     if not ref or ref.get("revision") != check.serving:
         check.drift["reference"] = _new_reference(
             check, check.p.now + window, f"the first window of serving of revision {check.serving}"
+        )
+    elif _gone(ref, check.spec, check.p.now, retention):
+        assert retention is not None
+        check.drift["reference"] = _new_reference(
+            check,
+            check.p.now + window,
+            f"the reference window from {ref.get('start')} is older than Prometheus keeps "
+            f"({_span(retention)}) and was never read: collecting a new one",
         )
     elif ref.get("histograms") and _signals_of(ref) != signals:
         check.drift["reference"] = _new_reference(
