@@ -265,7 +265,9 @@ def _queries(
             promql = histogram_query(metric, sel, spec.window, offset=traffic.reference.offset)
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
         elif (
-            ref_end is not None and _reference_due(ref, serving, now) and not _gone(ref, spec, now, retention)
+            ref_end is not None
+            and _reference_due(ref, serving, now)
+            and not _gone(ref or {}, spec, now, retention)
         ):
             promql = histogram_query(metric, sel, spec.window, at=ref_end.timestamp())
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
