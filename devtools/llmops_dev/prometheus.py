@@ -182,8 +182,10 @@ class Prometheus:
         scrape_interval: str = "1s",
         *,
         deadline_s: float = 30.0,
+        retention: str = "1d",
     ) -> Prometheus:
         """Start Prometheus scraping the file_sd `targets_file`; returns once /-/ready answers 200.
+        `retention` is its `--storage.tsdb.retention.time` (what /api/v1/status/runtimeinfo reports).
 
         A Prometheus recorded in `state_dir` by an earlier start is stopped first. Raises
         ClusterError naming the log when the binary is missing or Prometheus does not get ready.
@@ -205,7 +207,7 @@ class Prometheus:
                 str(binary),
                 f"--config.file={config_file}",
                 f"--storage.tsdb.path={home / 'data'}",
-                "--storage.tsdb.retention.time=1d",
+                f"--storage.tsdb.retention.time={retention}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--web.enable-lifecycle",
                 "--log.level=info",

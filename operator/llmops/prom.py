@@ -22,6 +22,10 @@ runaway query is stopped server-side too):
 - 400 (bad_data) or 422 (execution: e.g. many-to-many matching) → Error(rejected, Prometheus' text);
 - connection refused, timeouts, 5xx, anything that is not Prometheus' JSON → Error(unreachable).
 
+`retention()` reads how far back Prometheus keeps samples (`GET /api/v1/status/runtimeinfo`,
+`storageRetention`: "15d", "15d or 10GiB", or "10GiB" with no time limit); `RetentionCache`
+keeps that per URL for minutes, so the drift stage's check costs no request per pass.
+
 `query_vector(promql, by)` is the same for a query that returns one series per value of a label
 (a histogram summed `by (le)`): a `Vector` of label value → number; no series → NoData; a series
 without the label, or two with the same value → Error(rejected).
@@ -32,7 +36,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import requests
@@ -46,9 +52,11 @@ __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT_SECONDS",
     "PromClient",
+    "RetentionCache",
     "interpret",
     "interpret_status",
     "interpret_vector",
+    "parse_retention",
 ]
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -178,6 +186,20 @@ def _unreachable(url: str, exc: requests.RequestException, timeout: float) -> Er
     return Error(f"cannot query Prometheus at {url}: {why}", "unreachable")
 
 
+_RETENTION_PART = re.compile(r"([0-9]+)(ms|y|w|d|h|m|s)")
+_RETENTION = re.compile(r"([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?")
+_RETENTION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
+
+
+def parse_retention(text: str) -> float | None:
+    """Seconds of the time limit in runtimeinfo's ``storageRetention`` ("15d", "15d or 10GiB",
+    "1h30m"); None when there is none ("10GiB": a size limit only) or it cannot be read."""
+    for part in (p.strip() for p in text.split(" or ")):
+        if part and _RETENTION.fullmatch(part):
+            return float(sum(int(n) * _RETENTION_UNITS[u] for n, u in _RETENTION_PART.findall(part)))
+    return None
+
+
 class PromClient:
     """Instant queries against one Prometheus, through one requests session: give each thread its
     own client (requests does not promise a session is thread-safe). Cheap to create."""
@@ -251,6 +273,21 @@ class PromClient:
             return _unreachable(self.url, exc, self.timeout)
         return None
 
+    def retention(self) -> float | None | Error:
+        """How far back Prometheus keeps samples, in seconds (None: no time limit, or a backend
+        that does not say: `/api/v1/status/runtimeinfo` is Prometheus' own)."""
+        try:
+            response = self._session.get(f"{self.url}/api/v1/status/runtimeinfo", timeout=self.timeout)
+            data = response.json().get("data") or {}
+        except _NotOk as answer:
+            return None if answer.status == 404 else interpret_status(answer.status, answer.body)
+        except requests.JSONDecodeError:
+            return Error(f"unexpected answer from {self.url}: not JSON", "unreachable")
+        except requests.RequestException as exc:
+            return _unreachable(self.url, exc, self.timeout)
+        retention = data.get("storageRetention") if isinstance(data, dict) else None
+        return parse_retention(retention) if isinstance(retention, str) else None
+
     def query_all(self, queries: Iterable[MetricQueries]) -> list[MetricResults]:
         """Run every metric's canary (and stable) query: the observation `measure_all` judges."""
         return [
@@ -267,3 +304,43 @@ class PromClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RetentionCache:
+    """Each Prometheus' retention (PromClient.retention), read at most once per ``ttl`` seconds
+    (a failed read once per ``error_ttl``, and then unknown: None), one read at a time. The drift
+    stage needs it on every pass of every LLMDeployment with drift; it changes only when
+    Prometheus restarts with other flags."""
+
+    def __init__(
+        self,
+        ttl: float = 600.0,
+        error_ttl: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        read: Callable[[str], float | None | Error] | None = None,
+    ) -> None:
+        self.ttl, self.error_ttl, self._clock = ttl, error_ttl, clock
+        self._read = read or _read_retention
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, float | None]] = {}
+        self.reads = 0
+        """Reads sent (for tests and the benchmark)."""
+
+    def get(self, url: str) -> float | None:
+        """The retention of the Prometheus at ``url`` in seconds, None when unknown or unlimited."""
+        with self._lock:
+            now = self._clock()
+            cached = self._known.get(url)
+            if cached is not None and now < cached[0]:
+                return cached[1]
+            self.reads += 1
+            got = self._read(url)
+            value = None if isinstance(got, Error) else got
+            self._known[url] = (now + (self.error_ttl if isinstance(got, Error) else self.ttl), value)
+            return value
+
+
+def _read_retention(url: str) -> float | None | Error:
+    with PromClient(url, retries=0) as prom:
+        return prom.retention()

@@ -44,7 +44,7 @@ from llmops.lifecycle.drift import DriftQuery, TermsQuery, drift_request, prompt
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import plan
 from llmops.lifecycle.progress import progress_request
-from llmops.prom import PromClient
+from llmops.prom import PromClient, RetentionCache
 from llmops.render.capture import capture_url
 from llmops.render.gateway import CAPTURE_TOKEN, signing_secret, signing_secret_name
 
@@ -169,6 +169,8 @@ class Reconciler:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.prometheus_url = prometheus_url or os.environ.get("LLMOPS_PROMETHEUS_URL") or None
         self._failures: dict[tuple[str, str], int] = {}
+        self.retention = RetentionCache()
+        """Prometheus' retention, shared by every pass (the drift stage checks its windows against it)."""
 
     async def __call__(self, key: tuple[str, str]) -> float | None:
         namespace, name = key
@@ -322,8 +324,10 @@ class Reconciler:
                         for q in wanted
                     }
         gpu_nodes = self._gpu_nodes(ld, obs)
-        drift = measure_drift(url, drift_request(body, ld, now))
-        if prompts := prompts_request(body, ld, now):
+        drift_on = ld.spec.drift is not None and ld.spec.drift.enabled
+        retention = self.retention.get(url) if drift_on and url is not None else None
+        drift = measure_drift(url, drift_request(body, ld, now, retention))
+        if prompts := prompts_request(body, ld, now, retention):
             measured = measure_prompts(capture_url(ld), self._capture_token(ld), prompts)
             drift = {**(drift or {}), **measured}
         capture = measure_capture(url, capture_request(ld, now))
@@ -336,6 +340,7 @@ class Reconciler:
             drift=drift,
             capture=capture,
             prometheus_url=self.prometheus_url,
+            prometheus_retention=retention,
             query_check=check_query(url, query_check_request(body, ld)),
             download_progress=read_progress(target) if target else None,
         )

@@ -297,6 +297,10 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"gateway": {"capture": {"sink": {"url": "http://sink.example"}}}, "drift": {"prompts": {}}},
         ["spec.drift.prompts", "drift.prompts needs gateway.capture"],
     ),
+    "held-out-corrections-without-capture": (
+        {"evaluation": {"dataset": DATASET, "thresholds": THRESHOLD, "heldOut": {"corrections": {}}}},
+        ["spec.evaluation.heldOut", "evaluation.heldOut.corrections needs gateway.capture"],
+    ),
     "drift-quality-without-schedule": (
         {
             "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},

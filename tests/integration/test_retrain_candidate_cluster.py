@@ -9,19 +9,24 @@ candidate can be made better or worse than what serves.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from huggingface_hub import InferenceClient
 
 from llmops.api.constants import OPERATOR_IMAGE
+from llmops.capture_store.records import held_out
 from llmops_dev.cluster import Cluster
 from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.loadgen import Traffic
-from testkit import get_json, restricted, wait_for
-from testkit.datasets import apply_qa
+from testkit import get_json, restricted, unique, wait_for
+from testkit.datasets import QA, apply_qa
 from testkit.operator import (
     OperatorProcess,
     condition,
@@ -31,6 +36,7 @@ from testkit.operator import (
     set_behaviour,
     wait_condition,
 )
+from testkit.volumes import static_volume
 
 MODEL = "sim-org/tiny-chat"
 EVALUATION = {
@@ -446,3 +452,120 @@ def test_a_lora_adapter_serves_on_the_base_model_through_gate_canary_and_the_ser
     wait_condition(cluster, namespace, "lora", "PinnedToSpec", "True", "SpecModelServing")
     assert _status(cluster, namespace, "lora")["serving"]["origin"] == "spec"
     assert _stable(cluster, namespace, "lora")["metadata"]["generation"] == generation
+
+
+CORRECTED = {f"Spell the word number {i} backwards": f"drow {i}" for i in range(40)}
+"""Prompts users asked, and the answers their feedback said they wanted."""
+
+
+def _capture_corrections(url: str, token: str, fraction: float) -> list[str]:
+    """Captured requests with a correction each, posted to the store as the gateways would; the
+    IDs of those in the held-out view."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    records, held = [], []
+    for i, (prompt, answer) in enumerate(CORRECTED.items()):
+        rid = f"corr-{i:03d}"
+        held += [rid] if held_out(rid, fraction) else []
+        base = {"time": now, "requestId": rid, "revision": rev("held-base"), "track": "stable"}
+        records.append({**base, "kind": "request", "messages": [{"role": "user", "content": prompt}]})
+        records.append({**base, "kind": "feedback", "rating": "down", "correction": answer})
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    with httpx2.Client(timeout=30) as http:
+        wait_for(
+            "the capture store to take the records",
+            lambda: http.post(f"{url}/v1/records", content=body, headers=headers).status_code == 200,
+            60,
+            0.5,
+        )
+    return held
+
+
+def test_a_candidate_that_loses_on_the_held_out_corrections_never_serves(
+    cluster: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The serving revision answers the corrected prompts as users wanted; the candidate is as good
+    on the dataset but answers them wrong. Its gate reads the held-out corrections from a real
+    capture store, scores both on them, and the candidate is rejected with the numbers."""
+    assert cluster.state_dir is not None
+    name, base, tuned = "heldout", rev("held-base"), rev("held-tuned")
+    pv, store_class = unique("held-out"), "held-out-hostpath"
+    volume = tmp_path / "volume"
+    volume.mkdir(mode=0o777)
+    volume.chmod(0o777)
+    cluster.kubectl(
+        "apply", "-f", "-",
+        input=static_volume(pv, volume, namespace=namespace, claim=f"{name}-capture", storage_class=store_class, size="64Mi"),
+    )  # fmt: skip
+    try:
+        _dataset(cluster, namespace)
+        everything = cluster.state_dir / "qa-and-corrections.jsonl"
+        lines = [
+            *QA,
+            *({"messages": [{"role": "user", "content": p}], "reference": a} for p, a in CORRECTED.items()),
+        ]
+        everything.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        set_behaviour(cluster, base, dataset=str(everything), accuracy=1.0)
+        _behave(cluster, tuned, 1.0)  # the dataset only: the corrected prompts get a wrong answer
+        held = {"corrections": {"fraction": 0.5, "window": "1h", "minRecords": 10}}
+        capture = {"sampleRate": 1.0, "store": {"size": "64Mi", "storageClassName": store_class}}
+        body = json.loads(
+            sample(
+                name, base, evaluation={**EVALUATION, "heldOut": held},
+                retrain=_retrain({"model": MODEL, "revision": tuned}),
+                rollout=ROLLOUT, gateway={"capture": capture},
+            )
+        )  # fmt: skip
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+        _until(
+            cluster, namespace, name, "serving with its gate scores",
+            lambda: _status(cluster, namespace, name).get("phase") == "Serving"
+            and _status(cluster, namespace, name).get("serving", {}).get("scores"),
+            180,
+        )  # fmt: skip
+        assert "heldOut" not in _status(cluster, namespace, name)["evaluation"]  # gates: Candidates
+        secret = get_json(cluster, "secret", f"{name}-gateway", "-n", namespace)
+        token = base64.b64decode(secret["data"]["capture-token"]).decode()
+        monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        held_ids = _capture_corrections(
+            f"http://{name}-capture.{namespace}.svc.cluster.local:8080", token, 0.5
+        )
+        assert len(held_ids) >= 10, held_ids
+
+        _annotate(cluster, namespace, name, "llmops.io/retrain", "1")
+        obj = wait_condition(cluster, namespace, name, "Candidate", "False", "CandidateWorse", timeout=240)
+        message = condition(obj, "Candidate")["message"]
+        n = len(held_ids)
+        assert (
+            f"held-out corrections (n={n}): paired on the same prompts: worse than the baseline: exactMatch 1.00 → 0.00"
+            in message
+        ), message
+        assert f"{n} prompt(s) lost, 0 won, n={n}" in message and "it will not serve" in message, message
+        st = obj["status"]
+        report = st["evaluation"]["heldOut"]
+        assert (report["verdict"], report["records"], report["minRecords"]) == ("Passed", n, 10), report
+        assert {"metric": "exactMatch", "value": 0.0, "samples": n} in report["metrics"]
+        on_held = next(e for e in st["candidate"]["comparison"] if e.get("set") == "heldOut")
+        assert (on_held["value"], on_held["serving"], on_held["drop"], on_held["passed"]) == (
+            0.0,
+            1.0,
+            1.0,
+            False,
+        )
+        dataset = next(e for e in st["candidate"]["comparison"] if "set" not in e)
+        assert dataset["passed"], dataset  # as good as what serves on the dataset
+        wait_for(
+            "back to Serving", lambda: _status(cluster, namespace, name).get("phase") == "Serving", 60, 0.5
+        )
+        assert _status(cluster, namespace, name)["servingRevision"] == base
+        assert (
+            _stable(cluster, namespace, name)["metadata"]["annotations"]["llmops.io/model-revision"] == base
+        )
+    finally:
+        cluster.kubectl("delete", "llmd", name, "-n", namespace, "--wait=false", check=False)
+        cluster.kubectl("delete", "pv", pv, "--wait=false", check=False)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.api.resource import parse
-from llmops.lifecycle.drift import drift_request
+from llmops.lifecycle.drift import drift_request, retention_problem
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan, plan
 from llmops.reconciler import measure_drift
@@ -45,21 +45,26 @@ class DriftRig:
     """Every pass that measured, oldest first."""
     query_seconds: list[float] = field(default_factory=list)
     """How long the queries of each of those passes took."""
+    retention: float | None = None
+    """Prometheus' retention as the operator read it (llmops.prom.RetentionCache), in seconds."""
 
     def spec(self, **drift: Any) -> None:
         """Change spec.drift (as an edit in git would); the status carries on."""
         self.body["spec"]["drift"] = {**self.body["spec"]["drift"], **drift}
 
     def check(self, prometheus_url: str | None = None) -> Plan | None:
-        """One pass now: the plan if a drift check was due (and so measured), else None."""
+        """One pass now: the plan if a drift check was due (and so measured), or if the windows
+        reach beyond Prometheus' retention (nothing measured), else None."""
         now = dt.datetime.now(dt.UTC)
-        wanted = drift_request(self.body, parse(self.body), now)
-        if not wanted:
+        ld = parse(self.body)
+        wanted = drift_request(self.body, ld, now, self.retention)
+        if not wanted and retention_problem(ld, self.retention) is None:
             return None
         started = time.monotonic()
         results = measure_drift(prometheus_url or self.prometheus.url, wanted)
         self.query_seconds.append(time.monotonic() - started)
-        p = plan(self.body, Observations(children=self.children, drift=results), now)
+        obs = Observations(children=self.children, drift=results, prometheus_retention=self.retention)
+        p = plan(self.body, obs, now)
         self.body = with_status(p, self.body)
         self.checks.append(p)
         return p
@@ -77,9 +82,15 @@ class DriftRig:
 
 @contextlib.contextmanager
 def drift_rig(
-    state_dir: Path, drift: dict[str, Any], *, rate: float, prompt_words: tuple[int, int]
+    state_dir: Path,
+    drift: dict[str, Any],
+    *,
+    rate: float,
+    prompt_words: tuple[int, int],
+    retention: str = "1d",
 ) -> Iterator[DriftRig]:
-    """A rig serving SHA_A with ``drift`` as spec.drift (PodMonitor interval 1s, as scraped)."""
+    """A rig serving SHA_A with ``drift`` as spec.drift (PodMonitor interval 1s, as scraped), its
+    Prometheus keeping ``retention``."""
     with contextlib.ExitStack() as stack:
         sim = Simulator(Behaviour(), model_id="org/model", revision=SHA_A, max_input_tokens=1024)
         url = stack.enter_context(run_in_thread(sim))
@@ -93,7 +104,7 @@ def drift_rig(
             revision=SHA_A,
         )
         write_targets(targets, [target])
-        prometheus = Prometheus.start(state_dir, targets, scrape_interval="1s")
+        prometheus = Prometheus.start(state_dir, targets, scrape_interval="1s", retention=retention)
         stack.callback(prometheus.stop)
         traffic = Traffic(None, url=url, rate=rate, prompt_words=prompt_words, seed=1)
         stack.enter_context(traffic)

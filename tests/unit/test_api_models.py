@@ -246,6 +246,26 @@ def test_camel_case_round_trip() -> None:
         ),
         ({"gateway": {"capture": {"keep": "Responses"}}, "drift": {"prompts": {}}}, "drift.prompts needs"),
         ({"gateway": {"capture": {}}, "drift": {"prompts": {"buckets": 8}}}, "drift.prompts.buckets"),
+        (
+            {"evaluation": evaluation(heldOut={"corrections": {}})},
+            "evaluation.heldOut.corrections needs gateway.capture",
+        ),
+        (
+            {
+                "gateway": {"capture": {}},
+                "evaluation": evaluation(heldOut={"corrections": {"fraction": 0.9}}),
+            },
+            "evaluation.heldOut.corrections.fraction",
+        ),
+        (
+            {
+                "gateway": {"capture": {}},
+                "evaluation": evaluation(
+                    heldOut={"corrections": {"thresholds": [{"metric": "jsonValid", "min": 1}]}}
+                ),
+            },
+            "evaluation.heldOut.corrections.thresholds.0.metric",
+        ),
         ({"retrain": {"jobTemplate": {"spec": {"template": {}}}}}, "retrain needs evaluation"),
         (
             {"evaluation": evaluation(), "retrain": {"jobTemplate": {}}},

@@ -10,10 +10,12 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.api.delivery import NoWorseThan
+from llmops.api.resource import parse
 from llmops.api.spec import AdapterSpec, adapter_revision
 from llmops.lifecycle.candidate import comparison_verdict
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
+from llmops.render.evaluation import evaluation_job_name
 from testkit.argocd import run_health_check
 from testkit.planning import SHA_A, T0, body, children_of, cond, job_done, job_pod, plan, rollout, with_status
 
@@ -527,3 +529,151 @@ def test_a_paired_drop_chance_could_explain_is_not_shown_no_worse_and_does_not_s
     )
     assert not verdict.passed and verdict.reason == c.CANDIDATE_NOT_SHOWN_NO_WORSE
     assert "chance could explain" in verdict.message
+
+
+HELD_OUT = {"corrections": {"fraction": 0.25, "window": "3d", "maxRecords": 200, "minRecords": 10}}
+CAPTURE = {"enabled": True, "capture": {"sampleRate": 1.0}}
+
+
+def held_out_sim(**held: Any) -> Sim:
+    sim = Sim()
+    sim.b["spec"]["evaluation"] = {
+        **EVALUATION,
+        "heldOut": {"corrections": {**HELD_OUT["corrections"], **held}},
+    }
+    sim.b["spec"]["gateway"] = CAPTURE
+    sim.gate(0.8)
+    sim.serve()
+    assert sim.status["servingRevision"] == SHA_A
+    return sim
+
+
+def eval_container(sim: Sim) -> dict[str, Any]:
+    [job] = [sim.ch[("Job", n)] for n in sim.jobs("m-eval-") if "status" not in sim.ch[("Job", n)]]
+    return dict(job["spec"]["template"]["spec"]["containers"][0])
+
+
+def held_out_summary(section: dict[str, Any]) -> dict[str, Any]:
+    same = paired(0.8, 0.8, wins=0, losses=0)
+    return {**report(0.8), "comparison": same, "confidence": 0.95, "heldOut": section}
+
+
+def to_candidate_gate(sim: Sim) -> dict[str, Any]:
+    sim.retrain({"model": TUNED, "revision": SHA_C})
+    sim.step()
+    sim.finish_job("m-download-")
+    sim.step()
+    rollout(sim.ch, ready=1, name="m-staging")
+    sim.step()
+    return eval_container(sim)
+
+
+def test_a_candidate_that_loses_on_the_held_out_corrections_never_serves_and_status_says_by_how_much() -> (
+    None
+):
+    sim = held_out_sim()
+    # The serving revision's own gate (spec.model, gates: Candidates) read no corrections.
+    assert all("--held-out-url" not in sim.ch[("Job", n)]["spec"]["template"]["spec"]["containers"][0]["args"]
+               for n in sim.jobs("m-eval-"))  # fmt: skip
+    container = to_candidate_gate(sim)
+    args = container["args"]
+    assert args[args.index("--held-out-url") + 1] == "http://m-capture.ns.svc:8080"
+    assert args[args.index("--held-out-fraction") + 1] == "0.25"
+    assert args[args.index("--held-out-window") + 1] == "259200"
+    assert args[args.index("--held-out-min") + 1] == "10"
+    token = next(e for e in container["env"] if e["name"] == args[args.index("--held-out-token-env") + 1])
+    assert token["valueFrom"] == {"secretKeyRef": {"name": "m-gateway", "key": "capture-token"}}
+    lost = {
+        "candidate": 0.2,
+        "baseline": 1.0,
+        "delta": -0.8,
+        "n": 20,
+        "wins": 0,
+        "losses": 16,
+        "test": "mcnemar",
+    }
+    section = {
+        "verdict": "Passed", "records": 20, "skipped": 0, "minRecords": 10, "message": "20 correction(s)",
+        "counts": {"samples": 20, "completed": 20, "errors": 0},
+        "metrics": {"exactMatch": {"value": 0.2, "n": 20}, "tokenF1": {"value": 0.41}},
+        "comparison": {"metrics": {"exactMatch": {**lost, "verdict": "Worse"}}},
+    }  # fmt: skip
+    sim.finish_job("m-eval-", held_out_summary(section))
+    sim.step()
+    held = sim.status["evaluation"]["heldOut"]
+    assert (held["verdict"], held["records"], held["minRecords"]) == ("Passed", 20, 10)
+    assert held["metrics"] == [
+        {"metric": "exactMatch", "value": 0.2, "samples": 20},
+        {"metric": "tokenF1", "value": 0.41},
+    ]
+    assert held["comparison"][0]["losses"] == 16
+    cand = sim.status["candidate"]
+    assert (cand["state"], cand["reason"]) == ("Rejected", c.CANDIDATE_WORSE)
+    assert cand["message"].startswith(
+        "held-out corrections (n=20): paired on the same prompts: worse than the baseline: exactMatch 1.00 → 0.20"
+    ), cand["message"]
+    assert "16 prompt(s) lost, 0 won, n=20" in cand["message"] and "beyond maxDrop 0.01" in cand["message"]
+    dataset, on_held = cand["comparison"]
+    assert dataset["passed"] and "set" not in dataset
+    assert on_held == {
+        "metric": "exactMatch", "value": 0.2, "serving": 1.0, "drop": 0.8, "maxDrop": 0.01, "passed": False,
+        "set": "heldOut",
+    }  # fmt: skip
+    assert sim.status["servingRevision"] == SHA_A
+    assert sim.ch[("Deployment", "m-stable")]["metadata"]["annotations"]["llmops.io/model-revision"] == SHA_A
+
+
+def test_too_few_corrections_is_the_held_out_sets_own_verdict_and_never_a_pass() -> None:
+    sim = held_out_sim()
+    to_candidate_gate(sim)
+    section = {
+        "verdict": "InsufficientSamples", "records": 3, "skipped": 0, "minRecords": 10,
+        "message": "3 correction(s) in the window, fewer than minRecords 10",
+        "counts": {"samples": 3, "completed": 3, "errors": 0}, "metrics": {"exactMatch": {"value": 1.0, "n": 3}},
+    }  # fmt: skip
+    summary = {**held_out_summary(section), "verdict": "InsufficientSamples", "exitCode": 1}
+    [name] = [n for n in sim.jobs("m-eval-") if "status" not in sim.ch[("Job", n)]]
+    job_done(sim.ch, state="Failed", reason="PodFailurePolicy", prefix=name)
+    sim.pods = [job_pod(name, 1, json.dumps(summary))]
+    sim.step()
+    evaluated = sim.status["evaluation"]
+    assert (evaluated["passed"], evaluated["verdict"]) == (False, "InsufficientSamples")
+    cand = sim.status["candidate"]
+    assert (cand["state"], cand["reason"]) == ("Rejected", c.INSUFFICIENT_SAMPLES)
+    assert (
+        "cannot be judged on its held-out set: 3 correction(s) in the window, fewer than minRecords 10"
+        in (cand["message"])
+    )
+    assert sim.status["servingRevision"] == SHA_A
+
+
+def test_gates_all_scores_the_held_out_set_at_every_gate_and_the_retrain_job_gets_the_train_view() -> None:
+    sim = held_out_sim(gates="All")
+    first = next(iter(sim.jobs("m-eval-")))
+    args = sim.ch[("Job", first)]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--held-out-url" in args
+    sim.b["metadata"]["annotations"] = {"llmops.io/retrain": "1"}
+    sim.step()
+    job = sim.ch[("Job", sim.status["retrain"]["job"])]
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LLMOPS_CAPTURE_RECORDS_URL"]["value"] == (
+        "http://m-capture.ns.svc:8080/v1/records?split=train&fraction=0.25"
+    )
+    assert env["LLMOPS_CAPTURE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "m-gateway",
+        "key": "capture-token",
+    }
+
+
+def test_adding_the_held_out_setting_to_the_api_leaves_existing_evaluation_job_names_alone() -> None:
+    """The Job name hashes spec.evaluation: a new optional field at its absent default must not
+    rename the Jobs (and so the verdicts recorded under them) of objects that do not set it."""
+    plain = {
+        "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+        "thresholds": [{"metric": "exactMatch", "min": 0.5}],
+    }
+    assert (
+        evaluation_job_name(parse(body(evaluation=plain)), "a" * 40) == "m-eval-bb3dadbf"
+    )  # as before heldOut
+    held = parse(body(evaluation={**plain, "heldOut": HELD_OUT}, gateway=CAPTURE))
+    assert evaluation_job_name(held, "a" * 40) != "m-eval-bb3dadbf"

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmops.capture_store import CaptureStore, Query, SegmentKey, Segments, StoreConfig, read_records
 from llmops.capture_store import segments as segments_module
 from llmops.capture_store.main import quantity_bytes
-from llmops.capture_store.records import RecordError, parse_batch, parse_query
+from llmops.capture_store.records import RecordError, held_out, parse_batch, parse_query
 from llmops.capture_store.segments import complete_length, compress, list_segments, read_members
 from llmops.capture_store.terms import bucket_of, histogram_of, parse_terms_query, prompt_text, terms_of
 from llmops_dev.store_thread import run_store_in_thread
@@ -449,11 +449,38 @@ def test_reads_filter_by_time_window_and_revision(store: Store) -> None:
         ({"since": "2026-11-30T00:00:00Z", "until": "2026-11-29T00:00:00Z"}, "until"),
         ({"feedback": "maybe"}, "feedback"),
         ({"limit": "10"}, "limit"),
+        ({"split": "half"}, "split"),
+        ({"split": "heldout"}, "fraction"),
+        ({"split": "train", "fraction": "1.5"}, "fraction"),
+        ({"fraction": "0.2"}, "fraction"),
     ],
 )
 def test_a_bad_query_parameter_is_refused_naming_it(store: Store, params: dict[str, str], field: str) -> None:
     r = store.client.get(f"{store.api}/v1/records", params=params, headers=AUTH)
     assert r.status_code == 400 and r.json()["field"] == field, r.text
+
+
+def test_the_held_out_and_train_splits_partition_the_records_and_corrected_keeps_corrections(
+    store: Store,
+) -> None:
+    ids = [f"r{i}" for i in range(200)]
+    store.post([request(rid) for rid in ids])
+    store.post([{**feedback(rid, "down"), "correction": f"right {rid}"} for rid in ids[:100]])
+    store.post([{**feedback(rid, "down"), "correction": "  "} for rid in ids[100:110]])
+
+    def read(**params: str) -> set[str]:
+        return {x["requestId"] for x in store.read(**params)}
+
+    held, train = read(split="heldout", fraction="0.2"), read(split="train", fraction="0.2")
+    assert held | train == set(ids) and not held & train
+    assert 20 <= len(held) <= 60  # 20% of 200, by a hash: about 40
+    assert held == {rid for rid in ids if held_out(rid, 0.2)}
+    # The same split in any window, and nested across fractions.
+    assert read(split="heldout", fraction="0.2", since=stamp(NOW - DAY)) == held
+    assert read(split="heldout", fraction="0.1") <= held
+    corrected = read(feedback="corrected")
+    assert corrected == set(ids[:100])  # a blank correction is no correction
+    assert read(feedback="corrected", split="heldout", fraction="0.2") == held & set(ids[:100])
 
 
 def test_parse_batch_and_query_units() -> None:

@@ -15,7 +15,7 @@ from llmops import metrics
 from llmops.analysis.results import Error, NoData, Value, Vector
 from llmops.api import conditions as c
 from llmops.api.resource import parse
-from llmops.lifecycle.drift import drift_request
+from llmops.lifecycle.drift import drift_request, retention_problem
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan, plan
 from llmops.reconciler import measure_drift
@@ -280,6 +280,74 @@ def test_a_window_shorter_than_two_scrapes_is_reported_naming_the_field() -> Non
         "spec.monitoring.podMonitor.interval (30s): increase() needs two samples in the window"
     )
     assert drift_request(b, parse(b), T0 + 6 * MINUTE) == []
+
+
+DAY = 86400.0
+
+
+def test_a_window_longer_than_prometheus_retention_is_unknown_naming_the_field_and_queries_nothing() -> None:
+    b, ch = serving({**DRIFT, "window": "2d"})
+    now = T0 + 6 * MINUTE
+    assert drift_request(b, parse(b), now, retention=DAY) == []
+    assert drift_request(b, parse(b), now, retention=3 * DAY)  # within it: measured as ever
+    p = plan(b, Observations(children=ch, prometheus_retention=DAY), now)
+    drifted = cond(p, c.DRIFTED)
+    assert (drifted["status"], drifted["reason"]) == (c.UNKNOWN, c.BEYOND_RETENTION)
+    assert drifted["message"] == (
+        "spec.drift.window (2d) reaches further back than Prometheus keeps 1d (its storage retention, "
+        "/api/v1/status/runtimeinfo): nothing can be judged on it"
+    )
+    assert p.requeue_after is not None and p.requeue_after <= 60  # looked at again next interval
+
+
+def test_an_offset_reference_beyond_retention_names_the_offset_and_earlier_verdicts_are_withdrawn() -> None:
+    offset = {**DRIFT, "traffic": {**DRIFT["traffic"], "reference": {"mode": "Offset", "offset": "1d"}}}
+    b, ch = serving(offset)
+    now = T0 + 6 * MINUTE
+    # Measured once with Prometheus keeping 2d: a verdict stands.
+    b, _ = measured(b, ch, now, current=hist(SHORT), reference=hist(SHORT))
+    assert b["status"]["drift"]["signals"][0]["verdict"] == "NoDrift"
+    # Prometheus restarted keeping 12h: 1d + 10m back is gone.
+    later = now + 2 * MINUTE
+    assert drift_request(b, parse(b), later, retention=DAY / 2) == []
+    p = plan(b, Observations(children=ch, prometheus_retention=DAY / 2), later)
+    drifted = cond(p, c.DRIFTED)
+    assert (drifted["status"], drifted["reason"]) == (c.UNKNOWN, c.BEYOND_RETENTION)
+    assert drifted["message"].startswith(
+        "spec.drift.traffic.reference.offset (1d) plus spec.drift.window (10m) reach 1d10m back, "
+        "further than Prometheus keeps 12h"
+    ), drifted["message"]
+    assert p.status["drift"]["signals"] == []
+    # An unknown retention (a backend without runtimeinfo, or a size limit only) blocks nothing.
+    assert drift_request(b, parse(b), later, retention=None)
+
+
+def test_a_reference_window_prometheus_no_longer_holds_is_collected_again_not_read() -> None:
+    b, ch = serving()  # the reference is collected over [10:05, 10:15]; Prometheus keeps 20m
+    on_time = dt.datetime(2026, 11, 28, 10, 15, 5, tzinfo=dt.UTC)
+    assert "reference/inputLength" in {q.key for q in drift_request(b, parse(b), on_time, retention=1200)}
+    late = dt.datetime(2026, 11, 28, 10, 40, tzinfo=dt.UTC)  # the operator was away: its start is gone
+    wanted = drift_request(b, parse(b), late, retention=1200)
+    assert [q.key for q in wanted] == ["current/inputLength"]
+    results = {q.key: hist(SHORT) for q in wanted}
+    p = plan(b, Observations(children=ch, drift=results, prometheus_retention=1200), late)
+    ref = p.status["drift"]["reference"]
+    assert ref["histograms"] == [] and (ref["start"], ref["end"]) == (
+        "2026-11-28T10:40:00Z",
+        "2026-11-28T10:50:00Z",
+    )
+    assert ref["message"] == (
+        "the reference window from 2026-11-28T10:05:00Z is older than Prometheus keeps (20m) and was "
+        "never read: collecting a new one"
+    )
+    assert (signal(p)["verdict"], signal(p)["reason"]) == ("Unknown", c.COLLECTING_REFERENCE)
+
+
+def test_only_prompts_and_quality_signals_do_not_depend_on_prometheus_retention() -> None:
+    only_prompts = parse(body(drift={**DRIFT, "window": "30d", "traffic": {"signals": []}}))
+    assert retention_problem(only_prompts, DAY) is None
+    with_feedback = parse(body(drift={**DRIFT, "window": "30d", "traffic": {"signals": []}, "feedback": {}}))
+    assert retention_problem(with_feedback, DAY) is not None
 
 
 def test_turning_drift_off_removes_its_status() -> None:

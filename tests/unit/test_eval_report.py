@@ -15,6 +15,7 @@ from llmops.evaluation.report import (
     EXIT_PASSED,
     SUMMARY_LIMIT,
     broken_summary,
+    held_out_section,
     render_summary,
     result_summary,
     sample_line,
@@ -217,6 +218,41 @@ def test_the_worst_summary_keeps_every_verdict_and_comparison_under_the_limit() 
     assert set(decoded["comparison"]["metrics"]) == set(comparison["metrics"])
     assert all("verdict" in m for m in decoded["comparison"]["metrics"].values())
     assert decoded["message"].startswith("failed: ")
+
+
+def test_the_worst_summary_with_a_held_out_set_keeps_its_verdicts_under_the_limit() -> None:
+    values = aggregate(_run())
+    counts = {name: (1, 3) for name in values}
+    thresholds = [Threshold(name, min=0.5, max=0.9) for name in values]
+    entry = {"candidate": 0.123456, "baseline": 0.654321, "delta": -0.530865, "n": 100000, "wins": 12345,
+             "losses": 54321, "test": "mcnemar", "pValue": 1.23456e-300, "maxDrop": 0.01, "verdict": "Inconclusive"}  # fmt: skip
+    per_prompt = (*SAMPLE_METRICS, "errorRate", "retryRate")
+    comparison = {"baseline": "http://" + "b" * 200, "metrics": {name: dict(entry) for name in per_prompt}}
+    summary = result_summary(
+        values=values,
+        verdicts=judge(thresholds, values, counts),
+        counts={"samples": 4, "completed": 3, "errors": 1, "retried": 1, "retries": 3},
+        tags={f"t{i}": {"n": 1} for i in range(100)},
+        model="m" * 1000,
+        revision="r" * 1000,
+        rate_counts=counts,
+        confidence=0.95,
+        comparison=comparison,
+    )
+    held_metrics = ("exactMatch", "contains", "tokenF1", "rougeL", "errorRate")
+    held_thresholds = [Threshold(name, min=0.5, max=0.9) for name in held_metrics]
+    summary["heldOut"] = held_out_section(
+        records=4999, skipped=4999, min_records=5000, values=values,
+        verdicts=judge(held_thresholds, values, counts), counts={"samples": 4999, "completed": 4999, "errors": 0},
+        rate_counts=counts, comparison={"metrics": {name: dict(entry) for name in held_metrics}},
+    )  # fmt: skip
+    decoded = json.loads(render_summary(summary))
+    assert len(json.dumps(decoded, separators=(",", ":"), ensure_ascii=False).encode()) < SUMMARY_LIMIT
+    held = decoded["heldOut"]
+    assert held["verdict"] == "InsufficientSamples" and held["records"] == 4999
+    assert set(held["metrics"]) == set(held_metrics) and all("verdict" in m for m in held["metrics"].values())
+    assert all("verdict" in m for m in held["comparison"]["metrics"].values())
+    assert all("verdict" in m for m in decoded["comparison"]["metrics"].values())
 
 
 def test_sample_line() -> None:

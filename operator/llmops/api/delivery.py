@@ -156,6 +156,67 @@ class Threshold(ApiModel):
         return self
 
 
+HeldOutMetric = Literal["exactMatch", "contains", "tokenF1", "rougeL", "errorRate"]
+"""What a feedback correction can score: the answer against the correction as its reference, and
+whether the request got an answer at all."""
+HELD_OUT_METRICS: tuple[str, ...] = get_args(HeldOutMetric)
+
+
+class HeldOutThreshold(ApiModel):
+    """A bound on one metric of the held-out set of corrections."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_MIN_OR_MAX, _MIN_LE_MAX))
+
+    metric: HeldOutMetric
+    """A metric a correction can score (exactMatch, contains, tokenF1, rougeL, errorRate)."""
+    min: float | None = None
+    """Lowest passing value (inclusive)."""
+    max: float | None = None
+    """Highest passing value (inclusive)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError(_MIN_OR_MAX["message"])
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(_MIN_LE_MAX["message"])
+        return self
+
+
+class HeldOutCorrections(ApiModel):
+    """The feedback corrections as a held-out set: the gate also sends the prompts whose feedback
+    carried a ``correction`` (read from the capture store) and scores the answers against the
+    corrections. Held out by a hash split of the request IDs: the store's ``split=heldout`` and
+    ``split=train`` views of GET /v1/records never share a record, and the retrain Job's records
+    URL (``LLMOPS_CAPTURE_RECORDS_URL``) is the ``train`` view. Needs spec.gateway.capture with
+    the store, keeping prompts."""
+
+    fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.2
+    """Share of the captured requests (by a hash of their requestId) held out of training and scored
+    here. Changing it moves records between the two views: keep it fixed."""
+    window: Duration = "7d"
+    """Corrections on requests of this last stretch of time (the store keeps gateway.capture.retention)."""
+    max_records: Annotated[int, Field(ge=1, le=5000)] = 500
+    """The newest corrections scored, at most."""
+    min_records: Annotated[int, Field(ge=1, le=5000)] = 30
+    """Fewer corrections than this: the held-out set's verdict is InsufficientSamples, never a pass."""
+    thresholds: Annotated[
+        list[HeldOutThreshold],
+        Field(max_length=5, json_schema_extra={X_LIST_TYPE: "map", X_LIST_MAP_KEYS: ["metric"]}),
+    ] = []
+    """Bounds on the held-out set's scores, judged as the gate's are (rates on their interval's bound)."""
+    gates: Literal["Candidates", "All"] = "Candidates"
+    """Candidates: only a retrained candidate's gate scores the held-out set (paired with the serving
+    revision under spec.retrain.noWorseThan); All: every revision's gate."""
+
+
+class HeldOutSpec(ApiModel):
+    """Sets the gate scores besides spec.evaluation.dataset."""
+
+    corrections: HeldOutCorrections
+    """The prompts whose feedback carried a correction, with the correction as the expected answer."""
+
+
 class EvaluationSpec(ApiModel):
     """The evaluation gate: a Job sends the dataset to the new revision (on its staging pods) and
     scores the answers; the revision is rolled out only when every threshold holds."""
@@ -198,6 +259,8 @@ class EvaluationSpec(ApiModel):
     passes only when the bound of its Wilson interval at the dataset's size meets it, so a small
     dataset cannot pass a tight threshold (six prompts cannot show errorRate <= 0.01: that takes
     381 at 0.95)."""
+    held_out: HeldOutSpec | None = None
+    """Held-out sets scored besides the dataset (feedback corrections from the capture store)."""
 
 
 # -------------------------------------------------------------------------------------- rollout

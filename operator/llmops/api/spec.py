@@ -639,6 +639,14 @@ _PROMPTS_NEED_CAPTURE = cel(
     "Prompts or Both): the store computes the prompts' term histograms",
     ".drift.prompts",
 )
+_HELD_OUT_NEEDS_CAPTURE = cel(
+    "!has(self.evaluation) || !has(self.evaluation.heldOut) || (has(self.gateway) && has(self.gateway.capture)"
+    " && !has(self.gateway.capture.sink)"
+    " && (!has(self.gateway.capture.keep) || self.gateway.capture.keep != 'Responses'))",
+    "evaluation.heldOut.corrections needs gateway.capture sending prompts to the capture store (no "
+    "sink, keep Prompts or Both): the evaluation Job reads the corrected prompts from the store",
+    ".evaluation.heldOut",
+)
 _SPEC_ENGINE = "(has(self.engine) && has(self.engine.type) ? self.engine.type : 'tgi')"
 _DEPRECATED_TEMPLATES_TGI_ONLY = cel(
     f"{_SPEC_ENGINE} == 'tgi' || !has(self.rollout) || !has(self.rollout.analysis)"
@@ -686,6 +694,7 @@ class LLMDeploymentSpec(ApiModel):
             _EVAL_SCORE_NEEDS_SCHEDULE,
             _QUALITY_METRIC_THRESHOLDED,
             _PROMPTS_NEED_CAPTURE,
+            _HELD_OUT_NEEDS_CAPTURE,
             _RETRAIN_NEEDS_EVALUATION,
             _NO_WORSE_THAN_THRESHOLDED,
             _DEPRECATED_TEMPLATES_TGI_ONLY,
@@ -740,6 +749,8 @@ class LLMDeploymentSpec(ApiModel):
         keeps_prompts = capture is not None and capture.sink is None and capture.keep != "Responses"
         if self.drift is not None and self.drift.prompts is not None and not keeps_prompts:
             raise ValueError(_PROMPTS_NEED_CAPTURE["message"])
+        if self.evaluation is not None and self.evaluation.held_out is not None and not keeps_prompts:
+            raise ValueError(_HELD_OUT_NEEDS_CAPTURE["message"])
         if self.retrain is not None and self.evaluation is None:
             raise ValueError(_RETRAIN_NEEDS_EVALUATION["message"])
         compared = {r.metric for r in self.retrain.no_worse_than} if self.retrain else set()

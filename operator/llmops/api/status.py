@@ -271,6 +271,52 @@ class PairedMetric(ApiModel):
     """Which test."""
 
 
+class HeldOutScore(ApiModel):
+    """One metric of the held-out set: its value, and its threshold's verdict when it has one."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: ShortText
+    """Metric name."""
+    value: float | None = None
+    """Score on the corrections."""
+    samples: int | None = None
+    """For a rate: the corrections it was measured on."""
+    min: float | None = None
+    """Threshold min (spec.evaluation.heldOut.corrections.thresholds), if any."""
+    max: float | None = None
+    """Threshold max, if any."""
+    passed: bool | None = None
+    """Whether the threshold held (absent: the metric has no threshold on this set)."""
+    verdict: Literal["Passed", "Failed", "InsufficientSamples"] | None = None
+    """The threshold's verdict."""
+    lower: float | None = None
+    """For a thresholded rate: the lower bound of its confidence interval."""
+    upper: float | None = None
+    """For a thresholded rate: the upper bound of its confidence interval."""
+
+
+class HeldOutStatus(ApiModel):
+    """The held-out set of feedback corrections, as the gate scored it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    verdict: Literal["Passed", "Failed", "InsufficientSamples"] | None = None
+    """Passed, Failed (a threshold of the set), or InsufficientSamples (fewer than minRecords)."""
+    records: int | None = None
+    """Corrections scored."""
+    min_records: int | None = None
+    """spec.evaluation.heldOut.corrections.minRecords when it was scored."""
+    skipped: int | None = None
+    """Corrections the route could not send (a chat conversation on a raw-prompt route)."""
+    message: Message | None = None
+    """The set's verdict in words."""
+    metrics: Annotated[list[HeldOutScore], Field(max_length=8)] = []
+    """The scores on the corrections."""
+    comparison: Annotated[list[PairedMetric], Field(max_length=8)] = []
+    """A candidate's gate: each compared metric against the serving revision on the same corrections."""
+
+
 class EvaluationStatus(ApiModel):
     """The last evaluation verdict."""
 
@@ -297,6 +343,8 @@ class EvaluationStatus(ApiModel):
     comparison: Annotated[list[PairedMetric], Field(max_length=32)] = []
     """A retrained candidate's gate only: each compared metric against the serving revision on the
     same prompts (the report's paired comparison)."""
+    held_out: HeldOutStatus | None = None
+    """The held-out set of feedback corrections (spec.evaluation.heldOut), when this gate scored it."""
 
 
 DriftVerdict = Literal["Drifted", "NoDrift", "Unknown"]
@@ -522,6 +570,8 @@ class Comparison(ApiModel):
     """The tolerance from spec.retrain.noWorseThan."""
     passed: bool
     """No worse than allowed (True when there is nothing to compare with)."""
+    set: Literal["dataset", "heldOut"] | None = None
+    """Which prompts: spec.evaluation.dataset (absent or dataset) or the held-out corrections."""
 
 
 class CandidateStatus(ApiModel):
@@ -807,6 +857,7 @@ class EvaluationStatusDict(TypedDict, total=False):
     confidence: float
     counts: dict[str, int]
     comparison: list[dict[str, Any]]
+    heldOut: dict[str, Any]
 
 
 class DriftStatusDict(TypedDict, total=False):
@@ -861,6 +912,7 @@ class ComparisonDict(TypedDict, total=False):
     drop: float | None
     maxDrop: float
     passed: bool
+    set: str
 
 
 class AdapterStatusDict(TypedDict, total=False):

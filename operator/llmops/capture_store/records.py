@@ -17,12 +17,20 @@ its line number and the field.
 On read, `feedback=` selects request records by the feedback joined to them: `any` (all),
 `with` / `without` (some feedback or none), `up` (positive: "up", 4 or 5) and `down` (negative:
 "down", 1 or 2; the same ratings llmops_feedback_total counts as negative). A rating of 3 is
-neither up nor down.
+neither up nor down. `corrected` keeps those whose feedback carries a non-empty `correction`.
+
+`split=heldout` or `split=train` with `fraction=` (in (0, 1)) divides the request records by a
+hash of their `requestId` (blake2b, see :func:`held_out`): a fixed share `fraction` of every
+window is held out, the rest is for training, and the two views never share a record. The split
+depends on the requestId alone, so it is the same in every window, on every day and for every
+reader: the gate's held-out set of corrections (`split=heldout&feedback=corrected`) and the
+retrain Job's export (`split=train`) stay apart whatever windows each asks for.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,10 +38,13 @@ from typing import Any, Literal
 
 __all__ = [
     "FEEDBACK_FILTERS",
+    "SPLITS",
     "FeedbackFilter",
     "Query",
     "Record",
     "RecordError",
+    "Split",
+    "held_out",
     "matches_feedback",
     "parse_batch",
     "parse_query",
@@ -41,8 +52,10 @@ __all__ = [
 ]
 
 KINDS = ("request", "feedback")
-FeedbackFilter = Literal["any", "with", "without", "up", "down"]
-FEEDBACK_FILTERS: tuple[FeedbackFilter, ...] = ("any", "with", "without", "up", "down")
+FeedbackFilter = Literal["any", "with", "without", "up", "down", "corrected"]
+FEEDBACK_FILTERS: tuple[FeedbackFilter, ...] = ("any", "with", "without", "up", "down", "corrected")
+Split = Literal["all", "heldout", "train"]
+SPLITS: tuple[Split, ...] = ("all", "heldout", "train")
 _POSITIVE = frozenset({"up", "4", "5"})
 _NEGATIVE = frozenset({"down", "1", "2"})
 _REQUIRED = ("kind", "time", "requestId", "revision")
@@ -150,6 +163,14 @@ class Query:
     until: dt.datetime | None = None
     revision: str | None = None
     feedback: FeedbackFilter = "any"
+    split: Split = "all"
+    fraction: float = 0.0
+    """With split heldout or train: the share held out."""
+
+    def keeps_split(self, request_id: str) -> bool:
+        if self.split == "all":
+            return True
+        return held_out(request_id, self.fraction) == (self.split == "heldout")
 
     def keeps_time(self, when: dt.datetime) -> bool:
         return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
@@ -157,9 +178,10 @@ class Query:
 
 def parse_query(params: Mapping[str, str]) -> Query:
     """The query of `params`, or RecordError naming the parameter."""
-    unknown = sorted(set(params) - {"since", "until", "revision", "feedback"})
+    known = ("since", "until", "revision", "feedback", "split", "fraction")
+    unknown = sorted(set(params) - set(known))
     if unknown:
-        raise RecordError(0, unknown[0], "unknown parameter (since, until, revision, feedback)")
+        raise RecordError(0, unknown[0], f"unknown parameter ({', '.join(known)})")
     since = parse_time(params["since"], "since") if params.get("since") else None
     until = parse_time(params["until"], "until") if params.get("until") else None
     if since and until and until <= since:
@@ -167,7 +189,33 @@ def parse_query(params: Mapping[str, str]) -> Query:
     feedback = params.get("feedback") or "any"
     if feedback not in FEEDBACK_FILTERS:
         raise RecordError(0, "feedback", f"must be one of {', '.join(FEEDBACK_FILTERS)}, got {feedback!r}")
-    return Query(since, until, params.get("revision") or None, feedback)
+    split, fraction = _split(params)
+    return Query(since, until, params.get("revision") or None, feedback, split, fraction)
+
+
+def _split(params: Mapping[str, str]) -> tuple[Split, float]:
+    split = params.get("split") or "all"
+    if split not in SPLITS:
+        raise RecordError(0, "split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "all":
+        if params.get("fraction"):
+            raise RecordError(0, "fraction", "goes with split=heldout or split=train")
+        return "all", 0.0
+    try:
+        fraction = float(params.get("fraction") or "")
+    except ValueError:
+        raise RecordError(0, "fraction", f"split={split} needs a fraction in (0, 1)") from None
+    if not 0 < fraction < 1:
+        raise RecordError(0, "fraction", f"must be in (0, 1), got {fraction}")
+    return split, fraction
+
+
+def held_out(request_id: str, fraction: float) -> bool:
+    """Whether the request `request_id` is in the held-out share `fraction` of the split: the first
+    8 bytes of blake2b(requestId) read as a number in [0, 1). Request IDs are signed random
+    tokens (llmops.gateway.ids), so any fixed share of them is a uniform sample of the traffic."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
 
 
 def matches_feedback(wanted: FeedbackFilter, feedback: Mapping[str, Any] | None) -> bool:
@@ -180,5 +228,8 @@ def matches_feedback(wanted: FeedbackFilter, feedback: Mapping[str, Any] | None)
         return feedback is None
     if feedback is None:
         return False
+    if wanted == "corrected":
+        correction = feedback.get("correction")
+        return isinstance(correction, str) and correction.strip() != ""
     rating = str(feedback.get("rating"))
     return rating in (_POSITIVE if wanted == "up" else _NEGATIVE)

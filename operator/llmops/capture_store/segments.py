@@ -404,6 +404,8 @@ def read_records(root: Path, query: Query) -> Iterator[bytes]:
     segments = list_segments(root)
     feedback = _feedback_index(segments, query)
     for rec in iter_requests(root, query, segments):
+        if not query.keeps_split(rec["requestId"]):
+            continue
         fb = feedback.get(rec["requestId"])
         if not matches_feedback(query.feedback, fb):
             continue

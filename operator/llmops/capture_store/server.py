@@ -8,7 +8,7 @@ API port (the Service `<name>-capture`, port 8080), every route behind
                        400 naming the line and field of a malformed record (nothing is written);
                        413 past --max-batch-bytes (compressed or not); 507 when the size cap or a
                        full volume refuses it (nothing is written, existing segments intact)
-    GET /v1/records    ?since=&until=&revision=&feedback= → the request records, streamed as JSONL,
+    GET /v1/records    ?since=&until=&revision=&feedback=&split=&fraction= → the request records, streamed as JSONL,
                        each with the latest feedback on it merged in as `feedback` (or null)
     GET /v1/terms      ?since=&until=&revision=&buckets= → {"buckets", "prompts", "counts"}: the
                        hashed-term histogram of the prompts in that window (capture_store.terms),

@@ -22,11 +22,19 @@ second server (the revision that serves, say; same API key and flags) and the su
 test over the prompts and a verdict against `--max-drop` (default 0 for every metric). The
 compared metrics are the per-prompt ones (sample scores, errorRate, retryRate) that are
 thresholded or named in `--max-drop`. The comparison does not change the exit code.
+
+With `--held-out-url` (the capture store), the prompts whose feedback carried a correction are a
+second, held-out set (see `heldout`): scored apart, judged on `--held-out-thresholds` with the same
+confidence rules, compared with the baseline on the same prompts when there is one, and reported
+as the summary's `heldOut` section. Fewer than `--held-out-min` corrections is that set's own
+verdict, InsufficientSamples, and the evaluation's too (never a pass); a store that cannot be
+read breaks the evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -42,6 +50,7 @@ from llmops.api.metric_names import RATE_METRICS, SAMPLE_METRICS
 from llmops.evaluation.client import ROUTES, TRANSPORTS, ClientConfig, EndpointUnreachable, normalize_endpoint
 from llmops.evaluation.completion import Completion
 from llmops.evaluation.dataset import DatasetError, Sample, download_hub_dataset, load_dataset
+from llmops.evaluation.heldout import HeldOutSource, HeldOutUnavailable, read_held_out
 from llmops.evaluation.metrics import (
     SampleResult,
     aggregate,
@@ -53,7 +62,11 @@ from llmops.evaluation.metrics import (
 )
 from llmops.evaluation.report import (
     EXIT_BROKEN,
+    EXIT_FAILED,
+    VERDICT_FAILED,
+    VERDICT_PASSED,
     broken_summary,
+    held_out_section,
     render_summary,
     result_summary,
     sample_line,
@@ -196,6 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="per-metric tolerance of the comparison, e.g. '{\"exactMatch\": 0.01}' (default 0)",
     )
+    held = p.add_argument_group("held-out set of feedback corrections (the capture store)")
+    held.add_argument("--held-out-url", metavar="URL", help="the capture store's base URL")
+    held.add_argument(
+        "--held-out-token-env", metavar="NAME", help="read the store's bearer token from this variable"
+    )
+    held.add_argument("--held-out-fraction", type=float, default=0.2, help="the split's held-out share")
+    held.add_argument(
+        "--held-out-window", type=float, default=7 * 86400, help="seconds back to read corrections from"
+    )
+    held.add_argument("--held-out-max", type=int, default=500, help="the newest corrections scored, at most")
+    held.add_argument(
+        "--held-out-min", type=int, default=30, help="fewer corrections: InsufficientSamples, never a pass"
+    )
+    held.add_argument("--held-out-thresholds", metavar="JSON", help="bounds on the held-out set's metrics")
     p.add_argument("--model", help="model id, echoed in the summary")
     p.add_argument("--model-revision", help="model revision, echoed in the summary")
     return p
@@ -276,6 +303,26 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return key
 
 
+def _held_out_source(args: argparse.Namespace) -> HeldOutSource | None:
+    if args.held_out_url is None:
+        return None
+    if not 0 < args.held_out_fraction < 1:
+        raise ConfigError(f"--held-out-fraction must be in (0, 1), got {args.held_out_fraction}")
+    if args.held_out_window <= 0 or args.held_out_max < 1 or args.held_out_min < 1:
+        raise ConfigError("--held-out-window must be positive, --held-out-max and --held-out-min at least 1")
+    token = os.environ.get(args.held_out_token_env or "", "")
+    if not token:
+        raise ConfigError("--held-out-url needs --held-out-token-env naming a variable that holds the token")
+    return HeldOutSource(
+        url=args.held_out_url,
+        token=token,
+        fraction=args.held_out_fraction,
+        window_seconds=args.held_out_window,
+        max_records=args.held_out_max,
+        min_records=args.held_out_min,
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     _positive(args)
     try:
@@ -319,6 +366,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     workers = args.workers if args.workers is not None else auto
     max_drop = _max_drop(args)
     baseline = _baseline_config(args, config)
+    held_source = _held_out_source(args)
+    held_thresholds = parse_thresholds(args.held_out_thresholds) if args.held_out_thresholds else []
     started = time.monotonic()
     done, retries = _run(samples, config, workers, target=None)
     completed = sum(1 for r in done if r.completion.ok)
@@ -351,7 +400,61 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         confidence=args.confidence,
         comparison=comparison,
     )
+    if held_source is not None:
+        held = _held_out(args, held_source, held_thresholds, config, baseline, max_drop, workers)
+        summary = _with_held_out(summary, held)
     summary["durationSeconds"] = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _held_out(
+    args: argparse.Namespace,
+    source: HeldOutSource,
+    thresholds: list[Threshold],
+    config: ClientConfig,
+    baseline: ClientConfig | None,
+    max_drop: dict[str, float],
+    workers: int,
+) -> dict[str, Any]:
+    """The held-out set's section: its corrections scored, judged and compared like the dataset."""
+    read = read_held_out(source, now=dt.datetime.now(dt.UTC), route=args.route)
+    samples = read.samples
+    if not samples:
+        return held_out_section(
+            records=0, skipped=read.skipped, min_records=source.min_records, values={}, verdicts=[],
+            counts={}, rate_counts={}, comparison=None,
+        )  # fmt: skip
+    done, _ = _run(samples, config, workers, target="heldout")
+    counted = rate_counts(done)
+    values = aggregate(done, args.bias_metric)
+    comparison = None
+    if baseline is not None:
+        base_done, _ = _run(samples, baseline, workers, target="heldout-baseline")
+        compared = {t.metric for t in thresholds} | set(max_drop)
+        comparison = _comparison(done, base_done, compared, max_drop, args.confidence, baseline.endpoint)
+    completed = sum(1 for r in done if r.completion.ok)
+    return held_out_section(
+        records=len(samples),
+        skipped=read.skipped,
+        min_records=source.min_records,
+        values=values,
+        verdicts=judge(thresholds, values, counted if args.judge == "bound" else None, args.confidence),
+        counts={"samples": len(done), "completed": completed, "errors": len(done) - completed},
+        rate_counts=counted,
+        comparison=comparison,
+    )
+
+
+def _with_held_out(summary: dict[str, Any], held: dict[str, Any]) -> dict[str, Any]:
+    """The summary with the held-out section, its verdict folded in: a failed or unshown held-out
+    set fails the evaluation, as a threshold of the dataset would."""
+    summary["heldOut"] = held
+    verdict = held["verdict"]
+    if verdict == VERDICT_PASSED:
+        return summary
+    if summary["verdict"] == VERDICT_PASSED or verdict == VERDICT_FAILED:
+        summary["verdict"], summary["exitCode"] = verdict, EXIT_FAILED
+    summary["message"] = f"{summary['message']}; held-out corrections: {held['message']}"[:1024]
     return summary
 
 
@@ -452,7 +555,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         summary = _evaluate(args)
-    except (ConfigError, DatasetError, ThresholdError, EndpointUnreachable, NothingCompleted) as e:
+    except (
+        ConfigError,
+        DatasetError,
+        ThresholdError,
+        EndpointUnreachable,
+        NothingCompleted,
+        HeldOutUnavailable,
+    ) as e:
         summary = broken_summary(str(e), model=args.model, revision=args.model_revision)
     except (
         Exception

@@ -24,6 +24,10 @@ Kubernetes termination message limit), written to /dev/termination-log by defaul
                     "baseline": 0.92, "delta": -0.02, "n": 200, "wins": 1, "losses": 5,
                     "test": "mcnemar", "pValue": 0.11, "maxDrop": 0.01,
                     "verdict": "Inconclusive"}, ...}},        (only with a baseline endpoint)
+     "heldOut": {"verdict": "Failed", "records": 40, "skipped": 0, "minRecords": 30,
+                 "message": "…", "counts": {"samples": 40, "completed": 40, "errors": 0},
+                 "metrics": {"exactMatch": {"value": 0.5, "n": 40}, ...},
+                 "comparison": {"metrics": {...}}},          (only with --held-out-url)
      "tags": {"math": {"n": 50, "exactMatch": 0.88, ...}, ...},
      "tagsOmitted": 3}                                         (only when tags were cut to fit)
 
@@ -35,7 +39,8 @@ that could not be measured has `"value": null`. The comparison section is inform
 verdicts do not change the exit code (the caller judges it, see
 `llmops.analysis.confidence.comparison_verdict`). Only the per-tag breakdown is ever cut to fit
 (then the comparison keeps only its deltas, counts, tests and verdicts, `"compact": true`, then
-the message is shortened), never a verdict. Interval bounds are rounded to 4 significant digits. Values are rounded to 6 significant digits.
+the message is shortened; with a held-out set, its comparison and message, then the bounds and
+thresholds of every metric, which the spec holds), never a verdict. Interval bounds are rounded to 4 significant digits. Values are rounded to 6 significant digits.
 
 Per-sample results are JSON Lines on stdout, one per sample, in completion order::
 
@@ -72,6 +77,7 @@ __all__ = [
     "VERDICT_INSUFFICIENT_SAMPLES",
     "VERDICT_PASSED",
     "broken_summary",
+    "held_out_section",
     "render_summary",
     "result_summary",
     "sample_line",
@@ -188,6 +194,50 @@ def result_summary(
     return summary
 
 
+_HELD_OUT_METRICS = ("exactMatch", "contains", "tokenF1", "rougeL", "errorRate")
+"""What a correction can score (llmops.api.delivery.HELD_OUT_METRICS)."""
+
+
+def held_out_section(
+    *,
+    records: int,
+    skipped: int,
+    min_records: int,
+    values: Mapping[str, float | None],
+    verdicts: Sequence[Verdict],
+    counts: Mapping[str, int],
+    rate_counts: Mapping[str, tuple[int, int]],
+    comparison: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The summary's `heldOut` section: the set's verdict (InsufficientSamples below `min_records`,
+    whatever its thresholds say), counts, the metrics a correction scores, and the comparison."""
+    verdict, _, message = _overall(verdicts)
+    if records < min_records:
+        verdict = VERDICT_INSUFFICIENT_SAMPLES
+        message = f"{records} correction(s) in the window, fewer than minRecords {min_records}"
+        if verdicts:
+            message += f" ({_overall(verdicts)[2]})"
+    elif verdict == VERDICT_PASSED:
+        message = f"{records} correction(s): {message}"
+    section: dict[str, Any] = {
+        "verdict": verdict,
+        "records": records,
+        "skipped": skipped,
+        "minRecords": min_records,
+        "message": _clip(message, 512),
+        "counts": dict(counts),
+    }
+    by_metric = {v.threshold.metric: v for v in verdicts}
+    section["metrics"] = {
+        name: _metric_entry(values.get(name), rate_counts.get(name), by_metric.get(name))
+        for name in _HELD_OUT_METRICS
+        if values.get(name) is not None or name in by_metric
+    }
+    if comparison is not None:
+        section["comparison"] = {"metrics": dict(comparison.get("metrics") or {})}
+    return section
+
+
 def _dump(summary: Mapping[str, Any]) -> str:
     return json.dumps(summary, separators=(",", ":"), ensure_ascii=False)
 
@@ -217,6 +267,25 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         # delta, the counts and the test stay).
         trimmed["comparison"] = _compact_comparison(trimmed["comparison"])
         text = _dump(trimmed)
+    if len(text.encode()) > _BUDGET and "heldOut" in trimmed:
+        # Then the held-out set's: its comparison compacted, its message short, its metrics slim.
+        held = {**trimmed["heldOut"]}
+        if "comparison" in held:
+            held["comparison"] = _compact_comparison(held["comparison"])
+        held["message"] = _clip(str(held.get("message", "")), 64)
+        held["metrics"] = _slim_metrics(held.get("metrics") or {})
+        held.pop("counts", None)  # records says how many; errorRate's n the errors
+        trimmed["heldOut"] = held
+        text = _dump(trimmed)
+    if len(text.encode()) > _BUDGET and "heldOut" in trimmed:
+        # Both sets together may still not fit: every metric keeps its value, n and verdict (the
+        # thresholds are in the spec, and the bounds give way), and the echoed names are shorter
+        # (the Job's own labels and flags name the revision).
+        trimmed["metrics"] = _slim_metrics(trimmed.get("metrics") or {})
+        for key in ("model", "modelRevision"):
+            if key in trimmed:
+                trimmed[key] = _clip(str(trimmed[key]), 96)
+        text = _dump(trimmed)
     excess = len(text.encode()) - _BUDGET
     if excess > 0:
         # Every threshold with its interval and a full comparison: the message (which repeats the
@@ -228,6 +297,13 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     if len(text.encode()) > _BUDGET:  # cannot happen with clipped names and messages; fail loudly if it does
         raise AssertionError(f"summary is {len(text.encode())} bytes even without tags")
     return text
+
+
+_SLIM = ("value", "n", "passed", "verdict", "required")
+
+
+def _slim_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: {k: m[k] for k in _SLIM if k in m} for name, m in metrics.items()}
 
 
 def _compact_comparison(comparison: Mapping[str, Any]) -> dict[str, Any]:

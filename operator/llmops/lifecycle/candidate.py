@@ -23,7 +23,9 @@ it again. Every step is in status.history and an Event, under the run ID, so tha
 :func:`comparison_verdict` is the one place that turns a gate report into a verdict against the
 serving revision: the paired comparison the evaluation Job computed when it could score the
 serving revision on the same prompts (the gate passes it the production Service as its
-baseline), else the two gate scores.
+baseline), else the two gate scores. With a held-out set of corrections (spec.evaluation.heldOut),
+:func:`held_out_verdict` judges that set's paired comparison by the same rules: a candidate that
+loses on either never serves.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "candidate_after_rollout",
     "candidate_gate",
     "comparison_verdict",
+    "held_out_verdict",
     "new_candidate",
 ]
 
@@ -277,7 +280,32 @@ def _compare(p: Pass, target: Target) -> ComparisonVerdict:
     if report.get("revision") != target.revision:
         report = {}
     scores = (p.old_status.get("serving") or {}).get("scores") or []
-    return comparison_verdict(report, scores, rules)
+    verdict = comparison_verdict(report, scores, rules)
+    held = held_out_verdict(report, rules)
+    if held is None:
+        return verdict
+    entries = [*verdict.entries, *held.entries]
+    if not verdict.passed:
+        return ComparisonVerdict(False, entries, verdict.message, verdict.reason)
+    message = f"{verdict.message}; {held.message}"
+    return ComparisonVerdict(held.passed, entries, message if held.passed else held.message, held.reason)
+
+
+def held_out_verdict(report: Mapping[str, Any], rules: Sequence[NoWorseThan]) -> ComparisonVerdict | None:
+    """The candidate against the serving revision on the held-out corrections: the same
+    spec.retrain.noWorseThan rules, for the metrics the held-out set compared (None when its gate
+    compared none: no held-out set, or no serving revision to score)."""
+    held = report.get("heldOut") or {}
+    compared = {str(e.get("metric")) for e in held.get("comparison") or []}
+    applicable = [r for r in rules if r.metric in compared]
+    if not applicable:
+        return None
+    judged = _paired_verdict({**held, "confidence": report.get("confidence")}, [], applicable)
+    entries: list[ComparisonDict] = [{**e, "set": "heldOut"} for e in judged.entries]
+    n = held.get("records")
+    return ComparisonVerdict(
+        judged.passed, entries, f"held-out corrections (n={n}): {judged.message}", judged.reason
+    )
 
 
 def _worse_direction(result: Mapping[str, Any]) -> float:

@@ -62,7 +62,15 @@ from llmops.lifecycle.context import Event, Pass
 from llmops.render.capture import capture_store_enabled
 from llmops.render.names import revision_label
 
-__all__ = ["DriftQuery", "TermsQuery", "drift_request", "drift_stage", "prompts_request", "window_problem"]
+__all__ = [
+    "DriftQuery",
+    "TermsQuery",
+    "drift_request",
+    "drift_stage",
+    "prompts_request",
+    "retention_problem",
+    "window_problem",
+]
 
 CURRENT, REFERENCE, FEEDBACK_NEGATIVE, FEEDBACK_TOTAL = (
     "current",
@@ -129,6 +137,44 @@ def window_problem(ld: LLMDeployment) -> str | None:
     return None
 
 
+def _span(seconds: float) -> str:
+    """A span of time as a spec writes it (7d, 1d10m, 1h30m, 45s)."""
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or f"{seconds:g}s"
+
+
+def retention_problem(ld: LLMDeployment, retention: float | None) -> str | None:
+    """Why the Prometheus signals would read data Prometheus no longer keeps, naming the field
+    (None if they would not, or the retention is unknown): the window itself, or in Offset mode
+    the reference window, which ends ``offset`` ago and so starts ``offset + window`` ago.
+    A Promotion reference is read once, right after its window ends, and then kept in status:
+    it reaches back one window."""
+    drift = ld.spec.drift
+    if drift is None or retention is None:
+        return None
+    uses_prometheus = bool(drift.traffic.signals) or drift.feedback is not None
+    if not uses_prometheus:
+        return None
+    window = parse_duration(drift.window)
+    kept = f"Prometheus keeps {_span(retention)} (its storage retention, /api/v1/status/runtimeinfo)"
+    if window > retention:
+        return f"spec.drift.window ({drift.window}) reaches further back than {kept}: nothing can be judged on it"
+    reference = drift.traffic.reference
+    if drift.traffic.signals and reference.mode == "Offset":
+        back = parse_duration(reference.offset) + window
+        if back > retention:
+            return (
+                f"spec.drift.traffic.reference.offset ({reference.offset}) plus spec.drift.window "
+                f"({drift.window}) reach {_span(back)} back, further than {kept}: the reference "
+                "window would be partly or wholly gone"
+            )
+    return None
+
+
 def _serving_selector(ld: LLMDeployment, revision: str) -> str:
     return f'{selector(ld.namespace, ld.name, "stable")},{PROM_LABEL_REVISION}="{revision_label(revision)}"'
 
@@ -152,9 +198,14 @@ def _signals_of(ref: Mapping[str, Any]) -> set[str]:
     return {str(h.get("signal")) for h in ref.get("histograms") or []}
 
 
-def drift_request(body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.datetime) -> list[DriftQuery]:
-    """The queries to run for this pass (empty when no check is due). Pure."""
+def drift_request(
+    body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.datetime, retention: float | None = None
+) -> list[DriftQuery]:
+    """The queries to run for this pass (empty when no check is due, or the windows cannot work
+    with Prometheus' ``retention`` in seconds). Pure."""
     if ld is None or ld.spec.drift is None or not ld.spec.drift.enabled or window_problem(ld):
+        return []
+    if retention_problem(ld, retention):
         return []
     status = body.get("status") or {}
     serving = status.get("servingRevision")
@@ -164,13 +215,17 @@ def drift_request(body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.dat
     drift = status.get("drift") or {}
     if not _due(drift, serving, parse_duration(spec.interval), now):
         return []
-    return _queries(ld, spec, serving, drift, now)
+    return _queries(ld, spec, serving, drift, now, retention)
 
 
-def prompts_request(body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.datetime) -> list[TermsQuery]:
+def prompts_request(
+    body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.datetime, retention: float | None = None
+) -> list[TermsQuery]:
     """The term histograms to ask the capture store for this pass (empty when no check is due,
     or without spec.drift.prompts). Due with the other signals (drift_request). Pure."""
     if ld is None or ld.spec.drift is None or not ld.spec.drift.enabled or window_problem(ld):
+        return []
+    if retention_problem(ld, retention):
         return []
     prompts = ld.spec.drift.prompts
     if prompts is None or not capture_store_enabled(ld):
@@ -190,7 +245,12 @@ def prompts_request(body: Mapping[str, Any], ld: LLMDeployment | None, now: dt.d
 
 
 def _queries(
-    ld: LLMDeployment, spec: DriftSpec, serving: str, drift: Mapping[str, Any], now: dt.datetime
+    ld: LLMDeployment,
+    spec: DriftSpec,
+    serving: str,
+    drift: Mapping[str, Any],
+    now: dt.datetime,
+    retention: float | None,
 ) -> list[DriftQuery]:
     engine = get_engine(ld.spec.engine.type)
     sel = _serving_selector(ld, serving)
@@ -204,7 +264,11 @@ def _queries(
         if traffic.reference.mode == "Offset":
             promql = histogram_query(metric, sel, spec.window, offset=traffic.reference.offset)
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
-        elif ref_end is not None and _reference_due(ref, serving, now):
+        elif (
+            ref_end is not None
+            and _reference_due(ref, serving, now)
+            and not _gone(ref or {}, spec, now, retention)
+        ):
             promql = histogram_query(metric, sel, spec.window, at=ref_end.timestamp())
             out.append(DriftQuery(f"{REFERENCE}/{signal}", promql, "le"))
     if spec.feedback is not None:
@@ -245,6 +309,16 @@ def drift_stage(p: Pass, serving: str | None) -> float | None:
     if problem is not None:
         _set_condition(p, c.UNKNOWN, c.INVALID_SPEC, problem)
         return None
+    beyond = retention_problem(p.ld, p.obs.prometheus_retention)
+    if beyond is not None:
+        # Never a verdict from a window Prometheus no longer holds; looked at again next interval
+        # (the retention may grow, or the spec change).
+        _set_condition(p, c.UNKNOWN, c.BEYOND_RETENTION, beyond)
+        old = dict(p.old_status.get("drift") or {})
+        if old.get("signals"):
+            # No verdict of an earlier check stands for one this check cannot make.
+            p.fields["drift"] = cast(DriftStatusDict, {**old, "signals": []})
+        return parse_duration(spec.interval)
     check = _start(p, spec, serving)
     results = p.obs.drift
     # The shell measured for the revision that served when the pass began; a new one starts over.
@@ -303,14 +377,34 @@ def _new_reference(check: _Check, end: dt.datetime, message: str) -> dict[str, A
     }
 
 
+def _gone(ref: Mapping[str, Any], spec: DriftSpec, now: dt.datetime, retention: float | None) -> bool:
+    """A reference window not read yet that Prometheus may no longer hold whole: it started more
+    than its retention ago, plus one interval (a reference is read within an interval of its end,
+    so only a pass that came late, the operator down, say, finds it gone)."""
+    start = _parse_time(ref.get("start"))
+    if retention is None or start is None or ref.get("histograms"):
+        return False
+    return (now - start).total_seconds() > retention + parse_duration(spec.interval)
+
+
 def _reference_for(check: _Check) -> None:
-    """Start collecting a reference when there is none for the serving revision and signals."""
+    """Start collecting a reference when there is none for the serving revision and signals, or
+    when the one being collected is no longer in Prometheus (see _gone)."""
     ref = check.drift.get("reference")
     signals = set(check.spec.traffic.signals)
     window = dt.timedelta(seconds=parse_duration(check.spec.window))
+    retention = check.p.obs.prometheus_retention
     if not ref or ref.get("revision") != check.serving:
         check.drift["reference"] = _new_reference(
             check, check.p.now + window, f"the first window of serving of revision {check.serving}"
+        )
+    elif _gone(ref, check.spec, check.p.now, retention):
+        assert retention is not None
+        check.drift["reference"] = _new_reference(
+            check,
+            check.p.now + window,
+            f"the reference window from {ref.get('start')} is older than Prometheus keeps "
+            f"({_span(retention)}) and was never read: collecting a new one",
         )
     elif ref.get("histograms") and _signals_of(ref) != signals:
         check.drift["reference"] = _new_reference(

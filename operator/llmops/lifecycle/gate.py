@@ -12,6 +12,11 @@ interval; ``status.evaluation.metrics`` keeps each one's sample size and bounds,
 Evaluated condition says them, e.g. "errorRate 0.00 (95% upper bound 0.39 at n=6) cannot show
 ≤ 0.01: needs ≥ 381 prompts".
 
+With spec.evaluation.heldOut, a retrained candidate's gate (or every gate, ``gates: All``) also
+scores the held-out feedback corrections: ``status.evaluation.heldOut`` keeps that set's verdict,
+scores, sample count and (for a candidate) its paired comparison with the serving revision; fewer
+corrections than minRecords is InsufficientSamples, never a pass.
+
 The verdict is kept in ``status.evaluation`` keyed by the Job name, which hashes the revision
 and the evaluation spec: a restarted operator finds the same Job, and a verdict outlives the
 Job. A broken evaluation is retried by deleting its Job (the message says so).
@@ -38,6 +43,8 @@ __all__ = [
     "evaluation_result",
     "gate_message",
     "gate_stage",
+    "held_out_result",
+    "held_out_words",
     "metric_results",
     "verdict_message",
 ]
@@ -61,9 +68,12 @@ class Baseline:
     """Per-metric tolerances (spec.retrain.noWorseThan)."""
 
 
-def gate_stage(p: Pass, stable: Rollout, cache_ok: bool, baseline: Baseline | None = None) -> Gate:
+def gate_stage(
+    p: Pass, stable: Rollout, cache_ok: bool, baseline: Baseline | None = None, held_out: bool = False
+) -> Gate:
     """Decide whether the desired revision may go to production yet (with ``baseline``, the Job
-    also compares it with what serves, prompt by prompt)."""
+    also compares it with what serves, prompt by prompt; with ``held_out``, it also scores the
+    held-out corrections)."""
     spec = p.ld.spec
     rev = spec.model.served_revision
     if spec.evaluation is None:
@@ -86,7 +96,7 @@ def gate_stage(p: Pass, stable: Rollout, cache_ok: bool, baseline: Baseline | No
             c.EVALUATED, c.UNKNOWN, "WaitingForCache", f"revision {rev} is evaluated once it is in the cache"
         )
         return Gate()
-    return _wait_for_staging(p, rev) or _evaluate(p, rev, job_name, baseline)
+    return _wait_for_staging(p, rev) or _evaluate(p, rev, job_name, baseline, held_out)
 
 
 def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
@@ -106,7 +116,7 @@ def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
     return Gate(running=True, problem=problem)
 
 
-def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None) -> Gate:
+def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None, held_out: bool) -> Gate:
     """The evaluation Job against the staging pod, and what its end says."""
     p.want(
         evaluation_job(
@@ -115,6 +125,7 @@ def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None) -> Ga
             endpoint=staging_endpoint(p.ld),
             baseline_url=baseline.url if baseline else None,
             max_drop=baseline.max_drop if baseline else None,
+            held_out=held_out,
         )
     )
     state, reason, job_message = job_state(p.obs.child("Job", job_name))
@@ -138,7 +149,8 @@ def _verdict(p: Pass, rev: str, job_name: str, completed: bool, summary: dict[st
     passed = completed and summary.get("verdict", VERDICT_PASSED) == VERDICT_PASSED
     result = evaluation_result(rev, job_name, passed, summary, p.now)
     p.fields["evaluation"] = result
-    verdict = gate_message(rev, passed, result["metrics"], summary)
+    words = {**summary, "heldOut": result["heldOut"]} if "heldOut" in result else summary
+    verdict = gate_message(rev, passed, result["metrics"], words)
     reason = _reason(result)
     p.record("Evaluated", rev, reason, verdict)
     p.events.append(Event("Normal" if passed else "Warning", reason, verdict))
@@ -211,7 +223,47 @@ def evaluation_result(
             result["counts"] = kept
     if paired := _paired(summary.get("comparison")):
         result["comparison"] = paired
+    if isinstance(summary.get("heldOut"), dict):
+        result["heldOut"] = held_out_result(summary["heldOut"])
     return result
+
+
+_HELD_OUT_SCORE_FIELDS = {
+    "value": "value", "n": "samples", "min": "min", "max": "max", "passed": "passed",
+    "verdict": "verdict", "lower": "lower", "upper": "upper",
+}  # fmt: skip
+
+
+def held_out_result(section: Mapping[str, Any]) -> dict[str, Any]:
+    """status.evaluation.heldOut from the report's ``heldOut`` section."""
+    out: dict[str, Any] = {}
+    if section.get("verdict") in _VERDICTS:
+        out["verdict"] = section["verdict"]
+    for src, dst in (("records", "records"), ("minRecords", "minRecords"), ("skipped", "skipped")):
+        if isinstance(section.get(src), int):
+            out[dst] = section[src]
+    if isinstance(section.get("message"), str):
+        out["message"] = section["message"][:1000]
+    scores = []
+    for name, m in sorted((section.get("metrics") or {}).items())[:8]:
+        if isinstance(m, dict):
+            kept = {dst: m[src] for src, dst in _HELD_OUT_SCORE_FIELDS.items() if m.get(src) is not None}
+            scores.append({"metric": str(name), **kept})
+    out["metrics"] = scores
+    if paired := _paired(section.get("comparison")):
+        out["comparison"] = paired[:8]
+    return out
+
+
+def held_out_words(held: Mapping[str, Any]) -> str:
+    """The held-out set in a few words: its verdict, size and scores."""
+    scores = ", ".join(
+        f"{m['metric']} {format_rate(m['value'])}"
+        for m in held.get("metrics") or []
+        if isinstance(m.get("value"), int | float)
+    )
+    head = f"held-out corrections: {held.get('verdict', 'scored')}, n={held.get('records', 0)}"
+    return f"{head} ({scores})" if scores else head
 
 
 _PAIRED_FIELDS = ("candidate", "baseline", "delta", "n", "wins", "losses", "pValue", "test")
@@ -315,11 +367,20 @@ def verdict_message(
     missed, or that its dataset is too small to show them (and how to proceed)."""
     confidence = summary.get("confidence")
     level = f"{confidence:.0%}" if isinstance(confidence, int | float) else "95%"
+    held = summary.get("heldOut") if isinstance(summary.get("heldOut"), dict) else None
+    held_text = f"; {held_out_words(held)}" if held else ""
     if passed:
         rates = [_metric_words(m, level) for m in metrics if "samples" in m]
         shown = f": {'; '.join(rates)}" if rates else ""
-        return f"revision {rev} passed its evaluation ({len(metrics)} threshold(s)){shown}"
+        return f"revision {rev} passed its evaluation ({len(metrics)} threshold(s)){shown}{held_text}"
     failing = [m for m in metrics if not m.get("passed")]
+    if not failing and held and held.get("verdict") == VERDICT_INSUFFICIENT_SAMPLES:
+        return (
+            f"revision {rev} cannot be judged on its held-out set: {held.get('message') or held_out_words(held)}; "
+            "wait for more corrections, or lower spec.evaluation.heldOut.corrections.minRecords"
+        )
+    if not failing and held and held.get("verdict") == "Failed":
+        return f"revision {rev} failed its evaluation on the held-out corrections: {held.get('message')}"
     detail = "; ".join(_metric_words(m, level) for m in failing)
     detail = detail or str(summary.get("message") or "a threshold was not met")
     if summary.get("verdict") == VERDICT_INSUFFICIENT_SAMPLES:

@@ -83,6 +83,9 @@ class Observations:
     """Nodes offering the GPU resource, read only while pods wait for GPUs (None: not read)."""
     prometheus_url: str | None = None
     """The operator's own Prometheus URL (--prometheus-url), for when the spec names none."""
+    prometheus_retention: float | None = None
+    """How far back that Prometheus keeps samples, in seconds (None: unknown or unlimited); read
+    while drift is on, through a cache (llmops.prom.RetentionCache)."""
     query_check: tuple[str, Error | None] | None = None
     """This pass's syntax check of spec.autoscaling.query: (the query as sent, None when it parses
     or Prometheus' Error: rejected for a parse error, unreachable otherwise). None: not checked."""

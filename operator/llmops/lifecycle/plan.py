@@ -81,7 +81,7 @@ from llmops.render import (
     service,
 )
 from llmops.render.autoscaling import ScalerMetric
-from llmops.render.evaluation import COMPONENT_EVALUATION
+from llmops.render.evaluation import COMPONENT_EVALUATION, held_out_wanted
 from llmops.render.retrain import COMPONENT_RETRAIN
 
 __all__ = ["ANNOTATION_APPLIED_HASH", "ANNOTATION_MODEL_REVISION", "Event", "Plan", "plan"]
@@ -240,7 +240,8 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
     stable = rollout_of(observed_stable, scaling.desired)
     cache_ok, cache_problem = cache_stage(p, road.target.path)
     _keep_serving_download(p, road)
-    gate = gate_stage(p, stable, cache_ok, _baseline(p, road, stable))
+    held_out = held_out_wanted(p.ld, candidate=road.target.retrained)
+    gate = gate_stage(p, stable, cache_ok, _baseline(p, road, stable), held_out)
     checks = candidate_gate(p, road.target, road.before, cache_problem, gate)
     if checks is not None and checks.rejected:
         # It will never serve; what serves stays, judged as it was (next pass targets it again).

@@ -12,6 +12,11 @@ the same Job on the same dataset cannot change it either.
 Given a `baseline_url` (the revision that serves, say), the Job also scores that server on the
 same prompts (env `LLMOPS_BASELINE_URL`, the same API key) and reports a paired comparison;
 `max_drop` is its per-metric tolerance (`--max-drop`).
+
+With `held_out` (spec.evaluation.heldOut.corrections, for the gates it names), the Job also reads
+the held-out view of the feedback corrections from the capture store (`--held-out-url`), with the
+store's token from the gateway Secret as an env variable; the store's NetworkPolicy admits this
+LLMDeployment's Job pods.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops.api.common import parse_duration
 from llmops.api.constants import LABEL_COMPONENT, LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
 from llmops.api.delivery import DatasetSource, EvaluationSpec
 from llmops.api.resource import LLMDeployment
 from llmops.contracts import EVAL_EXIT_FAILED
 from llmops.engines import PORT_NAME
-from llmops.render.gateway import INTERNAL_API_KEY, signing_secret_name
+from llmops.render.capture import capture_url
+from llmops.render.gateway import CAPTURE_TOKEN, INTERNAL_API_KEY, signing_secret_name
 from llmops.render.labels import (
     COMPONENT_SERVER,
     common_labels,
@@ -40,12 +47,14 @@ from llmops.render.security import container_security_context
 
 __all__ = [
     "BASELINE_URL_ENV",
+    "CAPTURE_TOKEN_ENV",
     "COMPONENT_EVALUATION",
     "COMPONENT_SCHEDULED",
     "EVAL_CONTAINER",
     "SMOKE_GATE",
     "evaluation_job",
     "evaluation_job_name",
+    "held_out_wanted",
     "scheduled_evaluation",
     "scheduled_evaluation_name",
     "smoke_endpoint",
@@ -59,6 +68,8 @@ COMPONENT_EVALUATION = "evaluation"
 EVAL_CONTAINER = "evaluate"
 DATASET_DIR = "/etc/llmops/dataset"
 API_KEY_ENV = "LLMOPS_SERVER_API_KEY"
+CAPTURE_TOKEN_ENV = "LLMOPS_CAPTURE_TOKEN"
+"""The capture store's bearer token (the held-out set's reader; the retrain Job's too)."""
 BASELINE_URL_ENV = "LLMOPS_BASELINE_URL"
 """The baseline server of a paired comparison (read by `llmops eval`, which has the same name)."""
 DEFAULT_CONFIDENCE = 0.95
@@ -183,6 +194,8 @@ def _evaluation_fingerprint(ld: LLMDeployment, revision: str) -> str:
         # Added after the fact: at its default it leaves the names of existing Jobs (and so the
         # verdicts recorded under them) as they were.
         del ev["confidence"]
+    if ev.get("heldOut") is None:
+        ev.pop("heldOut", None)  # likewise: without a held-out set, the names stay as they were
     return short_hash(revision, json.dumps(ev, sort_keys=True))
 
 
@@ -202,16 +215,19 @@ def evaluation_job(
     baseline_url: str | None = None,
     max_drop: Mapping[str, float] | None = None,
     judge_on_value: bool = False,
+    held_out: bool = False,
 ) -> dict[str, Any]:
     """The evaluation Job for `revision`, scoring the server at `endpoint` (only the first
     `max_samples` samples for a smoke evaluation, under its own `name`); with `baseline_url`, also
     the server there on the same prompts, compared with `max_drop` tolerances (default 0).
-    `judge_on_value` judges thresholds on values, not bounds: a smoke check of a few samples."""
+    `judge_on_value` judges thresholds on values, not bounds: a smoke check of a few samples.
+    `held_out` adds the held-out set of corrections (spec.evaluation.heldOut must be set)."""
     ev = ld.spec.evaluation
     assert ev is not None, "evaluation_job needs spec.evaluation"
     labels = {**common_labels(ld, COMPONENT_EVALUATION), LABEL_REVISION: revision_label(revision)}
     dataset, api_key = _dataset_inputs(ev.dataset), _api_key_inputs(ld)
     baseline = _baseline_inputs(baseline_url, max_drop)
+    corrections = _held_out_inputs(ld) if held_out else _Inputs()
     container = _evaluation_container(
         ev,
         ev.image or operator_image,
@@ -221,8 +237,9 @@ def evaluation_job(
             *dataset.args,
             *api_key.args,
             *baseline.args,
+            *corrections.args,
         ],
-        env=[*dataset.env, *api_key.env, *baseline.env],
+        env=[*dataset.env, *api_key.env, *baseline.env, *corrections.env],
         mounts=dataset.mounts,
     )
     return {
@@ -324,6 +341,34 @@ def _baseline_inputs(baseline_url: str | None, max_drop: Mapping[str, float] | N
     if max_drop:
         inputs.args = ["--max-drop", json.dumps(dict(sorted(max_drop.items())), separators=(",", ":"))]
     return inputs
+
+
+def held_out_wanted(ld: LLMDeployment, *, candidate: bool) -> bool:
+    """Whether a gate scores the held-out corrections: spec.evaluation.heldOut is set and names this
+    gate (a retrained candidate's, or every gate with ``gates: All``)."""
+    ev = ld.spec.evaluation
+    if ev is None or ev.held_out is None:
+        return False
+    return candidate or ev.held_out.corrections.gates == "All"
+
+
+def _held_out_inputs(ld: LLMDeployment) -> _Inputs:
+    """The held-out corrections: the store's URL, the split and limits, the token by env."""
+    assert ld.spec.evaluation is not None and ld.spec.evaluation.held_out is not None
+    held = ld.spec.evaluation.held_out.corrections
+    args = [
+        "--held-out-url", capture_url(ld),
+        "--held-out-token-env", CAPTURE_TOKEN_ENV,
+        "--held-out-fraction", repr(held.fraction),
+        "--held-out-window", f"{parse_duration(held.window):g}",
+        "--held-out-max", str(held.max_records),
+        "--held-out-min", str(held.min_records),
+    ]  # fmt: skip
+    if held.thresholds:
+        thresholds = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in held.thresholds]
+        args += ["--held-out-thresholds", json.dumps(thresholds, separators=(",", ":"))]
+    env = [_secret_env(CAPTURE_TOKEN_ENV, signing_secret_name(ld.name), CAPTURE_TOKEN)]
+    return _Inputs(args=args, env=env)
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:

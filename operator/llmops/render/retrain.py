@@ -9,6 +9,13 @@ contract's environment added to every container (docs/retrain.md):
     LLMOPS_BASE_ADAPTER    only when a LoRA adapter served on top of the base: its folder on the
                            model cache
 
+With the capture store on, also:
+
+    LLMOPS_CAPTURE_RECORDS_URL  the store's GET /v1/records; with spec.evaluation.heldOut, its
+                                `split=train` view, which never holds a record the gate's held-out
+                                set scores
+    LLMOPS_CAPTURE_TOKEN        the store's bearer token (from the gateway Secret)
+
 The Job reports what it produced in its termination message (see lifecycle/retrain.py).
 """
 
@@ -19,10 +26,19 @@ from typing import Any
 
 from llmops.api.constants import LABEL_REVISION
 from llmops.api.resource import LLMDeployment
+from llmops.render.capture import capture_store_enabled, capture_url
+from llmops.render.gateway import CAPTURE_TOKEN, signing_secret_name
 from llmops.render.labels import common_labels, metadata
 from llmops.render.names import revision_label
 
-__all__ = ["COMPONENT_RETRAIN", "retrain_job", "retrain_job_name"]
+__all__ = [
+    "CAPTURE_RECORDS_ENV",
+    "CAPTURE_TOKEN_ENV",
+    "COMPONENT_RETRAIN",
+    "retrain_job",
+    "retrain_job_name",
+    "training_records_url",
+]
 
 COMPONENT_RETRAIN = "retrain"
 _TRIGGER_LIMIT = 1000
@@ -46,6 +62,29 @@ def _contract_env(
     if base_adapter is not None:
         env.append({"name": "LLMOPS_BASE_ADAPTER", "value": base_adapter})
     return env
+
+
+CAPTURE_RECORDS_ENV = "LLMOPS_CAPTURE_RECORDS_URL"
+CAPTURE_TOKEN_ENV = "LLMOPS_CAPTURE_TOKEN"
+
+
+def training_records_url(ld: LLMDeployment) -> str:
+    """The store's records for training: with a held-out set, only the split's train view."""
+    url = f"{capture_url(ld)}/v1/records"
+    ev = ld.spec.evaluation
+    if ev is not None and ev.held_out is not None:
+        url += f"?split=train&fraction={ev.held_out.corrections.fraction!r}"
+    return url
+
+
+def _capture_env(ld: LLMDeployment) -> list[dict[str, Any]]:
+    if not capture_store_enabled(ld):
+        return []
+    token = {"secretKeyRef": {"name": signing_secret_name(ld.name), "key": CAPTURE_TOKEN}}
+    return [
+        {"name": CAPTURE_RECORDS_ENV, "value": training_records_url(ld)},
+        {"name": CAPTURE_TOKEN_ENV, "valueFrom": token},
+    ]
 
 
 def retrain_job(
@@ -74,7 +113,10 @@ def retrain_job(
     spec = template["spec"]
     pod = spec["template"].setdefault("spec", {})
     pod.setdefault("restartPolicy", "Never")
-    contract = _contract_env(base_model or ld.spec.model.id, name, base_revision, trigger, base_adapter)
+    contract: list[dict[str, Any]] = [
+        *_contract_env(base_model or ld.spec.model.id, name, base_revision, trigger, base_adapter),
+        *_capture_env(ld),
+    ]
     reserved = {e["name"] for e in contract} | {"LLMOPS_BASE_ADAPTER"}
     for container in pod.get("containers") or []:
         user_env = [e for e in container.get("env") or [] if e.get("name") not in reserved]
