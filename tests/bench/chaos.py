@@ -1,6 +1,8 @@
 """``make chaos``: the operator SIGKILLed N times (50 by default) through whole rounds of
-serve → evaluation gate → canary → promote, plus the kube-apiserver, etcd and Prometheus
-restarted in place, on a fresh local cluster with a real Prometheus.
+serve → evaluation gate → canary → promote → retrain loop (a retrain Job started by the annotation,
+its candidate's gate, canary and promotion, a second retrain refused by the daily cap), plus the
+kube-apiserver, etcd and Prometheus restarted in place, on a fresh local cluster with a real
+Prometheus.
 
 A reference round runs first, uninterrupted; then rounds run one after another (each a new
 LLMDeployment, deleted once its end state is read) while the kill schedule plays, until every
@@ -18,7 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.kubectl("create", "namespace", ns)
                 prepare(cluster, ns)
             t0 = time.monotonic()
-            reference = run_round(cluster, "reference", "round")
+            reference = run_round(cluster, "reference", "round", retrain=True)
             took = time.monotonic() - t0
             print(
                 f"reference round (uninterrupted): {took:.0f} s; end state {reference['phase']}, "
@@ -78,19 +82,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _chaos(
-    cluster: Cluster, op: OperatorProcess, prom: Prometheus, reference: dict, args: argparse.Namespace
+    cluster: Cluster,
+    op: OperatorProcess,
+    prom: Prometheus,
+    reference: dict[str, Any],
+    args: argparse.Namespace,
 ) -> int:
     blows = schedule(args.kills)
     mismatches: list[str] = []
     rounds: list[float] = []
+    loops: list[float] = []
     t0 = time.monotonic()
     with JobLedger(cluster.kubeconfig, "chaos") as ledger:
         killer = Killer(cluster, op, ["chaos"], blows, ledger, prometheus=prom, seed=args.seed)
         with killer.running():
             while not killer.finished():
                 name = f"round-{len(rounds) + 1}"
+                took: dict[str, float] = {}
                 started = time.monotonic()
-                end = run_round(cluster, "chaos", name, timeout=600)
+                end = run_round(cluster, "chaos", name, timeout=600, retrain=True, took=took)
+                loops.append(took["retrain loop"])
                 rounds.append(time.monotonic() - started)
                 if end != reference:
                     mismatches.append(f"{name}: {end} != {reference}")
@@ -118,16 +129,26 @@ def _chaos(
         print(
             f"  kill → checked → restarted and healthy: median {statistics.median(kills):.1f} s, max {max(kills):.1f} s"
         )
+    print("  where the round was at each kill:")
+    for stage, n in sorted(Counter(killer.stages).items(), key=lambda kv: -kv[1]):
+        print(f"    {n:3d}  {stage}")
     for what, t in killer.done:
         if not what.startswith("operator kill"):
             print(f"  {what}: back in {t:.1f} s")
     print(
-        f"rounds: {len(rounds)} (serve A → gate → canary B → promoted), median {statistics.median(rounds):.0f} s "
-        f"under chaos; every end state as the uninterrupted reference: {not mismatches}"
+        f"rounds: {len(rounds)} (serve A → gate → canary B → promoted → retrain → C gated, canaried, "
+        f"promoted), median {statistics.median(rounds):.0f} s under chaos (the retrain loop "
+        f"{statistics.median(loops):.0f} s); every end state as the uninterrupted reference: {not mismatches}"
     )
+    retrains = ledger.retrain_jobs()
     print(
         f"Jobs created in the chaos namespace: {ledger.count()}; second Jobs for a revision: "
-        f"{len(ledger.violations())}"
+        f"{len(ledger.violations())}; retrain Jobs: {sum(len(j) for j in retrains.values())} for "
+        f"{len(retrains)} rounds (one run each; the second asked for refused by maxRetrainsPerDay)"
+    )
+    print(
+        f"invariant checks: {len(killer.done)} blows, each checking children and Jobs, retrain bookkeeping compared "
+        f"with the previous check {killer.bookkeeping_checks} times, {len(rounds)} end states"
     )
     print(
         f"invariant violations: {len(violations)}; total {time.monotonic() - t0:.0f} s; "

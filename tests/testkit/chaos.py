@@ -1,7 +1,12 @@
-"""Chaos: the operator killed at random moments through serve → gate → canary → promote.
+"""Chaos: the operator killed at random moments through serve → gate → canary → promote, and
+through the retrain loop.
 
 One *round* serves revision A of an LLMDeployment with an evaluation gate and a canary, then
-moves it to revision B and waits for B to be promoted. While rounds run, a ``Killer`` thread
+moves it to revision B and waits for B to be promoted; then (``retrain=True``) it starts a retrain
+run with the annotation ``llmops.io/retrain``: the retrain Job reports revision C in its
+termination message, and C goes through its own gate (paired against what serves), its canary and
+promotion. Once C's run has reported, a second retrain is asked for: ``maxRetrainsPerDay: 1``
+must refuse it, whatever restarts happened meanwhile. While rounds run, a ``Killer`` thread
 follows a schedule: each entry waits for a moment (a random gap, or a phase of the round),
 then SIGKILLs the operator (or restarts a control-plane part or Prometheus in place), checks the
 invariants while nothing reconciles, and starts the operator again. The invariants:
@@ -9,9 +14,14 @@ invariants while nothing reconciles, and starts the operator again. The invarian
 - every child has exactly one controller ownerReference, to a live LLMDeployment, under a
   deterministic name (no generateName), and no two Deployments serve the same track;
 - no Job is ever created twice for the same revision: a ``JobLedger`` watches Job events for
-  the whole run, so a Job deleted and created again is still counted;
+  the whole run, so a Job deleted and created again is still counted; that includes retrain Jobs:
+  one run per round, never a second Job for a run or a second run after a restart mid-retrain;
+- the retrain bookkeeping in status (runs, start times: the cooldown and the daily cap) never
+  goes back, across every restart;
 - the end state of every round (phase, revisions, conditions' type/status/reason, the set of
-  children) equals that of a round nobody interrupted.
+  children; with the loop, what serves and where it came from, the retrain bookkeeping, the
+  refused second run and the lineage in ``status.history``) equals that of a round nobody
+  interrupted.
 
 Used by tests/integration/test_chaos.py (a few kills) and tests/bench/chaos.py (``make chaos``).
 """
@@ -32,13 +42,18 @@ from typing import Any
 
 import kubernetes
 
+from llmops.api.constants import ANNOTATION_RETRAIN, OPERATOR_IMAGE
 from llmops.kube import load_client
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
-from testkit import get_json, wait_for
+from testkit import get_json, restricted, wait_for
 from testkit.operator import OperatorProcess, llmd, sample, set_behaviour
 
 REV_A, REV_B = "1a" * 20, "2b" * 20
+REV_C = "3c" * 20
+"""What the retrain Job of every round reports: the retrained revision, promoted at its end."""
+LABELS = {REV_A: "A", REV_B: "B", REV_C: "C"}
+MODEL = "sim-org/tiny-chat"
 # 20 prompts: a perfect score shows exactMatch >= 0.8 at 95% from 16 on (the gate judges bounds).
 QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
@@ -58,8 +73,51 @@ ROLLOUT: dict[str, Any] = {
     },
     "progressDeadlineSeconds": 300,
 }
+# The trainer writes its report where the termination message goes, after a short "training"
+# (the fake kubelet maps an argument that is exactly /dev/termination-log to the pod's own file).
+TRAINER = (
+    "import sys, time\n"
+    "report, sleep, path = sys.argv[1:4]\n"
+    "time.sleep(float(sleep))\n"
+    "open(path, 'w').write(report)\n"
+)
+RETRAINS_PER_DAY = 1
+"""The daily cap of every round: one run, so the second one asked for must be refused."""
+RETRAIN: dict[str, Any] = {
+    "jobTemplate": {
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": restricted(
+                    {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "train",
+                                "image": OPERATOR_IMAGE,
+                                "command": [
+                                    "python",
+                                    "-c",
+                                    TRAINER,
+                                    json.dumps({"model": MODEL, "revision": REV_C}),
+                                    "2",
+                                    "/dev/termination-log",
+                                ],
+                            }
+                        ],
+                    }
+                )
+            },
+        }
+    },
+    "approval": "Auto",
+    # The cooldown is over by the time the second retrain is asked for; the daily cap is not.
+    "cooldown": "5s",
+    "maxRetrainsPerDay": RETRAINS_PER_DAY,
+    "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
+}
 CHILD_KINDS = "deployments,services,persistentvolumeclaims,jobs,cronjobs,poddisruptionbudgets,networkpolicies"
-_JOB_FAMILY = re.compile(r"-(eval|smoke|download)-[0-9a-f]+$")
+_JOB_FAMILY = re.compile(r"-(eval|smoke|download|retrain)-[0-9a-f]+$")
 
 
 # --------------------------------------------------------------------------- the workload
@@ -71,12 +129,13 @@ def prepare(cluster: Cluster, namespace: str) -> None:
     assert cluster.state_dir is not None
     answers = cluster.state_dir / "chaos-qa.jsonl"
     answers.write_text(text)
-    for rev in (REV_A, REV_B):
+    for rev in (REV_A, REV_B, REV_C):
         set_behaviour(cluster, rev, dataset=str(answers), accuracy=1.0)
 
 
-def _apply(cluster: Cluster, namespace: str, name: str, revision: str) -> None:
-    body = sample(name, revision, evaluation=EVALUATION, rollout=ROLLOUT, replicas=2)
+def _apply(cluster: Cluster, namespace: str, name: str, revision: str, retrain: bool) -> None:
+    loop = {"retrain": RETRAIN} if retrain else {}
+    body = sample(name, revision, evaluation=EVALUATION, rollout=ROLLOUT, replicas=2, **loop)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
 
 
@@ -93,22 +152,70 @@ def _serving(cluster: Cluster, namespace: str, name: str, revision: str) -> bool
     return [d["metadata"]["name"] for d in deployments.get("items", [])] == [f"{name}-stable"]
 
 
-def run_round(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> dict[str, Any]:
-    """Serve A through its gate, then canary B to promotion; return the end state."""
-    _apply(cluster, namespace, name, REV_A)
+def run_round(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    timeout: float = 300,
+    *,
+    retrain: bool = False,
+    spec_change: bool = True,
+    took: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Serve A through its gate, then canary B to promotion (``spec_change``), then (``retrain``)
+    the retrain loop to C's promotion; return the end state. ``took`` gets each part's seconds."""
+    took = {} if took is None else took
+    t0 = time.monotonic()
+    _apply(cluster, namespace, name, REV_A, retrain)
     wait_for(f"{name}: A served", lambda: _serving(cluster, namespace, name, REV_A), timeout, 0.5)
+    took["A served"], t0 = time.monotonic() - t0, time.monotonic()
     assert cluster.state_dir is not None
     with Traffic(cluster.state_dir, namespace, name, rate=10):
-        _apply(cluster, namespace, name, REV_B)
-        wait_for(f"{name}: B promoted", lambda: _serving(cluster, namespace, name, REV_B), timeout, 0.5)
+        if spec_change:
+            _apply(cluster, namespace, name, REV_B, retrain)
+            wait_for(f"{name}: B promoted", lambda: _serving(cluster, namespace, name, REV_B), timeout, 0.5)
+            took["B promoted"], t0 = time.monotonic() - t0, time.monotonic()
+        if retrain:
+            _retrain_loop(cluster, namespace, name, timeout)
+            took["retrain loop"] = time.monotonic() - t0
     return end_state(cluster, namespace, name)
+
+
+def _retrain_loop(cluster: Cluster, namespace: str, name: str, timeout: float) -> None:
+    """A retrain run on the annotation, its candidate C to promotion; a second run asked for
+    while C is on its road (it waits), refused by the daily cap once C serves."""
+    _annotate_retrain(cluster, namespace, name, "first")
+    wait_for(f"{name}: the retrain run reported C", lambda: _reported(cluster, namespace, name), timeout, 0.5)
+    _annotate_retrain(cluster, namespace, name, "second")
+    wait_for(
+        f"{name}: C promoted and a second retrain refused",
+        lambda: _serving(cluster, namespace, name, REV_C)
+        and _second_refused(_status(cluster, namespace, name)),
+        timeout,
+        0.5,
+    )
+
+
+def _reported(cluster: Cluster, namespace: str, name: str) -> bool:
+    st = _status(cluster, namespace, name)
+    retrain = st.get("retrain") or {}
+    assert retrain.get("state") != "Failed", f"{name}: the retrain run failed: {retrain.get('message')}"
+    return (st.get("candidate") or {}).get("revision") == REV_C
+
+
+def _annotate_retrain(cluster: Cluster, namespace: str, name: str, value: str) -> None:
+    cluster.kubectl("annotate", "llmd", name, "-n", namespace, f"{ANNOTATION_RETRAIN}={value}", "--overwrite")
+
+
+def _second_refused(st: dict[str, Any]) -> bool:
+    return "(maxRetrainsPerDay)" in str((st.get("retrain") or {}).get("message"))
 
 
 def end_state(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     """What an interrupted round must end with, as an uninterrupted one does (names made generic)."""
     st = _status(cluster, namespace, name)
     kids = get_json(cluster, CHILD_KINDS, "-n", namespace, "-l", f"llmops.io/deployment={name}")
-    return {
+    out = {
         "phase": st.get("phase"),
         "servingRevision": st.get("servingRevision"),
         "desiredRevision": st.get("desiredRevision"),
@@ -117,6 +224,43 @@ def end_state(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
         "children": sorted(
             f"{k['kind']}/{k['metadata']['name'].replace(name, '<name>', 1)}" for k in kids.get("items", [])
         ),
+    }
+    if "retrain" in st:
+        out["loop"] = _loop_state(st, name)
+    return out
+
+
+def _loop_state(st: dict[str, Any], name: str) -> dict[str, Any]:
+    """The retrain loop's end: what serves and from which run, the bookkeeping the cooldown and
+    the daily cap read, the candidate, and the lineage from the retrain on."""
+    serving, retrain, candidate = st.get("serving") or {}, st["retrain"], st.get("candidate") or {}
+    actions = [(h["action"], LABELS.get(h.get("revision") or "", "?")) for h in st.get("history") or []]
+    starts = [i for i, (action, _) in enumerate(actions) if action == "RetrainStarted"]
+
+    def generic(text: object) -> str:
+        return str(text).replace(name, "<name>")
+
+    return {
+        "serving": (
+            serving.get("model"),
+            LABELS.get(serving.get("revision", ""), "?"),
+            generic(serving.get("origin")),
+        ),
+        "retrain": {
+            "runs": retrain.get("runs"),
+            "state": retrain.get("state"),
+            "job": generic(retrain.get("job")),
+            "startTimes": len(retrain.get("startTimes") or []),
+            "lastStartIsTheStart": retrain.get("startTimes") == [retrain.get("lastStartTime")],
+            "secondRefused": _second_refused(st),
+            "annotation": retrain.get("annotation"),
+        },
+        "candidate": (
+            generic(candidate.get("run")),
+            LABELS.get(candidate.get("revision", ""), "?"),
+            candidate.get("state"),
+        ),
+        "lineage": actions[starts[0] :] if starts else [],
     }
 
 
@@ -225,6 +369,19 @@ class JobLedger:
             for (d, fam, r), ns in by_revision.items()
             if len(ns) > 1
         ]
+        out += [
+            f"{d}: {len(ns)} retrain Jobs {sorted(ns)}, more runs than maxRetrainsPerDay ({RETRAINS_PER_DAY})"
+            for d, ns in self.retrain_jobs().items()
+            if len(ns) > RETRAINS_PER_DAY
+        ]
+        return out
+
+    def retrain_jobs(self) -> dict[str, set[str]]:
+        """deployment -> the names of its retrain Jobs, every one that ever existed."""
+        out: dict[str, set[str]] = defaultdict(set)
+        for name, labels in list(self.jobs.values()):
+            if labels.get("app.kubernetes.io/component") == "retrain":
+                out[labels.get("llmops.io/deployment", "?")].add(name)
         return out
 
     def count(self) -> int:
@@ -258,6 +415,11 @@ class Killer:
     seed: int = 0
     done: list[tuple[str, float]] = field(default_factory=list)
     """(what, seconds the operator or component took to be back)."""
+    stages: list[str] = field(default_factory=list)
+    """Where the newest round was at each operator kill (see ``stage_of``)."""
+    bookkeeping_checks: int = 0
+    """How many times the retrain bookkeeping of an LLMDeployment was checked against before."""
+    _bookkeeping: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -294,6 +456,7 @@ class Killer:
         t0 = time.monotonic()
         if action == "operator":
             self.operator.kill()
+            self.stages.append(_newest_stage(self.cluster, self.namespaces[-1]))
             self._check(f"after kill {len(self.done) + 1}")
             self.operator.start()
         elif action == "prometheus":
@@ -306,10 +469,48 @@ class Killer:
     def _check(self, when: str) -> None:
         for ns in self.namespaces:
             self.violations += [f"{when}: {v}" for v in child_violations(self.cluster, ns)]
+            self.violations += [f"{when}: {v}" for v in self._bookkeeping_violations(ns)]
         if self.ledger is not None:
             self.violations += [
                 f"{when}: {v}" for v in self.ledger.violations() if f"{when}: {v}" not in self.violations
             ]
+
+    def _bookkeeping_violations(self, namespace: str) -> list[str]:
+        """The retrain bookkeeping (status.retrain runs and startTimes, which the daily cap and
+        the cooldown read) of each LLMDeployment lost something it had at the previous check."""
+        out: list[str] = []
+        for obj in _items(self.cluster, "llmd", "-n", namespace):
+            retrain = (obj.get("status") or {}).get("retrain") or {}
+            now = (int(retrain.get("runs") or 0), list(retrain.get("startTimes") or []))
+            before = self._bookkeeping.get(obj["metadata"]["uid"])
+            if before is not None:
+                self.bookkeeping_checks += 1
+                if now[0] < before[0] or not set(before[1]) <= set(now[1]):
+                    out.append(f"{obj['metadata']['name']}: status.retrain went from {before} to {now}")
+            self._bookkeeping[obj["metadata"]["uid"]] = now
+        return out
+
+
+def stage_of(st: dict[str, Any]) -> str:
+    """Where a round is, from its status: which revision in which phase, or which step of the loop."""
+    retrain, candidate = st.get("retrain") or {}, st.get("candidate") or {}
+    phase = st.get("phase") or "no status"
+    if retrain.get("state") == "Running":
+        return "retrain Job running"
+    if candidate.get("state") == "Promoted":
+        return "C promoted, a second retrain refused" if _second_refused(st) else "C promoted"
+    if candidate:
+        return f"C {phase} (candidate {candidate.get('state')})"
+    return f"{LABELS.get(st.get('desiredRevision') or '', '?')} {phase}"
+
+
+def _newest_stage(cluster: Cluster, namespace: str) -> str:
+    """The stage of the newest live LLMDeployment in ``namespace`` (the round being run)."""
+    live = [o for o in _items(cluster, "llmd", "-n", namespace) if not o["metadata"].get("deletionTimestamp")]
+    if not live:
+        return "between rounds"
+    newest = max(live, key=lambda o: str(o["metadata"]["creationTimestamp"]))
+    return stage_of(newest.get("status") or {})
 
 
 def _quietly(probe: Callable[[], bool]) -> bool:
@@ -334,3 +535,8 @@ def canary_weight_above(cluster: Cluster, namespace: str, name: str, weight: int
         return int((_status(cluster, namespace, name).get("canary") or {}).get("weight") or 0) > weight
 
     return probe
+
+
+def stage_starts(cluster: Cluster, namespace: str, name: str, prefix: str) -> Callable[[], bool]:
+    """A ``Blow.when``: the round's stage (``stage_of``) starts with ``prefix``."""
+    return lambda: stage_of(_status(cluster, namespace, name)).startswith(prefix)
