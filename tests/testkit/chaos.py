@@ -42,12 +42,13 @@ from typing import Any
 
 import kubernetes
 
-from llmops.api.constants import ANNOTATION_RETRAIN, OPERATOR_IMAGE
+from llmops.api.constants import ANNOTATION_RETRAIN
 from llmops.kube import load_client
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
-from testkit import get_json, restricted, wait_for
+from testkit import get_json, wait_for
 from testkit.operator import OperatorProcess, llmd, sample, set_behaviour
+from testkit.retrain import trainer_job_template
 
 REV_A, REV_B = "1a" * 20, "2b" * 20
 REV_C = "3c" * 20
@@ -73,43 +74,10 @@ ROLLOUT: dict[str, Any] = {
     },
     "progressDeadlineSeconds": 300,
 }
-# The trainer writes its report where the termination message goes, after a short "training"
-# (the fake kubelet maps an argument that is exactly /dev/termination-log to the pod's own file).
-TRAINER = (
-    "import sys, time\n"
-    "report, sleep, path = sys.argv[1:4]\n"
-    "time.sleep(float(sleep))\n"
-    "open(path, 'w').write(report)\n"
-)
 RETRAINS_PER_DAY = 1
 """The daily cap of every round: one run, so the second one asked for must be refused."""
 RETRAIN: dict[str, Any] = {
-    "jobTemplate": {
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": restricted(
-                    {
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "train",
-                                "image": OPERATOR_IMAGE,
-                                "command": [
-                                    "python",
-                                    "-c",
-                                    TRAINER,
-                                    json.dumps({"model": MODEL, "revision": REV_C}),
-                                    "2",
-                                    "/dev/termination-log",
-                                ],
-                            }
-                        ],
-                    }
-                )
-            },
-        }
-    },
+    "jobTemplate": trainer_job_template(MODEL, REV_C, sleep=2),
     "approval": "Auto",
     # The cooldown is over by the time the second retrain is asked for; the daily cap is not.
     "cooldown": "5s",
