@@ -1,9 +1,12 @@
 """Statuses at each phase of real runs, checked against the Argo CD health check, and recorded.
 
-Each scenario drives the operator into one state (a Secret missing, a download under way, an
-evaluation running, serving, a canary progressing, a canary without GPUs, a rollback, a failed
-download or evaluation); the status is snapshotted the moment the state is reached, and the
-Argo CD health check (real Lua) must give the expected health with the operator's own message.
+Each scenario drives the operator into one state (a Secret missing, a download under way with
+its progress, an evaluation running, serving, a canary progressing, a canary without GPUs, a
+rollback, a failed download or evaluation, an evaluation with too few prompts to show its
+threshold, drift detected, a retrain Job running, a retrained candidate waiting for manual
+approval, a retrained model serving that spec.model does not name); the status is snapshotted
+the moment the state is reached, and the Argo CD health check (real Lua) must give the expected
+health with the operator's own message.
 
 With ``LLMOPS_RECORD_STATUSES=1`` (``make argocd-fixtures``) the snapshots are written to
 tests/fixtures/recorded_statuses.yaml, which the unit tier replays; names are normalised so
@@ -25,12 +28,14 @@ from llmops_dev.cluster.nodes import GPUS_PER_NODE
 from llmops_dev.loadgen import Traffic
 from testkit import wait_for
 from testkit.argocd import RECORDED, check_case
-from testkit.datasets import apply_qa
+from testkit.datasets import QA, apply_qa, jsonl
 from testkit.nodes import dedicated_gpu_node, placement_on
 from testkit.operator import OperatorProcess, condition, configure_hub, llmd, sample, set_behaviour
+from testkit.retrain import trainer_job_template
 
 A, B = "1" * 40, "2" * 40
 GOOD, BAD = "3" * 40, "4" * 40
+FEW, TUNED = "5" * 40, "6" * 40
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     "thresholds": [{"metric": "exactMatch", "min": 0.8}],
@@ -43,6 +48,11 @@ ROLLOUT: dict[str, Any] = {
     "steps": [{"setWeight": 50, "pause": {"duration": "10m"}}],
     "analysis": {"interval": "4s", "failureLimit": 2, "inconclusiveLimit": 20, "metrics": [ERRORS]},
     "progressDeadlineSeconds": 600,
+}
+DRIFT = {
+    "interval": "3s",
+    "window": "10s",
+    "traffic": {"signals": ["inputLength"], "minSamples": 150, "psi": 0.2, "ks": 0.2},
 }
 _recorded: dict[str, dict[str, Any]] = {}
 
@@ -111,6 +121,14 @@ def _reason(type_: str, reason: str) -> Callable[[dict[str, Any]], bool]:
     return lambda obj: condition(obj, type_).get("reason") == reason
 
 
+def _downloading(obj: dict[str, Any]) -> bool:
+    """Caching, with the download's progress in status.download (read from the Job's endpoint)."""
+    download = obj["status"].get("download") or {}
+    return obj["status"].get("phase") == "Caching" and bool(
+        download.get("bytesDone") and download.get("progress")
+    )
+
+
 def _canary_state(state: str) -> Callable[[dict[str, Any]], bool]:
     return (
         lambda obj: obj["status"].get("phase") == "Canary"
@@ -126,6 +144,14 @@ def _apply(cluster: Cluster, namespace: str, body: str | dict[str, Any]) -> None
 
 def _dataset(cluster: Cluster, namespace: str) -> None:
     apply_qa(cluster, namespace)
+    # Five of the prompts: a perfect score cannot show exactMatch >= 0.8 at 95% (InsufficientSamples).
+    few = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "qa-few"},
+        "data": {"qa.jsonl": jsonl(QA[:5])},
+    }
+    _apply(cluster, namespace, few)
 
 
 def _behave(cluster: Cluster, revision: str, **behaviour: Any) -> None:
@@ -136,7 +162,12 @@ def _behave(cluster: Cluster, revision: str, **behaviour: Any) -> None:
 def test_pending_caching_serving_and_failed_download(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    configure_hub(cluster, slow={"sim-org/slow-chat": 40}, missing=["sim-org/missing-chat"])
+    configure_hub(
+        cluster,
+        slow={"sim-org/slow-chat": 40},
+        weights={"sim-org/slow-chat": 60 * 1024 * 1024},
+        missing=["sim-org/missing-chat"],
+    )
     secret_ref = {"id": "sim-org/tiny-chat", "revision": A, "tokenSecretRef": {"name": "missing"}}
     _apply(cluster, namespace, sample("nosecret", A, model=secret_ref))
     _apply(cluster, namespace, sample("slow", A, model={"id": "sim-org/slow-chat", "revision": A}))
@@ -144,7 +175,8 @@ def test_pending_caching_serving_and_failed_download(
     _apply(cluster, namespace, sample("nopvc", A, cache={"size": "1Gi", "storageClassName": "no-such-class"}))
     _apply(cluster, namespace, sample("missing", A, model={"id": "sim-org/missing-chat", "revision": A}))
     _snapshot(cluster, namespace, "nosecret", "secret-missing", _reason("ModelCached", "SecretNotFound"), 90)
-    _snapshot(cluster, namespace, "slow", "caching", _phase("Caching"), 90)
+    caching = _snapshot(cluster, namespace, "slow", "caching", _downloading, 120)
+    assert caching["status"]["download"]["progress"] in condition(caching, "ModelCached")["message"]
     _snapshot(cluster, namespace, "served", "serving", _phase("Serving"), 120)
     _snapshot(cluster, namespace, "nopvc", "pvc-not-bound", _reason("ModelCached", "PVCNotBound"), 90)
     _snapshot(cluster, namespace, "missing", "failed-download", _phase("Failed"), 120)
@@ -156,10 +188,16 @@ def test_evaluating_and_failed_evaluation(
     _dataset(cluster, namespace)
     _behave(cluster, GOOD, accuracy=1.0, latency_seconds=0.5)
     _behave(cluster, BAD, accuracy=0.3)
+    _behave(cluster, FEW, accuracy=1.0)
     _apply(cluster, namespace, sample("evaluating", GOOD, evaluation=EVALUATION))
     _apply(cluster, namespace, sample("flunks", BAD, evaluation=EVALUATION))
+    few = {**EVALUATION, "dataset": {"configMapRef": {"name": "qa-few", "key": "qa.jsonl"}}}
+    _apply(cluster, namespace, sample("few", FEW, evaluation=few))
     _snapshot(cluster, namespace, "evaluating", "evaluating", _phase("Evaluating"), 150)
     _snapshot(cluster, namespace, "flunks", "failed-evaluation", _phase("Failed"), 180)
+    _snapshot(
+        cluster, namespace, "few", "insufficient-samples", _reason("Evaluated", "InsufficientSamples"), 180
+    )
 
 
 def test_canary_progressing_then_rolled_back(
@@ -194,3 +232,49 @@ def test_canary_paused_without_gpus(cluster: Cluster, namespace: str, operator: 
         body["spec"]["model"]["revision"] = B
         _apply(cluster, namespace, body)
         _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
+
+
+def test_drifted_while_serving(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    """Prompts far longer than those of the reference frozen at promotion: Drifted=True while the
+    model keeps serving (no spec.retrain: nothing else happens)."""
+    set_behaviour(cluster, A)
+    body = sample("drifty", A, drift=DRIFT, monitoring={"podMonitor": {"interval": "1s"}})
+    _apply(cluster, namespace, body)
+    _wait_serving(cluster, namespace, "drifty")
+    assert cluster.state_dir is not None
+    with Traffic(cluster.state_dir, namespace, "drifty", rate=100, prompt_words=(20, 120)) as traffic:
+        wait_for(
+            "drifty: a reference and no drift",
+            lambda: condition(llmd(cluster, namespace, "drifty"), "Drifted").get("reason") == "NoDrift",
+            120,
+        )
+        traffic.prompt_words = (300, 500)
+        _snapshot(cluster, namespace, "drifty", "drifted", _reason("Drifted", "DriftDetected"), 90)
+
+
+def test_retraining_awaiting_approval_and_a_retrained_model_serving(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """A retrain run on the annotation (Retraining), its candidate held for manual approval after
+    its gate (Suspended), then approved: it serves, and spec.model does not name it."""
+    _dataset(cluster, namespace)
+    _behave(cluster, A, accuracy=1.0)
+    _behave(cluster, TUNED, accuracy=1.0)
+    retrain = {
+        "jobTemplate": trainer_job_template("sim-org/tiny-chat", TUNED, sleep=8),
+        "approval": "Manual",
+        "maxRetrainsPerDay": 2,
+    }
+    _apply(cluster, namespace, sample("tuned", A, evaluation=EVALUATION, retrain=retrain))
+    _wait_serving(cluster, namespace, "tuned")
+    cluster.kubectl("annotate", "llmd", "tuned", "-n", namespace, "llmops.io/retrain=1")
+    _snapshot(cluster, namespace, "tuned", "retraining", _phase("Retraining"), 60)
+    _snapshot(cluster, namespace, "tuned", "candidate-awaiting-approval", _candidate("AwaitingApproval"), 180)
+    approve = "llmops.io/approve-retrain=tuned-retrain-1"
+    cluster.kubectl("annotate", "llmd", "tuned", "-n", namespace, approve)
+    serving = lambda obj: _candidate("Promoted")(obj) and obj["status"].get("phase") == "Serving"  # noqa: E731
+    _snapshot(cluster, namespace, "tuned", "retrained-model-serving", serving, 120)
+
+
+def _candidate(state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: (obj["status"].get("candidate") or {}).get("state") == state

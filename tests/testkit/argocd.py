@@ -29,6 +29,11 @@ EXPECTED_HEALTH: dict[str, tuple[str, str]] = {
     "rolled-back": ("Degraded", "condition:Promoted"),
     "failed-download": ("Degraded", "condition:Degraded"),
     "failed-evaluation": ("Degraded", "condition:Degraded"),
+    "insufficient-samples": ("Degraded", "condition:Degraded"),
+    "drifted": ("Healthy", "condition:Drifted"),
+    "retraining": ("Progressing", "condition:Progressing"),
+    "candidate-awaiting-approval": ("Suspended", "condition:Candidate"),
+    "retrained-model-serving": ("Healthy", "condition:PinnedToSpec"),
 }
 """The health each recorded case must get; the message must be the one the operator wrote
 (a condition's message, the canary's message), never a generic one."""

@@ -97,7 +97,7 @@ def test_a_canary_held_for_gpus_is_progressing_with_its_own_message() -> None:
     health = run_health_check(obj)
     assert health["status"] == "Progressing"
     assert health["message"].startswith("canary pods cannot be scheduled")
-    assert "are free on the 2 matching node(s)" in health["message"]
+    assert "0 of 8 are free on the 1 matching node(s)" in health["message"]  # its dedicated node
 
 
 def test_a_canary_paused_by_its_analysis_is_suspended_with_the_canarys_message() -> None:

@@ -7,9 +7,12 @@
 --   3. a rollout paused by its analysis (Progressing reason Paused*/*Paused, such as
 --      CanaryPaused: no data, a query Prometheus rejected; or RetrainAwaitingApproval)
 --                                                            -> Suspended
---   4. Serving with Available=True                           -> Healthy; the message says when a
---      retrained model serves that spec.model does not name (PinnedToSpec=False: the lines to
---      commit) or when the last retrained candidate was rejected (Candidate=False: by how much)
+--   4. Serving with Available=True                           -> Healthy; the message says, first
+--      found: drift (Drifted=True: the signals and their numbers), a retrained model serving
+--      that spec.model does not name (PinnedToSpec=False: the lines to commit), the last
+--      retrained candidate rejected (Candidate=False: by how much), capture losing records
+--      (CaptureDegraded=True). None of these stops the model from serving: Healthy, as a
+--      Deployment is; Degraded stays for what does not run.
 --   5. any phase on the way there                            -> Progressing, including a
 --      canary held with status.canary.state Paused for a reason that clears by itself
 --      (its pods wait for GPUs, its smoke evaluation is retried)
@@ -113,8 +116,13 @@ if canary_paused then
   return hs
 end
 
--- What a Healthy message adds: a retrained model serving outside git, or a rejected candidate.
+-- What a Healthy message says instead of Available's: drift, a retrained model serving outside
+-- git, a rejected candidate, capture losing records.
 local function serving_note()
+  local drifted = condition(status, "Drifted")
+  if drifted ~= nil and drifted.status == "True" then
+    return drifted
+  end
   local pinned = condition(status, "PinnedToSpec")
   if pinned ~= nil and pinned.status == "False" then
     return pinned
@@ -122,6 +130,10 @@ local function serving_note()
   local candidate = condition(status, "Candidate")
   if candidate ~= nil and candidate.status == "False" and candidate.reason ~= "SpecChanged" then
     return candidate
+  end
+  local capture = condition(status, "CaptureDegraded")
+  if capture ~= nil and capture.status == "True" then
+    return capture
   end
   return nil
 end
