@@ -30,6 +30,8 @@ from testkit import wait_for
 from testkit.chaos import Blow, JobLedger, Killer, child_violations, prepare, run_round
 from testkit.operator import OperatorProcess, install_crd
 
+TRAINING = 12.0
+"""Seconds each round's retrain Job "trains": long enough for several kills to land mid-retrain."""
 COMPONENTS = {10: "kube-apiserver", 25: "etcd", 40: "prometheus"}
 """After which operator kill each component is restarted (scaled down for fewer kills)."""
 
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.kubectl("create", "namespace", ns)
                 prepare(cluster, ns)
             t0 = time.monotonic()
-            reference = run_round(cluster, "reference", "round", retrain=True)
+            reference = run_round(cluster, "reference", "round", retrain=True, training_seconds=TRAINING)
             took = time.monotonic() - t0
             print(
                 f"reference round (uninterrupted): {took:.0f} s; end state {reference['phase']}, "
@@ -100,7 +102,9 @@ def _chaos(
                 name = f"round-{len(rounds) + 1}"
                 took: dict[str, float] = {}
                 started = time.monotonic()
-                end = run_round(cluster, "chaos", name, timeout=600, retrain=True, took=took)
+                end = run_round(
+                    cluster, "chaos", name, timeout=600, retrain=True, training_seconds=TRAINING, took=took
+                )
                 loops.append(took["retrain loop"])
                 rounds.append(time.monotonic() - started)
                 if end != reference:

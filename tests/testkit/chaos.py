@@ -76,14 +76,20 @@ ROLLOUT: dict[str, Any] = {
 }
 RETRAINS_PER_DAY = 1
 """The daily cap of every round: one run, so the second one asked for must be refused."""
-RETRAIN: dict[str, Any] = {
-    "jobTemplate": trainer_job_template(MODEL, REV_C, sleep=2),
-    "approval": "Auto",
-    # The cooldown is over by the time the second retrain is asked for; the daily cap is not.
-    "cooldown": "5s",
-    "maxRetrainsPerDay": RETRAINS_PER_DAY,
-    "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
-}
+
+
+def retrain_spec(training_seconds: float) -> dict[str, Any]:
+    """spec.retrain of every round: its Job "trains" for ``training_seconds``, then reports C."""
+    return {
+        "jobTemplate": trainer_job_template(MODEL, REV_C, sleep=training_seconds),
+        "approval": "Auto",
+        # The cooldown is over by the time the second retrain is asked for; the daily cap is not.
+        "cooldown": "5s",
+        "maxRetrainsPerDay": RETRAINS_PER_DAY,
+        "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
+    }
+
+
 CHILD_KINDS = "deployments,services,persistentvolumeclaims,jobs,cronjobs,poddisruptionbudgets,networkpolicies"
 _JOB_FAMILY = re.compile(r"-(eval|smoke|download|retrain)-[0-9a-f]+$")
 
@@ -101,8 +107,8 @@ def prepare(cluster: Cluster, namespace: str) -> None:
         set_behaviour(cluster, rev, dataset=str(answers), accuracy=1.0)
 
 
-def _apply(cluster: Cluster, namespace: str, name: str, revision: str, retrain: bool) -> None:
-    loop = {"retrain": RETRAIN} if retrain else {}
+def _apply(cluster: Cluster, namespace: str, name: str, revision: str, training: float | None) -> None:
+    loop = {"retrain": retrain_spec(training)} if training is not None else {}
     body = sample(name, revision, evaluation=EVALUATION, rollout=ROLLOUT, replicas=2, **loop)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
 
@@ -128,19 +134,22 @@ def run_round(
     *,
     retrain: bool = False,
     spec_change: bool = True,
+    training_seconds: float = 2.0,
     took: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Serve A through its gate, then canary B to promotion (``spec_change``), then (``retrain``)
-    the retrain loop to C's promotion; return the end state. ``took`` gets each part's seconds."""
+    the retrain loop to C's promotion, its Job training for ``training_seconds``; return the end
+    state. ``took`` gets each part's seconds."""
     took = {} if took is None else took
+    training = training_seconds if retrain else None
     t0 = time.monotonic()
-    _apply(cluster, namespace, name, REV_A, retrain)
+    _apply(cluster, namespace, name, REV_A, training)
     wait_for(f"{name}: A served", lambda: _serving(cluster, namespace, name, REV_A), timeout, 0.5)
     took["A served"], t0 = time.monotonic() - t0, time.monotonic()
     assert cluster.state_dir is not None
     with Traffic(cluster.state_dir, namespace, name, rate=10):
         if spec_change:
-            _apply(cluster, namespace, name, REV_B, retrain)
+            _apply(cluster, namespace, name, REV_B, training)
             wait_for(f"{name}: B promoted", lambda: _serving(cluster, namespace, name, REV_B), timeout, 0.5)
             took["B promoted"], t0 = time.monotonic() - t0, time.monotonic()
         if retrain:
