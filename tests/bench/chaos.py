@@ -21,13 +21,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
 from testkit import wait_for
-from testkit.chaos import Blow, JobLedger, Killer, child_violations, prepare, run_round
+from testkit.chaos import (
+    Blow,
+    JobLedger,
+    Killer,
+    child_violations,
+    newest_stage_starts,
+    prepare,
+    run_round,
+)
 from testkit.operator import OperatorProcess, install_crd
 
 TRAINING = 12.0
@@ -36,11 +45,20 @@ COMPONENTS = {10: "kube-apiserver", 25: "etcd", 40: "prometheus"}
 """After which operator kill each component is restarted (scaled down for fewer kills)."""
 
 
-def schedule(kills: int) -> list[Blow]:
+MID_RETRAIN = (8, 25, 42)
+"""Which operator kills wait for a retrain Job to run (about one a round), then land within 3 s;
+the others land at random gaps, wherever the round is (a retrain Job is a few percent of it)."""
+
+
+def schedule(kills: int, mid_retrain: Callable[[], bool]) -> list[Blow]:
     out: list[Blow] = []
     at = {max(1, round(k * kills / 50)): c for k, c in COMPONENTS.items()}
+    pinned = {max(1, round(k * kills / 50)) for k in MID_RETRAIN}
     for i in range(1, kills + 1):
-        out.append(Blow("operator", (1.0, 6.0), label=f"operator kill {i}"))
+        if i in pinned:
+            out.append(Blow("operator", (0.0, 3.0), mid_retrain, label=f"operator kill {i} (mid-retrain)"))
+        else:
+            out.append(Blow("operator", (1.0, 6.0), label=f"operator kill {i}"))
         if i in at:
             out.append(Blow(at[i], (0.5, 3.0), label=f"{at[i]} restart"))
     return out
@@ -90,7 +108,7 @@ def _chaos(
     reference: dict[str, Any],
     args: argparse.Namespace,
 ) -> int:
-    blows = schedule(args.kills)
+    blows = schedule(args.kills, newest_stage_starts(cluster, "chaos", "retrain Job running"))
     mismatches: list[str] = []
     rounds: list[float] = []
     loops: list[float] = []

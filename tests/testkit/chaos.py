@@ -517,3 +517,8 @@ def canary_weight_above(cluster: Cluster, namespace: str, name: str, weight: int
 def stage_starts(cluster: Cluster, namespace: str, name: str, prefix: str) -> Callable[[], bool]:
     """A ``Blow.when``: the round's stage (``stage_of``) starts with ``prefix``."""
     return lambda: stage_of(_status(cluster, namespace, name)).startswith(prefix)
+
+
+def newest_stage_starts(cluster: Cluster, namespace: str, prefix: str) -> Callable[[], bool]:
+    """A ``Blow.when``: the stage of the newest round in ``namespace`` starts with ``prefix``."""
+    return lambda: _newest_stage(cluster, namespace).startswith(prefix)
