@@ -29,7 +29,6 @@ Used by tests/integration/test_chaos.py (a few kills) and tests/bench/chaos.py (
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import re
 import threading
@@ -47,6 +46,7 @@ from llmops.kube import load_client
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, wait_for
+from testkit.datasets import apply_qa
 from testkit.operator import OperatorProcess, llmd, sample, set_behaviour
 from testkit.retrain import trainer_job_template
 
@@ -55,8 +55,6 @@ REV_C = "3c" * 20
 """What the retrain Job of every round reports: the retrained revision, promoted at its end."""
 LABELS = {REV_A: "A", REV_B: "B", REV_C: "C"}
 MODEL = "sim-org/tiny-chat"
-# 20 prompts: a perfect score shows exactMatch >= 0.8 at 95% from 16 on (the gate judges bounds).
-QA = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     "thresholds": [{"metric": "exactMatch", "min": 0.8}],
@@ -96,13 +94,8 @@ _JOB_FAMILY = re.compile(r"-(eval|smoke|download|retrain)-[0-9a-f]+$")
 
 # --------------------------------------------------------------------------- the workload
 def prepare(cluster: Cluster, namespace: str) -> None:
-    """The evaluation dataset in ``namespace``, and TGI simulators that answer it for A and B."""
-    text = "\n".join(json.dumps(x) for x in QA) + "\n"
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qa"}, "data": {"qa.jsonl": text}}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
-    assert cluster.state_dir is not None
-    answers = cluster.state_dir / "chaos-qa.jsonl"
-    answers.write_text(text)
+    """The evaluation dataset in ``namespace``, and TGI simulators that answer it for A, B and C."""
+    answers = apply_qa(cluster, namespace)
     for rev in (REV_A, REV_B, REV_C):
         set_behaviour(cluster, rev, dataset=str(answers), accuracy=1.0)
 
