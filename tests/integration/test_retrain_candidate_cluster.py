@@ -341,6 +341,58 @@ def test_a_report_naming_a_revision_that_does_not_exist_is_rejected_and_serving_
     assert condition(llmd(cluster, namespace, "ghost"), "Available")["status"] == "True"
 
 
+def _trainer(command: list[str]) -> dict[str, Any]:
+    """spec.retrain whose Job runs ``command`` (python) once."""
+    retrain = _retrain({})
+    pod = retrain["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]  # restricted: the namespace's Pod Security admits nothing else
+    container["command"] = ["python", "-c", *command]
+    return retrain
+
+
+def test_a_failed_job_and_a_garbage_report_are_conditions_and_serving_is_untouched(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Two runs that produce nothing: a Job whose trainer exits 3 is RetrainFailed with the Job's
+    reason, and a Job that completes with a termination message that is not JSON is
+    RetrainReportInvalid saying what to write; both keep serving what served, with no candidate."""
+    base = rev("broken-base")
+    _behave(cluster, base, 0.9)
+    crash = ["import sys; print('out of memory', file=sys.stderr); sys.exit(3)"]
+    garbage = ["import sys; open(sys.argv[1], 'w').write('loss=0.12 done')", "/dev/termination-log"]
+    runs = {"crash": _trainer(crash), "garbage": _trainer(garbage)}
+    _dataset(cluster, namespace)
+    for name, retrain in runs.items():
+        body = sample(name, base, evaluation=EVALUATION, rollout=ROLLOUT, retrain=retrain)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    for name in runs:
+        wait_for(
+            f"{name} serves",
+            lambda n=name: _status(cluster, namespace, n).get("phase") == "Serving",
+            180,
+            0.5,
+        )
+        _annotate(cluster, namespace, name, "llmops.io/retrain", "1")
+
+    failed = wait_condition(cluster, namespace, "crash", "Retrained", "False", "RetrainFailed", timeout=120)
+    message = condition(failed, "Retrained")["message"]
+    assert "retrain Job crash-retrain-1 failed (BackoffLimitExceeded" in message, message
+    invalid = wait_condition(
+        cluster, namespace, "garbage", "Retrained", "False", "RetrainReportInvalid", timeout=120
+    )
+    message = condition(invalid, "Retrained")["message"]
+    assert "garbage-retrain-1 completed but its report names no model" in message, message
+    assert "40-hex revision" in message and "loss=0.12 done" in message, message
+    for name, obj in (("crash", failed), ("garbage", invalid)):
+        status = _status(cluster, namespace, name)
+        assert status["servingRevision"] == base and status["phase"] == "Serving", status
+        assert "candidate" not in status or not status["candidate"], status["candidate"]
+        assert condition(obj, "Available")["status"] == "True"
+        assert [h["action"] for h in status["history"]][-2:] == ["RetrainStarted", "RetrainFailed"], status[
+            "history"
+        ]
+
+
 def test_a_restart_mid_retrain_starts_no_second_job_and_a_spec_change_abandons_it(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
