@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+import uvloop
+
 __all__ = ["Server", "UsageError", "run_until_signalled"]
 
 
@@ -54,14 +56,19 @@ def run_until_signalled(
     build: Callable[[], S],
     address: tuple[str, int, int],
     started: Callable[[S, str, str], None],
+    *,
+    fast_loop: bool = False,
 ) -> int:
     """Exit status of ``program``: 2 when ``build`` raises UsageError, else 0 after serving on
-    ``address`` (host, port, health port) until a signal; ``started`` logs where it listens."""
+    ``address`` (host, port, health port) until a signal; ``started`` logs where it listens.
+    ``fast_loop``: serve on uvloop, for a server whose every request is event-loop work (the
+    gateway: two sockets and a few tasks per request, for about an eighth less CPU)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         server = build()
     except UsageError as exc:
         print(f"{program}: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(server, *address, lambda url, health: started(server, url, health)))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop if fast_loop else None) as runner:
+        runner.run(_serve(server, *address, lambda url, health: started(server, url, health)))
     return 0

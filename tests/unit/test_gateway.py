@@ -26,7 +26,7 @@ from llmops.gateway import (
     KeyStore,
     RequestIdSigner,
 )
-from llmops.gateway.server import ID_HEADER, ID_JSON_FIELD, with_adapter
+from llmops.gateway.server import ID_HEADER, ID_JSON_FIELD, _with_request_id, with_adapter
 from llmops_dev.gateway_thread import run_gateway_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 from llmops_dev.tgisim.lora import LoraAdapter
@@ -345,6 +345,35 @@ def test_request_ids_refuse_forgery_other_deployments_and_garbage() -> None:
     for garbage in ("", "llm1", "llm1..", "llm1.!!!.x", "x" * 1000, "llm1.YQ.YQ"):
         with pytest.raises(InvalidRequestId):
             signer.verify(garbage)
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        # Spliced in before the closing brace: the engine's bytes otherwise go out as they came
+        # (spacing, key order, non-ASCII text unescaped).
+        (
+            '{"generated_text": "café"}\n'.encode(),
+            '{"generated_text": "café","llmops_request_id":"ID"}\n'.encode(),
+        ),
+        (b"{ }", b'{ "llmops_request_id":"ID"}'),
+        (b'{"a":{"b":{}}}', b'{"a":{"b":{}},"llmops_request_id":"ID"}'),
+        # The engine's own member of that name is replaced, not duplicated.
+        (b'{"llmops_request_id":"x","b":2}', b'{"llmops_request_id":"ID","b":2}'),
+        # UTF-16 JSON cannot take ASCII bytes: serialised again, as UTF-8.
+        ('{"a":1}'.encode("utf-16"), b'{"a":1,"llmops_request_id":"ID"}'),
+        # Not an object (the compat route's list, or not JSON at all): as is.
+        (b'[{"generated_text":"x"}]', b'[{"generated_text":"x"}]'),
+        (b"not json}", b"not json}"),
+    ],
+)
+def test_the_request_id_joins_the_engines_json_object_and_nothing_else_changes(
+    engine: bytes, expected: bytes
+) -> None:
+    body, parsed = _with_request_id(engine, "ID")
+    assert body == expected
+    if isinstance(parsed, dict):
+        assert json.loads(body) == parsed and parsed[ID_JSON_FIELD] == "ID"
 
 
 def test_feedback_is_counted_for_the_revision_and_track_that_answered(tmp_path: Path) -> None:

@@ -186,5 +186,9 @@ def _announce(gateway: Gateway, url: str, health: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return run_until_signalled(
-        "llmops gateway", lambda: build(args), (args.host, args.port, args.health_port), _announce
+        "llmops gateway",
+        lambda: build(args),
+        (args.host, args.port, args.health_port),
+        _announce,
+        fast_loop=True,
     )

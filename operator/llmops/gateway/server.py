@@ -65,6 +65,7 @@ log = logging.getLogger("llmops.gateway")
 
 ID_HEADER = "X-LLMOps-Request-ID"
 ID_JSON_FIELD = "llmops_request_id"
+_ID_JSON_FIELD_BYTES = ID_JSON_FIELD.encode()
 CORRELATION_HEADER = "X-Request-ID"
 OPEN_PATHS: frozenset[str] = frozenset({"/health", "/ping"})
 """Paths that need no API key (TGI's own open routes for probes and load balancers)."""
@@ -172,6 +173,7 @@ class Gateway:
         self.signer = signer
         self.keys = keys
         self.metrics = GatewayMetrics()
+        self._counted: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._runners: list[web.AppRunner] = []
         self._watch: asyncio.Task[None] | None = None
@@ -193,8 +195,15 @@ class Gateway:
     async def start(self, host: str = "0.0.0.0", port: int = 0, health_port: int = 0) -> tuple[str, str]:
         """Serve the API and health ports (0 picks a free port); returns both base URLs."""
         self._session = aiohttp.ClientSession(
+            # limit=0: no cap on connections to the engine (the engine's own concurrency limit
+            # answers 429, as without the gateway); idle ones are kept 30 s for reuse.
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             auto_decompress=False,
+            # A proxy keeps no cookies: the engine's Set-Cookie goes to the client that got it,
+            # not into every later request (and no jar to filter per request).
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # sock_read runs from the request's last byte sent, so it bounds both the wait for
+            # the answer's headers and any silence mid-answer (both 504s of upstream_timeout).
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.config.upstream_timeout),
         )
         if self.keys is not None:
@@ -321,8 +330,18 @@ class Gateway:
         return response
 
     def _count(self, route: str, status: int, client: str, started: float) -> None:
-        self.metrics.requests.labels(route, str(status), client).inc()
-        self.metrics.duration.labels(route).observe(time.monotonic() - started)
+        counted = self._counted.get((route, status, client))
+        if counted is None:
+            # labels() takes a lock and builds its key on every call; the children are kept
+            # here instead (bounded as the labels are: fixed routes, status codes, clients).
+            counted = (
+                self.metrics.requests.labels(route, str(status), client),
+                self.metrics.duration.labels(route),
+            )
+            self._counted[(route, status, client)] = counted
+        requests, duration = counted
+        requests.inc()
+        duration.observe(time.monotonic() - started)
 
     async def _read_body(self, request: web.Request, limit: int) -> bytes:
         """The body, or HTTPRequestEntityTooLarge (413) as soon as it is known to exceed `limit`."""
@@ -395,14 +414,15 @@ class Gateway:
         if self.config.adapter is not None and request.method == "POST":
             sent = with_adapter(request.path, body, self.config.adapter)
         try:
-            async with asyncio.timeout(self.config.upstream_timeout):
-                upstream = await self._session.request(
-                    request.method,
-                    url,
-                    headers=self._upstream_headers(request),
-                    data=sent if sent else None,
-                    allow_redirects=False,
-                )
+            # The session's sock_read timeout (upstream_timeout) raises ServerTimeoutError, a
+            # TimeoutError, when no headers come in time.
+            upstream = await self._session.request(
+                request.method,
+                url,
+                headers=self._upstream_headers(request),
+                data=sent if sent else None,
+                allow_redirects=False,
+            )
         except TimeoutError:
             self.metrics.upstream_errors.labels("timeout").inc()
             return _error(
@@ -557,15 +577,24 @@ def with_adapter(path: str, body: bytes, adapter: str) -> bytes:
 
 def _with_request_id(data: bytes, request_id: str) -> tuple[bytes, Any]:
     """The JSON object with `llmops_request_id` added; anything else (a list, invalid JSON) as is.
-    Also the parsed JSON (None when it is not JSON), which a capture record reads."""
+    Also the parsed JSON (None when it is not JSON), which a capture record reads.
+
+    The member is spliced in before the object's closing brace, so the engine's bytes go out as
+    they came (no second serialisation, non-ASCII text not escaped); an object that has the
+    member already, or JSON in UTF-16 or UTF-32, is serialised again with the gateway's value."""
     try:
         obj = json.loads(data)
     except ValueError:
         return data, None
     if not isinstance(obj, dict):
         return data, obj
+    if ID_JSON_FIELD in obj or not json.detect_encoding(data).startswith("utf-8"):
+        obj[ID_JSON_FIELD] = request_id
+        return json.dumps(obj, separators=(",", ":")).encode(), obj
+    end = data.rindex(b"}")  # valid JSON whose value is an object: its last brace closes it
+    member = b'"' + _ID_JSON_FIELD_BYTES + b'":' + json.dumps(request_id).encode()
     obj[ID_JSON_FIELD] = request_id
-    return json.dumps(obj, separators=(",", ":")).encode(), obj
+    return data[:end] + (b"," if len(obj) > 1 else b"") + member + data[end:], obj
 
 
 def _sender(config: GatewayConfig, metrics: GatewayMetrics) -> Sender:
