@@ -1,0 +1,223 @@
+"""Watch-fed copies of the operator's children, so that a pass reads them without a request.
+
+One ``Informer`` keeps the objects of one kind in one namespace that carry the label
+``LABEL_DEPLOYMENT`` (the apiserver applies the selector): a list, then a watch from the list's
+resourceVersion with bookmarks, again and again (the apiserver ends a watch after a few
+minutes). A watch the apiserver can no longer resume (410 Gone: its history was compacted)
+lists again, and objects missing from the new list count as deleted. Every change calls
+``on_change`` with a ``Change`` naming the owner, whose pass it triggers.
+
+Why: a pass used to list every child kind and the pods with a label selector, about ten reads
+per pass; at 1,000 LLMDeployments created at once that was most of the apiserver's work, and
+the operator was 2.3 times slower than ``kubectl apply`` of the same children.
+
+Staleness: a child the operator has just written may not have reached the watch yet, so the
+operator stores the object its own apply answered (``remember``) and forgets the ones it deleted;
+a copy only ever moves to a newer resourceVersion. What remains stale is what others changed in
+the last moment, which the watch event about it corrects and follows with a pass.
+Memory: ``managedFields`` (often half an object) is dropped from every copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.api.constants import LABEL_DEPLOYMENT
+
+__all__ = ["Change", "Gone", "Informer", "Lister", "Watcher", "newer"]
+
+log = logging.getLogger("llmops.informer")
+
+WATCH_TIMEOUT_SECONDS = 290
+"""Server-side end of one watch (the apiserver picks at random between this and twice it otherwise)."""
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+"""Waits before listing or watching again after a failure, growing, bounded."""
+
+Lister = Callable[[], tuple[list[dict[str, Any]], str]]
+"""Lists the kind (selector applied): the items and the list's resourceVersion."""
+Watcher = Callable[[str], Iterator[Mapping[str, Any]]]
+"""Watches the kind from a resourceVersion: the watch events, until the server ends the watch.
+Raises ``Gone`` when that resourceVersion is too old to resume from."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A labelled object of ``kind`` changed or went away; ``deployment`` is its label's value."""
+
+    kind: str
+    namespace: str
+    deployment: str
+    deleted: bool
+
+
+class Gone(Exception):
+    """The watch cannot resume from its resourceVersion (HTTP 410): list again."""
+
+
+def newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """Whether ``candidate`` is a later version than ``current``. resourceVersions are etcd
+    revisions (integers) on every apiserver we know; anything else is taken as newer."""
+    if current is None:
+        return True
+    try:
+        return int(candidate["metadata"]["resourceVersion"]) >= int(current["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+def slim(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The copy kept in memory: without managedFields, with its kind (lists leave it out)."""
+    obj.setdefault("kind", kind)
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+def _owner(obj: Mapping[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_DEPLOYMENT)
+
+
+class Informer:
+    """The labelled objects of one kind in one namespace, by name, kept by list and watch."""
+
+    def __init__(
+        self,
+        kind: str,
+        namespace: str,
+        lister: Lister,
+        watcher: Watcher,
+        on_change: Callable[[Change], None] = lambda change: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.kind, self.namespace = kind, namespace
+        self._list, self._watch, self._on_change, self._sleep = lister, watcher, on_change, sleep
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._synced = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.version: str | None = None
+        """The resourceVersion the next watch starts from (None: list first)."""
+        self.lists = 0
+        """Lists made (the first, and one after each 410 Gone), for tests and the bench."""
+
+    # ------------------------------------------------------------- reading
+    def of(self, deployment: str) -> list[dict[str, Any]]:
+        """The objects labelled with ``deployment``."""
+        with self._lock:
+            return [o for o in self._objects.values() if _owner(o) == deployment]
+
+    def wait_synced(self, timeout: float) -> bool:
+        """Whether the first list has landed (waiting at most ``timeout`` seconds for it)."""
+        return self._synced.wait(timeout)
+
+    # ------------------------------------------------- the operator's writes
+    def remember(self, obj: dict[str, Any]) -> None:
+        """An object the operator has just written, as the apiserver answered it."""
+        self._put(slim(obj, self.kind), notify=False)
+
+    def forget(self, name: str) -> None:
+        """An object the operator has just deleted."""
+        with self._lock:
+            self._objects.pop(name, None)
+
+    # ------------------------------------------------------------ running
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run, name=f"informer-{self.kind}-{self.namespace}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        """List, then watch from the last version seen, until stopped; a failure retries after a
+        wait, from where the watch was (a watch cut by the network resumes without a list)."""
+        failures = 0
+        while not self._stopped.is_set():
+            try:
+                if self.version is None:
+                    self.version = self.relist()
+                self.follow(self.version)
+                failures = 0
+            except Gone:
+                log.info("%s in %s: the watch's version is gone, listing again", self.kind, self.namespace)
+                self.version = None
+            except Exception as exc:  # the network, the apiserver: never let the thread die
+                wait = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.warning("%s in %s: %s; again in %.1fs", self.kind, self.namespace, exc, wait)
+                self._sleep(wait)
+
+    def relist(self) -> str:
+        """Replace the copies with a fresh list; returns its resourceVersion. An object that
+        vanished meanwhile (its DELETED event lost with the watch) counts as deleted."""
+        items, version = self._list()
+        self.lists += 1
+        fresh = {o["metadata"]["name"]: slim(o, self.kind) for o in items}
+        with self._lock:
+            old, self._objects = self._objects, fresh
+        if not self._synced.is_set():  # the first list: the passes that asked for it read it
+            self._synced.set()
+            return version
+        for name, obj in fresh.items():
+            if obj["metadata"].get("resourceVersion") != (old.get(name) or {}).get("metadata", {}).get(
+                "resourceVersion"
+            ):
+                self._notify(obj)
+        for name, obj in old.items():
+            if name not in fresh:
+                self._notify(obj, deleted=True)
+        return version
+
+    def follow(self, version: str) -> None:
+        """Apply one watch's events from ``version``; ``self.version`` follows them."""
+        for event in self._watch(version):
+            if self._stopped.is_set():
+                break
+            type_, obj = event.get("type"), event.get("object") or {}
+            if type_ == "ERROR":
+                if obj.get("code") == 410:
+                    raise Gone(str(obj.get("message")))
+                raise RuntimeError(f"watch error: {obj.get('message') or obj}")
+            self.version = (obj.get("metadata") or {}).get("resourceVersion") or self.version
+            if type_ == "BOOKMARK":
+                continue
+            if type_ == "DELETED":
+                with self._lock:
+                    self._objects.pop(obj["metadata"]["name"], None)
+                self._notify(obj, deleted=True)
+            elif type_ in ("ADDED", "MODIFIED"):
+                self._put(slim(dict(obj), self.kind), notify=True)
+
+    def _put(self, obj: dict[str, Any], notify: bool) -> None:
+        name = obj["metadata"]["name"]
+        with self._lock:
+            if not newer(obj, self._objects.get(name)):
+                return
+            self._objects[name] = obj
+        if notify:
+            self._notify(obj)
+
+    def _notify(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
+        if owner := _owner(obj):
+            self._on_change(Change(self.kind, self.namespace, owner, deleted))
+
+
+def watch_lines(chunks: Iterator[bytes]) -> Iterator[Mapping[str, Any]]:
+    """The watch events of a streamed answer: one JSON object per line."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+    if pending.strip():
+        yield json.loads(pending)
