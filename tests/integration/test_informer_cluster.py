@@ -2,26 +2,26 @@
 
 - A child deleted by hand comes back at once: its watch event triggers its owner's pass (the
   periodic resync, 300 s, is far beyond the deadline).
-- A watch whose resourceVersion etcd has compacted away gets the apiserver's 410 Gone, and the
-  informer lists again (what a long network cut or a restarted apiserver leads to).
+- A watch the apiserver cannot resume (410 Gone: here a restarted apiserver, whose watch cache
+  starts at the current resourceVersion) makes the informer list again, and what vanished
+  meanwhile counts as deleted.
 - Once converged, a pass reads the children without a list: the informers answer.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
-import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from llmops.api.constants import LABEL_DEPLOYMENT
-from llmops.informer import Informer
-from llmops.kube import Kube, load_client
+from llmops.informer import Change, Informer
+from llmops.kube import ApiError, Kube, load_client
 from llmops.reconciler import Reconciler
 from llmops_dev.cluster import Cluster
 from testkit import get_json, wait_for
-from testkit.operator import OperatorProcess, sample
+from testkit.operator import OperatorProcess, children, sample
 
 REV = "f" * 40
 
@@ -47,52 +47,63 @@ def test_a_child_deleted_by_hand_is_back_without_waiting_for_the_resync(
         assert again != first
 
 
-def _etcd(cluster: Cluster, call: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One call of etcd's JSON gateway (v3 API)."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{cluster.ports['etcd']}/v3/{call}", data=json.dumps(body).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return dict(json.loads(answer.read()))
-
-
-def _compact_etcd(cluster: Cluster) -> None:
-    """Compact etcd's history up to now (the apiserver does it every 5 minutes on its own)."""
-    revision = _etcd(cluster, "kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"]
-    _etcd(cluster, "kv/compaction", {"revision": revision, "physical": True})
-
-
-def test_a_watch_from_a_compacted_version_lists_again(cluster: Cluster, namespace: str) -> None:
-    service = {
+def test_a_watch_the_apiserver_cannot_resume_lists_again(cluster: Cluster, namespace: str) -> None:
+    """A restarted apiserver's watch cache starts at the current resourceVersion: a watch from
+    an older one (an informer away since before the restart) gets 410 Gone."""
+    service: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": "compacted", "labels": {LABEL_DEPLOYMENT: "owner"}},
+        "metadata": {"name": "kept", "labels": {LABEL_DEPLOYMENT: "owner"}},
         "spec": {"ports": [{"port": 80}]},
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(service))
-    _compact_etcd(cluster)
+    cluster.restart("kube-apiserver")
     kube = Kube(load_client(str(cluster.kubeconfig)))
+    # The informer's first list is from before: a Service since deleted (its DELETED event
+    # lost), at the resourceVersion of the cluster's start. Every later list is the apiserver's.
+    ghost = {"metadata": {**service["metadata"], "name": "ghost", "resourceVersion": "1"}}
+    lists: list[tuple[list[dict[str, Any]], str]] = [([ghost], "1")]
+
+    def lister() -> tuple[list[dict[str, Any]], str]:
+        return lists.pop() if lists else kube._list_labelled("Service", namespace)
+
+    changes: list[Change] = []
     informer = Informer(
         "Service",
         namespace,
-        lister=lambda: kube._list_labelled("Service", namespace),
+        lister=lister,
         watcher=lambda version: kube._watch_labelled("Service", namespace, version),
+        on_change=changes.append,
     )
-    informer.version = "1"  # where a watch away since the cluster's start would resume from
     thread = threading.Thread(target=informer.run, daemon=True)
     thread.start()
     try:
-        wait_for("the informer listed again", lambda: informer.lists == 1, 60, 0.1)
-        assert [o["metadata"]["name"] for o in informer.of("owner")] == ["compacted"]
+        wait_for("the informer listed again", lambda: informer.lists == 2, 90, 0.1)
+        assert [o["metadata"]["name"] for o in informer.of("owner")] == ["kept"]
+        assert Change("Service", namespace, "owner", deleted=True) in changes  # the ghost
         # And it follows the new watch: a label change moves the Service to another owner.
         cluster.kubectl(
-            "label", "service", "compacted", "-n", namespace, f"{LABEL_DEPLOYMENT}=other", "--overwrite"
+            "label", "service", "kept", "-n", namespace, f"{LABEL_DEPLOYMENT}=other", "--overwrite"
         )
         wait_for("the change seen", lambda: informer.of("other"), 60, 0.1)
         assert informer.of("owner") == []
-        assert informer.lists == 1
+        assert informer.lists == 2
     finally:
         informer.stop()
+
+
+class _CountingKube(Kube):
+    """A Kube that records the kinds a pass lists itself (the informers' own lists aside)."""
+
+    def __init__(self, client: Any, use_informers: bool) -> None:
+        super().__init__(client, use_informers=use_informers)
+        self.listed: list[str] = []
+
+    def _list(
+        self, kind: str, namespace: str, query: Sequence[tuple[str, Any]]
+    ) -> tuple[list[dict[str, Any]], ApiError | None]:
+        self.listed.append(kind)
+        return super()._list(kind, namespace, query)
 
 
 def test_a_converged_pass_lists_nothing(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
@@ -103,22 +114,17 @@ def test_a_converged_pass_lists_nothing(cluster: Cluster, namespace: str, operat
         120,
         0.25,
     )
-    kube = Kube(load_client(str(cluster.kubeconfig)), use_informers=True)
+    kube = _CountingKube(load_client(str(cluster.kubeconfig)), use_informers=True)
     reconciler = Reconciler(kube)
-    listed: list[str] = []
-    original = kube._list
-
-    def counted(kind: str, ns: str, query: Any) -> Any:
-        listed.append(kind)
-        return original(kind, ns, query)
-
-    kube._list = counted  # type: ignore[method-assign]
+    listed = kube.listed
     try:
         reconciler.reconcile(namespace, "nolist")  # the first pass in the namespace starts the informers
         listed.clear()
         reconciler.reconcile(namespace, "nolist")
         assert listed == []
-        obs = kube.observe(namespace, "nolist", 0.0)
-        assert {k for k, _ in obs.children} >= {"Deployment", "Service", "PersistentVolumeClaim"}
+        # What the informers answer is what the apiserver has.
+        observed = set(kube.observe(namespace, "nolist", 0.0).children)
+        listed_now = {(o["kind"], o["metadata"]["name"]) for o in children(cluster, namespace, "nolist")}
+        assert observed == listed_now
     finally:
         kube.stop()
