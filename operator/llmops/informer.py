@@ -15,7 +15,7 @@ Staleness: a child the operator has just written may not have reached the watch 
 operator stores the object its own apply answered (``remember``) and forgets the ones it deleted;
 a copy only ever moves to a newer resourceVersion. What remains stale is what others changed in
 the last moment, which the watch event about it corrects and follows with a pass.
-Memory: ``managedFields`` (often half an object) is dropped from every copy.
+Memory: of ``managedFields`` (often half an object), only our own managers' fields are kept.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.api.constants import LABEL_DEPLOYMENT
+from llmops.lifecycle.ownership import FIELD_MANAGER
 
 __all__ = ["Change", "Gone", "Informer", "Lister", "Watcher", "newer"]
 
@@ -72,10 +73,21 @@ def newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bo
 
 
 def slim(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The copy kept in memory: without managedFields, with its kind (lists leave it out)."""
+    """The copy kept in memory, with its kind (lists leave it out). Of ``managedFields``, the
+    fields owned by our own managers stay (``llmops`` and its hand-over manager: a field another
+    manager took from them is a manual edit the plan reverts, see lifecycle.ownership); the
+    other managers' entries stay without their fields (``fieldsV1``, most of an object's size)."""
     obj.setdefault("kind", kind)
-    obj.get("metadata", {}).pop("managedFields", None)
+    meta = obj.get("metadata") or {}
+    if entries := meta.get("managedFields"):
+        meta["managedFields"] = [
+            e if str(e.get("manager", "")).startswith(FIELD_MANAGER) else _without_fields(e) for e in entries
+        ]
     return obj
+
+
+def _without_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "fieldsV1"}
 
 
 def _owner(obj: Mapping[str, Any]) -> str | None:

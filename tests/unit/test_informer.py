@@ -20,7 +20,10 @@ def _svc(name: str, version: int, owner: str = "chat", **extra: Any) -> dict[str
         "namespace": "ns",
         "resourceVersion": str(version),
         "labels": {LABEL_DEPLOYMENT: owner},
-        "managedFields": [{"manager": "llmops"}],
+        "managedFields": [
+            {"manager": "llmops", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
+        ],
     }
     return {"metadata": meta, **extra}
 
@@ -107,13 +110,17 @@ def test_a_failed_watch_resumes_from_the_last_version_seen_without_listing() -> 
     assert script.watched_from == ["3", "9"]
 
 
-def test_copies_drop_managed_fields_and_carry_their_kind() -> None:
+def test_copies_keep_only_our_managers_fields_and_carry_their_kind() -> None:
     script = _Script(lists=[([_svc("a", 4)], "4")], watches=[[]])
     informer = _informer(script, [])
     informer.run()
     (copy,) = informer.of("chat")
     assert copy["kind"] == "Service"
-    assert "managedFields" not in copy["metadata"]
+    # What lifecycle.ownership needs to see a manual edit: our fields, and who else manages some.
+    assert copy["metadata"]["managedFields"] == [
+        {"manager": "llmops", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {"manager": "kube-controller-manager", "operation": "Update"},
+    ]
 
 
 def test_the_operators_own_writes_show_at_once_and_never_go_back_in_time() -> None:
