@@ -8,7 +8,10 @@ Three figures, all from the same run on one fresh local cluster:
 - **operator**: from the start of one ``kubectl apply`` of the N LLMDeployments until every one
   has all those children and a status for its generation; the ratio operator / floor (goal <= 1),
   also from the end of that apply (the LLMDeployments' own creation is not in the floor). The
-  floor's namespace is deleted first, so both run on a cluster without the other's pods;
+  floor's namespace is deleted first, so both run on a cluster without the other's pods. With
+  it, the CPU seconds each process spent meanwhile (the cluster's parts and the operator) and
+  the API requests made meanwhile, by verb and resource: on a shared machine the time moves
+  with the load, these much less;
 - **idle** (after the objects settle): objects whose resourceVersion changed during the idle
   window (goal 0), API requests per LLMDeployment per hour (the apiserver's own
   ``apiserver_request_total``, delta over the window, for the resources the operator reads and
@@ -373,7 +376,9 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
         print(f"  settled (10 s without a change) after {settle:.0f} s more")
         before_v, before_r = versions(reader, "scale"), request_counts(reader)
         time.sleep(idle_s)  # the measurement window itself, not a synchronisation
-        after_v, after_r = versions(reader, "scale"), request_counts(reader)
+        # The counts first: the bench's own lists of versions() stay out of the window.
+        after_r = request_counts(reader)
+        after_v = versions(reader, "scale")
         diff = changed(before_v, after_v)
         ours = operator_requests(after_r - before_r)
         per_hour = sum(ours.values()) / scale * 3600 / idle_s
