@@ -110,6 +110,8 @@ class Informer:
         self._list, self._watch, self._on_change, self._sleep = lister, watcher, on_change, sleep
         self._lock = threading.Lock()
         self._objects: dict[str, dict[str, Any]] = {}
+        self._by_owner: dict[str, set[str]] = {}
+        """Label value → names: a pass reads its own children without scanning the namespace's."""
         self._synced = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,7 +124,7 @@ class Informer:
     def of(self, deployment: str) -> list[dict[str, Any]]:
         """The objects labelled with ``deployment``."""
         with self._lock:
-            return [o for o in self._objects.values() if _owner(o) == deployment]
+            return [self._objects[name] for name in sorted(self._by_owner.get(deployment, ()))]
 
     def wait_synced(self, timeout: float) -> bool:
         """Whether the first list has landed (waiting at most ``timeout`` seconds for it)."""
@@ -136,7 +138,7 @@ class Informer:
     def forget(self, name: str) -> None:
         """An object the operator has just deleted."""
         with self._lock:
-            self._objects.pop(name, None)
+            self._drop(name)
 
     # ------------------------------------------------------------ running
     def start(self) -> None:
@@ -175,6 +177,9 @@ class Informer:
         fresh = {o["metadata"]["name"]: slim(o, self.kind) for o in items}
         with self._lock:
             old, self._objects = self._objects, fresh
+            self._by_owner = {}
+            for name, obj in fresh.items():
+                self._by_owner.setdefault(_owner(obj) or "", set()).add(name)
         if not self._synced.is_set():  # the first list: the passes that asked for it read it
             self._synced.set()
             return version
@@ -203,7 +208,7 @@ class Informer:
                 continue
             if type_ == "DELETED":
                 with self._lock:
-                    self._objects.pop(obj["metadata"]["name"], None)
+                    self._drop(obj["metadata"]["name"])
                 self._notify(obj, deleted=True)
             elif type_ in ("ADDED", "MODIFIED"):
                 self._put(slim(dict(obj), self.kind), notify=True)
@@ -213,9 +218,21 @@ class Informer:
         with self._lock:
             if not newer(obj, self._objects.get(name)):
                 return
+            self._drop(name)
             self._objects[name] = obj
+            self._by_owner.setdefault(_owner(obj) or "", set()).add(name)
         if notify:
             self._notify(obj)
+
+    def _drop(self, name: str) -> None:
+        """Remove one copy and its index entry (the lock held)."""
+        obj = self._objects.pop(name, None)
+        if obj is not None:
+            owner = _owner(obj) or ""
+            names = self._by_owner.get(owner, set())
+            names.discard(name)
+            if not names:
+                self._by_owner.pop(owner, None)
 
     def _notify(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
         if owner := _owner(obj):

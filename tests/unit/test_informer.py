@@ -163,3 +163,13 @@ def test_wait_synced_is_set_by_the_first_list() -> None:
     assert not informer.wait_synced(0)
     informer.relist()
     assert informer.wait_synced(0)
+
+
+def test_a_relabelled_object_moves_to_its_new_owner() -> None:
+    moved = {"type": "MODIFIED", "object": _svc("a", 5, owner="other")}
+    deleted = {"type": "DELETED", "object": _svc("b", 6)}
+    script = _Script(lists=[([_svc("a", 4), _svc("b", 4)], "4")], watches=[[moved, deleted]])
+    informer = _informer(script, [])
+    informer.run()
+    assert informer.of("chat") == []
+    assert [o["metadata"]["name"] for o in informer.of("other")] == ["a"]
