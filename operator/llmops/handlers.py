@@ -1,8 +1,9 @@
 """kopf wiring only: watch events in, work-queue triggers out.
 
-Every watch event of an LLMDeployment, or of a child labelled with its name (Deployments,
-Jobs, Pods, PVCs), triggers a reconcile pass of that LLMDeployment through one work queue;
-decisions are made in ``llmops.lifecycle.plan``. The handlers are raw event handlers, so kopf
+Every watch event of an LLMDeployment (kopf's watch), or of a child labelled with its name
+(the informers of ``llmops.kube``, which also feed the passes' observations), triggers a
+reconcile pass of that LLMDeployment through one work queue; decisions are made in
+``llmops.lifecycle.plan``. The handlers are raw event handlers, so kopf
 writes nothing on its own: no finalizer, no progress annotations, no status.
 """
 
@@ -11,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from llmops.api.constants import GROUP, LABEL_DEPLOYMENT, PLURAL, VERSION
+from llmops.api.constants import GROUP, PLURAL, VERSION
+from llmops.informer import Change
 from llmops.kube import OPTIONAL_CRDS, Kube, load_client
 from llmops.peering import PeeringGate
 from llmops.reconciler import Reconciler
@@ -40,15 +42,6 @@ class _Running:
 
 _state = _Running()
 
-VERSION_V1 = "v1"
-CHILD_WATCHES = (
-    ("apps", "deployments"),
-    ("batch", "jobs"),
-    ("", "pods"),
-    ("", "persistentvolumeclaims"),
-)
-"""The children whose changes trigger a pass (by group and plural, all version v1)."""
-
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -58,15 +51,18 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    # Children are watched with a label selector the apiserver applies: the operator receives
-    # the pods, Jobs… of LLMDeployments only, not every pod of the cluster (handler `labels=`
-    # filters are client-side: kopf would list and watch everything and drop the rest).
-    for group, plural in CHILD_WATCHES:
-        settings.watching.label_selectors[group, VERSION_V1, plural] = LABEL_DEPLOYMENT
     # A replica killed without a goodbye keeps its place in the peering object for this long;
     # kopf's 60 s default made a failover take about a minute (controller-runtime's lease: 15 s).
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
-    kube = Kube(load_client(os.environ.get("KUBECONFIG")))
+    # Children are watched by the Kube's informers, not by kopf: one watch per kind feeds both
+    # the triggers and the observations of every pass (see llmops.informer).
+    kube = Kube(load_client(os.environ.get("KUBECONFIG")), use_informers=True)
+    loop = asyncio.get_running_loop()
+
+    def child_changed(change: Change) -> None:  # on an informer's thread: the queue is the loop's
+        loop.call_soon_threadsafe(_trigger, change.namespace, change.deployment)
+
+    kube.on_change = child_changed
     reconciler = Reconciler(kube)
     process: Callable[[tuple[str, str]], Awaitable[float | None]] = reconciler
     if not settings.peering.standalone:
@@ -100,6 +96,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     if queue := _state.queue:
         await queue.stop()
+    if kube := _state.kube:
+        kube.stop()
 
 
 # The handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and the
@@ -113,20 +111,6 @@ def _trigger(namespace: str | None, name: str | None) -> None:
 async def llmdeployment_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
     if type != "DELETED":
         _trigger(namespace, name)
-
-
-async def _child_event(
-    type: str | None, body: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
-) -> None:
-    if type == "DELETED" and body.get("kind") == "Pod" and (kube := _state.kube):
-        kube.gpu_capacity.forget()  # its GPUs are free now: the next diagnosis reads them again
-    _trigger(namespace, labels.get(LABEL_DEPLOYMENT))
-
-
-for _group, _plural in CHILD_WATCHES:
-    kopf.on.event(group=_group, version=VERSION_V1, plural=_plural, labels={LABEL_DEPLOYMENT: kopf.PRESENT})(
-        _child_event
-    )
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
 from llmops.contracts import format_timestamp
+from llmops.informer import WATCH_TIMEOUT_SECONDS, Change, Gone, Informer, watch_lines
 from llmops.lifecycle.observations import (
     CHILD_KINDS,
     GATEWAY_API,
@@ -39,8 +40,10 @@ from llmops.lifecycle.ownership import FIELD_MANAGER
 __all__ = [
     "FIELD_MANAGER",
     "GPU_CAPACITY_TTL_SECONDS",
+    "INFORMED_KINDS",
     "OPTIONAL_CRDS",
     "RESOURCES",
+    "USER_AGENT",
     "ApiError",
     "Kube",
     "Resource",
@@ -110,6 +113,19 @@ OPTIONAL_CRDS = {
 }
 
 
+INFORMED_KINDS: tuple[str, ...] = (
+    *(k for k in CHILD_KINDS if RESOURCES[k].optional_api is None),
+    "Pod",
+)
+"""The kinds kept by informers (``Kube(use_informers=True)``): the children that need no optional
+CRD, and the pods. The optional ones (PodMonitor…) are listed by each pass."""
+USER_AGENT = "llmops-operator"
+"""How the operator's own requests (not kopf's) appear in the apiserver's logs and audit log."""
+INFORMER_SYNC_SECONDS = 30.0
+"""How long the first pass in a namespace waits for its informers' first lists; past it, the pass
+lists what it needs itself."""
+
+
 class ApiError(Exception):
     """A Kubernetes API call failed; ``status`` is the HTTP status (0 for transport errors).
 
@@ -147,7 +163,9 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
     # reads and status writes (urllib3's default, 5 per core, would open and drop a connection
     # for each request beyond it).
     cfg.connection_pool_maxsize = 2 * API_CONCURRENCY
-    return ApiClient(cfg)
+    client = ApiClient(cfg)
+    client.user_agent = USER_AGENT
+    return client
 
 
 class SharedRead(Generic[_T]):
@@ -196,7 +214,7 @@ class _GpuCapacity:
 class Kube:
     """Narrow, counted access to the API for the operator."""
 
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: ApiClient, use_informers: bool = False) -> None:
         self.client = client
         self._lock = threading.Lock()
         self.writes: list[tuple[str, str, str]] = []
@@ -205,6 +223,17 @@ class Kube:
         self._pool = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="llmops-api")
         self.gpu_capacity = SharedRead(self._read_gpu_capacity, GPU_CAPACITY_TTL_SECONDS)
         """The cluster's GPU nodes and allocations, shared by the passes of one TTL."""
+        self.use_informers = use_informers
+        self._informers: dict[str, dict[str, Informer]] = {}
+        self.on_change: Callable[[Change], None] = lambda change: None
+        """Called (from an informer's thread) when a child of ours changed: triggers its owner's pass."""
+
+    def stop(self) -> None:
+        """Stop the informers' threads (each ends with its current watch)."""
+        with self._lock:
+            for informers in self._informers.values():
+                for informer in informers.values():
+                    informer.stop()
 
     def concurrently(self, call: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
         """``[call(i) for i in items]`` with the calls in flight together (bounded by
@@ -304,7 +333,15 @@ class Kube:
         except ApiError as exc:
             apis, errors = frozenset(), [f"discovery: {exc}"]
         kinds = [*(k for k in CHILD_KINDS if RESOURCES[k].optional_api in (None, *apis)), "Pod"]
-        listed = self.concurrently(lambda kind: self._list(kind, namespace, selector), kinds)
+        informers = self._informers_of(namespace)
+
+        def read(kind: str) -> tuple[list[dict[str, Any]], ApiError | None]:
+            informer = informers.get(kind)
+            if informer is not None and informer.wait_synced(INFORMER_SYNC_SECONDS):
+                return informer.of(name), None
+            return self._list(kind, namespace, selector)
+
+        listed = self.concurrently(read, kinds)
         children: dict[tuple[str, str], Mapping[str, Any]] = {}
         pods: list[Mapping[str, Any]] = []
         for kind, (items, error) in zip(kinds, listed, strict=True):
@@ -317,6 +354,76 @@ class Kube:
                     item.setdefault("kind", kind)
                     children[(kind, item["metadata"]["name"])] = item
         return Observations(children=children, pods=pods, apis=apis, errors=tuple(errors))
+
+    # ------------------------------------------------------------ informers
+    def _informers_of(self, namespace: str) -> Mapping[str, Informer]:
+        """The informers of ``namespace``'s children, started by the first pass there."""
+        if not self.use_informers:
+            return {}
+        with self._lock:
+            if namespace not in self._informers:
+                self._informers[namespace] = {
+                    kind: Informer(
+                        kind,
+                        namespace,
+                        lister=lambda kind=kind: self._list_labelled(kind, namespace),  # type: ignore[misc]
+                        watcher=lambda version, kind=kind: self._watch_labelled(kind, namespace, version),  # type: ignore[misc]
+                        on_change=self._changed,
+                    )
+                    for kind in INFORMED_KINDS
+                }
+                for informer in self._informers[namespace].values():
+                    informer.start()
+            return self._informers[namespace]
+
+    def _informer(self, kind: str, namespace: str) -> Informer | None:
+        with self._lock:
+            return self._informers.get(namespace, {}).get(kind)
+
+    def _changed(self, change: Change) -> None:
+        if change.kind == "Pod" and change.deleted:
+            self.gpu_capacity.forget()  # its GPUs are free now: the next diagnosis reads them again
+        self.on_change(change)
+
+    def _list_labelled(self, kind: str, namespace: str) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` in ``namespace`` with our label, from the watch cache."""
+        query = [("labelSelector", LABEL_DEPLOYMENT), ("resourceVersion", "0")]
+        answer = self._call_object("GET", RESOURCES[kind].path(namespace), query=query)
+        return list(answer.get("items") or []), str(answer["metadata"]["resourceVersion"])
+
+    def _watch_labelled(self, kind: str, namespace: str, version: str) -> Iterator[Mapping[str, Any]]:
+        """The watch events of ``kind`` with our label in ``namespace`` from ``version``."""
+        query = [
+            ("labelSelector", LABEL_DEPLOYMENT),
+            ("watch", "true"),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
+        ]
+        path = RESOURCES[kind].path(namespace)
+        try:
+            m, url, headers, _, _ = self.client.param_serialize(
+                "GET",
+                path,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            resp = self.client.call_api(
+                m, url, header_params=headers, _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30)
+            )
+        except _TRANSPORT_ERRORS as exc:
+            raise ApiError(0, f"watch {path}: {exc}") from exc
+        except ApiException as exc:
+            raise ApiError(exc.status or 0, f"watch {path}: {exc.reason}") from exc
+        try:
+            if resp.status == 410:
+                raise Gone(f"watch {path} from {version}")
+            if resp.status != 200:
+                raise ApiError(resp.status, _api_message(resp.status, resp.read()))
+            yield from watch_lines(resp.response.stream(65536))
+        finally:
+            resp.response.release_conn()
 
     def gpu_nodes(self, resource: str) -> list[GpuNode]:
         """The nodes offering ``resource`` and what unfinished pods of any namespace request on
@@ -412,9 +519,12 @@ class Kube:
         kind, meta = obj["kind"], obj["metadata"]
         self._write("apply", kind, meta["name"])
         try:
-            return self._apply(obj, [("fieldManager", FIELD_MANAGER), ("force", "true")])
+            answer = self._apply(obj, [("fieldManager", FIELD_MANAGER), ("force", "true")])
         except ApiError as exc:
             raise exc.about(f"apply {kind} {meta['name']}") from exc
+        if informer := self._informer(kind, meta["namespace"]):
+            informer.remember(dict(answer))  # the next pass sees it even before its watch event
+        return answer
 
     def hand_over(self, obj: Mapping[str, Any], manager: str) -> bool:
         """Server-side apply of ``obj`` under ``manager`` without force: it co-owns the fields that
@@ -476,6 +586,8 @@ class Kube:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self._write("delete", kind, name)
+        if informer := self._informer(kind, namespace):
+            informer.forget(name)
         try:
             self._call(
                 "DELETE",

@@ -27,11 +27,12 @@ import pytest
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 
+from llmops.kube import USER_AGENT
 from llmops_dev.cluster import Cluster
 from llmops_dev.kubelet.proxy import resolve
 from testkit import RESTRICTED, get_json, wait_for
 from testkit.datasets import apply_qa
-from testkit.operator import OperatorProcess, condition, set_behaviour, wait_condition
+from testkit.operator import OperatorProcess, condition, sample, set_behaviour, wait_condition
 
 REV = "7" * 40
 # 20 prompts: exactMatch ≥ 0.8 is judged on its 95% lower bound, which needs at least 16.
@@ -165,22 +166,29 @@ def _resolved(cluster: Cluster, url: str) -> str | None:
 
 
 def test_child_watches_carry_their_label_selector_to_the_apiserver(
-    cluster: Cluster, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    """The apiserver's audit log (every watch, with its URL) shows what the operator asks for."""
+    """The apiserver's audit log (every watch, with its URL) shows what the operator asks for:
+    kopf watches the LLMDeployments; the operator's informers watch the children of a namespace
+    once an LLMDeployment there has had a pass, each kind with the label selector."""
     assert cluster.state_dir is not None
     audit = Path(cluster.state_dir) / "logs" / "audit.log"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("watched", "e" * 40))
+    children = {"pods", "deployments", "jobs", "persistentvolumeclaims", "services"}
 
     def operator_watches() -> dict[str, list[str]] | None:
         seen: dict[str, list[str]] = {}
         for line in audit.read_text().splitlines() if audit.exists() else []:
             event = json.loads(line)
-            if event.get("verb") == "watch" and str(event.get("userAgent", "")).startswith("kopf/"):
-                seen.setdefault(event["objectRef"]["resource"], []).append(event["requestURI"])
-        return seen if {"pods", "deployments", "jobs", "persistentvolumeclaims"} <= seen.keys() else None
+            agent = str(event.get("userAgent", ""))
+            if event.get("verb") == "watch" and agent.startswith(("kopf/", USER_AGENT)):
+                ref = event["objectRef"]
+                if ref["resource"] == "llmdeployments" or ref.get("namespace") == namespace:
+                    seen.setdefault(ref["resource"], []).append(event["requestURI"])
+        return seen if children | {"llmdeployments"} <= seen.keys() else None
 
     seen = wait_for("the operator's watches in the audit log", operator_watches, 60, 0.5)
-    for resource in ("pods", "deployments", "jobs", "persistentvolumeclaims"):
+    for resource in children:
         for uri in seen[resource]:
             assert parse_qs(urlsplit(uri).query).get("labelSelector") == ["llmops.io/deployment"], uri
     # The LLMDeployments themselves are all watched: they are the operator's own kind.

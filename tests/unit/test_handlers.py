@@ -27,8 +27,6 @@ def _our_handlers() -> list[tuple[str, object]]:
 
 def test_every_handler_is_a_coroutine() -> None:
     handlers = _our_handlers()
-    assert {"llmdeployment_event", "_child_event", "optional_api_event", "llmdeployment_keys"} <= {
-        hid for hid, _ in handlers
-    }
+    assert {"llmdeployment_event", "optional_api_event", "llmdeployment_keys"} <= {hid for hid, _ in handlers}
     sync = [hid for hid, fn in handlers if not inspect.iscoroutinefunction(fn)]
     assert sync == [], f"handlers kopf would run in a thread, off the work queue's loop: {sync}"

@@ -8,7 +8,10 @@ Three figures, all from the same run on one fresh local cluster:
 - **operator**: from the start of one ``kubectl apply`` of the N LLMDeployments until every one
   has all those children and a status for its generation; the ratio operator / floor (goal <= 1),
   also from the end of that apply (the LLMDeployments' own creation is not in the floor). The
-  floor's namespace is deleted first, so both run on a cluster without the other's pods;
+  floor's namespace is deleted first, so both run on a cluster without the other's pods. With
+  it, the CPU seconds each process spent meanwhile (the cluster's parts and the operator) and
+  the API requests made meanwhile, by verb and resource: on a shared machine the time moves
+  with the load, these much less;
 - **idle** (after the objects settle): objects whose resourceVersion changed during the idle
   window (goal 0), API requests per LLMDeployment per hour (the apiserver's own
   ``apiserver_request_total``, delta over the window, for the resources the operator reads and
@@ -202,6 +205,20 @@ def operator_requests(delta: Counter[tuple[str, str]]) -> Counter[tuple[str, str
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(procs: Iterable[Proc]) -> dict[str, float]:
+    """CPU seconds of each process so far, by name."""
+    return {p.name: cpu_seconds(p.pid) for p in procs}
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -315,6 +332,8 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
         expected = {
             n: {(c["kind"], c["metadata"]["name"]) for c in children_of(llmd_body(n, "scale"))} for n in names
         }
+        procs = [*cluster.procs, operator]
+        cpu_before, requests_before = cpu_by_process(procs), request_counts(reader)
         t0 = time.monotonic()
         cluster.kubectl(
             "apply",
@@ -334,6 +353,9 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
             time.sleep(interval)
         took = time.monotonic() - t0
         load = os.getloadavg()
+        cpu = cpu_by_process(procs)
+        spent = sorted(((cpu[k] - cpu_before.get(k, 0.0), k) for k in cpu), reverse=True)
+        busy = operator_requests(request_counts(reader) - requests_before)
         print(
             f"  operator: {took:.1f} s from the first LLMDeployment created to all converged "
             f"(creating the {scale} LLMDeployments took {created:.1f} s of it)"
@@ -343,12 +365,20 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
             f"from the last LLMDeployment created: {(took - created) / floor:.2f}"
         )
         print(f"  load average during the run (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        # Where the CPU went during the operator's turn (the machine has few cores, shared).
+        print("  CPU seconds during it: " + ", ".join(f"{k} {v:.1f}" for v, k in spent if v >= 0.1))
+        print(
+            f"  API requests during it (operator's resources, the bench's polling included): "
+            f"{sum(busy.values())}: " + ", ".join(f"{v} {r} {n}" for (v, r), n in busy.most_common(10))
+        )
 
         settle = wait_settled(reader, "scale", quiet_s=10, deadline_s=180)
         print(f"  settled (10 s without a change) after {settle:.0f} s more")
         before_v, before_r = versions(reader, "scale"), request_counts(reader)
         time.sleep(idle_s)  # the measurement window itself, not a synchronisation
-        after_v, after_r = versions(reader, "scale"), request_counts(reader)
+        # The counts first: the bench's own lists of versions() stay out of the window.
+        after_r = request_counts(reader)
+        after_v = versions(reader, "scale")
         diff = changed(before_v, after_v)
         ours = operator_requests(after_r - before_r)
         per_hour = sum(ours.values()) / scale * 3600 / idle_s
@@ -370,6 +400,7 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
             "idle_changed": float(len(diff)),
             "requests_per_llmd_hour": per_hour,
             "rss_mib": rss,
+            "operator_cpu_s": dict((k, v) for v, k in spent).get("operator", 0.0),
         }
     finally:
         if operator is not None:

@@ -1,0 +1,130 @@
+"""The operator's informers on a real apiserver and etcd.
+
+- A child deleted by hand comes back at once: its watch event triggers its owner's pass (the
+  periodic resync, 300 s, is far beyond the deadline).
+- A watch the apiserver cannot resume (410 Gone: here a restarted apiserver, whose watch cache
+  starts at the current resourceVersion) makes the informer list again, and what vanished
+  meanwhile counts as deleted.
+- Once converged, a pass reads the children without a list: the informers answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from llmops.api.constants import LABEL_DEPLOYMENT
+from llmops.informer import Change, Informer
+from llmops.kube import ApiError, Kube, load_client
+from llmops.reconciler import Reconciler
+from llmops_dev.cluster import Cluster
+from testkit import get_json, wait_for
+from testkit.operator import OperatorProcess, children, sample
+
+REV = "f" * 40
+
+
+def _uid(cluster: Cluster, namespace: str, kind: str, name: str) -> str | None:
+    out = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "jsonpath={.metadata.uid}", check=False)
+    return out.stdout or None
+
+
+def test_a_child_deleted_by_hand_is_back_without_waiting_for_the_resync(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("handdel", REV))
+    for kind, name in (("service", "handdel"), ("poddisruptionbudget", "handdel")):
+        first = wait_for(f"{kind} {name}", lambda k=kind, n=name: _uid(cluster, namespace, k, n), 120, 0.25)
+        cluster.kubectl("delete", kind, name, "-n", namespace, "--wait=true")
+        again = wait_for(
+            f"{kind} {name} made again",
+            lambda k=kind, n=name, f=first: (u := _uid(cluster, namespace, k, n)) and u != f and u,
+            60,
+            0.25,
+        )
+        assert again != first
+
+
+def test_a_watch_the_apiserver_cannot_resume_lists_again(cluster: Cluster, namespace: str) -> None:
+    """A restarted apiserver's watch cache starts at the current resourceVersion: a watch from
+    an older one (an informer away since before the restart) gets 410 Gone."""
+    service: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kept", "labels": {LABEL_DEPLOYMENT: "owner"}},
+        "spec": {"ports": [{"port": 80}]},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(service))
+    cluster.restart("kube-apiserver")
+    kube = Kube(load_client(str(cluster.kubeconfig)))
+    # The informer's first list is from before: a Service since deleted (its DELETED event
+    # lost), at the resourceVersion of the cluster's start. Every later list is the apiserver's.
+    ghost = {"metadata": {**service["metadata"], "name": "ghost", "resourceVersion": "1"}}
+    lists: list[tuple[list[dict[str, Any]], str]] = [([ghost], "1")]
+
+    def lister() -> tuple[list[dict[str, Any]], str]:
+        return lists.pop() if lists else kube._list_labelled("Service", namespace)
+
+    changes: list[Change] = []
+    informer = Informer(
+        "Service",
+        namespace,
+        lister=lister,
+        watcher=lambda version: kube._watch_labelled("Service", namespace, version),
+        on_change=changes.append,
+    )
+    thread = threading.Thread(target=informer.run, daemon=True)
+    thread.start()
+    try:
+        wait_for("the informer listed again", lambda: informer.lists == 2, 90, 0.1)
+        assert [o["metadata"]["name"] for o in informer.of("owner")] == ["kept"]
+        assert Change("Service", namespace, "owner", deleted=True) in changes  # the ghost
+        # And it follows the new watch: a label change moves the Service to another owner.
+        cluster.kubectl(
+            "label", "service", "kept", "-n", namespace, f"{LABEL_DEPLOYMENT}=other", "--overwrite"
+        )
+        wait_for("the change seen", lambda: informer.of("other"), 60, 0.1)
+        assert informer.of("owner") == []
+        assert informer.lists == 2
+    finally:
+        informer.stop()
+
+
+class _CountingKube(Kube):
+    """A Kube that records the kinds a pass lists itself (the informers' own lists aside)."""
+
+    def __init__(self, client: Any, use_informers: bool) -> None:
+        super().__init__(client, use_informers=use_informers)
+        self.listed: list[str] = []
+
+    def _list(
+        self, kind: str, namespace: str, query: Sequence[tuple[str, Any]]
+    ) -> tuple[list[dict[str, Any]], ApiError | None]:
+        self.listed.append(kind)
+        return super()._list(kind, namespace, query)
+
+
+def test_a_converged_pass_lists_nothing(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("nolist", REV))
+    wait_for(
+        "the status written",
+        lambda: get_json(cluster, "llmd", "nolist", "-n", namespace).get("status", {}).get("phase"),
+        120,
+        0.25,
+    )
+    kube = _CountingKube(load_client(str(cluster.kubeconfig)), use_informers=True)
+    reconciler = Reconciler(kube)
+    listed = kube.listed
+    try:
+        reconciler.reconcile(namespace, "nolist")  # the first pass in the namespace starts the informers
+        listed.clear()
+        reconciler.reconcile(namespace, "nolist")
+        assert listed == []
+        # What the informers answer is what the apiserver has.
+        observed = set(kube.observe(namespace, "nolist", 0.0).children)
+        listed_now = {(o["kind"], o["metadata"]["name"]) for o in children(cluster, namespace, "nolist")}
+        assert observed == listed_now
+    finally:
+        kube.stop()

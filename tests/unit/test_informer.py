@@ -1,0 +1,175 @@
+"""The informer's bookkeeping, driven by scripted lists and watch streams in the apiserver's shapes.
+
+A watch the apiserver can no longer resume (410 Gone) makes the informer list again, and an
+object that vanished in between counts as deleted; the operator's own writes never move a copy
+back to an older version; every change names the LLMDeployment whose pass it triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llmops.api.constants import LABEL_DEPLOYMENT
+from llmops.informer import Change, Gone, Informer, newer, watch_lines
+
+
+def _svc(name: str, version: int, owner: str = "chat", **extra: Any) -> dict[str, Any]:
+    meta = {
+        "name": name,
+        "namespace": "ns",
+        "resourceVersion": str(version),
+        "labels": {LABEL_DEPLOYMENT: owner},
+        "managedFields": [
+            {"manager": "llmops", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
+        ],
+    }
+    return {"metadata": meta, **extra}
+
+
+class _Script:
+    """Lists and watches answered from scripts; the informer is stopped when both run out."""
+
+    def __init__(self, lists: list[tuple[list[dict[str, Any]], str]], watches: list[list[Any]]) -> None:
+        self.lists, self.watches = lists, watches
+        self.watched_from: list[str] = []
+        self.informer: Informer | None = None
+
+    def lister(self) -> tuple[list[dict[str, Any]], str]:
+        return self.lists.pop(0)
+
+    def watcher(self, version: str) -> Iterator[Mapping[str, Any]]:
+        self.watched_from.append(version)
+        events = self.watches.pop(0) if self.watches else []
+        for event in events:
+            if isinstance(event, Exception):
+                raise event
+            yield event
+        if not self.watches and self.informer is not None:
+            self.informer.stop()  # the last scripted watch is over: run() returns
+
+
+def _informer(script: _Script, changes: list[Change]) -> Informer:
+    informer = Informer("Service", "ns", script.lister, script.watcher, changes.append, sleep=lambda s: None)
+    script.informer = informer
+    return informer
+
+
+def test_a_watch_that_is_gone_lists_again_and_what_vanished_counts_as_deleted() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+    script = _Script(
+        lists=[([_svc("a", 5), _svc("b", 6, owner="other")], "10"), ([_svc("a", 5), _svc("c", 12)], "20")],
+        watches=[
+            [{"type": "ADDED", "object": _svc("c", 11)}, gone],
+            [{"type": "MODIFIED", "object": _svc("a", 21)}],
+        ],
+    )
+    changes: list[Change] = []
+    informer = _informer(script, changes)
+    informer.run()
+
+    assert informer.lists == 2
+    assert script.watched_from == ["10", "20"]  # the second watch from the new list's version
+    assert [o["metadata"]["name"] for o in informer.of("chat")] == ["a", "c"]
+    assert informer.of("other") == []  # b went away while no watch ran
+    assert Change("Service", "ns", "other", deleted=True) in changes
+    # The first list triggers nothing (the passes that wait for it read it); c's newer version
+    # in the relist does, the unchanged a does not, until its watch event.
+    assert changes == [
+        Change("Service", "ns", "chat", False),  # c added by the first watch
+        Change("Service", "ns", "chat", False),  # c at a newer version in the relist
+        Change("Service", "ns", "other", True),  # b vanished
+        Change("Service", "ns", "chat", False),  # a modified
+    ]
+
+
+def test_an_http_410_on_the_watch_itself_also_lists_again() -> None:
+    script = _Script(lists=[([], "3"), ([_svc("a", 4)], "4")], watches=[[Gone("410")], []])
+    informer = _informer(script, [])
+    informer.run()
+    assert informer.lists == 2
+    assert [o["metadata"]["name"] for o in informer.of("chat")] == ["a"]
+
+
+def test_a_failed_watch_resumes_from_the_last_version_seen_without_listing() -> None:
+    script = _Script(
+        lists=[([], "3")],
+        watches=[
+            [
+                {"type": "ADDED", "object": _svc("a", 4)},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}},
+                ConnectionResetError("reset"),
+            ],
+            [],
+        ],
+    )
+    informer = _informer(script, [])
+    informer.run()
+    assert informer.lists == 1
+    assert script.watched_from == ["3", "9"]
+
+
+def test_copies_keep_only_our_managers_fields_and_carry_their_kind() -> None:
+    script = _Script(lists=[([_svc("a", 4)], "4")], watches=[[]])
+    informer = _informer(script, [])
+    informer.run()
+    (copy,) = informer.of("chat")
+    assert copy["kind"] == "Service"
+    # What lifecycle.ownership needs to see a manual edit: our fields, and who else manages some.
+    assert copy["metadata"]["managedFields"] == [
+        {"manager": "llmops", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {"manager": "kube-controller-manager", "operation": "Update"},
+    ]
+
+
+def test_the_operators_own_writes_show_at_once_and_never_go_back_in_time() -> None:
+    script = _Script(lists=[([], "1")], watches=[])
+    informer = _informer(script, [])
+    informer.relist()
+    informer.remember(_svc("a", 7))
+    assert [o["metadata"]["resourceVersion"] for o in informer.of("chat")] == ["7"]
+    # The watch event of an earlier write arrives after the apply's answer: the copy stays.
+    script.watches = [[{"type": "MODIFIED", "object": _svc("a", 6)}]]
+    informer.follow("1")
+    assert [o["metadata"]["resourceVersion"] for o in informer.of("chat")] == ["7"]
+    informer.forget("a")
+    assert informer.of("chat") == []
+
+
+def test_newer_compares_resource_versions_as_numbers() -> None:
+    assert newer(_svc("a", 10), _svc("a", 9))
+    assert not newer(_svc("a", 9), _svc("a", 10))
+    assert newer(_svc("a", 9), None)
+
+
+def test_watch_lines_joins_events_split_across_chunks() -> None:
+    chunks = [b'{"type":"ADDED","object":{"a":1}}\n{"type":"MOD', b'IFIED","object":{}}\n', b"\n"]
+    assert [e["type"] for e in watch_lines(iter(chunks))] == ["ADDED", "MODIFIED"]
+
+
+def test_an_error_event_other_than_gone_is_retried() -> None:
+    error = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "boom"}}
+    script = _Script(lists=[([], "1")], watches=[[error], []])
+    informer = _informer(script, [])
+    informer.run()
+    assert informer.lists == 1
+    assert script.watched_from == ["1", "1"]
+
+
+def test_wait_synced_is_set_by_the_first_list() -> None:
+    script = _Script(lists=[([], "1")], watches=[])
+    informer = _informer(script, [])
+    assert not informer.wait_synced(0)
+    informer.relist()
+    assert informer.wait_synced(0)
+
+
+def test_a_relabelled_object_moves_to_its_new_owner() -> None:
+    moved = {"type": "MODIFIED", "object": _svc("a", 5, owner="other")}
+    deleted = {"type": "DELETED", "object": _svc("b", 6)}
+    script = _Script(lists=[([_svc("a", 4), _svc("b", 4)], "4")], watches=[[moved, deleted]])
+    informer = _informer(script, [])
+    informer.run()
+    assert informer.of("chat") == []
+    assert [o["metadata"]["name"] for o in informer.of("other")] == ["a"]
