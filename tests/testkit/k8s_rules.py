@@ -120,12 +120,17 @@ def _toleration(t: dict[str, Any], path: str) -> list[str]:
     return out
 
 
+# What Go's strings.TrimSpace strips (unicode.IsSpace), which core/v1 validation uses on an image;
+# Python's str.strip() also strips \x1c-\x1f, which Kubernetes keeps.
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def _container(c: dict[str, Any], path: str) -> list[str]:
     out = []
     if not DNS1123_LABEL.fullmatch(c["name"]) or len(c["name"]) > 63:
         out.append(f"{path}.name: invalid {c['name']!r}")
     image = c.get("image", "")
-    if not image or image != image.strip():
+    if not image or image != image.strip(_GO_SPACE):
         out.append(f"{path}.image: must be non-empty, without leading or trailing whitespace: {image!r}")
     for i, env in enumerate(c.get("env") or []):
         if (
