@@ -377,11 +377,10 @@ def test_the_gateway_never_waits_for_a_store_that_is_down() -> None:
             RequestIdSigner(KEY, DEPLOYMENT),
             None,
         )
-        with run_gateway_in_thread(gateway) as (url, health):
-            started = time.monotonic()
+        with run_gateway_in_thread(gateway) as (url, health), httpx2.Client(timeout=10) as http:
+            # Each answer comes as usual: a request that waited on the store would time out.
             for _ in range(250):
-                assert httpx2.post(f"{url}/generate", json={"inputs": "hi"}, timeout=30).status_code == 200
-            assert time.monotonic() - started < 60
+                assert http.post(f"{url}/generate", json={"inputs": "hi"}).status_code == 200
             # 250 offered: 100 wait in the queue, one batch (1 to 100 records, what was queued
             # when the sender woke) is out retrying, and the rest is dropped.
             full = wait_for(

@@ -157,11 +157,16 @@ def test_a_pattern_that_does_not_compile_is_named(regex: str, reason: str) -> No
     assert err.value.name == "BROKEN" and "'BROKEN'" in str(err.value)
 
 
-def test_redaction_is_fast_enough_for_every_request() -> None:
-    # A typical prompt plus answer (2 kB, some personal data): well under a millisecond each.
-    text = ("Please summarise the thread with ana@example.org about invoice 1234567890123. " * 25)[:2000]
-    started = time.perf_counter()
-    for _ in range(200):
-        ALL.redact(text)
-    per_call = (time.perf_counter() - started) / 200
-    assert per_call < 0.002, f"{per_call * 1e6:.0f} us per 2 kB"
+def test_redaction_never_backtracks_catastrophically() -> None:
+    # Not a speed measurement (make bench-gateway measures capture's cost per request): a guard
+    # against a pattern whose backtracking explodes on long runs of digits and separators, which
+    # takes seconds, not the ~0.3 ms a 2 kB text takes. The bound is 100x that, so a loaded
+    # machine cannot fail it.
+    typical = ("Please summarise the thread with ana@example.org about invoice 1234567890123. " * 25)[:2000]
+    digits = "1 2-3 4 5-6 7 8 9 0 " * 100 + "x"
+    for text in (typical, digits):
+        started = time.perf_counter()
+        for _ in range(20):
+            ALL.redact(text)
+        per_call = (time.perf_counter() - started) / 20
+        assert per_call < 0.03, f"{per_call * 1e6:.0f} us per {len(text)} characters"
