@@ -278,6 +278,20 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         },
         ["spec.retrain.noWorseThan[0].maxDrop", "greater than or equal to 0"],
     ),
+    "retrain-dataset-url-without-a-scheme": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},
+            "retrain": {"jobTemplate": {"spec": {"template": {}}}, "datasetUrl": "bucket/chat.jsonl"},
+        },
+        ["spec.retrain.datasetUrl", "should match"],
+    ),
+    "retrain-output-repo-not-org-name": (
+        {
+            "evaluation": {"dataset": DATASET, "thresholds": THRESHOLD},
+            "retrain": {"jobTemplate": {"spec": {"template": {}}}, "outputRepo": "tuned"},
+        },
+        ["spec.retrain.outputRepo", "should match"],
+    ),
     "retrain-without-job-template": (
         {"evaluation": {"dataset": DATASET, "thresholds": THRESHOLD}, "retrain": {"jobTemplate": {}}},
         ["spec.retrain.jobTemplate.spec", "Required value"],

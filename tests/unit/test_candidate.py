@@ -659,6 +659,8 @@ def test_gates_all_scores_the_held_out_set_at_every_gate_and_the_retrain_job_get
     assert env["LLMOPS_CAPTURE_RECORDS_URL"]["value"] == (
         "http://m-capture.ns.svc:8080/v1/records?split=train&fraction=0.25"
     )
+    # Without spec.retrain.datasetUrl, the training data is the store's (train view).
+    assert env["LLMOPS_DATASET_URL"]["value"] == env["LLMOPS_CAPTURE_RECORDS_URL"]["value"]
     assert env["LLMOPS_CAPTURE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "m-gateway",
         "key": "capture-token",

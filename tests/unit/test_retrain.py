@@ -83,6 +83,50 @@ def test_drift_starts_a_retrain_job_with_the_contract() -> None:
     assert p.status["history"][-1]["action"] == "RetrainStarted"
 
 
+def test_the_contract_says_where_the_data_is_and_where_the_model_goes() -> None:
+    # Without spec: the run's folder on the model cache, no dataset (no capture store), no repo.
+    *_, p = drifted_with_retrain()
+    [job] = applied_jobs(p)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LLMOPS_OUTPUT_DIR"] == "/data/retrain/m-retrain-1"
+    assert "LLMOPS_DATASET_URL" not in env and "LLMOPS_OUTPUT_REPO" not in env
+    # With spec.retrain.datasetUrl and outputRepo: given as they are, over the template's own.
+    b, ch, now = drift_frozen()
+    b["spec"]["evaluation"] = EVALUATION
+    b["spec"]["retrain"] = {
+        **copy.deepcopy(RETRAIN),
+        "datasetUrl": "s3://ml/chat.jsonl",
+        "outputRepo": "org/tuned",
+    }
+    container = b["spec"]["retrain"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "LLMOPS_DATASET_URL", "value": "stale"})
+    b, p = measured(b, ch, now + MINUTE, current=hist(LONG))
+    [job] = applied_jobs(p)
+    env_list = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = {e["name"]: e["value"] for e in env_list}
+    assert env["LLMOPS_DATASET_URL"] == "s3://ml/chat.jsonl" and env["LLMOPS_OUTPUT_REPO"] == "org/tuned"
+    assert [e["name"] for e in env_list].count("LLMOPS_DATASET_URL") == 1
+
+
+def test_with_the_capture_store_the_dataset_is_its_records_since_the_drift_reference() -> None:
+    b, ch, now = drift_frozen()
+    b["spec"]["evaluation"] = EVALUATION
+    b["spec"]["retrain"] = copy.deepcopy(RETRAIN)
+    b["spec"]["gateway"] = {"capture": {"sampleRate": 1.0}}
+    start = b["status"]["drift"]["reference"]["start"]
+    b, p = measured(b, ch, now + MINUTE, current=hist(LONG))
+    [job] = applied_jobs(p)
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    since = start.replace(":", "%3A")
+    assert env["LLMOPS_DATASET_URL"] == f"http://m-capture.ns.svc:8080/v1/records?since={since}"
+    assert p.status["retrain"]["datasetSince"] == start
+    # Followed on the next pass: the same Job kept, and where its data begins kept with it.
+    ch[("Job", "m-retrain-1")] = copy.deepcopy(job)
+    p2 = plan(b, Observations(children=ch), now + 2 * MINUTE)
+    assert ("Job", "m-retrain-1") not in p2.delete and not applied_jobs(p2)
+    assert p2.status["retrain"]["datasetSince"] == start
+
+
 def test_one_job_at_a_time_and_never_a_second_after_a_restart_or_a_lost_status_write() -> None:
     before = drift_frozen()[0]
     b, ch, now, p = drifted_with_retrain()

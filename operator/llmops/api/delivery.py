@@ -38,6 +38,7 @@ _CRON_ATOM = r"(\*|\?|[0-9]+|[A-Za-z]{3})"
 _CRON_FIELD = rf"{_CRON_ATOM}([-/,]{_CRON_ATOM})*"
 CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIELD}\s+){{4}}{_CRON_FIELD})$"
 REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+DATASET_URL = r"^[a-z][a-z0-9+.-]*://[^\s]+$"
 
 AnalysisTemplate = Literal[
     "error-ratio",
@@ -612,6 +613,13 @@ class RetrainSpec(ApiModel):
     ] = []
     """A candidate must also score no worse than what serves, per metric, beyond these tolerances;
     one that loses never serves (condition Candidate, reason CandidateWorse, with the numbers)."""
+    dataset_url: Annotated[str, StringConstraints(pattern=DATASET_URL, max_length=2048)] | None = None
+    """The training data, given to the Job as LLMOPS_DATASET_URL (any scheme your trainer reads:
+    https, s3, gs, hf, ...). Absent: the capture store's records (the same URL as
+    LLMOPS_CAPTURE_RECORDS_URL) when the store is on, else no LLMOPS_DATASET_URL."""
+    output_repo: Annotated[str, StringConstraints(pattern=REPO_ID, max_length=200)] | None = None
+    """The Hub repository (org/name) the Job should publish to, given as LLMOPS_OUTPUT_REPO.
+    Absent: no LLMOPS_OUTPUT_REPO (the trainer decides, e.g. the base model's repository)."""
 
     @model_validator(mode="after")
     def _template(self) -> Self:

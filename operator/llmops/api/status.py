@@ -508,6 +508,9 @@ class RetrainStatus(ApiModel):
     """The Hub revision that served when the run started (LLMOPS_BASE_REVISION)."""
     base_adapter: Annotated[str, StringConstraints(max_length=1024)] | None = None
     """The folder of the LoRA adapter that served on top of it, if one did (LLMOPS_BASE_ADAPTER)."""
+    dataset_since: Timestamp | None = None
+    """Where the run's LLMOPS_DATASET_URL (the capture store's records) begins: the start of the
+    drift reference of what served when it started."""
     spec_model: ShortText | None = None
     """spec.model (``id@revision``) when the run started: a change abandons the run and its candidate."""
     trigger: Message = ""
@@ -880,6 +883,7 @@ class RetrainStatusDict(TypedDict, total=False):
     baseModel: str | None
     baseRevision: str | None
     baseAdapter: str | None
+    datasetSince: str | None
     specModel: str | None
     trigger: str
     message: str

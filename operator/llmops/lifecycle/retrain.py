@@ -122,6 +122,16 @@ def _blocked(p: Pass, st: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _reference_start(p: Pass, serving: str) -> str | None:
+    """Start of the drift reference frozen for what serves (its first window of serving): the
+    capture store's records for training begin there. None without one."""
+    reference = (p.old_status.get("drift") or {}).get("reference") or {}
+    if reference.get("revision") != serving:
+        return None
+    start = reference.get("start")
+    return str(start) if start else None
+
+
 def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: str | None) -> RetrainPlan:
     run = int(st.get("runs") or 0) + 1
     job = retrain_job_name(p.ld.name, run)
@@ -130,6 +140,7 @@ def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: 
     if adapter is None:
         base_revision = serving
     base_adapter = adapter.path if adapter is not None else None
+    since = _reference_start(p, serving)
     p.want(
         retrain_job(
             p.ld,
@@ -138,6 +149,7 @@ def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: 
             base_revision=base_revision,
             trigger=trigger,
             base_adapter=base_adapter,
+            since=since,
         )
     )
     recent = [x for x in st.get("startTimes") or [] if (t := _parse_time(x)) and p.now - t < _DAY]
@@ -161,8 +173,11 @@ def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: 
         "baseAdapter",
     ):
         st.pop(old_field, None)  # absent, not null: status compares equal after a round trip
+    st.pop("datasetSince", None)
     if base_adapter is not None:
         st["baseAdapter"] = base_adapter
+    if since is not None:
+        st["datasetSince"] = since
     if annotation is not None:
         st["annotation"] = annotation
     p.record("RetrainStarted", serving, c.RETRAIN_RUNNING, f"Job {job}: {trigger}"[:1000])
@@ -183,6 +198,7 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
             base_revision=str(st.get("baseRevision")),
             trigger=str(st.get("trigger")),
             base_adapter=st.get("baseAdapter"),
+            since=st.get("datasetSince"),
         )
     )
     state, reason, job_message = job_state(p.obs.child("Job", job))

@@ -8,6 +8,12 @@ contract's environment added to every container (docs/retrain.md):
     LLMOPS_TRIGGER         why it started (the drift verdict, or the annotation)
     LLMOPS_BASE_ADAPTER    only when a LoRA adapter served on top of the base: its folder on the
                            model cache
+    LLMOPS_OUTPUT_DIR      /data/retrain/<run>: the run's own folder on the model cache (the PVC
+                           `<name>-model-cache`, when the template mounts it at /data), for a
+                           full model or an adapter reported by path
+    LLMOPS_OUTPUT_REPO     spec.retrain.outputRepo, when set: the Hub repository to publish to
+    LLMOPS_DATASET_URL     spec.retrain.datasetUrl, or else the capture store's records (below)
+                           from the start of the drift reference of what served (`since=`)
 
 With the capture store on, also:
 
@@ -23,9 +29,11 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+from urllib.parse import urlencode
 
 from llmops.api.constants import LABEL_REVISION
 from llmops.api.resource import LLMDeployment
+from llmops.engines.base import DATA_DIR
 from llmops.render.capture import capture_store_enabled, capture_url
 from llmops.render.gateway import CAPTURE_TOKEN, signing_secret_name
 from llmops.render.labels import common_labels, metadata
@@ -35,6 +43,9 @@ __all__ = [
     "CAPTURE_RECORDS_ENV",
     "CAPTURE_TOKEN_ENV",
     "COMPONENT_RETRAIN",
+    "DATASET_ENV",
+    "OUTPUT_DIR_ENV",
+    "OUTPUT_REPO_ENV",
     "retrain_job",
     "retrain_job_name",
     "training_records_url",
@@ -61,20 +72,43 @@ def _contract_env(
     ]
     if base_adapter is not None:
         env.append({"name": "LLMOPS_BASE_ADAPTER", "value": base_adapter})
+    env.append({"name": OUTPUT_DIR_ENV, "value": f"{DATA_DIR}/retrain/{run_id}"})
+    return env
+
+
+def _destination_env(ld: LLMDeployment, since: str | None) -> list[dict[str, Any]]:
+    """Where the Job reads its data (the store's records from ``since`` on, unless the spec names
+    a dataset) and publishes its model, as far as the spec says."""
+    retrain = ld.spec.retrain
+    assert retrain is not None
+    env = []
+    if retrain.output_repo is not None:
+        env.append({"name": OUTPUT_REPO_ENV, "value": retrain.output_repo})
+    if retrain.dataset_url is not None:
+        env.append({"name": DATASET_ENV, "value": retrain.dataset_url})
+    elif capture_store_enabled(ld):
+        env.append({"name": DATASET_ENV, "value": training_records_url(ld, since)})
     return env
 
 
 CAPTURE_RECORDS_ENV = "LLMOPS_CAPTURE_RECORDS_URL"
 CAPTURE_TOKEN_ENV = "LLMOPS_CAPTURE_TOKEN"
+DATASET_ENV = "LLMOPS_DATASET_URL"
+OUTPUT_DIR_ENV = "LLMOPS_OUTPUT_DIR"
+OUTPUT_REPO_ENV = "LLMOPS_OUTPUT_REPO"
 
 
-def training_records_url(ld: LLMDeployment) -> str:
-    """The store's records for training: with a held-out set, only the split's train view."""
-    url = f"{capture_url(ld)}/v1/records"
+def training_records_url(ld: LLMDeployment, since: str | None = None) -> str:
+    """The store's records for training: with a held-out set, only the split's train view; with
+    ``since`` (RFC 3339), only the records from then on."""
+    query = []
     ev = ld.spec.evaluation
     if ev is not None and ev.held_out is not None:
-        url += f"?split=train&fraction={ev.held_out.corrections.fraction!r}"
-    return url
+        query += [("split", "train"), ("fraction", repr(ev.held_out.corrections.fraction))]
+    if since is not None:
+        query.append(("since", since))
+    url = f"{capture_url(ld)}/v1/records"
+    return f"{url}?{urlencode(query)}" if query else url
 
 
 def _capture_env(ld: LLMDeployment) -> list[dict[str, Any]]:
@@ -95,8 +129,10 @@ def retrain_job(
     trigger: str,
     base_model: str | None = None,
     base_adapter: str | None = None,
+    since: str | None = None,
 ) -> dict[str, Any]:
-    """The Job of retrain run ``run`` (spec.retrain must be set)."""
+    """The Job of retrain run ``run`` (spec.retrain must be set); ``since``: the start of the drift
+    reference of what served, where the store's records for training begin."""
     retrain = ld.spec.retrain
     assert retrain is not None
     template = copy.deepcopy(retrain.job_template)
@@ -115,9 +151,10 @@ def retrain_job(
     pod.setdefault("restartPolicy", "Never")
     contract: list[dict[str, Any]] = [
         *_contract_env(base_model or ld.spec.model.id, name, base_revision, trigger, base_adapter),
+        *_destination_env(ld, since),
         *_capture_env(ld),
     ]
-    reserved = {e["name"] for e in contract} | {"LLMOPS_BASE_ADAPTER"}
+    reserved = {e["name"] for e in contract} | {"LLMOPS_BASE_ADAPTER", DATASET_ENV, OUTPUT_REPO_ENV}
     for container in pod.get("containers") or []:
         user_env = [e for e in container.get("env") or [] if e.get("name") not in reserved]
         container["env"] = [*user_env, *contract]
