@@ -136,13 +136,11 @@ _MIN_LE_MAX = cel(
 )
 
 
-class Threshold(ApiModel):
-    """A bound on one evaluation metric; the revision passes when every threshold holds."""
+class _Bounds(ApiModel):
+    """The bounds of a threshold: min, max or both, and min no greater than max."""
 
     model_config = ConfigDict(json_schema_extra=validations(_MIN_OR_MAX, _MIN_LE_MAX))
 
-    metric: MetricName
-    """The metric (see llmops.api.metric_names)."""
     min: float | None = None
     """Lowest passing value (inclusive)."""
     max: float | None = None
@@ -155,6 +153,13 @@ class Threshold(ApiModel):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(_MIN_LE_MAX["message"])
         return self
+
+
+class Threshold(_Bounds):
+    """A bound on one evaluation metric; the revision passes when every threshold holds."""
+
+    metric: MetricName
+    """The metric (see llmops.api.metric_names)."""
 
 
 HeldOutMetric = Literal["exactMatch", "contains", "tokenF1", "rougeL", "errorRate"]
@@ -163,25 +168,11 @@ whether the request got an answer at all."""
 HELD_OUT_METRICS: tuple[str, ...] = get_args(HeldOutMetric)
 
 
-class HeldOutThreshold(ApiModel):
+class HeldOutThreshold(_Bounds):
     """A bound on one metric of the held-out set of corrections."""
-
-    model_config = ConfigDict(json_schema_extra=validations(_MIN_OR_MAX, _MIN_LE_MAX))
 
     metric: HeldOutMetric
     """A metric a correction can score (exactMatch, contains, tokenF1, rougeL, errorRate)."""
-    min: float | None = None
-    """Lowest passing value (inclusive)."""
-    max: float | None = None
-    """Highest passing value (inclusive)."""
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Self:
-        if self.min is None and self.max is None:
-            raise ValueError(_MIN_OR_MAX["message"])
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(_MIN_LE_MAX["message"])
-        return self
 
 
 class HeldOutCorrections(ApiModel):
