@@ -292,8 +292,13 @@ def test_tgi_pod_is_ready_only_once_its_simulator_is_healthy_and_serves_through_
     # Host-side helpers: endpoints.json for resolve(), file_sd targets for Prometheus.
     loopback = wait_for("endpoints.json", lambda: _try_resolve(kubelet, url))
     assert loopback == f"http://127.0.0.1:{port}/generate"
-    targets = json.loads((kubelet.state_dir / "tgi-targets.json").read_text())
-    mine = [t for t in targets if t["labels"]["namespace"] == namespace]
+
+    # The targets file is written after endpoints.json (a moment later, in its own write).
+    def targets_of_mine() -> list[dict[str, Any]]:
+        targets = json.loads((kubelet.state_dir / "tgi-targets.json").read_text())
+        return [t for t in targets if t["labels"]["namespace"] == namespace]
+
+    mine = wait_for("the pod in tgi-targets.json", targets_of_mine)
     assert mine == [
         {
             "targets": [f"127.0.0.1:{port}"],
