@@ -19,6 +19,7 @@ from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from llmops_dev.trainer import publish_retrain_spec, trainer_objects
 from testkit import get_json, wait_for
+from testkit.datasets import QA_EVALUATION as EVALUATION
 from testkit.datasets import apply_qa
 from testkit.operator import (
     OperatorProcess,
@@ -29,13 +30,6 @@ from testkit.operator import (
     wait_condition,
 )
 
-EVALUATION = {
-    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
-    "thresholds": [{"metric": "exactMatch", "min": 0.5}],
-    "concurrency": 4,
-    "timeoutSeconds": 10,
-    "maxNewTokens": 16,
-}
 ROLLOUT = {
     "steps": [{"setWeight": 50, "pause": {"duration": "3s"}}],
     "analysis": {"metrics": []},

@@ -27,6 +27,7 @@ from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, restricted, unique, wait_for
 from testkit.datasets import QA, apply_qa
+from testkit.datasets import QA_EVALUATION as EVALUATION
 from testkit.operator import (
     OperatorProcess,
     condition,
@@ -39,13 +40,6 @@ from testkit.operator import (
 from testkit.volumes import static_volume
 
 MODEL = "sim-org/tiny-chat"
-EVALUATION = {
-    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
-    "thresholds": [{"metric": "exactMatch", "min": 0.5}],
-    "concurrency": 4,
-    "timeoutSeconds": 10,
-    "maxNewTokens": 16,
-}
 # Canaries without Prometheus analysis (the canary's own tests cover it), except in the first test.
 ROLLOUT: dict[str, Any] = {
     "steps": [{"setWeight": 50, "pause": {"duration": "3s"}}],

@@ -15,6 +15,14 @@ from typing import Any
 
 from llmops_dev.cluster import Cluster
 
+QA_EVALUATION: dict[str, Any] = {
+    "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
+    "thresholds": [{"metric": "exactMatch", "min": 0.5}],
+    "concurrency": 4,
+    "timeoutSeconds": 10,
+    "maxNewTokens": 16,
+}
+"""spec.evaluation on the ConfigMap apply_qa makes: exactMatch at least 0.5, quick timeouts."""
 QA: list[dict[str, str]] = [{"prompt": f"What is {i} + {i}?", "reference": str(2 * i)} for i in range(20)]
 
 
