@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
 from testkit import create_namespace, unique
+from testkit.diagnosis import namespace_report
 from testkit.operator import ENGINES, OperatorProcess, install_crd
 
 
@@ -24,6 +25,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report also says what its namespace looked like (testkit.diagnosis): CI
+    keeps only the test output, and a timeout alone rarely tells why."""
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    namespace, cluster = funcargs.get("namespace"), funcargs.get("cluster")
+    if report.failed and report.when == "call" and isinstance(namespace, str) and cluster is not None:
+        operator = funcargs.get("operator")
+        log = operator.log if isinstance(operator, OperatorProcess) else None
+        try:
+            report.sections.append(
+                ("cluster state at the failure", namespace_report(cluster, namespace, log))
+            )
+        except Exception as exc:  # the report must never hide the failure it explains
+            report.sections.append(("cluster state at the failure", f"unavailable: {exc!r}"))
+    return report
 
 
 @pytest.fixture(scope="session")
