@@ -37,7 +37,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from llmops_dev.kubelet.spec import (
 )
 from llmops_dev.kubelet.status import ContainerModel, build_status, now, terminated, waiting
 from llmops_dev.kubelet.volumes import VolumeError, container_mounts, prepare_volumes, refresh_volumes
-from llmops_dev.processes import free_port
+from llmops_dev.ports import PortRange
 
 __all__ = ["POD_MARKER", "NodeEnv", "PodWorker", "go_duration"]
 
@@ -102,6 +102,8 @@ class NodeEnv:
     crash_backoff: float = 10.0
     max_backoff: float = 300.0
     retry: float = 2.0
+    ports: PortRange = field(default_factory=PortRange)
+    """Where the pods' host ports come from: outside the kernel's ephemeral range (llmops_dev.ports)."""
 
     @property
     def pods_dir(self) -> Path:
@@ -267,7 +269,7 @@ class PodWorker:
     def _host_port(self, port: int) -> int:
         """The host port behind the pod's `port` (allocated on first use, stable for the pod)."""
         if port not in self.host_ports:
-            self.host_ports[port] = free_port()
+            self.host_ports[port] = self.env.ports.take()
         return self.host_ports[port]
 
     def _localize_gateway(self, args: list[str]) -> list[str]:
