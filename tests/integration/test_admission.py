@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from llmops.api import crd
 from testkit import wait_for
+from testkit.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
@@ -64,7 +66,18 @@ def test_samples_apply_cleanly(installed: Any, namespace: str, path: Path) -> No
     assert res.returncode == 0, res.stderr
 
 
-def test_defaults_printer_columns_and_status(installed: Any, namespace: str) -> None:
+@pytest.fixture
+def operator_stopped(operator: OperatorProcess) -> Iterator[None]:
+    """The session's operator stopped for one test (and started again after it): a test that
+    writes an LLMDeployment's status itself must not race the operator's own writes."""
+    operator.kill()
+    try:
+        yield
+    finally:
+        operator.start()
+
+
+def test_defaults_printer_columns_and_status(installed: Any, namespace: str, operator_stopped: None) -> None:
     assert apply(installed, manifest(namespace)).returncode == 0
     stored = json.loads(installed.kubectl("get", "llmd", "probe", "-n", namespace, "-o", "json").stdout)
     spec = stored["spec"]
@@ -77,6 +90,7 @@ def test_defaults_printer_columns_and_status(installed: Any, namespace: str) -> 
     # status is a subresource: the operator's writes there keep fields the schema does not declare
     status = {
         "phase": "Serving",
+        "model": "org/model",
         "ready": "1/1",
         "servingRevision": "abc",
         "canary": {"weight": 20},

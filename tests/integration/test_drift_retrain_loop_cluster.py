@@ -120,6 +120,9 @@ def test_drift_starts_a_retrain_whose_published_revision_is_gated_canaried_and_p
     assert "llmops.io/retrain" not in (obj["metadata"].get("annotations") or {})
     assert st["servingRevision"] == tuned and st["phase"] == "Serving", _story(st)
     assert st["serving"]["model"] == target and st["serving"]["origin"] == f"{name}-retrain-1", _story(st)
+    # kubectl get llmd names the model that serves, the retrained one, with its revision.
+    row = cluster.kubectl("get", "llmd", name, "-n", namespace, "--no-headers").stdout.split()
+    assert row[2:4] == [target, tuned], row
     retrain = st["retrain"]
     assert retrain["runs"] == 1 and retrain["trigger"].startswith("drift: inputLength: PSI "), retrain
     assert (retrain["candidateModel"], retrain["candidateRevision"]) == (target, tuned), retrain

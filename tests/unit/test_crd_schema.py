@@ -248,7 +248,7 @@ def test_crd_names_columns_and_subresources() -> None:
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns == {
         "Phase": ".status.phase",
-        "Model": ".spec.model.id",
+        "Model": ".status.model",
         "Revision": ".status.servingRevision",
         "Ready": ".status.ready",
         "Canary": ".status.canary.weight",

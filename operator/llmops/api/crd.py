@@ -46,7 +46,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.phase",
         "description": "Where it is in its life",
     },
-    {"name": "Model", "type": "string", "jsonPath": ".spec.model.id", "description": "Hub repository"},
+    {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".status.model",
+        "description": "Hub repository serving (a retrained model once one serves)",
+    },
     {
         "name": "Revision",
         "type": "string",
