@@ -347,14 +347,18 @@ def _trainer(command: list[str]) -> dict[str, Any]:
 def test_a_failed_job_and_a_garbage_report_are_conditions_and_serving_is_untouched(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    """Two runs that produce nothing: a Job whose trainer exits 3 is RetrainFailed with the Job's
+    """Runs that produce nothing: a Job whose trainer exits 3 is RetrainFailed with the Job's
     reason, and a Job that completes with a termination message that is not JSON is
-    RetrainReportInvalid saying what to write; both keep serving what served, with no candidate."""
+    RetrainReportInvalid saying what to write; both keep serving what served, with no candidate.
+    A Job whose pods Pod Security refuses is JobPodsRefused, and runs once fixed."""
     base = rev("broken-base")
     _behave(cluster, base, 0.9)
     crash = ["import sys; print('out of memory', file=sys.stderr); sys.exit(3)"]
     garbage = ["import sys; open(sys.argv[1], 'w').write('loss=0.12 done')", "/dev/termination-log"]
-    runs = {"crash": _trainer(crash), "garbage": _trainer(garbage)}
+    refused = _trainer(garbage)
+    pod = refused["jobTemplate"]["spec"]["template"]["spec"]
+    pod.pop("securityContext")  # root allowed: the namespace's restricted Pod Security refuses the pod
+    runs = {"crash": _trainer(crash), "garbage": _trainer(garbage), "refused": refused}
     _dataset(cluster, namespace)
     for name, retrain in runs.items():
         body = sample(name, base, evaluation=EVALUATION, rollout=ROLLOUT, retrain=retrain)
@@ -385,6 +389,27 @@ def test_a_failed_job_and_a_garbage_report_are_conditions_and_serving_is_untouch
         assert [h["action"] for h in status["history"]][-2:] == ["RetrainStarted", "RetrainFailed"], status[
             "history"
         ]
+
+    # A Job whose pods the apiserver refuses says so (the Job itself only has FailedCreate Events),
+    # and once the template is fixed and the Job deleted, the operator makes it again and it runs.
+    stuck = wait_condition(
+        cluster, namespace, "refused", "Retrained", "Unknown", "JobPodsRefused", timeout=150
+    )
+    message = condition(stuck, "Retrained")["message"]
+    assert "Job refused-retrain-1 has made no pod in 60s" in message and "Pod Security" in message, message
+    assert condition(stuck, "Progressing")["reason"] == "JobPodsRefused", condition(stuck, "Progressing")
+    assert _status(cluster, namespace, "refused")["servingRevision"] == base
+    body = json.loads(
+        sample("refused", base, evaluation=EVALUATION, rollout=ROLLOUT, retrain=_trainer(garbage))
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    cluster.kubectl("delete", "job", "refused-retrain-1", "-n", namespace)
+    ran = wait_condition(
+        cluster, namespace, "refused", "Retrained", "False", "RetrainReportInvalid", timeout=120
+    )
+    assert (
+        "refused-retrain-1 completed but its report names no model" in condition(ran, "Retrained")["message"]
+    )
 
 
 def test_a_restart_mid_retrain_starts_no_second_job_and_a_spec_change_abandons_it(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -298,6 +299,19 @@ def test_broken_evaluation_is_not_a_failed_model() -> None:
     assert "passed" not in p.status["evaluation"]
     assert p.status["phase"] == "Failed"
     assert "Deployment" not in kinds(p)
+
+
+def test_an_evaluation_job_whose_pods_are_refused_says_so_after_a_minute() -> None:
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    ch[("Job", job)]["metadata"]["creationTimestamp"] = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    waiting = plan(b, Observations(children=ch), T0 + dt.timedelta(seconds=30))
+    assert cond(waiting, c.EVALUATED)["reason"] == c.EVALUATION_RUNNING
+    assert waiting.requeue_after is not None and waiting.requeue_after <= 30
+    p = plan(b, Observations(children=ch), T0 + dt.timedelta(seconds=90))
+    ev = cond(p, c.EVALUATED)
+    assert (ev["status"], ev["reason"]) == (c.UNKNOWN, c.JOB_PODS_REFUSED)
+    assert f"its pod cannot run: Job {job} has made no pod in 60s" in ev["message"], ev["message"]
 
 
 def test_scheduled_re_evaluation_of_the_serving_revision() -> None:

@@ -217,6 +217,50 @@ def test_a_failed_job_is_retrain_failed_with_its_reason() -> None:
     assert any(e.type == "Warning" and e.reason == c.RETRAIN_FAILED for e in p.events)
 
 
+def created(ch: dict, job: dict[str, Any], when: dt.datetime, status: dict[str, Any] | None = None) -> None:
+    """The Job as the cluster has it, created at ``when``, running with ``status``."""
+    obj = copy.deepcopy(job)
+    obj["metadata"]["creationTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    obj["status"] = status or {}
+    ch[("Job", job["metadata"]["name"])] = obj
+
+
+def test_a_job_without_any_pod_for_a_minute_is_job_pods_refused_and_looked_at_again_when_due() -> None:
+    b, ch, now, p = drifted_with_retrain()
+    [job] = applied_jobs(p)
+    b = with_status(p, b)
+    created(
+        ch, job, now, {"startTime": "x", "ready": 0}
+    )  # what the Job controller writes when pods are refused
+    young = plan(b, Observations(children=ch), now + dt.timedelta(seconds=20))
+    assert cond(young, c.RETRAINED)["reason"] == c.RETRAIN_RUNNING
+    assert young.requeue_after is not None and young.requeue_after <= 40
+    old = plan(b, Observations(children=ch), now + dt.timedelta(seconds=61))
+    retrained, progressing = cond(old, c.RETRAINED), cond(old, c.PROGRESSING)
+    assert (retrained["status"], retrained["reason"]) == (c.UNKNOWN, c.JOB_PODS_REFUSED)
+    assert retrained["message"].startswith("Retrain Job m-retrain-1 has made no pod in 60s: the apiserver")
+    assert "kubectl describe job m-retrain-1" in retrained["message"]
+    assert (progressing["reason"], old.status["phase"]) == (c.JOB_PODS_REFUSED, "Retraining")
+    assert (
+        applied_jobs(old) == [] and ("Job", "m-retrain-1") not in old.delete
+    )  # still wanted, never a second
+
+
+def test_a_job_with_a_pod_is_running_however_long_it_runs() -> None:
+    b, ch, now, p = drifted_with_retrain()
+    [job] = applied_jobs(p)
+    b = with_status(p, b)
+    later = now + 3 * HOUR
+    created(ch, job, now, {"active": 1})  # its pod is not labelled (a user template may drop labels)
+    assert cond(plan(b, Observations(children=ch), later), c.RETRAINED)["reason"] == c.RETRAIN_RUNNING
+    created(ch, job, now)
+    labels = {"llmops.io/deployment": "m", "batch.kubernetes.io/job-name": "m-retrain-1"}
+    pods = [{"metadata": {"name": "m-retrain-1-x", "labels": labels}, "status": {"phase": "Pending"}}]
+    assert (
+        cond(plan(b, Observations(children=ch, pods=pods), later), c.RETRAINED)["reason"] == c.RETRAIN_RUNNING
+    )
+
+
 def test_a_report_that_names_no_model_is_a_condition_saying_what_is_wrong() -> None:
     for report, problem in (
         ("all done!", "its report names no model"),

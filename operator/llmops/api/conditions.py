@@ -85,6 +85,8 @@ CRASH_LOOP = "CrashLoopBackOff"
 OOM_KILLED = "OOMKilled"
 STARTUP_TIMED_OUT = "StartupTimedOut"
 PODS_NOT_READY = "PodsNotReady"
+JOB_PODS_REFUSED = "JobPodsRefused"
+"""A Job (evaluation, retrain…) has made no pod for a minute: the apiserver refuses them."""
 MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
 SCALED_TO_ZERO = "ScaledToZero"
 

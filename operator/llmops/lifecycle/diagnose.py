@@ -6,6 +6,7 @@ carry pod names or timestamps (they would change every pass and cause status wri
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,17 +14,20 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.api.spec import LLMDeploymentSpec
+from llmops.contracts import parse_timestamp
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.render.placement import node_selector
 
 __all__ = [
     "JOB_NAME_LABEL",
+    "JOB_POD_GRACE_SECONDS",
     "Problem",
     "diagnose_pods",
     "gpu_detail",
     "gpu_shortage",
     "job_pods",
     "job_state",
+    "pods_not_created",
     "spec_field_behind",
     "termination_json",
     "termination_message",
@@ -213,6 +217,40 @@ def job_state(job: Mapping[str, Any] | None) -> tuple[str, str, str]:
 
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+JOB_POD_GRACE_SECONDS = 60.0
+"""How long a Job may go without any pod before that is reported: the Job controller makes its
+pod within a second or two; a Job that has none after a minute has its pods refused."""
+_POD_COUNTS = ("active", "ready", "succeeded", "failed", "terminating")
+
+
+def pods_not_created(
+    job: Mapping[str, Any] | None, obs: Observations, now: dt.datetime
+) -> tuple[Problem | None, float | None]:
+    """A running Job that has made no pod for ``JOB_POD_GRACE_SECONDS`` (the apiserver refuses
+    them: Pod Security, a ResourceQuota, a webhook); otherwise, while it may still make one, the
+    seconds until it is overdue. The Job itself says nothing (the refusal is only in its
+    FailedCreate Events), so without this it would look like a Job that runs forever."""
+    if not job or job_state(job)[0] != "Running":
+        return None, None
+    name = str(job["metadata"]["name"])
+    status = job.get("status") or {}
+    if any(status.get(count) for count in _POD_COUNTS) or job_pods(obs, name):
+        return None, None
+    created = (job.get("metadata") or {}).get("creationTimestamp")
+    if not created:  # our own apply's answer always has one; a copy without it cannot be dated
+        return None, None
+    age = (now - parse_timestamp(str(created))).total_seconds()
+    if age < JOB_POD_GRACE_SECONDS:
+        return None, JOB_POD_GRACE_SECONDS - age
+    message = (
+        f"Job {name} has made no pod in {JOB_POD_GRACE_SECONDS:.0f}s: the apiserver refuses its pods "
+        f"(kubectl describe job {name} shows why in its FailedCreate Events; a pod template the "
+        "namespace's Pod Security level forbids, or a ResourceQuota, is the usual cause). Once fixed, "
+        f"delete the Job: the operator makes it again"
+    )
+    return Problem(c.JOB_PODS_REFUSED, message, permanent=True), None
 
 
 def job_pods(obs: Observations, job_name: str) -> list[Mapping[str, Any]]:

@@ -33,7 +33,14 @@ from llmops.api import conditions as c
 from llmops.api.status import EvaluationStatusDict, MetricResultDict
 from llmops.contracts import VERDICT_INSUFFICIENT_SAMPLES, VERDICT_PASSED, format_timestamp
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
+from llmops.lifecycle.diagnose import (
+    Problem,
+    diagnose_pods,
+    job_pods,
+    job_state,
+    pods_not_created,
+    termination_json,
+)
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
 
@@ -131,6 +138,9 @@ def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None, held_
     state, reason, job_message = job_state(p.obs.child("Job", job_name))
     if state in ("Missing", "Running"):
         problem = diagnose_pods(job_pods(p.obs, job_name), p.ld.spec.resources.gpu.resource_name)
+        if problem is None:
+            problem, due = pods_not_created(p.obs.child("Job", job_name), p.obs, p.now)
+            p.due += [due] if due is not None else []
         msg = f"evaluation Job {job_name} is scoring revision {rev} against the staging pod"
         if problem:
             msg += f"; its pod cannot run: {problem.message}"

@@ -527,7 +527,7 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
             + (f"; {pod_problem.message}" if pod_problem else ""),
         )
     elif retrain.running:
-        p.cond(c.PROGRESSING, c.TRUE, c.RETRAIN_RUNNING, retrain.message[:1000])
+        p.cond(c.PROGRESSING, c.TRUE, retrain.reason, retrain.message[:1000])
     else:
         p.cond(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, f"revision {target} is rolled out")
 

@@ -40,7 +40,7 @@ from llmops.contracts import format_timestamp
 from llmops.lifecycle.candidate import new_candidate
 from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
-from llmops.lifecycle.diagnose import job_state, termination_json
+from llmops.lifecycle.diagnose import job_state, pods_not_created, termination_json
 from llmops.lifecycle.target import ACTIVE_CANDIDATE_STATES, Target, adapter_target
 from llmops.render.retrain import retrain_job, retrain_job_name
 
@@ -56,6 +56,8 @@ class RetrainPlan:
 
     running: bool
     message: str = ""
+    reason: str = c.RETRAIN_RUNNING
+    """Progressing's reason while running: RetrainRunning, or JobPodsRefused when it has no pod."""
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -204,6 +206,12 @@ def _follow(p: Pass, st: dict[str, Any]) -> RetrainPlan:
     state, reason, job_message = job_state(p.obs.child("Job", job))
     message = f"Retrain Job {job} running after {st.get('trigger')}"
     if state in ("Running", "Missing"):
+        refused, due = pods_not_created(p.obs.child("Job", job), p.obs, p.now)
+        if due is not None:
+            p.due.append(due)
+        if refused is not None:  # still running as far as the Job knows; the user must act
+            p.cond(c.RETRAINED, c.UNKNOWN, refused.reason, f"Retrain {refused.message}"[:1000])
+            return RetrainPlan(True, refused.message, refused.reason)
         p.cond(c.RETRAINED, c.UNKNOWN, c.RETRAIN_RUNNING, message[:1000])
         return RetrainPlan(True, message)
     report = termination_json(p.obs, job)
