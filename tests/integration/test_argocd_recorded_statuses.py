@@ -4,7 +4,8 @@ Each scenario drives the operator into one state (a Secret missing, a download u
 its progress, an evaluation running, serving, a canary progressing, a canary without GPUs, a
 rollback, a failed download or evaluation, an evaluation with too few prompts to show its
 threshold, drift detected, a retrain Job running, a retrained candidate waiting for manual
-approval, a retrained model serving that spec.model does not name); the status is snapshotted
+approval, an approval naming no run, a retrained candidate worse than what serves, a retrained model
+serving that spec.model does not name, a capture store with no ready pod); the status is snapshotted
 the moment the state is reached, and the Argo CD health check (real Lua) must give the expected
 health with the operator's own message.
 
@@ -36,6 +37,7 @@ from testkit.retrain import trainer_job_template
 A, B = "1" * 40, "2" * 40
 GOOD, BAD = "3" * 40, "4" * 40
 FEW, TUNED = "5" * 40, "6" * 40
+WORSE = "7" * 40
 EVALUATION = {
     "dataset": {"configMapRef": {"name": "qa", "key": "qa.jsonl"}},
     "thresholds": [{"metric": "exactMatch", "min": 0.8}],
@@ -174,12 +176,16 @@ def test_pending_caching_serving_and_failed_download(
     _apply(cluster, namespace, sample("served", A))
     _apply(cluster, namespace, sample("nopvc", A, cache={"size": "1Gi", "storageClassName": "no-such-class"}))
     _apply(cluster, namespace, sample("missing", A, model={"id": "sim-org/missing-chat", "revision": A}))
+    store = {"storageClassName": "no-such-class"}  # the store's PVC is never bound: no store pod
+    _apply(cluster, namespace, sample("capdown", A, gateway={"capture": {"store": store}}))
     _snapshot(cluster, namespace, "nosecret", "secret-missing", _reason("ModelCached", "SecretNotFound"), 90)
     caching = _snapshot(cluster, namespace, "slow", "caching", _downloading, 120)
     assert caching["status"]["download"]["progress"] in condition(caching, "ModelCached")["message"]
     _snapshot(cluster, namespace, "served", "serving", _phase("Serving"), 120)
     _snapshot(cluster, namespace, "nopvc", "pvc-not-bound", _reason("ModelCached", "PVCNotBound"), 90)
     _snapshot(cluster, namespace, "missing", "failed-download", _phase("Failed"), 120)
+    unavailable = _reason("CaptureDegraded", "StoreUnavailable")
+    _snapshot(cluster, namespace, "capdown", "capture-store-unavailable", unavailable, 120)
 
 
 def test_evaluating_and_failed_evaluation(
@@ -256,22 +262,37 @@ def test_retraining_awaiting_approval_and_a_retrained_model_serving(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     """A retrain run on the annotation (Retraining), its candidate held for manual approval after
-    its gate (Suspended), then approved: it serves, and spec.model does not name it."""
+    its gate (Suspended), an approval naming no run, then approved: it serves, and spec.model does
+    not name it. Beside it, a retrained candidate worse than what serves is rejected."""
     _dataset(cluster, namespace)
     _behave(cluster, A, accuracy=1.0)
     _behave(cluster, TUNED, accuracy=1.0)
+    _behave(cluster, WORSE, accuracy=0.6)  # above the lenient gate's 0.3, far below what serves
     retrain = {
         "jobTemplate": trainer_job_template("sim-org/tiny-chat", TUNED, sleep=8),
         "approval": "Manual",
         "maxRetrainsPerDay": 2,
     }
+    worse = {
+        "jobTemplate": trainer_job_template("sim-org/tiny-chat", WORSE, sleep=0),
+        "noWorseThan": [{"metric": "exactMatch", "maxDrop": 0.05}],
+    }
+    lenient = {**EVALUATION, "thresholds": [{"metric": "exactMatch", "min": 0.3}]}
     _apply(cluster, namespace, sample("tuned", A, evaluation=EVALUATION, retrain=retrain))
+    _apply(cluster, namespace, sample("worse", A, evaluation=lenient, retrain=worse))
     _wait_serving(cluster, namespace, "tuned")
-    cluster.kubectl("annotate", "llmd", "tuned", "-n", namespace, "llmops.io/retrain=1")
+    _wait_serving(cluster, namespace, "worse")
+    cluster.kubectl("annotate", "llmd", "tuned", "worse", "-n", namespace, "llmops.io/retrain=1")
     _snapshot(cluster, namespace, "tuned", "retraining", _phase("Retraining"), 60)
     _snapshot(cluster, namespace, "tuned", "candidate-awaiting-approval", _candidate("AwaitingApproval"), 180)
+    _snapshot(
+        cluster, namespace, "worse", "candidate-rejected-worse", _reason("Candidate", "CandidateWorse"), 180
+    )
+    cluster.kubectl("annotate", "llmd", "tuned", "-n", namespace, "llmops.io/approve-retrain=tuned-retrain-7")
+    unknown_run = _reason("Candidate", "ApprovalUnknownRun")
+    _snapshot(cluster, namespace, "tuned", "candidate-approval-unknown-run", unknown_run, 60)
     approve = "llmops.io/approve-retrain=tuned-retrain-1"
-    cluster.kubectl("annotate", "llmd", "tuned", "-n", namespace, approve)
+    cluster.kubectl("annotate", "--overwrite", "llmd", "tuned", "-n", namespace, approve)
     serving = lambda obj: _candidate("Promoted")(obj) and obj["status"].get("phase") == "Serving"  # noqa: E731
     _snapshot(cluster, namespace, "tuned", "retrained-model-serving", serving, 120)
 

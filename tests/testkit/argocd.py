@@ -34,6 +34,9 @@ EXPECTED_HEALTH: dict[str, tuple[str, str]] = {
     "retraining": ("Progressing", "condition:Progressing"),
     "candidate-awaiting-approval": ("Suspended", "condition:Candidate"),
     "retrained-model-serving": ("Healthy", "condition:PinnedToSpec"),
+    "candidate-approval-unknown-run": ("Suspended", "condition:Candidate"),
+    "candidate-rejected-worse": ("Healthy", "condition:Candidate"),
+    "capture-store-unavailable": ("Healthy", "condition:CaptureDegraded"),
 }
 """The health each recorded case must get; the message must be the one the operator wrote
 (a condition's message, the canary's message), never a generic one."""
