@@ -58,6 +58,7 @@ from llmops.gateway.keys import KeyStore
 from llmops.gateway.metrics import GatewayMetrics, route_label
 from llmops.gateway.redact import Redactor
 from llmops.gateway.sender import CloudEventsSender, Queued, RecordQueue, Sender, StoreSender
+from llmops.gateway.upstream import UpstreamAnswer, UpstreamPool, UpstreamUnavailable
 
 __all__ = ["ID_HEADER", "ID_JSON_FIELD", "OPEN_PATHS", "Gateway", "GatewayConfig", "with_adapter"]
 
@@ -174,7 +175,7 @@ class Gateway:
         self.keys = keys
         self.metrics = GatewayMetrics()
         self._counted: dict[tuple[str, int, str], tuple[Any, Any]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._engine: UpstreamPool | None = None
         self._runners: list[web.AppRunner] = []
         self._watch: asyncio.Task[None] | None = None
         self.url: str | None = None
@@ -194,18 +195,10 @@ class Gateway:
 
     async def start(self, host: str = "0.0.0.0", port: int = 0, health_port: int = 0) -> tuple[str, str]:
         """Serve the API and health ports (0 picks a free port); returns both base URLs."""
-        self._session = aiohttp.ClientSession(
-            # limit=0: no cap on connections to the engine (the engine's own concurrency limit
-            # answers 429, as without the gateway); idle ones are kept 30 s for reuse.
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-            auto_decompress=False,
-            # A proxy keeps no cookies: the engine's Set-Cookie goes to the client that got it,
-            # not into every later request (and no jar to filter per request).
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # sock_read runs from the request's last byte sent, so it bounds both the wait for
-            # the answer's headers and any silence mid-answer (both 504s of upstream_timeout).
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.config.upstream_timeout),
-        )
+        # No cap on connections to the engine (the engine's own concurrency limit answers 429,
+        # as without the gateway); the read timeout bounds both the wait for the answer's head
+        # and any silence mid-answer (both 504s of upstream_timeout).
+        self._engine = UpstreamPool(self.config.upstream, read_timeout=self.config.upstream_timeout)
         if self.keys is not None:
             self.metrics.clients.set(len(self.keys.clients))
             self._watch = asyncio.create_task(self._watch_keys(), name="api keys")
@@ -237,8 +230,8 @@ class Gateway:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
-        if self._session is not None:
-            await self._session.close()
+        if self._engine is not None:
+            self._engine.close()
         await self._stop_capture()
 
     async def _stop_capture(self) -> None:
@@ -393,44 +386,39 @@ class Gateway:
             status=202,
         )
 
-    def _upstream_headers(self, request: web.Request) -> dict[str, str]:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    def _upstream_headers(self, request: web.Request) -> list[tuple[str, str]]:
         if self.keys is None:
             # No client keys here: the client's Authorization goes through untouched, so an
             # engine with its own key (spec.engine.apiKeySecretRef) still enforces it.
-            return headers
+            return [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
         # The client's key is for the gateway; the engine gets its own key or none.
-        headers.pop("Authorization", None)
-        headers.pop("authorization", None)
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP_BY_HOP and k.lower() != "authorization"
+        ]
         if self.config.engine_api_key:
-            headers["Authorization"] = f"Bearer {self.config.engine_api_key}"
+            headers.append(("Authorization", f"Bearer {self.config.engine_api_key}"))
         return headers
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
+        assert self._engine is not None
         body = await self._read_body(request, self.config.max_request_bytes)
-        url = self.config.upstream + request.path_qs
         sent = body
         if self.config.adapter is not None and request.method == "POST":
             sent = with_adapter(request.path, body, self.config.adapter)
         try:
-            # The session's sock_read timeout (upstream_timeout) raises ServerTimeoutError, a
-            # TimeoutError, when no headers come in time.
-            upstream = await self._session.request(
-                request.method,
-                url,
-                headers=self._upstream_headers(request),
-                data=sent if sent else None,
-                allow_redirects=False,
+            upstream = await self._engine.request(
+                request.method, request.path_qs, self._upstream_headers(request), sent
             )
         except TimeoutError:
             self.metrics.upstream_errors.labels("timeout").inc()
             return _error(
                 504, f"the engine did not answer within {self.config.upstream_timeout:g}s", "timeout"
             )
-        except aiohttp.ClientError as exc:
+        except UpstreamUnavailable as exc:
             self.metrics.upstream_errors.labels("unreachable").inc()
-            return _error(502, f"the engine is not reachable: {type(exc).__name__}", "unavailable")
+            return _error(502, f"the engine is not reachable: {exc}", "unavailable")
         kept = _Kept() if upstream.status == 200 and self._sampled(request) else None
         try:
             response = await self._relay(request, upstream, kept)
@@ -453,7 +441,7 @@ class Gateway:
         )
 
     def _record(
-        self, request: web.Request, body: bytes, upstream: aiohttp.ClientResponse, kept: _Kept, latency: float
+        self, request: web.Request, body: bytes, upstream: UpstreamAnswer, kept: _Kept, latency: float
     ) -> None:
         assert self.capture is not None and self.sender is not None
         exchange = Exchange(
@@ -465,7 +453,7 @@ class Gateway:
             request_body=body,
             response_body=b"".join(kept.chunks),
             streamed=kept.streamed,
-            headers={k.lower(): v for k, v in upstream.headers.items()},
+            headers={k.lower(): v for k, v in upstream.headers},
             parsed=kept.parsed,
         )
         try:
@@ -476,10 +464,10 @@ class Gateway:
         self.sender.queue.offer(Queued.of(record))
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, kept: _Kept | None
+        self, request: web.Request, upstream: UpstreamAnswer, kept: _Kept | None
     ) -> web.StreamResponse:
         request_id = request[_REQUEST_ID]
-        ctype = upstream.headers.get("Content-Type", "")
+        ctype = upstream.content_type
         if (
             request.path in _INJECT_ROUTES
             and upstream.status == 200
@@ -499,13 +487,11 @@ class Gateway:
         response.headers[ID_HEADER] = request_id
         if (correlation := _correlation(request)) is not None:
             response.headers[CORRELATION_HEADER] = correlation
-        if upstream.content_length is not None and "chunked" not in upstream.headers.get(
-            "Transfer-Encoding", ""
-        ):
+        if upstream.content_length is not None:  # else chunked (or until the engine closes)
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.pieces():
                 await response.write(chunk)
                 if kept is not None:
                     kept.add(chunk)
@@ -521,25 +507,30 @@ class Gateway:
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok\n")
 
-    async def _engine_health(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
+    async def _engine_get(self, path: str, silence: float) -> tuple[UpstreamAnswer, bytes]:
+        """GET `path` from the engine: its answer and whole body."""
+        assert self._engine is not None
+        up = await self._engine.request("GET", path, [], b"", silence=silence)
         try:
-            async with self._session.get(
-                self.config.upstream + "/health", timeout=aiohttp.ClientTimeout(total=30)
-            ) as up:
-                return web.Response(status=up.status, body=await up.read(), headers=_copy(up))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return _error(503, f"the engine is not reachable: {type(exc).__name__}", "unavailable")
+            body = await up.read()
+        except BaseException:
+            up.close()
+            raise
+        up.release()
+        return up, body
+
+    async def _engine_health(self, request: web.Request) -> web.StreamResponse:
+        try:
+            up, body = await self._engine_get("/health", silence=30)
+        except (UpstreamUnavailable, TimeoutError) as exc:
+            return _error(503, f"the engine is not reachable: {exc}", "unavailable")
+        return web.Response(status=up.status, body=body, headers=_copy(up))
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
         try:
-            async with self._session.get(
-                self.config.upstream + "/metrics", timeout=aiohttp.ClientTimeout(total=10)
-            ) as up:
-                engine = await up.read()
-                ok = up.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+            up, engine = await self._engine_get("/metrics", silence=10)
+            ok = up.status == 200
+        except (UpstreamUnavailable, TimeoutError):
             ok, engine = False, b""
         if not ok:
             return web.Response(status=503, text="the engine's /metrics is not reachable\n")
@@ -548,8 +539,9 @@ class Gateway:
         return web.Response(body=own + sep + engine, content_type="text/plain", charset="utf-8")
 
 
-def _copy(upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+def _copy(upstream: UpstreamAnswer) -> list[tuple[str, str]]:
+    """The answer's end-to-end headers (every line: several Set-Cookie stay several)."""
+    return [(k, v) for k, v in upstream.headers if k.lower() not in _HOP_BY_HOP]
 
 
 def with_adapter(path: str, body: bytes, adapter: str) -> bytes:
