@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import uvloop
 from huggingface_hub import InferenceClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,7 +72,8 @@ def stack(
             RequestIdSigner(KEY, deployment),
             KeyStore(keys_dir) if auth else None,
         )
-        with run_gateway_in_thread(gateway) as (url, health):
+        # On uvloop, as `llmops gateway` runs: its transports differ from asyncio's.
+        with run_gateway_in_thread(gateway, loop_factory=uvloop.new_event_loop) as (url, health):
             yield Stack(sim, engine, gateway, url, health, keys_dir)
 
 
