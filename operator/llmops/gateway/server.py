@@ -176,7 +176,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self._counted: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         self._engine: UpstreamPool | None = None
-        self._runners: list[web.AppRunner] = []
+        self._runners: list[web.BaseRunner] = []
         self._watch: asyncio.Task[None] | None = None
         self.url: str | None = None
         self.health_url: str | None = None
@@ -211,10 +211,11 @@ class Gateway:
             self._sending = asyncio.create_task(self.sender.run(self._capture_session), name="capture")
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         urls = []
-        for app, p in ((self.api_app(), port), (self.health_app(), health_port)):
-            # handler_cancellation: a client that goes away cancels its handler, and with it the
-            # engine request (aiohttp >= 3.9 leaves handlers running unless asked).
-            runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=5)
+        health = web.AppRunner(
+            self.health_app(), access_log=None, handler_cancellation=True, shutdown_timeout=5
+        )
+        runners = (self._api_runner(), health)
+        for runner, p in zip(runners, (port, health_port), strict=True):
             await runner.setup()
             await web.TCPSite(runner, host, p, reuse_address=True).start()
             self._runners.append(runner)
@@ -261,11 +262,24 @@ class Gateway:
 
     # -- apps --------------------------------------------------------------------------------
 
-    def api_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=self.config.max_request_bytes)
-        app.router.add_post("/v1/feedback", self._feedback)
-        app.router.add_route("*", "/{tail:.*}", self._proxy)
-        return app
+    def _api_runner(self) -> web.BaseRunner:
+        """The API port on aiohttp's low-level server: one handler, no application, router or
+        middleware chain to go through per request (the proxy has one route and a feedback path)."""
+        limit, loop = self.config.max_request_bytes, asyncio.get_running_loop()
+
+        def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+            # request.read() answers 413 past the limit, as Application's client_max_size did.
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=limit)
+
+        server = web.Server(
+            self._serve_api,
+            request_factory=request,
+            # A client that goes away cancels its handler, and with it the engine request
+            # (aiohttp >= 3.9 leaves handlers running unless asked).
+            handler_cancellation=True,
+            access_log=None,
+        )
+        return web.ServerRunner(server, shutdown_timeout=5)
 
     def health_app(self) -> web.Application:
         app = web.Application()
@@ -276,8 +290,8 @@ class Gateway:
 
     # -- API port ----------------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _serve_api(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request of the API port: authenticate, give it an ID, route it, count it."""
         started = time.monotonic()
         request[_STARTED] = started
         request[_ARRIVED] = time.time()
@@ -308,9 +322,12 @@ class Gateway:
             client = found
             request[_CLIENT] = client
         try:
-            response = await handler(request)
+            if request.path == "/v1/feedback" and request.method == "POST":
+                response = await self._feedback(request)
+            else:
+                response = await self._proxy(request)
         except web.HTTPException as exc:
-            # aiohttp's own refusals (413 from client_max_size, 405) in TGI's error shape.
+            # aiohttp's own refusals (413 from client_max_size) in TGI's error shape.
             response = _error(exc.status, exc.reason, "validation" if exc.status < 500 else "gateway")
         except (asyncio.CancelledError, ConnectionResetError):
             # The client went away (cancelled handler, or a write to its closed connection).
@@ -336,7 +353,7 @@ class Gateway:
         requests.inc()
         duration.observe(time.monotonic() - started)
 
-    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+    async def _read_body(self, request: web.BaseRequest, limit: int) -> bytes:
         """The body, or HTTPRequestEntityTooLarge (413) as soon as it is known to exceed `limit`."""
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -345,7 +362,7 @@ class Gateway:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         return body
 
-    async def _feedback(self, request: web.Request) -> web.StreamResponse:
+    async def _feedback(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             raw = await self._read_body(request, MAX_FEEDBACK_BYTES)
         except web.HTTPRequestEntityTooLarge:
@@ -386,7 +403,7 @@ class Gateway:
             status=202,
         )
 
-    def _upstream_headers(self, request: web.Request) -> list[tuple[str, str]]:
+    def _upstream_headers(self, request: web.BaseRequest) -> list[tuple[str, str]]:
         if self.keys is None:
             # No client keys here: the client's Authorization goes through untouched, so an
             # engine with its own key (spec.engine.apiKeySecretRef) still enforces it.
@@ -401,7 +418,7 @@ class Gateway:
             headers.append(("Authorization", f"Bearer {self.config.engine_api_key}"))
         return headers
 
-    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+    async def _proxy(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self._engine is not None
         body = await self._read_body(request, self.config.max_request_bytes)
         sent = body
@@ -432,7 +449,7 @@ class Gateway:
             asyncio.get_running_loop().call_soon(self._record, request, body, upstream, kept, latency)
         return response
 
-    def _sampled(self, request: web.Request) -> bool:
+    def _sampled(self, request: web.BaseRequest) -> bool:
         return (
             self.capture is not None
             and request.method == "POST"
@@ -441,7 +458,7 @@ class Gateway:
         )
 
     def _record(
-        self, request: web.Request, body: bytes, upstream: UpstreamAnswer, kept: _Kept, latency: float
+        self, request: web.BaseRequest, body: bytes, upstream: UpstreamAnswer, kept: _Kept, latency: float
     ) -> None:
         assert self.capture is not None and self.sender is not None
         exchange = Exchange(
@@ -464,7 +481,7 @@ class Gateway:
         self.sender.queue.offer(Queued.of(record))
 
     async def _relay(
-        self, request: web.Request, upstream: UpstreamAnswer, kept: _Kept | None
+        self, request: web.BaseRequest, upstream: UpstreamAnswer, kept: _Kept | None
     ) -> web.StreamResponse:
         request_id = request[_REQUEST_ID]
         ctype = upstream.content_type
