@@ -13,11 +13,12 @@ path's slices.
 
 Two regimes, each with its own simulator and gateways:
 
-- realistic: an answer takes what a short one takes on a GPU (24 tokens, 50 ms to the first and
-  20 ms each after: about 0.5 s; TGI's recorded answers are 5 to 100 tokens long). At
+- realistic: an answer takes what a short one takes on a GPU (24 tokens, 50 ms ± 40 ms to the
+  first and 20 ms each after: about 0.5 s; TGI's recorded answers are 5 to 100 tokens long). At
   concurrency 64 that is about 125 requests a second, which leaves the CPU unsaturated, as in a
   pod where the engine works on the GPU and the gateway has CPU to spare: the figures are the
-  gateway's own overhead.
+  gateway's own overhead. The prefill varies so that the 64 clients do not move in lockstep
+  (`--jitter 0` shows what lockstep does: each wave of 64 queues behind itself).
 - saturated (worst case): a 50 ms engine, about 1,000 requests a second, where load generator,
   simulator and gateway are all CPU-bound on the same two shared cores: throughput through the
   gateway then tends to the simulator's CPU per request over the gateway's, a measure of Python
@@ -342,6 +343,11 @@ class Regime:
     """Printed with the figures: what the regime stands for."""
     prefill: float
     """Seconds before the first token."""
+    jitter: float
+    """Half-width of the uniform spread of the prefill. Without any, a closed-loop load at a fixed
+    answer time sends its requests in lockstep, each wave of `concurrency` at once, so each waits
+    behind the wave's share of CPU in gateway and simulator: an artefact of the load generator,
+    since a deployment's clients do not wait for one another."""
     time_per_token: float
     tokens: int
     """max_new_tokens of every request."""
@@ -383,7 +389,9 @@ def _measure(regime: Regime, concurrency: int, work: Path) -> _Figures:
     """Start a simulator, a plain gateway, a capturing one and its receiver; measure the regime."""
     work.mkdir()
     key, token = secrets.token_hex(24), secrets.token_hex(24)
-    sim, direct_url = _start_simulator(regime.prefill, work, regime.time_per_token, _LONG_ANSWER)
+    sim, direct_url = _start_simulator(
+        regime.prefill, work, regime.time_per_token, _LONG_ANSWER, regime.jitter
+    )
     receiver, receiver_url = _start_receiver(token)
     (work / "capture-token").write_text(token)
     capture_flags = (
@@ -411,7 +419,7 @@ def _measure(regime: Regime, concurrency: int, work: Path) -> _Figures:
         dropped = _dropped(capturing_health)
         direct_first = _Arm(direct_url, None, sim.pid)
         via_first = _Arm(gateway_url, key, gateway.pid)
-        stream_n = max(c, n // 10)
+        stream_n = max(c, n // 3)  # enough streams that the first-token p50s are not noise
         _interleaved(
             (direct_first, via_first), c, stream_n, max(c, size // 5), sim.pid, stream=True, tokens=tokens
         )
@@ -430,8 +438,8 @@ def _report(f: _Figures) -> None:
     answer = r.prefill + r.time_per_token * (r.tokens - 1)
     print(
         f"{r.name}: concurrency {c}, {n} requests per path in turns of {r.slice}, "
-        f"{r.tokens} tokens per answer: prefill {r.prefill * ms:.0f} ms + {r.time_per_token * ms:.0f} ms "
-        f"per token = {answer * ms:.0f} ms per answer"
+        f"{r.tokens} tokens per answer: prefill {r.prefill * ms:.0f} ms (± {r.jitter * ms:.0f}) "
+        f"+ {r.time_per_token * ms:.0f} ms per token = {answer * ms:.0f} ms per answer"
     )
     print(f"  ({r.why})")
     for name, arm in (("direct ", direct), ("gateway", plain)):
@@ -474,8 +482,10 @@ def _regimes(args: argparse.Namespace) -> list[Regime]:
     realistic = Regime(
         "realistic regime",
         "the engine's time is a short answer's on a GPU: TGI's recorded answers are 5 to 100 tokens; "
-        "the gateway's CPU is not saturated, as in a pod where the engine runs on the GPU",
+        "the gateway's CPU is not saturated, as in a pod where the engine runs on the GPU; the "
+        "prefill varies, as it does with the prompt, so that clients do not move in lockstep",
         args.prefill,
+        args.jitter,
         args.time_per_token,
         args.tokens,
         args.realistic_requests,
@@ -486,6 +496,7 @@ def _regimes(args: argparse.Namespace) -> list[Regime]:
         "a 50 ms engine: load generator, simulator and gateway all CPU-bound on the same shared "
         "cores, so this measures Python CPU contention more than the gateway's own overhead",
         args.latency,
+        0.0,
         0.0,
         8,
         args.requests,
@@ -506,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--realistic-requests", type=int, default=1500, help="realistic: requests per path")
     p.add_argument("--realistic-slice", type=int, default=250, help="realistic: requests per turn")
     p.add_argument("--prefill", type=float, default=0.05, help="realistic: time to the first token, s")
+    p.add_argument(
+        "--jitter", type=float, default=0.04, help="realistic: the prefill varies uniformly by this much, s"
+    )
     p.add_argument("--time-per-token", type=float, default=0.02, help="realistic: each further token, s")
     p.add_argument("--tokens", type=int, default=24, help="realistic: new tokens per answer")
     args = p.parse_args(argv)
