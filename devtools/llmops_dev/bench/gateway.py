@@ -421,7 +421,7 @@ def _measure(regime: Regime, concurrency: int, work: Path) -> _Figures:
         via_first = _Arm(gateway_url, key, gateway.pid)
         stream_n = max(c, n // 3)  # enough streams that the first-token p50s are not noise
         _interleaved(
-            (direct_first, via_first), c, stream_n, max(c, size // 5), sim.pid, stream=True, tokens=tokens
+            (direct_first, via_first), c, stream_n, max(c, size // 2), sim.pid, stream=True, tokens=tokens
         )
     finally:
         for proc in (gateway, capturing, receiver, sim):
