@@ -13,7 +13,9 @@ API port (the Service's target), every path:
              routes (TGI reads it as the adapter id, vLLM as the served name). The engine serves
              any other name from the base model, so without this the adapter would never answer;
              with it, clients need no change. A body that is not a JSON object goes on as it is.
-    else   → proxied to the engine on localhost: body up to max_request_bytes (else 413); no
+    else   → proxied to the engine on localhost (upstream.py's keep-alive client; the port
+             itself is aiohttp's low-level server, one handler with no router or middleware
+             chain, both for less CPU per request): body up to max_request_bytes (else 413); no
              answer headers within upstream_timeout (or silence that long mid-answer) → 504;
              engine unreachable → 502; the answer streamed back chunk by chunk as it arrives
              (SSE events are not buffered); a client that disconnects cancels the handler
