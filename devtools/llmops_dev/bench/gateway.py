@@ -455,7 +455,8 @@ def _report(f: _Figures) -> None:
     first_d, first_v = f.direct_first.pct(0.5), f.via_first.pct(0.5)
     print(
         f"  first token (streamed, p50): direct {first_d * ms:.1f} ms, "
-        f"gateway {first_v * ms:.1f} ms ({(first_v - first_d) * ms:+.1f} ms)"
+        f"gateway {first_v * ms:.1f} ms ({(first_v - first_d) * ms:+.1f} ms); gateway CPU "
+        f"{f.via_first.cpu / len(f.via_first.latencies) * us:.0f} us per stream of {r.tokens} events"
     )
     print(
         f"  gateway CPU: {plain.cpu / n * us:.0f} us per request (on the same cores, per request through "
