@@ -483,8 +483,12 @@ def _regimes(args: argparse.Namespace) -> list[Regime]:
     realistic = Regime(
         "realistic regime",
         "the engine's time is a short answer's on a GPU: TGI's recorded answers are 5 to 100 tokens; "
-        "the gateway's CPU is not saturated, as in a pod where the engine runs on the GPU; the "
-        "prefill varies, as it does with the prompt, so that clients do not move in lockstep",
+        "the gateway's CPU is not saturated, as in a pod where the engine runs on the GPU"
+        + (
+            "; the prefill varies, as it does with the prompt, so that clients do not move in lockstep"
+            if args.jitter
+            else "; the prefill does not vary, so the clients move in lockstep, in waves"
+        ),
         args.prefill,
         args.jitter,
         args.time_per_token,
