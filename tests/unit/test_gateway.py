@@ -110,6 +110,9 @@ def test_huggingface_client_gets_the_engines_answer_through_the_gateway(gw: Stac
     assert chat.choices[0].message.content == ANSWER
     info = httpx2.get(f"{gw.url}/info", headers=bearer(ALICE)).json()
     assert info["model_id"] == "sim/model"
+    head = httpx2.head(f"{gw.url}/info", headers=bearer(ALICE))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == httpx2.head(f"{gw.engine}/info").headers["Content-Length"]
     models = httpx2.get(f"{gw.url}/v1/models", headers=bearer(ALICE))
     assert models.status_code == 200
     tokens = httpx2.post(f"{gw.url}/tokenize", json={"inputs": PROMPT}, headers=bearer(ALICE))

@@ -177,7 +177,8 @@ async def test_an_answer_until_close_a_head_request_and_an_interim_100() -> None
         assert await answer.read() == b"all of it"
         answer.release()
         head = await pool.request("HEAD", "/", [], b"")
-        assert await head.read() == b""  # HEAD: the length is the GET's, no body follows
+        assert head.content_length == 100  # as declared: the GET's length
+        assert await head.read() == b""  # and no body follows
         head.release()
         real = await pool.request("GET", "/", [], b"")
         assert (real.status, await real.read()) == (200, b"real")

@@ -156,19 +156,22 @@ class UpstreamAnswer:
         self._silence = silence
         fields = {name.lower(): value for name, value in head.headers}
         self.content_type = fields.get("content-type", "")
-        self.chunked = "chunked" in fields.get("transfer-encoding", "").lower()
+        self.bodiless = bodiless
+        """No body follows the head (HEAD, 204, 304), whatever its headers say."""
+        self.chunked = not bodiless and "chunked" in fields.get("transfer-encoding", "").lower()
         length = fields.get("content-length")
         self.content_length = None if self.chunked or length is None else _length(length)
-        if bodiless:
-            self.content_length = 0
+        """As the engine declared it (a HEAD answer's is the GET's)."""
         self._reusable = _keeps_alive(fields, head.http10) and (
-            self.chunked or self.content_length is not None
+            bodiless or self.chunked or self.content_length is not None
         )
-        self._done = False
+        self._done = bodiless
 
     async def read(self) -> bytes:
         """The whole body."""
         connection = self._connection
+        if self.bodiless:
+            return b""
         if self.content_length is not None and len(connection.buffer) >= self.content_length:
             self._done = True  # all of it came with the head: the common case of a short answer
             return connection.take(self.content_length)
@@ -176,6 +179,8 @@ class UpstreamAnswer:
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body, decoded from its framing, in pieces as they arrive."""
+        if self.bodiless:
+            return
         if self.chunked:
             async for piece in self._chunked():
                 yield piece
