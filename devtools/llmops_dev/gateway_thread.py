@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from llmops.gateway import Gateway, GatewayConfig, RequestIdSigner
 from llmops_dev.prometheus import Target, tgi_target
@@ -21,9 +21,14 @@ __all__ = ["run_gateway_in_thread", "serve_pod"]
 
 
 @contextlib.contextmanager
-def run_gateway_in_thread(gateway: Gateway, host: str = "127.0.0.1") -> Iterator[tuple[str, str]]:
-    """Serve `gateway` on free ports of `host`; yields (API URL, health URL)."""
-    loop = asyncio.new_event_loop()
+def run_gateway_in_thread(
+    gateway: Gateway,
+    host: str = "127.0.0.1",
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+) -> Iterator[tuple[str, str]]:
+    """Serve `gateway` on free ports of `host`; yields (API URL, health URL). `loop_factory`:
+    uvloop.new_event_loop runs it on the loop `llmops gateway` runs on."""
+    loop = loop_factory()
     thread = threading.Thread(target=loop.run_forever, name="gateway", daemon=True)
     thread.start()
     try:

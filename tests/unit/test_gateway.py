@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import uvloop
 from huggingface_hub import InferenceClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,7 +73,8 @@ def stack(
             RequestIdSigner(KEY, deployment),
             KeyStore(keys_dir) if auth else None,
         )
-        with run_gateway_in_thread(gateway) as (url, health):
+        # On uvloop, as `llmops gateway` runs: its transports differ from asyncio's.
+        with run_gateway_in_thread(gateway, loop_factory=uvloop.new_event_loop) as (url, health):
             yield Stack(sim, engine, gateway, url, health, keys_dir)
 
 
@@ -107,6 +110,9 @@ def test_huggingface_client_gets_the_engines_answer_through_the_gateway(gw: Stac
     assert chat.choices[0].message.content == ANSWER
     info = httpx2.get(f"{gw.url}/info", headers=bearer(ALICE)).json()
     assert info["model_id"] == "sim/model"
+    head = httpx2.head(f"{gw.url}/info", headers=bearer(ALICE))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == httpx2.head(f"{gw.engine}/info").headers["Content-Length"]
     models = httpx2.get(f"{gw.url}/v1/models", headers=bearer(ALICE))
     assert models.status_code == 200
     tokens = httpx2.post(f"{gw.url}/tokenize", json={"inputs": PROMPT}, headers=bearer(ALICE))
@@ -200,6 +206,30 @@ def test_streaming_gives_the_same_tokens_as_direct_and_each_event_as_it_is_produ
         assert via == direct and "".join(via).startswith(ANSWER)  # then TGI's end-of-sequence token
         # Unbuffered: the first token arrives long before the last (about 0.05 s apart each).
         assert arrivals[0] < 0.5 * arrivals[-1], arrivals
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_sending_the_body(gw: Stack) -> None:
+    """curl asks for it with bodies over 1 KiB and waits a second for it: it must come at once."""
+    body = json.dumps({"inputs": PROMPT}).encode()
+    port = int(gw.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(
+            b"POST /generate HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+            % (ALICE.encode(), len(body))
+        )
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before any byte of the body
+        s.sendall(body)
+        answer = b""
+        while b"generated_text" not in answer:
+            chunk = s.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    refused = httpx2.post(
+        f"{gw.url}/generate", content=body, headers={"Expect": "something-else", **bearer(ALICE)}
+    )
+    assert refused.status_code == 417
 
 
 def test_oversized_request_gets_413_and_a_slow_engine_504(tmp_path: Path) -> None:

@@ -67,9 +67,25 @@ def _proc_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start_simulator(latency: float, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def _start_simulator(
+    latency: float,
+    workdir: Path,
+    time_per_token: float = 0.0,
+    answer: str | None = None,
+    jitter: float = 0.0,
+) -> tuple[subprocess.Popen[str], str]:
+    """The simulator answering after `latency` ± `jitter` (its prefill) plus `time_per_token` per
+    token after the first, with `answer` (default: the simulator's own, 10 tokens); returns it
+    with its URL."""
     behaviour = workdir / "behaviour.json"
-    behaviour.write_text(json.dumps({"latency_seconds": latency, "time_per_token_seconds": 0.0}))
+    settings: dict[str, object] = {
+        "latency_seconds": latency,
+        "jitter_seconds": jitter,
+        "time_per_token_seconds": time_per_token,
+    }
+    if answer is not None:
+        settings["default_answer"] = answer
+    behaviour.write_text(json.dumps(settings))
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "llmops_dev.tgisim", "--host", "127.0.0.1", "--port", "0"),

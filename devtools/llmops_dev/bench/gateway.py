@@ -1,4 +1,4 @@
-"""`make bench-gateway`: what the gateway costs in front of the TGI simulator.
+"""`make bench-gateway`: what the gateway costs in front of the TGI simulator, in two regimes.
 
 The simulator and the gateway run as separate processes (so the gateway's CPU can be read from
 /proc); this process drives load over keep-alive connections with a minimal HTTP/1.1 client on
@@ -9,13 +9,28 @@ are kept cheap, the same for both arms, and their CPU per request is printed. At
 (with an API key, so authentication and request-ID signing are in the path), and N through a
 capturing gateway. The three take turns in slices of `--slice` requests, the order rotating, so
 that the shared machine's changing load falls on each alike; each figure is over all of a
-path's slices. It prints:
+path's slices.
+
+Two regimes, each with its own simulator and gateways:
+
+- realistic: an answer takes what a short one takes on a GPU (24 tokens, 50 ms ± 40 ms to the
+  first and 20 ms each after: about 0.5 s; TGI's recorded answers are 5 to 100 tokens long). At
+  concurrency 64 that is about 125 requests a second, which leaves the CPU unsaturated, as in a
+  pod where the engine works on the GPU and the gateway has CPU to spare: the figures are the
+  gateway's own overhead. The prefill varies so that the 64 clients do not move in lockstep
+  (`--jitter 0` shows what lockstep does: each wave of 64 queues behind itself).
+- saturated (worst case): a 50 ms engine, about 1,000 requests a second, where load generator,
+  simulator and gateway are all CPU-bound on the same two shared cores: throughput through the
+  gateway then tends to the simulator's CPU per request over the gateway's, a measure of Python
+  CPU contention more than of the gateway's overhead.
+
+Each regime prints:
 
 - throughput through the gateway as a share of direct;
 - latency p50 and p99 of both, and the difference (added latency);
 - first-token time of streamed answers, direct and through the gateway (p50);
-- gateway CPU seconds per request, and the load average (the machine is shared: read the
-  figures with it);
+- gateway CPU seconds per request, the share of the machine's CPU in use and the load average
+  (the machine is shared: read the figures with them);
 - the same load through a second gateway that captures every request (sampleRate 1.0, every
   built-in redaction) and sends the records to a receiver speaking the capture store's protocol
   (llmops_dev.capture_sink, its own process): throughput as a share of direct, CPU per request,
@@ -151,11 +166,14 @@ def _run(coro: Coroutine[Any, Any, Run]) -> Run:
         return runner.run(coro)
 
 
-async def _load(url: str, key: str | None, concurrency: int, count: int, stream: bool = False) -> Run:
-    """`count` requests over `concurrency` connections; for streams the latency is the first
-    token's (the first SSE event), and the rest of the stream is read before the next request."""
+async def _load(
+    url: str, key: str | None, concurrency: int, count: int, stream: bool = False, tokens: int = 8
+) -> Run:
+    """`count` requests of `tokens` new tokens over `concurrency` connections; for streams the
+    latency is the first token's (the first SSE event), and the rest of the stream is read
+    before the next request."""
     path = "/generate_stream" if stream else "/generate"
-    body = json.dumps({"inputs": "Benchmark prompt.", "parameters": {"max_new_tokens": 8}}).encode()
+    body = json.dumps({"inputs": "Benchmark prompt.", "parameters": {"max_new_tokens": tokens}}).encode()
     request = _request_bytes(url, path, key, body)
     split = urllib.parse.urlsplit(url)
     host, port = split.hostname or "127.0.0.1", split.port or 80
@@ -260,7 +278,13 @@ def _cpu(pid: int) -> float:
 
 
 def _interleaved(
-    arms: tuple[_Arm, ...], concurrency: int, count: int, size: int, sim: int, stream: bool = False
+    arms: tuple[_Arm, ...],
+    concurrency: int,
+    count: int,
+    size: int,
+    sim: int,
+    stream: bool = False,
+    tokens: int = 8,
 ) -> None:
     """`count` requests per arm, in turns of `size`, the order rotating each round: a change in
     the shared machine's load (or work an arm leaves behind, such as a capture batch) falls on
@@ -268,7 +292,7 @@ def _interleaved(
     for turn, start in enumerate(range(0, count, size)):
         for arm in arms[turn % len(arms) :] + arms[: turn % len(arms)]:
             before = _cpu(arm.pid), _cpu(sim), time.process_time()
-            run = _run(_load(arm.url, arm.key, concurrency, min(size, count - start), stream))
+            run = _run(_load(arm.url, arm.key, concurrency, min(size, count - start), stream, tokens))
             arm.cpu += _cpu(arm.pid) - before[0]
             arm.sim_cpu += _cpu(sim) - before[1]
             arm.loader_cpu += time.process_time() - before[2]
@@ -306,55 +330,118 @@ def _wait_received(url: str, wanted: int, timeout: float = 30.0) -> int:
     return last
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llmops_dev.bench.gateway", description=__doc__)
-    p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--requests", type=int, default=3000, help="per path (direct, gateway)")
-    p.add_argument("--latency", type=float, default=0.05, help="the simulator's time to answer, seconds")
-    p.add_argument(
-        "--slice", type=int, default=500, help="requests per turn: the paths take turns in slices this long"
+_LONG_ANSWER = " ".join(["The simulated engine answers with a sentence long enough for every regime."] * 8)
+"""Longer than any regime's max_new_tokens, so every answer has exactly that many tokens."""
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How the simulator answers, and how much load: one set of figures."""
+
+    name: str
+    why: str
+    """Printed with the figures: what the regime stands for."""
+    prefill: float
+    """Seconds before the first token."""
+    jitter: float
+    """Half-width of the uniform spread of the prefill. Without any, a closed-loop load at a fixed
+    answer time sends its requests in lockstep, each wave of `concurrency` at once, so each waits
+    behind the wave's share of CPU in gateway and simulator: an artefact of the load generator,
+    since a deployment's clients do not wait for one another."""
+    time_per_token: float
+    tokens: int
+    """max_new_tokens of every request."""
+    requests: int
+    """Per path."""
+    slice: int
+
+
+@dataclass
+class _Figures:
+    """What one regime measured: the three paths, the two streaming paths, the capture counts."""
+
+    regime: Regime
+    concurrency: int
+    direct: _Arm
+    plain: _Arm
+    capture: _Arm
+    direct_first: _Arm
+    via_first: _Arm
+    received: int
+    dropped: float
+    busy: float
+    """Share of the machine's CPU time in use (all processes, everyone's) during the run."""
+    load: tuple[float, float, float]
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat ((0, 0) where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _measure(regime: Regime, concurrency: int, work: Path) -> _Figures:
+    """Start a simulator, a plain gateway, a capturing one and its receiver; measure the regime."""
+    work.mkdir()
+    key, token = secrets.token_hex(24), secrets.token_hex(24)
+    sim, direct_url = _start_simulator(
+        regime.prefill, work, regime.time_per_token, _LONG_ANSWER, regime.jitter
     )
-    args = p.parse_args(argv)
-    key = secrets.token_hex(24)
-    token = secrets.token_hex(24)
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        work = Path(tmp)
-        sim, direct_url = _start_simulator(args.latency, work)
-        receiver, receiver_url = _start_receiver(token)
-        (work / "capture-token").write_text(token)
-        capture_flags = (
-            *("--capture-sample-rate", "1.0", "--capture-url", receiver_url),
-            *("--capture-token-file", str(work / "capture-token")),
+    receiver, receiver_url = _start_receiver(token)
+    (work / "capture-token").write_text(token)
+    capture_flags = (
+        *("--capture-sample-rate", "1.0", "--capture-url", receiver_url),
+        *("--capture-token-file", str(work / "capture-token")),
+    )
+    gateway, gateway_url, _ = _start_gateway(direct_url, work / "plain", key)
+    capturing, capturing_url, capturing_health = _start_gateway(
+        direct_url, work / "capturing", key, capture_flags
+    )
+    c, n, size, tokens = concurrency, regime.requests, regime.slice, regime.tokens
+    try:
+        direct = _Arm(direct_url, None, sim.pid)
+        plain = _Arm(gateway_url, key, gateway.pid)
+        capture = _Arm(capturing_url, key, capturing.pid)
+        warm_n = min(n, 2 * c)
+        for arm in (direct, plain, capture):
+            _run(_load(arm.url, arm.key, c, warm_n, tokens=tokens))  # warm-up: connections, imports
+        warm = _wait_received(receiver_url, warm_n)
+        busy_before = _cpu_ticks()
+        _interleaved((direct, plain, capture), c, n, size, sim.pid, tokens=tokens)
+        busy_after = _cpu_ticks()
+        load = os.getloadavg()
+        received = _wait_received(receiver_url, warm + n) - warm
+        dropped = _dropped(capturing_health)
+        direct_first = _Arm(direct_url, None, sim.pid)
+        via_first = _Arm(gateway_url, key, gateway.pid)
+        stream_n = max(c, n // 3)  # enough streams that the first-token p50s are not noise
+        _interleaved(
+            (direct_first, via_first), c, stream_n, max(c, size // 2), sim.pid, stream=True, tokens=tokens
         )
-        gateway, gateway_url, _ = _start_gateway(direct_url, work / "plain", key)
-        capturing, capturing_url, capturing_health = _start_gateway(
-            direct_url, work / "capturing", key, capture_flags
-        )
-        procs: list[subprocess.Popen[Any]] = [gateway, capturing, receiver, sim]
-        try:
-            c, n, size = args.concurrency, args.requests, args.slice
-            direct = _Arm(direct_url, None, sim.pid)
-            plain = _Arm(gateway_url, key, gateway.pid)
-            capture = _Arm(capturing_url, key, capturing.pid)
-            for arm in (direct, plain, capture):
-                _run(_load(arm.url, arm.key, c, min(n, 200)))  # warm-up: connections, imports
-            warm = _wait_received(receiver_url, min(n, 200))
-            _interleaved((direct, plain, capture), c, n, size, sim.pid)
-            received = _wait_received(receiver_url, warm + n) - warm
-            dropped = _dropped(capturing_health)
-            direct_first = _Arm(direct_url, None, sim.pid)
-            via_first = _Arm(gateway_url, key, gateway.pid)
-            stream_n = max(c, n // 10)
-            _interleaved((direct_first, via_first), c, stream_n, max(c, size // 5), sim.pid, stream=True)
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=10)
+    finally:
+        for proc in (gateway, capturing, receiver, sim):
+            proc.terminate()
+            proc.wait(timeout=10)
+    busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+    return _Figures(regime, c, direct, plain, capture, direct_first, via_first, received, dropped, busy, load)
+
+
+def _report(f: _Figures) -> None:
+    r, c, n = f.regime, f.concurrency, f.regime.requests
+    direct, plain, capture = f.direct, f.plain, f.capture
     ms, us = 1000.0, 1e6
+    answer = r.prefill + r.time_per_token * (r.tokens - 1)
     print(
-        f"gateway benchmark: concurrency {c}, {n} requests per path in turns of {size}, "
-        f"simulator latency {args.latency * ms:.0f} ms"
+        f"{r.name}: concurrency {c}, {n} requests per path in turns of {r.slice}, "
+        f"{r.tokens} tokens per answer: prefill {r.prefill * ms:.0f} ms (± {r.jitter * ms:.0f}) "
+        f"+ {r.time_per_token * ms:.0f} ms per token = {answer * ms:.0f} ms per answer"
     )
+    print(f"  ({r.why})")
     for name, arm in (("direct ", direct), ("gateway", plain)):
         print(
             f"  {name}: {arm.rate:8.1f} req/s  p50 {arm.pct(0.5) * ms:6.1f} ms  "
@@ -365,9 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  added latency: p50 {(plain.pct(0.5) - direct.pct(0.5)) * ms:+.2f} ms (goal <= 2 ms), "
         f"p99 {(plain.pct(0.99) - direct.pct(0.99)) * ms:+.2f} ms"
     )
+    first_d, first_v = f.direct_first.pct(0.5), f.via_first.pct(0.5)
     print(
-        f"  first token (streamed, p50): direct {direct_first.pct(0.5) * ms:.1f} ms, "
-        f"gateway {via_first.pct(0.5) * ms:.1f} ms ({(via_first.pct(0.5) - direct_first.pct(0.5)) * ms:+.1f} ms)"
+        f"  first token (streamed, p50): direct {first_d * ms:.1f} ms, "
+        f"gateway {first_v * ms:.1f} ms ({(first_v - first_d) * ms:+.1f} ms); gateway CPU "
+        f"{f.via_first.cpu / len(f.via_first.latencies) * us:.0f} us per stream of {r.tokens} events"
     )
     print(
         f"  gateway CPU: {plain.cpu / n * us:.0f} us per request (on the same cores, per request through "
@@ -381,10 +470,67 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  throughput with capture: {capture.rate / direct.rate:.1%} of direct (goal >= 90%)")
     print(
         f"  capture: CPU {capture.cpu / n * us:.0f} us per request "
-        f"({(capture.cpu - plain.cpu) / n * us:+.0f} us), {received}/{n} records received, {dropped:.0f} dropped"
+        f"({(capture.cpu - plain.cpu) / n * us:+.0f} us), {f.received}/{n} records received, {f.dropped:.0f} dropped"
     )
     print(f"  capture against the plain gateway: {capture.rate / plain.rate:.1%} of its throughput")
-    print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(
+        f"  machine: {f.busy:.0%} of its CPU busy during the run (everyone's), load average "
+        f"{' '.join(f'{x:.2f}' for x in f.load)} ({os.cpu_count()} CPUs)"
+    )
+
+
+def _regimes(args: argparse.Namespace) -> list[Regime]:
+    realistic = Regime(
+        "realistic regime",
+        "the engine's time is a short answer's on a GPU: TGI's recorded answers are 5 to 100 tokens; "
+        "the gateway's CPU is not saturated, as in a pod where the engine runs on the GPU"
+        + (
+            "; the prefill varies, as it does with the prompt, so that clients do not move in lockstep"
+            if args.jitter
+            else "; the prefill does not vary, so the clients move in lockstep, in waves"
+        ),
+        args.prefill,
+        args.jitter,
+        args.time_per_token,
+        args.tokens,
+        args.realistic_requests,
+        args.realistic_slice,
+    )
+    saturated = Regime(
+        "saturated regime (worst case)",
+        "a 50 ms engine: load generator, simulator and gateway all CPU-bound on the same shared "
+        "cores, so this measures Python CPU contention more than the gateway's own overhead",
+        args.latency,
+        0.0,
+        0.0,
+        8,
+        args.requests,
+        args.slice,
+    )
+    return {"both": [realistic, saturated], "realistic": [realistic], "saturated": [saturated]}[args.regime]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m llmops_dev.bench.gateway", description=__doc__)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--regime", choices=["both", "realistic", "saturated"], default="both")
+    p.add_argument("--requests", type=int, default=3000, help="saturated: requests per path")
+    p.add_argument("--latency", type=float, default=0.05, help="saturated: the simulator's time to answer, s")
+    p.add_argument(
+        "--slice", type=int, default=500, help="saturated: the paths take turns in slices this long"
+    )
+    p.add_argument("--realistic-requests", type=int, default=1500, help="realistic: requests per path")
+    p.add_argument("--realistic-slice", type=int, default=250, help="realistic: requests per turn")
+    p.add_argument("--prefill", type=float, default=0.05, help="realistic: time to the first token, s")
+    p.add_argument(
+        "--jitter", type=float, default=0.04, help="realistic: the prefill varies uniformly by this much, s"
+    )
+    p.add_argument("--time-per-token", type=float, default=0.02, help="realistic: each further token, s")
+    p.add_argument("--tokens", type=int, default=24, help="realistic: new tokens per answer")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        for number, regime in enumerate(_regimes(args)):
+            _report(_measure(regime, args.concurrency, Path(tmp) / str(number)))
     return 0
 
 

@@ -13,7 +13,9 @@ API port (the Service's target), every path:
              routes (TGI reads it as the adapter id, vLLM as the served name). The engine serves
              any other name from the base model, so without this the adapter would never answer;
              with it, clients need no change. A body that is not a JSON object goes on as it is.
-    else   → proxied to the engine on localhost: body up to max_request_bytes (else 413); no
+    else   → proxied to the engine on localhost (upstream.py's keep-alive client; the port
+             itself is aiohttp's low-level server, one handler with no router or middleware
+             chain, both for less CPU per request): body up to max_request_bytes (else 413); no
              answer headers within upstream_timeout (or silence that long mid-answer) → 504;
              engine unreachable → 502; the answer streamed back chunk by chunk as it arrives
              (SSE events are not buffered); a client that disconnects cancels the handler
@@ -58,6 +60,7 @@ from llmops.gateway.keys import KeyStore
 from llmops.gateway.metrics import GatewayMetrics, route_label
 from llmops.gateway.redact import Redactor
 from llmops.gateway.sender import CloudEventsSender, Queued, RecordQueue, Sender, StoreSender
+from llmops.gateway.upstream import UpstreamAnswer, UpstreamPool, UpstreamUnavailable
 
 __all__ = ["ID_HEADER", "ID_JSON_FIELD", "OPEN_PATHS", "Gateway", "GatewayConfig", "with_adapter"]
 
@@ -89,6 +92,8 @@ _HOP_BY_HOP = frozenset(
         "Upgrade",
         "Host",
         "Content-Length",
+        # The gateway has read the whole body before it asks the engine: nothing to wait for.
+        "Expect",
     )
 )
 _ANONYMOUS = "anonymous"
@@ -152,6 +157,19 @@ def _bearer(request: web.BaseRequest) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+async def _continue(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` (curl sends it with bodies over 1 KiB, then waits a second
+    for the answer before sending the body). aiohttp's Application did it for us; its low-level
+    server does not. Only an authenticated request gets here, so a refused client sends no body."""
+    expect = request.headers.get("Expect")
+    if expect is None:
+        return
+    if expect.lower() != "100-continue" or request.version != aiohttp.HttpVersion11:
+        raise web.HTTPExpectationFailed(reason=f"unknown Expect: {expect}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the answer proper has not started
+
+
 def _correlation(request: web.BaseRequest) -> str | None:
     value = request.headers.get(CORRELATION_HEADER)
     if value and len(value) <= _MAX_CORRELATION and value.isprintable():
@@ -174,8 +192,8 @@ class Gateway:
         self.keys = keys
         self.metrics = GatewayMetrics()
         self._counted: dict[tuple[str, int, str], tuple[Any, Any]] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._runners: list[web.AppRunner] = []
+        self._engine: UpstreamPool | None = None
+        self._runners: list[web.BaseRunner] = []
         self._watch: asyncio.Task[None] | None = None
         self.url: str | None = None
         self.health_url: str | None = None
@@ -194,18 +212,10 @@ class Gateway:
 
     async def start(self, host: str = "0.0.0.0", port: int = 0, health_port: int = 0) -> tuple[str, str]:
         """Serve the API and health ports (0 picks a free port); returns both base URLs."""
-        self._session = aiohttp.ClientSession(
-            # limit=0: no cap on connections to the engine (the engine's own concurrency limit
-            # answers 429, as without the gateway); idle ones are kept 30 s for reuse.
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-            auto_decompress=False,
-            # A proxy keeps no cookies: the engine's Set-Cookie goes to the client that got it,
-            # not into every later request (and no jar to filter per request).
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # sock_read runs from the request's last byte sent, so it bounds both the wait for
-            # the answer's headers and any silence mid-answer (both 504s of upstream_timeout).
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.config.upstream_timeout),
-        )
+        # No cap on connections to the engine (the engine's own concurrency limit answers 429,
+        # as without the gateway); the read timeout bounds both the wait for the answer's head
+        # and any silence mid-answer (both 504s of upstream_timeout).
+        self._engine = UpstreamPool(self.config.upstream, read_timeout=self.config.upstream_timeout)
         if self.keys is not None:
             self.metrics.clients.set(len(self.keys.clients))
             self._watch = asyncio.create_task(self._watch_keys(), name="api keys")
@@ -218,10 +228,11 @@ class Gateway:
             self._sending = asyncio.create_task(self.sender.run(self._capture_session), name="capture")
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         urls = []
-        for app, p in ((self.api_app(), port), (self.health_app(), health_port)):
-            # handler_cancellation: a client that goes away cancels its handler, and with it the
-            # engine request (aiohttp >= 3.9 leaves handlers running unless asked).
-            runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=5)
+        health = web.AppRunner(
+            self.health_app(), access_log=None, handler_cancellation=True, shutdown_timeout=5
+        )
+        runners = (self._api_runner(), health)
+        for runner, p in zip(runners, (port, health_port), strict=True):
             await runner.setup()
             await web.TCPSite(runner, host, p, reuse_address=True).start()
             self._runners.append(runner)
@@ -237,8 +248,8 @@ class Gateway:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
-        if self._session is not None:
-            await self._session.close()
+        if self._engine is not None:
+            self._engine.close()
         await self._stop_capture()
 
     async def _stop_capture(self) -> None:
@@ -268,11 +279,24 @@ class Gateway:
 
     # -- apps --------------------------------------------------------------------------------
 
-    def api_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=self.config.max_request_bytes)
-        app.router.add_post("/v1/feedback", self._feedback)
-        app.router.add_route("*", "/{tail:.*}", self._proxy)
-        return app
+    def _api_runner(self) -> web.BaseRunner:
+        """The API port on aiohttp's low-level server: one handler, no application, router or
+        middleware chain to go through per request (the proxy has one route and a feedback path)."""
+        limit, loop = self.config.max_request_bytes, asyncio.get_running_loop()
+
+        def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+            # request.read() answers 413 past the limit, as Application's client_max_size did.
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=limit)
+
+        server = web.Server(
+            self._serve_api,
+            request_factory=request,
+            # A client that goes away cancels its handler, and with it the engine request
+            # (aiohttp >= 3.9 leaves handlers running unless asked).
+            handler_cancellation=True,
+            access_log=None,
+        )
+        return web.ServerRunner(server, shutdown_timeout=5)
 
     def health_app(self) -> web.Application:
         app = web.Application()
@@ -283,8 +307,8 @@ class Gateway:
 
     # -- API port ----------------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _serve_api(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request of the API port: authenticate, give it an ID, route it, count it."""
         started = time.monotonic()
         request[_STARTED] = started
         request[_ARRIVED] = time.time()
@@ -315,9 +339,13 @@ class Gateway:
             client = found
             request[_CLIENT] = client
         try:
-            response = await handler(request)
+            await _continue(request)
+            if request.path == "/v1/feedback" and request.method == "POST":
+                response = await self._feedback(request)
+            else:
+                response = await self._proxy(request)
         except web.HTTPException as exc:
-            # aiohttp's own refusals (413 from client_max_size, 405) in TGI's error shape.
+            # aiohttp's own refusals (413 from client_max_size) in TGI's error shape.
             response = _error(exc.status, exc.reason, "validation" if exc.status < 500 else "gateway")
         except (asyncio.CancelledError, ConnectionResetError):
             # The client went away (cancelled handler, or a write to its closed connection).
@@ -343,7 +371,7 @@ class Gateway:
         requests.inc()
         duration.observe(time.monotonic() - started)
 
-    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+    async def _read_body(self, request: web.BaseRequest, limit: int) -> bytes:
         """The body, or HTTPRequestEntityTooLarge (413) as soon as it is known to exceed `limit`."""
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -352,7 +380,7 @@ class Gateway:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         return body
 
-    async def _feedback(self, request: web.Request) -> web.StreamResponse:
+    async def _feedback(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             raw = await self._read_body(request, MAX_FEEDBACK_BYTES)
         except web.HTTPRequestEntityTooLarge:
@@ -393,44 +421,39 @@ class Gateway:
             status=202,
         )
 
-    def _upstream_headers(self, request: web.Request) -> dict[str, str]:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    def _upstream_headers(self, request: web.BaseRequest) -> list[tuple[str, str]]:
         if self.keys is None:
             # No client keys here: the client's Authorization goes through untouched, so an
             # engine with its own key (spec.engine.apiKeySecretRef) still enforces it.
-            return headers
+            return [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
         # The client's key is for the gateway; the engine gets its own key or none.
-        headers.pop("Authorization", None)
-        headers.pop("authorization", None)
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP_BY_HOP and k.lower() != "authorization"
+        ]
         if self.config.engine_api_key:
-            headers["Authorization"] = f"Bearer {self.config.engine_api_key}"
+            headers.append(("Authorization", f"Bearer {self.config.engine_api_key}"))
         return headers
 
-    async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
+    async def _proxy(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self._engine is not None
         body = await self._read_body(request, self.config.max_request_bytes)
-        url = self.config.upstream + request.path_qs
         sent = body
         if self.config.adapter is not None and request.method == "POST":
             sent = with_adapter(request.path, body, self.config.adapter)
         try:
-            # The session's sock_read timeout (upstream_timeout) raises ServerTimeoutError, a
-            # TimeoutError, when no headers come in time.
-            upstream = await self._session.request(
-                request.method,
-                url,
-                headers=self._upstream_headers(request),
-                data=sent if sent else None,
-                allow_redirects=False,
+            upstream = await self._engine.request(
+                request.method, request.path_qs, self._upstream_headers(request), sent
             )
         except TimeoutError:
             self.metrics.upstream_errors.labels("timeout").inc()
             return _error(
                 504, f"the engine did not answer within {self.config.upstream_timeout:g}s", "timeout"
             )
-        except aiohttp.ClientError as exc:
+        except UpstreamUnavailable as exc:
             self.metrics.upstream_errors.labels("unreachable").inc()
-            return _error(502, f"the engine is not reachable: {type(exc).__name__}", "unavailable")
+            return _error(502, f"the engine is not reachable: {exc}", "unavailable")
         kept = _Kept() if upstream.status == 200 and self._sampled(request) else None
         try:
             response = await self._relay(request, upstream, kept)
@@ -444,7 +467,7 @@ class Gateway:
             asyncio.get_running_loop().call_soon(self._record, request, body, upstream, kept, latency)
         return response
 
-    def _sampled(self, request: web.Request) -> bool:
+    def _sampled(self, request: web.BaseRequest) -> bool:
         return (
             self.capture is not None
             and request.method == "POST"
@@ -453,7 +476,7 @@ class Gateway:
         )
 
     def _record(
-        self, request: web.Request, body: bytes, upstream: aiohttp.ClientResponse, kept: _Kept, latency: float
+        self, request: web.BaseRequest, body: bytes, upstream: UpstreamAnswer, kept: _Kept, latency: float
     ) -> None:
         assert self.capture is not None and self.sender is not None
         exchange = Exchange(
@@ -465,7 +488,7 @@ class Gateway:
             request_body=body,
             response_body=b"".join(kept.chunks),
             streamed=kept.streamed,
-            headers={k.lower(): v for k, v in upstream.headers.items()},
+            headers={k.lower(): v for k, v in upstream.headers},
             parsed=kept.parsed,
         )
         try:
@@ -476,10 +499,10 @@ class Gateway:
         self.sender.queue.offer(Queued.of(record))
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, kept: _Kept | None
+        self, request: web.BaseRequest, upstream: UpstreamAnswer, kept: _Kept | None
     ) -> web.StreamResponse:
         request_id = request[_REQUEST_ID]
-        ctype = upstream.headers.get("Content-Type", "")
+        ctype = upstream.content_type
         if (
             request.path in _INJECT_ROUTES
             and upstream.status == 200
@@ -499,13 +522,11 @@ class Gateway:
         response.headers[ID_HEADER] = request_id
         if (correlation := _correlation(request)) is not None:
             response.headers[CORRELATION_HEADER] = correlation
-        if upstream.content_length is not None and "chunked" not in upstream.headers.get(
-            "Transfer-Encoding", ""
-        ):
+        if upstream.content_length is not None:  # else chunked (or until the engine closes)
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.pieces():
                 await response.write(chunk)
                 if kept is not None:
                     kept.add(chunk)
@@ -521,25 +542,30 @@ class Gateway:
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok\n")
 
-    async def _engine_health(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
+    async def _engine_get(self, path: str, silence: float) -> tuple[UpstreamAnswer, bytes]:
+        """GET `path` from the engine: its answer and whole body."""
+        assert self._engine is not None
+        up = await self._engine.request("GET", path, [], b"", silence=silence)
         try:
-            async with self._session.get(
-                self.config.upstream + "/health", timeout=aiohttp.ClientTimeout(total=30)
-            ) as up:
-                return web.Response(status=up.status, body=await up.read(), headers=_copy(up))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return _error(503, f"the engine is not reachable: {type(exc).__name__}", "unavailable")
+            body = await up.read()
+        except BaseException:
+            up.close()
+            raise
+        up.release()
+        return up, body
+
+    async def _engine_health(self, request: web.Request) -> web.StreamResponse:
+        try:
+            up, body = await self._engine_get("/health", silence=30)
+        except (UpstreamUnavailable, TimeoutError) as exc:
+            return _error(503, f"the engine is not reachable: {exc}", "unavailable")
+        return web.Response(status=up.status, body=body, headers=_copy(up))
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
         try:
-            async with self._session.get(
-                self.config.upstream + "/metrics", timeout=aiohttp.ClientTimeout(total=10)
-            ) as up:
-                engine = await up.read()
-                ok = up.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+            up, engine = await self._engine_get("/metrics", silence=10)
+            ok = up.status == 200
+        except (UpstreamUnavailable, TimeoutError):
             ok, engine = False, b""
         if not ok:
             return web.Response(status=503, text="the engine's /metrics is not reachable\n")
@@ -548,8 +574,9 @@ class Gateway:
         return web.Response(body=own + sep + engine, content_type="text/plain", charset="utf-8")
 
 
-def _copy(upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+def _copy(upstream: UpstreamAnswer) -> list[tuple[str, str]]:
+    """The answer's end-to-end headers (every line: several Set-Cookie stay several)."""
+    return [(k, v) for k, v in upstream.headers if k.lower() not in _HOP_BY_HOP]
 
 
 def with_adapter(path: str, body: bytes, adapter: str) -> bytes:
