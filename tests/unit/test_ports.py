@@ -21,8 +21,9 @@ def test_a_port_bound_by_someone_else_is_skipped() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         bound = s.getsockname()[1]
-        ports = PortRange(bound, bound + 2, start=bound)
-        assert ports.take() == bound + 1
+        # The ports after it may be taken by others too (the kernel hands them out): any but it.
+        port = PortRange(bound, bound + 50, start=bound).take()
+        assert bound < port < bound + 50
 
 
 def test_a_port_handed_out_is_not_handed_out_again_until_its_hold_ends() -> None:
