@@ -13,10 +13,10 @@ examples: each is a server-side dry run).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
 
@@ -52,9 +52,10 @@ def dry_run(cluster: Any, namespace: str, *objs: dict[str, Any]) -> Any:
     """Create ``objs`` with a server-side dry run: full admission (schema, CEL, the apiserver's
     own validation of built-in kinds), nothing stored."""
     docs = [{**copy.deepcopy(o), "metadata": {**o["metadata"], "namespace": namespace}} for o in objs]
-    return cluster.kubectl(
-        "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False
-    )
+    # As JSON, not YAML: PyYAML leaves strings such as "08" or "n" unquoted, which kubectl's YAML
+    # 1.1 parser reads as a number and a boolean, so the apiserver saw another spec than the model.
+    items = {"apiVersion": "v1", "kind": "List", "items": docs}
+    return cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(items), check=False)
 
 
 def llmd(namespace: str, spec: dict[str, Any], name: str = "fuzz") -> dict[str, Any]:
