@@ -386,6 +386,11 @@ class Kube:
                     informer.start()
             return self._informers[namespace]
 
+    def watches(self, kind: str) -> bool:
+        """Whether a change to a ``kind`` of ours comes back as a watch event that triggers its
+        owner's pass (the informed kinds, when informers are on)."""
+        return self.use_informers and kind in INFORMED_KINDS
+
     def _informer(self, kind: str, namespace: str) -> Informer | None:
         with self._lock:
             return self._informers.get(namespace, {}).get(kind)
