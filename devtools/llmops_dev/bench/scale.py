@@ -295,17 +295,19 @@ class _Usage:
     cpu_at_start: dict[str, float]
     requests_at_start: Counter[tuple[str, str]]
     kubectl_at_start: float
+    bench_at_start: float
 
     @classmethod
     def start(cls, procs: Iterable[Proc], reader: ApiReader) -> _Usage:
         procs = list(procs)
-        return cls(procs, reader, cpu_by_process(procs), request_counts(reader), _kubectl_cpu())
+        return cls(procs, reader, cpu_by_process(procs), request_counts(reader), _kubectl_cpu(), _own_cpu())
 
     def spent(self) -> dict[str, float]:
         """CPU seconds by process since the start, kubectl (this process' children) included."""
         now = cpu_by_process(self.procs)
         out = {k: v - self.cpu_at_start.get(k, 0.0) for k, v in now.items()}
         out["kubectl"] = _kubectl_cpu() - self.kubectl_at_start
+        out["bench"] = _own_cpu() - self.bench_at_start  # its own waiting for convergence
         return out
 
     def requests(self) -> Counter[tuple[str, str]]:
@@ -332,6 +334,12 @@ class _Usage:
 def _kubectl_cpu() -> float:
     """CPU seconds of the child processes this process has waited for (the kubectl calls)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process (the bench itself) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
