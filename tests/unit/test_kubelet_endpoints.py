@@ -53,10 +53,22 @@ def test_each_service_gets_the_ready_backends_of_its_own_slices() -> None:
     }
 
 
-def test_a_write_for_a_thousand_services_is_not_quadratic() -> None:
+class _CountedSlices(dict[str, Any]):
+    """The slices' cache, counting how often all of it is looked through."""
+
+    scans = 0
+
+    def values(self) -> Any:
+        self.scans += 1
+        return super().values()
+
+
+def test_a_write_looks_through_the_slices_once_not_once_per_service() -> None:
     proxy = _proxy(1000)
+    proxy.slices.cache = _CountedSlices(proxy.slices.cache)
     started = time.process_time()
     services = proxy.endpoints()["services"]
+    took = time.process_time() - started
     assert len(services) == 500
-    # CPU time, measured: 0.004 s; looking through every slice for every Service took 0.15 s.
-    assert time.process_time() - started < 0.05
+    assert proxy.slices.cache.scans == 1  # it was once per Service: 1,000 here
+    print(f"endpoints() for 1,000 Services: {took:.3f} s of CPU")  # 0.004 s measured; 0.15 s before
