@@ -1,8 +1,8 @@
 """kopf wiring only: watch events in, work-queue triggers out.
 
-Every watch event of an LLMDeployment (kopf's watch), or of a child labelled with its name
-(the informers of ``llmops.kube``, which also feed the passes' observations), triggers a
-reconcile pass of that LLMDeployment through one work queue; decisions are made in
+Every watch event of an LLMDeployment (kopf's watch, whose bodies the passes read), or of a
+child labelled with its name (the informers of ``llmops.kube``, which also feed the passes'
+observations), triggers a reconcile pass of that LLMDeployment through one work queue; decisions are made in
 ``llmops.lifecycle.plan``. The handlers are raw event handlers, so kopf
 writes nothing on its own: no finalizer, no progress annotations, no status.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 
 from llmops.api.constants import GROUP, PLURAL, VERSION
-from llmops.informer import Change
+from llmops.informer import Change, Latest
 from llmops.kube import OPTIONAL_CRDS, Kube, load_client
 from llmops.peering import PeeringGate
 from llmops.reconciler import Reconciler
@@ -56,7 +56,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     # Children are watched by the Kube's informers, not by kopf: one watch per kind feeds both
     # the triggers and the observations of every pass (see llmops.informer).
-    kube = Kube(load_client(os.environ.get("KUBECONFIG")), use_informers=True)
+    # The LLMDeployments' bodies come with kopf's watch events (llmdeployment_event): a pass
+    # reads them from there instead of a GET.
+    kube = Kube(load_client(os.environ.get("KUBECONFIG")), use_informers=True, llmds=Latest())
     loop = asyncio.get_running_loop()
 
     def child_changed(change: Change) -> None:  # on an informer's thread: the queue is the loop's
@@ -108,9 +110,17 @@ def _trigger(namespace: str | None, name: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def llmdeployment_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
-    if type != "DELETED":
-        _trigger(namespace, name)
+async def llmdeployment_event(
+    type: str | None, event: Mapping[str, Any], namespace: str | None, name: str | None, **_: Any
+) -> None:
+    copies = _state.kube.llmds if _state.kube else None
+    if type == "DELETED":
+        if copies is not None:
+            copies.delete(event["object"])
+        return
+    if copies is not None:
+        copies.put(event["object"])  # before the trigger: the pass reads this body
+    _trigger(namespace, name)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from llmops.api.constants import LABEL_DEPLOYMENT
 from llmops.lifecycle.ownership import FIELD_MANAGER
 
-__all__ = ["Change", "Gone", "Informer", "Lister", "Watcher", "newer"]
+__all__ = ["Change", "Gone", "Informer", "Latest", "Lister", "Watcher", "newer"]
 
 log = logging.getLogger("llmops.informer")
 
@@ -262,6 +262,81 @@ class Informer:
     def _notify(self, owner: str | None, deleted: bool = False) -> None:
         if owner:
             self._on_change(Change(self.kind, self.namespace, owner, deleted))
+
+
+class Latest:
+    """The latest copy of each object of one kind, by (namespace, name), fed by a watch that runs
+    elsewhere (kopf's, for the LLMDeployments) and by the answers to the operator's own writes.
+
+    A pass reads its LLMDeployment here instead of asking the apiserver: the watch event that
+    triggered the pass carried the whole object already (at 100 LLMDeployments created at once,
+    the per-pass GET was a fifth of the operator's requests). A copy only ever moves to a newer
+    resourceVersion, so a late watch event never hides the status the operator has just written.
+    A deletion leaves a tombstone with the deletion's version, so that the answer to a write
+    made just before it cannot bring the object back; ``TOMBSTONES`` of them are kept, the oldest
+    dropped first. ``managedFields`` are left out (the operator never reads its owner's).
+    An object never seen (the watch has not delivered it yet) is not here: the caller reads it;
+    one deleted is known as such (a child's deletion event, which follows its owner's, need not
+    ask the apiserver whether the owner is gone)."""
+
+    TOMBSTONES = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._copies: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self._tombstones: dict[tuple[str, str], str] = {}
+        """Deleted keys and the version of their deletion, oldest first (dicts keep order)."""
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A fresh copy of the object (None: never seen, or deleted)."""
+        with self._lock:
+            copy = self._copies.get((namespace, name))
+        return json.loads(copy[1]) if copy else None
+
+    def deleted(self, namespace: str, name: str) -> bool:
+        """Whether the watch reported the object deleted (and nothing made it again since)."""
+        with self._lock:
+            return (namespace, name) in self._tombstones
+
+    def put(self, obj: Mapping[str, Any]) -> None:
+        """An object as a watch event or a write's answer had it (ignored if not newer)."""
+        meta = obj.get("metadata") or {}
+        key, version = (str(meta.get("namespace") or ""), str(meta.get("name"))), _version(obj)
+        slimmed = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        raw = json.dumps(slimmed, separators=(",", ":")).encode()
+        with self._lock:
+            current = self._copies.get(key)
+            deleted = self._tombstones.get(key)
+            if current is not None and not _later_or_same(version, current[0]):
+                return
+            if deleted is not None:
+                if not _later_than(version, deleted):
+                    return
+                del self._tombstones[key]  # made again under the same name
+            self._copies[key] = (version, raw)
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        """The object's deletion, as its watch event had it."""
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+        with self._lock:
+            self._copies.pop(key, None)
+            self._tombstones.pop(key, None)
+            self._tombstones[key] = _version(obj)
+            while len(self._tombstones) > self.TOMBSTONES:
+                del self._tombstones[next(iter(self._tombstones))]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._copies)
+
+
+def _later_than(candidate: str, current: str) -> bool:
+    """Strictly later (non-integer versions: taken as later, as in ``_later_or_same``)."""
+    try:
+        return int(candidate) > int(current)
+    except ValueError:
+        return True
 
 
 def watch_lines(chunks: Iterator[bytes]) -> Iterator[Mapping[str, Any]]:

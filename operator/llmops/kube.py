@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
 from llmops.contracts import format_timestamp
-from llmops.informer import WATCH_TIMEOUT_SECONDS, Change, Gone, Informer, watch_lines
+from llmops.informer import WATCH_TIMEOUT_SECONDS, Change, Gone, Informer, Latest, watch_lines
 from llmops.lifecycle.observations import (
     CHILD_KINDS,
     GATEWAY_API,
@@ -214,7 +214,7 @@ class _GpuCapacity:
 class Kube:
     """Narrow, counted access to the API for the operator."""
 
-    def __init__(self, client: ApiClient, use_informers: bool = False) -> None:
+    def __init__(self, client: ApiClient, use_informers: bool = False, llmds: Latest | None = None) -> None:
         self.client = client
         self._lock = threading.Lock()
         self.writes: list[tuple[str, str, str]] = []
@@ -227,6 +227,10 @@ class Kube:
         self._informers: dict[str, dict[str, Informer]] = {}
         self.on_change: Callable[[Change], None] = lambda change: None
         """Called (from an informer's thread) when a child of ours changed: triggers its owner's pass."""
+        self.llmds = llmds
+        """The LLMDeployments as a watch delivers them (kopf's, see handlers), read by ``get_llmd``
+        instead of the apiserver; None: every ``get_llmd`` asks the apiserver. Only set it when a
+        watch feeds it, or the copies would go stale."""
 
     def stop(self) -> None:
         """Stop the informers' threads (each ends with its current watch)."""
@@ -298,6 +302,12 @@ class Kube:
 
     # ---------------------------------------------------------------- reads
     def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The LLMDeployment: the watch's latest copy when there is one, else the apiserver's."""
+        if self.llmds is not None:
+            if (copy := self.llmds.get(namespace, name)) is not None:
+                return copy
+            if self.llmds.deleted(namespace, name):
+                return None
         try:
             return self._call_object("GET", RESOURCES["LLMDeployment"].path(namespace, name))
         except ApiError as exc:
@@ -375,6 +385,11 @@ class Kube:
                 for informer in self._informers[namespace].values():
                     informer.start()
             return self._informers[namespace]
+
+    def watches(self, kind: str) -> bool:
+        """Whether a change to a ``kind`` of ours comes back as a watch event that triggers its
+        owner's pass (the informed kinds, when informers are on)."""
+        return self.use_informers and kind in INFORMED_KINDS
 
     def _informer(self, kind: str, namespace: str) -> Informer | None:
         with self._lock:
@@ -603,7 +618,7 @@ class Kube:
         managedFields then show that ``llmops`` owns status and nothing of spec."""
         self._write("patch-status", KIND, name)
         try:
-            self._call(
+            answer = self._call_object(
                 "PATCH",
                 RESOURCES["LLMDeployment"].path(namespace, name, "status"),
                 body={"status": status},
@@ -612,6 +627,8 @@ class Kube:
             )
         except ApiError as exc:
             raise exc.about(f"write status of {KIND} {name}") from exc
+        if self.llmds is not None:
+            self.llmds.put(answer)  # the next pass reads what it wrote, even before the watch event
 
     def event(
         self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime

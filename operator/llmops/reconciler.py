@@ -42,7 +42,7 @@ from llmops.lifecycle.conditions import set_condition
 from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
 from llmops.lifecycle.drift import DriftQuery, TermsQuery, drift_request, prompts_request
 from llmops.lifecycle.observations import GpuNode, Observations
-from llmops.lifecycle.plan import plan
+from llmops.lifecycle.plan import Plan, plan
 from llmops.lifecycle.progress import progress_request
 from llmops.prom import PromClient, RetentionCache
 from llmops.render.capture import capture_url
@@ -253,12 +253,24 @@ class Reconciler:
             rolled_back=any(e.reason == c.ROLLED_BACK for e in result.events),
             gpus_per_pod=_gpus_per_pod(body),
         )
-        # Applying children changes what we observe: look again soon rather than wait for events.
-        if result.apply or result.delete or result.patches or result.pod_conditions:
+        # A write changes what the next pass observes. Where it comes back as a watch event (the
+        # informed kinds), that event triggers the pass; elsewhere look again soon. A requeue
+        # for watched writes only adds a pass that sees nothing new whenever the events take
+        # longer than the requeue, as they do on a busy apiserver.
+        if self._wrote_unwatched(result):
             return 1.0
         if not result.status_changed:
             log.info("%s/%s: pass: nothing to change", namespace, name)
         return result.requeue_after or RESYNC_SECONDS
+
+    def _wrote_unwatched(self, result: Plan) -> bool:
+        """Whether the pass wrote something whose change no watch event will report."""
+        return (
+            any(not self.kube.watches(obj["kind"]) for obj in result.apply)
+            or any(not self.kube.watches(kind) for kind, _ in result.delete)
+            or bool(result.patches)
+            or (bool(result.pod_conditions) and not self.kube.watches("Pod"))
+        )
 
     def _ensure_signing_key(self, body: Mapping[str, Any]) -> None:
         """Create the gateway's signing-key Secret if it does not exist (before the server pods,

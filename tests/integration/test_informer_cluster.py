@@ -6,6 +6,7 @@
   starts at the current resourceVersion) makes the informer list again, and what vanished
   meanwhile counts as deleted.
 - Once converged, a pass reads the children without a list: the informers answer.
+- A pass reads its LLMDeployment as kopf's watch delivered it: no GET of it.
 """
 
 from __future__ import annotations
@@ -128,3 +129,39 @@ def test_a_converged_pass_lists_nothing(cluster: Cluster, namespace: str, operat
         assert observed == listed_now
     finally:
         kube.stop()
+
+
+def _llmd_gets(cluster: Cluster) -> int:
+    """GETs of single LLMDeployments the apiserver has served, by its own counter."""
+    metrics = cluster.kubectl("get", "--raw", "/metrics").stdout
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_request_total{")
+        and 'verb="GET"' in line
+        and 'resource="llmdeployments"' in line
+    )
+
+
+def test_a_pass_reads_its_llmdeployment_from_the_watch_not_the_apiserver(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """A pass triggered by a child's event (here a Service deleted by hand) reads the
+    LLMDeployment kopf's watch delivered: the apiserver serves no GET of one meanwhile."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("watchbody", REV))
+    first = wait_for("the Service", lambda: _uid(cluster, namespace, "service", "watchbody"), 120, 0.25)
+    wait_for(
+        "the status written",
+        lambda: get_json(cluster, "llmd", "watchbody", "-n", namespace).get("status", {}).get("phase"),
+        120,
+        0.25,
+    )
+    before = _llmd_gets(cluster)
+    cluster.kubectl("delete", "service", "watchbody", "-n", namespace, "--wait=true")
+    wait_for(
+        "the Service made again",
+        lambda: (u := _uid(cluster, namespace, "service", "watchbody")) and u != first,
+        60,
+        0.25,
+    )
+    assert _llmd_gets(cluster) == before

@@ -2,7 +2,9 @@
 
 A watch the apiserver can no longer resume (410 Gone) makes the informer list again, and an
 object that vanished in between counts as deleted; the operator's own writes never move a copy
-back to an older version; every change names the LLMDeployment whose pass it triggers.
+back to an older version; every change names the LLMDeployment whose pass it triggers. The
+LLMDeployments' own copies (``Latest``, fed by kopf's watch and the status writes' answers) also
+only move forward, and a deleted one is not brought back by a write answered before its deletion.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llmops.api.constants import LABEL_DEPLOYMENT
-from llmops.informer import Change, Gone, Informer, newer, watch_lines
+from llmops.informer import Change, Gone, Informer, Latest, newer, watch_lines
 
 
 def _svc(name: str, version: int, owner: str = "chat", **extra: Any) -> dict[str, Any]:
@@ -173,3 +175,52 @@ def test_a_relabelled_object_moves_to_its_new_owner() -> None:
     informer.run()
     assert informer.of("chat") == []
     assert [o["metadata"]["name"] for o in informer.of("other")] == ["a"]
+
+
+def _llmd(version: int, phase: str = "Serving") -> dict[str, Any]:
+    return {
+        "kind": "LLMDeployment",
+        "metadata": {
+            "name": "chat",
+            "namespace": "ns",
+            "resourceVersion": str(version),
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_latest_keeps_the_newest_copy_without_managed_fields() -> None:
+    latest = Latest()
+    assert latest.get("ns", "chat") is None  # never seen: the caller asks the apiserver
+    latest.put(_llmd(7, "Caching"))  # the answer to the operator's status write
+    latest.put(_llmd(6, "Pending"))  # the watch event of an earlier version, arriving late
+    copy = latest.get("ns", "chat")
+    assert copy is not None
+    assert (copy["metadata"]["resourceVersion"], copy["status"]["phase"]) == ("7", "Caching")
+    assert "managedFields" not in copy["metadata"]
+    copy["status"]["phase"] = "edited by a pass"
+    assert latest.get("ns", "chat")["status"]["phase"] == "Caching"  # type: ignore[index]
+
+
+def test_latest_a_deleted_object_stays_deleted_until_made_again() -> None:
+    latest = Latest()
+    latest.put(_llmd(7))
+    latest.delete(_llmd(9))
+    latest.put(_llmd(8))  # a write answered just before the deletion: must not bring it back
+    assert latest.get("ns", "chat") is None
+    assert latest.deleted("ns", "chat")
+    latest.put(_llmd(12, "Pending"))  # made again under the same name
+    assert latest.get("ns", "chat")["status"]["phase"] == "Pending"  # type: ignore[index]
+    assert not latest.deleted("ns", "chat")
+
+
+def test_latest_keeps_a_bounded_number_of_tombstones() -> None:
+    latest = Latest()
+    latest.TOMBSTONES = 2
+    for name in ("a", "b", "c"):
+        latest.delete({"metadata": {"name": name, "namespace": "ns", "resourceVersion": "5"}})
+    assert list(latest._tombstones) == [("ns", "b"), ("ns", "c")]
+    latest.put({"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "4"}})  # forgotten: taken
+    assert latest.get("ns", "a") is not None
+    assert len(latest) == 1

@@ -112,3 +112,29 @@ def test_a_list_treated_as_atomic_by_either_side_is_owned() -> None:
 def test_nothing_to_compare_without_managed_fields() -> None:
     assert drifted_fields(SERVICE, SERVICE) == []
     assert drifted_fields(SERVICE, None) == []
+
+
+def test_a_key_the_server_defaulted_differently_still_matches() -> None:
+    # Our key leaves protocol out (defaulted to TCP); the server's names it: the same item.
+    fields = {
+        "f:spec": {"f:ports": {'k:{"protocol":"TCP","port":80}': {".": {}, "f:port": {}, "f:name": {}}}}
+    }
+    fields["f:spec"]["f:ports"]['k:{"protocol":"TCP","port":80}']["f:targetPort"] = {}
+    fields["f:spec"]["f:type"] = {}
+    fields["f:metadata"] = SERVICE_FIELDS["f:metadata"]
+    assert drifted_fields(SERVICE, _observed(SERVICE, ("llmops", fields))) == []
+
+
+def test_the_remembered_answer_follows_our_fields_not_only_the_manifest() -> None:
+    """With a content key (the plan's applied hash), the answer is remembered by manifest and by
+    the fields we own: an edit that takes a field away is seen at once, and an answer is the same
+    with the memo as without it."""
+    untouched = _observed(DEPLOYMENT, ("llmops", DEPLOYMENT_FIELDS))
+    ours = {"f:spec": {k: v for k, v in DEPLOYMENT_FIELDS["f:spec"].items() if k != "f:replicas"}}
+    edited = _observed(DEPLOYMENT, ("llmops", ours), ("kubectl", {"f:spec": {"f:replicas": {}}}))
+    for _ in range(2):  # the second round answers from the memo
+        assert (
+            drifted_fields(DEPLOYMENT, untouched, "digest-1") == drifted_fields(DEPLOYMENT, untouched) == []
+        )
+        assert drifted_fields(DEPLOYMENT, edited, "digest-1") == drifted_fields(DEPLOYMENT, edited)
+        assert drifted_fields(DEPLOYMENT, edited, "digest-1") == ["spec.replicas"]

@@ -2,16 +2,19 @@
 
 Three figures, all from the same run on one fresh local cluster:
 
-- **floor**: ``kubectl apply --server-side`` of every child the operator's first pass applies
-  (``plan()`` itself renders them, for LLMDeployments created in a namespace the operator does
-  not watch), in one kubectl call;
+- **floor**: ``kubectl apply --server-side`` of every object the operator's first pass writes
+  (the children ``plan()`` renders and the gateway's signing-key Secret the server pods mount,
+  for LLMDeployments created in a namespace the operator does not watch), in one kubectl call.
+  Without the Secret the floor's pods never started (the kubelet could not mount it), while the
+  operator's 16 did: a TGI simulator and a gateway each, and the status updates and endpoints
+  that follow, work the floor was spared;
 - **operator**: from the start of one ``kubectl apply`` of the N LLMDeployments until every one
   has all those children and a status for its generation; the ratio operator / floor (goal <= 1),
   also from the end of that apply (the LLMDeployments' own creation is not in the floor). The
-  floor's namespace is deleted first, so both run on a cluster without the other's pods. With
-  it, the CPU seconds each process spent meanwhile (the cluster's parts and the operator) and
-  the API requests made meanwhile, by verb and resource: on a shared machine the time moves
-  with the load, these much less;
+  floor's namespace is deleted first, so both run on a cluster without the other's pods. For
+  both turns, the CPU seconds each process spent meanwhile (the cluster's parts, the pods the
+  fake kubelet runs, kubectl, the operator) and the API requests served meanwhile: on a shared
+  machine the time moves with the load, these much less;
 - **idle** (after the objects settle): objects whose resourceVersion changed during the idle
   window (goal 0), API requests per LLMDeployment per hour (the apiserver's own
   ``apiserver_request_total``, delta over the window, for the resources the operator reads and
@@ -30,24 +33,29 @@ import datetime as dt
 import json
 import os
 import re
+import resource
+import secrets
 import signal
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmops.api.resource import parse
 from llmops.kube import load_client
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
+from llmops.render.gateway import signing_secret
 from llmops_dev.cluster.build import repo_root
 from llmops_dev.cluster.controlplane import Cluster
 from llmops_dev.kubelet.proxy import pod_network_env
 from llmops_dev.processes import Proc, free_port, stop_pid, wait_until
 
-__all__ = ["ApiReader", "children_of", "llmd_body", "main", "unsettled", "versions"]
+__all__ = ["ApiReader", "children_of", "floor_objects", "llmd_body", "main", "unsettled", "versions"]
 
 REVISION = "a" * 40
 OWNED = {  # kind -> (REST collection path, without the namespace part)
@@ -103,6 +111,18 @@ def llmd_body(name: str, namespace: str) -> dict[str, Any]:
 def children_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The children the operator's first pass applies for ``body`` (``plan()`` with nothing observed)."""
     return plan(body, Observations(), dt.datetime.now(dt.UTC)).apply
+
+
+def floor_objects(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the operator's first pass writes for ``body``: its children, and the gateway's
+    signing-key Secret (created by the reconciler, not rendered by ``plan()``: its keys are random)."""
+    secret = signing_secret(
+        parse(body),
+        signing_key=secrets.token_bytes(32),
+        internal_api_key=secrets.token_urlsafe(32).encode(),
+        capture_token=secrets.token_urlsafe(32).encode(),
+    )
+    return [*children_of(body), secret]
 
 
 def as_list(items: Iterable[Mapping[str, Any]]) -> str:
@@ -205,18 +225,43 @@ def operator_requests(delta: Counter[tuple[str, str]]) -> Counter[tuple[str, str
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of one process so far (0 once it is gone)."""
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (empty once the process is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
+        return []
+
+
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User plus system CPU time of one process so far (0 once it is gone), with that of its
+    children it has waited for when ``reaped_children``."""
+    fields = _stat(pid)
+    if not fields:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(parent: int) -> float:
+    """CPU time of ``parent``'s children: the running ones and those it has waited for."""
+    running = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[1]) == parent:
+            running += cpu_seconds(int(entry.name), reaped_children=True)
+    return running + cpu_seconds(parent, reaped_children=True) - cpu_seconds(parent)
 
 
 def cpu_by_process(procs: Iterable[Proc]) -> dict[str, float]:
-    """CPU seconds of each process so far, by name."""
-    return {p.name: cpu_seconds(p.pid) for p in procs}
+    """CPU seconds of each process so far, by name; "pods" is the containers the fake kubelet
+    runs (TGI simulators, gateways), which also run on this machine's cores."""
+    out = {p.name: cpu_seconds(p.pid) for p in procs}
+    for p in procs:
+        if p.name == "kubelet":
+            out["pods"] = children_cpu_seconds(p.pid)
+    return out
 
 
 def rss_mib(pid: int) -> float:
@@ -238,6 +283,64 @@ def wait_settled(reader: ApiReader, namespace: str, quiet_s: float, deadline_s: 
         if now != last:
             last, since = now, time.monotonic()
     return time.monotonic() - t0
+
+
+@dataclass
+class _Usage:
+    """CPU seconds and API requests from a start, to compare the floor's turn with the
+    operator's: the machine has few cores, so the time follows the CPU both spend."""
+
+    procs: list[Proc]
+    reader: ApiReader
+    cpu_at_start: dict[str, float]
+    requests_at_start: Counter[tuple[str, str]]
+    kubectl_at_start: float
+    bench_at_start: float
+
+    @classmethod
+    def start(cls, procs: Iterable[Proc], reader: ApiReader) -> _Usage:
+        procs = list(procs)
+        return cls(procs, reader, cpu_by_process(procs), request_counts(reader), _kubectl_cpu(), _own_cpu())
+
+    def spent(self) -> dict[str, float]:
+        """CPU seconds by process since the start, kubectl (this process' children) included."""
+        now = cpu_by_process(self.procs)
+        out = {k: v - self.cpu_at_start.get(k, 0.0) for k, v in now.items()}
+        out["kubectl"] = _kubectl_cpu() - self.kubectl_at_start
+        out["bench"] = _own_cpu() - self.bench_at_start  # its own waiting for convergence
+        return out
+
+    def requests(self) -> Counter[tuple[str, str]]:
+        return request_counts(self.reader) - self.requests_at_start
+
+    def report(
+        self,
+        when: str,
+        spent: Mapping[str, float] | None = None,
+        delta: Counter[tuple[str, str]] | None = None,
+    ) -> None:
+        """Print where the CPU went and how many requests (watches left out) the apiserver served."""
+        spent = self.spent() if spent is None else spent
+        delta = self.requests() if delta is None else delta
+        ranked = sorted(((v, k) for k, v in spent.items() if v >= 0.1), reverse=True)
+        served = sum(n for (verb, _), n in delta.items() if verb not in ("WATCH", "WATCHLIST"))
+        print(
+            f"  CPU seconds {when}: {sum(spent.values()):.1f} ("
+            + ", ".join(f"{k} {v:.1f}" for v, k in ranked)
+            + f"); API requests served: {served}"
+        )
+
+
+def _kubectl_cpu() -> float:
+    """CPU seconds of the child processes this process has waited for (the kubectl calls)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process (the bench itself) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timed(what: str, call: Callable[[], Any]) -> float:
@@ -312,13 +415,16 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
                 timeout=timeout,
             ),
         )
-        floor_children = [c for obj in reader.llmds("floor") for c in children_of(obj)]
+        floor_children = [c for obj in reader.llmds("floor") for c in floor_objects(obj)]
+        usage = _Usage.start(cluster.procs, reader)
         floor = _timed(
-            f"floor: kubectl apply --server-side of {len(floor_children)} children in one call",
+            f"floor: kubectl apply --server-side of {len(floor_children)} objects in one call "
+            "(the children and the signing-key Secrets)",
             lambda: cluster.kubectl(
                 "apply", "--server-side", "-f", "-", input=as_list(floor_children), timeout=timeout * 3
             ),
         )
+        usage.report("during the floor")
 
         # The floor's Deployments made pods that wait for GPUs; left in place they would cost the
         # scheduler and the controller-manager CPU all through the operator's turn.
@@ -332,8 +438,7 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
         expected = {
             n: {(c["kind"], c["metadata"]["name"]) for c in children_of(llmd_body(n, "scale"))} for n in names
         }
-        procs = [*cluster.procs, operator]
-        cpu_before, requests_before = cpu_by_process(procs), request_counts(reader)
+        usage = _Usage.start([*cluster.procs, operator], reader)
         t0 = time.monotonic()
         cluster.kubectl(
             "apply",
@@ -353,9 +458,8 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
             time.sleep(interval)
         took = time.monotonic() - t0
         load = os.getloadavg()
-        cpu = cpu_by_process(procs)
-        spent = sorted(((cpu[k] - cpu_before.get(k, 0.0), k) for k in cpu), reverse=True)
-        busy = operator_requests(request_counts(reader) - requests_before)
+        spent, delta = usage.spent(), usage.requests()
+        busy = operator_requests(delta)
         print(
             f"  operator: {took:.1f} s from the first LLMDeployment created to all converged "
             f"(creating the {scale} LLMDeployments took {created:.1f} s of it)"
@@ -365,8 +469,7 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
             f"from the last LLMDeployment created: {(took - created) / floor:.2f}"
         )
         print(f"  load average during the run (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        # Where the CPU went during the operator's turn (the machine has few cores, shared).
-        print("  CPU seconds during it: " + ", ".join(f"{k} {v:.1f}" for v, k in spent if v >= 0.1))
+        usage.report("during it", spent, delta)
         print(
             f"  API requests during it (operator's resources, the bench's polling included): "
             f"{sum(busy.values())}: " + ", ".join(f"{v} {r} {n}" for (v, r), n in busy.most_common(10))
@@ -400,7 +503,7 @@ def run(scale: int, idle_s: float, state_dir: Path) -> dict[str, float]:
             "idle_changed": float(len(diff)),
             "requests_per_llmd_hour": per_hour,
             "rss_mib": rss,
-            "operator_cpu_s": dict((k, v) for v, k in spent).get("operator", 0.0),
+            "operator_cpu_s": spent.get("operator", 0.0),
         }
     finally:
         if operator is not None:

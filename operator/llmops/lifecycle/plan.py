@@ -602,11 +602,12 @@ def _diff(p: Pass, out: Plan) -> None:
             # rendering (a new operator version, an edited spec.placement) would be refused
             # in every pass. A change takes effect with the next Job (a new revision's).
             continue
-        if applied_hash(observed) != obj["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]:
+        digest = obj["metadata"]["annotations"][ANNOTATION_APPLIED_HASH]
+        if applied_hash(observed) != digest:
             out.apply.append(obj)
         elif key in handed_over:
             out.apply.append(obj)  # the apply without replicas is what releases our ownership
-        elif key[0] in DRIFT_REVERTED_KINDS and (taken := drifted_fields(obj, observed)):
+        elif key[0] in DRIFT_REVERTED_KINDS and (taken := drifted_fields(obj, observed, digest)):
             out.drift[key] = taken
             out.apply.append(obj)
     for key, child in p.obs.children.items():
