@@ -315,6 +315,13 @@ class Latest:
                 del self._tombstones[key]  # made again under the same name
             self._copies[key] = (version, raw)
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the copy (not a tombstone): the next read asks the apiserver. For a doubt the
+        watch cannot settle: a watch that was cut and listed again reports no deletion for an
+        object deleted meanwhile, so its copy would outlive it."""
+        with self._lock:
+            self._copies.pop((namespace, name), None)
+
     def delete(self, obj: Mapping[str, Any]) -> None:
         """The object's deletion, as its watch event had it."""
         meta = obj.get("metadata") or {}

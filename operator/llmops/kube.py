@@ -398,6 +398,12 @@ class Kube:
     def _changed(self, change: Change) -> None:
         if change.kind == "Pod" and change.deleted:
             self.gpu_capacity.forget()  # its GPUs are free now: the next diagnosis reads them again
+        if change.deleted and self.llmds is not None:
+            # The garbage collector deletes the children of a deleted LLMDeployment. kopf, after
+            # a cut watch, lists again without reporting what was deleted meanwhile: the pass
+            # these deletions trigger must not re-create children from the stale copy, so it
+            # reads its LLMDeployment from the apiserver (one GET per child deleted, rare).
+            self.llmds.forget(change.namespace, change.deployment)
         self.on_change(change)
 
     def _list_labelled(self, kind: str, namespace: str) -> tuple[list[dict[str, Any]], str]:

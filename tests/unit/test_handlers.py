@@ -59,3 +59,22 @@ def test_an_llmdeployment_event_leaves_its_body_for_the_pass_it_triggers() -> No
         assert kube.get_llmd("ns", "chat") is None  # known deleted: no request (there is no client)
     finally:
         _state.kube = None
+
+
+def test_a_childs_deletion_makes_the_next_pass_read_its_owner_from_the_apiserver() -> None:
+    """The garbage collector's deletions of a deleted LLMDeployment's children trigger passes; if
+    kopf's watch missed the owner's deletion (cut, then listed again), its copy must not make
+    those passes apply the children again."""
+    from llmops.informer import Change, Latest
+    from llmops.kube import Kube
+
+    kube = Kube(client=None, llmds=Latest())  # type: ignore[arg-type]  # no request is made
+    triggered: list[Change] = []
+    kube.on_change = triggered.append
+    assert kube.llmds is not None
+    kube.llmds.put({"metadata": {"name": "chat", "namespace": "ns", "resourceVersion": "3"}})
+    kube._changed(Change("Deployment", "ns", "chat", deleted=False))
+    assert kube.llmds.get("ns", "chat") is not None  # a child changed: the copy still serves
+    kube._changed(Change("Deployment", "ns", "chat", deleted=True))
+    assert kube.llmds.get("ns", "chat") is None and not kube.llmds.deleted("ns", "chat")
+    assert [c.deleted for c in triggered] == [False, True]

@@ -224,3 +224,14 @@ def test_latest_keeps_a_bounded_number_of_tombstones() -> None:
     latest.put({"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "4"}})  # forgotten: taken
     assert latest.get("ns", "a") is not None
     assert len(latest) == 1
+
+
+def test_latest_forgets_a_copy_it_has_reason_to_doubt() -> None:
+    """A child deleted (by the garbage collector, after its owner): the owner's copy may outlive
+    the owner if kopf's watch was cut when it went; the next read asks the apiserver."""
+    latest = Latest()
+    latest.put(_llmd(7))
+    latest.forget("ns", "chat")
+    assert latest.get("ns", "chat") is None and not latest.deleted("ns", "chat")
+    latest.put(_llmd(8))  # the watch delivers it again: kept
+    assert latest.get("ns", "chat") is not None
