@@ -140,7 +140,8 @@ def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None, held_
         problem = diagnose_pods(job_pods(p.obs, job_name), p.ld.spec.resources.gpu.resource_name)
         if problem is None:
             problem, due = pods_not_created(p.obs.child("Job", job_name), p.obs, p.now)
-            p.due += [due] if due is not None else []
+            if due is not None:
+                p.due.append(due)
         msg = f"evaluation Job {job_name} is scoring revision {rev} against the staging pod"
         if problem:
             msg += f"; its pod cannot run: {problem.message}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -187,9 +188,12 @@ def drifted_fields(
     key = (content_key, ours)
     if (known := _DRIFT_MEMO.get(key)) is None:
         known = tuple(_drifted(desired, owned_fields(observed)))
-        _DRIFT_MEMO[key] = known
-        while len(_DRIFT_MEMO) > _DRIFT_MEMO_SIZE:
-            del _DRIFT_MEMO[next(iter(_DRIFT_MEMO))]
+        # Passes run on several threads: evicting (iterate, then delete) while another thread
+        # inserts would raise, or two threads would delete the same oldest entry.
+        with _DRIFT_MEMO_LOCK:
+            _DRIFT_MEMO[key] = known
+            while len(_DRIFT_MEMO) > _DRIFT_MEMO_SIZE:
+                del _DRIFT_MEMO[next(iter(_DRIFT_MEMO))]
     return list(known)
 
 
@@ -201,5 +205,6 @@ _DRIFT_MEMO: dict[tuple[str, bytes], tuple[str, ...]] = {}
 """A memo of ``drifted_fields`` by (manifest digest, digest of our fieldsV1): the same inputs
 always give the same answer, so it is not state; bounded, the oldest entries dropped first. Keyed
 by digests, not the fields themselves (a few KB each: a full memo would weigh hundreds of MiB)."""
+_DRIFT_MEMO_LOCK = threading.Lock()
 _DRIFT_MEMO_SIZE = 65_536
 """Four steady children for each of 16,000 LLMDeployments (an entry takes about 330 bytes: 21 MiB when full)."""
