@@ -448,7 +448,9 @@ def test_deleting_a_pod_stops_its_process(cluster: Cluster, namespace: str, kube
     assert _alive(pid)
     cluster.kubectl("delete", "pod", "-n", namespace, name, "--wait=false")
     wait_for(f"pid {pid} to end", lambda: not _alive(pid), 30)
-    assert kubelet.record(namespace, name) is None
+    # The kubelet forgets the pod's record after its processes have been reaped, a moment after
+    # the PID is gone: wait for that too rather than read it at once.
+    wait_for("the pod's record to be removed", lambda: kubelet.record(namespace, name) is None, 10)
 
 
 # -- Job pods ---------------------------------------------------------------------------------
