@@ -32,10 +32,10 @@ def test_every_handler_is_a_coroutine() -> None:
     assert sync == [], f"handlers kopf would run in a thread, off the work queue's loop: {sync}"
 
 
-def test_an_llmdeployment_event_leaves_its_body_for_the_pass_it_triggers() -> None:
-    """The pass reads the body the watch event carried (no GET); a deletion removes it."""
-    import asyncio
-
+async def test_an_llmdeployment_event_leaves_its_body_for_the_pass_it_triggers() -> None:
+    """The pass reads the body the watch event carried (no GET); a deletion removes it.
+    (A coroutine test: asyncio.run here, after an async test of another file, left that test's
+    event loop unclosed, and pytest failed the run at its end.)"""
     from llmops.handlers import _state, llmdeployment_event
     from llmops.informer import Latest
     from llmops.kube import Kube
@@ -44,17 +44,13 @@ def test_an_llmdeployment_event_leaves_its_body_for_the_pass_it_triggers() -> No
     kube = Kube(client=None, llmds=Latest())  # type: ignore[arg-type]  # no request is made
     _state.kube = kube
     try:
-        asyncio.run(
-            llmdeployment_event(
-                type="ADDED", event={"type": "ADDED", "object": body}, namespace="ns", name="chat"
-            )
+        await llmdeployment_event(
+            type="ADDED", event={"type": "ADDED", "object": body}, namespace="ns", name="chat"
         )
         assert kube.get_llmd("ns", "chat") == body
         gone = {**body, "metadata": {**body["metadata"], "resourceVersion": "4"}}
-        asyncio.run(
-            llmdeployment_event(
-                type="DELETED", event={"type": "DELETED", "object": gone}, namespace="ns", name="chat"
-            )
+        await llmdeployment_event(
+            type="DELETED", event={"type": "DELETED", "object": gone}, namespace="ns", name="chat"
         )
         assert kube.get_llmd("ns", "chat") is None  # known deleted: no request (there is no client)
     finally:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
 import pytest
 
+from llmops import handlers
 from llmops.workqueue import ERROR_BACKOFF, MonotonicTimer, WorkQueue
 from testkit.fake_time import FakeTimer, settle
 
@@ -175,3 +176,26 @@ async def test_the_real_timer_wakes_on_the_event_before_its_timeout() -> None:
     async with asyncio.timeout(5):
         await real.wait(event, seconds=3600)
     assert real.now() >= before
+
+
+async def test_the_watch_events_of_one_moment_make_one_pass(started, timer, calls) -> None:
+    """The operator's handlers start a pass COALESCE_SECONDS after a watch event: a pass's own
+    writes and the controllers' answers to them, arriving within that window, make one pass,
+    not one each; an event during a pass makes one more pass after it."""
+    q = started(recording(calls))
+    handlers._state.queue = q
+    try:
+        for _ in range(5):  # four children applied and the status written, echoed by the watches
+            handlers._trigger("ns", "chat")
+            await timer.advance(handlers.COALESCE_SECONDS / 10)
+        assert calls == []
+        await timer.advance(handlers.COALESCE_SECONDS)
+        assert calls == [("ns", "chat")]
+        await timer.advance(3600)
+        assert calls == [("ns", "chat")]  # nothing else came: no second pass
+        handlers._trigger("ns", "chat")
+        handlers._trigger("ns", "other")
+        await timer.advance(handlers.COALESCE_SECONDS)
+        assert sorted(calls[1:]) == [("ns", "chat"), ("ns", "other")]
+    finally:
+        handlers._state.queue = None
