@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llmops.api.constants import LABEL_DEPLOYMENT
-from llmops.informer import Change, Gone, Informer, Latest, newer, watch_lines
+from llmops.informer import Change, Gone, Informer, Latest, Packer, newer, watch_lines
 
 
 def _svc(name: str, version: int, owner: str = "chat", **extra: Any) -> dict[str, Any]:
@@ -235,3 +235,26 @@ def test_latest_forgets_a_copy_it_has_reason_to_doubt() -> None:
     assert latest.get("ns", "chat") is None and not latest.deleted("ns", "chat")
     latest.put(_llmd(8))  # the watch delivers it again: kept
     assert latest.get("ns", "chat") is not None
+
+
+def test_packed_copies_come_back_whole_and_objects_of_a_kind_pack_small() -> None:
+    """The first object packed is the dictionary of the rest: another Deployment of the same shape
+    keeps in a fraction of its JSON, and every object unpacks equal, each time a fresh one."""
+    import json
+
+    from llmops_dev.bench.scale import floor_objects, llmd_body
+
+    def deployment(name: str) -> dict[str, Any]:
+        return next(o for o in floor_objects(llmd_body(name, "ns")) if o["kind"] == "Deployment")
+
+    packer = Packer()
+    first, second = deployment("m0001"), deployment("m0002")
+    packer.pack(first)
+    packed = packer.pack(second)
+    assert len(packed) * 10 < len(json.dumps(second, separators=(",", ":")))
+    assert packer.unpack(packed) == second
+    one, two = packer.unpack(packed), packer.unpack(packed)
+    one["metadata"]["name"] = "changed"
+    assert two["metadata"]["name"] == "m0002-stable"  # no pass shares an object with another
+    odd = {"kind": "Other", "metadata": {"name": "x"}, "data": {"k": "v" * 1000}}
+    assert packer.unpack(packer.pack(odd)) == odd  # unlike the dictionary: bigger, still whole

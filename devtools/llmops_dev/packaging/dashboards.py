@@ -62,13 +62,13 @@ def _series(metric: MetricWrapperBase) -> str:
 
 
 # The operator's own series (llmops.metrics), about one LLMDeployment.
-PHASE = _series(operator_metrics.PHASE)
-READY = _series(operator_metrics.READY)
-REPLICAS = _series(operator_metrics.REPLICAS)
-GPUS_PER_POD = _series(operator_metrics.GPUS_PER_POD)
-CANARY_STATE = _series(operator_metrics.CANARY_STATE)
-CANARY_WEIGHT = _series(operator_metrics.CANARY_WEIGHT)
-CANARY_STEP = _series(operator_metrics.CANARY_STEP)
+PHASE = operator_metrics.PHASE
+READY = operator_metrics.READY
+REPLICAS = operator_metrics.REPLICAS
+GPUS_PER_POD = operator_metrics.GPUS_PER_POD
+CANARY_STATE = operator_metrics.CANARY_STATE
+CANARY_WEIGHT = operator_metrics.CANARY_WEIGHT
+CANARY_STEP = operator_metrics.CANARY_STEP
 ROLLBACKS = _series(operator_metrics.ROLLBACKS)
 DRIFT_SCORE = _series(operator_metrics.DRIFT_SCORE)
 
