@@ -31,11 +31,12 @@ PEERING_LIFETIME_SECONDS = 15
 DEFAULT_WORKERS = 8
 """Passes in flight at once (LLMOPS_WORKERS); a pass mostly waits on the API, so more than cores."""
 COALESCE_SECONDS = 0.3
-"""A watch event starts its LLMDeployment's pass this long after it, so that the events of one
-moment make one pass: a pass's own writes come back as one event each (its children's, its
-status'), and the controllers answer with more (a Deployment's status, its pods'), within a few
-hundred milliseconds. Started at once, each made a pass that found nothing to do: about ten
-passes per LLMDeployment created, most of the operator's CPU at 300 created at once."""
+"""An LLMDeployment's passes start at least this long after its previous pass ended (the work
+queue's ``coalesce``), so that the events of one moment make one pass: a pass's own writes come
+back as one event each (its children's, its status'), and the controllers answer with more (a
+Deployment's status, its pods'), within a few hundred milliseconds. Each used to start a pass
+that found nothing to do: about ten passes per LLMDeployment created, most of the operator's
+CPU at 300 created at once. An event after a quiet moment still starts its pass at once."""
 
 
 @dataclass
@@ -64,7 +65,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # the triggers and the observations of every pass (see llmops.informer).
     # The LLMDeployments' bodies come with kopf's watch events (llmdeployment_event): a pass
     # reads them from there instead of a GET.
-    kube = Kube(load_client(os.environ.get("KUBECONFIG")), use_informers=True, llmds=Latest())
+    # Watching every namespace (no -n), one informer per kind serves them all.
+    kube = Kube(
+        load_client(os.environ.get("KUBECONFIG")),
+        use_informers=True,
+        llmds=Latest(),
+        cluster_wide=settings.peering.clusterwide,
+    )
     loop = asyncio.get_running_loop()
 
     def child_changed(change: Change) -> None:  # on an informer's thread: the queue is the loop's
@@ -95,7 +102,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(workers, thread_name_prefix="llmops-pass")
     )
-    queue = WorkQueue(process, workers=workers)
+    queue = WorkQueue(process, workers=workers, coalesce=COALESCE_SECONDS)
     queue.start()
     _state.kube, _state.queue = kube, queue
 
@@ -112,7 +119,7 @@ async def cleanup(**_: Any) -> None:
 # work queue (asyncio.Queue) must only be touched from the event loop's thread.
 def _trigger(namespace: str | None, name: str | None) -> None:
     if namespace and name and (queue := _state.queue):
-        queue.schedule((namespace, name), COALESCE_SECONDS)
+        queue.trigger((namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

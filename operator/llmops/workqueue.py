@@ -4,6 +4,10 @@
 - Triggers that arrive while a key is being processed coalesce into one more pass after it.
 - A key can be scheduled for later (requeue-after, or backoff after an error); an earlier
   trigger wins over a later schedule.
+- With ``coalesce`` (seconds), a key's passes start at least that long after the previous one
+  ended: a trigger after a quiet moment runs at once, and the triggers that come during a pass
+  or within that window after it make one pass at its end (a pass's own writes come back as a
+  burst of watch events; each used to make a pass that found nothing to do).
 
 Only scheduling lives here, in memory; everything a pass decides lives in the object's status.
 Time comes from a `Timer` (real by default): tests pass a fake one and move time explicitly.
@@ -62,9 +66,15 @@ class WorkQueue(Generic[K]):
         *,
         workers: int = 4,
         timer: Timer | None = None,
+        coalesce: float = 0.0,
     ) -> None:
         self._process = process
         self._workers = workers
+        self._coalesce = coalesce
+        self._finished: dict[K, float] = {}
+        """When each key's last pass ended (with ``coalesce`` only; swept of the expired ones
+        whenever it doubles, so deleted objects' keys do not pile up)."""
+        self._sweep_at = 1024
         self._time = timer or MonotonicTimer()
         self._ready: asyncio.Queue[K] = asyncio.Queue()
         self._queued: set[K] = set()
@@ -77,13 +87,26 @@ class WorkQueue(Generic[K]):
         self._tasks: list[asyncio.Task[None]] = []
 
     def trigger(self, key: K) -> None:
-        """Process ``key`` as soon as possible (once, however often it is triggered)."""
-        self._due.pop(key, None)
+        """Process ``key`` as soon as possible (once, however often it is triggered); with
+        ``coalesce``, not before that long after its last pass ended."""
         if key in self._active:
+            self._due.pop(key, None)
             self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._ready.put_nowait(key)
+            return
+        if key in self._queued:
+            self._due.pop(key, None)  # it runs soon anyway
+            return
+        if (wait := self._quiet_left(key)) > 0:
+            self.schedule(key, wait)
+            return
+        self._due.pop(key, None)
+        self._queued.add(key)
+        self._ready.put_nowait(key)
+
+    def _quiet_left(self, key: K) -> float:
+        """Seconds until ``key``'s coalescing window after its last pass is over (<= 0: it is)."""
+        finished = self._finished.get(key)
+        return 0.0 if finished is None else finished + self._coalesce - self._time.now()
 
     def schedule(self, key: K, delay: float) -> None:
         """Process ``key`` after ``delay`` seconds unless something triggers it earlier."""
@@ -129,8 +152,17 @@ class WorkQueue(Generic[K]):
                 delay = ERROR_BACKOFF
             finally:
                 self._active.discard(key)
+                if self._coalesce > 0:
+                    self._ended(key)
             if key in self._dirty:
                 self._dirty.discard(key)
                 self.trigger(key)
             elif delay is not None:
                 self.schedule(key, delay)
+
+    def _ended(self, key: K) -> None:
+        now = self._time.now()
+        self._finished[key] = now
+        if len(self._finished) > self._sweep_at:
+            self._finished = {k: t for k, t in self._finished.items() if t + self._coalesce > now}
+            self._sweep_at = max(1024, 2 * len(self._finished))

@@ -178,24 +178,73 @@ async def test_the_real_timer_wakes_on_the_event_before_its_timeout() -> None:
     assert real.now() >= before
 
 
-async def test_the_watch_events_of_one_moment_make_one_pass(started, timer, calls) -> None:
-    """The operator's handlers start a pass COALESCE_SECONDS after a watch event: a pass's own
-    writes and the controllers' answers to them, arriving within that window, make one pass,
-    not one each; an event during a pass makes one more pass after it."""
-    q = started(recording(calls))
-    handlers._state.queue = q
+async def test_with_coalesce_a_burst_after_a_pass_makes_one_more_pass_and_a_quiet_key_runs_at_once(
+    timer, calls
+) -> None:
+    """The operator's queue (coalesce=COALESCE_SECONDS): the first event runs its pass at once;
+    the echoes of that pass's writes, arriving within the window after it, make one pass at the
+    window's end, not one each; an event after a quiet moment runs at once again."""
+    window = handlers.COALESCE_SECONDS
+    q = WorkQueue(recording(calls), workers=1, timer=timer, coalesce=window)
+    q.start()
     try:
+        q.trigger("chat")
+        await settle()
+        assert calls == ["chat"]  # nothing before it: at once
         for _ in range(5):  # four children applied and the status written, echoed by the watches
-            handlers._trigger("ns", "chat")
-            await timer.advance(handlers.COALESCE_SECONDS / 10)
-        assert calls == []
-        await timer.advance(handlers.COALESCE_SECONDS)
-        assert calls == [("ns", "chat")]
+            q.trigger("chat")
+            await timer.advance(window / 10)
+        assert calls == ["chat"]
+        await timer.advance(window)
+        assert calls == ["chat", "chat"]  # the five echoes: one pass
         await timer.advance(3600)
-        assert calls == [("ns", "chat")]  # nothing else came: no second pass
-        handlers._trigger("ns", "chat")
-        handlers._trigger("ns", "other")
-        await timer.advance(handlers.COALESCE_SECONDS)
-        assert sorted(calls[1:]) == [("ns", "chat"), ("ns", "other")]
+        assert calls == ["chat", "chat"]  # nothing else came: no third pass
+        q.trigger("chat")
+        q.trigger("other")
+        await settle()
+        assert calls[2:] == ["chat", "other"]  # quiet for long enough: at once
     finally:
-        handlers._state.queue = None
+        await q.stop()
+
+
+async def test_with_coalesce_a_trigger_during_a_pass_waits_the_window_after_it(timer, calls) -> None:
+    gate = asyncio.Event()
+
+    async def slow(key: Hashable) -> float | None:
+        calls.append(key)
+        if len(calls) == 1:
+            await gate.wait()
+        return None
+
+    q = WorkQueue(slow, workers=1, timer=timer, coalesce=1.0)
+    q.start()
+    try:
+        q.trigger("a")
+        await settle()
+        q.trigger("a")  # during the pass
+        gate.set()
+        await settle()
+        assert calls == ["a"]
+        await timer.advance(0.9)
+        assert calls == ["a"]
+        await timer.advance(0.1)
+        assert calls == ["a", "a"]
+    finally:
+        await q.stop()
+
+
+async def test_with_coalesce_the_end_times_of_keys_long_quiet_are_swept(timer, calls) -> None:
+    """Each key's last end is kept for its window only: the keys of deleted objects do not pile up."""
+    q = WorkQueue(recording(calls), workers=4, timer=timer, coalesce=1.0)
+    q.start()
+    try:
+        for i in range(1100):
+            q.trigger(i)
+            if i == 999:
+                await settle()
+                await timer.advance(2.0)  # the first thousand's windows are over
+        await settle()
+        assert len(calls) == 1100
+        assert len(q._finished) <= 100  # swept when it passed 1,024: only the last hundred are recent
+    finally:
+        await q.stop()
