@@ -1,7 +1,7 @@
 """Watch-fed copies of the operator's children, so that a pass reads them without a request.
 
-One ``Informer`` keeps the objects of one kind in one namespace that carry the label
-``LABEL_DEPLOYMENT`` (the apiserver applies the selector): a list, then a watch from the list's
+One ``Informer`` keeps the objects of one kind, in one namespace or in all of them, that carry
+the label ``LABEL_DEPLOYMENT`` (the apiserver applies the selector): a list, then a watch from the list's
 resourceVersion with bookmarks, again and again (the apiserver ends a watch after a few
 minutes). A watch the apiserver can no longer resume (410 Gone: its history was compacted)
 lists again, and objects missing from the new list count as deleted. Every change calls
@@ -117,17 +117,30 @@ class Packer:
         return json.loads(inflate.decompress(packed) + inflate.flush())
 
 
-class _Copy(NamedTuple):
-    """One object as kept: its name, version and owner, and the rest packed (see ``Packer``)."""
+_Key = tuple[str, str]
+"""(namespace, name) of an object, or (namespace, label value) of an owner."""
 
-    name: str
+
+class _Copy(NamedTuple):
+    """One object as kept: where it is, its version and owner, and the rest packed (see ``Packer``)."""
+
+    key: _Key
     version: str
     owner: str
     packed: bytes
 
     @classmethod
     def of(cls, obj: Mapping[str, Any], packer: Packer) -> _Copy:
-        return cls(obj["metadata"]["name"], _version(obj), _owner(obj) or "", packer.pack(obj))
+        return cls(_key(obj), _version(obj), _owner(obj) or "", packer.pack(obj))
+
+    @property
+    def owner_key(self) -> _Key:
+        return (self.key[0], self.owner)
+
+
+def _key(obj: Mapping[str, Any]) -> _Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
 def slim(obj: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -153,12 +166,13 @@ def _owner(obj: Mapping[str, Any]) -> str | None:
 
 
 class Informer:
-    """The labelled objects of one kind in one namespace, by name, kept by list and watch."""
+    """The labelled objects of one kind in one namespace (``namespace=None``: in every namespace,
+    one watch for all), by namespace and name, kept by list and watch."""
 
     def __init__(
         self,
         kind: str,
-        namespace: str,
+        namespace: str | None,
         lister: Lister,
         watcher: Watcher,
         on_change: Callable[[Change], None] = lambda change: None,
@@ -168,9 +182,9 @@ class Informer:
         self._list, self._watch, self._on_change, self._sleep = lister, watcher, on_change, sleep
         self._lock = threading.Lock()
         self._packer = Packer()
-        self._objects: dict[str, _Copy] = {}
-        self._by_owner: dict[str, set[str]] = {}
-        """Label value → names: a pass reads its own children without scanning the namespace's."""
+        self._objects: dict[_Key, _Copy] = {}
+        self._by_owner: dict[_Key, set[_Key]] = {}
+        """(namespace, label value) → keys: a pass reads its own children without scanning."""
         self._synced = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -180,10 +194,11 @@ class Informer:
         """Lists made (the first, and one after each 410 Gone), for tests and the bench."""
 
     # ------------------------------------------------------------- reading
-    def of(self, deployment: str) -> list[dict[str, Any]]:
-        """The objects labelled with ``deployment``."""
+    def of(self, namespace: str, deployment: str) -> list[dict[str, Any]]:
+        """The objects in ``namespace`` labelled with ``deployment``."""
         with self._lock:
-            packed = [self._objects[name].packed for name in sorted(self._by_owner.get(deployment, ()))]
+            keys = sorted(self._by_owner.get((namespace, deployment), ()))
+            packed = [self._objects[key].packed for key in keys]
         return [self._packer.unpack(p) for p in packed]  # a fresh object per pass: none shares the cache
 
     def wait_synced(self, timeout: float) -> bool:
@@ -195,15 +210,15 @@ class Informer:
         """An object the operator has just written, as the apiserver answered it."""
         self._put(self._copy(obj), notify=False)
 
-    def forget(self, name: str) -> None:
+    def forget(self, namespace: str, name: str) -> None:
         """An object the operator has just deleted."""
         with self._lock:
-            self._drop(name)
+            self._drop((namespace, name))
 
     # ------------------------------------------------------------ running
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self.run, name=f"informer-{self.kind}-{self.namespace}", daemon=True
+            target=self.run, name=f"informer-{self.kind}-{self.namespace or '*'}", daemon=True
         )
         self._thread.start()
 
@@ -221,34 +236,38 @@ class Informer:
                 self.follow(self.version)
                 failures = 0
             except Gone:
-                log.info("%s in %s: the watch's version is gone, listing again", self.kind, self.namespace)
+                log.info("%s in %s: the watch's version is gone, listing again", self.kind, self._where)
                 self.version = None
             except Exception as exc:  # the network, the apiserver: never let the thread die
                 wait = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
-                log.warning("%s in %s: %s; again in %.1fs", self.kind, self.namespace, exc, wait)
+                log.warning("%s in %s: %s; again in %.1fs", self.kind, self._where, exc, wait)
                 self._sleep(wait)
+
+    @property
+    def _where(self) -> str:
+        return self.namespace or "every namespace"
 
     def relist(self) -> str:
         """Replace the copies with a fresh list; returns its resourceVersion. An object that
         vanished meanwhile (its DELETED event lost with the watch) counts as deleted."""
         items, version = self._list()
         self.lists += 1
-        fresh = {o["metadata"]["name"]: self._copy(o) for o in items}
+        fresh = {copy.key: copy for copy in (self._copy(o) for o in items)}
         with self._lock:
             old, self._objects = self._objects, fresh
             self._by_owner = {}
-            for name, copy in fresh.items():
-                self._by_owner.setdefault(copy.owner, set()).add(name)
+            for key, copy in fresh.items():
+                self._by_owner.setdefault(copy.owner_key, set()).add(key)
         if not self._synced.is_set():  # the first list: the passes that asked for it read it
             self._synced.set()
             return version
-        for name, copy in fresh.items():
-            if name not in old or old[name].version != copy.version:
-                self._notify(copy.owner)
-        for name, copy in old.items():
-            if name not in fresh:
-                self._notify(copy.owner, deleted=True)
+        for key, copy in fresh.items():
+            if key not in old or old[key].version != copy.version:
+                self._notify(key[0], copy.owner)
+        for key, copy in old.items():
+            if key not in fresh:
+                self._notify(key[0], copy.owner, deleted=True)
         return version
 
     def follow(self, version: str) -> None:
@@ -266,8 +285,8 @@ class Informer:
                 continue
             if type_ == "DELETED":
                 with self._lock:
-                    self._drop(obj["metadata"]["name"])
-                self._notify(_owner(obj), deleted=True)
+                    self._drop(_key(obj))
+                self._notify(_key(obj)[0], _owner(obj), deleted=True)
             elif type_ in ("ADDED", "MODIFIED"):
                 self._put(self._copy(dict(obj)), notify=True)
 
@@ -276,27 +295,29 @@ class Informer:
 
     def _put(self, copy: _Copy, notify: bool) -> None:
         with self._lock:
-            current = self._objects.get(copy.name)
+            current = self._objects.get(copy.key)
             if current is not None and not _later_or_same(copy.version, current.version):
                 return
-            self._drop(copy.name)
-            self._objects[copy.name] = copy
-            self._by_owner.setdefault(copy.owner, set()).add(copy.name)
+            self._drop(copy.key)
+            self._objects[copy.key] = copy
+            self._by_owner.setdefault(copy.owner_key, set()).add(copy.key)
         if notify:
-            self._notify(copy.owner)
+            self._notify(copy.key[0], copy.owner)
 
-    def _drop(self, name: str) -> None:
+    def _drop(self, key: _Key) -> None:
         """Remove one copy and its index entry (the lock held)."""
-        copy = self._objects.pop(name, None)
+        copy = self._objects.pop(key, None)
         if copy is not None:
-            names = self._by_owner.get(copy.owner, set())
-            names.discard(name)
-            if not names:
-                self._by_owner.pop(copy.owner, None)
+            keys = self._by_owner.get(copy.owner_key, set())
+            keys.discard(key)
+            if not keys:
+                self._by_owner.pop(copy.owner_key, None)
 
-    def _notify(self, owner: str | None, deleted: bool = False) -> None:
+    def _notify(self, namespace: str, owner: str | None, deleted: bool = False) -> None:
+        """Trigger the pass of the owner in the object's own namespace (an informer of every
+        namespace sees all of them)."""
         if owner:
-            self._on_change(Change(self.kind, self.namespace, owner, deleted))
+            self._on_change(Change(self.kind, namespace, owner, deleted))
 
 
 class Latest:

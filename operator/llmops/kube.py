@@ -77,9 +77,10 @@ class Resource:
     optional_api: str | None = None
     """Set when the kind comes from an optional CRD group that may be absent."""
 
-    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    def path(self, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        """The REST path; ``namespace=None``: the collection across every namespace."""
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        out = f"{base}/namespaces/{namespace}/{self.plural}"
+        out = f"{base}/namespaces/{namespace}/{self.plural}" if namespace else f"{base}/{self.plural}"
         if name:
             out += f"/{name}"
         if sub:
@@ -160,9 +161,10 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
     except (kubernetes.config.ConfigException, FileNotFoundError, TypeError):
         kubernetes.config.load_incluster_config(client_configuration=cfg)
     # One kept-alive connection per request in flight: the fan-out pool's, plus the passes' own
-    # reads and status writes (urllib3's default, 5 per core, would open and drop a connection
-    # for each request beyond it).
-    cfg.connection_pool_maxsize = 2 * API_CONCURRENCY
+    # reads and status writes, plus the informers' watches, each holding one for minutes
+    # (urllib3's default, 5 per core, would open and drop a connection for each request beyond
+    # it). Informers per namespace (``llmops run -n``) hold as many per namespace.
+    cfg.connection_pool_maxsize = 2 * API_CONCURRENCY + len(INFORMED_KINDS)
     client = ApiClient(cfg)
     client.user_agent = USER_AGENT
     return client
@@ -214,7 +216,13 @@ class _GpuCapacity:
 class Kube:
     """Narrow, counted access to the API for the operator."""
 
-    def __init__(self, client: ApiClient, use_informers: bool = False, llmds: Latest | None = None) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        use_informers: bool = False,
+        llmds: Latest | None = None,
+        cluster_wide: bool = False,
+    ) -> None:
         self.client = client
         self._lock = threading.Lock()
         self.writes: list[tuple[str, str, str]] = []
@@ -224,7 +232,11 @@ class Kube:
         self.gpu_capacity = SharedRead(self._read_gpu_capacity, GPU_CAPACITY_TTL_SECONDS)
         """The cluster's GPU nodes and allocations, shared by the passes of one TTL."""
         self.use_informers = use_informers
-        self._informers: dict[str, dict[str, Informer]] = {}
+        self.cluster_wide = cluster_wide
+        """One informer per kind for every namespace (an operator watching them all), rather than
+        one per kind and namespace: 9 watches and threads in all, not 9 per namespace that ever
+        held an LLMDeployment, each holding one of the client's pooled connections."""
+        self._informers: dict[str | None, dict[str, Informer]] = {}
         self.on_change: Callable[[Change], None] = lambda change: None
         """Called (from an informer's thread) when a child of ours changed: triggers its owner's pass."""
         self.llmds = llmds
@@ -348,7 +360,7 @@ class Kube:
         def read(kind: str) -> tuple[list[dict[str, Any]], ApiError | None]:
             informer = informers.get(kind)
             if informer is not None and informer.wait_synced(INFORMER_SYNC_SECONDS):
-                return informer.of(name), None
+                return informer.of(namespace, name), None
             return self._list(kind, namespace, selector)
 
         listed = self.concurrently(read, kinds)
@@ -367,24 +379,30 @@ class Kube:
 
     # ------------------------------------------------------------ informers
     def _informers_of(self, namespace: str) -> Mapping[str, Informer]:
-        """The informers of ``namespace``'s children, started by the first pass there."""
+        """The informers of ``namespace``'s children, started by the first pass there (with
+        ``cluster_wide``, by the first pass anywhere: they serve every namespace)."""
         if not self.use_informers:
             return {}
+        scope = self._scope(namespace)
         with self._lock:
-            if namespace not in self._informers:
-                self._informers[namespace] = {
+            if scope not in self._informers:
+                self._informers[scope] = {
                     kind: Informer(
                         kind,
-                        namespace,
-                        lister=lambda kind=kind: self._list_labelled(kind, namespace),  # type: ignore[misc]
-                        watcher=lambda version, kind=kind: self._watch_labelled(kind, namespace, version),  # type: ignore[misc]
+                        scope,
+                        lister=lambda kind=kind: self._list_labelled(kind, scope),  # type: ignore[misc]
+                        watcher=lambda version, kind=kind: self._watch_labelled(kind, scope, version),  # type: ignore[misc]
                         on_change=self._changed,
                     )
                     for kind in INFORMED_KINDS
                 }
-                for informer in self._informers[namespace].values():
+                for informer in self._informers[scope].values():
                     informer.start()
-            return self._informers[namespace]
+            return self._informers[scope]
+
+    def _scope(self, namespace: str) -> str | None:
+        """The informers' key for ``namespace``: None for the cluster-wide ones."""
+        return None if self.cluster_wide else namespace
 
     def watches(self, kind: str) -> bool:
         """Whether a change to a ``kind`` of ours comes back as a watch event that triggers its
@@ -393,7 +411,7 @@ class Kube:
 
     def _informer(self, kind: str, namespace: str) -> Informer | None:
         with self._lock:
-            return self._informers.get(namespace, {}).get(kind)
+            return self._informers.get(self._scope(namespace), {}).get(kind)
 
     def _changed(self, change: Change) -> None:
         if change.kind == "Pod" and change.deleted:
@@ -406,14 +424,14 @@ class Kube:
             self.llmds.forget(change.namespace, change.deployment)
         self.on_change(change)
 
-    def _list_labelled(self, kind: str, namespace: str) -> tuple[list[dict[str, Any]], str]:
-        """Every object of ``kind`` in ``namespace`` with our label, from the watch cache."""
+    def _list_labelled(self, kind: str, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` in ``namespace`` (None: in all) with our label, from the watch cache."""
         query = [("labelSelector", LABEL_DEPLOYMENT), ("resourceVersion", "0")]
         answer = self._call_object("GET", RESOURCES[kind].path(namespace), query=query)
         return list(answer.get("items") or []), str(answer["metadata"]["resourceVersion"])
 
-    def _watch_labelled(self, kind: str, namespace: str, version: str) -> Iterator[Mapping[str, Any]]:
-        """The watch events of ``kind`` with our label in ``namespace`` from ``version``."""
+    def _watch_labelled(self, kind: str, namespace: str | None, version: str) -> Iterator[Mapping[str, Any]]:
+        """The watch events of ``kind`` with our label in ``namespace`` (None: in all) from ``version``."""
         query = [
             ("labelSelector", LABEL_DEPLOYMENT),
             ("watch", "true"),
@@ -608,7 +626,7 @@ class Kube:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self._write("delete", kind, name)
         if informer := self._informer(kind, namespace):
-            informer.forget(name)
+            informer.forget(namespace, name)
         try:
             self._call(
                 "DELETE",

@@ -374,8 +374,8 @@ class Reconciler:
         """Record a failed pass in status (and an Event on the first failure of a streak).
 
         The condition's text stays the same for the whole streak (no attempt count, no next
-        delay: the log has those): a status write is a watch event that starts a pass at once,
-        so a text that changed every attempt would retry in a hot loop, whatever the backoff.
+        delay: the log has those): a status write is a watch event that starts a pass within a
+        moment, so a text that changed every attempt would retry in a hot loop, whatever the backoff.
         Best effort: when the apiserver itself is what fails, the log is all there is."""
         reason, message = failure_reason(exc), error_message(exc)
         try:
@@ -398,7 +398,10 @@ class Reconciler:
                 self.kube.patch_status(namespace, name, {"conditions": conds})
             if attempt == 1:
                 self.kube.event(body, "Warning", reason, message, now)
-        except ApiError:
+        except ApiError as exc:
+            if exc.status == 404:  # deleted meanwhile (its namespace's deletion, say): nothing to tell
+                log.info("%s/%s: gone before its error could be reported", namespace, name)
+                return
             log.exception("%s/%s: could not report the error in status", namespace, name)
 
 

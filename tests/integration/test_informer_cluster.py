@@ -62,7 +62,9 @@ def test_a_watch_the_apiserver_cannot_resume_lists_again(cluster: Cluster, names
     kube = Kube(load_client(str(cluster.kubeconfig)))
     # The informer's first list is from before: a Service since deleted (its DELETED event
     # lost), at the resourceVersion of the cluster's start. Every later list is the apiserver's.
-    ghost = {"metadata": {**service["metadata"], "name": "ghost", "resourceVersion": "1"}}
+    ghost = {
+        "metadata": {**service["metadata"], "namespace": namespace, "name": "ghost", "resourceVersion": "1"}
+    }
     lists: list[tuple[list[dict[str, Any]], str]] = [([ghost], "1")]
 
     def lister() -> tuple[list[dict[str, Any]], str]:
@@ -80,14 +82,14 @@ def test_a_watch_the_apiserver_cannot_resume_lists_again(cluster: Cluster, names
     thread.start()
     try:
         wait_for("the informer listed again", lambda: informer.lists == 2, 90, 0.1)
-        assert [o["metadata"]["name"] for o in informer.of("owner")] == ["kept"]
+        assert [o["metadata"]["name"] for o in informer.of(namespace, "owner")] == ["kept"]
         assert Change("Service", namespace, "owner", deleted=True) in changes  # the ghost
         # And it follows the new watch: a label change moves the Service to another owner.
         cluster.kubectl(
             "label", "service", "kept", "-n", namespace, f"{LABEL_DEPLOYMENT}=other", "--overwrite"
         )
-        wait_for("the change seen", lambda: informer.of("other"), 60, 0.1)
-        assert informer.of("owner") == []
+        wait_for("the change seen", lambda: informer.of(namespace, "other"), 60, 0.1)
+        assert informer.of(namespace, "owner") == []
         assert informer.lists == 2
     finally:
         informer.stop()

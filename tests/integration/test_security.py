@@ -12,7 +12,8 @@ the `restricted` Pod Security level (every test namespace does, see testkit.crea
   the status;
 - the field manager `llmops` owns status only, never a field of spec.
 
-And the operator's child watches carry their label selector to the apiserver (audit log).
+And the operator's child watches carry their label selector to the apiserver, one per kind for
+every namespace (audit log).
 """
 
 from __future__ import annotations
@@ -169,27 +170,37 @@ def test_child_watches_carry_their_label_selector_to_the_apiserver(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     """The apiserver's audit log (every watch, with its URL) shows what the operator asks for:
-    kopf watches the LLMDeployments; the operator's informers watch the children of a namespace
-    once an LLMDeployment there has had a pass, each kind with the label selector."""
+    kopf watches the LLMDeployments; the operator, watching every namespace, watches each child
+    kind once for all of them (no namespace in the URL), with the label selector, and opens no
+    watch of its own for the namespace of a new LLMDeployment."""
     assert cluster.state_dir is not None
-    audit = Path(cluster.state_dir) / "logs" / "audit.log"
+    logs = Path(cluster.state_dir) / "logs"
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("watched", "e" * 40))
+    wait_for(
+        "a pass of the new LLMDeployment",
+        lambda: get_json(cluster, "llmd", "watched", "-n", namespace).get("status", {}).get("phase"),
+        60,
+        0.5,
+    )
     children = {"pods", "deployments", "jobs", "persistentvolumeclaims", "services"}
 
-    def operator_watches() -> dict[str, list[str]] | None:
-        seen: dict[str, list[str]] = {}
-        for line in audit.read_text().splitlines() if audit.exists() else []:
-            event = json.loads(line)
-            agent = str(event.get("userAgent", ""))
-            if event.get("verb") == "watch" and agent.startswith(("kopf/", USER_AGENT)):
-                ref = event["objectRef"]
-                if ref["resource"] == "llmdeployments" or ref.get("namespace") == namespace:
-                    seen.setdefault(ref["resource"], []).append(event["requestURI"])
-        return seen if children | {"llmdeployments"} <= seen.keys() else None
+    def operator_watches() -> dict[tuple[str, str | None], list[str]] | None:
+        seen: dict[tuple[str, str | None], list[str]] = {}
+        for audit in sorted(logs.glob("audit*.log")):  # the current log and any rotated one
+            for line in audit.read_text().splitlines():
+                event = json.loads(line)
+                agent = str(event.get("userAgent", ""))
+                if event.get("verb") == "watch" and agent.startswith(("kopf/", USER_AGENT)):
+                    ref = event["objectRef"]
+                    seen.setdefault((ref["resource"], ref.get("namespace")), []).append(event["requestURI"])
+        everywhere = {resource for resource, ns in seen if ns is None}
+        return seen if children | {"llmdeployments"} <= everywhere else None
 
     seen = wait_for("the operator's watches in the audit log", operator_watches, 60, 0.5)
     for resource in children:
-        for uri in seen[resource]:
+        for uri in seen[(resource, None)]:
             assert parse_qs(urlsplit(uri).query).get("labelSelector") == ["llmops.io/deployment"], uri
+            assert "/namespaces/" not in uri, uri
+        assert (resource, namespace) not in seen, seen[(resource, namespace)]
     # The LLMDeployments themselves are all watched: they are the operator's own kind.
-    assert all("labelSelector" not in uri for uri in seen.get("llmdeployments", []))
+    assert all("labelSelector" not in uri for uri in seen[("llmdeployments", None)])

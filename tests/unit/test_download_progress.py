@@ -127,7 +127,7 @@ def test_between_readings_the_last_one_is_kept_and_nothing_is_written() -> None:
     read = plan(b, _with(obs, _reading(GIB)), T0)
     assert read.status_changed
     b = with_status(read, b)
-    # Our own status write brings a pass at once: no reading is due, the status stays as it is.
+    # Our own status write brings a pass within a moment: no reading is due, the status stays as it is.
     later = T0 + dt.timedelta(seconds=3)
     assert progress_request(b, _ld(b), obs, later) is None
     quiet = plan(b, obs, later)

@@ -16,10 +16,10 @@ from llmops.api.constants import LABEL_DEPLOYMENT
 from llmops.informer import Change, Gone, Informer, Latest, Packer, newer, watch_lines
 
 
-def _svc(name: str, version: int, owner: str = "chat", **extra: Any) -> dict[str, Any]:
+def _svc(name: str, version: int, owner: str = "chat", namespace: str = "ns", **extra: Any) -> dict[str, Any]:
     meta = {
         "name": name,
-        "namespace": "ns",
+        "namespace": namespace,
         "resourceVersion": str(version),
         "labels": {LABEL_DEPLOYMENT: owner},
         "managedFields": [
@@ -73,8 +73,8 @@ def test_a_watch_that_is_gone_lists_again_and_what_vanished_counts_as_deleted() 
 
     assert informer.lists == 2
     assert script.watched_from == ["10", "20"]  # the second watch from the new list's version
-    assert [o["metadata"]["name"] for o in informer.of("chat")] == ["a", "c"]
-    assert informer.of("other") == []  # b went away while no watch ran
+    assert [o["metadata"]["name"] for o in informer.of("ns", "chat")] == ["a", "c"]
+    assert informer.of("ns", "other") == []  # b went away while no watch ran
     assert Change("Service", "ns", "other", deleted=True) in changes
     # The first list triggers nothing (the passes that wait for it read it); c's newer version
     # in the relist does, the unchanged a does not, until its watch event.
@@ -91,7 +91,7 @@ def test_an_http_410_on_the_watch_itself_also_lists_again() -> None:
     informer = _informer(script, [])
     informer.run()
     assert informer.lists == 2
-    assert [o["metadata"]["name"] for o in informer.of("chat")] == ["a"]
+    assert [o["metadata"]["name"] for o in informer.of("ns", "chat")] == ["a"]
 
 
 def test_a_failed_watch_resumes_from_the_last_version_seen_without_listing() -> None:
@@ -116,7 +116,7 @@ def test_copies_keep_only_our_managers_fields_and_carry_their_kind() -> None:
     script = _Script(lists=[([_svc("a", 4)], "4")], watches=[[]])
     informer = _informer(script, [])
     informer.run()
-    (copy,) = informer.of("chat")
+    (copy,) = informer.of("ns", "chat")
     assert copy["kind"] == "Service"
     # What lifecycle.ownership needs to see a manual edit: our fields, and who else manages some.
     assert copy["metadata"]["managedFields"] == [
@@ -130,13 +130,13 @@ def test_the_operators_own_writes_show_at_once_and_never_go_back_in_time() -> No
     informer = _informer(script, [])
     informer.relist()
     informer.remember(_svc("a", 7))
-    assert [o["metadata"]["resourceVersion"] for o in informer.of("chat")] == ["7"]
+    assert [o["metadata"]["resourceVersion"] for o in informer.of("ns", "chat")] == ["7"]
     # The watch event of an earlier write arrives after the apply's answer: the copy stays.
     script.watches = [[{"type": "MODIFIED", "object": _svc("a", 6)}]]
     informer.follow("1")
-    assert [o["metadata"]["resourceVersion"] for o in informer.of("chat")] == ["7"]
-    informer.forget("a")
-    assert informer.of("chat") == []
+    assert [o["metadata"]["resourceVersion"] for o in informer.of("ns", "chat")] == ["7"]
+    informer.forget("ns", "a")
+    assert informer.of("ns", "chat") == []
 
 
 def test_newer_compares_resource_versions_as_numbers() -> None:
@@ -173,8 +173,8 @@ def test_a_relabelled_object_moves_to_its_new_owner() -> None:
     script = _Script(lists=[([_svc("a", 4), _svc("b", 4)], "4")], watches=[[moved, deleted]])
     informer = _informer(script, [])
     informer.run()
-    assert informer.of("chat") == []
-    assert [o["metadata"]["name"] for o in informer.of("other")] == ["a"]
+    assert informer.of("ns", "chat") == []
+    assert [o["metadata"]["name"] for o in informer.of("ns", "other")] == ["a"]
 
 
 def _llmd(version: int, phase: str = "Serving") -> dict[str, Any]:
@@ -258,3 +258,30 @@ def test_packed_copies_come_back_whole_and_objects_of_a_kind_pack_small() -> Non
     assert two["metadata"]["name"] == "m0002-stable"  # no pass shares an object with another
     odd = {"kind": "Other", "metadata": {"name": "x"}, "data": {"k": "v" * 1000}}
     assert packer.unpack(packer.pack(odd)) == odd  # unlike the dictionary: bigger, still whole
+
+
+def test_one_informer_for_every_namespace_keeps_them_apart() -> None:
+    """The operator watching all namespaces runs one informer per kind: two LLMDeployments of the
+    same name in two namespaces, with children of the same names, each read their own, and each
+    change triggers the pass of the LLMDeployment in the object's namespace."""
+    script = _Script(
+        lists=[([_svc("chat", 5, namespace="a"), _svc("chat", 6, namespace="b")], "10")],
+        watches=[
+            [
+                {"type": "MODIFIED", "object": _svc("chat", 11, namespace="b")},
+                {"type": "DELETED", "object": _svc("chat", 12, namespace="a")},
+            ]
+        ],
+    )
+    changes: list[Change] = []
+    informer = Informer("Service", None, script.lister, script.watcher, changes.append, sleep=lambda s: None)
+    script.informer = informer
+    informer.run()
+
+    assert informer.of("a", "chat") == []
+    assert [o["metadata"]["resourceVersion"] for o in informer.of("b", "chat")] == ["11"]
+    assert changes == [Change("Service", "b", "chat", False), Change("Service", "a", "chat", True)]
+    informer.remember(_svc("chat", 13, namespace="a"))
+    informer.forget("b", "chat")
+    assert [o["metadata"]["namespace"] for o in informer.of("a", "chat")] == ["a"]
+    assert informer.of("b", "chat") == []

@@ -137,7 +137,7 @@ async def test_every_failed_pass_is_a_condition_with_a_growing_backoff(
     assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("Unknown", "ReconcileError", 3)
     assert words in cond["message"]
     assert "retried with a growing backoff, at most 60s apart" in cond["message"]
-    # One status write per streak: every write is a watch event that starts a pass at once, so a
+    # One status write per streak: every write is a watch event that starts a pass within a moment, so a
     # message that changed with each attempt (a count, the next delay) retried in a hot loop.
     assert [w for w in kube.writes if w[0] == "patch-status"] == [("patch-status", "LLMDeployment", "chat")]
     # One Warning Event per streak of failures, not one per retry.
@@ -193,3 +193,20 @@ async def test_a_success_resets_the_backoff() -> None:
     assert await reconciler(("ns", "chat")) is None
     kube.body = {**BODY, "status": dict(BODY["status"])}
     assert await reconciler(("ns", "chat")) == 1.0
+
+
+async def test_an_llmdeployment_deleted_during_a_failed_pass_is_not_reported_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A namespace being deleted refuses the pass's writes (403), then its LLMDeployment goes:
+    the status write of the report finds nothing (404), which is the end of it, not an error."""
+
+    class _Gone(_Kube):
+        def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+            raise ApiError(404, 'llmdeployments.llmops.io "chat" not found')
+
+    kube = _Gone(ApiError(403, "unable to create new content in namespace ns because it is being terminated"))
+    with caplog.at_level("INFO", logger="llmops.reconciler"):
+        await Reconciler(kube, clock=lambda: NOW)(("ns", "chat"))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("gone before its error could be reported" in r.getMessage() for r in caplog.records)
