@@ -379,6 +379,18 @@ def _start_operator(cluster: Cluster, namespace: str, log: Path) -> Proc:
     return proc
 
 
+def _create_llmds(cluster: Cluster, names: list[str], namespace: str, timeout: float) -> None:
+    """The LLMDeployments ``names`` in ``namespace``, in one ``kubectl apply --server-side``."""
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input=as_list(llmd_body(n, namespace) for n in names),
+        timeout=timeout,
+    )
+
+
 def _floor_turn(cluster: Cluster, reader: ApiReader, names: list[str], timeout: float) -> float:
     """The floor: the same children, in one kubectl call, owned by LLMDeployments nobody
     reconciles (in a namespace the operator does not watch); returns its seconds."""
@@ -388,14 +400,7 @@ def _floor_turn(cluster: Cluster, reader: ApiReader, names: list[str], timeout: 
     # LLMDeployments costs the apiserver (schema and CEL validation) with no one reconciling.
     _timed(
         f"creating the {scale} LLMDeployments alone, nothing reconciling them (not counted)",
-        lambda: cluster.kubectl(
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            input=as_list(llmd_body(n, "floor") for n in names),
-            timeout=timeout,
-        ),
+        lambda: _create_llmds(cluster, names, "floor", timeout),
     )
     floor_children = [c for obj in reader.llmds("floor") for c in floor_objects(obj)]
     usage = _Usage.start(cluster.procs, reader)
@@ -448,14 +453,7 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
         }
         usage = _Usage.start([*cluster.procs, operator], reader)
         t0 = time.monotonic()
-        cluster.kubectl(
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            input=as_list(llmd_body(n, "scale") for n in names),
-            timeout=timeout,
-        )
+        _create_llmds(cluster, names, "scale", timeout)
         created = time.monotonic() - t0
         interval = max(0.5, scale / 500)  # polling 1,000 objects costs the apiserver CPU too
         while left := unsettled(reader, "scale", expected):

@@ -22,8 +22,8 @@ status.capture are absent.
 The counts are evaluated at the last multiple of CHECK_SECONDS (PromQL's `@` modifier), not at
 `now`: every pass inside one such slot gets the same numbers. Evaluated at `now`, a window that
 slides while records are dropped would give new numbers on each pass, each a status write, and
-each write an event that starts the next pass within a moment: a hot loop. While capture is on the pass
-comes back at the next slot, so the counts follow the traffic.
+each write an event that starts the next pass within a moment: a hot loop. While capture is on
+the pass comes back at the next slot, so the counts follow the traffic.
 """
 
 from __future__ import annotations
