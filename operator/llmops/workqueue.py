@@ -115,8 +115,12 @@ class WorkQueue(Generic[K]):
             return
         self._due[key] = due
         self._seq += 1
+        # The timer sleeps until the earliest due time: wake it only for an earlier one. Each
+        # wake-up costs a task (asyncio.wait_for), and with ``coalesce`` most watch events
+        # schedule a key for the end of its window, later than what the timer waits for.
+        if not self._delayed or due < self._delayed[0][0]:
+            self._wakeup.set()
         heapq.heappush(self._delayed, (due, self._seq, key))
-        self._wakeup.set()
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self._workers)]
