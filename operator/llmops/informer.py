@@ -344,6 +344,8 @@ class Latest:
         self._copies: dict[tuple[str, str], tuple[str, bytes]] = {}
         self._tombstones: dict[tuple[str, str], str] = {}
         """Deleted keys and the version of their deletion, oldest first (dicts keep order)."""
+        self._live: set[tuple[str, str]] = set()
+        """Every key put and not deleted since, its copy forgotten or not."""
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A fresh copy of the object (None: never seen, or deleted)."""
@@ -372,6 +374,19 @@ class Latest:
                     return
                 del self._tombstones[key]  # made again under the same name
             self._copies[key] = (version, packed)
+            self._live.add(key)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(namespace, name) of every object seen and not deleted, for work that concerns them all."""
+        with self._lock:
+            return list(self._live)
+
+    def gone(self, namespace: str, name: str) -> None:
+        """The apiserver answered 404 for a key whose deletion no watch event reported (kopf's
+        watch was cut meanwhile): no longer among ``keys()``."""
+        with self._lock:
+            self._copies.pop((namespace, name), None)
+            self._live.discard((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the copy (not a tombstone): the next read asks the apiserver. For a doubt the
@@ -386,6 +401,7 @@ class Latest:
         key = (str(meta.get("namespace") or ""), str(meta.get("name")))
         with self._lock:
             self._copies.pop(key, None)
+            self._live.discard(key)
             self._tombstones.pop(key, None)
             self._tombstones[key] = _version(obj)
             while len(self._tombstones) > self.TOMBSTONES:

@@ -227,7 +227,9 @@ class Kube:
         self._lock = threading.Lock()
         self.writes: list[tuple[str, str, str]] = []
         """(verb, kind, name) of every write, for tests and debugging."""
-        self._apis: tuple[float, frozenset[str]] | None = None
+        self.discovery = SharedRead(self._read_optional_apis, DISCOVERY_TTL_SECONDS)
+        """Which optional CRDs exist, read once per TTL for every pass (each pass used to read
+        them itself whenever the TTL had run out: a burst of GETs with many objects)."""
         self._pool = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="llmops-api")
         self.gpu_capacity = SharedRead(self._read_gpu_capacity, GPU_CAPACITY_TTL_SECONDS)
         """The cluster's GPU nodes and allocations, shared by the passes of one TTL."""
@@ -324,17 +326,20 @@ class Kube:
             return self._call_object("GET", RESOURCES["LLMDeployment"].path(namespace, name))
         except ApiError as exc:
             if exc.status == 404:
+                if self.llmds is not None:
+                    self.llmds.gone(namespace, name)
                 return None
             raise
 
     def forget_apis(self) -> None:
         """Drop the cached discovery (an optional CRD was added or removed)."""
-        self._apis = None
+        self.discovery.forget()
 
-    def optional_apis(self, now: float) -> frozenset[str]:
-        """Which optional CRD groups exist (cached briefly: CRDs come and go rarely)."""
-        if self._apis and now - self._apis[0] < DISCOVERY_TTL_SECONDS:
-            return self._apis[1]
+    def optional_apis(self) -> frozenset[str]:
+        """Which optional CRD groups exist (shared briefly: CRDs come and go rarely)."""
+        return self.discovery.get()
+
+    def _read_optional_apis(self) -> frozenset[str]:
         present = set()
         for api, crd in OPTIONAL_CRDS.items():
             try:
@@ -343,15 +348,14 @@ class Kube:
             except ApiError as exc:
                 if exc.status != 404:
                     raise
-        self._apis = (now, frozenset(present))
-        return self._apis[1]
+        return frozenset(present)
 
-    def observe(self, namespace: str, name: str, now: float) -> Observations:
+    def observe(self, namespace: str, name: str) -> Observations:
         """Children, pods and optional APIs for one LLMDeployment. Failed reads land in ``errors``."""
         selector = [("labelSelector", f"{LABEL_DEPLOYMENT}={name}")]
         errors: list[str] = []
         try:
-            apis = self.optional_apis(now)
+            apis = self.optional_apis()
         except ApiError as exc:
             apis, errors = frozenset(), [f"discovery: {exc}"]
         kinds = [*(k for k in CHILD_KINDS if RESOURCES[k].optional_api in (None, *apis)), "Pod"]

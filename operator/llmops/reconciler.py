@@ -200,7 +200,7 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget(namespace, name)
             return None  # owner references garbage-collect the children
-        obs = self.kube.observe(namespace, name, time.monotonic())
+        obs = self.kube.observe(namespace, name)
         now = self.clock()
         obs = self._enrich(body, obs, now)
         result = plan(body, obs, now)

@@ -27,7 +27,7 @@ def _our_handlers() -> list[tuple[str, object]]:
 
 def test_every_handler_is_a_coroutine() -> None:
     handlers = _our_handlers()
-    assert {"llmdeployment_event", "optional_api_event", "llmdeployment_keys"} <= {hid for hid, _ in handlers}
+    assert {"llmdeployment_event", "optional_api_event"} <= {hid for hid, _ in handlers}
     sync = [hid for hid, fn in handlers if not inspect.iscoroutinefunction(fn)]
     assert sync == [], f"handlers kopf would run in a thread, off the work queue's loop: {sync}"
 
@@ -74,3 +74,47 @@ def test_a_childs_deletion_makes_the_next_pass_read_its_owner_from_the_apiserver
     kube._changed(Change("Deployment", "ns", "chat", deleted=True))
     assert kube.llmds.get("ns", "chat") is None and not kube.llmds.deleted("ns", "chat")
     assert [c.deleted for c in triggered] == [False, True]
+
+
+async def test_an_optional_crd_change_triggers_every_llmdeployment_once() -> None:
+    """A PodMonitor, HTTPRoute or ScaledObject CRD came or went: every LLMDeployment the watch
+    delivered gets a pass, and the next pass reads the APIs again."""
+    from llmops.handlers import _state, optional_api_event
+    from llmops.informer import Latest
+    from llmops.kube import Kube, SharedRead
+
+    class Queue:
+        def __init__(self) -> None:
+            self.keys: list[tuple[str, str]] = []
+
+        def trigger(self, key: tuple[str, str]) -> None:
+            self.keys.append(key)
+
+    kube = Kube(client=None, llmds=Latest())  # type: ignore[arg-type]  # no request is made
+    assert kube.llmds is not None
+    for ns, name in (("a", "chat"), ("b", "chat"), ("a", "code")):
+        kube.llmds.put({"metadata": {"name": name, "namespace": ns, "resourceVersion": "3"}})
+    kube.llmds.forget("a", "code")
+    kube.discovery = SharedRead(lambda: frozenset({"monitoring.coreos.com"}), ttl=60)
+    kube.optional_apis()
+    queue = Queue()
+    _state.kube, _state.queue = kube, queue  # type: ignore[assignment]  # a queue's trigger only
+    try:
+        await optional_api_event(name="podmonitors.monitoring.coreos.com", type="ADDED")
+    finally:
+        _state.kube, _state.queue = None, None
+    assert sorted(queue.keys) == [("a", "chat"), ("a", "code"), ("b", "chat")]
+    kube.optional_apis()
+    assert kube.discovery.reads == 2  # read again after the event, not after the TTL
+
+
+def test_kopf_builds_no_diff_base_for_raw_event_handlers() -> None:
+    """kopf deep-copied every body to detect changes no handler here asks for."""
+    import kopf
+
+    from llmops.handlers import _NoDiffBase
+
+    storage = _NoDiffBase()
+    body = kopf.Body({"metadata": {"name": "chat"}, "spec": {"model": {"id": "m"}}})
+    assert storage.build(body=body) == {}
+    assert storage.fetch(body=body) is None

@@ -237,6 +237,18 @@ def test_latest_forgets_a_copy_it_has_reason_to_doubt() -> None:
     assert latest.get("ns", "chat") is not None
 
 
+def test_latest_keys_are_every_object_seen_and_not_deleted() -> None:
+    """What a change of the optional APIs triggers: every LLMDeployment, its copy forgotten or not."""
+    latest = Latest()
+    for name in ("a", "b", "c", "d"):
+        latest.put({"metadata": {"name": name, "namespace": "ns", "resourceVersion": "5"}})
+    latest.forget("ns", "a")  # a doubt: still an LLMDeployment to look at
+    latest.delete({"metadata": {"name": "b", "namespace": "ns", "resourceVersion": "6"}})
+    latest.gone("ns", "c")  # the apiserver said 404, no deletion event came
+    latest.put({"metadata": {"name": "b", "namespace": "ns", "resourceVersion": "4"}})  # late: stays deleted
+    assert sorted(latest.keys()) == [("ns", "a"), ("ns", "d")]
+
+
 def test_packed_copies_come_back_whole_and_objects_of_a_kind_pack_small() -> None:
     """The first object packed is the dictionary of the rest: another Deployment of the same shape
     keeps in a fraction of its JSON, and every object unpacks equal, each time a fresh one."""

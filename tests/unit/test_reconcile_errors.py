@@ -97,7 +97,7 @@ class _Kube(Kube):
     def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.body
 
-    def observe(self, namespace: str, name: str, now: float) -> Observations:
+    def observe(self, namespace: str, name: str) -> Observations:
         raise self.failure
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:

@@ -33,7 +33,7 @@ class _Kube(Kube):
     def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.body
 
-    def observe(self, namespace: str, name: str, now: float) -> Observations:
+    def observe(self, namespace: str, name: str) -> Observations:
         return Observations(apis=self.apis)
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
