@@ -36,6 +36,7 @@ __all__ = [
     "VERDICT_PASSED",
     "DownloadProgress",
     "format_timestamp",
+    "parse_status_timestamp",
     "parse_timestamp",
 ]
 
@@ -138,3 +139,8 @@ def format_timestamp(when: dt.datetime) -> str:
 def parse_timestamp(value: str) -> dt.datetime:
     """A timestamp in :data:`TIMESTAMP_FORMAT`, as an aware UTC datetime."""
     return dt.datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
+
+
+def parse_status_timestamp(value: object) -> dt.datetime | None:
+    """A status field written by :func:`format_timestamp`, or None while it is unset."""
+    return parse_timestamp(str(value)) if value else None

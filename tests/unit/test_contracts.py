@@ -44,3 +44,7 @@ def test_timestamps_round_trip_at_second_precision_in_utc() -> None:
     assert text == "2026-11-28T10:00:05Z"
     assert contracts.parse_timestamp(text) == when.replace(microsecond=0)
     assert contracts.parse_timestamp(text).tzinfo is dt.UTC
+    # A status field not written yet reads as None; a written one as what was written.
+    assert contracts.parse_status_timestamp(None) is None
+    assert contracts.parse_status_timestamp("") is None
+    assert contracts.parse_status_timestamp(text) == when.replace(microsecond=0)

@@ -54,7 +54,7 @@ from llmops.api.delivery import DriftSpec, QualityDrift
 from llmops.api.metric_names import HIGHER_IS_BETTER
 from llmops.api.resource import LLMDeployment
 from llmops.api.status import REFERENCE_EDGES_LIMIT, DriftStatusDict
-from llmops.contracts import format_timestamp
+from llmops.contracts import format_timestamp, parse_status_timestamp
 from llmops.engines import get_engine
 from llmops.engines.base import Engine, selector
 from llmops.lifecycle.conditions import find
@@ -114,12 +114,6 @@ def _bucket_metric(engine: Engine, signal: str) -> str:
         "requestDuration": m.request_duration_bucket,
         "timePerOutputToken": m.time_per_token_bucket,
     }[signal]
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def window_problem(ld: LLMDeployment) -> str | None:
@@ -182,7 +176,7 @@ def _serving_selector(ld: LLMDeployment, revision: str) -> str:
 def _due(drift: Mapping[str, Any], serving: str, interval: float, now: dt.datetime) -> bool:
     if drift.get("revision") != serving:
         return True
-    last = _parse_time(drift.get("lastCheckTime"))
+    last = parse_status_timestamp(drift.get("lastCheckTime"))
     return last is None or (now - last).total_seconds() >= interval
 
 
@@ -190,7 +184,7 @@ def _reference_due(ref: Mapping[str, Any] | None, serving: str, now: dt.datetime
     """A Promotion reference is being collected for ``serving`` and its window has ended."""
     if not ref or ref.get("revision") != serving or ref.get("histograms"):
         return False
-    end = _parse_time(ref.get("end"))
+    end = parse_status_timestamp(ref.get("end"))
     return end is not None and now >= end
 
 
@@ -238,7 +232,10 @@ def prompts_request(
     window = dt.timedelta(seconds=parse_duration(ld.spec.drift.window))
     out = [TermsQuery(PROMPTS_CURRENT, now - window, now, serving, prompts.buckets)]
     ref = drift.get("promptsReference") if drift.get("revision") == serving else None
-    start, end = _parse_time((ref or {}).get("start")), _parse_time((ref or {}).get("end"))
+    start, end = (
+        parse_status_timestamp((ref or {}).get("start")),
+        parse_status_timestamp((ref or {}).get("end")),
+    )
     if ref and ref.get("revision") == serving and start and end and now >= end:
         out.append(TermsQuery(PROMPTS_REFERENCE, start, end, serving, prompts.buckets))
     return out
@@ -257,7 +254,7 @@ def _queries(
     traffic = spec.traffic
     out: list[DriftQuery] = []
     ref = drift.get("reference") if drift.get("revision") == serving else None
-    ref_end = _parse_time((ref or {}).get("end"))
+    ref_end = parse_status_timestamp((ref or {}).get("end"))
     for signal in traffic.signals:
         metric = _bucket_metric(engine, signal)
         out.append(DriftQuery(f"{CURRENT}/{signal}", histogram_query(metric, sel, spec.window), "le"))
@@ -381,7 +378,7 @@ def _gone(ref: Mapping[str, Any], spec: DriftSpec, now: dt.datetime, retention: 
     """A reference window not read yet that Prometheus may no longer hold whole: it started more
     than its retention ago, plus one interval (a reference is read within an interval of its end,
     so only a pass that came late, the operator down, say, finds it gone)."""
-    start = _parse_time(ref.get("start"))
+    start = parse_status_timestamp(ref.get("start"))
     if retention is None or start is None or ref.get("histograms"):
         return False
     return (now - start).total_seconds() > retention + parse_duration(spec.interval)
@@ -862,7 +859,7 @@ def _set_condition(p: Pass, status: str, reason: str, message: str, revision: st
 
 def _next_check(check: _Check) -> float:
     interval = parse_duration(check.spec.interval)
-    last = _parse_time(check.drift.get("lastCheckTime"))
+    last = parse_status_timestamp(check.drift.get("lastCheckTime"))
     if last is None:
         return 1.0
     return max(1.0, interval - (check.p.now - last).total_seconds())

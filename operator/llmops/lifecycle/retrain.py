@@ -36,7 +36,7 @@ from llmops.api.constants import ANNOTATION_RETRAIN
 from llmops.api.delivery import REPO_ID
 from llmops.api.spec import ADAPTER_NAME, ADAPTER_PATH, AdapterSpec
 from llmops.api.status import RetrainStatusDict
-from llmops.contracts import format_timestamp
+from llmops.contracts import format_timestamp, parse_status_timestamp
 from llmops.lifecycle.candidate import new_candidate
 from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Event, Pass
@@ -58,10 +58,6 @@ class RetrainPlan:
     message: str = ""
     reason: str = c.RETRAIN_RUNNING
     """Progressing's reason while running: RetrainRunning, or JobPodsRefused when it has no pod."""
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(str(value)) if value else None
 
 
 def retrain_stage(p: Pass, serving: str | None) -> RetrainPlan:
@@ -113,11 +109,13 @@ def _blocked(p: Pass, st: Mapping[str, Any]) -> str | None:
     assert spec is not None
     if spec.max_retrains_per_day == 0:
         return "retraining is off: spec.retrain.maxRetrainsPerDay is 0"
-    last = _parse_time(st.get("lastStartTime"))
+    last = parse_status_timestamp(st.get("lastStartTime"))
     cooldown = dt.timedelta(seconds=parse_duration(spec.cooldown))
     if last is not None and p.now - last < cooldown:
         return f"a retrain is wanted; the next may start at {format_timestamp(last + cooldown)} (cooldown {spec.cooldown})"
-    recent = [t for t in (_parse_time(x) for x in st.get("startTimes") or []) if t and p.now - t < _DAY]
+    recent = [
+        t for t in (parse_status_timestamp(x) for x in st.get("startTimes") or []) if t and p.now - t < _DAY
+    ]
     if len(recent) >= spec.max_retrains_per_day:
         until = format_timestamp(min(recent) + _DAY)
         return f"a retrain is wanted; {len(recent)} started in the last 24 hours (maxRetrainsPerDay), next at {until}"
@@ -154,7 +152,7 @@ def _start(p: Pass, st: dict[str, Any], serving: str, trigger: str, annotation: 
             since=since,
         )
     )
-    recent = [x for x in st.get("startTimes") or [] if (t := _parse_time(x)) and p.now - t < _DAY]
+    recent = [x for x in st.get("startTimes") or [] if (t := parse_status_timestamp(x)) and p.now - t < _DAY]
     st.update(
         runs=run,
         job=job,
