@@ -52,6 +52,10 @@ def _run(argv: list[str]) -> int:
     # kopf's identity in the peering object, known to the handlers too (llmops.peering).
     identity = os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}/{random.randbytes(3).hex()}"
     os.environ["LLMOPS_PEERING_ID"] = identity
+    # Informers watch each namespace of -n apart (a glob counts once: its namespaces are not
+    # known here), all of them with one set of watches otherwise; the client keeps a connection
+    # for each watch (llmops.kube.load_client).
+    os.environ["LLMOPS_WATCH_SCOPES"] = str(len(args.namespace) or 1)
     if args.prometheus_url:
         os.environ["LLMOPS_PROMETHEUS_URL"] = args.prometheus_url
     if args.metrics_port:

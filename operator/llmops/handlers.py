@@ -82,7 +82,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # reads them from there instead of a GET.
     # Watching every namespace (no -n), one informer per kind serves them all.
     kube = Kube(
-        load_client(os.environ.get("KUBECONFIG")),
+        load_client(
+            os.environ.get("KUBECONFIG"),
+            watch_scopes=1
+            if settings.peering.clusterwide
+            else int(os.environ.get("LLMOPS_WATCH_SCOPES") or 1),
+        ),
         use_informers=True,
         llmds=Latest(),
         cluster_wide=settings.peering.clusterwide,

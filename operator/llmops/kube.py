@@ -153,8 +153,10 @@ _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 failures (urllib3's errors, and OSError for sockets)."""
 
 
-def load_client(kubeconfig: str | None = None) -> ApiClient:
-    """An ApiClient from a kubeconfig, or in-cluster config when there is none."""
+def load_client(kubeconfig: str | None = None, watch_scopes: int = 1) -> ApiClient:
+    """An ApiClient from a kubeconfig, or in-cluster config when there is none, with room for
+    the informers' watches of ``watch_scopes`` scopes (1 for every namespace, else one per
+    namespace watched) besides the passes' requests."""
     cfg = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
@@ -163,8 +165,9 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
     # One kept-alive connection per request in flight: the fan-out pool's, plus the passes' own
     # reads and status writes, plus the informers' watches, each holding one for minutes
     # (urllib3's default, 5 per core, would open and drop a connection for each request beyond
-    # it). Informers per namespace (``llmops run -n``) hold as many per namespace.
-    cfg.connection_pool_maxsize = 2 * API_CONCURRENCY + len(INFORMED_KINDS)
+    # it). Informers per namespace (``llmops run -n``) hold as many per namespace. The size only
+    # bounds the connections kept: none is opened before a request needs it.
+    cfg.connection_pool_maxsize = 2 * API_CONCURRENCY + len(INFORMED_KINDS) * max(1, watch_scopes)
     client = ApiClient(cfg)
     client.user_agent = USER_AGENT
     return client
