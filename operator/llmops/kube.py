@@ -319,20 +319,24 @@ class Kube:
 
     # ---------------------------------------------------------------- reads
     def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The LLMDeployment: the watch's latest copy when there is one, else the apiserver's."""
+        """The LLMDeployment: the watch's latest copy when there is one, else the apiserver's
+        (kept as the copy: the passes after it need not ask again before the next event)."""
         if self.llmds is not None:
             if (copy := self.llmds.get(namespace, name)) is not None:
                 return copy
             if self.llmds.deleted(namespace, name):
                 return None
         try:
-            return self._call_object("GET", RESOURCES["LLMDeployment"].path(namespace, name))
+            answer = self._call_object("GET", RESOURCES["LLMDeployment"].path(namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 if self.llmds is not None:
                     self.llmds.gone(namespace, name)
                 return None
             raise
+        if self.llmds is not None:
+            self.llmds.put(answer)
+        return answer
 
     def forget_apis(self) -> None:
         """Drop the cached discovery (an optional CRD was added or removed)."""

@@ -76,6 +76,40 @@ def test_a_childs_deletion_makes_the_next_pass_read_its_owner_from_the_apiserver
     assert [c.deleted for c in triggered] == [False, True]
 
 
+def test_the_apiservers_answer_after_a_doubt_serves_the_passes_that_follow() -> None:
+    """After a child's deletion the pass reads its owner with one GET, kept as the copy: the
+    passes after it (the other children's deletions) ask no more; a 404 drops the key."""
+    from typing import Any
+
+    from llmops.informer import Latest
+    from llmops.kube import ApiError, Kube
+
+    answers: list[dict[str, Any] | ApiError] = [
+        {"metadata": {"name": "chat", "namespace": "ns", "resourceVersion": "5"}, "spec": {}},
+        ApiError(404, "not found"),
+    ]
+    gets: list[str] = []
+
+    class OneGet(Kube):
+        def _call_object(self, method: str, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            gets.append(f"{method} {path}")
+            answer = answers.pop(0)
+            if isinstance(answer, ApiError):
+                raise answer
+            return answer
+
+    kube = OneGet(client=None, llmds=Latest())  # type: ignore[arg-type]  # no request is made
+    assert kube.llmds is not None
+    kube.llmds.put({"metadata": {"name": "chat", "namespace": "ns", "resourceVersion": "3"}})
+    kube.llmds.forget("ns", "chat")
+    for _ in range(3):
+        assert kube.get_llmd("ns", "chat")["metadata"]["resourceVersion"] == "5"  # type: ignore[index]
+    assert len(gets) == 1
+    kube.llmds.forget("ns", "chat")
+    assert kube.get_llmd("ns", "chat") is None
+    assert len(gets) == 2 and kube.llmds.keys() == []
+
+
 async def test_an_optional_crd_change_triggers_every_llmdeployment_once() -> None:
     """A PodMonitor, HTTPRoute or ScaledObject CRD came or went: every LLMDeployment the watch
     delivered gets a pass, and the next pass reads the APIs again."""
