@@ -391,9 +391,10 @@ def _create_llmds(cluster: Cluster, names: list[str], namespace: str, timeout: f
     )
 
 
-def _floor_turn(cluster: Cluster, reader: ApiReader, names: list[str], timeout: float) -> float:
+def _floor_turn(cluster: Cluster, reader: ApiReader, names: list[str], timeout: float) -> tuple[float, float]:
     """The floor: the same children, in one kubectl call, owned by LLMDeployments nobody
-    reconciles (in a namespace the operator does not watch); returns its seconds."""
+    reconciles (in a namespace the operator does not watch); returns its seconds and the CPU
+    seconds every process spent meanwhile."""
     cluster.kubectl("create", "namespace", "floor")
     scale = len(names)
     # Not part of the floor, but part of the operator's time below: what creating the
@@ -411,11 +412,12 @@ def _floor_turn(cluster: Cluster, reader: ApiReader, names: list[str], timeout: 
             "apply", "--server-side", "-f", "-", input=as_list(floor_children), timeout=timeout * 3
         ),
     )
-    usage.report("during the floor")
+    spent = usage.spent()
+    usage.report("during the floor", spent)
     # The floor's Deployments made pods that wait for GPUs; left in place they would cost the
     # scheduler and the controller-manager CPU all through the operator's turn.
     _timed("floor namespace deleted (not counted)", lambda: _delete_namespace(cluster, "floor", timeout * 3))
-    return floor
+    return floor, sum(spent.values())
 
 
 def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> dict[str, float]:
@@ -443,7 +445,7 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
         names = [f"m{i:04d}" for i in range(scale)]
         timeout = 120 + 2 * scale
 
-        floor = _floor_turn(cluster, reader, names, timeout) if floor_turn else float("nan")
+        floor, floor_cpu = _floor_turn(cluster, reader, names, timeout) if floor_turn else (float("nan"), 0.0)
 
         # The operator: N LLMDeployments in one call, until each has its children and a status.
         cluster.kubectl("create", "namespace", "scale")
@@ -477,6 +479,13 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
             )
         print(f"  load average during the run (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         usage.report("during it", spent, delta)
+        if floor_turn:
+            # Time follows CPU when both turns saturate the cores: the work the operator's turn
+            # adds to the cluster's, with the operator's own CPU left out.
+            others = sum(spent.values()) - spent.get("operator", 0.0)
+            print(
+                f"  CPU seconds without the operator's own: {others:.1f}, against {floor_cpu:.1f} for the floor"
+            )
         print(
             f"  API requests during it (operator's resources, the bench's polling included): "
             f"{sum(busy.values())}: " + ", ".join(f"{v} {r} {n}" for (v, r), n in busy.most_common(10))
