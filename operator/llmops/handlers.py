@@ -82,11 +82,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # reads them from there instead of a GET.
     # Watching every namespace (no -n), one informer per kind serves them all.
     kube = Kube(
+        # `llmops run` sets LLMOPS_WATCH_SCOPES: the namespaces of -n, 1 for every namespace.
         load_client(
-            os.environ.get("KUBECONFIG"),
-            watch_scopes=1
-            if settings.peering.clusterwide
-            else int(os.environ.get("LLMOPS_WATCH_SCOPES") or 1),
+            os.environ.get("KUBECONFIG"), watch_scopes=int(os.environ.get("LLMOPS_WATCH_SCOPES") or 1)
         ),
         use_informers=True,
         llmds=Latest(),
