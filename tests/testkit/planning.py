@@ -97,12 +97,31 @@ def job_done(
 def rollout(
     children: Children, ready: int, replicas: int = 1, updated: int | None = None, name: str = "m-stable"
 ) -> None:
-    """Give the Deployment ``name`` a status: ``ready`` of ``replicas`` pods, all updated unless said."""
+    """Give the Deployment ``name`` a status: ``ready`` of ``replicas`` pods, all updated unless said.
+    A rollout that completes gets the Progressing condition kube-controller-manager writes then
+    (reason NewReplicaSetAvailable), which stays until the template changes."""
     dep = children[("Deployment", name)]
+    updated = replicas if updated is None else updated
     dep["status"] = {
         "observedGeneration": dep["metadata"]["generation"],
         "replicas": replicas,
-        "updatedReplicas": replicas if updated is None else updated,
+        "updatedReplicas": updated,
+        "readyReplicas": ready,
+    }
+    if ready == replicas == updated:
+        dep["status"]["conditions"] = [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ]
+
+
+def lose_replicas(children: Children, ready: int, name: str = "m-stable") -> None:
+    """Pods of the rolled-out Deployment ``name`` stop being ready (crashed, evicted, replaced):
+    its rollout stays complete by its Progressing condition, with fewer ready replicas."""
+    dep = children[("Deployment", name)]
+    dep["status"] = {
+        **dep["status"],
+        "observedGeneration": dep["metadata"]["generation"],
         "readyReplicas": ready,
     }
 

@@ -10,7 +10,9 @@ AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 """A change is being rolled out (new revision, new spec, scaling)."""
 DEGRADED = "Degraded"
-"""Serving works but something is wrong (fewer ready replicas, drift, a warning such as a moving ref)."""
+"""Something needs a person: a permanent problem (a failed download or evaluation, pods that cannot
+run, a rolled-back canary), or replicas of a rolled-out revision lost to a problem their pods show.
+Drift and a moving ref have conditions of their own (Drifted, RevisionPinned)."""
 MODEL_CACHED = "ModelCached"
 """The model revision is in the cache PVC (the download Job succeeded)."""
 EVALUATED = "Evaluated"

@@ -47,7 +47,9 @@ class Phase(StrEnum):
     FAILED = "Failed"
     """A permanent error: the conditions say what to fix in the spec or the cluster."""
     DEGRADED = "Degraded"
-    """Serving, but with fewer ready replicas than desired or a detected drift."""
+    """The desired revision was rolled out, and replicas are missing for a reason its pods show
+    (a crash loop, no GPU left for a replacement); whatever is ready keeps serving. A replica only
+    starting again (replaced, or added by a scale-up) is not Degraded."""
 
 
 _ANYTIME = frozenset({Phase.PENDING, Phase.FAILED})

@@ -73,6 +73,14 @@ class Rollout:
     ready: int
     complete: bool
     """Every pod runs the current template and is ready; no old pod is left."""
+    settled: bool = False
+    """The rollout of the current template completed once, whatever is ready now: a replica
+    missing is lost (crashed, evicted, or added by a scale-up), not still rolling out."""
+
+
+# kube-controller-manager sets it when a rollout completes and keeps it (resyncs and scaling do
+# not re-estimate progress) until the template changes and a new ReplicaSet rolls out.
+_ROLLOUT_COMPLETED = "NewReplicaSetAvailable"
 
 
 def rollout_of(dep: Mapping[str, Any] | None, replicas: int) -> Rollout:
@@ -81,13 +89,17 @@ def rollout_of(dep: Mapping[str, Any] | None, replicas: int) -> Rollout:
     st = dep.get("status") or {}
     ready = int(st.get("readyReplicas") or 0)
     current = int(st.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
+    updated = int(st.get("updatedReplicas") or 0)
     complete = (
-        current
-        and int(st.get("updatedReplicas") or 0) == replicas
-        and int(st.get("replicas") or 0) == replicas
-        and ready == replicas
+        current and updated == replicas and int(st.get("replicas") or 0) == replicas and ready == replicas
     )
-    return Rollout(True, served_revision(dep), ready, complete)
+    reasons = {x.get("type"): x.get("reason") for x in st.get("conditions") or []}
+    settled = (
+        current
+        and reasons.get("Progressing") == _ROLLOUT_COMPLETED
+        and updated == int(st.get("replicas") or 0)
+    )
+    return Rollout(True, served_revision(dep), ready, complete, settled)
 
 
 @dataclass

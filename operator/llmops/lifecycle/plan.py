@@ -211,6 +211,8 @@ class _Outcome:
     target: str | None
     """The revision stable is set to serve this pass (None: nothing has cleared the stages)."""
     rolled: bool
+    lost: bool
+    """The target's rollout completed and some of its replicas are not ready now (see Rollout.settled)."""
     """Stable serves ``target`` on every replica it should have."""
     serving: str | None
     """status.servingRevision: it changes only once the new revision is rolled out and ready."""
@@ -273,6 +275,13 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
     )
     stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
     rolled = stable.complete and stable.revision == target_rev and target_rev is not None
+    lost = (
+        not rolled
+        and stable.settled
+        and stable.revision == target_rev
+        and target_rev is not None
+        and stable.ready < stable_replicas
+    )
     serving_rev = target_rev if rolled else p.old_status.get("servingRevision")
     if serving_rev is None and stable.ready > 0 and stable.revision == target_rev:
         serving_rev = target_rev  # the first revision, partly up: it already takes the traffic
@@ -284,6 +293,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
         stable=stable,
         target=target_rev,
         rolled=rolled,
+        lost=lost,
         serving=serving_rev,
         cache_ok=cache_ok,
         cache_problem=cache_problem,
@@ -347,9 +357,11 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
             f"{o.stable.ready}/{replicas} replicas ready" + ("" if o.rolled else ", rolling out the rest"),
         )
     changed_to_bad = phase != p.old_status.get("phase") and phase in (Phase.FAILED, Phase.DEGRADED)
-    blocking = o.blocking
-    if changed_to_bad and blocking and not any(e.reason == blocking.reason for e in p.events):
-        p.events.append(Event("Warning", blocking.reason, blocking.message))
+    # Replicas lost after the rollout turn Degraded for any problem their pods show (a crash, no
+    # GPU for a replacement), not only a permanent one.
+    bad = o.pod_problem if o.lost and o.pod_problem else o.blocking
+    if changed_to_bad and bad and not any(e.reason == bad.reason for e in p.events):
+        p.events.append(Event("Warning", bad.reason, bad.message))
 
 
 def _requeue_after(p: Pass, o: _Outcome, drift: float | None, capture: float | None) -> float | None:
@@ -518,7 +530,7 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
             c.NEW_REVISION,
             f"revision {desired} is in its {stage} before it replaces {stable.revision or 'nothing'}",
         )
-    elif not rolled:
+    elif not rolled and not o.lost:
         p.cond(
             c.PROGRESSING,
             c.TRUE,
@@ -534,19 +546,13 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
 
 def _degraded(p: Pass, o: _Outcome) -> None:
     # During a replicas-mode canary stable runs fewer pods on purpose: compare with what it should run.
-    stable, replicas, rolled, pod_problem, blocking = (
-        o.stable,
-        o.stable_replicas,
-        o.rolled,
-        o.pod_problem,
-        o.blocking,
-    )
-    if replicas > 0 and rolled and stable.ready < replicas:
+    stable, replicas, pod_problem, blocking = o.stable, o.stable_replicas, o.pod_problem, o.blocking
+    if o.lost and pod_problem:
         p.cond(
             c.DEGRADED,
             c.TRUE,
-            pod_problem.reason if pod_problem else c.PODS_NOT_READY,
-            f"{stable.ready}/{replicas} replicas ready" + (f": {pod_problem.message}" if pod_problem else ""),
+            pod_problem.reason,
+            f"{stable.ready}/{replicas} replicas of revision {stable.revision} ready: {pod_problem.message}",
         )
     elif blocking:
         p.cond(c.DEGRADED, c.TRUE, blocking.reason, blocking.message)
@@ -556,14 +562,7 @@ def _degraded(p: Pass, o: _Outcome) -> None:
 
 def _phase(o: _Outcome) -> Phase:
     """The phase follows the desired revision through the pipeline (the conditions say what serves)."""
-    replicas, stable, rolled, target, gate, canary = (
-        o.replicas,
-        o.stable,
-        o.rolled,
-        o.target,
-        o.gate,
-        o.canary,
-    )
+    replicas, stable, target, gate, canary = o.replicas, o.stable, o.target, o.gate, o.canary
     cache_ok, cache_problem, pod_problem = o.cache_ok, o.cache_problem, o.pod_problem
     serving = stable.ready > 0
     if gate.failed:
@@ -583,10 +582,10 @@ def _phase(o: _Outcome) -> Phase:
         CanaryState.PROMOTING,
     ):
         return Phase.CANARY
+    if o.lost and pod_problem is not None:
+        return Phase.DEGRADED  # a replica only starting again is not: it has no problem
     if target is None or (not serving and replicas > 0):
         return Phase.PENDING
-    if rolled and stable.ready < replicas:
-        return Phase.DEGRADED
     return Phase.SERVING
 
 

@@ -1,0 +1,154 @@
+"""A revision that was rolled out and then loses replicas (a pod crash-loops, a replacement finds
+no GPU) is Degraded, phase and condition, with the reason its pods show; a replica that is only
+starting again (replaced, or added by a scale-up) is not; a first rollout partly up is still
+rolling out. Kubernetes says which of these it is: the Deployment's Progressing condition keeps
+reason NewReplicaSetAvailable from the moment its rollout completed until its template changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from llmops.api import conditions as c
+from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.plan import Plan
+from testkit.argocd import run_health_check
+from testkit.planning import (
+    SHA_A,
+    T0,
+    Children,
+    body,
+    children_of,
+    cond,
+    lose_replicas,
+    plan,
+    rollout,
+    to_serving,
+    with_status,
+)
+
+LATER = T0 + dt.timedelta(hours=1)
+
+
+def _stable_pod(**status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "m-stable-x",
+            "labels": {"llmops.io/deployment": "m", "llmops.io/track": "stable"},
+        },
+        "status": status,
+    }
+
+
+CRASHING = _stable_pod(
+    phase="Running",
+    containerStatuses=[
+        {
+            "name": "server",
+            "ready": False,
+            "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
+        }
+    ],
+)
+NO_GPU = _stable_pod(
+    phase="Pending",
+    conditions=[
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        }
+    ],
+)
+STARTING = _stable_pod(
+    phase="Running",
+    conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+    containerStatuses=[{"name": "server", "ready": False, "restartCount": 0, "state": {"running": {}}}],
+)
+
+
+def _serving(replicas: int = 2) -> tuple[dict[str, Any], Children]:
+    """Every replica of revision A ready once: the rollout is complete."""
+    b, ch = to_serving(body(replicas=replicas))
+    rollout(ch, ready=replicas, replicas=replicas)
+    p = plan(b, Observations(children=ch), LATER)
+    assert p.status["phase"] == "Serving"
+    assert cond(p, c.PROGRESSING)["reason"] == c.ROLLOUT_COMPLETE
+    return with_status(p, b), children_of(p, ch)
+
+
+def _after_loss(ready: int, *pods: dict[str, Any], replicas: int = 2) -> Plan:
+    b, ch = _serving(replicas)
+    lose_replicas(ch, ready=ready)
+    return plan(b, Observations(children=ch, pods=list(pods)), LATER + dt.timedelta(minutes=1))
+
+
+def test_a_replica_crash_looping_after_the_rollout_is_degraded() -> None:
+    p = _after_loss(1, CRASHING)
+    assert p.status["phase"] == "Degraded"
+    degraded = cond(p, c.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", c.CRASH_LOOP)
+    assert degraded["message"].startswith(
+        f"1/2 replicas of revision {SHA_A} ready: the server keeps crashing"
+    )
+    assert cond(p, c.AVAILABLE)["status"] == "True"  # the ready one still serves
+    assert any(e.type == "Warning" and e.reason == c.CRASH_LOOP for e in p.events)
+    health = run_health_check({"metadata": {"generation": 1}, "status": p.status})
+    assert health == {"status": "Degraded", "message": degraded["message"]}
+
+
+def test_a_replacement_with_no_gpu_left_is_degraded_and_says_so() -> None:
+    p = _after_loss(1, NO_GPU)
+    assert p.status["phase"] == "Degraded"
+    degraded = cond(p, c.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", c.INSUFFICIENT_GPU)
+    assert "1/2 replicas" in degraded["message"] and "nvidia.com/gpu" in degraded["message"]
+    assert any(e.type == "Warning" and e.reason == c.INSUFFICIENT_GPU for e in p.events)
+
+
+def test_every_replica_lost_to_a_shortage_is_degraded_not_pending() -> None:
+    p = _after_loss(0, NO_GPU)
+    assert p.status["phase"] == "Degraded"
+    assert cond(p, c.AVAILABLE)["reason"] == c.INSUFFICIENT_GPU
+    assert cond(p, c.DEGRADED)["message"].startswith(f"0/2 replicas of revision {SHA_A} ready")
+
+
+def test_every_replica_crash_looping_fails_as_before() -> None:
+    assert _after_loss(0, CRASHING).status["phase"] == "Failed"
+
+
+def test_a_replica_starting_again_is_neither_degraded_nor_a_rollout() -> None:
+    p = _after_loss(1, STARTING)
+    assert p.status["phase"] == "Serving"
+    assert cond(p, c.DEGRADED)["status"] == "False"
+    progressing = cond(p, c.PROGRESSING)
+    assert (progressing["status"], progressing["reason"]) == ("False", c.ROLLOUT_COMPLETE)
+    assert p.status["ready"] == "1/2"
+
+
+def test_a_first_rollout_partly_up_is_still_rolling_out() -> None:
+    b, ch = to_serving(body(replicas=2))
+    rollout(ch, ready=1, replicas=2)
+    p = plan(b, Observations(children=ch, pods=[CRASHING]), LATER)
+    assert p.status["phase"] == "Serving"
+    assert cond(p, c.DEGRADED)["reason"] == c.CRASH_LOOP  # permanent: reported as before
+    rollout(ch, ready=1, replicas=2)
+    p = plan(b, Observations(children=ch, pods=[STARTING]), LATER)
+    assert cond(p, c.PROGRESSING)["reason"] == c.ROLLING_UPDATE
+    assert cond(p, c.DEGRADED)["status"] == "False"
+
+
+def test_degraded_clears_once_the_replicas_are_back() -> None:
+    b, ch = _serving()
+    lose_replicas(ch, ready=1)
+    p = plan(b, Observations(children=ch, pods=[NO_GPU]), LATER + dt.timedelta(minutes=1))
+    assert p.status["phase"] == "Degraded"
+    b, ch = with_status(p, b), children_of(p, ch)
+    lose_replicas(ch, ready=2)
+    p = plan(b, Observations(children=ch), LATER + dt.timedelta(minutes=2))
+    assert p.status["phase"] == "Serving"
+    assert cond(p, c.DEGRADED)["status"] == "False"
