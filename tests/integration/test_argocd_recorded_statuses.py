@@ -5,7 +5,8 @@ its progress, an evaluation running, serving, a canary progressing, a canary wit
 rollback, a failed download or evaluation, an evaluation with too few prompts to show its
 threshold, drift detected, a retrain Job running, a retrained candidate waiting for manual
 approval, an approval naming no run, a retrained candidate worse than what serves, a retrained model
-serving that spec.model does not name, a capture store with no ready pod); the status is snapshotted
+serving that spec.model does not name, a capture store with no ready pod, a replica lost to a GPU
+gone, spec.replicas 0); the status is snapshotted
 the moment the state is reached, and the Argo CD health check (real Lua) must give the expected
 health with the operator's own message.
 
@@ -27,7 +28,7 @@ import yaml
 from llmops_dev.cluster import Cluster
 from llmops_dev.cluster.nodes import GPUS_PER_NODE
 from llmops_dev.loadgen import Traffic
-from testkit import wait_for
+from testkit import get_json, wait_for
 from testkit.argocd import RECORDED, check_case
 from testkit.datasets import QA, apply_qa, jsonl
 from testkit.nodes import dedicated_gpu_node, placement_on
@@ -238,6 +239,45 @@ def test_canary_paused_without_gpus(cluster: Cluster, namespace: str, operator: 
         body["spec"]["model"]["revision"] = B
         _apply(cluster, namespace, body)
         _snapshot(cluster, namespace, "nogpu", "canary-paused-no-gpu", _canary_state("Paused"), 150)
+
+
+def test_a_replica_lost_to_a_gpu_gone_and_a_deployment_scaled_to_zero(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Two replicas of one GPU each on a node of its own with two GPUs. The node then reports one
+    GPU (a GPU gone bad: its device plugin lowers what the node can allocate) and a pod is
+    deleted: its replacement cannot be scheduled, and the rolled-out revision is Degraded with
+    the scheduler's reason, the other replica still serving. Beside it, spec.replicas 0 is done."""
+    _apply(cluster, namespace, sample("zero", A, replicas=0))
+    body = json.loads(sample("lost", A, replicas=2))
+    with dedicated_gpu_node(cluster, f"gpu-{namespace}", gpus=2) as node:
+        body["spec"]["placement"] = placement_on(node)
+        _apply(cluster, namespace, body)
+        wait_for(
+            "lost: 2/2 ready",
+            lambda: (llmd(cluster, namespace, "lost").get("status") or {}).get("ready") == "2/2",
+            150,
+        )
+        one_gpu = {"capacity": {"nvidia.com/gpu": "1"}, "allocatable": {"nvidia.com/gpu": "1"}}
+        cluster.kubectl(
+            "patch",
+            "node",
+            node,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": one_gpu}),
+        )
+        pods = get_json(
+            cluster, "pods", "-n", namespace, "-l", "llmops.io/deployment=lost,llmops.io/track=stable"
+        )
+        cluster.kubectl(
+            "delete", "pod", "-n", namespace, pods["items"][0]["metadata"]["name"], "--wait=false"
+        )
+        lost = _snapshot(cluster, namespace, "lost", "replica-lost", _phase("Degraded"), 90)
+        assert condition(lost, "Degraded")["reason"] == "InsufficientGPU"
+        assert condition(lost, "Available")["status"] == "True"
+    _snapshot(cluster, namespace, "zero", "scaled-to-zero", _reason("Available", "ScaledToZero"), 120)
 
 
 def test_drifted_while_serving(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:

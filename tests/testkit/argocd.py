@@ -37,6 +37,8 @@ EXPECTED_HEALTH: dict[str, tuple[str, str]] = {
     "candidate-approval-unknown-run": ("Suspended", "condition:Candidate"),
     "candidate-rejected-worse": ("Healthy", "condition:Candidate"),
     "capture-store-unavailable": ("Healthy", "condition:CaptureDegraded"),
+    "replica-lost": ("Degraded", "condition:Degraded"),
+    "scaled-to-zero": ("Healthy", "condition:Available"),
 }
 """The health each recorded case must get; the message must be the one the operator wrote
 (a condition's message, the canary's message), never a generic one."""

@@ -13,7 +13,7 @@ from typing import Any
 from llmops.analysis import NoData
 from testkit.argocd import run_health_check
 from testkit.canary_sim import BAD, EVALUATION, GOOD, ROLLOUT, Sim, finish_job, start_canary
-from testkit.planning import job_pod
+from testkit.planning import job_pod, rollout
 
 
 def health(sim: Sim) -> str:
@@ -117,3 +117,15 @@ def test_a_revision_that_failed_its_evaluation_is_degraded_naming_the_metric() -
     result = run_health_check(sim.b)
     assert result["status"] == "Degraded"
     assert "exactMatch 0.5 < min 0.8" in result["message"]
+
+
+def test_a_deployment_scaled_to_zero_is_healthy() -> None:
+    """spec.replicas 0 is done once nothing runs: Healthy (it was Progressing for ever)."""
+    sim = Sim(replicas=1)
+    sim.b["spec"]["replicas"] = 0
+    sim.b["metadata"]["generation"] += 1
+    sim.step()
+    rollout(sim.ch, ready=0, replicas=0)
+    sim.step()
+    assert sim.b["status"]["phase"] == "Serving"
+    assert run_health_check(sim.b) == {"status": "Healthy", "message": "spec.replicas is 0"}

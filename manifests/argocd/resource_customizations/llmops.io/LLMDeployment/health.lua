@@ -3,11 +3,12 @@
 -- The operator never writes spec; it reports status.observedGeneration, status.phase and
 -- conditions (Available, Progressing, Degraded, ModelCached, Evaluated). Order matters:
 --   1. a spec change the operator has not seen yet          -> Progressing
---   2. Degraded=True, or phase Failed / RolledBack / Degraded -> Degraded
+--   2. Degraded=True, or phase Failed / RolledBack / Degraded -> Degraded (phase Degraded: a
+--      rolled-out revision lost replicas to a problem its pods show, a crash or no GPU left)
 --   3. a rollout paused by its analysis (Progressing reason Paused*/*Paused, such as
 --      CanaryPaused: no data, a query Prometheus rejected; or RetrainAwaitingApproval)
 --                                                            -> Suspended
---   4. Serving with Available=True                           -> Healthy; the message says, first
+--   4. Serving with Available=True, or scaled to zero        -> Healthy; the message says, first
 --      found: drift (Drifted=True: the signals and their numbers), a retrained model serving
 --      that spec.model does not name (PinnedToSpec=False: the lines to commit), the last
 --      retrained candidate rejected (Candidate=False: by how much), capture losing records
@@ -142,6 +143,13 @@ if phase == "Serving" then
   if available ~= nil and available.status == "True" then
     hs.status = "Healthy"
     hs.message = message_of(serving_note(), message_of(available, "Serving"))
+    return hs
+  end
+  -- spec.replicas 0 is what git asks for, and it is done: Healthy, as Argo CD's check calls a
+  -- Deployment scaled to zero.
+  if available ~= nil and available.reason == "ScaledToZero" then
+    hs.status = "Healthy"
+    hs.message = message_of(available, "Scaled to zero")
     return hs
   end
   hs.status = "Progressing"
