@@ -126,8 +126,26 @@ def test_a_replica_starting_again_is_neither_degraded_nor_a_rollout() -> None:
     assert p.status["phase"] == "Serving"
     assert cond(p, c.DEGRADED)["status"] == "False"
     progressing = cond(p, c.PROGRESSING)
-    assert (progressing["status"], progressing["reason"]) == ("False", c.ROLLOUT_COMPLETE)
+    assert (progressing["status"], progressing["reason"]) == ("True", c.REPLICAS_STARTING)
+    assert progressing["message"].startswith(f"1/2 replicas of revision {SHA_A} ready; 1 starting")
     assert p.status["ready"] == "1/2"
+
+
+def test_a_scale_up_is_progressing_not_degraded() -> None:
+    b, ch = _serving(replicas=2)
+    b["spec"]["replicas"] = 3
+    b["metadata"]["generation"] += 1
+    p = plan(b, Observations(children=ch), LATER + dt.timedelta(minutes=1))
+    b, ch = with_status(p, b), children_of(p, ch)
+    # kube-controller-manager adds a pod of the same ReplicaSet: the rollout stays complete.
+    dep = ch[("Deployment", "m-stable")]
+    dep["status"] = {**dep["status"], "replicas": 3, "updatedReplicas": 3}
+    lose_replicas(ch, ready=2)
+    p = plan(b, Observations(children=ch, pods=[STARTING]), LATER + dt.timedelta(minutes=2))
+    assert p.status["phase"] == "Serving"
+    assert cond(p, c.DEGRADED)["status"] == "False"
+    assert cond(p, c.PROGRESSING)["reason"] == c.REPLICAS_STARTING
+    assert p.status["ready"] == "2/3"
 
 
 def test_a_first_rollout_partly_up_is_still_rolling_out() -> None:

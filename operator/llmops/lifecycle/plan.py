@@ -530,6 +530,15 @@ def _progressing(p: Pass, o: _Outcome, retrain: RetrainPlan) -> None:
             c.NEW_REVISION,
             f"revision {desired} is in its {stage} before it replaces {stable.revision or 'nothing'}",
         )
+    elif o.lost and not pod_problem:
+        starting = o.stable_replicas - stable.ready
+        p.cond(
+            c.PROGRESSING,
+            c.TRUE,
+            c.REPLICAS_STARTING,
+            f"{stable.ready}/{o.stable_replicas} replicas of revision {target} ready; {starting} starting "
+            "(added by a scale-up, or replacing pods that were lost)",
+        )
     elif not rolled and not o.lost:
         p.cond(
             c.PROGRESSING,
