@@ -14,7 +14,8 @@ container, as the kubelet does:
     image  → ErrImagePull / ImagePullBackOff (with back-off) for an image we cannot run
     env    → CreateContainerConfigError with the kubelet's message while a Secret/ConfigMap/key is missing
     run    → running; started once its startupProbe answers and ready once its readinessProbe
-             answers (HTTP GET on a published port; TGI without one: /health), else at once
+             answers (HTTP GET on a published port; TGI without one: /health), else at once;
+             killed when its startupProbe has not answered within its budget
     exit   → terminated {exitCode, reason, message = termination message}; restartPolicy decides:
              restart (CrashLoopBackOff back-off 10s, 20s, ... 5m) or stay terminated
 
@@ -556,9 +557,13 @@ class PodWorker:
     async def _probe(
         self, spec: Obj, model: ContainerModel, readiness: tuple[str, int | None, Obj] | None
     ) -> None:
-        """The startup and readiness probes (HTTP GET on the pod's published ports)."""
+        """The startup and readiness probes (HTTP GET on the pod's published ports). A container
+        whose startup probe has not answered once its budget is spent (initialDelaySeconds +
+        periodSeconds x failureThreshold) is killed, as the kubelet does ("failed startup probe,
+        will be restarted"); the restart policy then decides."""
         startup = http_probe(spec, "startupProbe")
         failures = 0
+        give_up = time.monotonic() + (_startup_budget(startup[2]) if startup else 0.0)
         while True:
             if not model.started and startup is not None:
                 if await self._check(startup):
@@ -568,6 +573,10 @@ class PodWorker:
                         self._sync_ready()
                     self._changed()
                     continue
+                if time.monotonic() >= give_up:
+                    log.info("%s/%s: failed startup probe, will be restarted", self.slug, model.name)
+                    await self._kill(model.name)
+                    return
                 await asyncio.sleep(0.5)
                 continue
             model.started = True
@@ -596,6 +605,21 @@ class PodWorker:
                 return 200 <= resp.status < 400
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+    async def _kill(self, container: str) -> None:
+        """Stop one container's process group (TERM, then KILL after the grace period); its
+        ``_exec`` records the exit."""
+        proc = self.procs.get(container)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        grace = min(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), 5.0)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     async def _kill_all(self) -> None:
         procs = list(self.procs.values())
@@ -646,6 +670,12 @@ class PodWorker:
                     continue  # refused as written: retrying the same patch cannot help
                 await asyncio.sleep(1.0)
                 self._dirty.set()
+
+
+def _startup_budget(probe: Obj) -> float:
+    """Seconds a startup probe may fail before the kubelet kills the container."""
+    period, failures = float(probe.get("periodSeconds", 10)), int(probe.get("failureThreshold", 3))
+    return float(probe.get("initialDelaySeconds", 0)) + period * failures
 
 
 def _gate_conditions(pod: Obj) -> dict[str, str]:
