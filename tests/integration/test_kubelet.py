@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from llmops.api.conditions import STARTUP_TIMED_OUT
 from llmops.api.constants import (
     DEFAULT_TGI_IMAGE,
     LABEL_DEPLOYMENT,
@@ -31,6 +32,7 @@ from llmops.api.constants import (
     LABEL_TRACK,
     OPERATOR_IMAGE,
 )
+from llmops.lifecycle.diagnose import diagnose_pods
 from llmops_dev.cluster import Cluster
 from llmops_dev.fakehub import commit_for
 from llmops_dev.kubelet import running_pid
@@ -434,6 +436,36 @@ def test_a_crashed_simulator_is_restarted_then_backs_off(
     )
     pod = one_pod(cluster, namespace, "app=llm")
     assert condition(pod, "Ready") == "False" and pod["status"]["phase"] == "Running"
+
+
+def test_a_server_not_started_within_its_startup_probe_is_killed_and_read_as_a_startup_timeout(
+    cluster: Cluster, namespace: str, kubelet: Kubelet
+) -> None:
+    """The startup probe's budget spent (here 3 s: 3 failures 1 s apart) without an answer, the
+    container is killed and restarted, as by the kubelet; the status left behind is what the
+    operator reads as StartupTimedOut, not as a crash."""
+    revision = unique("rev")
+    kubelet.behaviour(revision, startup_delay_seconds=3600)
+    objs = tgi("llm", revision)
+    container = objs[1]["spec"]["template"]["spec"]["containers"][0]
+    container["startupProbe"] = {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": 1,
+        "failureThreshold": 3,
+    }
+    apply(cluster, namespace, *objs)
+    pod = wait_for(
+        "the first restart",
+        lambda: (p := one_pod(cluster, namespace, "app=llm"))
+        and (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1
+        and p,
+        60,
+    )
+    status = pod["status"]["containerStatuses"][0]
+    assert status["started"] is False and condition(pod, "Ready") == "False"
+    problem = diagnose_pods([pod])
+    assert problem is not None and problem.reason == STARTUP_TIMED_OUT, problem
+    assert "within 3s" in problem.message
 
 
 def test_deleting_a_pod_stops_its_process(cluster: Cluster, namespace: str, kubelet: Kubelet) -> None:

@@ -138,6 +138,14 @@ def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | No
                     permanent=True,
                 )
             return Problem(c.RECONCILE_ERROR, f"container configuration error: {msg}", permanent=True)
+        if (budget := _startup_budget_spent(pod, cs)) is not None:
+            return Problem(
+                c.STARTUP_TIMED_OUT,
+                f"the server did not answer its startup probe within {budget}s and was restarted: "
+                "loading the model takes longer (a large model, a slow disk); raise "
+                "spec.engine.startupTimeoutSeconds",
+                permanent=True,
+            )
         if reason == "CrashLoopBackOff":
             last = ((cs.get("lastState") or {}).get("terminated") or {}).get("reason", "")
             if last == "OOMKilled":
@@ -155,6 +163,37 @@ def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | No
                 permanent=False,
             )
     return None
+
+
+def _startup_budget_spent(pod: Mapping[str, Any], cs: Mapping[str, Any]) -> int | None:
+    """The startup probe's budget (seconds) when the container's last run was killed by it: the
+    run lasted as long as the probe may fail, and the pod was not ready at any time during it.
+
+    The kubelet says so only in an Event ("failed startup probe, will be restarted"); the status
+    keeps a terminated run, which a crash after hours of serving also leaves. The Ready
+    condition tells them apart: it last changed before that run began only if the run never
+    turned Ready."""
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    containers = (pod.get("spec") or {}).get("containers") or []
+    probe = next((x.get("startupProbe") for x in containers if x.get("name") == cs.get("name")), None)
+    if (
+        not probe
+        or last.get("reason") == "OOMKilled"
+        or not (last.get("startedAt") and last.get("finishedAt"))
+    ):
+        return None
+    period, failures = int(probe.get("periodSeconds", 10)), int(probe.get("failureThreshold", 3))
+    budget = int(probe.get("initialDelaySeconds", 0)) + period * failures
+    started, finished = parse_timestamp(last["startedAt"]), parse_timestamp(last["finishedAt"])
+    # The first check may come up to a period after the start: the kill, at the last failure.
+    if (finished - started).total_seconds() < budget - period:
+        return None
+    conditions = {x.get("type"): x for x in (pod.get("status") or {}).get("conditions") or []}
+    ready: Mapping[str, Any] = conditions.get("Ready") or {}
+    since = ready.get("lastTransitionTime")
+    if ready.get("status") != "False" or not since or parse_timestamp(str(since)) > started:
+        return None
+    return budget
 
 
 def _mount_problem(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Problem | None:
