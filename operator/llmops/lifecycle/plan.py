@@ -211,9 +211,9 @@ class _Outcome:
     target: str | None
     """The revision stable is set to serve this pass (None: nothing has cleared the stages)."""
     rolled: bool
+    """Stable serves ``target`` on every replica it should have."""
     lost: bool
     """The target's rollout completed and some of its replicas are not ready now (see Rollout.settled)."""
-    """Stable serves ``target`` on every replica it should have."""
     serving: str | None
     """status.servingRevision: it changes only once the new revision is rolled out and ready."""
     cache_ok: bool
