@@ -134,6 +134,29 @@ def kinds(p: Plan) -> set[str]:
     return {o["kind"] for o in p.apply}
 
 
+def server_pod(track: str = "stable", **status: Any) -> dict[str, Any]:
+    """A server pod of the LLMDeployment ``m`` on ``track``, with the Pod status ``status``."""
+    return {
+        "metadata": {
+            "name": f"m-{track}-x",
+            "labels": {"llmops.io/deployment": "m", "llmops.io/track": track},
+        },
+        "status": status,
+    }
+
+
+def pods_starting(b: dict[str, Any]) -> tuple[dict[str, Any], Children]:
+    """A first revision cached and its stable Deployment applied, no pod ready yet: (body with
+    status, children)."""
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    p = plan(with_status(p, b), Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=0)
+    return with_status(p, b), ch
+
+
 def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], Children]:
     """Drive a fresh LLMDeployment to Serving; return (body with status, children)."""
     p = plan(b, Observations(), T0)

@@ -10,7 +10,7 @@ from typing import Any
 from llmops.api import conditions as c
 from llmops.lifecycle.diagnose import diagnose_pods
 from llmops.lifecycle.observations import Observations
-from testkit.planning import T0, body, children_of, cond, job_done, plan, rollout, with_status
+from testkit.planning import T0, body, cond, plan, pods_starting, server_pod
 
 PROBE = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 6}
 
@@ -24,10 +24,7 @@ def _pod(
     if probe:
         container["startupProbe"] = probe
     return {
-        "metadata": {
-            "name": "m-stable-x",
-            "labels": {"llmops.io/deployment": "m", "llmops.io/track": "stable"},
-        },
+        **server_pod(),
         "spec": {"containers": [container]},
         "status": {
             "phase": "Running",
@@ -88,14 +85,8 @@ def test_without_a_startup_probe_nothing_is_inferred() -> None:
 
 
 def test_a_first_revision_whose_server_never_starts_fails_saying_what_to_raise() -> None:
-    b = body()
-    p = plan(b, Observations(), T0)
-    ch = children_of(p)
-    job_done(ch)
-    p = plan(with_status(p, b), Observations(children=ch), T0)
-    ch = children_of(p, ch)
-    rollout(ch, ready=0)
-    p = plan(with_status(p, b), Observations(children=ch, pods=[_pod(60, NEVER_READY)]), T0)
+    b, ch = pods_starting(body())
+    p = plan(b, Observations(children=ch, pods=[_pod(60, NEVER_READY)]), T0)
     assert p.status["phase"] == "Failed"
     available = cond(p, c.AVAILABLE)
     assert (available["reason"], available["status"]) == (c.STARTUP_TIMED_OUT, "False")

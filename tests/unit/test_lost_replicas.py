@@ -24,6 +24,7 @@ from testkit.planning import (
     lose_replicas,
     plan,
     rollout,
+    server_pod,
     to_serving,
     with_status,
 )
@@ -31,17 +32,7 @@ from testkit.planning import (
 LATER = T0 + dt.timedelta(hours=1)
 
 
-def _stable_pod(**status: Any) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": "m-stable-x",
-            "labels": {"llmops.io/deployment": "m", "llmops.io/track": "stable"},
-        },
-        "status": status,
-    }
-
-
-CRASHING = _stable_pod(
+CRASHING = server_pod(
     phase="Running",
     containerStatuses=[
         {
@@ -53,7 +44,7 @@ CRASHING = _stable_pod(
         }
     ],
 )
-NO_GPU = _stable_pod(
+NO_GPU = server_pod(
     phase="Pending",
     conditions=[
         {
@@ -64,7 +55,7 @@ NO_GPU = _stable_pod(
         }
     ],
 )
-STARTING = _stable_pod(
+STARTING = server_pod(
     phase="Running",
     conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
     containerStatuses=[{"name": "server", "ready": False, "restartCount": 0, "state": {"running": {}}}],

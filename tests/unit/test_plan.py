@@ -28,7 +28,9 @@ from testkit.planning import (
     job_done,
     kinds,
     plan,
+    pods_starting,
     rollout,
+    server_pod,
     to_serving,
     with_status,
 )
@@ -130,13 +132,6 @@ def test_new_revision_keeps_the_old_one_serving_until_it_is_cached() -> None:
     assert ("Job", old_job) in plan(with_status(p, b), Observations(children=ch), T0).delete
 
 
-def _pod(track: str = "stable", **status: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "m-stable-x", "labels": {"llmops.io/deployment": "m", "llmops.io/track": track}},
-        "status": status,
-    }
-
-
 @pytest.mark.parametrize(
     ("pod_status", "reason", "phase"),
     [
@@ -206,14 +201,8 @@ def _pod(track: str = "stable", **status: Any) -> dict[str, Any]:
 def test_pod_failures_become_conditions_that_say_what_to_do(
     pod_status: dict, reason: str, phase: str
 ) -> None:
-    b = body()
-    p = plan(b, Observations(), T0)
-    ch = children_of(p)
-    job_done(ch)
-    p = plan(with_status(p, b), Observations(children=ch), T0)
-    ch = children_of(p, ch)
-    rollout(ch, ready=0)
-    p = plan(with_status(p, b), Observations(children=ch, pods=[_pod(**pod_status)]), T0)
+    b, ch = pods_starting(body())
+    p = plan(b, Observations(children=ch, pods=[server_pod(**pod_status)]), T0)
     avail = cond(p, c.AVAILABLE)
     assert avail["status"] == "False"
     assert avail["reason"] == reason

@@ -607,11 +607,12 @@ class PodWorker:
             return False
 
     async def _kill(self, container: str) -> None:
-        """Stop one container's process group (TERM, then KILL after the grace period); its
-        ``_exec`` records the exit."""
-        proc = self.procs.get(container)
-        if proc is None:
-            return
+        """Stop one container's process (its ``_exec`` records the exit)."""
+        if (proc := self.procs.get(container)) is not None:
+            await self._stop(proc)
+
+    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+        """TERM to the process group, then KILL after the grace period (at most 5 s here)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
         grace = min(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), 5.0)
@@ -620,20 +621,11 @@ class PodWorker:
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
 
     async def _kill_all(self) -> None:
         procs = list(self.procs.values())
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGTERM)
-        grace = min(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)), 5.0)
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                await p.wait()
+        await asyncio.gather(*(self._stop(p) for p in procs))
         if procs:
             log.info("%s: stopped pids %s", self.slug, ", ".join(str(p.pid) for p in procs))
         self.procs.clear()
