@@ -4,6 +4,7 @@ exist when, and CaptureDegraded / status.capture from the store's readiness and 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from llmops.analysis.results import Error, NoData, Value
 from llmops.api import conditions as c
 from llmops.api.resource import parse
-from llmops.lifecycle.capture import CHECK_SECONDS, DROPPED, REFUSED, WRITTEN, capture_request
+from llmops.lifecycle.capture import DROPPED, REFUSED, WRITTEN, capture_request, check_seconds, window
 from llmops.lifecycle.observations import MONITORING_API, Observations
 from llmops.reconciler import measure_capture
 from llmops.render import render
@@ -158,6 +159,24 @@ def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment_at
     }
 
 
+@pytest.mark.parametrize(
+    ("interval", "every", "span"),
+    [("30s", 30, "2m"), ("5s", 10, "40s"), ("1s", 10, "40s"), ("15s", 15, "1m"), ("1m30s", 90, "6m")],
+)
+def test_the_window_and_the_check_follow_the_declared_scrape_interval(
+    interval: str, every: float, span: str
+) -> None:
+    """Four scrapes per window (increase() needs two samples, four survive a missed scrape), read
+    once per scrape but no more often than every 10 s."""
+    spec = capture_body()
+    spec["spec"]["monitoring"] = {"podMonitor": {"interval": interval}}
+    ld = parse(spec)
+    assert (check_seconds(ld), window(ld)) == (every, span)
+    now = dt.datetime(2026, 11, 30, 12, 0, 44, 500000, tzinfo=dt.UTC)
+    mark = math.floor(now.timestamp() / every) * every
+    assert {q.promql.split("[", 1)[1] for q in capture_request(ld, now)} == {f"{span}] @ {mark:.0f}))"}
+
+
 # -- the stage ------------------------------------------------------------------------------------
 
 
@@ -193,7 +212,7 @@ def test_a_ready_store_without_drops_is_healthy_and_checked_again_soon() -> None
         "message": condition["message"],
     }
     # T0 + 10 min is 0.123456 s into a slot: back a second into the next one.
-    assert requeue == pytest.approx(CHECK_SECONDS + 1.0 - 0.123456)
+    assert requeue == pytest.approx(30 + 1.0 - 0.123456)
 
 
 def test_a_store_without_a_ready_pod_sets_capture_degraded_with_the_drop_count() -> None:

@@ -80,6 +80,16 @@ def parse_duration(value: str) -> float:
     return float(sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(value)))
 
 
+def format_duration(seconds: float) -> str:
+    """Whole seconds as a spec writes them, in DURATION's form (7d, 1d10m, 1h30m, 45s)."""
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or f"{seconds:g}s"
+
+
 class ApiModel(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python, immutable.
 

@@ -449,7 +449,8 @@ class PodMonitorSpec(ApiModel):
     """The PodMonitor scraping the server's /metrics."""
 
     interval: Duration = "30s"
-    """Scrape interval."""
+    """Scrape interval. The capture checks follow it: once per interval (at least 10s apart), over
+    a window of four."""
     labels: Labels = {}
     """Extra labels (e.g. the release label your Prometheus selects)."""
 

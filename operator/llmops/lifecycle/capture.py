@@ -19,11 +19,18 @@ no llmops_capture_dropped_total series yet: no series counts as none dropped. Wi
 store checks fall away and only the drops count. Without capture the condition and
 status.capture are absent.
 
-The counts are evaluated at the last multiple of CHECK_SECONDS (PromQL's `@` modifier), not at
-`now`: every pass inside one such slot gets the same numbers. Evaluated at `now`, a window that
-slides while records are dropped would give new numbers on each pass, each a status write, and
-each write an event that starts the next pass within a moment: a hot loop. While capture is on
-the pass comes back at the next slot, so the counts follow the traffic.
+The counts follow the scrape interval the spec declares (spec.monitoring.podMonitor.interval,
+which the server's and the store's PodMonitors use): they are read once per interval (no new
+sample comes sooner; at least MIN_CHECK_SECONDS apart) over a window of SCRAPES_PER_WINDOW checks,
+since increase() needs two samples and four leave room for a missed scrape. At the default 30s
+that is a check every 30 s over 2m. A shorter interval clears the condition sooner after an
+outage; a longer one does not turn a window of one sample into "nothing dropped".
+
+The counts are evaluated at the last multiple of the check period (PromQL's `@` modifier), not
+at `now`: every pass inside one such slot gets the same numbers. Evaluated at `now`, a window
+that slides while records are dropped would give new numbers on each pass, each a status write,
+and each write an event that starts the next pass within a moment: a hot loop. While capture is
+on the pass comes back at the next slot, so the counts follow the traffic.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any, cast
 
 from llmops.analysis.results import Error, NoData, Result, Value
 from llmops.api import conditions as c
+from llmops.api.common import format_duration, parse_duration
 from llmops.api.constants import PROM_LABEL_DEPLOYMENT
 from llmops.api.resource import LLMDeployment
 from llmops.api.status import CaptureStatusDict
@@ -51,12 +59,12 @@ from llmops.render.capture import (
     capture_store_name,
 )
 
-__all__ = ["CHECK_SECONDS", "WINDOW", "CaptureQuery", "capture_request", "capture_stage"]
+__all__ = ["CaptureQuery", "capture_request", "capture_stage", "check_seconds", "window"]
 
-WINDOW = "2m"
-"""The counts' window: short, so that the condition clears soon after drops stop (it stays True
-with RecordsDropped for up to one window after the store returns)."""
-CHECK_SECONDS = 30.0
+MIN_CHECK_SECONDS = 10.0
+"""A floor on the check period: a pass and three queries per LLMDeployment per scrape of a 1s
+interval would load Prometheus for nothing a person reads that fast."""
+SCRAPES_PER_WINDOW = 4
 DROPPED, WRITTEN, REFUSED = "dropped", "written", "refused"
 DROPPED_METRIC = "llmops_capture_dropped_total"
 WRITTEN_METRIC = "llmops_capture_store_records_written_total"
@@ -76,16 +84,28 @@ def _selector(ld: LLMDeployment) -> str:
     return f'namespace="{ld.namespace}",{PROM_LABEL_DEPLOYMENT}="{ld.name}"'
 
 
-def slot(now: dt.datetime) -> float:
-    """The Unix time of the last multiple of CHECK_SECONDS at or before `now`."""
-    return math.floor(now.timestamp() / CHECK_SECONDS) * CHECK_SECONDS
+def check_seconds(ld: LLMDeployment) -> float:
+    """How often the counts are read: once per declared scrape interval, at least 10 s apart."""
+    return max(parse_duration(ld.spec.monitoring.pod_monitor.interval), MIN_CHECK_SECONDS)
+
+
+def window(ld: LLMDeployment) -> str:
+    """The counts' window: short, so that the condition clears soon after drops stop (it stays
+    True with RecordsDropped for up to one window after the store returns), and long enough to
+    hold several scrapes."""
+    return format_duration(SCRAPES_PER_WINDOW * check_seconds(ld))
+
+
+def slot(now: dt.datetime, every: float) -> float:
+    """The Unix time of the last multiple of `every` seconds at or before `now`."""
+    return math.floor(now.timestamp() / every) * every
 
 
 def capture_request(ld: LLMDeployment | None, now: dt.datetime) -> list[CaptureQuery]:
     """The queries to run this pass (none without capture), evaluated at `slot(now)`. Pure."""
     if ld is None or ld.spec.gateway.capture is None or not ld.spec.gateway.enabled:
         return []
-    sel, at = _selector(ld), f"[{WINDOW}] @ {slot(now):.0f}"
+    sel, at = _selector(ld), f"[{window(ld)}] @ {slot(now, check_seconds(ld)):.0f}"
     wanted = [CaptureQuery(DROPPED, f"sum(increase({DROPPED_METRIC}{{{sel}}}{at}))")]
     if capture_store_enabled(ld):
         wanted += [
@@ -137,7 +157,7 @@ def capture_stage(p: Pass) -> float | None:
     status, reason, message = _verdict(p, ready, dropped, refused, measured.get(DROPPED))
     fields = {
         "storeReady": ready,
-        "window": WINDOW,
+        "window": window(p.ld),
         "records": written if store else None,
         "dropped": dropped,
         "refused": refused if store else None,
@@ -149,13 +169,14 @@ def capture_stage(p: Pass) -> float | None:
     p.fields["capture"] = out
     p.cond(c.CAPTURE_DEGRADED, status, reason, message)
     # A second into the next slot, so that its measurement is a new one.
-    return slot(p.now) + CHECK_SECONDS + 1.0 - p.now.timestamp()
+    every = check_seconds(p.ld)
+    return slot(p.now, every) + every + 1.0 - p.now.timestamp()
 
 
-def _dropped_text(dropped: int | None) -> str:
+def _dropped_text(ld: LLMDeployment, dropped: int | None) -> str:
     if dropped is None:
         return "drops unknown (Prometheus unreadable)"
-    return f"{dropped} record(s) dropped by the gateways in the last {WINDOW}"
+    return f"{dropped} record(s) dropped by the gateways in the last {window(ld)}"
 
 
 def _verdict(
@@ -167,25 +188,25 @@ def _verdict(
             c.TRUE,
             c.STORE_UNAVAILABLE,
             f"the capture store {name} has no ready pod: gateways queue records and drop them when "
-            f"the queue is full; {_dropped_text(dropped)}",
+            f"the queue is full; {_dropped_text(p.ld, dropped)}",
         )
     if refused:
         return (
             c.TRUE,
             c.STORE_FULL,
-            f"the capture store {name} refused {refused} batch(es) in the last {WINDOW} for lack of room "
+            f"the capture store {name} refused {refused} batch(es) in the last {window(p.ld)} for lack of room "
             "(the newest day alone fills spec.gateway.capture.maxSize, or the volume is full); "
-            f"{_dropped_text(dropped)}",
+            f"{_dropped_text(p.ld, dropped)}",
         )
     if dropped:
         where = f"the capture store {name}" if ready else "the sink"
         return (
             c.TRUE,
             c.RECORDS_DROPPED,
-            f"{_dropped_text(dropped)}: their queues were full ({where} too slow or unreachable)",
+            f"{_dropped_text(p.ld, dropped)}: their queues were full ({where} too slow or unreachable)",
         )
     if dropped is None:
         detail = raw.message if isinstance(raw, Error) else "not measured"
         return c.UNKNOWN, c.OBSERVATION_FAILED, f"cannot read the gateways' drops from Prometheus: {detail}"
     what = f"the capture store {name} is ready" if ready else "records go to the sink"
-    return c.FALSE, c.CAPTURE_HEALTHY, f"{what}; no record dropped in the last {WINDOW}"
+    return c.FALSE, c.CAPTURE_HEALTHY, f"{what}; no record dropped in the last {window(p.ld)}"

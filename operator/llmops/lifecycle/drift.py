@@ -48,7 +48,7 @@ from llmops.analysis.drift import (
 from llmops.analysis.queries import FEEDBACK_METRIC
 from llmops.analysis.results import Error, NoData, Value, Vector
 from llmops.api import conditions as c
-from llmops.api.common import parse_duration
+from llmops.api.common import format_duration, parse_duration
 from llmops.api.constants import PROM_LABEL_REVISION
 from llmops.api.delivery import DriftSpec, QualityDrift
 from llmops.api.metric_names import HIGHER_IS_BETTER
@@ -131,16 +131,6 @@ def window_problem(ld: LLMDeployment) -> str | None:
     return None
 
 
-def _span(seconds: float) -> str:
-    """A span of time as a spec writes it (7d, 1d10m, 1h30m, 45s)."""
-    rest, parts = int(seconds), []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts) or f"{seconds:g}s"
-
-
 def retention_problem(ld: LLMDeployment, retention: float | None) -> str | None:
     """Why the Prometheus signals would read data Prometheus no longer keeps, naming the field
     (None if they would not, or the retention is unknown): the window itself, or in Offset mode
@@ -154,7 +144,9 @@ def retention_problem(ld: LLMDeployment, retention: float | None) -> str | None:
     if not uses_prometheus:
         return None
     window = parse_duration(drift.window)
-    kept = f"Prometheus keeps {_span(retention)} (its storage retention, /api/v1/status/runtimeinfo)"
+    kept = (
+        f"Prometheus keeps {format_duration(retention)} (its storage retention, /api/v1/status/runtimeinfo)"
+    )
     if window > retention:
         return f"spec.drift.window ({drift.window}) reaches further back than {kept}: nothing can be judged on it"
     reference = drift.traffic.reference
@@ -163,7 +155,7 @@ def retention_problem(ld: LLMDeployment, retention: float | None) -> str | None:
         if back > retention:
             return (
                 f"spec.drift.traffic.reference.offset ({reference.offset}) plus spec.drift.window "
-                f"({drift.window}) reach {_span(back)} back, further than {kept}: the reference "
+                f"({drift.window}) reach {format_duration(back)} back, further than {kept}: the reference "
                 "window would be partly or wholly gone"
             )
     return None
@@ -401,7 +393,7 @@ def _reference_for(check: _Check) -> None:
             check,
             check.p.now + window,
             f"the reference window from {ref.get('start')} is older than Prometheus keeps "
-            f"({_span(retention)}) and was never read: collecting a new one",
+            f"({format_duration(retention)}) and was never read: collecting a new one",
         )
     elif ref.get("histograms") and _signals_of(ref) != signals:
         check.drift["reference"] = _new_reference(
