@@ -2,8 +2,8 @@
 
 The apiserver itself refuses a child (a ResourceQuota allows no Service in the namespace):
 the LLMDeployment says which child and why in Progressing=Unknown/ReconcileError and a
-Warning Event, another LLMDeployment is served meanwhile, and lifting the quota lets the
-retries through.
+Warning Event, another LLMDeployment gets its children meanwhile (and is served), and lifting
+the quota lets the retries through.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from llmops_dev.cluster import Cluster
-from testkit import create_namespace, get_json, unique
-from testkit.operator import OperatorProcess, condition, sample, wait_condition
+from testkit import create_namespace, get_json, unique, wait_for
+from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
 
 REV = "c" * 40
 NO_SERVICES = {
@@ -38,9 +38,16 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
         events = get_json(cluster, "events", "-n", blocked, "--field-selector", "involvedObject.name=chat")
         assert any(e["reason"] == "ReconcileError" and e["type"] == "Warning" for e in events["items"])
 
-        # Another LLMDeployment is served while this one keeps failing.
+        # Another LLMDeployment gets its children and its status while this one keeps failing.
+        # (Waiting here for it to be served as well took 20 s on a busy cluster, by which time the
+        # retries were 30 s apart: the quota is lifted as soon as the operator has shown it works.)
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("fine", REV))
-        wait_condition(cluster, namespace, "fine", "Available", "True", timeout=120)
+        wait_for(
+            "the other LLMDeployment's Service and status",
+            lambda: get_json(cluster, "service", "fine", "-n", namespace)
+            and llmd(cluster, namespace, "fine").get("status", {}).get("phase"),
+            timeout=60,
+        )
         still = wait_condition(
             cluster, blocked, "chat", "Progressing", "Unknown", "ReconcileError", timeout=5
         )
@@ -50,6 +57,7 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
         cluster.kubectl("delete", "resourcequota", "no-services", "-n", blocked)
         served = wait_condition(cluster, blocked, "chat", "Available", "True", timeout=150)
         assert condition(served, "Progressing")["reason"] != "ReconcileError"
+        wait_condition(cluster, namespace, "fine", "Available", "True", timeout=120)
     finally:
         cluster.kubectl("delete", "namespace", blocked, "--wait=false", check=False)
 
