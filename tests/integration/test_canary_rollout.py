@@ -18,6 +18,7 @@ import pytest
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic as _Traffic
 from testkit import get_json, wait_for
+from testkit.nodes import dedicated_gpu_node, placement_on
 from testkit.operator import (
     SERVER_IMAGES,
     OperatorProcess,
@@ -362,3 +363,53 @@ def test_a_query_prometheus_rejects_pauses_the_canary_quoting_prometheus(
     assert "parse error" in message, message
     assert condition(obj, "Progressing")["message"] == message
     assert obj["status"]["canary"]["step"] == 0
+
+
+def test_a_canary_on_exactly_as_many_gpus_as_replicas_is_promoted(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Replicas mode keeps GPU demand flat during the canary (stable gives the canary its pods),
+    and promotion must too: two replicas on a node with two GPUs, the canary at 50% holds one.
+    Stable asking for both replicas of the new revision at once while the canary kept its pod
+    needed a third GPU: the new pod waited for ever and the old one could not go (maxSurge 0,
+    maxUnavailable 1), so the canary stayed Promoting. Stable takes the canary's pods over one
+    at a time instead, and the revision is promoted with every pod the node's."""
+    a, b = rev("twogpus-a"), rev("twogpus-b")
+    set_behaviour(cluster, a)
+    set_behaviour(cluster, b)
+    rollout = {
+        "steps": [{"setWeight": 50, "pause": {"duration": "2s"}}],
+        "analysis": {"metrics": []},
+        "progressDeadlineSeconds": 120,
+    }
+    body = json.loads(sample("twogpus", a, replicas=2, rollout=rollout))
+    messages: list[str] = []
+    degraded: list[str] = []
+
+    def promoted() -> bool:
+        obj = llmd(cluster, namespace, "twogpus")
+        st = obj.get("status") or {}
+        if st.get("canary", {}).get("state") == "Promoting":
+            messages.append(condition(obj, "Promoted").get("message", ""))
+        if condition(obj, "Degraded").get("status") == "True":
+            degraded.append(condition(obj, "Degraded")["message"])
+        return st.get("servingRevision") == b and st.get("phase") == "Serving" and not st.get("canary")
+
+    with dedicated_gpu_node(cluster, f"gpu-{namespace}", gpus=2) as node:
+        body["spec"]["placement"] = placement_on(node)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+        wait_for(
+            "2/2 ready",
+            lambda: (llmd(cluster, namespace, "twogpus").get("status") or {}).get("ready") == "2/2",
+            150,
+        )
+        body["spec"]["model"]["revision"] = b
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+        wait_for("revision B promoted on two GPUs", promoted, 240, 0.3)
+        obj = llmd(cluster, namespace, "twogpus")
+        assert condition(obj, "Promoted")["status"] == "True", condition(obj, "Promoted")
+        assert _stable_revision(cluster, namespace, "twogpus") == b
+        assert obj["status"]["ready"] == "2/2"
+    assert messages, "the promotion was never observed"
+    assert any("no free GPU" in m for m in messages), sorted(set(messages))
+    assert not degraded, degraded

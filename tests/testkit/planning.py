@@ -145,6 +145,22 @@ def server_pod(track: str = "stable", **status: Any) -> dict[str, Any]:
     }
 
 
+def pod_without_gpu(track: str = "stable") -> dict[str, Any]:
+    """A server pod the scheduler cannot place: every node is short of the GPU it asks for."""
+    return server_pod(
+        track,
+        phase="Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    )
+
+
 def pods_starting(b: dict[str, Any]) -> tuple[dict[str, Any], Children]:
     """A first revision cached and its stable Deployment applied, no pod ready yet: (body with
     status, children)."""

@@ -19,6 +19,8 @@ from testkit.planning import (
     SHA_B,
     cond,
     job_pod,
+    pod_without_gpu,
+    rollout,
 )
 
 
@@ -88,18 +90,64 @@ def test_healthy_canary_walks_every_step_and_is_promoted_without_losing_capacity
     assert sim.canary["state"] == "Promoting"
     stable = sim.deployment("m-stable")
     assert stable["metadata"]["annotations"][ANNOTATION_MODEL_REVISION] == SHA_B
-    assert stable["spec"]["replicas"] == 4
-    assert sim.deployment("m-canary") is not None  # still serving until stable is ready
+    # Stable rolls to B at the size it has (no GPU more than the canary's steps used)...
+    assert (stable["spec"]["replicas"], replicas(sim, "m-canary")) == (2, 2)
     assert p.status["servingRevision"] == SHA_A
-    sim.ready("m-stable")
-    p = sim.step()
-    assert sim.deployment("m-canary") is None
+    # ...then takes the canary's pods over one at a time, the canary giving one up only once
+    # the new stable pod is ready: B's ready pods never fall below 4, GPU demand never above 5.
+    seen = []
+    while sim.deployment("m-canary") is not None:
+        sim.ready("m-stable")
+        p = sim.step()
+        seen.append((replicas(sim, "m-stable"), replicas(sim, "m-canary")))
+        assert len(seen) < 5, seen
+    assert seen == [(3, 2), (4, 1), (4, 0)], seen
     assert p.status["servingRevision"] == SHA_B
     assert p.status["phase"] == "Serving"
     assert "canary" not in p.status
     assert cond(p, c.PROMOTED)["status"] == "True"
     actions = [h["action"] for h in p.status["history"]]
     assert actions[-4:] == ["CanaryStep", "Promoting", "Promoted", "Deployed"]
+
+
+def replicas(sim: Sim, name: str) -> int:
+    """A Deployment's spec.replicas; 0 once it is gone."""
+    dep = sim.deployment(name)
+    return int(dep["spec"]["replicas"]) if dep else 0
+
+
+def test_a_promotion_short_of_gpus_has_the_canary_give_a_pod_up_and_is_never_degraded() -> None:
+    """No GPU free but the canary's (replicas mode keeps demand flat): the new stable pod cannot
+    be scheduled, so the canary gives one up at once instead of waiting for a pod that never
+    starts. The pass says so in Promoted; it is not Degraded (nothing was lost)."""
+    sim = Sim(
+        rollout_spec={"steps": [{"setWeight": 50, "pause": {"duration": "1m"}}], "analysis": {"metrics": []}}
+    )
+    sim.new_revision()
+    sim.step()
+    sim.ready("m-canary")
+    sim.ready("m-stable")
+    sim.step()
+    sim.step(1.1)  # the only step is over: promoting, stable rolls to B at 2
+    sim.ready("m-stable")
+    sim.step()  # complete at 2: stable asks for a third
+    assert (replicas(sim, "m-stable"), replicas(sim, "m-canary")) == (3, 2)
+    rollout(sim.ch, ready=2, replicas=3, name="m-stable")
+    p = sim.step(pods=[pod_without_gpu()])
+    assert (replicas(sim, "m-stable"), replicas(sim, "m-canary")) == (3, 1)
+    promoted = cond(p, c.PROMOTED)
+    assert promoted["reason"] == "Promoting" and "the canary gives one up" in promoted["message"], promoted
+    assert "Insufficient nvidia.com/gpu" in promoted["message"], promoted
+    assert cond(p, c.DEGRADED)["status"] == "False" and p.status["phase"] == "Canary"
+    # Scheduled now: the canary keeps what it has left (it never grows back).
+    p = sim.step(pods=[])
+    assert (replicas(sim, "m-stable"), replicas(sim, "m-canary")) == (3, 1)
+    sim.ready("m-stable")
+    sim.step()
+    assert (replicas(sim, "m-stable"), replicas(sim, "m-canary")) == (4, 1)
+    sim.ready("m-stable")
+    p = sim.step()
+    assert sim.deployment("m-canary") is None and p.status["servingRevision"] == SHA_B
 
 
 def test_failing_canary_is_rolled_back_within_the_failure_limit() -> None:

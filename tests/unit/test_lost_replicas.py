@@ -23,6 +23,7 @@ from testkit.planning import (
     cond,
     lose_replicas,
     plan,
+    pod_without_gpu,
     rollout,
     server_pod,
     to_serving,
@@ -44,17 +45,7 @@ CRASHING = server_pod(
         }
     ],
 )
-NO_GPU = server_pod(
-    phase="Pending",
-    conditions=[
-        {
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "Unschedulable",
-            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-        }
-    ],
-)
+NO_GPU = pod_without_gpu()
 STARTING = server_pod(
     phase="Running",
     conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],

@@ -33,7 +33,7 @@ from llmops.api.status import AnalysisCheckDict, CanaryState, CanaryStatusDict, 
 from llmops.contracts import format_timestamp, parse_timestamp
 from llmops.engines import get_engine
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail
+from llmops.lifecycle.diagnose import Problem, track_problem
 from llmops.lifecycle.smoke import SMOKE_BROKEN, SMOKE_FAILED, smoke_applies, smoke_stage
 from llmops.lifecycle.target import desired_target
 from llmops.render import deployment, deployment_name
@@ -240,11 +240,7 @@ def _hold_for_pods(
     p, can = run.p, run.can
     if canary.revision == run.rev and canary.complete:
         return None
-    problem = diagnose_pods(
-        p.obs.pods_of(**{"llmops.io/track": "canary"}),
-        p.ld.spec.resources.gpu.resource_name,
-        gpu_detail(p.ld.spec, p.obs),
-    )
+    problem = track_problem(p.ld.spec, p.obs, "canary")
     if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
         # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
         # "canary pods cannot be scheduled: …"
@@ -444,21 +440,36 @@ def _traffic(p: Pass, weight: int) -> None:
 
 
 def _promote(run: _Run, observed: Mapping[str, Any] | None) -> CanaryPlan:
-    """Stable rolls to the revision; the canary keeps serving until stable is Ready, then goes."""
+    """Stable rolls to the revision and takes the canary's pods over; then the canary goes.
+
+    GPU demand stays what the canary had, as during its steps: stable first rolls to the
+    revision at the size it has (its rolling update replaces one pod at a time and surges none),
+    then grows by one replica at a time. The canary gives a pod up once the new stable one is
+    ready, so capacity for the revision never drops; or at once when the new stable pod cannot
+    be scheduled (no GPU free but the canary's), since waiting for the canary would wait for
+    ever. In Gateway API mode and with an autoscaler stable already has every replica: the
+    first part is all there is.
+    """
     p, can, rev, total = run.p, run.can, run.rev, run.total
-    done = run.stable.revision == rev and run.stable.complete
-    if not done:
-        # Keep the canary (same replicas) so that capacity never drops during promotion.
-        replicas = int(((observed or {}).get("spec") or {}).get("replicas") or 1)
-        _want_canary(p, replicas)
+    stable_dep = p.obs.child("Deployment", deployment_name(p.ld.name, "stable"))
+    held = min(
+        total, _spec_replicas(stable_dep, split(total, int(can["weight"]), run.rollout.traffic.mode)[0])
+    )
+    stable = rollout_of(stable_dep, held)
+    canary_now = _spec_replicas(observed, 1)
+    if not (stable.revision == rev and stable.complete and held >= total):
+        short = _stable_short_of_gpus(p) if stable.revision == rev else None
+        if stable.revision == rev and stable.complete:
+            stable_want, canary_want = held + 1, min(canary_now, total - held)
+        elif short is not None:
+            stable_want, canary_want = held, max(0, min(canary_now, total - held))
+        else:
+            stable_want, canary_want = held, max(0, min(canary_now, total - stable.ready))
+        _want_canary(p, canary_want)
         _traffic(p, 100 if run.rollout.traffic.mode == "gatewayAPI" else int(can["weight"]))
-        p.cond(
-            c.PROMOTED,
-            c.FALSE,
-            "Promoting",
-            f"stable is rolling to revision {rev}; the canary serves until it is ready",
-        )
-        return CanaryPlan(rev, total, CanaryState.PROMOTING, requeue_after=10.0)
+        text = _promoting_text(rev, stable, total, (canary_now, canary_want), short)
+        p.cond(c.PROMOTED, c.FALSE, "Promoting", text)
+        return CanaryPlan(rev, stable_want, CanaryState.PROMOTING, requeue_after=10.0)
     # Promotion complete: stable serves the revision; the canary (not wanted any more) goes.
     _traffic(p, 0)
     msg = f"revision {rev} promoted after {int(can['step']) + 1} step(s); {_checks_text(can)}"
@@ -511,3 +522,35 @@ def _forget_removed_gates(p: Pass, annotations: Mapping[str, str], gates: Manual
     if current.get("abort") and annotations.get(ANNOTATION_ABORT):
         kept["abort"] = current["abort"]
     p.fields["manualGates"] = kept or None
+
+
+def _spec_replicas(dep: Mapping[str, Any] | None, default: int) -> int:
+    """The replicas a Deployment asks for (``default`` when it does not exist yet)."""
+    if not dep:
+        return default
+    return int((dep.get("spec") or {}).get("replicas", default))
+
+
+def _stable_short_of_gpus(p: Pass) -> Problem | None:
+    """Why a stable pod cannot be scheduled, when it cannot (the canary holds the GPU it needs)."""
+    problem = track_problem(p.ld.spec, p.obs, "stable")
+    return problem if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE) else None
+
+
+def _promoting_text(
+    rev: str, stable: Rollout, total: int, canary: tuple[int, int], short: Problem | None
+) -> str:
+    """The Promoted condition's message while stable takes over; ``canary`` is (had, wants)."""
+    had, wants = canary
+    if stable.revision != rev or not stable.settled:
+        text = f"stable is rolling to revision {rev}; the canary serves it meanwhile with {wants} pod(s)"
+    else:
+        text = (
+            f"stable takes revision {rev} over from the canary one replica at a time: "
+            f"{stable.ready}/{total} ready, the canary serves with {wants} pod(s)"
+        )
+    if short is not None:
+        text += f"; stable {short.message}"
+        if wants < had:
+            text += ": no free GPU but the canary's, so the canary gives one up"
+    return text

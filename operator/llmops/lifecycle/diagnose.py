@@ -31,6 +31,7 @@ __all__ = [
     "spec_field_behind",
     "termination_json",
     "termination_message",
+    "track_problem",
     "waits_for_gpus",
 ]
 
@@ -219,6 +220,14 @@ def _mount_problem(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Problem
         f"pods wait to mount their volumes: check that the Secrets {names} exist "
         "(the gateway mounts spec.gateway.auth.apiKeysSecretRef and the operator's <name>-gateway)",
         permanent=False,
+    )
+
+
+def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str) -> Problem | None:
+    """What keeps the server pods of one track (stable, canary) from serving, a shortage of GPUs
+    told in numbers when the nodes were read."""
+    return diagnose_pods(
+        obs.pods_of(**{"llmops.io/track": track}), spec.resources.gpu.resource_name, gpu_detail(spec, obs)
     )
 
 

@@ -60,7 +60,7 @@ from llmops.lifecycle.context import (
     applied_hash,
     rollout_of,
 )
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, gpu_detail, job_state
+from llmops.lifecycle.diagnose import Problem, job_state, track_problem
 from llmops.lifecycle.drift import drift_stage
 from llmops.lifecycle.gate import Baseline, Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
@@ -268,15 +268,15 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
             deployment(stable_ld, track="stable", revision=target_rev, replicas=rendered),
             revision=target_rev,
         )
-    pod_problem = diagnose_pods(
-        p.obs.pods_of(**{"llmops.io/track": "stable"}),
-        spec.resources.gpu.resource_name,
-        gpu_detail(spec, p.obs),
-    )
+    pod_problem = track_problem(spec, p.obs, "stable")
     stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
-    rolled = stable.complete and stable.revision == target_rev and target_rev is not None
+    # While promoting, stable takes the canary's replicas over a few at a time: complete at a
+    # step of that is not rolled out, and a replica starting at the next step is not lost.
+    promoting = canary is not None and canary.state == CanaryState.PROMOTING
+    rolled = stable.complete and stable.revision == target_rev and target_rev is not None and not promoting
     lost = (
         not rolled
+        and not promoting
         and stable.settled
         and stable.revision == target_rev
         and target_rev is not None
