@@ -14,6 +14,9 @@ measured, and after every pass the invariants are checked:
   canary neither advances nor promotes;
 - a restart changes nothing: the same pass planned from a JSON round trip of what the cluster
   stores (the LLMDeployment with its status, the children) decides exactly the same.
+
+A second property drives the promotion of a replicas-mode canary of any size and weight on a
+cluster with as many GPUs as the steps needed, or one or two more.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from llmops.api.resource import parse
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.observations import Observations
 from testkit.canary_sim import ROLLOUT, Sim, start_canary
-from testkit.planning import plan
+from testkit.planning import SHA_B, plan, pod_without_gpu, rollout
 
 FAILURE_LIMIT = ROLLOUT["analysis"]["failureLimit"]
 INCONCLUSIVE_LIMIT = ROLLOUT["analysis"]["inconclusiveLimit"]
@@ -122,3 +125,49 @@ def test_canary_decisions_hold_their_invariants(sequence: list[tuple[str, float,
             sim.ready("m-stable")
         if after["state"] == "Promoting":
             sim.ready("m-stable")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    total=st.integers(min_value=1, max_value=6),
+    weight=st.integers(min_value=1, max_value=100),
+    spare=st.integers(min_value=0, max_value=2),
+)
+def test_a_replicas_mode_promotion_ends_on_any_gpu_budget_without_asking_for_more(
+    total: int, weight: int, spare: int
+) -> None:
+    """Promotion on a cluster of ``total + spare`` GPUs (the canary's steps needed ``total``):
+    a scheduler places pods while GPUs are free, a placed pod is ready a pass later. It ends
+    promoted; it never asks for more than one GPU beyond the steps'; the revision's ready pods
+    never drop below total - 1, nor below total when one GPU is spare."""
+    sim = Sim(
+        replicas=total,
+        rollout_spec={
+            "steps": [{"setWeight": weight, "pause": {"duration": "1m"}}],
+            "analysis": {"metrics": []},
+        },
+    )
+    sim.new_revision()
+    sim.step()
+    sim.ready("m-canary")
+    sim.ready("m-stable")
+    sim.step()
+    sim.step(1.1)
+    assert sim.canary["state"] == "Promoting"
+    gpus, placed = total + spare, _spec(sim, "m-stable")  # the rolling update to B replaces in place
+    for _ in range(4 * total + 4):
+        stable, canary = _spec(sim, "m-stable"), _spec(sim, "m-canary")
+        assert stable + canary <= total + 1, (stable, canary)
+        assert placed + canary >= total - (0 if spare else 1), (placed, canary)
+        ready, placed = placed, min(stable, gpus - canary)
+        rollout(sim.ch, ready=ready, replicas=stable, name="m-stable")
+        p = sim.step(0.1, pods=[pod_without_gpu()] if placed < stable else [])
+        if p.status.get("phase") == "Serving":
+            assert p.status["servingRevision"] == SHA_B and sim.deployment("m-canary") is None
+            return
+    raise AssertionError(f"not promoted: stable {_spec(sim, 'm-stable')}, canary {_spec(sim, 'm-canary')}")
+
+
+def _spec(sim: Sim, name: str) -> int:
+    dep = sim.deployment(name)
+    return int(dep["spec"]["replicas"]) if dep else 0
