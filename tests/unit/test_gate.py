@@ -8,7 +8,7 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment
-from llmops.lifecycle.observations import Observations
+from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan
 from llmops.render.evaluation import evaluation_job, evaluation_job_name
 from testkit.planning import (
@@ -22,6 +22,7 @@ from testkit.planning import (
     job_pod,
     kinds,
     plan,
+    pod_without_gpu,
     rollout,
     to_serving,
     with_status,
@@ -357,3 +358,24 @@ def test_scheduled_re_evaluation_of_the_serving_revision() -> None:
     assert p.status["servingRevision"] == SHA_A  # reported, not acted upon
     again = plan(with_status(p, b), Observations(children=ch, pods=[job_pod(run, 1, json.dumps(FAILED))]), T0)
     assert not again.status_changed
+
+
+def test_a_staging_pod_short_of_gpus_says_what_it_requests_and_what_is_free() -> None:
+    """The gate needs the GPUs of one more replica while it runs: when none are free the
+    Evaluated condition counts them, as Degraded does for a serving pod."""
+    b = body(evaluation=EVALUATION)
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    job_done(ch)
+    b = with_status(p, b)
+    p = plan(b, Observations(children=ch), T0)
+    ch = children_of(p, ch)
+    rollout(ch, ready=0, name="m-staging")
+    nodes = [GpuNode("gpu-0", {}, allocatable=4, requested=4, schedulable=True)]
+    p = plan(
+        with_status(p, b), Observations(children=ch, pods=[pod_without_gpu("staging")], gpu_nodes=nodes), T0
+    )
+    evaluated = cond(p, c.EVALUATED)
+    assert (evaluated["status"], evaluated["reason"]) == ("Unknown", c.INSUFFICIENT_GPU), evaluated
+    assert "each pod requests 1 nvidia.com/gpu" in evaluated["message"], evaluated
+    assert "0 of 4 are free on the 1 matching node(s)" in evaluated["message"], evaluated

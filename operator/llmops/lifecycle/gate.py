@@ -40,6 +40,7 @@ from llmops.lifecycle.diagnose import (
     job_state,
     pods_not_created,
     termination_json,
+    track_problem,
 )
 from llmops.render import deployment, deployment_name
 from llmops.render.evaluation import evaluation_job, evaluation_job_name, staging_endpoint, staging_service
@@ -113,9 +114,7 @@ def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
     staging = rollout_of(p.obs.child("Deployment", deployment_name(p.ld.name, "staging")), 1)
     if staging.revision == rev and staging.ready >= 1:
         return None
-    problem = diagnose_pods(
-        p.obs.pods_of(**{"llmops.io/track": "staging"}), p.ld.spec.resources.gpu.resource_name
-    )
+    problem = track_problem(p.ld.spec, p.obs, "staging")
     msg = f"waiting for the staging pod of revision {rev} to load the model"
     if problem:
         msg += f": {problem.message}"
