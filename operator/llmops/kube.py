@@ -496,6 +496,15 @@ class Kube:
                 )
         return out
 
+    def pod_refusal(self, namespace: str, job_uid: str) -> str | None:
+        """The message of the newest FailedCreate Event of the Job with ``job_uid``: the
+        apiserver's refusal of its pods, as the Job controller recorded it. By uid, since an
+        earlier Job of the same name (deleted to be made again) keeps its own Events for an hour."""
+        selector = ("fieldSelector", f"involvedObject.uid={job_uid},reason=FailedCreate")
+        events = self._call_object("GET", f"/api/v1/namespaces/{namespace}/events", query=[selector])["items"]
+        newest = max(events, key=_event_time, default=None)
+        return str(newest.get("message") or "") or None if newest else None
+
     def _read_gpu_capacity(self) -> _GpuCapacity:
         """Two cluster-wide lists: the nodes, and the pods bound to a node and not finished.
 
@@ -704,6 +713,16 @@ def _count(quantity: Any) -> int:
         return int(str(quantity))
     except ValueError:
         return 0
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    """When a core/v1 Event last happened (RFC 3339 strings of one format compare as times)."""
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event["metadata"].get("creationTimestamp")
+        or ""
+    )
 
 
 def _pod_requests(pod: Mapping[str, Any]) -> Counter[str]:

@@ -39,7 +39,7 @@ from llmops.lifecycle.autoscaling import HANDOVER_MANAGER, query_check_request
 from llmops.lifecycle.canary import analysis_request
 from llmops.lifecycle.capture import CaptureQuery, capture_request
 from llmops.lifecycle.conditions import set_condition
-from llmops.lifecycle.diagnose import spec_field_behind, waits_for_gpus
+from llmops.lifecycle.diagnose import jobs_without_pods, spec_field_behind, waits_for_gpus
 from llmops.lifecycle.drift import DriftQuery, TermsQuery, drift_request, prompts_request
 from llmops.lifecycle.observations import GpuNode, Observations
 from llmops.lifecycle.plan import Plan, plan
@@ -336,6 +336,7 @@ class Reconciler:
                         for q in wanted
                     }
         gpu_nodes = self._gpu_nodes(ld, obs)
+        job_refusals = self._job_refusals(ld, obs, now)
         drift_on = ld.spec.drift is not None and ld.spec.drift.enabled
         retention = self.retention.get(url) if drift_on and url is not None else None
         drift = measure_drift(url, drift_request(body, ld, now, retention))
@@ -349,6 +350,7 @@ class Reconciler:
             referenced=referenced,
             analysis=analysis,
             gpu_nodes=gpu_nodes,
+            job_refusals=job_refusals,
             drift=drift,
             capture=capture,
             prometheus_url=self.prometheus_url,
@@ -369,6 +371,31 @@ class Reconciler:
         except ApiError as exc:
             log.info("%s/%s: cannot read GPU nodes (%s): %s", ld.namespace, ld.name, exc.status, exc)
             return None
+
+    def _job_refusals(self, ld: LLMDeployment, obs: Observations, now: dt.datetime) -> dict[str, str]:
+        """The apiserver's refusal of each Job's pods, read only for running Jobs that have made
+        none in a while (one Events list each; a Job with pods, the usual case, costs nothing).
+        Unreadable: left out, and the Job is reported after the grace period with the generic text."""
+        refusals: dict[str, str] = {}
+        for job in jobs_without_pods(obs, now):
+            name, uid = str(job["metadata"]["name"]), job["metadata"].get("uid")
+            if not uid:
+                continue
+            try:
+                refusal = self.kube.pod_refusal(ld.namespace, str(uid))
+            except ApiError as exc:
+                log.info(
+                    "%s/%s: cannot read the Events of Job %s (%s): %s",
+                    ld.namespace,
+                    ld.name,
+                    name,
+                    exc.status,
+                    exc,
+                )
+                continue
+            if refusal:
+                refusals[name] = refusal
+        return refusals
 
     def _report(self, namespace: str, name: str, exc: Exception, attempt: int) -> None:
         """Record a failed pass in status (and an Event on the first failure of a streak).

@@ -132,6 +132,7 @@ NEEDED = [
     ("create", "secrets", ""),  # the gateway's signing key, created once, never changed
     ("get", "secrets", ""),  # read by name for its capture token only (spec.drift.prompts)
     *[(v, r, "") for r in ("events", "events.events.k8s.io") for v in ("create", "patch")],
+    ("list", "events", ""),  # the FailedCreate Events of a Job that has made no pod
 ]
 # Cluster-scoped reads: CRD detection (Prometheus Operator, Gateway API), kopf's namespaces, GPU nodes.
 NEEDED_CLUSTER = [

@@ -350,7 +350,7 @@ def test_a_failed_job_and_a_garbage_report_are_conditions_and_serving_is_untouch
     """Runs that produce nothing: a Job whose trainer exits 3 is RetrainFailed with the Job's
     reason, and a Job that completes with a termination message that is not JSON is
     RetrainReportInvalid saying what to write; both keep serving what served, with no candidate.
-    A Job whose pods Pod Security refuses is JobPodsRefused, and runs once fixed."""
+    A Job whose pods Pod Security refuses is JobPodsRefused with the refusal, and runs once fixed."""
     base = rev("broken-base")
     _behave(cluster, base, 0.9)
     crash = ["import sys; print('out of memory', file=sys.stderr); sys.exit(3)"]
@@ -390,13 +390,16 @@ def test_a_failed_job_and_a_garbage_report_are_conditions_and_serving_is_untouch
             "history"
         ]
 
-    # A Job whose pods the apiserver refuses says so (the Job itself only has FailedCreate Events),
-    # and once the template is fixed and the Job deleted, the operator makes it again and it runs.
+    # A Job whose pods the apiserver refuses says so, quoting the refusal from the Job's
+    # FailedCreate Events (the Job itself says nothing), well before the minute's grace that
+    # applies when no Event can be read; once the template is fixed and the Job deleted, the
+    # operator makes it again and it runs.
     stuck = wait_condition(
         cluster, namespace, "refused", "Retrained", "Unknown", "JobPodsRefused", timeout=150
     )
     message = condition(stuck, "Retrained")["message"]
-    assert "Job refused-retrain-1 has made no pod in 60s" in message and "Pod Security" in message, message
+    assert "Job refused-retrain-1 cannot make its pod: " in message, message
+    assert 'violates PodSecurity "restricted:latest"' in message, message
     assert condition(stuck, "Progressing")["reason"] == "JobPodsRefused", condition(stuck, "Progressing")
     assert _status(cluster, namespace, "refused")["servingRevision"] == base
     body = json.loads(

@@ -82,7 +82,7 @@ NAMESPACED = {
     ("", "configmaps"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/status"): {"patch"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list"},  # list: the FailedCreate Events of a Job without pods
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 CLUSTER = {

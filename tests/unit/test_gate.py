@@ -315,6 +315,17 @@ def test_an_evaluation_job_whose_pods_are_refused_says_so_after_a_minute() -> No
     assert f"its pod cannot run: Job {job} has made no pod in 60s" in ev["message"], ev["message"]
 
 
+def test_an_evaluation_job_whose_pods_a_quota_refuses_quotes_the_quota() -> None:
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    ch[("Job", job)]["metadata"]["creationTimestamp"] = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    quota = f'Error creating: pods "{job}-x" is forbidden: exceeded quota: compute, requested: cpu=250m'
+    p = plan(b, Observations(children=ch, job_refusals={job: quota}), T0 + dt.timedelta(seconds=10))
+    ev = cond(p, c.EVALUATED)
+    assert (ev["status"], ev["reason"]) == (c.UNKNOWN, c.JOB_PODS_REFUSED)
+    assert f"its pod cannot run: Job {job} cannot make its pod: {quota}." in ev["message"], ev["message"]
+
+
 def test_scheduled_re_evaluation_of_the_serving_revision() -> None:
     scheduled = {**EVALUATION, "schedule": "0 * * * *"}
     served, ch = to_serving(body())

@@ -248,6 +248,26 @@ def test_download_failures(job_reason: str, message: str, expected: str) -> None
         assert "activeDeadlineSeconds" in mc["message"]
 
 
+def test_a_download_job_whose_pods_are_refused_is_pending_with_the_refusal() -> None:
+    """A ResourceQuota (or a LimitRange, a webhook) refusing the download pod was "downloading"
+    until activeDeadlineSeconds, then DownloadTimedOut: it says the refusal instead."""
+    b = body()
+    p = plan(b, Observations(), T0)
+    ch = children_of(p)
+    ch[("PersistentVolumeClaim", "m-model-cache")]["status"] = {"phase": "Bound"}
+    job = next(name for kind, name in ch if kind == "Job")
+    ch[("Job", job)]["metadata"]["creationTimestamp"] = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    quota = f'Error creating: pods "{job}-x" is forbidden: exceeded quota: compute, limited: pods=0'
+    b = with_status(p, b)
+    waiting = plan(b, Observations(children=ch), T0 + dt.timedelta(seconds=1))
+    assert cond(waiting, c.MODEL_CACHED)["reason"] == c.DOWNLOADING
+    assert waiting.requeue_after is not None and 8 < waiting.requeue_after <= 9  # at 10 s: read its Events
+    p = plan(b, Observations(children=ch, job_refusals={job: quota}), T0 + dt.timedelta(seconds=10))
+    cached = cond(p, c.MODEL_CACHED)
+    assert (cached["status"], cached["reason"]) == ("False", c.JOB_PODS_REFUSED), cached
+    assert quota in cached["message"] and p.status["phase"] == "Failed"
+
+
 def test_unbound_pvc_is_reported() -> None:
     b = body(cache={"storageClassName": "nope"})
     p = plan(b, Observations(), T0)

@@ -8,11 +8,13 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
 from test_drift import LONG, MINUTE, hist, measured
 from test_drift import frozen as drift_frozen
 
 from llmops.analysis.results import Error
 from llmops.api import conditions as c
+from llmops.lifecycle.diagnose import jobs_without_pods
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan, plan
 from testkit.planning import SHA_A, cond, job_pod, with_status
@@ -244,6 +246,40 @@ def test_a_job_without_any_pod_for_a_minute_is_job_pods_refused_and_looked_at_ag
     assert (
         applied_jobs(old) == [] and ("Job", "m-retrain-1") not in old.delete
     )  # still wanted, never a second
+
+
+REFUSAL = (
+    'Error creating: pods "m-retrain-1-x" is forbidden: violates PodSecurity "restricted:latest": '
+    'runAsNonRoot != true (pod or container "trainer" must set securityContext.runAsNonRoot=true)'
+)
+
+
+def test_a_job_whose_pods_are_refused_quotes_the_refusal_within_seconds() -> None:
+    """With the Job's FailedCreate Event read (Observations.job_refusals), the condition says
+    what the apiserver refused and why, 10 s after the Job was made, not after the minute's grace."""
+    b, ch, now, p = drifted_with_retrain()
+    [job] = applied_jobs(p)
+    b = with_status(p, b)
+    created(ch, job, now, {"startTime": "x", "ready": 0})
+    obs = Observations(children=ch)
+    # Its Events are read once it has gone 10 s without a pod (younger, the Job controller may
+    # only be behind), and the pass comes back then, since Events start none.
+    assert jobs_without_pods(obs, now + dt.timedelta(seconds=9)) == []
+    soon = plan(b, obs, now + dt.timedelta(seconds=1))
+    assert cond(soon, c.RETRAINED)["reason"] == c.RETRAIN_RUNNING
+    assert soon.requeue_after == pytest.approx(9.0)
+    later = now + dt.timedelta(seconds=10)
+    assert [j["metadata"]["name"] for j in jobs_without_pods(obs, later)] == ["m-retrain-1"]
+    refused = plan(b, Observations(children=ch, job_refusals={"m-retrain-1": REFUSAL}), later)
+    retrained = cond(refused, c.RETRAINED)
+    assert (retrained["status"], retrained["reason"]) == (c.UNKNOWN, c.JOB_PODS_REFUSED)
+    assert retrained["message"].startswith(f"Retrain Job m-retrain-1 cannot make its pod: {REFUSAL}."), (
+        retrained
+    )
+    assert "delete the Job m-retrain-1: the operator makes it again" in retrained["message"]
+    # A Job with a pod has no refusal to read.
+    created(ch, job, now, {"active": 1})
+    assert jobs_without_pods(Observations(children=ch), later) == []
 
 
 def test_a_job_with_a_pod_is_running_however_long_it_runs() -> None:

@@ -68,10 +68,11 @@ anything cluster-scoped beyond reads.
 - apiGroups: [""]
   resources: ["pods/status"]
   verbs: ["patch"]
-# Events on transitions.
+# Events on transitions; listed (by the Job's uid) only for a Job that has made no pod, whose
+# FailedCreate Events hold the apiserver's refusal.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from llmops.api import conditions as c
 from llmops.lifecycle.context import Pass
-from llmops.lifecycle.diagnose import Problem, diagnose_pods, job_pods, job_state, termination_json
+from llmops.lifecycle.diagnose import (
+    Problem,
+    diagnose_pods,
+    job_pods,
+    job_state,
+    pods_not_created,
+    termination_json,
+)
 from llmops.lifecycle.progress import describe, download_status, progress_due_in, progress_target
 from llmops.render import download_job, pvc, pvc_name
 
@@ -75,6 +82,10 @@ def cache_stage(p: Pass, path: str | None = None) -> tuple[bool, Problem | None]
             f"{spec.cache.access_mode}",
             permanent=False,
         )
+    if found is None:
+        found, due = pods_not_created(p.obs.child("Job", job_name), p.obs, p.now)
+        if due is not None:
+            p.due.append(due)
     if found:
         p.cond(c.MODEL_CACHED, c.FALSE, found.reason, found.message)
         return False, found

@@ -21,12 +21,14 @@ from llmops.render.placement import node_selector
 __all__ = [
     "JOB_NAME_LABEL",
     "JOB_POD_GRACE_SECONDS",
+    "JOB_REFUSAL_READ_SECONDS",
     "Problem",
     "diagnose_pods",
     "gpu_detail",
     "gpu_shortage",
     "job_pods",
     "job_state",
+    "jobs_without_pods",
     "pods_not_created",
     "spec_field_behind",
     "termination_json",
@@ -268,35 +270,69 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 JOB_POD_GRACE_SECONDS = 60.0
-"""How long a Job may go without any pod before that is reported: the Job controller makes its
-pod within a second or two; a Job that has none after a minute has its pods refused."""
+"""How long a Job may go without any pod before that is reported when no refusal was read: the
+Job controller makes its pod within a second or two; a Job that has none after a minute has its
+pods refused."""
+JOB_REFUSAL_READ_SECONDS = 10.0
+"""A Job this old without a pod has its FailedCreate Events read (once at this age, since Events
+start no pass, and on any pass after). Younger, it is most likely waiting for the Job controller,
+which lags by seconds when many Jobs are made at once: reading then would cost a request and a
+pass per Job for nothing."""
 _POD_COUNTS = ("active", "ready", "succeeded", "failed", "terminating")
+
+
+def jobs_without_pods(obs: Observations, now: dt.datetime) -> list[Mapping[str, Any]]:
+    """The running Jobs among the children that have made no pod in JOB_REFUSAL_READ_SECONDS:
+    those whose FailedCreate Events the shell reads into ``Observations.job_refusals``."""
+    return [
+        job
+        for (kind, _), job in obs.children.items()
+        if kind == "Job"
+        and job_state(job)[0] == "Running"
+        and _has_no_pod(job, obs)
+        and (_age(job, now) or 0.0) >= JOB_REFUSAL_READ_SECONDS
+    ]
+
+
+def _age(job: Mapping[str, Any], now: dt.datetime) -> float | None:
+    """Seconds since the Job was made (None for a copy without its creationTimestamp)."""
+    created = (job.get("metadata") or {}).get("creationTimestamp")
+    return (now - parse_timestamp(str(created))).total_seconds() if created else None
+
+
+def _has_no_pod(job: Mapping[str, Any], obs: Observations) -> bool:
+    status = job.get("status") or {}
+    return not any(status.get(count) for count in _POD_COUNTS) and not job_pods(
+        obs, str(job["metadata"]["name"])
+    )
 
 
 def pods_not_created(
     job: Mapping[str, Any] | None, obs: Observations, now: dt.datetime
 ) -> tuple[Problem | None, float | None]:
-    """A running Job that has made no pod for ``JOB_POD_GRACE_SECONDS`` (the apiserver refuses
-    them: Pod Security, a ResourceQuota, a webhook); otherwise, while it may still make one, the
-    seconds until it is overdue. The Job itself says nothing (the refusal is only in its
-    FailedCreate Events), so without this it would look like a Job that runs forever."""
-    if not job or job_state(job)[0] != "Running":
+    """A running Job whose pods the apiserver refuses (Pod Security, a ResourceQuota, a webhook),
+    with the refusal when the shell read it from the Job's FailedCreate Events, or after
+    ``JOB_POD_GRACE_SECONDS`` without one; otherwise, while it has no pod yet, the seconds until
+    it is looked at again (when its Events are first read, then at the end of the grace). The Job itself says nothing (the refusal is only in those Events), so
+    without this it would look like a Job that runs forever."""
+    if not job or job_state(job)[0] != "Running" or not _has_no_pod(job, obs):
         return None, None
     name = str(job["metadata"]["name"])
-    status = job.get("status") or {}
-    if any(status.get(count) for count in _POD_COUNTS) or job_pods(obs, name):
+    again = f"Once fixed, delete the Job {name}: the operator makes it again"
+    refusal = obs.job_refusals.get(name)
+    if refusal:
+        return Problem(c.JOB_PODS_REFUSED, f"Job {name} cannot make its pod: {refusal}. {again}", True), None
+    age = _age(job, now)
+    if age is None:  # our own apply's answer always has one; a copy without it cannot be dated
         return None, None
-    created = (job.get("metadata") or {}).get("creationTimestamp")
-    if not created:  # our own apply's answer always has one; a copy without it cannot be dated
-        return None, None
-    age = (now - parse_timestamp(str(created))).total_seconds()
+    if age < JOB_REFUSAL_READ_SECONDS:
+        return None, JOB_REFUSAL_READ_SECONDS - age
     if age < JOB_POD_GRACE_SECONDS:
         return None, JOB_POD_GRACE_SECONDS - age
     message = (
         f"Job {name} has made no pod in {JOB_POD_GRACE_SECONDS:.0f}s: the apiserver refuses its pods "
         f"(kubectl describe job {name} shows why in its FailedCreate Events; a pod template the "
-        "namespace's Pod Security level forbids, or a ResourceQuota, is the usual cause). Once fixed, "
-        f"delete the Job: the operator makes it again"
+        f"namespace's Pod Security level forbids, or a ResourceQuota, is the usual cause). {again}"
     )
     return Problem(c.JOB_PODS_REFUSED, message, permanent=True), None
 

@@ -79,6 +79,9 @@ class Observations:
     """This pass's capture measurement (drops, records written, refusals), by the key of each query
     lifecycle.capture.capture_request asked for. None when none was taken."""
 
+    job_refusals: Mapping[str, str] = field(default_factory=dict)
+    """The apiserver's refusal of a Job's pods, by Job name, from the newest FailedCreate Event of
+    that Job (read only for running Jobs that have made no pod)."""
     gpu_nodes: Sequence[GpuNode] | None = None
     """Nodes offering the GPU resource, read only while pods wait for GPUs (None: not read)."""
     prometheus_url: str | None = None
