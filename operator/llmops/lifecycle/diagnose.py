@@ -313,8 +313,9 @@ def pods_not_created(
     """A running Job whose pods the apiserver refuses (Pod Security, a ResourceQuota, a webhook),
     with the refusal when the shell read it from the Job's FailedCreate Events, or after
     ``JOB_POD_GRACE_SECONDS`` without one; otherwise, while it has no pod yet, the seconds until
-    it is looked at again (when its Events are first read, then at the end of the grace). The Job itself says nothing (the refusal is only in those Events), so
-    without this it would look like a Job that runs forever."""
+    it is looked at again (when its Events are first read, then at the end of the grace). The
+    Job itself says nothing (the refusal is only in those Events), so without this it would look
+    like a Job that runs forever."""
     if not job or job_state(job)[0] != "Running" or not _has_no_pod(job, obs):
         return None, None
     name = str(job["metadata"]["name"])
