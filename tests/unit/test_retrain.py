@@ -282,6 +282,33 @@ def test_a_job_whose_pods_are_refused_quotes_the_refusal_within_seconds() -> Non
     assert jobs_without_pods(Observations(children=ch), later) == []
 
 
+@pytest.mark.parametrize(
+    ("spec", "status"),
+    [
+        ({"suspend": True}, {}),  # the template's spec.suspend
+        ({}, {"conditions": [{"type": "Suspended", "status": "True", "reason": "JobSuspended"}]}),
+    ],
+)
+def test_a_suspended_job_is_said_to_wait_not_to_be_refused(
+    spec: dict[str, Any], status: dict[str, Any]
+) -> None:
+    """A queue such as Kueue suspends a Job until it admits it (GPU quota): no pod for minutes is
+    expected then, and it is no refusal to fix and delete the Job for."""
+    b, ch, now, p = drifted_with_retrain()
+    [job] = applied_jobs(p)
+    b = with_status(p, b)
+    created(ch, job, now, status)
+    ch[("Job", "m-retrain-1")]["spec"].update(spec)
+    later = now + dt.timedelta(minutes=5)
+    assert jobs_without_pods(Observations(children=ch), later) == []  # no Events to read
+    waiting = plan(b, Observations(children=ch), later)
+    retrained = cond(waiting, c.RETRAINED)
+    assert (retrained["status"], retrained["reason"]) == (c.UNKNOWN, c.JOB_SUSPENDED), retrained
+    assert "Retrain Job m-retrain-1 is suspended" in retrained["message"] and "Kueue" in retrained["message"]
+    assert cond(waiting, c.PROGRESSING)["reason"] == c.JOB_SUSPENDED
+    assert waiting.status["phase"] == "Retraining" and waiting.status["servingRevision"] == SHA_A
+
+
 def test_a_job_with_a_pod_is_running_however_long_it_runs() -> None:
     b, ch, now, p = drifted_with_retrain()
     [job] = applied_jobs(p)

@@ -88,7 +88,11 @@ OOM_KILLED = "OOMKilled"
 STARTUP_TIMED_OUT = "StartupTimedOut"
 PODS_NOT_READY = "PodsNotReady"
 JOB_PODS_REFUSED = "JobPodsRefused"
-"""A Job (evaluation, retrain…) has made no pod for a minute: the apiserver refuses them."""
+"""A Job (download, evaluation, retrain) makes no pod: the apiserver refuses them (quoted from
+the Job's FailedCreate Events, or after a minute without one)."""
+JOB_SUSPENDED = "JobSuspended"
+"""A Job is suspended (spec.suspend, set by its template or by a queue such as Kueue until it
+admits the Job): it makes no pod until it is resumed."""
 MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
 SCALED_TO_ZERO = "ScaledToZero"
 

@@ -28,6 +28,7 @@ __all__ = [
     "gpu_shortage",
     "job_pods",
     "job_state",
+    "job_suspended",
     "jobs_without_pods",
     "pods_not_created",
     "spec_field_behind",
@@ -290,6 +291,7 @@ def jobs_without_pods(obs: Observations, now: dt.datetime) -> list[Mapping[str, 
         if kind == "Job"
         and job_state(job)[0] == "Running"
         and _has_no_pod(job, obs)
+        and not job_suspended(job)
         and (_age(job, now) or 0.0) >= JOB_REFUSAL_READ_SECONDS
     ]
 
@@ -298,6 +300,15 @@ def _age(job: Mapping[str, Any], now: dt.datetime) -> float | None:
     """Seconds since the Job was made (None for a copy without its creationTimestamp)."""
     created = (job.get("metadata") or {}).get("creationTimestamp")
     return (now - parse_timestamp(str(created))).total_seconds() if created else None
+
+
+def job_suspended(job: Mapping[str, Any]) -> bool:
+    """Held by spec.suspend (its template's, or a queue's such as Kueue, which suspends a Job
+    until it admits it), or not resumed yet: it makes no pod, and that is no refusal."""
+    if (job.get("spec") or {}).get("suspend"):
+        return True
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(x.get("type") == "Suspended" and x.get("status") == "True" for x in conditions)
 
 
 def _has_no_pod(job: Mapping[str, Any], obs: Observations) -> bool:
@@ -310,15 +321,22 @@ def _has_no_pod(job: Mapping[str, Any], obs: Observations) -> bool:
 def pods_not_created(
     job: Mapping[str, Any] | None, obs: Observations, now: dt.datetime
 ) -> tuple[Problem | None, float | None]:
-    """A running Job whose pods the apiserver refuses (Pod Security, a ResourceQuota, a webhook),
-    with the refusal when the shell read it from the Job's FailedCreate Events, or after
-    ``JOB_POD_GRACE_SECONDS`` without one; otherwise, while it has no pod yet, the seconds until
-    it is looked at again (when its Events are first read, then at the end of the grace). The
-    Job itself says nothing (the refusal is only in those Events), so without this it would look
-    like a Job that runs forever."""
-    if not job or job_state(job)[0] != "Running" or not _has_no_pod(job, obs):
+    """Why a running Job makes no pod: it is suspended (no refusal: a queue may admit it later),
+    or the apiserver refuses its pods (Pod Security, a ResourceQuota, a webhook), quoted when the
+    shell read the Job's FailedCreate Events, or said after ``JOB_POD_GRACE_SECONDS`` without one.
+    Otherwise, while it has no pod yet, the seconds until it is looked at again (when its Events
+    are first read, then at the end of the grace). The Job itself says nothing of a refusal (it
+    is only in those Events), so without this it would look like a Job that runs forever."""
+    if not job or job_state(job)[0] != "Running":
         return None, None
     name = str(job["metadata"]["name"])
+    if job_suspended(job):
+        why = (
+            f"Job {name} is suspended (spec.suspend, or a queue such as Kueue holding it until it admits it)"
+        )
+        return Problem(c.JOB_SUSPENDED, f"{why}: it makes no pod until it is resumed", permanent=False), None
+    if not _has_no_pod(job, obs):
+        return None, None
     again = f"Once fixed, delete the Job {name}: the operator makes it again"
     refusal = obs.job_refusals.get(name)
     if refusal:
