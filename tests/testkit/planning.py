@@ -161,15 +161,15 @@ def pod_without_gpu(track: str = "stable") -> dict[str, Any]:
     )
 
 
-def pods_starting(b: dict[str, Any]) -> tuple[dict[str, Any], Children]:
-    """A first revision cached and its stable Deployment applied, no pod ready yet: (body with
-    status, children)."""
+def pods_starting(b: dict[str, Any], deployment: str = "m-stable") -> tuple[dict[str, Any], Children]:
+    """A first revision cached and its Deployment applied (stable, or m-staging for a gated
+    revision), no pod ready yet: (body with status, children)."""
     p = plan(b, Observations(), T0)
     ch = children_of(p)
     job_done(ch)
     p = plan(with_status(p, b), Observations(children=ch), T0)
     ch = children_of(p, ch)
-    rollout(ch, ready=0)
+    rollout(ch, ready=0, name=deployment)
     return with_status(p, b), ch
 
 

@@ -23,6 +23,7 @@ from testkit.planning import (
     kinds,
     plan,
     pod_without_gpu,
+    pods_starting,
     rollout,
     to_serving,
     with_status,
@@ -374,18 +375,9 @@ def test_scheduled_re_evaluation_of_the_serving_revision() -> None:
 def test_a_staging_pod_short_of_gpus_says_what_it_requests_and_what_is_free() -> None:
     """The gate needs the GPUs of one more replica while it runs: when none are free the
     Evaluated condition counts them, as Degraded does for a serving pod."""
-    b = body(evaluation=EVALUATION)
-    p = plan(b, Observations(), T0)
-    ch = children_of(p)
-    job_done(ch)
-    b = with_status(p, b)
-    p = plan(b, Observations(children=ch), T0)
-    ch = children_of(p, ch)
-    rollout(ch, ready=0, name="m-staging")
+    b, ch = pods_starting(body(evaluation=EVALUATION), "m-staging")
     nodes = [GpuNode("gpu-0", {}, allocatable=4, requested=4, schedulable=True)]
-    p = plan(
-        with_status(p, b), Observations(children=ch, pods=[pod_without_gpu("staging")], gpu_nodes=nodes), T0
-    )
+    p = plan(b, Observations(children=ch, pods=[pod_without_gpu("staging")], gpu_nodes=nodes), T0)
     evaluated = cond(p, c.EVALUATED)
     assert (evaluated["status"], evaluated["reason"]) == ("Unknown", c.INSUFFICIENT_GPU), evaluated
     assert "each pod requests 1 nvidia.com/gpu" in evaluated["message"], evaluated
