@@ -148,6 +148,8 @@ def canary_stage(p: Pass, stable: Rollout, total: int | None = None) -> CanaryPl
 
 
 _UNSCHEDULABLE = "canary pods cannot be scheduled"
+_NO_ROOM = (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE)
+"""Pod reasons that mean no node has room for the pod: the cluster's state, not the model's fault."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ def _hold_for_pods(
     if canary.revision == run.rev and canary.complete:
         return None
     problem = track_problem(p.ld.spec, p.obs, "canary")
-    if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE):
+    if problem and problem.reason in _NO_ROOM:
         # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
         # "canary pods cannot be scheduled: …"
         can.update({"state": CanaryState.PAUSED, "message": f"canary {problem.message}"})
@@ -534,7 +536,7 @@ def _spec_replicas(dep: Mapping[str, Any] | None, default: int) -> int:
 def _stable_short_of_gpus(p: Pass) -> Problem | None:
     """Why a stable pod cannot be scheduled, when it cannot (the canary holds the GPU it needs)."""
     problem = track_problem(p.ld.spec, p.obs, "stable")
-    return problem if problem and problem.reason in (c.INSUFFICIENT_GPU, c.UNSCHEDULABLE) else None
+    return problem if problem and problem.reason in _NO_ROOM else None
 
 
 def _promoting_text(
