@@ -15,7 +15,16 @@ from __future__ import annotations
 import re
 import time
 
-from llmops_dev.bench.scale import ApiReader, as_list, changed, children_of, llmd_body, unsettled, versions
+from llmops_dev.bench.scale import (
+    ApiReader,
+    StatusWatch,
+    as_list,
+    changed,
+    children_of,
+    llmd_body,
+    unsettled,
+    versions,
+)
 from llmops_dev.cluster import Cluster
 from testkit import wait_for
 from testkit.operator import OperatorProcess
@@ -32,12 +41,14 @@ def test_ten_at_once_converge_and_a_pass_of_each_writes_nothing(
     }
     assert all(len(kids) == 4 for kids in expected.values())  # Deployment, Service, PDB, NetworkPolicy
     reader = ApiReader(cluster.kubeconfig)
+    watch = StatusWatch(reader, namespace, names)  # how the bench waits: a watch, not polling
     cluster.kubectl(
         "apply", "--server-side", "-f", "-", input=as_list(llmd_body(n, namespace) for n in names)
     )
-    wait_for(
-        f"{COUNT} LLMDeployments converged", lambda: not unsettled(reader, namespace, expected), 120, 0.5
-    )
+    assert watch.wait(120) is not None, f"no status for {sorted(watch.pending)}: {watch.failure}"
+    # The bench counts the time of the last status as converged: each pass applied its children
+    # before it wrote its status, so they are all there by then.
+    assert unsettled(reader, namespace, expected) == []
 
     # Settled: pods that got a GPU are serving, the others wait for one; nothing changed for 10 s.
     seen = {"versions": versions(reader, namespace), "since": time.monotonic()}

@@ -9,7 +9,8 @@ Three figures, all from the same run on one fresh local cluster:
   operator's 16 did: a TGI simulator and a gateway each, and the status updates and endpoints
   that follow, work the floor was spared;
 - **operator**: from the start of one ``kubectl apply`` of the N LLMDeployments until every one
-  has all those children and a status for its generation; the ratio operator / floor (goal <= 1),
+  has all those children and a status for its generation (seen by a watch of the LLMDeployments,
+  then the children checked once: ``StatusWatch``); the ratio operator / floor (goal <= 1),
   also from the end of that apply (the LLMDeployments' own creation is not in the floor). The
   floor's namespace is deleted first, so both run on a cluster without the other's pods. For
   both turns, the CPU seconds each process spent meanwhile (the cluster's parts, the pods the
@@ -41,6 +42,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.api.resource import parse
+from llmops.informer import watch_lines
 from llmops.kube import load_client
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
@@ -58,7 +61,16 @@ from llmops_dev.cluster.controlplane import Cluster
 from llmops_dev.kubelet.proxy import pod_network_env
 from llmops_dev.processes import Proc, free_port, stop_pid, wait_until
 
-__all__ = ["ApiReader", "children_of", "floor_objects", "llmd_body", "main", "unsettled", "versions"]
+__all__ = [
+    "ApiReader",
+    "StatusWatch",
+    "children_of",
+    "floor_objects",
+    "llmd_body",
+    "main",
+    "unsettled",
+    "versions",
+]
 
 REVISION = "a" * 40
 OWNED = {  # kind -> (REST collection path, without the namespace part)
@@ -171,12 +183,7 @@ def unsettled(reader: ApiReader, namespace: str, expected: Mapping[str, set[tupl
     missing = []
     for name, wanted in expected.items():
         obj = llmds.get(name)
-        status = (obj or {}).get("status") or {}
-        if (
-            not obj
-            or not status.get("phase")
-            or status.get("observedGeneration") != obj["metadata"]["generation"]
-        ):
+        if not obj or not has_status(obj):
             missing.append(name)
             continue
         uid = obj["metadata"]["uid"]
@@ -186,6 +193,85 @@ def unsettled(reader: ApiReader, namespace: str, expected: Mapping[str, set[tupl
                 missing.append(name)
                 break
     return missing
+
+
+def has_status(obj: Mapping[str, Any]) -> bool:
+    """Whether an LLMDeployment has a status (a phase) for its generation."""
+    status = obj.get("status") or {}
+    return bool(status.get("phase")) and status.get("observedGeneration") == obj["metadata"].get("generation")
+
+
+class StatusWatch:
+    """When the last of ``names`` got a status for its generation, as one watch of the
+    namespace's LLMDeployments reports it.
+
+    Why not poll: the bench used to list every LLMDeployment (whole, with status) and the
+    metadata of every child kind each 0.5-2 s while the operator worked. Those lists cost the
+    apiserver and the bench CPU in the operator's turn that the floor's turn (which only waits
+    for its kubectl) did not pay, on cores both turns saturate. A watch costs one event per
+    change, whose JSON the apiserver has already made for the operator's own watch. The children
+    are checked once, by ``unsettled()``, when every status is in (a pass applies its children
+    before it writes the status).
+    """
+
+    def __init__(self, reader: ApiReader, namespace: str, names: Iterable[str]) -> None:
+        self.reader = reader
+        self.path = LLMD_PATH.format(ns=namespace)
+        self.pending = set(names)
+        self.done_at: float | None = None
+        self.failure: str | None = None
+        self._ended = threading.Event()
+        self._version = str(reader.get(self.path)["metadata"]["resourceVersion"])
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="status-watch", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> float | None:
+        """The monotonic time the last status came, or None (timeout, or the watch failed)."""
+        self._ended.wait(timeout)
+        return self.done_at
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def _run(self) -> None:
+        try:
+            while not self._stop and self.pending:
+                self._follow()
+        except Exception as exc:  # reported; the caller falls back to polling
+            self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._ended.set()
+
+    def _follow(self) -> None:
+        """One watch from the last resourceVersion seen, until the server ends it."""
+        client = self.reader.client
+        query = [("watch", "true"), ("resourceVersion", self._version), ("allowWatchBookmarks", "true")]
+        method, url, headers, _, _ = client.param_serialize(
+            "GET",
+            self.path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        resp = client.call_api(method, url, header_params=headers, _request_timeout=(10, 600))
+        try:
+            if resp.status != 200:
+                raise RuntimeError(f"watch {self.path}: HTTP {resp.status}: {resp.read()[:300]!r}")
+            for event in watch_lines(resp.response.stream(65536)):
+                if event["type"] == "ERROR":
+                    raise RuntimeError(f"watch {self.path}: {event['object'].get('message')}")
+                obj = event["object"]
+                self._version = obj["metadata"]["resourceVersion"]
+                if event["type"] in ("ADDED", "MODIFIED") and has_status(obj):
+                    self.pending.discard(obj["metadata"]["name"])
+                    if not self.pending:
+                        self.done_at = time.monotonic()
+                        return
+                if self._stop:
+                    return
+        finally:
+            resp.response.release_conn()
 
 
 def versions(reader: ApiReader, namespace: str) -> dict[str, str]:
@@ -420,6 +506,35 @@ def _floor_turn(cluster: Cluster, reader: ApiReader, names: list[str], timeout: 
     return floor, sum(spent.values())
 
 
+def _converged(
+    reader: ApiReader,
+    operator: Proc,
+    watch: StatusWatch,
+    expected: Mapping[str, set[tuple[str, str]]],
+    t0: float,
+    deadline_s: float,
+) -> float:
+    """Seconds from ``t0`` until every LLMDeployment of ``expected`` has its children and a
+    status: when the watch saw the last status, if the children were all there then; else (a
+    child missing, or the watch failed) when polling finds them."""
+    while watch.wait(min(5.0, max(0.0, t0 + deadline_s - time.monotonic()))) is None:
+        if watch.failure or operator.failed() or time.monotonic() - t0 > deadline_s:
+            break
+    watch.stop()
+    if watch.failure:
+        print(f"  the status watch failed ({watch.failure}); polling instead", flush=True)
+    if watch.done_at is not None and not unsettled(reader, "scale", expected):
+        return watch.done_at - t0
+    interval = max(0.5, len(expected) / 500)  # polling 1,000 objects costs the apiserver CPU too
+    while left := unsettled(reader, "scale", expected):
+        if operator.failed() or time.monotonic() - t0 > deadline_s:
+            raise RuntimeError(
+                f"{len(left)} not converged (e.g. {left[:3]}): {operator.failed() or 'timeout'}"
+            )
+        time.sleep(interval)
+    return time.monotonic() - t0
+
+
 def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> dict[str, float]:
     """The benchmark; returns its figures (also printed). Without ``floor_turn``, only the
     operator's turn, the idle window and the RSS (the floor of 5,000 takes longer than the rest)."""
@@ -453,18 +568,12 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
         expected = {
             n: {(c["kind"], c["metadata"]["name"]) for c in children_of(llmd_body(n, "scale"))} for n in names
         }
+        watch = StatusWatch(reader, "scale", names)
         usage = _Usage.start([*cluster.procs, operator], reader)
         t0 = time.monotonic()
         _create_llmds(cluster, names, "scale", timeout)
         created = time.monotonic() - t0
-        interval = max(0.5, scale / 500)  # polling 1,000 objects costs the apiserver CPU too
-        while left := unsettled(reader, "scale", expected):
-            if operator.failed() or time.monotonic() - t0 > timeout * 3:
-                raise RuntimeError(
-                    f"{len(left)} not converged (e.g. {left[:3]}): {operator.failed() or 'timeout'}"
-                )
-            time.sleep(interval)
-        took = time.monotonic() - t0
+        took = _converged(reader, operator, watch, expected, t0, timeout * 3)
         load = os.getloadavg()
         spent, delta = usage.spent(), usage.requests()
         busy = operator_requests(delta)
@@ -487,7 +596,7 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
                 f"  CPU seconds without the operator's own: {others:.1f}, against {floor_cpu:.1f} for the floor"
             )
         print(
-            f"  API requests during it (operator's resources, the bench's polling included): "
+            f"  API requests during it (operator's resources, the bench's own reads included): "
             f"{sum(busy.values())}: " + ", ".join(f"{v} {r} {n}" for (v, r), n in busy.most_common(10))
         )
 
