@@ -21,11 +21,12 @@ the cache or another pass); of ``managedFields`` (often half an object), only ou
 fields are kept. The children of one LLMDeployment differ from another's in a few names and
 numbers, so a Deployment of 5.2 KiB as the apiserver answers it keeps in about 300 bytes, a Pod of
 5.8 KiB in about 400: 1,000 LLMDeployments' copies took 24 MiB as plain JSON.
+JSON through orjson: decoding every watch event and packing every copy with the standard
+library's ``json`` was most of the operator's JSON work at scale (docs/architecture.md, "JSON").
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -33,6 +34,8 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import orjson
 
 from llmops.api.constants import LABEL_DEPLOYMENT
 from llmops.lifecycle.ownership import FIELD_MANAGER
@@ -101,7 +104,7 @@ class Packer:
         self._zdict: bytes | None = None
 
     def pack(self, obj: Mapping[str, Any]) -> bytes:
-        raw = json.dumps(obj, separators=(",", ":")).encode()
+        raw = orjson.dumps(obj)
         zdict = self._zdict
         if zdict is None:
             with self._lock:
@@ -114,7 +117,7 @@ class Packer:
     def unpack(self, packed: bytes) -> Any:
         assert self._zdict is not None, "unpack before any pack"
         inflate = zlib.decompressobj(zdict=self._zdict)
-        return json.loads(inflate.decompress(packed) + inflate.flush())
+        return orjson.loads(inflate.decompress(packed) + inflate.flush())
 
 
 _Key = tuple[str, str]
@@ -428,6 +431,6 @@ def watch_lines(chunks: Iterator[bytes]) -> Iterator[Mapping[str, Any]]:
         *lines, pending = pending.split(b"\n")
         for line in lines:
             if line.strip():
-                yield json.loads(line)
+                yield orjson.loads(line)
     if pending.strip():
-        yield json.loads(pending)
+        yield orjson.loads(pending)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import kubernetes
+import orjson
 import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -297,7 +298,7 @@ class Kube:
             raise ApiError(exc.status or 0, f"{method} {path}: {exc.reason}") from exc
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, _api_message(resp.status, raw))
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     def _call_object(
         self,
@@ -604,7 +605,7 @@ class Kube:
         return self._call_object(
             "PATCH",
             RESOURCES[obj["kind"]].path(meta["namespace"], meta["name"]),
-            body=json.dumps(obj),
+            body=orjson.dumps(obj),
             query=query,
             content_type="application/apply-patch+yaml",
         )

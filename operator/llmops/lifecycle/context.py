@@ -48,6 +48,10 @@ class Event:
 
 
 def manifest_hash(obj: Mapping[str, Any]) -> str:
+    """The ``applied-hash`` of a rendered child. Stays on the standard library's ``json`` (not
+    orjson, as the informers and applies use): any other byte in its input (non-ASCII escaped or
+    not, a float's exponent) would change the hash of every child, and an upgraded operator
+    would apply them all again. tests/unit/test_manifest_hash.py pins its values."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
