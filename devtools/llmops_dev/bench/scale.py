@@ -385,11 +385,20 @@ class _Usage:
     requests_at_start: Counter[tuple[str, str]]
     kubectl_at_start: float
     bench_at_start: float
+    machine_at_start: tuple[float, float]
 
     @classmethod
     def start(cls, procs: Iterable[Proc], reader: ApiReader) -> _Usage:
         procs = list(procs)
-        return cls(procs, reader, cpu_by_process(procs), request_counts(reader), _kubectl_cpu(), _own_cpu())
+        return cls(
+            procs,
+            reader,
+            cpu_by_process(procs),
+            request_counts(reader),
+            _kubectl_cpu(),
+            _own_cpu(),
+            idle_and_stolen(),
+        )
 
     def spent(self) -> dict[str, float]:
         """CPU seconds by process since the start, kubectl (this process' children) included."""
@@ -418,6 +427,21 @@ class _Usage:
             + ", ".join(f"{k} {v:.1f}" for v, k in ranked)
             + f"); API requests served: {served}"
         )
+        idle, stolen = (
+            now - then for now, then in zip(idle_and_stolen(), self.machine_at_start, strict=True)
+        )
+        print(
+            f"  the machine meanwhile: {idle:.1f} CPU seconds idle, {stolen:.1f} stolen by the host "
+            "(other guests of a shared host: a turn with more stolen ran slower for it)"
+        )
+
+
+def idle_and_stolen() -> tuple[float, float]:
+    """The machine's idle (with I/O wait) and stolen CPU seconds so far, all cores (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields] + [0] * 8
+    hz = os.sysconf("SC_CLK_TCK")
+    return (ticks[3] + ticks[4]) / hz, ticks[7] / hz
 
 
 def _kubectl_cpu() -> float:
