@@ -32,7 +32,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
@@ -64,6 +64,9 @@ class Change:
     namespace: str
     deployment: str
     deleted: bool
+    version: str = field(default="", compare=False)
+    """For a deletion: the resourceVersion it was seen at (the DELETED event's, or the list's that
+    no longer had the object); copies of the owner older than it may be stale."""
 
 
 class Gone(Exception):
@@ -270,7 +273,7 @@ class Informer:
                 self._notify(key[0], copy.owner)
         for key, copy in old.items():
             if key not in fresh:
-                self._notify(key[0], copy.owner, deleted=True)
+                self._notify(key[0], copy.owner, deleted=True, version=version)
         return version
 
     def follow(self, version: str) -> None:
@@ -289,7 +292,7 @@ class Informer:
             if type_ == "DELETED":
                 with self._lock:
                     self._drop(_key(obj))
-                self._notify(_key(obj)[0], _owner(obj), deleted=True)
+                self._notify(_key(obj)[0], _owner(obj), deleted=True, version=_version(obj))
             elif type_ in ("ADDED", "MODIFIED"):
                 self._put(self._copy(dict(obj)), notify=True)
 
@@ -316,11 +319,11 @@ class Informer:
             if not keys:
                 self._by_owner.pop(copy.owner_key, None)
 
-    def _notify(self, namespace: str, owner: str | None, deleted: bool = False) -> None:
+    def _notify(self, namespace: str, owner: str | None, deleted: bool = False, version: str = "") -> None:
         """Trigger the pass of the owner in the object's own namespace (an informer of every
         namespace sees all of them)."""
         if owner:
-            self._on_change(Change(self.kind, namespace, owner, deleted))
+            self._on_change(Change(self.kind, namespace, owner, deleted, version))
 
 
 class Latest:
@@ -349,6 +352,8 @@ class Latest:
         """Deleted keys and the version of their deletion, oldest first (dicts keep order)."""
         self._live: set[tuple[str, str]] = set()
         """Every key put and not deleted since, its copy forgotten or not."""
+        self._doubts: dict[tuple[str, str], str] = {}
+        """Forgotten keys and the version of the doubt: a watch event not newer is not taken."""
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A fresh copy of the object (None: never seen, or deleted)."""
@@ -361,13 +366,18 @@ class Latest:
         with self._lock:
             return (namespace, name) in self._tombstones
 
-    def put(self, obj: Mapping[str, Any]) -> None:
-        """An object as a watch event or a write's answer had it (ignored if not newer)."""
+    def put(self, obj: Mapping[str, Any], read: bool = False) -> None:
+        """An object as a watch event or a write's answer had it (ignored if not newer), or as
+        the apiserver answered a read (``read``: it settles a doubt, whatever its version)."""
         meta = obj.get("metadata") or {}
         key, version = (str(meta.get("namespace") or ""), str(meta.get("name"))), _version(obj)
         slimmed = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         packed = self._packer.pack(slimmed)
         with self._lock:
+            doubt = self._doubts.get(key)
+            if doubt is not None and not read and not _later_than(version, doubt):
+                return  # may have been sent before the doubt arose: the next read asks
+            self._doubts.pop(key, None)
             current = self._copies.get(key)
             deleted = self._tombstones.get(key)
             if current is not None and not _later_or_same(version, current[0]):
@@ -390,13 +400,19 @@ class Latest:
         with self._lock:
             self._copies.pop((namespace, name), None)
             self._live.discard((namespace, name))
+            self._doubts.pop((namespace, name), None)
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str, since: str = "") -> None:
         """Drop the copy (not a tombstone): the next read asks the apiserver. For a doubt the
         watch cannot settle: a watch that was cut and listed again reports no deletion for an
-        object deleted meanwhile, so its copy would outlive it."""
+        object deleted meanwhile, so its copy would outlive it. With ``since`` (the version the
+        doubt arose at, a child's deletion), a watch event no newer than it does not bring the
+        copy back before that read: kopf may deliver it after the child's deletion was seen, and
+        a pass that read it would skip the read the doubt asked for."""
         with self._lock:
             self._copies.pop((namespace, name), None)
+            if since:
+                self._doubts[(namespace, name)] = since
 
     def delete(self, obj: Mapping[str, Any]) -> None:
         """The object's deletion, as its watch event had it."""
@@ -405,6 +421,7 @@ class Latest:
         with self._lock:
             self._copies.pop(key, None)
             self._live.discard(key)
+            self._doubts.pop(key, None)
             self._tombstones.pop(key, None)
             self._tombstones[key] = _version(obj)
             while len(self._tombstones) > self.TOMBSTONES:

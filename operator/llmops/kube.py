@@ -336,7 +336,7 @@ class Kube:
                 return None
             raise
         if self.llmds is not None:
-            self.llmds.put(answer)
+            self.llmds.put(answer, read=True)
         return answer
 
     def forget_apis(self) -> None:
@@ -433,7 +433,7 @@ class Kube:
             # a cut watch, lists again without reporting what was deleted meanwhile: the pass
             # these deletions trigger must not re-create children from the stale copy, so it
             # reads its LLMDeployment from the apiserver (one GET per child deleted, rare).
-            self.llmds.forget(change.namespace, change.deployment)
+            self.llmds.forget(change.namespace, change.deployment, since=change.version)
         self.on_change(change)
 
     def _list_labelled(self, kind: str, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
