@@ -389,3 +389,37 @@ def test_the_canary_pod_template_never_changes_across_steps() -> None:
         assert json.dumps(dep["spec"]["template"], sort_keys=True) == template
         sim.ready("m-canary")
     assert 1 in seen  # it did advance at least once
+
+
+def test_a_canary_pod_waiting_for_the_gpu_a_terminating_stable_pod_frees_is_not_paused() -> None:
+    """In replicas mode the canary takes its replicas from stable: on a cluster with exactly the
+    GPUs the LLMDeployment uses, the canary pod waits for the GPU of the stable pod scaled away,
+    and the scheduler says Insufficient GPU until that pod is gone. That is the canary starting,
+    not a shortage: no CanaryPaused."""
+    sim = Sim()
+    sim.new_revision()
+    sim.step()
+    pending = {
+        "metadata": {"name": "m-canary-x", "labels": {"llmops.io/deployment": "m", "llmops.io/track": "canary"}},
+        "spec": {"containers": [{"name": "server", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                        "reason": "Unschedulable",
+                                                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]},
+    }  # fmt: skip
+    leaving = {
+        "metadata": {
+            "name": "m-stable-y",
+            "labels": {"llmops.io/deployment": "m", "llmops.io/track": "stable"},
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"containers": [{"name": "server", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]},
+        "status": {"phase": "Running"},
+    }
+    p = sim.step(0.1, pods=[pending, leaving])
+    assert sim.canary["state"] == "Progressing", sim.canary
+    assert "terminating" in sim.canary["message"]
+    assert cond(p, c.PROMOTED)["reason"] == c.CANARY_PROGRESSING
+    # Once that pod is gone and the canary pod still waits, it is a shortage.
+    sim.step(0.1, pods=[pending])
+    assert sim.canary["state"] == "Paused"
+    assert "nvidia.com/gpu" in sim.canary["message"]

@@ -33,7 +33,7 @@ from llmops.api.status import AnalysisCheckDict, CanaryState, CanaryStatusDict, 
 from llmops.contracts import format_timestamp, parse_timestamp
 from llmops.engines import get_engine
 from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
-from llmops.lifecycle.diagnose import Problem, track_problem
+from llmops.lifecycle.diagnose import Problem, gpus_being_released, track_problem
 from llmops.lifecycle.smoke import SMOKE_BROKEN, SMOKE_FAILED, smoke_applies, smoke_stage
 from llmops.lifecycle.target import desired_target
 from llmops.render import deployment, deployment_name
@@ -243,6 +243,15 @@ def _hold_for_pods(
     if canary.revision == run.rev and canary.complete:
         return None
     problem = track_problem(p.ld.spec, p.obs, "canary")
+    resource = p.ld.spec.resources.gpu.resource_name
+    if (
+        problem
+        and problem.reason == c.INSUFFICIENT_GPU
+        and (freed := gpus_being_released(p.obs.pods, resource))
+    ):
+        # The GPUs of the stable pods this step scaled away: the canary starting, not a shortage.
+        why = f"{freed} {resource} of terminating pods are being released"
+        return _wait_for_pods(run, stable_replicas, f"waiting for {canary_replicas} canary pod(s): {why}")
     if problem and problem.reason in _NO_ROOM:
         # Scarce GPUs are not the model's fault: hold, say why, never roll back for it.
         # "canary pods cannot be scheduled: …"
@@ -261,13 +270,14 @@ def _hold_for_pods(
     if (_since(p.now, can.get("stepStartTime")) or 0.0) > deadline:
         why = f"canary pods were not ready within progressDeadlineSeconds ({deadline}s)"
         return _rollback(run, c.PROGRESS_DEADLINE_EXCEEDED, why)
-    can.update(
-        {
-            "state": CanaryState.PROGRESSING,
-            "message": f"waiting for {canary_replicas} canary pod(s) to load the model",
-        }
+    return _wait_for_pods(
+        run, stable_replicas, f"waiting for {canary_replicas} canary pod(s) to load the model"
     )
-    p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, can["message"])
+
+
+def _wait_for_pods(run: _Run, stable_replicas: int, message: str) -> CanaryPlan:
+    run.can.update({"state": CanaryState.PROGRESSING, "message": message})
+    run.p.cond(c.PROMOTED, c.FALSE, c.CANARY_PROGRESSING, message)
     return CanaryPlan(run.stable_rev, stable_replicas, CanaryState.PROGRESSING, requeue_after=10.0)
 
 

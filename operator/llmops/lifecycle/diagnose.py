@@ -26,6 +26,7 @@ __all__ = [
     "diagnose_pods",
     "gpu_detail",
     "gpu_shortage",
+    "gpus_being_released",
     "job_pods",
     "job_state",
     "job_suspended",
@@ -232,6 +233,28 @@ def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str) -> Pro
     return diagnose_pods(
         obs.pods_of(**{"llmops.io/track": track}), spec.resources.gpu.resource_name, gpu_detail(spec, obs)
     )
+
+
+def gpus_being_released(pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> int:
+    """The ``gpu_resource`` held by the terminating ones among ``pods``: free once they are gone.
+
+    A replicas-mode canary takes its replicas from stable, so on a cluster with no GPU to spare
+    its pods wait for those of the stable pods scaled away, and the scheduler calls that a
+    shortage until they have stopped (TGI drains for up to 90 s)."""
+    return sum(
+        _count(((ctr.get("resources") or {}).get("requests") or {}).get(gpu_resource))
+        for pod in pods
+        if (pod.get("metadata") or {}).get("deletionTimestamp")
+        for ctr in (pod.get("spec") or {}).get("containers") or []
+    )
+
+
+def _count(quantity: Any) -> int:
+    """An extended resource's quantity (a whole number, as a string or an int) as an int."""
+    try:
+        return int(str(quantity or 0))
+    except ValueError:
+        return 0
 
 
 def diagnose_pods(
