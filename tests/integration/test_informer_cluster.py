@@ -145,9 +145,14 @@ def test_a_pass_reads_its_llmdeployment_from_the_watch_not_the_apiserver(
     (the copy may have outlived the owner, if kopf's watch missed the owner's deletion)."""
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("watchbody", REV))
     first = wait_for("the Service", lambda: _uid(cluster, namespace, "service", "watchbody"), 120, 0.25)
+    # Serving, not merely a status: while Caching, passes write the download's progress, and a
+    # status write answered after the Service's deletion is a newer copy than the deletion, which
+    # rightly spares the GET this test looks for (see Latest.forget).
     wait_for(
-        "the status written",
-        lambda: get_json(cluster, "llmd", "watchbody", "-n", namespace).get("status", {}).get("phase"),
+        "serving",
+        lambda: (st := get_json(cluster, "llmd", "watchbody", "-n", namespace).get("status", {})).get("phase")
+        == "Serving"
+        and st.get("ready") == "1/1",
         120,
         0.25,
     )
