@@ -451,30 +451,7 @@ class Kube:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
         ]
-        path = RESOURCES[kind].path(namespace)
-        try:
-            m, url, headers, _, _ = self.client.param_serialize(
-                "GET",
-                path,
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            resp = self.client.call_api(
-                m, url, header_params=headers, _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30)
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise ApiError(0, f"watch {path}: {exc}") from exc
-        except ApiException as exc:
-            raise ApiError(exc.status or 0, f"watch {path}: {exc.reason}") from exc
-        try:
-            if resp.status == 410:
-                raise Gone(f"watch {path} from {version}")
-            if resp.status != 200:
-                raise ApiError(resp.status, _api_message(resp.status, resp.read()))
-            yield from watch_lines(resp.response.stream(65536))
-        finally:
-            resp.response.release_conn()
+        return watch_stream(self.client, RESOURCES[kind].path(namespace), query)
 
     def gpu_nodes(self, resource: str) -> list[GpuNode]:
         """The nodes offering ``resource`` and what unfinished pods of any namespace request on
@@ -706,6 +683,37 @@ class Kube:
             self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
         except ApiError as exc:
             log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
+
+def watch_stream(
+    client: ApiClient, path: str, query: Sequence[tuple[str, str]]
+) -> Iterator[Mapping[str, Any]]:
+    """The events of one watch of ``path`` (``query`` holds ``watch=true`` and where to start),
+    until the server ends it: the informers' watches and the scale bench's. 410 (the version is
+    gone from the watch cache) raises ``Gone``; a lost connection, ``ApiError(0, ...)``."""
+    try:
+        m, url, headers, _, _ = client.param_serialize(
+            "GET",
+            path,
+            query_params=list(query),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        resp = client.call_api(
+            m, url, header_params=headers, _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30)
+        )
+    except _TRANSPORT_ERRORS as exc:
+        raise ApiError(0, f"watch {path}: {exc}") from exc
+    except ApiException as exc:
+        raise ApiError(exc.status or 0, f"watch {path}: {exc.reason}") from exc
+    try:
+        if resp.status == 410:
+            raise Gone(f"watch {path} from {dict(query).get('resourceVersion')}")
+        if resp.status != 200:
+            raise ApiError(resp.status, _api_message(resp.status, resp.read()))
+        yield from watch_lines(resp.response.stream(65536))
+    finally:
+        resp.response.release_conn()
 
 
 def _count(quantity: Any) -> int:

@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops.api.resource import parse
-from llmops.informer import watch_lines
-from llmops.kube import load_client
+from llmops.informer import WATCH_TIMEOUT_SECONDS
+from llmops.kube import load_client, watch_stream
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
 from llmops.render.gateway import signing_secret
@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 REVISION = "a" * 40
+OPERATOR_NAMESPACE = "scale"  # the operator's turn; the floor's runs in "floor"
 OWNED = {  # kind -> (REST collection path, without the namespace part)
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
     "Service": "/api/v1/namespaces/{ns}/services",
@@ -216,6 +217,7 @@ class StatusWatch:
 
     def __init__(self, reader: ApiReader, namespace: str, names: Iterable[str]) -> None:
         self.reader = reader
+        self.namespace = namespace
         self.path = LLMD_PATH.format(ns=namespace)
         self.pending = set(names)
         self.done_at: float | None = None
@@ -245,33 +247,24 @@ class StatusWatch:
 
     def _follow(self) -> None:
         """One watch from the last resourceVersion seen, until the server ends it."""
-        client = self.reader.client
-        query = [("watch", "true"), ("resourceVersion", self._version), ("allowWatchBookmarks", "true")]
-        method, url, headers, _, _ = client.param_serialize(
-            "GET",
-            self.path,
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        resp = client.call_api(method, url, header_params=headers, _request_timeout=(10, 600))
-        try:
-            if resp.status != 200:
-                raise RuntimeError(f"watch {self.path}: HTTP {resp.status}: {resp.read()[:300]!r}")
-            for event in watch_lines(resp.response.stream(65536)):
-                if event["type"] == "ERROR":
-                    raise RuntimeError(f"watch {self.path}: {event['object'].get('message')}")
-                obj = event["object"]
-                self._version = obj["metadata"]["resourceVersion"]
-                if event["type"] in ("ADDED", "MODIFIED") and has_status(obj):
-                    self.pending.discard(obj["metadata"]["name"])
-                    if not self.pending:
-                        self.done_at = time.monotonic()
-                        return
-                if self._stop:
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", self._version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
+        ]
+        for event in watch_stream(self.reader.client, self.path, query):
+            if event["type"] == "ERROR":
+                raise RuntimeError(f"watch {self.path}: {event['object'].get('message')}")
+            obj = event["object"]
+            self._version = obj["metadata"]["resourceVersion"]
+            if event["type"] in ("ADDED", "MODIFIED") and has_status(obj):
+                self.pending.discard(obj["metadata"]["name"])
+                if not self.pending:
+                    self.done_at = time.monotonic()
                     return
-        finally:
-            resp.response.release_conn()
+            if self._stop:
+                return
 
 
 def versions(reader: ApiReader, namespace: str) -> dict[str, str]:
@@ -547,10 +540,10 @@ def _converged(
     watch.stop()
     if watch.failure:
         print(f"  the status watch failed ({watch.failure}); polling instead", flush=True)
-    if watch.done_at is not None and not unsettled(reader, "scale", expected):
+    if watch.done_at is not None and not unsettled(reader, watch.namespace, expected):
         return watch.done_at - t0
     interval = max(0.5, len(expected) / 500)  # polling 1,000 objects costs the apiserver CPU too
-    while left := unsettled(reader, "scale", expected):
+    while left := unsettled(reader, watch.namespace, expected):
         if operator.failed() or time.monotonic() - t0 > deadline_s:
             raise RuntimeError(
                 f"{len(left)} not converged (e.g. {left[:3]}): {operator.failed() or 'timeout'}"
@@ -587,15 +580,16 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
         floor, floor_cpu = _floor_turn(cluster, reader, names, timeout) if floor_turn else (float("nan"), 0.0)
 
         # The operator: N LLMDeployments in one call, until each has its children and a status.
-        cluster.kubectl("create", "namespace", "scale")
-        operator = _start_operator(cluster, "scale", state_dir / "logs" / "operator.log")
+        cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+        operator = _start_operator(cluster, OPERATOR_NAMESPACE, state_dir / "logs" / "operator.log")
         expected = {
-            n: {(c["kind"], c["metadata"]["name"]) for c in children_of(llmd_body(n, "scale"))} for n in names
+            n: {(c["kind"], c["metadata"]["name"]) for c in children_of(llmd_body(n, OPERATOR_NAMESPACE))}
+            for n in names
         }
-        watch = StatusWatch(reader, "scale", names)
+        watch = StatusWatch(reader, OPERATOR_NAMESPACE, names)
         usage = _Usage.start([*cluster.procs, operator], reader)
         t0 = time.monotonic()
-        _create_llmds(cluster, names, "scale", timeout)
+        _create_llmds(cluster, names, OPERATOR_NAMESPACE, timeout)
         created = time.monotonic() - t0
         took = _converged(reader, operator, watch, expected, t0, timeout * 3)
         load = os.getloadavg()
@@ -624,13 +618,13 @@ def run(scale: int, idle_s: float, state_dir: Path, floor_turn: bool = True) -> 
             f"{sum(busy.values())}: " + ", ".join(f"{v} {r} {n}" for (v, r), n in busy.most_common(10))
         )
 
-        settle = wait_settled(reader, "scale", quiet_s=10, deadline_s=180)
+        settle = wait_settled(reader, OPERATOR_NAMESPACE, quiet_s=10, deadline_s=180)
         print(f"  settled (10 s without a change) after {settle:.0f} s more")
-        before_v, before_r = versions(reader, "scale"), request_counts(reader)
+        before_v, before_r = versions(reader, OPERATOR_NAMESPACE), request_counts(reader)
         time.sleep(idle_s)  # the measurement window itself, not a synchronisation
         # The counts first: the bench's own lists of versions() stay out of the window.
         after_r = request_counts(reader)
-        after_v = versions(reader, "scale")
+        after_v = versions(reader, OPERATOR_NAMESPACE)
         diff = changed(before_v, after_v)
         ours = operator_requests(after_r - before_r)
         per_hour = sum(ours.values()) / scale * 3600 / idle_s
