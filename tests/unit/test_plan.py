@@ -28,6 +28,7 @@ from testkit.planning import (
     job_done,
     kinds,
     plan,
+    pod_without_gpu,
     pods_starting,
     rollout,
     server_pod,
@@ -479,3 +480,29 @@ def test_an_existing_job_is_never_applied_again() -> None:
     p = plan(with_status(first, b), Observations(children=ch), T0)
     assert "Job" not in kinds(p)
     assert ("Job", job["metadata"]["name"]) not in p.delete
+
+
+def test_a_new_pod_waiting_for_the_gpu_of_the_pod_it_replaces_is_not_a_gpu_shortage() -> None:
+    """One replica on a cluster with no GPU to spare: the rolling update (maxSurge 0) stops the
+    old pod first, and the new one waits for its GPU while it drains. The scheduler says
+    Insufficient GPU meanwhile; the status says the servers are starting, not to lower
+    resources.gpu.count. Once no pod is terminating, the same wait is a shortage."""
+    b, ch = to_serving(body(replicas=1))
+    b["spec"]["model"]["revision"] = SHA_B
+    b["metadata"]["generation"] += 1
+    now = T0 + dt.timedelta(hours=1)
+    p = plan(b, Observations(children=ch), now)
+    ch, b = children_of(p, ch), with_status(p, b)
+    job_done(ch)  # the new revision's download
+    p = plan(b, Observations(children=ch), now)
+    ch, b = children_of(p, ch), with_status(p, b)
+    rollout(ch, ready=0, replicas=1, updated=1)
+    leaving = server_pod(phase="Running")
+    leaving["metadata"].update(name="m-stable-old", deletionTimestamp="2026-01-01T00:00:00Z")
+    leaving["spec"] = {"containers": [{"name": "server", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    p = plan(b, Observations(children=ch, pods=[pod_without_gpu(), leaving]), now)
+    assert cond(p, c.AVAILABLE)["reason"] == c.PODS_NOT_READY
+    assert cond(p, c.PROGRESSING)["message"] == f"rolling out revision {SHA_B}: 0/1 replicas ready"
+    p = plan(b, Observations(children=ch, pods=[pod_without_gpu()]), now)
+    assert cond(p, c.AVAILABLE)["reason"] == c.INSUFFICIENT_GPU
+    assert "lower resources.gpu.count" in cond(p, c.PROGRESSING)["message"]

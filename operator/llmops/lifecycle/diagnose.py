@@ -235,12 +235,16 @@ def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str) -> Pro
     )
 
 
-def gpus_being_released(pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> int:
-    """The ``gpu_resource`` held by the terminating ones among ``pods``: free once they are gone.
+def gpus_being_released(problem: Problem | None, pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> int:
+    """When ``problem`` is a pod waiting for GPUs: the ``gpu_resource`` that the terminating
+    ones among ``pods`` (the LLMDeployment's) hold and free once gone; else 0.
 
-    A replicas-mode canary takes its replicas from stable, so on a cluster with no GPU to spare
-    its pods wait for those of the stable pods scaled away, and the scheduler calls that a
-    shortage until they have stopped (TGI drains for up to 90 s)."""
+    On a cluster with no GPU to spare, a rolling update's new pod waits for its old pod's GPU
+    (maxSurge 0), and a replicas-mode canary pod for the stable pod it replaces. The scheduler
+    calls that a shortage until the old pod has stopped (TGI drains for up to 90 s): it is a
+    replacement under way, and advice to lower ``resources.gpu.count`` would be wrong."""
+    if problem is None or problem.reason != c.INSUFFICIENT_GPU:
+        return 0
     return sum(
         _count(((ctr.get("resources") or {}).get("requests") or {}).get(gpu_resource))
         for pod in pods

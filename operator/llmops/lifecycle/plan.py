@@ -60,7 +60,7 @@ from llmops.lifecycle.context import (
     applied_hash,
     rollout_of,
 )
-from llmops.lifecycle.diagnose import Problem, job_state, track_problem
+from llmops.lifecycle.diagnose import Problem, gpus_being_released, job_state, track_problem
 from llmops.lifecycle.drift import drift_stage
 from llmops.lifecycle.gate import Baseline, Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
@@ -269,6 +269,8 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
             revision=target_rev,
         )
     pod_problem = track_problem(spec, p.obs, "stable")
+    if gpus_being_released(pod_problem, p.obs.pods, spec.resources.gpu.resource_name):
+        pod_problem = None  # a replacement under way: its pod waits for the GPU of the one it replaces
     stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
     # While promoting, stable takes the canary's replicas over a few at a time: complete at a
     # step of that is not rolled out, and a replica starting at the next step is not lost.
