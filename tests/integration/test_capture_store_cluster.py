@@ -301,20 +301,23 @@ def _scenario(
     )
 
     def crash_until_down() -> dict[str, Any] | None:
-        cond = condition(llmd(cluster, namespace, NAME), "CaptureDegraded")
+        # The condition and status.capture from one read: the store may be back by the next one.
+        obj = llmd(cluster, namespace, NAME)
+        cond = condition(obj, "CaptureDegraded")
         if cond.get("reason") == "StoreUnavailable" and "0 record(s) dropped" not in cond.get("message", ""):
-            return cond
+            return obj
         current = store_pid(cluster, namespace)
         if current is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(current, signal.SIGKILL)  # each crash lengthens the kubelet's back-off
         return None
 
-    down = wait_for(
+    down_obj = wait_for(
         "CaptureDegraded=True StoreUnavailable with drops", crash_until_down, timeout=180, interval=2
     )
+    down = condition(down_obj, "CaptureDegraded")
     assert down["status"] == "True" and "record(s) dropped by the gateways" in down["message"], down
-    status = llmd(cluster, namespace, NAME)["status"]["capture"]
+    status = down_obj["status"]["capture"]
     assert status["storeReady"] is False and status["dropped"] > 0, status
     # The sender stops now, so the drops' window starts rolling off while the store waits out its
     # crash-loop back-off (one after the other they took twice as long). The store is back, then
