@@ -8,6 +8,7 @@ state folder, e.g. when the cluster starts it itself).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import socket
@@ -463,7 +464,7 @@ def test_a_server_not_started_within_its_startup_probe_is_killed_and_read_as_a_s
     )
     status = pod["status"]["containerStatuses"][0]
     assert status["started"] is False and condition(pod, "Ready") == "False"
-    problem = diagnose_pods([pod])
+    problem = diagnose_pods([pod], now=dt.datetime.now(dt.UTC))
     assert problem is not None and problem.reason == STARTUP_TIMED_OUT, problem
     assert "within 3s" in problem.message
 

@@ -57,30 +57,30 @@ NEVER_READY = "2026-11-28T09:59:59Z"  # the pod's creation: Ready has been False
 
 
 def test_a_run_killed_at_the_end_of_the_startup_budget_is_a_startup_timeout() -> None:
-    problem = diagnose_pods([_pod(60, NEVER_READY)])
+    problem = diagnose_pods([_pod(60, NEVER_READY)], now=T0)
     assert problem is not None and problem.reason == c.STARTUP_TIMED_OUT and problem.permanent
     assert "within 60s" in problem.message and "spec.engine.startupTimeoutSeconds" in problem.message
 
 
 def test_it_is_told_at_the_first_kill_while_the_next_run_starts() -> None:
     running = {"running": {"startedAt": "2026-11-28T10:01:00Z"}}
-    problem = diagnose_pods([_pod(60, NEVER_READY, state=running)])
+    problem = diagnose_pods([_pod(60, NEVER_READY, state=running)], now=T0)
     assert problem is not None and problem.reason == c.STARTUP_TIMED_OUT
 
 
 def test_a_server_that_crashes_early_keeps_crashing() -> None:
-    problem = diagnose_pods([_pod(20, NEVER_READY)])
+    problem = diagnose_pods([_pod(20, NEVER_READY)], now=T0)
     assert problem is not None and problem.reason == c.CRASH_LOOP
 
 
 def test_a_server_that_served_then_crashed_is_a_crash_not_a_slow_start() -> None:
     # Ready turned True during the run and False when it ended: the run had started.
-    problem = diagnose_pods([_pod(600, "2026-11-28T10:10:00Z")])
+    problem = diagnose_pods([_pod(600, "2026-11-28T10:10:00Z")], now=T0)
     assert problem is not None and problem.reason == c.CRASH_LOOP
 
 
 def test_without_a_startup_probe_nothing_is_inferred() -> None:
-    problem = diagnose_pods([_pod(600, NEVER_READY, probe=None)])
+    problem = diagnose_pods([_pod(600, NEVER_READY, probe=None)], now=T0)
     assert problem is not None and problem.reason == c.CRASH_LOOP
 
 

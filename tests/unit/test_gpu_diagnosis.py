@@ -12,6 +12,7 @@ from llmops.api.spec import GpuSpec
 from llmops.lifecycle.diagnose import diagnose_pods, gpu_shortage, waits_for_gpus
 from llmops.lifecycle.observations import GpuNode
 from llmops.render.placement import node_selector
+from testkit.planning import T0 as NOW
 from testkit.planning import body
 
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -64,13 +65,13 @@ def test_no_matching_node_is_said_with_the_selector() -> None:
 def test_the_condition_message_carries_the_detail_instead_of_the_scheduler_text() -> None:
     assert waits_for_gpus([WAITING], "nvidia.com/gpu") and not waits_for_gpus([WAITING], "amd.com/gpu")
     detail = gpu_shortage(9, "nvidia.com/gpu", None, {}, NODES)
-    problem = diagnose_pods([WAITING], "nvidia.com/gpu", detail)
+    problem = diagnose_pods([WAITING], "nvidia.com/gpu", detail, now=NOW)
     assert problem is not None and problem.reason == "InsufficientGPU"
     assert (
         problem.message
         == f"pods cannot be scheduled: {detail}; lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
-    fallback = diagnose_pods([WAITING], "nvidia.com/gpu")
+    fallback = diagnose_pods([WAITING], "nvidia.com/gpu", now=NOW)
     assert fallback is not None and "3 Insufficient nvidia.com/gpu" in fallback.message
 
 

@@ -11,6 +11,8 @@ import datetime as dt
 from typing import Any
 
 from llmops.api import conditions as c
+from llmops.contracts import format_timestamp
+from llmops.lifecycle.diagnose import MOUNT_GRACE_SECONDS
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
 from testkit.argocd import run_health_check
@@ -152,3 +154,40 @@ def test_degraded_clears_once_the_replicas_are_back() -> None:
     p = plan(b, Observations(children=ch), LATER + dt.timedelta(minutes=2))
     assert p.status["phase"] == "Serving"
     assert cond(p, c.DEGRADED)["status"] == "False"
+
+
+def _waiting_for_sandbox(scheduled: dt.datetime) -> dict[str, Any]:
+    """A replacement pod scheduled at ``scheduled`` whose sandbox is not up yet: its containers
+    wait to be created, and it mounts a Secret (the gateway's keys)."""
+    pod = server_pod(
+        phase="Pending",
+        conditions=[
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": format_timestamp(scheduled)},
+            {"type": "PodReadyToStartContainers", "status": "False"},
+        ],
+        containerStatuses=[
+            {"name": "server", "ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}
+        ],
+    )
+    pod["spec"] = {"volumes": [{"name": "keys", "secret": {"secretName": "m-gateway"}}]}
+    return pod
+
+
+def test_a_replacement_whose_sandbox_is_starting_is_not_a_missing_secret() -> None:
+    # A clean-clone CI run caught status saying "check that the Secrets exist" about a stable pod
+    # recreated a second earlier: every pod waits for its sandbox for a moment before it starts.
+    now = LATER + dt.timedelta(minutes=1)
+    pod = _waiting_for_sandbox(scheduled=now - dt.timedelta(seconds=1))
+    b, ch = _serving()
+    lose_replicas(ch, ready=1)
+    p = plan(b, Observations(children=ch, pods=[pod]), now)
+    assert p.status["phase"] == "Serving"
+    assert cond(p, c.DEGRADED)["status"] == "False"
+    assert cond(p, c.PROGRESSING)["reason"] == c.REPLICAS_STARTING
+    # No pod event comes while the kubelet retries a mount: the pass asks to look again.
+    assert p.requeue_after is not None and p.requeue_after <= MOUNT_GRACE_SECONDS - 1 + 1e-6
+    later = now + dt.timedelta(seconds=MOUNT_GRACE_SECONDS)
+    p = plan(b, Observations(children=ch, pods=[pod]), later)
+    degraded = cond(p, c.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", c.VOLUME_NOT_MOUNTED)
+    assert '"m-gateway"' in degraded["message"]

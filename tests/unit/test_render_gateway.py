@@ -5,6 +5,7 @@ key, and the feedback-negative-ratio query."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -12,17 +13,19 @@ import pytest
 import llmops.api as api
 from llmops.analysis.queries import FEEDBACK_NEGATIVE_RATIO, queries
 from llmops.api import conditions as c
+from llmops.contracts import format_timestamp
 from llmops.engines import CONTAINER_NAME, get_engine
 from llmops.gateway.capture import CaptureConfig
 from llmops.gateway.feedback import NEGATIVE_RATINGS
 from llmops.gateway.main import _capture, _parser
-from llmops.lifecycle.diagnose import diagnose_pods
+from llmops.lifecycle.diagnose import MOUNT_GRACE_SECONDS, diagnose_pods
 from llmops.render import deployment, network_policy, pod_monitor, service
 from llmops.render.capture import capture_url
 from llmops.render.evaluation import API_KEY_ENV, evaluation_job
 from llmops.render.gateway import GATEWAY_CONTAINER, signing_secret
 
 SHA = "0e9e39f249a16976918f6564b8830bc894c89659"
+SCHEDULED = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
 
 
 def ld(**spec: Any) -> api.LLMDeployment:
@@ -178,6 +181,8 @@ def test_feedback_negative_ratio_counts_ratings_of_the_tracks_answers() -> None:
 
 
 def _waiting_pod(sandbox: str, reason: str = "ContainerCreating") -> dict[str, Any]:
+    """A gateway pod scheduled at SCHEDULED whose sandbox is ``sandbox`` and whose containers wait
+    for ``reason``."""
     dep = deployment(
         ld(gateway={"auth": {"apiKeysSecretRef": {"name": "clients"}}}),
         track="stable",
@@ -190,7 +195,7 @@ def _waiting_pod(sandbox: str, reason: str = "ContainerCreating") -> dict[str, A
         "spec": spec,
         "status": {
             "conditions": [
-                {"type": "PodScheduled", "status": "True"},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": format_timestamp(SCHEDULED)},
                 {"type": "PodReadyToStartContainers", "status": sandbox},
             ],
             "containerStatuses": [
@@ -201,13 +206,16 @@ def _waiting_pod(sandbox: str, reason: str = "ContainerCreating") -> dict[str, A
 
 
 def test_a_pod_that_cannot_mount_its_secrets_is_a_condition_naming_them() -> None:
-    problem = diagnose_pods([_waiting_pod("False")])
+    late = SCHEDULED + dt.timedelta(seconds=MOUNT_GRACE_SECONDS)
+    problem = diagnose_pods([_waiting_pod("False")], now=late)
     assert problem is not None and problem.reason == c.VOLUME_NOT_MOUNTED and not problem.permanent
     assert '"clients"' in problem.message and '"chat-gateway"' in problem.message
+    # Within the grace every pod waits so while the kubelet mounts its volumes.
+    assert diagnose_pods([_waiting_pod("False")], now=late - dt.timedelta(seconds=1)) is None
     # A started sandbox (pulling images) or a container past creation is something else.
-    assert diagnose_pods([_waiting_pod("True")]) is None
-    assert diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")]) is not None
-    assert diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")]).reason == c.CRASH_LOOP  # type: ignore[union-attr]
+    assert diagnose_pods([_waiting_pod("True")], now=late) is None
+    crashing = diagnose_pods([_waiting_pod("False", reason="CrashLoopBackOff")], now=late)
+    assert crashing is not None and crashing.reason == c.CRASH_LOOP
 
 
 def test_capture_is_rendered_as_gateway_flags_the_gateway_parses_back() -> None:

@@ -72,7 +72,7 @@ def cache_stage(p: Pass, path: str | None = None) -> tuple[bool, Problem | None]
             )
         p.cond(c.MODEL_CACHED, c.FALSE, problem.reason, problem.message)
         return False, problem
-    found = diagnose_pods(job_pods(p.obs, job_name), spec.resources.gpu.resource_name)
+    found = diagnose_pods(job_pods(p.obs, job_name), spec.resources.gpu.resource_name, now=p.now)
     observed_pvc = p.obs.child("PersistentVolumeClaim", pvc_name(p.ld.name))
     if observed_pvc is not None and (observed_pvc.get("status") or {}).get("phase") != "Bound":
         found = Problem(

@@ -242,7 +242,7 @@ def _hold_for_pods(
     p, can = run.p, run.can
     if canary.revision == run.rev and canary.complete:
         return None
-    problem = track_problem(p.ld.spec, p.obs, "canary")
+    problem = track_problem(p.ld.spec, p.obs, "canary", p.now)
     resource = p.ld.spec.resources.gpu.resource_name
     if freed := gpus_being_released(problem, p.obs.pods, resource):
         # The GPUs of the stable pods this step scaled away: the canary starting, not a shortage.
@@ -541,7 +541,7 @@ def _spec_replicas(dep: Mapping[str, Any] | None, default: int) -> int:
 
 def _stable_short_of_gpus(p: Pass) -> Problem | None:
     """Why a stable pod cannot be scheduled, when it cannot (the canary holds the GPU it needs)."""
-    problem = track_problem(p.ld.spec, p.obs, "stable")
+    problem = track_problem(p.ld.spec, p.obs, "stable", p.now)
     return problem if problem and problem.reason in _NO_ROOM else None
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "JOB_NAME_LABEL",
     "JOB_POD_GRACE_SECONDS",
     "JOB_REFUSAL_READ_SECONDS",
+    "MOUNT_GRACE_SECONDS",
     "Problem",
     "diagnose_pods",
     "gpu_detail",
@@ -31,6 +32,7 @@ __all__ = [
     "job_state",
     "job_suspended",
     "jobs_without_pods",
+    "mount_verdict_due",
     "pods_not_created",
     "spec_field_behind",
     "termination_json",
@@ -47,6 +49,11 @@ class Problem:
     permanent: bool
     """True when waiting will not help: the user must change something."""
 
+
+MOUNT_GRACE_SECONDS = 20.0
+"""How long a scheduled pod waits for its sandbox before its Secrets are named as missing. Every
+pod waits so for a moment (the kubelet mounts its volumes, then starts the sandbox, in a few
+seconds); one waiting longer retries a mount, which the kubelet reports only as an Event."""
 
 _SECRET = re.compile(r'secret "([^"]+)" not found')
 _SECRET_KEY = re.compile(r"couldn't find key (\S+) in Secret (\S+)")
@@ -100,7 +107,9 @@ def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
     return gpu_shortage(gpu.count, gpu.resource_name, gpu.product, node_selector(spec), obs.gpu_nodes)
 
 
-def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | None) -> Problem | None:
+def _pod_problem(
+    pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | None, now: dt.datetime
+) -> Problem | None:
     msg = _unschedulable_message(pod)
     if msg is not None and gpu_resource in msg:
         detail = gpu_detail or f"no node has enough free {gpu_resource} ({_first_line(msg)})"
@@ -117,7 +126,7 @@ def _pod_problem(pod: Mapping[str, Any], gpu_resource: str, gpu_detail: str | No
         )
     if msg is not None:
         return Problem(c.UNSCHEDULABLE, f"pods cannot be scheduled: {_first_line(msg)}", permanent=False)
-    if (problem := _mount_problem(pod, pod.get("status") or {})) is not None:
+    if (problem := _mount_problem(pod, now)) is not None:
         return problem
     for cs in _container_statuses(pod):
         waiting = (cs.get("state") or {}).get("waiting") or {}
@@ -201,22 +210,15 @@ def _startup_budget_spent(pod: Mapping[str, Any], cs: Mapping[str, Any]) -> int 
     return budget
 
 
-def _mount_problem(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Problem | None:
-    """A scheduled pod whose sandbox is not ready and whose containers all wait to be created:
-    the kubelet cannot mount a volume (it reports FailedMount only as an Event, never in Pod
-    status). Mounted Secrets are what the user must create, so the message names them: the
-    gateway's API keys (spec.gateway.auth.apiKeysSecretRef) and its signing key."""
-    conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    if conds.get("PodScheduled") != "True" or conds.get("PodReadyToStartContainers") != "False":
-        return None
-    statuses = _container_statuses(pod)
-    if not statuses or any(
-        ((cs.get("state") or {}).get("waiting") or {}).get("reason") != "ContainerCreating" for cs in statuses
-    ):
-        return None
-    volumes = (pod.get("spec") or {}).get("volumes") or []
-    secrets = sorted({str(v["secret"].get("secretName", "")) for v in volumes if "secret" in v})
-    if not secrets:
+def _mount_problem(pod: Mapping[str, Any], now: dt.datetime) -> Problem | None:
+    """A pod scheduled MOUNT_GRACE_SECONDS ago or more whose sandbox is not ready and whose
+    containers all wait to be created: the kubelet cannot mount a volume (it reports FailedMount
+    only as an Event, never in Pod status). Mounted Secrets are what the user must create, so the
+    message names them: the gateway's API keys (spec.gateway.auth.apiKeysSecretRef) and its
+    signing key."""
+    secrets = _mounted_secrets(pod)
+    waited = _sandbox_wait(pod, now)
+    if not secrets or waited is None or waited < MOUNT_GRACE_SECONDS:
         return None
     names = ", ".join(f'"{s}"' for s in secrets)
     return Problem(
@@ -227,11 +229,50 @@ def _mount_problem(pod: Mapping[str, Any], status: Mapping[str, Any]) -> Problem
     )
 
 
-def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str) -> Problem | None:
-    """What keeps the server pods of one track (stable, canary) from serving, a shortage of GPUs
-    told in numbers when the nodes were read."""
+def _mounted_secrets(pod: Mapping[str, Any]) -> list[str]:
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    return sorted({str(v["secret"].get("secretName", "")) for v in volumes if "secret" in v})
+
+
+def _sandbox_wait(pod: Mapping[str, Any], now: dt.datetime) -> float | None:
+    """Seconds a scheduled pod has waited for its sandbox with every container still to be
+    created; None when it is not waiting so. Counted from its scheduling (its creation for a
+    copy without that time)."""
+    conds = {x.get("type"): x for x in (pod.get("status") or {}).get("conditions") or []}
+    scheduled: Mapping[str, Any] = conds.get("PodScheduled") or {}
+    sandbox: Mapping[str, Any] = conds.get("PodReadyToStartContainers") or {}
+    if scheduled.get("status") != "True" or sandbox.get("status") != "False":
+        return None
+    statuses = _container_statuses(pod)
+    if not statuses or any(
+        ((cs.get("state") or {}).get("waiting") or {}).get("reason") != "ContainerCreating" for cs in statuses
+    ):
+        return None
+    since = scheduled.get("lastTransitionTime") or (pod.get("metadata") or {}).get("creationTimestamp")
+    return (now - parse_timestamp(str(since))).total_seconds() if since else MOUNT_GRACE_SECONDS
+
+
+def mount_verdict_due(pods: Iterable[Mapping[str, Any]], now: dt.datetime) -> float | None:
+    """Seconds until the first of ``pods`` that mount a Secret and now wait for their sandbox
+    has waited MOUNT_GRACE_SECONDS (None: none waits within it). No watch event comes while the
+    kubelet retries a mount, so the pass asks to be run again then."""
+    waits = [
+        MOUNT_GRACE_SECONDS - waited
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp") and _mounted_secrets(pod)
+        if (waited := _sandbox_wait(pod, now)) is not None and waited < MOUNT_GRACE_SECONDS
+    ]
+    return max(1.0, min(waits)) if waits else None
+
+
+def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str, now: dt.datetime) -> Problem | None:
+    """What keeps the server pods of one track (stable, canary) from serving at ``now``, a
+    shortage of GPUs told in numbers when the nodes were read."""
     return diagnose_pods(
-        obs.pods_of(**{"llmops.io/track": track}), spec.resources.gpu.resource_name, gpu_detail(spec, obs)
+        obs.pods_of(**{"llmops.io/track": track}),
+        spec.resources.gpu.resource_name,
+        gpu_detail(spec, obs),
+        now=now,
     )
 
 
@@ -262,15 +303,19 @@ def _count(quantity: Any) -> int:
 
 
 def diagnose_pods(
-    pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.com/gpu", gpu_detail: str | None = None
+    pods: Iterable[Mapping[str, Any]],
+    gpu_resource: str = "nvidia.com/gpu",
+    gpu_detail: str | None = None,
+    *,
+    now: dt.datetime,
 ) -> Problem | None:
-    """The most telling problem among ``pods`` (permanent ones first), or None. ``gpu_detail``
-    (see gpu_shortage) replaces the scheduler's words when pods wait for GPUs."""
+    """The most telling problem among ``pods`` at ``now`` (permanent ones first), or None.
+    ``gpu_detail`` (see gpu_shortage) replaces the scheduler's words when pods wait for GPUs."""
     problems = [
         p
         for pod in pods
         if not (pod.get("metadata") or {}).get("deletionTimestamp")
-        if (p := _pod_problem(pod, gpu_resource, gpu_detail))
+        if (p := _pod_problem(pod, gpu_resource, gpu_detail, now))
     ]
     problems.sort(key=lambda p: (not p.permanent, p.reason))
     return problems[0] if problems else None

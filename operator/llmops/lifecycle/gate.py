@@ -114,7 +114,7 @@ def _wait_for_staging(p: Pass, rev: str) -> Gate | None:
     staging = rollout_of(p.obs.child("Deployment", deployment_name(p.ld.name, "staging")), 1)
     if staging.revision == rev and staging.ready >= 1:
         return None
-    problem = track_problem(p.ld.spec, p.obs, "staging")
+    problem = track_problem(p.ld.spec, p.obs, "staging", p.now)
     msg = f"waiting for the staging pod of revision {rev} to load the model"
     if problem:
         msg += f": {problem.message}"
@@ -136,7 +136,7 @@ def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None, held_
     )
     state, reason, job_message = job_state(p.obs.child("Job", job_name))
     if state in ("Missing", "Running"):
-        problem = diagnose_pods(job_pods(p.obs, job_name), p.ld.spec.resources.gpu.resource_name)
+        problem = diagnose_pods(job_pods(p.obs, job_name), p.ld.spec.resources.gpu.resource_name, now=p.now)
         if problem is None:
             problem, due = pods_not_created(p.obs.child("Job", job_name), p.obs, p.now)
             if due is not None:

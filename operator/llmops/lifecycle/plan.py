@@ -60,7 +60,13 @@ from llmops.lifecycle.context import (
     applied_hash,
     rollout_of,
 )
-from llmops.lifecycle.diagnose import Problem, gpus_being_released, job_state, track_problem
+from llmops.lifecycle.diagnose import (
+    Problem,
+    gpus_being_released,
+    job_state,
+    mount_verdict_due,
+    track_problem,
+)
 from llmops.lifecycle.drift import drift_stage
 from llmops.lifecycle.gate import Baseline, Gate, gate_stage
 from llmops.lifecycle.observations import CHILD_KINDS, MONITORING_API, Observations
@@ -268,7 +274,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
             deployment(stable_ld, track="stable", revision=target_rev, replicas=rendered),
             revision=target_rev,
         )
-    pod_problem = track_problem(spec, p.obs, "stable")
+    pod_problem = track_problem(spec, p.obs, "stable", p.now)
     if gpus_being_released(pod_problem, p.obs.pods, spec.resources.gpu.resource_name):
         pod_problem = None  # a replacement under way: its pod waits for the GPU of the one it replaces
     stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
@@ -369,14 +375,16 @@ def _announce(p: Pass, o: _Outcome, phase: Phase) -> None:
 def _requeue_after(p: Pass, o: _Outcome, drift: float | None, capture: float | None) -> float | None:
     """When to look again without an event: only for what moves with time, not with a child.
 
-    The canary's next measurement or end of pause, the drift and capture checks and the next
-    reading of a download's progress are due at a time. The rest of a revision's way (its
+    The canary's next measurement or end of pause, the drift and capture checks, the next
+    reading of a download's progress and the verdict on a pod waiting to mount its Secrets are
+    due at a time. The rest of a revision's way (its
     download and evaluation Jobs, pods, Deployments, the cache PVC) moves with objects whose
     watch events trigger a pass, and the reconciler's periodic resync bounds a missed one. A
     blanket 30 s look while anything was in motion made every LLMDeployment whose pods wait for
     GPUs cost a pass every 30 s: at 1,000 of them on 16 GPUs, 33 passes and some 360 API
     requests a second at idle."""
-    waits = [o.canary.requeue_after if o.canary else None, drift, capture, *p.due]
+    mount = mount_verdict_due(p.obs.pods, p.now)
+    waits = [o.canary.requeue_after if o.canary else None, drift, capture, mount, *p.due]
     return min((w for w in waits if w is not None), default=None)
 
 
