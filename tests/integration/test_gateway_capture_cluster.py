@@ -116,12 +116,14 @@ def test_capture_sends_redacted_cloudevents_and_a_broken_pattern_applies_nothing
 
         # -- the real Prometheus counts what the gateway delivered, by the deployment's label
         sel = f'namespace="{namespace}",llmops_deployment="capt"'
+        query = f"sum(llmops_capture_records_total{{{sel}}})"
+        # A scrape can fall between two deliveries: wait for the count of all three, not the first.
         delivered = wait_for(
-            "llmops_capture_records_total in Prometheus",
-            lambda: _prom_value(prometheus, f"sum(llmops_capture_records_total{{{sel}}})") or None,
+            "three records counted in Prometheus",
+            lambda: v if (v := _prom_value(prometheus, query)) is not None and v >= 3 else None,
             timeout=60,
         )
-        assert delivered >= 3
+        assert delivered == len(sink.events)
 
         # -- a pattern that does not compile: named in the conditions, nothing applied
         template = _server_template(cluster, namespace)
