@@ -14,14 +14,15 @@ import pytest
 
 from llmops.api import conditions as c
 from llmops.api.status import PHASE_TRANSITIONS, Phase, phase_change_allowed
-from llmops.lifecycle.observations import MONITORING_API, Observations
-from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION
+from llmops.lifecycle.observations import MONITORING_API, GpuNode, Observations
+from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION, Plan
 from testkit.canary_sim import BAD, Sim, start_canary
 from testkit.planning import (
     PHASE_CHANGES,
     SHA_A,
     SHA_B,
     T0,
+    Children,
     body,
     children_of,
     cond,
@@ -482,13 +483,13 @@ def test_an_existing_job_is_never_applied_again() -> None:
     assert ("Job", job["metadata"]["name"]) not in p.delete
 
 
-def test_a_new_pod_waiting_for_the_gpu_of_the_pod_it_replaces_is_not_a_gpu_shortage() -> None:
-    """One replica on a cluster with no GPU to spare: the rolling update (maxSurge 0) stops the
-    old pod first, and the new one waits for its GPU while it drains. The scheduler says
-    Insufficient GPU meanwhile; the status says the servers are starting, not to lower
-    resources.gpu.count. Once no pod is terminating, the same wait is a shortage."""
+def _replacing_one_pod(gpus: int = 1) -> tuple[dict[str, Any], Children, dt.datetime, dict[str, Any]]:
+    """One replica holding one GPU, replaced by a new revision whose pods request ``gpus``: the
+    rolling update (maxSurge 0) has stopped the old pod first. (body, children, now, the
+    terminating old pod)."""
     b, ch = to_serving(body(replicas=1))
     b["spec"]["model"]["revision"] = SHA_B
+    b["spec"]["resources"]["gpu"]["count"] = gpus
     b["metadata"]["generation"] += 1
     now = T0 + dt.timedelta(hours=1)
     p = plan(b, Observations(children=ch), now)
@@ -500,9 +501,35 @@ def test_a_new_pod_waiting_for_the_gpu_of_the_pod_it_replaces_is_not_a_gpu_short
     leaving = server_pod(phase="Running")
     leaving["metadata"].update(name="m-stable-old", deletionTimestamp="2026-01-01T00:00:00Z")
     leaving["spec"] = {"containers": [{"name": "server", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    return b, ch, now, leaving
+
+
+def test_a_new_pod_waiting_for_the_gpu_of_the_pod_it_replaces_is_not_a_gpu_shortage() -> None:
+    """On a cluster with no GPU to spare, the new pod waits for the GPU of the old one while it
+    drains. The scheduler says Insufficient GPU meanwhile; the status says the servers are
+    starting, not to lower resources.gpu.count. Once no pod is terminating, the same wait is a
+    shortage."""
+    b, ch, now, leaving = _replacing_one_pod()
     p = plan(b, Observations(children=ch, pods=[pod_without_gpu(), leaving]), now)
     assert cond(p, c.AVAILABLE)["reason"] == c.PODS_NOT_READY
     assert cond(p, c.PROGRESSING)["message"] == f"rolling out revision {SHA_B}: 0/1 replicas ready"
     p = plan(b, Observations(children=ch, pods=[pod_without_gpu()]), now)
     assert cond(p, c.AVAILABLE)["reason"] == c.INSUFFICIENT_GPU
     assert "lower resources.gpu.count" in cond(p, c.PROGRESSING)["message"]
+
+
+def test_a_pod_that_the_released_gpus_cannot_hold_is_a_gpu_shortage_at_once() -> None:
+    """The new revision asks for 2 GPUs where the old pod held 1: on a node of 1 GPU, what the
+    terminating pod frees will not make room, so the shortage is said now, not after its drain
+    (up to 90 s). On a node of 2, the freed GPU and the free one will."""
+    b, ch, now, leaving = _replacing_one_pod(gpus=2)
+    waiting = [pod_without_gpu(), leaving]
+
+    def on_a_node_of(allocatable: int) -> Plan:
+        node = GpuNode("gpu-0", {}, allocatable=allocatable, requested=1, schedulable=True)
+        return plan(b, Observations(children=ch, pods=waiting, gpu_nodes=[node]), now)
+
+    short = on_a_node_of(1)
+    assert cond(short, c.AVAILABLE)["reason"] == c.INSUFFICIENT_GPU
+    assert "each pod requests 2 nvidia.com/gpu; 0 of 1 are free" in cond(short, c.PROGRESSING)["message"]
+    assert cond(on_a_node_of(2), c.AVAILABLE)["reason"] == c.PODS_NOT_READY

@@ -244,7 +244,7 @@ def _hold_for_pods(
         return None
     problem = track_problem(p.ld.spec, p.obs, "canary", p.now)
     resource = p.ld.spec.resources.gpu.resource_name
-    if freed := gpus_being_released(problem, p.obs.pods, resource):
+    if freed := gpus_being_released(problem, p.ld.spec, p.obs):
         # The GPUs of the stable pods this step scaled away: the canary starting, not a shortage.
         why = f"{freed} {resource} of terminating pods are being released"
         return _wait_for_pods(run, stable_replicas, f"waiting for {canary_replicas} canary pod(s): {why}")

@@ -88,7 +88,7 @@ def gpu_shortage(
     Matching nodes carry every label of the pods' nodeSelector (the product label included)
     and are not cordoned; free GPUs are allocatable minus what unfinished pods request."""
     what = f"each pod requests {count} {resource}" + (f" of product {product}" if product else "")
-    matching = [n for n in nodes if n.schedulable and all(n.labels.get(k) == v for k, v in selector.items())]
+    matching = _matching_nodes(nodes, selector)
     if not matching:
         where = f" with {', '.join(f'{k}={v}' for k, v in sorted(selector.items()))}" if selector else ""
         return f"{what}; no schedulable node{where} offers {resource}"
@@ -97,6 +97,11 @@ def gpu_shortage(
         f"{what}; {sum(free)} of {sum(n.allocatable for n in matching)} are free on the "
         f"{len(matching)} matching node(s), at most {max(free)} on one node"
     )
+
+
+def _matching_nodes(nodes: Sequence[GpuNode], selector: Mapping[str, str]) -> list[GpuNode]:
+    """The schedulable ``nodes`` carrying every label of ``selector``."""
+    return [n for n in nodes if n.schedulable and all(n.labels.get(k) == v for k, v in selector.items())]
 
 
 def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
@@ -276,9 +281,11 @@ def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str, now: d
     )
 
 
-def gpus_being_released(problem: Problem | None, pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> int:
-    """When ``problem`` is a pod waiting for GPUs: the ``gpu_resource`` that the terminating
-    ones among ``pods`` (the LLMDeployment's) hold and free once gone; else 0.
+def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: Observations) -> int:
+    """When ``problem`` is a pod waiting for GPUs: the GPUs that the terminating pods among
+    ``obs.pods`` (the LLMDeployment's) hold and free once gone; else 0. Also 0 when the GPU
+    nodes were read and those GPUs, with the free ones on matching nodes, will not hold every
+    pod waiting for GPUs: a shortage that the drain only hides.
 
     On a cluster with no GPU to spare, a rolling update's new pod waits for its old pod's GPU
     (maxSurge 0), and a replicas-mode canary pod for the stable pod it replaces. The scheduler
@@ -286,12 +293,23 @@ def gpus_being_released(problem: Problem | None, pods: Iterable[Mapping[str, Any
     replacement under way, and advice to lower ``resources.gpu.count`` would be wrong."""
     if problem is None or problem.reason != c.INSUFFICIENT_GPU:
         return 0
-    return sum(
-        _count(((ctr.get("resources") or {}).get("requests") or {}).get(gpu_resource))
-        for pod in pods
+    gpu = spec.resources.gpu
+    released = sum(
+        _count(((ctr.get("resources") or {}).get("requests") or {}).get(gpu.resource_name))
+        for pod in obs.pods
         if (pod.get("metadata") or {}).get("deletionTimestamp")
         for ctr in (pod.get("spec") or {}).get("containers") or []
     )
+    if not released or obs.gpu_nodes is None:
+        return released
+    waiting = sum(
+        1
+        for pod in obs.pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and waits_for_gpus([pod], gpu.resource_name)
+    )
+    free = sum(n.free for n in _matching_nodes(obs.gpu_nodes, node_selector(spec)))
+    return released if waiting * gpu.count <= released + free else 0
 
 
 def _count(quantity: Any) -> int:

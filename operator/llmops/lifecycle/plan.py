@@ -275,7 +275,7 @@ def _run_stages(p: Pass, road: _Road) -> _Outcome:
             revision=target_rev,
         )
     pod_problem = track_problem(spec, p.obs, "stable", p.now)
-    if gpus_being_released(pod_problem, p.obs.pods, spec.resources.gpu.resource_name):
+    if gpus_being_released(pod_problem, spec, p.obs):
         pod_problem = None  # a replacement under way: its pod waits for the GPU of the one it replaces
     stable = rollout_of(p.obs.child("Deployment", deployment_name(name, "stable")), stable_replicas)
     # While promoting, stable takes the canary's replicas over a few at a time: complete at a
