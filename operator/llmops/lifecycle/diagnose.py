@@ -235,6 +235,7 @@ def _mount_problem(pod: Mapping[str, Any], now: dt.datetime) -> Problem | None:
 
 
 def _mounted_secrets(pod: Mapping[str, Any]) -> list[str]:
+    """The names of the Secrets ``pod`` mounts as volumes, sorted."""
     volumes = (pod.get("spec") or {}).get("volumes") or []
     return sorted({str(v["secret"].get("secretName", "")) for v in volumes if "secret" in v})
 
@@ -242,7 +243,7 @@ def _mounted_secrets(pod: Mapping[str, Any]) -> list[str]:
 def _sandbox_wait(pod: Mapping[str, Any], now: dt.datetime) -> float | None:
     """Seconds a scheduled pod has waited for its sandbox with every container still to be
     created; None when it is not waiting so. Counted from its scheduling (its creation for a
-    copy without that time)."""
+    copy without that time; with neither time, the grace counts as spent)."""
     conds = {x.get("type"): x for x in (pod.get("status") or {}).get("conditions") or []}
     scheduled: Mapping[str, Any] = conds.get("PodScheduled") or {}
     sandbox: Mapping[str, Any] = conds.get("PodReadyToStartContainers") or {}
