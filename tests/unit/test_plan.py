@@ -500,7 +500,10 @@ def _replacing_one_pod(gpus: int = 1) -> tuple[dict[str, Any], Children, dt.date
     rollout(ch, ready=0, replicas=1, updated=1)
     leaving = server_pod(phase="Running")
     leaving["metadata"].update(name="m-stable-old", deletionTimestamp="2026-01-01T00:00:00Z")
-    leaving["spec"] = {"containers": [{"name": "server", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    leaving["spec"] = {
+        "nodeName": "gpu-0",
+        "containers": [{"name": "server", "resources": {"requests": {"nvidia.com/gpu": "1"}}}],
+    }
     return b, ch, now, leaving
 
 
@@ -521,15 +524,18 @@ def test_a_new_pod_waiting_for_the_gpu_of_the_pod_it_replaces_is_not_a_gpu_short
 def test_a_pod_that_the_released_gpus_cannot_hold_is_a_gpu_shortage_at_once() -> None:
     """The new revision asks for 2 GPUs where the old pod held 1: on a node of 1 GPU, what the
     terminating pod frees will not make room, so the shortage is said now, not after its drain
-    (up to 90 s). On a node of 2, the freed GPU and the free one will."""
+    (up to 90 s). On a node of 2, the freed GPU and the free one will; on two nodes of 1, two
+    GPUs are free but not on one node."""
     b, ch, now, leaving = _replacing_one_pod(gpus=2)
     waiting = [pod_without_gpu(), leaving]
 
-    def on_a_node_of(allocatable: int) -> Plan:
+    def on_a_node_of(allocatable: int, *more: GpuNode) -> Plan:
         node = GpuNode("gpu-0", {}, allocatable=allocatable, requested=1, schedulable=True)
-        return plan(b, Observations(children=ch, pods=waiting, gpu_nodes=[node]), now)
+        return plan(b, Observations(children=ch, pods=waiting, gpu_nodes=[node, *more]), now)
 
     short = on_a_node_of(1)
     assert cond(short, c.AVAILABLE)["reason"] == c.INSUFFICIENT_GPU
     assert "each pod requests 2 nvidia.com/gpu; 0 of 1 are free" in cond(short, c.PROGRESSING)["message"]
     assert cond(on_a_node_of(2), c.AVAILABLE)["reason"] == c.PODS_NOT_READY
+    other = GpuNode("gpu-1", {}, allocatable=1, requested=0, schedulable=True)
+    assert cond(on_a_node_of(1, other), c.AVAILABLE)["reason"] == c.INSUFFICIENT_GPU

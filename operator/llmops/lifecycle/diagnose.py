@@ -285,8 +285,8 @@ def track_problem(spec: LLMDeploymentSpec, obs: Observations, track: str, now: d
 def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: Observations) -> int:
     """When ``problem`` is a pod waiting for GPUs: the GPUs that the terminating pods among
     ``obs.pods`` (the LLMDeployment's) hold and free once gone; else 0. Also 0 when the GPU
-    nodes were read and those GPUs, with the free ones on matching nodes, will not hold every
-    pod waiting for GPUs: a shortage that the drain only hides.
+    nodes were read and, those GPUs freed, the matching nodes will not hold every pod waiting
+    for GPUs (each on one node): a shortage that the drain only hides.
 
     On a cluster with no GPU to spare, a rolling update's new pod waits for its old pod's GPU
     (maxSurge 0), and a replicas-mode canary pod for the stable pod it replaces. The scheduler
@@ -295,12 +295,12 @@ def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: O
     if problem is None or problem.reason != c.INSUFFICIENT_GPU:
         return 0
     gpu = spec.resources.gpu
-    released = sum(
-        _count(((ctr.get("resources") or {}).get("requests") or {}).get(gpu.resource_name))
-        for pod in obs.pods
-        if (pod.get("metadata") or {}).get("deletionTimestamp")
-        for ctr in (pod.get("spec") or {}).get("containers") or []
-    )
+    by_node: dict[str, int] = {}
+    for pod in obs.pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            node = str((pod.get("spec") or {}).get("nodeName") or "")
+            by_node[node] = by_node.get(node, 0) + _gpu_request(pod, gpu.resource_name)
+    released = sum(by_node.values())
     if not released or obs.gpu_nodes is None:
         return released
     waiting = sum(
@@ -309,8 +309,19 @@ def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: O
         if not (pod.get("metadata") or {}).get("deletionTimestamp")
         and waits_for_gpus([pod], gpu.resource_name)
     )
-    free = sum(n.free for n in _matching_nodes(obs.gpu_nodes, node_selector(spec)))
-    return released if waiting * gpu.count <= released + free else 0
+    room = sum(
+        (n.free + by_node.get(n.name, 0)) // gpu.count
+        for n in _matching_nodes(obs.gpu_nodes, node_selector(spec))
+    )
+    return released if waiting <= room else 0
+
+
+def _gpu_request(pod: Mapping[str, Any], resource: str) -> int:
+    """The ``resource`` that ``pod``'s containers request."""
+    return sum(
+        _count(((ctr.get("resources") or {}).get("requests") or {}).get(resource))
+        for ctr in (pod.get("spec") or {}).get("containers") or []
+    )
 
 
 def _count(quantity: Any) -> int:
