@@ -35,6 +35,8 @@ from llmops.lifecycle.observations import (
     MONITORING_API,
     GpuNode,
     Observations,
+    device_count,
+    pod_device_requests,
 )
 from llmops.lifecycle.ownership import FIELD_MANAGER
 
@@ -460,7 +462,7 @@ class Kube:
         capacity = self.gpu_capacity.get()
         out = []
         for node in capacity.nodes:
-            allocatable = _count((node.get("status") or {}).get("allocatable", {}).get(resource))
+            allocatable = device_count((node.get("status") or {}).get("allocatable", {}).get(resource))
             if allocatable > 0:
                 meta = node["metadata"]
                 out.append(
@@ -496,7 +498,7 @@ class Kube:
         for pod in self._call_object("GET", "/api/v1/pods", query=[bound, from_cache])["items"]:
             node = (pod.get("spec") or {}).get("nodeName")
             if node:
-                requested.setdefault(node, Counter()).update(_pod_requests(pod))
+                requested.setdefault(node, Counter()).update(pod_device_requests(pod))
         # Only what the answers need is kept: the nodes' name, labels, spec and allocatable.
         kept = [
             {
@@ -716,14 +718,6 @@ def watch_stream(
         resp.response.release_conn()
 
 
-def _count(quantity: Any) -> int:
-    """An extended resource's quantity (whole devices: "8", 8)."""
-    try:
-        return int(str(quantity))
-    except ValueError:
-        return 0
-
-
 def _event_time(event: Mapping[str, Any]) -> str:
     """When a core/v1 Event last happened (RFC 3339 strings of one format compare as times)."""
     return str(
@@ -732,31 +726,6 @@ def _event_time(event: Mapping[str, Any]) -> str:
         or event["metadata"].get("creationTimestamp")
         or ""
     )
-
-
-def _pod_requests(pod: Mapping[str, Any]) -> Counter[str]:
-    """Devices of each extended resource a pod holds: its containers' sum, or its largest init
-    container's when that is more (init containers run one at a time, before the others)."""
-
-    def of(container: Mapping[str, Any]) -> Counter[str]:
-        res = container.get("resources") or {}
-        limits, requests = res.get("limits") or {}, res.get("requests") or {}
-        return Counter(
-            {
-                name: _count(requests.get(name) or limits.get(name) or 0)
-                for name in {*limits, *requests}
-                if "/" in name
-            }
-        )
-
-    spec = pod.get("spec") or {}
-    total: Counter[str] = Counter()
-    for container in spec.get("containers") or []:
-        total.update(of(container))
-    for init in spec.get("initContainers") or []:
-        for name, count in of(init).items():
-            total[name] = max(total[name], count)
-    return total
 
 
 def _api_message(status: int, raw: bytes | None) -> str:

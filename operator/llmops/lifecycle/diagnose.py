@@ -15,7 +15,7 @@ from typing import Any
 from llmops.api import conditions as c
 from llmops.api.spec import LLMDeploymentSpec
 from llmops.contracts import parse_timestamp
-from llmops.lifecycle.observations import GpuNode, Observations
+from llmops.lifecycle.observations import GpuNode, Observations, pod_device_requests
 from llmops.render.placement import node_selector
 
 __all__ = [
@@ -299,7 +299,7 @@ def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: O
     for pod in obs.pods:
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             node = str((pod.get("spec") or {}).get("nodeName") or "")
-            by_node[node] = by_node.get(node, 0) + _gpu_request(pod, gpu.resource_name)
+            by_node[node] = by_node.get(node, 0) + pod_device_requests(pod)[gpu.resource_name]
     released = sum(by_node.values())
     if not released or obs.gpu_nodes is None:
         return released
@@ -314,22 +314,6 @@ def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: O
         for n in _matching_nodes(obs.gpu_nodes, node_selector(spec))
     )
     return released if waiting <= room else 0
-
-
-def _gpu_request(pod: Mapping[str, Any], resource: str) -> int:
-    """The ``resource`` that ``pod``'s containers request."""
-    return sum(
-        _count(((ctr.get("resources") or {}).get("requests") or {}).get(resource))
-        for ctr in (pod.get("spec") or {}).get("containers") or []
-    )
-
-
-def _count(quantity: Any) -> int:
-    """An extended resource's quantity (a whole number, as a string or an int) as an int."""
-    try:
-        return int(str(quantity or 0))
-    except ValueError:
-        return 0
 
 
 def diagnose_pods(

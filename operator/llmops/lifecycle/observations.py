@@ -7,6 +7,7 @@ concluding False from missing data.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 from llmops.analysis import Error, Result
 from llmops.contracts import DownloadProgress
 
-__all__ = ["GATEWAY_API", "KEDA_API", "MONITORING_API", "GpuNode", "Observations"]
+__all__ = [
+    "GATEWAY_API",
+    "KEDA_API",
+    "MONITORING_API",
+    "GpuNode",
+    "Observations",
+    "device_count",
+    "pod_device_requests",
+]
 
 CHILD_KINDS: tuple[str, ...] = (
     "Deployment",
@@ -53,6 +62,40 @@ class GpuNode:
     @property
     def free(self) -> int:
         return max(0, self.allocatable - self.requested)
+
+
+def device_count(quantity: Any) -> int:
+    """An extended resource's quantity (whole devices: "8", 8); 0 when it is not a whole number."""
+    try:
+        return int(str(quantity))
+    except ValueError:
+        return 0
+
+
+def pod_device_requests(pod: Mapping[str, Any]) -> Counter[str]:
+    """Devices of each extended resource a pod holds: its containers' sum, or its largest init
+    container's when that is more (init containers run one at a time, before the others). The
+    kube adapter counts GpuNode.requested with it, and the lifecycle the GPUs a pod frees."""
+
+    def of(container: Mapping[str, Any]) -> Counter[str]:
+        res = container.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        return Counter(
+            {
+                name: device_count(requests.get(name) or limits.get(name) or 0)
+                for name in {*limits, *requests}
+                if "/" in name
+            }
+        )
+
+    spec = pod.get("spec") or {}
+    total: Counter[str] = Counter()
+    for container in spec.get("containers") or []:
+        total.update(of(container))
+    for init in spec.get("initContainers") or []:
+        for name, count in of(init).items():
+            total[name] = max(total[name], count)
+    return total
 
 
 @dataclass(frozen=True)
