@@ -5,7 +5,7 @@ modules, with kwok nodes standing in for kubelets, for `make dev` and the integr
 See ``controlplane.py`` for the start sequence and ``build.py`` for where the binaries come from.
 """
 
-from llmops_dev.cluster.controlplane import Cluster, default_state_dir
+from llmops_dev.cluster.controlplane import Cluster, ToolFailed, default_state_dir
 from llmops_dev.processes import ClusterError
 
-__all__ = ["Cluster", "ClusterError", "default_state_dir"]
+__all__ = ["Cluster", "ClusterError", "ToolFailed", "default_state_dir"]

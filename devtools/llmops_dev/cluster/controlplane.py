@@ -34,7 +34,7 @@ from llmops_dev.cluster.nodes import NODES
 from llmops_dev.cluster.pki import Pki, generate_pki
 from llmops_dev.processes import ClusterError, Proc, free_port, port_in_use, stop_pid, wait_until
 
-__all__ = ["Cluster", "ClusterError", "default_state_dir"]
+__all__ = ["Cluster", "ClusterError", "ToolFailed", "default_state_dir"]
 
 SERVICE_CIDR = "10.0.0.0/16"
 """Room for 65,534 Services (a /24 held 254, fewer than `make bench-scale SCALE=1000` creates);
@@ -64,6 +64,16 @@ def default_state_dir() -> Path:
         return Path(env)
     repo = Path(os.environ.get("LLMOPS_REPO", Path.cwd()))
     return repo / ".dev" / "cluster"
+
+
+class ToolFailed(subprocess.CalledProcessError):
+    """A kubectl or helm run that failed, its message ending with what the tool printed on
+    stderr (CalledProcessError's names only the command and the exit status, so a failed test
+    said that kubectl failed, never why)."""
+
+    def __str__(self) -> str:
+        said = (self.stderr or "").strip() or (self.stdout or "").strip()
+        return f"{super().__str__()}\n{said[-2000:]}" if said else super().__str__()
 
 
 @dataclass
@@ -113,7 +123,7 @@ class Cluster:
             check=False,
         )
         if check and res.returncode != 0:
-            raise subprocess.CalledProcessError(res.returncode, res.args, res.stdout, res.stderr)
+            raise ToolFailed(res.returncode, res.args, res.stdout, res.stderr)
         return res
 
     def env(self) -> dict[str, str]:
