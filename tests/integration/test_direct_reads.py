@@ -1,0 +1,89 @@
+"""``testkit.get_json`` answers the polled reads with one GET from the test process
+(``testkit.direct``) instead of a kubectl process: its answers must be what kubectl prints, or a
+test polling it would wait for something kubectl would never have shown, or pass on something
+it would not. Compared on objects nothing else changes between the two reads. Also here: a
+kubectl call that fails says why.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmops_dev.cluster import Cluster, ToolFailed
+from testkit import direct, get_json
+
+_CONFIGMAPS = [
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n, "labels": {"set": s}}, "data": {"k": n}}
+    for n, s in (("one", "a"), ("two", "a"), ("three", "b"))
+]
+
+
+def _kubectl(cluster: Cluster, *args: str) -> dict[str, object]:
+    res = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(res.stdout) if res.returncode == 0 else {}
+
+
+@pytest.fixture
+def configmaps(cluster: Cluster, namespace: str) -> str:
+    body = {"apiVersion": "v1", "kind": "List", "items": _CONFIGMAPS}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ("configmap", "one"),
+        ("cm", "two", "--show-managed-fields"),
+        ("configmaps",),
+        ("configmap", "-l", "set=a"),
+        ("configmap", "--field-selector", "metadata.name=three"),
+        ("configmap", "absent"),
+        ("deployments",),
+        ("llmd",),
+    ],
+)
+def test_a_direct_read_is_what_kubectl_prints(
+    cluster: Cluster, configmaps: str, shape: tuple[str, ...]
+) -> None:
+    args = (*shape, "-n", configmaps)
+    answer = direct.read(cluster.kubeconfig, args)
+    assert answer is not None, f"{args} is a shape direct.read answers"
+    assert answer == _kubectl(cluster, *args)
+    assert get_json(cluster, *args) == answer
+
+
+def test_cluster_scoped_reads_and_a_namespace_that_is_not_there(cluster: Cluster, configmaps: str) -> None:
+    for args in (
+        ("namespace", configmaps),
+        ("ns", "no-such-namespace"),
+        ("configmaps", "-n", "no-such-namespace"),
+    ):
+        answer = direct.read(cluster.kubeconfig, args)
+        assert answer is not None
+        assert answer == _kubectl(cluster, *args), args
+    assert direct.read(cluster.kubeconfig, ("namespace", "no-such-namespace")) == {}
+    assert direct.read(cluster.kubeconfig, ("configmaps", "-n", "no-such-namespace"))["items"] == []  # type: ignore[index]
+
+
+def test_shapes_it_does_not_know_are_left_to_kubectl(cluster: Cluster, configmaps: str) -> None:
+    for args in (
+        ("configmap", "one"),  # no namespace: kubectl takes the kubeconfig's
+        ("configmaps,secrets", "-n", configmaps),
+        ("configmap", "-A"),
+        ("httproute", "-n", configmaps),
+        ("configmap", "one", "-l", "set=a", "-n", configmaps),
+    ):
+        assert direct.read(cluster.kubeconfig, args) is None, args
+    assert [i["metadata"]["name"] for i in get_json(cluster, "configmaps,secrets", "-n", configmaps)["items"]]
+
+
+def test_a_failed_kubectl_says_what_kubectl_said(cluster: Cluster, namespace: str) -> None:
+    """A test failing on a kubectl call shows kubectl's own words, not only its exit status (a
+    clean-clone run on 2026-12-02 failed on `kubectl apply -k` with nothing more to go on)."""
+    with pytest.raises(ToolFailed) as failed:
+        cluster.kubectl("get", "configmap", "no-such-configmap", "-n", namespace)
+    assert failed.value.returncode == 1
+    assert 'configmaps "no-such-configmap" not found' in str(failed.value)
