@@ -43,6 +43,8 @@ def configmaps(cluster: Cluster, namespace: str) -> str:
         ("configmap", "absent"),
         ("deployments",),
         ("llmd",),
+        ("deployments,configmaps,secrets", "-l", "set=a"),
+        ("configmaps,poddisruptionbudgets,networkpolicies",),
     ],
 )
 def test_a_direct_read_is_what_kubectl_prints(
@@ -71,13 +73,17 @@ def test_cluster_scoped_reads_and_a_namespace_that_is_not_there(cluster: Cluster
 def test_shapes_it_does_not_know_are_left_to_kubectl(cluster: Cluster, configmaps: str) -> None:
     for args in (
         ("configmap", "one"),  # no namespace: kubectl takes the kubeconfig's
-        ("configmaps,secrets", "-n", configmaps),
+        ("configmaps,serviceaccounts", "-n", configmaps),
+        ("configmaps,namespaces", "-n", configmaps),
         ("configmap", "-A"),
         ("httproute", "-n", configmaps),
         ("configmap", "one", "-l", "set=a", "-n", configmaps),
     ):
         assert direct.read(cluster.kubeconfig, args) is None, args
-    assert [i["metadata"]["name"] for i in get_json(cluster, "configmaps,secrets", "-n", configmaps)["items"]]
+    assert [
+        i["metadata"]["name"]
+        for i in get_json(cluster, "configmaps,serviceaccounts", "-n", configmaps)["items"]
+    ]
 
 
 def test_a_failed_kubectl_says_what_kubectl_said(cluster: Cluster, namespace: str) -> None:

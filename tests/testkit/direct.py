@@ -7,9 +7,10 @@ then answered later. One GET from this process costs a few milliseconds. Measure
 ``test_canary_rollout.py`` (2026-12-02, same machine, one run each): 324 CPU seconds with
 kubectl, 232-237 with these reads; 267 s of wall time, 253-259 s.
 
-Only the shapes the tests use are answered here: a kind from ``_KINDS``, an optional name, and
-``-n``, ``-l``, ``--field-selector``, ``--show-managed-fields``. ``read`` returns ``None`` for
-any other argument list, and the caller runs kubectl. The answer is what kubectl prints: the
+Only the shapes the tests use are answered here: kinds from ``_KINDS`` (one, or several with
+commas and no name), an optional name, and ``-n``, ``-l``, ``--field-selector``,
+``--show-managed-fields``. ``read`` returns ``None`` for any other argument list, and the caller
+runs kubectl. The answer is what kubectl prints: the
 object without ``metadata.managedFields`` (kubectl hides them unless asked), or a ``List`` whose
 items carry their ``apiVersion`` and ``kind``; an empty dict when kubectl would fail (not found,
 the apiserver unreachable).
@@ -60,6 +61,14 @@ _KIND_LIST = (
     ),
     (("ev", "event", "events"), _Kind("v1", "events", "Event")),
     (("job", "jobs"), _Kind("batch/v1", "jobs", "Job")),
+    (
+        ("pdb", "poddisruptionbudget", "poddisruptionbudgets"),
+        _Kind("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ),
+    (
+        ("netpol", "networkpolicy", "networkpolicies"),
+        _Kind("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy"),
+    ),
     (("cronjob", "cronjobs"), _Kind("batch/v1", "cronjobs", "CronJob")),
     (
         ("hpa", "horizontalpodautoscaler", "horizontalpodautoscalers"),
@@ -80,7 +89,7 @@ _clients_lock = threading.Lock()
 
 
 class _Request(NamedTuple):
-    kind: _Kind
+    kinds: tuple[_Kind, ...]  # "deployments,services": one List of both, in that order
     name: str | None
     namespace: str | None
     query: dict[str, str]
@@ -93,31 +102,29 @@ def read(kubeconfig: Path, args: tuple[str, ...]) -> dict[str, Any] | None:
     request = _parse(args)
     if request is None:
         return None
-    path = request.kind.path(request.namespace, request.name)
-    if request.query:
-        path += "?" + urllib.parse.urlencode(request.query)
-    try:
-        answer = _get(kubeconfig, path)
-    except (urllib3.exceptions.HTTPError, OSError):
-        return {}  # kubectl fails the same way when the apiserver is away
-    if answer is None:
-        return {}
-    if request.name:
-        return _shown(answer, request.managed_fields)
-    items = [
-        _shown(
-            {"apiVersion": request.kind.group_version, "kind": request.kind.kind, **item},
-            request.managed_fields,
+    query = "?" + urllib.parse.urlencode(request.query) if request.query else ""
+    items = []
+    for kind in request.kinds:
+        try:
+            answer = _get(kubeconfig, kind.path(request.namespace, request.name) + query)
+        except (urllib3.exceptions.HTTPError, OSError):
+            return {}  # kubectl fails the same way when the apiserver is away
+        if answer is None:
+            return {}
+        if request.name:
+            return _shown(answer, request.managed_fields)
+        typed = (
+            {"apiVersion": kind.group_version, "kind": kind.kind, **item} for item in answer["items"] or []
         )
-        for item in answer.get("items") or []
-    ]
+        items += [_shown(item, request.managed_fields) for item in typed]
     return {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
 
 
 def _parse(args: tuple[str, ...]) -> _Request | None:
-    if not args or args[0] not in _KINDS:
+    words = args[0].split(",") if args else []
+    if not words or not all(word in _KINDS for word in words):
         return None
-    kind, name, namespace = _KINDS[args[0]], None, None
+    kinds, name, namespace = tuple(_KINDS[word] for word in words), None, None
     query: dict[str, str] = {}
     managed_fields = False
     rest = list(args[1:])
@@ -133,11 +140,12 @@ def _parse(args: tuple[str, ...]) -> _Request | None:
             name = arg
         else:
             return None
-    if kind.namespaced and namespace is None:
-        return None  # kubectl's current namespace comes from the kubeconfig: let kubectl say
-    if name and query:
+    scopes = {kind.namespaced for kind in kinds}
+    if len(scopes) > 1 or (scopes == {True} and namespace is None):
+        return None  # a mix of scopes, or the kubeconfig's current namespace: let kubectl say
+    if name and (query or len(kinds) > 1):
         return None
-    return _Request(kind, name, namespace, query, managed_fields)
+    return _Request(kinds, name, namespace, query, managed_fields)
 
 
 def _get(kubeconfig: Path, path: str) -> dict[str, Any] | None:
