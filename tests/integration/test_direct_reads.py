@@ -8,10 +8,13 @@ kubectl call that fails says why.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from llmops_dev.cluster import Cluster, ToolFailed
+from llmops_dev.processes import free_port
 from testkit import direct, get_json
 
 _CONFIGMAPS = [
@@ -93,3 +96,15 @@ def test_a_failed_kubectl_says_what_kubectl_said(cluster: Cluster, namespace: st
         cluster.kubectl("get", "configmap", "no-such-configmap", "-n", namespace)
     assert failed.value.returncode == 1
     assert 'configmaps "no-such-configmap" not found' in str(failed.value)
+
+
+def test_an_apiserver_that_does_not_answer_reads_as_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    """As kubectl fails, so ``get_json`` says {} (a chaos test polls through apiserver restarts)."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    away = tmp_path / "kubeconfig"
+    away.write_text(yaml.safe_dump(config))
+    assert direct.read(away, ("configmaps", "-n", "default")) == {}
+    assert direct.read(away, ("namespace", "default")) == {}
+    assert get_json(Cluster.for_kubeconfig(away), "namespace", "default") == {}

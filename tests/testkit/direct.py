@@ -9,11 +9,11 @@ kubectl, 232-237 with these reads; 267 s of wall time, 253-259 s.
 
 Only the shapes the tests use are answered here: kinds from ``_KINDS`` (one, or several with
 commas and no name), an optional name, and ``-n``, ``-l``, ``--field-selector``,
-``--show-managed-fields``. ``read`` returns ``None`` for any other argument list, and the caller
-runs kubectl. The answer is what kubectl prints: the
-object without ``metadata.managedFields`` (kubectl hides them unless asked), or a ``List`` whose
-items carry their ``apiVersion`` and ``kind``; an empty dict when kubectl would fail (not found,
-the apiserver unreachable).
+``--show-managed-fields`` (one GET per kind). ``read`` returns ``None`` for any other argument
+list, and the caller runs kubectl. The answer is what kubectl prints: the object without
+``metadata.managedFields`` (kubectl hides them unless asked), or a ``List`` whose items carry
+their ``apiVersion`` and ``kind``; an empty dict when kubectl would fail (not found, the
+apiserver unreachable).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from llmops.kube import load_client
 
@@ -107,8 +108,10 @@ def read(kubeconfig: Path, args: tuple[str, ...]) -> dict[str, Any] | None:
     for kind in request.kinds:
         try:
             answer = _get(kubeconfig, kind.path(request.namespace, request.name) + query)
-        except (urllib3.exceptions.HTTPError, OSError):
-            return {}  # kubectl fails the same way when the apiserver is away
+        except (urllib3.exceptions.HTTPError, ApiException, OSError):
+            # kubectl fails the same way when the apiserver is away (refused, reset mid-TLS:
+            # the Kubernetes client raises ApiException for an SSLError)
+            return {}
         if answer is None:
             return {}
         if request.name:
