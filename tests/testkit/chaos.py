@@ -291,6 +291,10 @@ class JobLedger:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=15)
+        # Close the client's connections now: the ledger and its thread hold each other, so the
+        # cyclic collector frees them some tests later, and a socket still open then is a
+        # ResourceWarning (an error under our filterwarnings) in whichever test runs.
+        self.api.api_client.close()
 
     def _see(self, meta: Any) -> None:
         if meta.uid not in self.jobs:
