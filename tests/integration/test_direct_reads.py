@@ -83,10 +83,9 @@ def test_shapes_it_does_not_know_are_left_to_kubectl(cluster: Cluster, configmap
         ("configmap", "one", "-l", "set=a", "-n", configmaps),
     ):
         assert direct.read(cluster.kubeconfig, args) is None, args
-    assert [
-        i["metadata"]["name"]
-        for i in get_json(cluster, "configmaps,serviceaccounts", "-n", configmaps)["items"]
-    ]
+    listed = get_json(cluster, "configmaps,serviceaccounts", "-n", configmaps)["items"]
+    names = {(i["kind"], i["metadata"]["name"]) for i in listed}
+    assert {("ConfigMap", "one"), ("ConfigMap", "three"), ("ServiceAccount", "default")} <= names, names
 
 
 def test_a_failed_kubectl_says_what_kubectl_said(cluster: Cluster, namespace: str) -> None:
