@@ -41,8 +41,9 @@ from typing import Any
 
 import kubernetes
 
-from llmops.api.constants import ANNOTATION_RETRAIN
+from llmops.api.constants import ANNOTATION_RETRAIN, LABEL_REVISION
 from llmops.kube import load_client
+from llmops.render.labels import COMPONENT_DOWNLOAD
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, wait_for
@@ -114,9 +115,22 @@ def _serving(cluster: Cluster, namespace: str, name: str, revision: str) -> bool
     st = _status(cluster, namespace, name)
     if st.get("servingRevision") != revision or st.get("phase") != "Serving":
         return False
-    # Settled: the canary and the staging pods are gone (what a round's end state is read from).
+    # Settled (what a round's end state is read from): the canary and the staging pods are gone,
+    # and so is the download Job of the revision served before. The operator deletes that one in
+    # the pass after the one whose status names the new revision: were it deleted first, a restart
+    # before the status write would find the old revision serving and make its Job again.
     deployments = get_json(cluster, "deployments", "-n", namespace, "-l", f"llmops.io/deployment={name}")
-    return [d["metadata"]["name"] for d in deployments.get("items", [])] == [f"{name}-stable"]
+    if [d["metadata"]["name"] for d in deployments.get("items", [])] != [f"{name}-stable"]:
+        return False
+    downloads = get_json(cluster, "jobs", "-n", namespace, "-l", _download_jobs_of(name))
+    return all(
+        (j["metadata"].get("labels") or {}).get(LABEL_REVISION) == revision
+        for j in downloads.get("items", [])
+    )
+
+
+def _download_jobs_of(name: str) -> str:
+    return f"llmops.io/deployment={name},app.kubernetes.io/component={COMPONENT_DOWNLOAD}"
 
 
 def run_round(

@@ -17,6 +17,7 @@ import pytest
 
 from llmops.kube import Kube
 from llmops.lifecycle.observations import MONITORING_API, Observations
+from llmops.lifecycle.plan import Plan
 from llmops.reconciler import RESYNC_SECONDS, Reconciler
 from testkit.planning import body
 
@@ -72,3 +73,27 @@ def test_a_write_no_informer_sees_looks_again_in_a_second(kind: str) -> None:
     kube = _Kube(use_informers=True, apis=frozenset({MONITORING_API}))
     assert _first_pass(kube) == 1.0
     assert kind in {k for verb, k, _ in kube.writes if verb == "apply"}
+
+
+class _Deleting(_Kube):
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self._write("delete", kind, name)
+
+
+@pytest.mark.parametrize(
+    ("decided", "quiet"),
+    [(Plan(), True), (Plan(delete=[("Job", "m-download-0123abcd")]), False)],
+    ids=["nothing", "only-a-delete"],
+)
+def test_nothing_to_change_is_logged_only_when_the_pass_wrote_nothing(
+    decided: Plan, quiet: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scale test and users read `pass: nothing to change` as "this pass wrote nothing"; a pass
+    whose only write was a delete (the previous revision's download Job, a pass after the promotion)
+    said it too."""
+    monkeypatch.setattr("llmops.reconciler.plan", lambda *_: decided)
+    kube = _Deleting(use_informers=True)
+    with caplog.at_level("INFO", logger="llmops.reconciler"):
+        Reconciler(kube, clock=lambda: NOW).reconcile("ns", "m")
+    assert ("ns/m: pass: nothing to change" in caplog.messages) is quiet
+    assert [verb for verb, _, _ in kube.writes] == ([] if quiet else ["delete"])
