@@ -18,7 +18,7 @@ from pathlib import Path
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from llmops_dev.prometheus import Prometheus
-from testkit import create_namespace, unique, wait_for
+from testkit import create_namespace, delete_namespace, unique, wait_for
 from testkit.operator import OperatorProcess, install_crd, llmd, sample, set_behaviour, wait_condition
 
 INTERVAL, FAILURE_LIMIT, RUNS = 4, 2, 3
@@ -68,7 +68,7 @@ def one_run(cluster: Cluster, run: int) -> float:
             )
             return time.monotonic() - t0
     finally:
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        delete_namespace(cluster, ns)
 
 
 def main() -> int:

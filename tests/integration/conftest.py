@@ -16,7 +16,7 @@ import pytest
 
 from llmops_dev.cluster import Cluster
 from llmops_dev.prometheus import Prometheus
-from testkit import create_namespace, unique
+from testkit import create_namespace, delete_namespace, unique
 from testkit.diagnosis import namespace_report
 from testkit.operator import ENGINES, OperatorProcess, install_crd
 
@@ -69,7 +69,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     name = unique(base or "t")
     create_namespace(cluster, name)
     yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    delete_namespace(cluster, name)
 
 
 @pytest.fixture(params=ENGINES)

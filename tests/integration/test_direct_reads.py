@@ -1,8 +1,8 @@
 """``testkit.get_json`` answers the polled reads with one GET from the test process
 (``testkit.direct``) instead of a kubectl process: its answers must be what kubectl prints, or a
 test polling it would wait for something kubectl would never have shown, or pass on something
-it would not. Compared on objects nothing else changes between the two reads. Also here: a
-kubectl call that fails says why.
+it would not. Compared on objects nothing else changes between the two reads. Also here: the
+tests' namespaces, created and deleted by one request each; a kubectl call that fails says why.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from llmops_dev.cluster import Cluster, ToolFailed
 from llmops_dev.processes import free_port
-from testkit import direct, get_json
+from testkit import RESTRICTED, create_namespace, delete_namespace, direct, get_json, unique
 
 _CONFIGMAPS = [
     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n, "labels": {"set": s}}, "data": {"k": n}}
@@ -107,3 +107,22 @@ def test_an_apiserver_that_does_not_answer_reads_as_nothing(cluster: Cluster, tm
     assert direct.read(away, ("configmaps", "-n", "default")) == {}
     assert direct.read(away, ("namespace", "default")) == {}
     assert get_json(Cluster.for_kubeconfig(away), "namespace", "default") == {}
+
+
+def test_a_namespace_is_created_and_deleted_as_kubectl_did(cluster: Cluster) -> None:
+    """Every test's namespace: created enforcing the restricted level, refused with the apiserver's
+    reason when it exists, deleted without waiting, and deleting one already gone is no error."""
+    name = unique("direct-ns")
+    create_namespace(cluster, name)
+    try:
+        created = get_json(cluster, "namespace", name)
+        assert created["metadata"]["labels"] | RESTRICTED == created["metadata"]["labels"]
+        assert created["status"]["phase"] == "Active"
+        with pytest.raises(RuntimeError, match=f'HTTP 409 AlreadyExists: namespaces "{name}" already exists'):
+            create_namespace(cluster, name)
+    finally:
+        delete_namespace(cluster, name)
+    gone = get_json(cluster, "namespace", name)
+    assert gone == {} or gone["status"]["phase"] == "Terminating", gone
+    delete_namespace(cluster, name)
+    delete_namespace(cluster, unique("never-made"))

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from llmops_dev.cluster import Cluster
-from testkit import create_namespace, get_json, unique, wait_for
+from testkit import create_namespace, delete_namespace, get_json, unique, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_kubectl_apply_install_yaml_dry_run_as_published(cluster: Cluster) -> No
         )
     finally:
         if created:
-            cluster.kubectl("delete", "namespace", "llmops-system", "--wait=false", check=False)
+            delete_namespace(cluster, "llmops-system")
     applied = {line.split()[0] for line in res.stdout.splitlines() if line.endswith("(server dry run)")}
     for doc in docs:
         group = doc["apiVersion"].rpartition("/")[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmops_dev.cluster import Cluster
-from testkit import create_namespace, unique
+from testkit import create_namespace, delete_namespace, unique
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "llmops-operator"
@@ -50,7 +50,7 @@ def _install(cluster: Cluster, *values: str, namespaced: bool) -> Iterator[Insta
     finally:
         cluster.helm("uninstall", release, "--namespace", ns, "--ignore-not-found", "--wait", check=False)
         for name in (ns, watched, other):
-            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+            delete_namespace(cluster, name)
 
 
 @pytest.fixture(scope="module")

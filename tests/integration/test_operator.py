@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmops_dev.cluster import Cluster
-from testkit import create_namespace, get_json, wait_for
+from testkit import create_namespace, delete_namespace, get_json, wait_for
 from testkit.operator import (
     SERVER_IMAGES,
     OperatorProcess,
@@ -180,7 +180,7 @@ def test_two_namespaces_do_not_interfere(cluster: Cluster, operator: OperatorPro
         assert owners_b == {ok["metadata"]["uid"]}
     finally:
         for ns in namespaces:
-            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+            delete_namespace(cluster, ns)
 
 
 @pytest.mark.parametrize(

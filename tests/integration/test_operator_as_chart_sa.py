@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from llmops_dev.cluster import Cluster
-from testkit import create_namespace, unique, wait_for
+from testkit import create_namespace, delete_namespace, unique, wait_for
 from testkit.operator import OperatorProcess, install_crd, llmd, sample, wait_condition
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def chart_sa_kubeconfig(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         cluster.helm("uninstall", release, "--namespace", ns, "--wait", check=False)
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        delete_namespace(cluster, ns)
 
 
 def test_operator_with_the_charts_rbac_runs_the_main_scenario(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from llmops_dev.cluster import Cluster
-from testkit import create_namespace, get_json, unique, wait_for
+from testkit import create_namespace, delete_namespace, get_json, unique, wait_for
 from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
 
 REV = "c" * 40
@@ -59,7 +59,7 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
         assert condition(served, "Progressing")["reason"] != "ReconcileError"
         wait_condition(cluster, namespace, "fine", "Available", "True", timeout=120)
     finally:
-        cluster.kubectl("delete", "namespace", blocked, "--wait=false", check=False)
+        delete_namespace(cluster, blocked)
 
 
 def test_a_spec_the_crd_admits_but_whose_child_the_apiserver_refuses_names_the_spec_field(

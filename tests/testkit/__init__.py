@@ -8,7 +8,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["RESTRICTED", "create_namespace", "get_json", "restricted", "sample_llmd", "unique", "wait_for"]
+__all__ = [
+    "RESTRICTED",
+    "create_namespace",
+    "delete_namespace",
+    "get_json",
+    "restricted",
+    "sample_llmd",
+    "unique",
+    "wait_for",
+]
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -88,5 +97,14 @@ def sample_llmd(path: Any) -> dict[str, Any]:
 
 def create_namespace(cluster: Any, name: str) -> None:
     """Create namespace ``name`` enforcing the restricted Pod Security level."""
+    from testkit import direct
+
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}}
-    cluster.kubectl("create", "-f", "-", input=json.dumps(ns))
+    direct.create_namespace(cluster.kubeconfig, ns)
+
+
+def delete_namespace(cluster: Any, name: str) -> None:
+    """Delete namespace ``name`` without waiting; one already gone is no error."""
+    from testkit import direct
+
+    direct.delete_namespace(cluster.kubeconfig, name)
