@@ -28,8 +28,13 @@ lint: venv typecheck ## ruff, mypy and the layer contracts (import-linter, [tool
 typecheck: venv ## mypy --strict on llmops, llmops_dev and tests/testkit (configuration in pyproject.toml)
 	$(PY) -m mypy
 
+# The unit tier shares nothing between its files, so it runs on every core (a file stays on one
+# worker: its module fixtures, the wheel's build, are made once). The integration tier shares one
+# cluster and one operator, so it runs in one process.
+UNIT_PYTEST := $(PY) -m pytest tests/unit -q -n auto --dist loadfile
+
 test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
-	$(PY) -m pytest tests/unit -q
+	$(UNIT_PYTEST)
 
 test-integration: venv cluster-build prometheus-install ## tests against the local cluster (one cluster per session)
 	$(PY) -m pytest tests/integration -q
@@ -38,7 +43,9 @@ test: venv cluster-build prometheus-install typecheck ## every test: lint, types
 	$(PY) -m ruff check operator devtools tests
 	$(PY) -m ruff format --check operator devtools tests
 	$(LINT_IMPORTS) --no-cache
-	$(PY) -m pytest tests -q --durations=25
+	@# The integration tier runs even when the unit tier failed; the target fails if either did.
+	@unit=0; $(UNIT_PYTEST) --durations=10 || unit=$$?; \
+	$(PY) -m pytest tests/integration -q --durations=25 && exit $$unit
 
 cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)
 	@bash cluster/build.sh >/dev/null
