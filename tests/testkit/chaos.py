@@ -41,9 +41,10 @@ from typing import Any
 
 import kubernetes
 
-from llmops.api.constants import ANNOTATION_RETRAIN, LABEL_REVISION
+from llmops.api.constants import ANNOTATION_RETRAIN, LABEL_COMPONENT, LABEL_DEPLOYMENT, LABEL_REVISION
 from llmops.kube import load_client
 from llmops.render.labels import COMPONENT_DOWNLOAD
+from llmops.render.names import revision_label
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, wait_for
@@ -119,18 +120,21 @@ def _serving(cluster: Cluster, namespace: str, name: str, revision: str) -> bool
     # and so is the download Job of the revision served before. The operator deletes that one in
     # the pass after the one whose status names the new revision: were it deleted first, a restart
     # before the status write would find the old revision serving and make its Job again.
-    deployments = get_json(cluster, "deployments", "-n", namespace, "-l", f"llmops.io/deployment={name}")
+    deployments = get_json(cluster, "deployments", "-n", namespace, "-l", f"{LABEL_DEPLOYMENT}={name}")
     if [d["metadata"]["name"] for d in deployments.get("items", [])] != [f"{name}-stable"]:
         return False
-    downloads = get_json(cluster, "jobs", "-n", namespace, "-l", _download_jobs_of(name))
-    return all(
-        (j["metadata"].get("labels") or {}).get(LABEL_REVISION) == revision
-        for j in downloads.get("items", [])
+    downloads = get_json(
+        cluster,
+        "jobs",
+        "-n",
+        namespace,
+        "-l",
+        f"{LABEL_DEPLOYMENT}={name},{LABEL_COMPONENT}={COMPONENT_DOWNLOAD}",
     )
-
-
-def _download_jobs_of(name: str) -> str:
-    return f"llmops.io/deployment={name},app.kubernetes.io/component={COMPONENT_DOWNLOAD}"
+    serving, jobs = revision_label(revision), downloads.get("items")  # none: the apiserver was away
+    return jobs is not None and all(
+        (j["metadata"].get("labels") or {}).get(LABEL_REVISION) == serving for j in jobs
+    )
 
 
 def run_round(
