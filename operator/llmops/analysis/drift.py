@@ -136,8 +136,12 @@ def from_cumulative(by_le: Mapping[str, float]) -> Buckets:
     """Buckets from Prometheus' cumulative `le` counts (`{"10": 3, "20": 5, "+Inf": 6}`).
 
     Each count is the cumulative minus the previous one, floored at 0: `increase()` extrapolates
-    each series on its own, so neighbouring cumulative counts can cross by a hair. Without a
-    `+Inf` bucket nothing lies above the largest edge (the open bucket is 0).
+    each series on its own, so neighbouring cumulative counts can cross. Mostly by a hair; but in
+    a window that the series begin inside, Prometheus 2.x extrapolates a series towards its own
+    zero point when that lies within 1.1 scrape intervals of its first sample, else by half an
+    interval, so two neighbours either side of that line differ by up to 0.6 intervals' worth of
+    the window (seen: one bucket of a 10 s window at 1 s scrapes came out empty, its mass in the
+    one below). Without a `+Inf` bucket nothing lies above the largest edge (the open bucket is 0).
     """
     if not by_le:
         raise ValueError("no buckets")
@@ -157,14 +161,20 @@ def same_edges(a: Buckets, b: Buckets) -> bool:
 
 
 def _cuts(reference: Sequence[float], bins: int) -> list[int]:
-    """Indices after which to cut `reference` into at most `bins` runs of about equal mass."""
+    """Indices after which to cut `reference` into at most `bins` runs of about equal mass, each
+    holding some: the last run is open-ended, taking in the empty buckets above the reference's
+    last non-empty one (as the top decile does), because a bin the reference holds nothing of
+    makes PSI's term of any current mass there explode (ε-smoothing keeps it finite, not small):
+    one empty top bucket, which increase()'s extrapolation alone can produce (from_cumulative),
+    would be drift. Mass above the reference's range is still judged, by KS."""
     total = sum(reference)
     cuts: list[int] = []
     if total <= 0:
         return cuts
+    last = max(i for i, n in enumerate(reference) if n > 0)
     running = 0.0
     target = 1
-    for i, n in enumerate(reference[:-1]):
+    for i, n in enumerate(reference[:last]):
         running += n
         if running >= total * target / bins:
             cuts.append(i)
