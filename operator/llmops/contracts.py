@@ -28,6 +28,7 @@ __all__ = [
     "DOWNLOAD_PROGRESS_PORT_NAME",
     "EVAL_EXIT_BROKEN",
     "EVAL_EXIT_FAILED",
+    "EVAL_EXIT_INVALID",
     "EVAL_EXIT_PASSED",
     "TIMESTAMP_FORMAT",
     "VERDICT_BROKEN",
@@ -47,7 +48,13 @@ EVAL_EXIT_FAILED: Final = 1
 """The model failed at least one threshold, or the dataset is too small to show one
 (InsufficientSamples): the Job fails at once (podFailurePolicy), no retry can change it."""
 EVAL_EXIT_BROKEN: Final = 2
-"""The evaluation itself could not be done: it says nothing about the model; the Job may retry."""
+"""The evaluation itself could not be done, for a reason a retry may fix (the server unreachable,
+no answer completed, the capture store or the Hub unreadable, an internal error): it says nothing
+about the model; the Job retries up to its backoffLimit."""
+EVAL_EXIT_INVALID: Final = 3
+"""The evaluation itself could not be done because what it was given is wrong (a dataset line, a
+threshold, a Hub dataset, revision or file that does not exist): it says nothing about the model,
+and the Job fails at once (podFailurePolicy), since a retry of the same Job reads the same input."""
 
 VERDICT_PASSED: Final = "Passed"
 VERDICT_FAILED: Final = "Failed"

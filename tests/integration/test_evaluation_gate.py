@@ -122,11 +122,15 @@ def test_a_broken_evaluation_is_reported_as_broken_not_as_a_failed_model(
     msg = condition(obj, "Evaluated")["message"]
     assert "says nothing about the model" in msg
     assert "qa.jsonl:2" in msg, msg
+    assert "not retried, a retry would read the same input" in msg, msg
     assert obj["status"]["phase"] == "Failed"
     assert "passed" not in obj["status"]["evaluation"]
-    # Retried with the Job controller's backoff, a bounded number of times (backoffLimit 2).
+    # Not retried (backoffLimit is 2): the same dataset would break the same way. The Job
+    # controller failed it at once, by the pod failure policy, on llmops eval's exit code 3.
     (job,) = _eval_jobs(cluster, namespace, "broken")
-    assert job["status"]["failed"] == 3
+    assert job["status"]["failed"] == 1
+    (failed,) = [x for x in job["status"]["conditions"] if x["type"] == "Failed"]
+    assert failed["reason"] == "PodFailurePolicy" and "exit code 3" in failed["message"], failed
 
 
 def test_a_restarted_operator_resumes_the_evaluation_without_a_second_job(

@@ -10,7 +10,18 @@ from typing import Any
 from llmops.analysis import Result, Value
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
-from testkit.planning import SHA_B, T0, body, children_of, job_pod, plan, rollout, to_serving, with_status
+from testkit.planning import (
+    SHA_B,
+    T0,
+    body,
+    children_of,
+    fail_job_message,
+    job_pod,
+    plan,
+    rollout,
+    to_serving,
+    with_status,
+)
 
 ROLLOUT = {
     "steps": [{"setWeight": 25, "pause": {"duration": "2m"}}, {"setWeight": 50, "pause": {"duration": "2m"}}],
@@ -94,9 +105,14 @@ def job_named(sim: Sim, prefix: str) -> str:
     return next(name for kind, name in sim.ch if kind == "Job" and name.startswith(prefix))
 
 
-def finish_job(sim: Sim, prefix: str, state: str = "Complete", reason: str = "") -> str:
+def finish_job(sim: Sim, prefix: str, state: str = "Complete", reason: str = "", exit_code: int = 0) -> str:
+    """End the Job whose name starts with ``prefix``; with an ``exit_code``, as the pod failure
+    policy ends a Job (the Job controller's message names the code)."""
     name = job_named(sim, prefix)
-    sim.ch[("Job", name)]["status"] = {"conditions": [{"type": state, "status": "True", "reason": reason}]}
+    condition = {"type": state, "status": "True", "reason": reason}
+    if exit_code:
+        condition["message"] = fail_job_message(name, exit_code)
+    sim.ch[("Job", name)]["status"] = {"conditions": [condition]}
     return name
 
 

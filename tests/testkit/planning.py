@@ -83,12 +83,17 @@ def with_status(p: Plan, b: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_done(
-    children: Children, state: str = "Complete", reason: str = "", prefix: str = "m-download-"
+    children: Children,
+    state: str = "Complete",
+    reason: str = "",
+    prefix: str = "m-download-",
+    message: str = "",
 ) -> None:
     """Finish the Jobs whose name starts with ``prefix`` (and bind the cache PVC)."""
     for (kind, name), obj in children.items():
         if kind == "Job" and name.startswith(prefix):
-            obj["status"] = {"conditions": [{"type": state, "status": "True", "reason": reason}]}
+            condition = {"type": state, "status": "True", "reason": reason}
+            obj["status"] = {"conditions": [{**condition, "message": message} if message else condition]}
     for (kind, _), obj in children.items():
         if kind == "PersistentVolumeClaim":
             obj["status"] = {"phase": "Bound"}
@@ -185,6 +190,14 @@ def to_serving(b: dict[str, Any]) -> tuple[dict[str, Any], Children]:
     b = with_status(p, b)
     p = plan(b, Observations(children=ch), T0 + dt.timedelta(minutes=5))
     return with_status(p, b), children_of(p, ch)
+
+
+def fail_job_message(job_name: str, exit_code: int, container: str = "evaluate") -> str:
+    """The Job controller's Failed condition message when a pod failure policy rule fails the Job."""
+    return (
+        f"Container {container} for pod ns/{job_name}-x failed with exit code {exit_code} "
+        "matching FailJob rule at index 0"
+    )
 
 
 def job_pod(job_name: str, exit_code: int, message: str) -> dict[str, Any]:

@@ -320,15 +320,24 @@ def test_failing_smoke_evaluation_rolls_the_canary_back() -> None:
     assert sim.deployment("m-canary") is None
 
 
-def test_broken_smoke_evaluation_pauses_the_canary() -> None:
+@pytest.mark.parametrize(
+    ("reason", "code", "message"),
+    [
+        ("BackoffLimitExceeded", 2, "endpoint unreachable"),
+        # A bad dataset line fails the Job at once by the pod failure policy, as a failed model
+        # does; it is still no verdict, so nothing is rolled back.
+        ("PodFailurePolicy", 3, "qa.jsonl:2: invalid JSON"),
+    ],
+)
+def test_broken_smoke_evaluation_pauses_the_canary(reason: str, code: int, message: str) -> None:
     sim, pod = smoke_sim()
     sim.step(pods=[pod])
-    smoke = finish_job(sim, "m-smoke-", "Failed", "BackoffLimitExceeded")
-    p = sim.step(
-        pods=[pod, job_pod(smoke, 2, json.dumps({"verdict": "Broken", "message": "endpoint unreachable"}))]
-    )
+    smoke = finish_job(sim, "m-smoke-", "Failed", reason, exit_code=code)
+    summary = {"verdict": "Broken", "exitCode": code, "message": message}
+    p = sim.step(pods=[pod, job_pod(smoke, code, json.dumps(summary))])
     assert sim.canary["state"] == "Paused"
-    assert "endpoint unreachable" in sim.canary["message"]
+    assert sim.canary["smoke"] == "Broken"
+    assert message in sim.canary["message"]
     assert p.status["phase"] == "Canary"
     assert sim.deployment("m-canary") is not None
 

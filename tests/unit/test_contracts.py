@@ -8,7 +8,7 @@ from typing import Any
 from llmops import contracts
 from llmops.api.resource import LLMDeployment, parse
 from llmops.download import EXIT_PERMANENT
-from llmops.evaluation.report import EXIT_FAILED, broken_summary
+from llmops.evaluation.report import EXIT_FAILED, EXIT_INVALID, broken_summary
 from llmops.render.cache import download_job
 from llmops.render.evaluation import evaluation_job
 from testkit.canary_sim import EVALUATION
@@ -25,11 +25,15 @@ def _fail_fast_codes(job: dict[str, Any] | None) -> list[int]:
     return [code for rule in rules if "onExitCodes" in rule for code in rule["onExitCodes"]["values"]]
 
 
-def test_the_evaluation_job_fails_fast_on_the_programs_model_failed_code() -> None:
+def test_the_evaluation_job_fails_fast_on_the_programs_failed_and_invalid_codes() -> None:
     ld = _llmd()
     job = evaluation_job(ld, revision=ld.spec.model.revision, endpoint="http://m-staging:80")
-    assert _fail_fast_codes(job) == [EXIT_FAILED] == [contracts.EVAL_EXIT_FAILED]
-    assert broken_summary("no dataset")["exitCode"] == contracts.EVAL_EXIT_BROKEN != EXIT_FAILED
+    assert _fail_fast_codes(job) == [EXIT_FAILED, EXIT_INVALID]
+    assert [EXIT_FAILED, EXIT_INVALID] == [contracts.EVAL_EXIT_FAILED, contracts.EVAL_EXIT_INVALID]
+    # A broken evaluation that a retry may fix is retried (backoffLimit); one given bad input is not.
+    assert broken_summary("endpoint away")["exitCode"] == contracts.EVAL_EXIT_BROKEN
+    assert contracts.EVAL_EXIT_BROKEN not in _fail_fast_codes(job)
+    assert broken_summary("bad line", retryable=False)["exitCode"] == EXIT_INVALID
 
 
 def test_the_download_job_fails_fast_on_the_programs_permanent_code() -> None:

@@ -77,6 +77,7 @@ def test_a_bad_line_is_named(line: Any, message: str) -> None:
     with pytest.raises(DatasetError) as caught:
         parse_dataset(_lines({"id": "ok", "prompt": "fine"}, line), "d.jsonl")
     assert str(caught.value).startswith(message), str(caught.value)
+    assert not caught.value.retryable  # the same line reads the same on any retry
 
 
 def test_counterfactual_pairs_need_two_distinct_groups() -> None:
@@ -102,8 +103,10 @@ def test_load_dataset_names_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as caught:
         load_dataset(path)
     assert str(caught.value) == "dataset.jsonl:17: missing 'prompt' or 'messages'"
-    with pytest.raises(DatasetError, match="cannot read the dataset"):
+    assert not caught.value.retryable
+    with pytest.raises(DatasetError, match="cannot read the dataset") as unreadable:
         load_dataset(tmp_path / "absent.jsonl")
+    assert unreadable.value.retryable
 
 
 def test_hub_dataset_is_downloaded_at_the_pinned_revision(tmp_path: Path) -> None:
@@ -134,5 +137,6 @@ def test_hub_download_failure_is_a_dataset_error() -> None:
 
     with pytest.raises(
         DatasetError, match=r"cannot download 'f.jsonl' from dataset 'org/x' at revision 'abc': offline"
-    ):
+    ) as caught:
         download_hub_dataset("org/x", "abc", "f.jsonl", downloader=downloader)
+    assert caught.value.retryable  # the Hub may be back for the next pod

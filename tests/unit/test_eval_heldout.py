@@ -18,7 +18,7 @@ from llmops.capture_store import CaptureStore, StoreConfig
 from llmops.capture_store.records import held_out
 from llmops.evaluation.heldout import HeldOutSource, records_url, samples_of
 from llmops.evaluation.main import main
-from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_PASSED, SUMMARY_LIMIT
+from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, SUMMARY_LIMIT
 from llmops_dev.store_thread import run_store_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
 
@@ -152,7 +152,7 @@ def test_an_empty_window_and_an_unreadable_store(store: str, dataset: Path, tmp_
         assert code == EXIT_FAILED and summary["heldOut"]["records"] == 0, summary
         wrong = _args(candidate, dataset, store)
         code, summary = _run([*wrong, "--held-out-token-env", "NO_SUCH_VARIABLE"], tmp_path)
-        assert code == EXIT_BROKEN and "--held-out-token-env" in summary["message"]
+        assert code == EXIT_INVALID and "--held-out-token-env" in summary["message"]
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("STORE_TOKEN", "wrong")
             code, summary = _run(_args(candidate, dataset, store), tmp_path)

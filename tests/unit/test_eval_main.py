@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmops.evaluation.main import main
-from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_PASSED, SUMMARY_LIMIT
+from llmops.evaluation.report import EXIT_BROKEN, EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, SUMMARY_LIMIT
 from llmops.evaluation.workers import default_workers
 from llmops_dev.fakehub import serve_in_thread
 from llmops_dev.tgisim import Behaviour, Simulator, run_in_thread
@@ -136,16 +136,25 @@ def test_thresholds_from_a_file_and_configmap_source(
     assert code == EXIT_PASSED and summary["metrics"]["tokenF1"]["value"] == 1.0
 
 
-def test_malformed_dataset_is_broken(
+def test_malformed_dataset_is_broken_and_not_worth_a_retry(
     perfect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "dataset.jsonl"
     bad.write_text('{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "c", oops}\n')
     code, summary, lines = _run(_args(perfect, bad), tmp_path, capsys)
-    assert code == EXIT_BROKEN
+    assert code == EXIT_INVALID  # the Job's pod failure policy fails it at once
     assert summary["verdict"] == "Broken"
     assert summary["message"].startswith("dataset.jsonl:3: invalid JSON: ")
     assert lines == []  # nothing was sent
+
+
+def test_an_unreadable_dataset_file_is_worth_a_retry(
+    perfect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A ConfigMap key that is not mounted (yet): another pod may read it.
+    code, summary, _ = _run(_args(perfect, tmp_path / "absent.jsonl"), tmp_path, capsys)
+    assert (code, summary["verdict"]) == (EXIT_BROKEN, "Broken")
+    assert "absent.jsonl: cannot read the dataset" in summary["message"]
 
 
 def test_unreachable_endpoint_is_broken(
@@ -185,9 +194,10 @@ def test_every_request_failing_is_broken(
 def test_configuration_errors_are_broken_before_any_request(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
-    # No server at all: a configuration error must be reported before anything is sent.
+    # No server at all: a configuration error must be reported before anything is sent, and a
+    # retry would read the same configuration.
     code, summary, lines = _run(_args("http://127.0.0.1:9", dataset, *extra), tmp_path, capsys)
-    assert (code, summary["verdict"], lines) == (EXIT_BROKEN, "Broken", [])
+    assert (code, summary["verdict"], lines) == (EXIT_INVALID, "Broken", [])
     assert message in summary["message"]
 
 
@@ -221,10 +231,14 @@ def test_hub_dataset_through_the_fake_hub(
 
         missing = [*argv[:-1], "data/missing.jsonl"]  # the same flags, another file
         code, summary, _ = _run(missing, tmp_path, capsys)
-        assert code == EXIT_BROKEN
+        assert code == EXIT_INVALID  # the Hub says it is not there: asking again gets the same
         assert summary["message"].startswith(
             f"cannot download 'data/missing.jsonl' from dataset 'org/evalset' at revision '{sha}'"
         )
+    # The Hub away (its port closed now): worth a retry.
+    code, summary, _ = _run(missing, tmp_path, capsys)
+    assert (code, summary["verdict"]) == (EXIT_BROKEN, "Broken")
+    assert summary["message"].startswith("cannot download 'data/missing.jsonl'")
 
 
 def test_max_samples_scores_only_the_first_samples(tmp_path: Path) -> None:
@@ -268,7 +282,7 @@ def test_chat_route_is_the_default_and_completion_refuses_chat_samples(
     code, summary, _ = _run(_args(perfect, chat, "--thresholds", thresholds), tmp_path, capsys)
     assert code == EXIT_PASSED, summary
     code, summary, _ = _run(_args(perfect, chat, "--route", "completion"), tmp_path, capsys)
-    assert code == EXIT_BROKEN
+    assert code == EXIT_INVALID
     assert "--route completion sends raw prompts, but sample 'c0' (line 1) has messages" in summary["message"]
 
 
@@ -404,5 +418,5 @@ def test_comparison_and_confidence_errors_are_broken_before_any_request(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
     code, summary, lines = _run(_args("http://127.0.0.1:9", dataset, *extra), tmp_path, capsys)
-    assert (code, summary["verdict"], lines) == (EXIT_BROKEN, "Broken", [])
+    assert (code, summary["verdict"], lines) == (EXIT_INVALID, "Broken", [])
     assert message in summary["message"]

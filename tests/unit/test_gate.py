@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
+
 from llmops.api import conditions as c
 from llmops.api.resource import LLMDeployment
 from llmops.lifecycle.observations import GpuNode, Observations
@@ -18,6 +20,7 @@ from testkit.planning import (
     body,
     children_of,
     cond,
+    fail_job_message,
     job_done,
     job_pod,
     kinds,
@@ -102,7 +105,7 @@ def test_evaluation_job_scores_the_staging_service_with_the_spec_thresholds() ->
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {
         "action": "FailJob",
-        "onExitCodes": {"containerName": "evaluate", "operator": "In", "values": [1]},
+        "onExitCodes": {"containerName": "evaluate", "operator": "In", "values": [1, 3]},
     }
     assert p.status["phase"] == "Evaluating"
     assert cond(p, c.EVALUATED)["reason"] == c.EVALUATION_RUNNING
@@ -301,6 +304,38 @@ def test_broken_evaluation_is_not_a_failed_model() -> None:
     assert "passed" not in p.status["evaluation"]
     assert p.status["phase"] == "Failed"
     assert "Deployment" not in kinds(p)
+
+
+@pytest.mark.parametrize("controller_says_the_code", [True, False], ids=["from-the-job", "from-the-summary"])
+def test_an_evaluation_given_a_bad_dataset_fails_at_once_and_is_broken_not_a_failed_model(
+    controller_says_the_code: bool,
+) -> None:
+    # Exit 3 fails the Job by the pod failure policy, as exit 1 (a failed model) does: the Job
+    # controller's message names the code, and without it the summary says Broken.
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    message = fail_job_message(job, 3) if controller_says_the_code else ""
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-", message=message)
+    broken = {"verdict": "Broken", "exitCode": 3, "message": "qa.jsonl:2: missing 'prompt' or 'messages'"}
+    p = plan(b, Observations(children=ch, pods=[job_pod(job, 3, json.dumps(broken))]), T0)
+    ev = cond(p, c.EVALUATED)
+    assert (ev["status"], ev["reason"]) == (c.FALSE, c.EVALUATION_JOB_FAILED)
+    assert "not retried, a retry would read the same input: qa.jsonl:2: missing" in ev["message"], ev
+    assert "says nothing about the model" in ev["message"] and f"delete Job {job}" in ev["message"]
+    assert p.status["evaluation"]["broken"] == ev["message"]
+    assert "passed" not in p.status["evaluation"] and "metrics" not in p.status["evaluation"]
+    assert p.status["phase"] == "Failed"
+
+
+def test_a_failed_model_is_read_from_the_job_controllers_exit_code() -> None:
+    # The summary unreadable (its pod gone): the Job's own message still says exit 1, a verdict.
+    b, ch, _ = _evaluating(body(evaluation=EVALUATION))
+    job = _eval_job(ch)
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-", message=fail_job_message(job, 1))
+    p = plan(b, Observations(children=ch), T0)
+    ev = cond(p, c.EVALUATED)
+    assert (ev["status"], ev["reason"]) == (c.FALSE, c.EVALUATION_FAILED)
+    assert p.status["evaluation"]["passed"] is False
 
 
 def test_an_evaluation_job_whose_pods_are_refused_says_so_after_a_minute() -> None:

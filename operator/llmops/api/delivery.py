@@ -232,7 +232,8 @@ class EvaluationSpec(ApiModel):
     active_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
     """Deadline of the evaluation Job."""
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
-    """Retries of the evaluation Job."""
+    """Retries of the evaluation Job when it broke for a reason a retry may fix (the server
+    unreachable, say). A failed model, or a bad dataset line or threshold, is never retried."""
     schedule: Annotated[str, StringConstraints(pattern=CRON, max_length=128)] | None = None
     """Cron schedule to re-evaluate the serving revision (feeds drift.quality)."""
     image: Image | None = None

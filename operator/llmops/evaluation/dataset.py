@@ -52,7 +52,15 @@ _FIELDS = frozenset(
 
 
 class DatasetError(ValueError):
-    """The dataset cannot be used; the message names the source and line."""
+    """The dataset cannot be used; the message names the source and line.
+
+    ``retryable`` says whether reading it again may succeed (a file that could not be read, a Hub
+    that could not be reached) or would read the same fault (a bad line, a file that does not exist
+    in the dataset repository): the evaluation's exit code follows it."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +235,7 @@ def load_dataset(path: str | Path) -> list[Sample]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise DatasetError(f"{path}: cannot read the dataset: {e.strerror or e}") from None
+        raise DatasetError(f"{path}: cannot read the dataset: {e.strerror or e}", retryable=True) from None
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text: {e}") from None
     return parse_dataset(text.splitlines(), path.name)
@@ -266,6 +274,22 @@ def download_hub_dataset(
         )
     except Exception as e:  # the Hub client raises many unrelated classes; all mean "no dataset"
         raise DatasetError(
-            f"cannot download {filename!r} from dataset {repo_id!r} at revision {revision!r}: {e}"
+            f"cannot download {filename!r} from dataset {repo_id!r} at revision {revision!r}: {e}",
+            retryable=not _absent(e),
         ) from e
     return Path(local)
+
+
+def _absent(exc: BaseException) -> bool:
+    """The Hub answered that the repository, revision or file is not there (or not for this
+    token): asking again gets the same answer. Anything else (unreachable, 5xx) may pass later."""
+    # Not EntryNotFoundError: its LocalEntryNotFoundError is what an unreachable Hub raises.
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    absent = GatedRepoError | RemoteEntryNotFoundError | RepositoryNotFoundError | RevisionNotFoundError
+    return isinstance(exc, absent)

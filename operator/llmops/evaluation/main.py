@@ -543,26 +543,25 @@ def _write_summary(path: str, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run an evaluation; returns the exit code (EXIT_PASSED, EXIT_FAILED or EXIT_BROKEN)."""
+    """Run an evaluation; returns the exit code (EXIT_PASSED, EXIT_FAILED, EXIT_BROKEN or EXIT_INVALID)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except ConfigError as e:
-        # No summary file is known yet; the message goes to stderr (the Job's log).
+        # No summary file is known yet; the message goes to stderr (the Job's log). EXIT_BROKEN, not
+        # EXIT_INVALID: the flags are the operator's own rendering, so this is a version mismatch
+        # or a bug, and a Job failed at once without a summary would read as a verdict.
         print(f"llmops eval: {e}", file=sys.stderr)
         return EXIT_BROKEN
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
         summary = _evaluate(args)
-    except (
-        ConfigError,
-        DatasetError,
-        ThresholdError,
-        EndpointUnreachable,
-        NothingCompleted,
-        HeldOutUnavailable,
-    ) as e:
+    except (ConfigError, DatasetError, ThresholdError) as e:
+        # What it was given is wrong: a retry would read the same (unless the Hub or a file was away).
+        retryable = isinstance(e, DatasetError) and e.retryable
+        summary = broken_summary(str(e), model=args.model, revision=args.model_revision, retryable=retryable)
+    except (EndpointUnreachable, NothingCompleted, HeldOutUnavailable) as e:
         summary = broken_summary(str(e), model=args.model, revision=args.model_revision)
     except (
         Exception

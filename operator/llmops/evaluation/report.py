@@ -2,14 +2,16 @@
 
 Exit codes: `EXIT_PASSED` (0) every threshold passed; `EXIT_FAILED` (1) the model failed at least
 one threshold, or the dataset is too small to show one (verdict InsufficientSamples, never a pass);
-`EXIT_BROKEN` (2) the evaluation itself could not be done (bad dataset or flags,
-unreachable endpoint, no sample completed, internal error): say nothing about the model.
+`EXIT_BROKEN` (2) the evaluation itself could not be done, for a reason a retry may fix (unreachable
+endpoint, no sample completed, internal error); `EXIT_INVALID` (3) it could not be done because
+its input is wrong (a dataset line, a threshold, a Hub dataset that does not exist): a retry would
+read the same input. Both say nothing about the model (verdict Broken).
 
 The summary is one compact JSON object, always smaller than `SUMMARY_LIMIT` (4096 bytes, the
 Kubernetes termination message limit), written to /dev/termination-log by default::
 
     {"verdict": "Passed" | "Failed" | "InsufficientSamples" | "Broken",
-     "exitCode": 0 | 1 | 2,
+     "exitCode": 0 | 1 | 2 | 3,
      "message": "one line for people",
      "model": "org/name", "modelRevision": "sha",           (when given)
      "confidence": 0.95,                                     (the level of every interval)
@@ -58,6 +60,7 @@ from llmops.api.metric_names import METRIC_NAMES
 from llmops.contracts import (
     EVAL_EXIT_BROKEN,
     EVAL_EXIT_FAILED,
+    EVAL_EXIT_INVALID,
     EVAL_EXIT_PASSED,
     VERDICT_BROKEN,
     VERDICT_FAILED,
@@ -70,6 +73,7 @@ from llmops.evaluation.thresholds import FAILED, INSUFFICIENT_SAMPLES, Verdict
 __all__ = [
     "EXIT_BROKEN",
     "EXIT_FAILED",
+    "EXIT_INVALID",
     "EXIT_PASSED",
     "SUMMARY_LIMIT",
     "VERDICT_BROKEN",
@@ -87,6 +91,7 @@ __all__ = [
 EXIT_PASSED = EVAL_EXIT_PASSED
 EXIT_FAILED = EVAL_EXIT_FAILED
 EXIT_BROKEN = EVAL_EXIT_BROKEN
+EXIT_INVALID = EVAL_EXIT_INVALID
 
 SUMMARY_LIMIT = 4096
 # Room kept below the limit for a trailing newline and any byte counted differently by the kubelet.
@@ -116,9 +121,12 @@ def _base(
     return summary
 
 
-def broken_summary(message: str, *, model: str | None = None, revision: str | None = None) -> dict[str, Any]:
-    """The summary of an evaluation that could not be done."""
-    return _base(VERDICT_BROKEN, EXIT_BROKEN, message, model, revision)
+def broken_summary(
+    message: str, *, model: str | None = None, revision: str | None = None, retryable: bool = True
+) -> dict[str, Any]:
+    """The summary of an evaluation that could not be done: EXIT_BROKEN, or EXIT_INVALID when a
+    retry would read the same wrong input (not ``retryable``)."""
+    return _base(VERDICT_BROKEN, EXIT_BROKEN if retryable else EXIT_INVALID, message, model, revision)
 
 
 def _reason(v: Verdict) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.api.spec import LLMDeploymentSpec
-from llmops.contracts import parse_timestamp
+from llmops.contracts import EVAL_EXIT_FAILED, VERDICT_BROKEN, parse_timestamp
 from llmops.lifecycle.observations import GpuNode, Observations, pod_device_requests
 from llmops.render.placement import node_selector
 
@@ -474,6 +474,33 @@ def termination_json(obs: Observations, job_name: str) -> dict[str, Any]:
     except ValueError:
         return {"message": text[:500]} if text else {}
     return out if isinstance(out, dict) else {"message": text[:500]}
+
+
+_FAIL_JOB_EXIT_CODE = re.compile(r"failed with exit code (\d+) matching FailJob rule")
+"""The Job controller's Failed condition message for a pod failure policy rule, e.g. "Container
+evaluate for pod ns/x failed with exit code 1 matching FailJob rule at index 0"."""
+
+
+def evaluation_judged(reason: str, job_message: str, summary: Mapping[str, Any]) -> bool:
+    """Whether a failed evaluation Job (``llmops eval``) ended with a verdict on the model: the
+    pod failure policy failed it on EVAL_EXIT_FAILED. Not on EVAL_EXIT_INVALID (the evaluation was
+    given bad input), nor by its retries or deadline running out: those say nothing about the
+    model. The exit code is the Job controller's (its condition message); without one there, the
+    summary's verdict decides."""
+    if reason != "PodFailurePolicy":
+        return False
+    found = _FAIL_JOB_EXIT_CODE.search(job_message)
+    if found:
+        return int(found.group(1)) == EVAL_EXIT_FAILED
+    return summary.get("verdict") != VERDICT_BROKEN
+
+
+def evaluation_broken_cause(reason: str, job_message: str, summary: Mapping[str, Any]) -> str:
+    """Why an evaluation Job that judged nothing failed, for a condition's message."""
+    detail = summary.get("message") or job_message or reason
+    if reason == "PodFailurePolicy":
+        return f"not retried, a retry would read the same input: {detail}"
+    return f"{reason}: {detail}"
 
 
 # Child field paths the apiserver names in a refusal, and the spec field the child copies them

@@ -3,9 +3,10 @@
     cached → staging Deployment (1 pod, no production traffic) + staging Service
            → Ready → evaluation Job (`llmops eval` against the staging Service)
            → Complete: passed, the revision may proceed
-           → Failed by the Pod failure policy (exit 1): the model failed its thresholds, or
+           → Failed by the Pod failure policy on exit 1: the model failed its thresholds, or
              the dataset is too small to show one (InsufficientSamples: never a pass)
-           → Failed otherwise (backoffLimit, deadline): the evaluation broke, not the model
+           → Failed by the Pod failure policy on exit 3 (a bad dataset line or threshold: not
+             retried), or otherwise (backoffLimit, deadline): the evaluation broke, not the model
 
 Rates (exactMatch, errorRate, …) are judged by the Job on the bound of their confidence
 interval; ``status.evaluation.metrics`` keeps each one's sample size and bounds, and the
@@ -36,6 +37,8 @@ from llmops.lifecycle.context import Event, Pass, Rollout, rollout_of
 from llmops.lifecycle.diagnose import (
     Problem,
     diagnose_pods,
+    evaluation_broken_cause,
+    evaluation_judged,
     job_pods,
     job_state,
     pods_not_created,
@@ -148,10 +151,9 @@ def _evaluate(p: Pass, rev: str, job_name: str, baseline: Baseline | None, held_
         p.fields["evaluation"] = {"revision": rev, "job": job_name}
         return Gate(running=True, problem=problem)
     summary = termination_json(p.obs, job_name)
-    if state == "Complete" or reason == "PodFailurePolicy":
+    if state == "Complete" or evaluation_judged(reason, job_message, summary):
         return _verdict(p, rev, job_name, state == "Complete", summary)
-    detail = summary.get("message") or job_message or reason
-    return _broken(p, rev, job_name, f"{reason}: {detail}")
+    return _broken(p, rev, job_name, evaluation_broken_cause(reason, job_message, summary))
 
 
 def _verdict(p: Pass, rev: str, job_name: str, completed: bool, summary: dict[str, Any]) -> Gate:

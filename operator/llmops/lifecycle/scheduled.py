@@ -14,7 +14,12 @@ from typing import Any
 
 from llmops.api import conditions as c
 from llmops.lifecycle.context import Event, Pass
-from llmops.lifecycle.diagnose import job_state, termination_json
+from llmops.lifecycle.diagnose import (
+    evaluation_broken_cause,
+    evaluation_judged,
+    job_state,
+    termination_json,
+)
 from llmops.lifecycle.gate import evaluation_result, verdict_message
 from llmops.render import endpoint
 from llmops.render.evaluation import COMPONENT_SCHEDULED, scheduled_evaluation
@@ -59,14 +64,15 @@ def scheduled_stage(p: Pass, serving: str | None) -> None:
     state, reason, job_message = job_state(latest)
     summary = termination_json(p.obs, name)
     revision = str(summary.get("modelRevision") or serving)
-    if state == "Complete" or reason == "PodFailurePolicy":
+    if state == "Complete" or evaluation_judged(reason, job_message, summary):
         passed = state == "Complete"
         result = evaluation_result(revision, name, passed, summary, p.now)
         message = verdict_message(revision, passed, result["metrics"], summary)
         p.fields["scheduledEvaluation"] = result
         reason_out = c.EVALUATION_PASSED if passed else c.SCHEDULED_EVALUATION_FAILED
     else:
-        message = f"the scheduled evaluation {name} could not be done ({reason}: {summary.get('message') or job_message})"
+        cause = evaluation_broken_cause(reason, job_message, summary)
+        message = f"the scheduled evaluation {name} could not be done ({cause})"
         p.fields["scheduledEvaluation"] = {"revision": revision, "job": name, "broken": message[:1000]}
         reason_out = c.EVALUATION_JOB_FAILED
     p.record("ScheduledEvaluation", revision, reason_out, message)

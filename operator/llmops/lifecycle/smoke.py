@@ -18,7 +18,12 @@ from typing import Any, Literal
 
 from llmops.api.status import CanaryStatusDict, SmokeState
 from llmops.lifecycle.context import Event, Pass
-from llmops.lifecycle.diagnose import job_state, termination_json
+from llmops.lifecycle.diagnose import (
+    evaluation_broken_cause,
+    evaluation_judged,
+    job_state,
+    termination_json,
+)
 from llmops.render.evaluation import (
     SMOKE_GATE,
     evaluation_job,
@@ -103,16 +108,16 @@ def smoke_stage(p: Pass, can: CanaryStatusDict) -> Smoke:
         p.events.append(Event("Normal", "SmokeEvaluationPassed", msg))
         _open_gates(p, pods)
         return Smoke(SmokeState.PASSED)
-    if reason == "PodFailurePolicy":
+    if evaluation_judged(reason, job_message, summary):
         can["smoke"] = SmokeState.FAILED
         return Smoke(
             SmokeState.FAILED, f"smoke evaluation of {rev} failed: {summary.get('message') or job_message}"
         )
     can["smoke"] = SmokeState.BROKEN
-    detail = summary.get("message") or job_message or reason
+    cause = evaluation_broken_cause(reason, job_message, summary)
     return Smoke(
         SmokeState.BROKEN,
-        f"the smoke evaluation of {rev} could not be done ({reason}: {detail}); fix it and delete Job {name}, "
+        f"the smoke evaluation of {rev} could not be done ({cause}); fix it and delete Job {name}, "
         "or decide by hand (annotate llmops.io/promote or llmops.io/abort)",
     )
 

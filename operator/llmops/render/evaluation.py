@@ -30,7 +30,7 @@ from llmops.api.common import parse_duration
 from llmops.api.constants import LABEL_COMPONENT, LABEL_REVISION, LABEL_TRACK, OPERATOR_IMAGE
 from llmops.api.delivery import DatasetSource, EvaluationSpec
 from llmops.api.resource import LLMDeployment
-from llmops.contracts import EVAL_EXIT_FAILED
+from llmops.contracts import EVAL_EXIT_FAILED, EVAL_EXIT_INVALID
 from llmops.engines import PORT_NAME
 from llmops.render.capture import capture_url
 from llmops.render.gateway import CAPTURE_TOKEN, INTERNAL_API_KEY, signing_secret_name
@@ -250,8 +250,9 @@ def evaluation_job(
             "backoffLimit": ev.backoff_limit,
             "activeDeadlineSeconds": ev.active_deadline_seconds,
             "ttlSecondsAfterFinished": RESULTS_TTL_SECONDS,
-            # A model that failed its thresholds fails the Job at once: retrying cannot change the verdict.
-            "podFailurePolicy": fail_fast_policy(EVAL_CONTAINER, EVAL_EXIT_FAILED),
+            # A model that failed its thresholds, or an evaluation given a bad dataset or
+            # thresholds, fails the Job at once: a retry cannot change either.
+            "podFailurePolicy": fail_fast_policy(EVAL_CONTAINER, EVAL_EXIT_FAILED, EVAL_EXIT_INVALID),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": job_pod_spec([container], dataset.volumes),

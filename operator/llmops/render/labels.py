@@ -100,14 +100,14 @@ def metadata(ld: LLMDeployment, name: str, labels: dict[str, str]) -> dict[str, 
     }
 
 
-def fail_fast_policy(container: str, exit_code: int) -> dict[str, Any]:
-    """A Job's podFailurePolicy: ``exit_code`` from ``container`` means retrying cannot help (fail
-    the Job at once); an evicted or preempted pod does not count against backoffLimit."""
+def fail_fast_policy(container: str, *exit_codes: int) -> dict[str, Any]:
+    """A Job's podFailurePolicy: any of ``exit_codes`` from ``container`` means retrying cannot
+    help (fail the Job at once); an evicted or preempted pod does not count against backoffLimit."""
     return {
         "rules": [
             {
                 "action": "FailJob",
-                "onExitCodes": {"containerName": container, "operator": "In", "values": [exit_code]},
+                "onExitCodes": {"containerName": container, "operator": "In", "values": sorted(exit_codes)},
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
