@@ -156,11 +156,6 @@ def measure_capture(url: str | None, wanted: list[CaptureQuery]) -> dict[str, Re
         return {q.key: prom.query(q.promql) for q in wanted}
 
 
-def _wrote_children(result: Plan) -> bool:
-    """Whether the pass wrote anything but status (a pass that only deletes a child changes something)."""
-    return bool(result.apply or result.delete or result.patches or result.pod_conditions or result.handover)
-
-
 class Reconciler:
     """Runs passes for (namespace, name) keys; safe to call from a work queue."""
 
@@ -264,7 +259,7 @@ class Reconciler:
         # longer than the requeue, as they do on a busy apiserver.
         if self._wrote_unwatched(result):
             return 1.0
-        if not (result.status_changed or _wrote_children(result)):
+        if not (result.status_changed or result.writes_objects):
             log.info("%s/%s: pass: nothing to change", namespace, name)
         return result.requeue_after or RESYNC_SECONDS
 

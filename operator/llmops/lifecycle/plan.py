@@ -133,6 +133,11 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
 
+    @property
+    def writes_objects(self) -> bool:
+        """Whether the pass writes anything but its own status (deleting a child is a write)."""
+        return bool(self.apply or self.delete or self.patches or self.pod_conditions or self.handover)
+
 
 def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
     """Decide one pass for the LLMDeployment ``body`` given ``obs``, at time ``now``."""
