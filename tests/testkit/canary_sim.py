@@ -15,7 +15,7 @@ from testkit.planning import (
     T0,
     body,
     children_of,
-    fail_job_message,
+    job_end_status,
     job_pod,
     plan,
     rollout,
@@ -106,13 +106,9 @@ def job_named(sim: Sim, prefix: str) -> str:
 
 
 def finish_job(sim: Sim, prefix: str, state: str = "Complete", reason: str = "", exit_code: int = 0) -> str:
-    """End the Job whose name starts with ``prefix``; with an ``exit_code``, as the pod failure
-    policy ends a Job (the Job controller's message names the code)."""
+    """End the Job whose name starts with ``prefix`` (see job_end_status)."""
     name = job_named(sim, prefix)
-    condition = {"type": state, "status": "True", "reason": reason}
-    if exit_code:
-        condition["message"] = fail_job_message(name, exit_code)
-    sim.ch[("Job", name)]["status"] = {"conditions": [condition]}
+    sim.ch[("Job", name)]["status"] = job_end_status(name, state, reason, exit_code)
     return name
 
 

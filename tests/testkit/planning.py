@@ -82,18 +82,26 @@ def with_status(p: Plan, b: dict[str, Any]) -> dict[str, Any]:
     return nb
 
 
+def job_end_status(name: str, state: str, reason: str, exit_code: int = 0) -> dict[str, Any]:
+    """A finished Job's status; with an ``exit_code``, as the pod failure policy fails a Job (the
+    Job controller's message names the code)."""
+    condition = {"type": state, "status": "True", "reason": reason}
+    if exit_code:
+        condition["message"] = fail_job_message(name, exit_code)
+    return {"conditions": [condition]}
+
+
 def job_done(
     children: Children,
     state: str = "Complete",
     reason: str = "",
     prefix: str = "m-download-",
-    message: str = "",
+    exit_code: int = 0,
 ) -> None:
     """Finish the Jobs whose name starts with ``prefix`` (and bind the cache PVC)."""
     for (kind, name), obj in children.items():
         if kind == "Job" and name.startswith(prefix):
-            condition = {"type": state, "status": "True", "reason": reason}
-            obj["status"] = {"conditions": [{**condition, "message": message} if message else condition]}
+            obj["status"] = job_end_status(name, state, reason, exit_code)
     for (kind, _), obj in children.items():
         if kind == "PersistentVolumeClaim":
             obj["status"] = {"phase": "Bound"}

@@ -20,7 +20,6 @@ from testkit.planning import (
     body,
     children_of,
     cond,
-    fail_job_message,
     job_done,
     job_pod,
     kinds,
@@ -314,8 +313,8 @@ def test_an_evaluation_given_a_bad_dataset_fails_at_once_and_is_broken_not_a_fai
     # controller's message names the code, and without it the summary says Broken.
     b, ch, _ = _evaluating(body(evaluation=EVALUATION))
     job = _eval_job(ch)
-    message = fail_job_message(job, 3) if controller_says_the_code else ""
-    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-", message=message)
+    exit_code = 3 if controller_says_the_code else 0
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-", exit_code=exit_code)
     broken = {"verdict": "Broken", "exitCode": 3, "message": "qa.jsonl:2: missing 'prompt' or 'messages'"}
     p = plan(b, Observations(children=ch, pods=[job_pod(job, 3, json.dumps(broken))]), T0)
     ev = cond(p, c.EVALUATED)
@@ -330,8 +329,7 @@ def test_an_evaluation_given_a_bad_dataset_fails_at_once_and_is_broken_not_a_fai
 def test_a_failed_model_is_read_from_the_job_controllers_exit_code() -> None:
     # The summary unreadable (its pod gone): the Job's own message still says exit 1, a verdict.
     b, ch, _ = _evaluating(body(evaluation=EVALUATION))
-    job = _eval_job(ch)
-    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-", message=fail_job_message(job, 1))
+    job_done(ch, "Failed", "PodFailurePolicy", prefix="m-eval-", exit_code=1)
     p = plan(b, Observations(children=ch), T0)
     ev = cond(p, c.EVALUATED)
     assert (ev["status"], ev["reason"]) == (c.FALSE, c.EVALUATION_FAILED)
