@@ -17,7 +17,7 @@ from typing import Any
 
 from llmops_dev.cluster import Cluster
 from testkit import get_json, wait_for
-from testkit.operator import OperatorProcess, sample, wait_condition
+from testkit.operator import OperatorProcess, deployment_settled, sample, wait_condition
 
 REV = "d" * 40
 
@@ -31,19 +31,6 @@ def _state(cluster: Cluster, namespace: str) -> tuple[int, str | None, list[tupl
     svc = get_json(cluster, "service", "edited", "-n", namespace)
     ports = [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]]
     return dep["spec"]["replicas"], _env(dep)["MODEL_ID"], ports
-
-
-def _settled(cluster: Cluster, namespace: str) -> bool:
-    """The Deployment has observed its last change and runs exactly its replicas, all updated and
-    ready, none terminating."""
-    dep = get_json(cluster, "deployment", "edited-stable", "-n", namespace)
-    st = dep.get("status") or {}
-    counts = {st.get(k) for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")}
-    return (
-        st.get("observedGeneration") == dep["metadata"]["generation"]
-        and counts == {dep["spec"]["replicas"]}
-        and not st.get("terminatingReplicas")
-    )
 
 
 def _patch(cluster: Cluster, namespace: str, kind: str, name: str, *args: str) -> dict[str, Any]:
@@ -93,9 +80,10 @@ def test_edits_by_another_manager_are_reverted_and_a_quiet_pass_writes_nothing(
         assert "f:targetPort" not in taken and "f:replicas" not in taken and "f:value" not in taken, taken
 
     # The revert is itself a change the Deployment controller acts on (the edited template briefly
-    # had a ReplicaSet of its own), so the status the operator reports keeps moving until the
-    # Deployment has settled: a quiet pass before then says nothing about the next one.
-    wait_for("the Deployment settled", lambda: _settled(cluster, namespace), 60, 0.25)
+    # had a ReplicaSet of its own): the status moves until the Deployment has settled.
+    wait_for(
+        "the Deployment settled", lambda: deployment_settled(cluster, namespace, "edited-stable"), 60, 0.25
+    )
     statuses: list[Any] = []
     patch_status = kube.patch_status
 

@@ -163,6 +163,21 @@ def wait_condition(
         raise AssertionError(f"{exc}\nstatus now: {status_now}") from None
 
 
+def deployment_settled(cluster: Cluster, namespace: str, name: str) -> bool:
+    """The Deployment has observed its last change and runs exactly its replicas, all updated and
+    ready, none terminating: until then the Deployment controller still writes its status, and the
+    LLMDeployment's status, which follows it, still moves. (A quiet pass before then says nothing
+    about the next one.)"""
+    dep = get_json(cluster, "deployment", name, "-n", namespace)
+    st = dep.get("status") or {}
+    counts = {st.get(k) for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")}
+    return (
+        st.get("observedGeneration") == dep["metadata"]["generation"]
+        and counts == {dep["spec"]["replicas"]}
+        and not st.get("terminatingReplicas")
+    )
+
+
 def sample(name: str, revision: str, **spec: Any) -> str:
     """A small LLMDeployment as JSON for ``kubectl apply``."""
     body: dict[str, Any] = {
