@@ -28,6 +28,7 @@ from testkit.operator import (
     sample,
     set_behaviour,
     wait_condition,
+    wait_event,
 )
 
 ERRORS = {"name": "errors", "template": "error-ratio", "thresholdRange": {"max": 0.02}}
@@ -140,10 +141,7 @@ def test_canary_with_five_percent_errors_is_rolled_back_within_the_failure_limit
     wait_for(
         "canary removed", lambda: not get_json(cluster, "deployment", "errs-canary", "-n", namespace), 60
     )
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=errs")[
-        "items"
-    ]
-    assert any(e["reason"] == "RolledBack" and e["type"] == "Warning" for e in events)
+    wait_event(cluster, namespace, "errs", "RolledBack", "Warning")
 
 
 def test_latency_regression_against_stable_is_rolled_back(

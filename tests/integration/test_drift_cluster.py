@@ -10,8 +10,7 @@ import hashlib
 
 from llmops_dev.cluster import Cluster
 from llmops_dev.loadgen import Traffic
-from testkit import get_json
-from testkit.operator import OperatorProcess, on_engine, sample, set_behaviour, wait_condition
+from testkit.operator import OperatorProcess, on_engine, sample, set_behaviour, wait_condition, wait_event
 
 DRIFT = {
     "interval": "3s",
@@ -43,6 +42,4 @@ def test_longer_prompts_turn_drifted_true_with_the_numbers_and_an_event(
     drifted = next(x for x in obj["status"]["conditions"] if x["type"] == "Drifted")
     assert drifted["message"].startswith("inputLength: PSI "), drifted
     assert any(h["action"] == "DriftDetected" for h in obj["status"]["history"])
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=drifty")
-    reasons = {(e["type"], e["reason"]) for e in events["items"]}
-    assert ("Warning", "DriftDetected") in reasons, sorted(reasons)
+    wait_event(cluster, namespace, "drifty", "DriftDetected", "Warning")

@@ -21,6 +21,7 @@ from testkit.operator import (
     sample,
     set_behaviour,
     wait_condition,
+    wait_event,
 )
 
 GOOD, BAD, SLOW, BROKEN, FLAKY = "c" * 40, "d" * 40, "e" * 40, "f" * 40, "ab" * 20
@@ -104,10 +105,7 @@ def test_a_failing_revision_never_serves_and_status_names_the_metric(
     wait_for(
         "staging removed", lambda: not get_json(cluster, "deployment", "picky-staging", "-n", namespace), 60
     )
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=picky")[
-        "items"
-    ]
-    assert any(e["reason"] == "EvaluationFailed" and "exactMatch" in e["message"] for e in events)
+    wait_event(cluster, namespace, "picky", "EvaluationFailed", contains="exactMatch")
 
 
 def test_a_broken_evaluation_is_reported_as_broken_not_as_a_failed_model(
@@ -234,10 +232,7 @@ def test_six_prompts_from_a_server_failing_15_percent_are_insufficient_samples_n
         "InsufficientSamples",
     )
     assert ev["counts"]["samples"] == 6 and "retried" in ev["counts"]
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", "involvedObject.name=flaky")[
-        "items"
-    ]
-    assert any(e["reason"] == "InsufficientSamples" and "381" in e["message"] for e in events)
+    wait_event(cluster, namespace, "flaky", "InsufficientSamples", contains="381")
     # Exit 1 fails the Job at once (a retry on the same six prompts cannot change the verdict).
     (job,) = _eval_jobs(cluster, namespace, "flaky")
     assert job["status"].get("failed") == 1

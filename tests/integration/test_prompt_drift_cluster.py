@@ -27,7 +27,7 @@ from llmops_dev.cluster import Cluster
 from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, unique, wait_for
-from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
+from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition, wait_event
 from testkit.volumes import static_volume
 
 REV = "d" * 40
@@ -221,5 +221,4 @@ def _scenario(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch)
     assert signal["current"]["end"] > reference["end"]
     drifted = condition(obj, "Drifted")
     assert drifted["message"].startswith("prompts: PSI "), drifted
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")
-    assert ("Warning", "DriftDetected") in {(e["type"], e["reason"]) for e in events["items"]}
+    wait_event(cluster, namespace, NAME, "DriftDetected", "Warning")

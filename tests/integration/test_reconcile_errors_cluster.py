@@ -12,7 +12,7 @@ import json
 
 from llmops_dev.cluster import Cluster
 from testkit import create_namespace, delete_namespace, get_json, unique, wait_for
-from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
+from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition, wait_event
 
 REV = "c" * 40
 NO_SERVICES = {
@@ -36,15 +36,7 @@ def test_a_child_refused_by_the_apiserver_is_a_condition_and_others_keep_working
         assert "apply Service chat" in message and "exceeded quota" in message, message
         assert "retried with a growing backoff" in message
 
-        def warned() -> bool:
-            events = get_json(
-                cluster, "events", "-n", blocked, "--field-selector", "involvedObject.name=chat"
-            )
-            return any(e["reason"] == "ReconcileError" and e["type"] == "Warning" for e in events["items"])
-
-        # The Event follows the status write (the operator writes the condition first), so it may
-        # not be there yet when the condition is read.
-        wait_for("a Warning Event ReconcileError", warned, timeout=10)
+        wait_event(cluster, blocked, "chat", "ReconcileError", "Warning")
 
         # Another LLMDeployment gets its children and its status while this one keeps failing.
         # (Waiting here for it to be served as well took 20 s on a busy cluster, by which time the

@@ -163,6 +163,38 @@ def wait_condition(
         raise AssertionError(f"{exc}\nstatus now: {status_now}") from None
 
 
+def wait_event(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    reason: str,
+    type_: str | None = None,
+    contains: str = "",
+    timeout: float = 15,
+) -> dict[str, Any]:
+    """Wait for an Event about ``name`` with ``reason`` (of ``type_``, its message containing
+    ``contains``); return it. The operator posts its Events after the status write they go with,
+    as Kubernetes' own controllers record theirs after the fact, so a test that has just seen the
+    status must still wait for the Event."""
+
+    def probe() -> dict[str, Any] | None:
+        items = get_json(
+            cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+        ).get("items", [])
+        return next(
+            (
+                e
+                for e in items
+                if e.get("reason") == reason
+                and type_ in (None, e.get("type"))
+                and contains in (e.get("message") or "")
+            ),
+            None,
+        )
+
+    return wait_for(f"{name}: an Event {type_ or ''} {reason} {contains!r}", probe, timeout, 0.25)
+
+
 def deployment_settled(cluster: Cluster, namespace: str, name: str) -> bool:
     """The Deployment has observed its last change and runs exactly its replicas, all updated and
     ready, none terminating: until then the Deployment controller still writes its status, and the
