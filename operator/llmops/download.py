@@ -17,7 +17,7 @@ override the path) and the exit code:
 
     0  downloaded: {"revision": "<resolved sha>", "files": n, "bytes": b}
     1  permanent, retrying will not help: {"error": ..., "reason": "RepositoryNotFound" |
-       "GatedRepo" | "RevisionNotFound"}
+       "GatedRepo" | "RevisionNotFound" | "EntryNotFound"} (llmops.hub)
     2  transient, worth a retry: {"error": ..., "reason": "Timeout" | "Network" | "Unexpected"}
 """
 
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 # snapshot_download wants a subclass of tqdm.auto's class (tqdm_asyncio outside notebooks).
 from tqdm.auto import tqdm as auto_tqdm
 
+from llmops import hub
 from llmops.contracts import (
     DOWNLOAD_EXIT_OK,
     DOWNLOAD_EXIT_PERMANENT,
@@ -86,27 +87,11 @@ class Outcome:
 
 def classify(exc: BaseException) -> tuple[str, int]:
     """The termination reason and exit code for a failed snapshot download."""
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    # GatedRepoError is a RepositoryNotFoundError: test it first.
-    if isinstance(exc, GatedRepoError):
-        return "GatedRepo", EXIT_PERMANENT
-    if isinstance(exc, RepositoryNotFoundError):
-        return "RepositoryNotFound", EXIT_PERMANENT
-    if isinstance(exc, RevisionNotFoundError):
-        return "RevisionNotFound", EXIT_PERMANENT
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code
-        if status in (401, 403):
-            return "GatedRepo", EXIT_PERMANENT
-        return "Network", EXIT_TRANSIENT
-    if isinstance(exc, LocalEntryNotFoundError | ConnectionError | TimeoutError):
+    if reason := hub.refusal(exc):
+        return reason, EXIT_PERMANENT
+    if isinstance(exc, HfHubHTTPError | LocalEntryNotFoundError | ConnectionError | TimeoutError):
         # snapshot_download turns unreachable-Hub errors into LocalEntryNotFoundError.
         return "Network", EXIT_TRANSIENT
     if type(exc).__module__.startswith(("httpx", "httpcore")):

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmops import hub
+
 __all__ = [
     "Counterfactual",
     "DatasetError",
@@ -275,21 +277,6 @@ def download_hub_dataset(
     except Exception as e:  # the Hub client raises many unrelated classes; all mean "no dataset"
         raise DatasetError(
             f"cannot download {filename!r} from dataset {repo_id!r} at revision {revision!r}: {e}",
-            retryable=not _absent(e),
+            retryable=hub.refusal(e) is None,
         ) from e
     return Path(local)
-
-
-def _absent(exc: BaseException) -> bool:
-    """The Hub answered that the repository, revision or file is not there (or not for this
-    token): asking again gets the same answer. Anything else (unreachable, 5xx) may pass later."""
-    # Not EntryNotFoundError: its LocalEntryNotFoundError is what an unreachable Hub raises.
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    absent = GatedRepoError | RemoteEntryNotFoundError | RepositoryNotFoundError | RevisionNotFoundError
-    return isinstance(exc, absent)
