@@ -134,6 +134,8 @@ def test_a_broken_evaluation_is_reported_as_broken_not_as_a_failed_model(
 def test_a_restarted_operator_resumes_the_evaluation_without_a_second_job(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
+    """Nor does a change of how the Job runs (backoffLimit, activeDeadlineSeconds) start another:
+    a Job is made once, and they hold from the next one on."""
     _dataset(cluster, namespace)
     # Slow answers: the evaluation takes a few seconds, long enough to restart mid-way.
     _behave(cluster, SLOW, 1.0, latency_seconds=0.8)
@@ -141,6 +143,14 @@ def test_a_restarted_operator_resumes_the_evaluation_without_a_second_job(
     job = wait_for(
         "the evaluation Job", lambda: (jobs := _eval_jobs(cluster, namespace, "resume")) and jobs[0], 180
     )
+    tuned = {"spec": {"evaluation": {"backoffLimit": 4, "activeDeadlineSeconds": 1800}}}
+    cluster.kubectl("patch", "llmd", "resume", "-n", namespace, "--type=merge", "-p", json.dumps(tuned))
+
+    def judged_on_the_tuned_spec() -> bool:
+        obj = llmd(cluster, namespace, "resume")
+        return condition(obj, "Evaluated").get("observedGeneration") == obj["metadata"]["generation"]
+
+    wait_for("a pass on the tuned spec", judged_on_the_tuned_spec, 60, 0.25)
     operator.restart()
     wait_condition(cluster, namespace, "resume", "Evaluated", "True", "EvaluationPassed", timeout=180)
     jobs = _eval_jobs(cluster, namespace, "resume")

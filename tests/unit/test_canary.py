@@ -13,7 +13,18 @@ from llmops.api import conditions as c
 from llmops.api.resource import parse
 from llmops.lifecycle.canary import analysis_request, split
 from llmops.lifecycle.plan import ANNOTATION_MODEL_REVISION
-from testkit.canary_sim import BAD, GOOD, PASSED, ROLLOUT, Sim, finish_job, job_named, smoke_sim, start_canary
+from testkit.canary_sim import (
+    BAD,
+    EVALUATION,
+    GOOD,
+    PASSED,
+    ROLLOUT,
+    Sim,
+    finish_job,
+    job_named,
+    smoke_sim,
+    start_canary,
+)
 from testkit.planning import (
     SHA_A,
     SHA_B,
@@ -432,3 +443,22 @@ def test_a_canary_pod_waiting_for_the_gpu_a_terminating_stable_pod_frees_is_not_
     sim.step(0.1, pods=[pending])
     assert sim.canary["state"] == "Paused"
     assert "nvidia.com/gpu" in sim.canary["message"]
+
+
+def test_changing_how_evaluations_are_retried_keeps_their_verdicts_and_the_canary() -> None:
+    """backoffLimit and activeDeadlineSeconds say how an evaluation Job runs, not what it judges: a
+    revision whose gate and smoke evaluation have passed is not evaluated again when they change."""
+    sim, pod = smoke_sim()
+    sim.step(pods=[pod])
+    gate, smoke = job_named(sim, "m-eval-"), finish_job(sim, "m-smoke-")
+    sim.step(pods=[pod, job_pod(gate, 0, PASSED), job_pod(smoke, 0, PASSED)])
+    assert (sim.canary["smoke"], sim.canary["state"]) == ("Passed", "Progressing")
+    sim.b["spec"]["evaluation"] = {**EVALUATION, "backoffLimit": 5, "activeDeadlineSeconds": 7200}
+    sim.b["metadata"]["generation"] += 1
+    p = sim.step(pods=[pod, job_pod(gate, 0, PASSED), job_pod(smoke, 0, PASSED)])
+    jobs = sorted(o["metadata"]["name"] for o in p.apply if o["kind"] == "Job")
+    assert jobs in ([], [gate], [smoke], sorted([gate, smoke])), jobs  # the same Jobs, if any
+    assert cond(p, c.EVALUATED)["status"] == "True"
+    assert (sim.canary["smoke"], sim.canary["state"]) == ("Passed", "Progressing")
+    assert sim.deployment("m-canary") is not None
+    assert [reason for *_, reason in p.pod_conditions] in ([], ["SmokeEvaluationPassed"])

@@ -147,6 +147,21 @@ def test_confidence_and_a_baseline_reach_the_job() -> None:
     )
 
 
+def test_how_the_job_runs_is_not_part_of_its_name() -> None:
+    """backoffLimit and activeDeadlineSeconds reach the rendered Job and leave its
+    name, the key of its verdict, as it is; what the verdict depends on changes the name."""
+    ld = LLMDeployment.model_validate(body(evaluation=EVALUATION))
+    tuned = LLMDeployment.model_validate(
+        body(evaluation={**EVALUATION, "backoffLimit": 0, "activeDeadlineSeconds": 600})
+    )
+    assert evaluation_job_name(tuned, SHA_A) == evaluation_job_name(ld, SHA_A)
+    job = evaluation_job(tuned, revision=SHA_A, endpoint="http://staging")
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (0, 600)
+    for changed in ({"maxNewTokens": 64}, {"timeoutSeconds": 5}, {"concurrency": 1}):
+        other = LLMDeployment.model_validate(body(evaluation={**EVALUATION, **changed}))
+        assert evaluation_job_name(other, SHA_A) != evaluation_job_name(ld, SHA_A), changed
+
+
 def test_passing_revision_is_promoted_to_stable_and_staging_released() -> None:
     b, ch, _ = _evaluating(body(evaluation=EVALUATION))
     job = _eval_job(ch)

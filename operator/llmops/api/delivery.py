@@ -230,10 +230,12 @@ class EvaluationSpec(ApiModel):
     max_new_tokens: Annotated[int, Field(ge=1, le=65536)] = 256
     """max_new_tokens sent with every prompt (TGI otherwise allows up to maxTotalTokens)."""
     active_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
-    """Deadline of the evaluation Job."""
+    """Deadline of the evaluation Job. Changing it evaluates nothing again: it holds from the next
+    evaluation Job on (any other field of spec.evaluation but schedule means a new evaluation)."""
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
     """Retries of the evaluation Job when it broke for a reason a retry may fix (the server
-    unreachable, say). A failed model, or a bad dataset line or threshold, is never retried."""
+    unreachable, say). A failed model, or a bad dataset line or threshold, is never retried.
+    Changing it evaluates nothing again: it holds from the next evaluation Job on."""
     schedule: Annotated[str, StringConstraints(pattern=CRON, max_length=128)] | None = None
     """Cron schedule to re-evaluate the serving revision (feeds drift.quality)."""
     image: Image | None = None

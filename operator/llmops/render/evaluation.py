@@ -186,10 +186,26 @@ def staging_endpoint(ld: LLMDeployment) -> str:
     return f"http://{staging_name(ld.name)}.{ld.namespace}.svc.cluster.local:{ld.spec.service.port}"
 
 
+_HOW_IT_RUNS = {
+    alias: EvaluationSpec.model_fields[field].default
+    for alias, field in (
+        ("backoffLimit", "backoff_limit"),
+        ("activeDeadlineSeconds", "active_deadline_seconds"),
+    )
+}
+"""Fields of spec.evaluation that say how its Job runs, not what it judges: hashed at their
+defaults, so that changing one keeps the Job's name and the verdict recorded under it (a revision
+in its gate or its canary is not evaluated again). A Job is made once (lifecycle.plan), so they
+hold from the next evaluation Job on; after a broken evaluation, deleting its Job runs it again
+with them."""
+
+
 def _evaluation_fingerprint(ld: LLMDeployment, revision: str) -> str:
-    """What the verdict depends on: the revision and the evaluation spec (not the schedule)."""
+    """What the verdict depends on: the revision and the evaluation spec (not the schedule, not
+    how the Job runs)."""
     assert ld.spec.evaluation is not None
     ev = ld.spec.evaluation.model_dump(mode="json", by_alias=True, exclude={"schedule"})
+    ev.update(_HOW_IT_RUNS)
     if ev.get("confidence") == DEFAULT_CONFIDENCE:
         # Added after the fact: at its default it leaves the names of existing Jobs (and so the
         # verdicts recorded under them) as they were.
