@@ -472,6 +472,10 @@ class Kube:
                         allocatable=allocatable,
                         requested=capacity.requested.get(meta["name"], Counter())[resource],
                         schedulable=not (node.get("spec") or {}).get("unschedulable"),
+                        taints=tuple(
+                            {k: str(t[k]) for k in ("key", "value", "effect") if t.get(k) is not None}
+                            for t in (node.get("spec") or {}).get("taints") or []
+                        ),
                     )
                 )
         return out

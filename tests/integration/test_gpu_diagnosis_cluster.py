@@ -30,3 +30,40 @@ def test_insufficient_gpu_names_the_request_and_the_free_gpus(
     free, total, nodes, most = map(int, found.groups())
     assert (total, nodes) == (gpu_nodes * GPUS_PER_NODE, gpu_nodes)
     assert most <= GPUS_PER_NODE and free <= total
+
+
+def test_only_the_nodes_the_pods_may_go_to_are_counted(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """A required node affinity naming one GPU node: the free GPUs are counted on it alone."""
+    first = next(n["metadata"]["name"] for n in NODES if "nvidia.com/gpu" in n["status"]["allocatable"])
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [first]}]}
+    placement = {
+        "affinity": {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
+    }
+    gpu = {"count": GPUS_PER_NODE + 1}
+    body = sample("pinned", REV, resources={"gpu": gpu}, placement=placement)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    obj = wait_condition(cluster, namespace, "pinned", "Available", "False", "InsufficientGPU", timeout=120)
+    message = condition(obj, "Available")["message"]
+    assert re.search(rf"of {GPUS_PER_NODE} are free on the 1 matching node\(s\)", message), message
+
+
+def test_the_gpu_nodes_are_read_with_their_taints(cluster: Cluster) -> None:
+    """The taints reach the diagnosis (a PreferNoSchedule one here: it keeps no pod of the shared
+    cluster off the node while the test runs)."""
+    from llmops.kube import Kube, load_client
+
+    first = next(n["metadata"]["name"] for n in NODES if "nvidia.com/gpu" in n["status"]["allocatable"])
+    cluster.kubectl("taint", "node", first, "llmops.io/test=read:PreferNoSchedule")
+    try:
+        kube = Kube(load_client(str(cluster.kubeconfig)))
+        try:
+            nodes = {n.name: n for n in kube.gpu_nodes("nvidia.com/gpu")}
+        finally:
+            kube.stop()
+        assert {"key": "llmops.io/test", "value": "read", "effect": "PreferNoSchedule"} in nodes[first].taints
+    finally:
+        cluster.kubectl("taint", "node", first, "llmops.io/test-")

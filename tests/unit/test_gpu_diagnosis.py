@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from llmops.api.spec import GpuSpec
 from llmops.lifecycle.diagnose import diagnose_pods, gpu_shortage, waits_for_gpus
+from llmops.lifecycle.node_fit import PodPlacement
 from llmops.lifecycle.observations import GpuNode
 from llmops.render.placement import node_selector
 from testkit.planning import T0 as NOW
@@ -39,7 +40,7 @@ WAITING: dict[str, Any] = {
 
 
 def test_the_shortage_counts_free_gpus_on_matching_schedulable_nodes() -> None:
-    text = gpu_shortage(6, "nvidia.com/gpu", "NVIDIA-H100-80GB-HBM3", H100, NODES)
+    text = gpu_shortage(6, "nvidia.com/gpu", "NVIDIA-H100-80GB-HBM3", PodPlacement(H100), NODES)
     assert text == (
         "each pod requests 6 nvidia.com/gpu of product NVIDIA-H100-80GB-HBM3; "
         "5 of 16 are free on the 2 matching node(s), at most 5 on one node"
@@ -47,7 +48,7 @@ def test_the_shortage_counts_free_gpus_on_matching_schedulable_nodes() -> None:
 
 
 def test_without_a_product_every_node_with_the_resource_counts() -> None:
-    text = gpu_shortage(9, "nvidia.com/gpu", None, {}, NODES)
+    text = gpu_shortage(9, "nvidia.com/gpu", None, PodPlacement({}), NODES)
     assert (
         text
         == "each pod requests 9 nvidia.com/gpu; 13 of 24 are free on the 3 matching node(s), at most 8 on one node"
@@ -55,7 +56,9 @@ def test_without_a_product_every_node_with_the_resource_counts() -> None:
 
 
 def test_no_matching_node_is_said_with_the_selector() -> None:
-    text = gpu_shortage(1, "amd.com/gpu", "MI300X", {"amd.com/gpu.product-name": "MI300X"}, NODES)
+    text = gpu_shortage(
+        1, "amd.com/gpu", "MI300X", PodPlacement({"amd.com/gpu.product-name": "MI300X"}), NODES
+    )
     assert text == (
         "each pod requests 1 amd.com/gpu of product MI300X; "
         "no schedulable node with amd.com/gpu.product-name=MI300X offers amd.com/gpu"
@@ -64,7 +67,7 @@ def test_no_matching_node_is_said_with_the_selector() -> None:
 
 def test_the_condition_message_carries_the_detail_instead_of_the_scheduler_text() -> None:
     assert waits_for_gpus([WAITING], "nvidia.com/gpu") and not waits_for_gpus([WAITING], "amd.com/gpu")
-    detail = gpu_shortage(9, "nvidia.com/gpu", None, {}, NODES)
+    detail = gpu_shortage(9, "nvidia.com/gpu", None, PodPlacement({}), NODES)
     problem = diagnose_pods([WAITING], "nvidia.com/gpu", detail, now=NOW)
     assert problem is not None and problem.reason == "InsufficientGPU"
     assert (

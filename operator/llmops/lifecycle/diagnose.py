@@ -15,8 +15,8 @@ from typing import Any
 from llmops.api import conditions as c
 from llmops.api.spec import LLMDeploymentSpec
 from llmops.contracts import EVAL_EXIT_FAILED, VERDICT_BROKEN, parse_timestamp
+from llmops.lifecycle.node_fit import PodPlacement
 from llmops.lifecycle.observations import GpuNode, Observations, pod_device_requests
-from llmops.render.placement import node_selector
 
 __all__ = [
     "JOB_NAME_LABEL",
@@ -81,17 +81,20 @@ def waits_for_gpus(pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> bool
 
 
 def gpu_shortage(
-    count: int, resource: str, product: str | None, selector: Mapping[str, str], nodes: Sequence[GpuNode]
+    count: int, resource: str, product: str | None, placement: PodPlacement, nodes: Sequence[GpuNode]
 ) -> str:
     """What a pod asks for and what the matching nodes have free, in one sentence.
 
-    Matching nodes carry every label of the pods' nodeSelector (the product label included)
-    and are not cordoned; free GPUs are allocatable minus what unfinished pods request."""
+    Matching nodes are those the pods' placement admits (node_fit: the nodeSelector with the
+    product label, tolerations, required node affinity; not cordoned); free GPUs are allocatable
+    minus what unfinished pods request."""
     what = f"each pod requests {count} {resource}" + (f" of product {product}" if product else "")
-    matching = _matching_nodes(nodes, selector)
+    matching = [n for n in nodes if placement.admits(n)]
     if not matching:
+        selector = placement.selector
         where = f" with {', '.join(f'{k}={v}' for k, v in sorted(selector.items()))}" if selector else ""
-        return f"{what}; no schedulable node{where} offers {resource}"
+        others = " that the pods' tolerations and node affinity admit" if _narrowed(placement) else ""
+        return f"{what}; no schedulable node{where}{others} offers {resource}"
     free = [n.free for n in matching]
     return (
         f"{what}; {sum(free)} of {sum(n.allocatable for n in matching)} are free on the "
@@ -99,9 +102,9 @@ def gpu_shortage(
     )
 
 
-def _matching_nodes(nodes: Sequence[GpuNode], selector: Mapping[str, str]) -> list[GpuNode]:
-    """The schedulable ``nodes`` carrying every label of ``selector``."""
-    return [n for n in nodes if n.schedulable and all(n.labels.get(k) == v for k, v in selector.items())]
+def _narrowed(placement: PodPlacement) -> bool:
+    """Whether more than labels chose the nodes (so that a message naming the labels says so)."""
+    return bool(placement.affinity) or bool(placement.tolerations)
 
 
 def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
@@ -109,7 +112,7 @@ def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
     if obs.gpu_nodes is None:
         return None
     gpu = spec.resources.gpu
-    return gpu_shortage(gpu.count, gpu.resource_name, gpu.product, node_selector(spec), obs.gpu_nodes)
+    return gpu_shortage(gpu.count, gpu.resource_name, gpu.product, PodPlacement.of(spec), obs.gpu_nodes)
 
 
 def _pod_problem(
@@ -309,10 +312,8 @@ def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: O
         if not (pod.get("metadata") or {}).get("deletionTimestamp")
         and waits_for_gpus([pod], gpu.resource_name)
     )
-    room = sum(
-        (n.free + by_node.get(n.name, 0)) // gpu.count
-        for n in _matching_nodes(obs.gpu_nodes, node_selector(spec))
-    )
+    placement = PodPlacement.of(spec)
+    room = sum((n.free + by_node.get(n.name, 0)) // gpu.count for n in obs.gpu_nodes if placement.admits(n))
     return released if waiting <= room else 0
 
 

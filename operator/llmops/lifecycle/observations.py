@@ -58,6 +58,8 @@ class GpuNode:
     """GPUs requested by the node's pods that are not finished (any namespace)."""
     schedulable: bool
     """False when the node is cordoned."""
+    taints: tuple[Mapping[str, str], ...] = ()
+    """The node's spec.taints (key, value, effect)."""
 
     @property
     def free(self) -> int:

@@ -1,0 +1,119 @@
+"""Would a node take the LLMDeployment's pods? The scheduler's filters that decide where its GPUs
+are (the node selector, taints against tolerations, required node affinity), applied to what the
+operator reads of the GPU nodes, so that "N GPUs free on the matching nodes" counts only nodes
+the pods could be scheduled on.
+
+Not the scheduler: resources other than the GPU, pod (anti-)affinity, topology spread and
+volume zones are left out. When the affinity has a shape this module does not know, the node
+counts as matching: better an estimate that is too kind than a node wrongly left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.api.spec import LLMDeploymentSpec
+from llmops.lifecycle.observations import GpuNode
+from llmops.render.placement import node_selector
+
+__all__ = ["PodPlacement", "tolerates"]
+
+_BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+"""Taint effects that keep a pod off a node (PreferNoSchedule only weighs against it)."""
+
+
+@dataclass(frozen=True)
+class PodPlacement:
+    """Where the pods may go, as rendered into their pod spec."""
+
+    selector: Mapping[str, str]
+    tolerations: Sequence[Mapping[str, Any]] = ()
+    affinity: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(cls, spec: LLMDeploymentSpec) -> PodPlacement:
+        placement = spec.placement
+        return cls(
+            selector=node_selector(spec),
+            tolerations=[t.model_dump(exclude_none=True) for t in placement.tolerations],
+            affinity=dict(placement.affinity) if placement.affinity else None,
+        )
+
+    def admits(self, node: GpuNode) -> bool:
+        """The node is schedulable, carries the selector's labels, has no blocking taint the
+        pods do not tolerate, and meets the required node affinity."""
+        return (
+            node.schedulable
+            and all(node.labels.get(k) == v for k, v in self.selector.items())
+            and all(
+                any(tolerates(t, taint) for t in self.tolerations)
+                for taint in node.taints
+                if taint.get("effect") in _BLOCKING_EFFECTS
+            )
+            and _meets_required_affinity(self.affinity, node)
+        )
+
+
+def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    """core/v1 Toleration.ToleratesTaint: an empty effect matches every effect, an empty key with
+    operator Exists every key; Equal (the default) compares the values."""
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("key") and toleration["key"] != taint.get("key"):
+        return False
+    if toleration.get("operator") == "Exists":
+        return True
+    return bool(toleration.get("key")) and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def _meets_required_affinity(affinity: Mapping[str, Any] | None, node: GpuNode) -> bool:
+    """requiredDuringSchedulingIgnoredDuringExecution: any one of the nodeSelectorTerms holds."""
+    required = ((affinity or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
+    if not isinstance(required, Mapping):
+        return True
+    terms = required.get("nodeSelectorTerms")
+    if not isinstance(terms, list) or not terms:
+        return True  # the apiserver refuses it; the pods do not exist to be placed
+    return any(_term_holds(term, node) for term in terms)
+
+
+def _term_holds(term: Any, node: GpuNode) -> bool:
+    """Every expression of the term holds; a term with none matches no node (as the scheduler)."""
+    if not isinstance(term, Mapping):
+        return True
+    expressions = list(term.get("matchExpressions") or [])
+    fields = list(term.get("matchFields") or [])
+    if not expressions and not fields:
+        return False
+    return all(_holds(e, node.labels) for e in expressions) and all(
+        _holds(f, {"metadata.name": node.name}) for f in fields
+    )
+
+
+def _holds(requirement: Any, labels: Mapping[str, str]) -> bool:
+    """One NodeSelectorRequirement against the node's labels (or fields); an unknown shape holds."""
+    if not isinstance(requirement, Mapping):
+        return True
+    key, operator = requirement.get("key"), requirement.get("operator")
+    values = [str(v) for v in requirement.get("values") or []]
+    present = key in labels
+    value = labels.get(str(key), "")
+    if operator == "In":
+        return present and value in values
+    if operator == "NotIn":
+        return not present or value not in values
+    if operator == "Exists":
+        return present
+    if operator == "DoesNotExist":
+        return not present
+    if operator in ("Gt", "Lt") and len(values) == 1:
+        try:
+            have, bound = int(value), int(values[0])
+        except ValueError:
+            return False
+        return present and (have > bound if operator == "Gt" else have < bound)
+    return True
