@@ -63,9 +63,10 @@ def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
         return False
     if toleration.get("key") and toleration["key"] != taint.get("key"):
         return False
-    if toleration.get("operator") == "Exists":
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
         return True
-    return bool(toleration.get("key")) and (toleration.get("value") or "") == (taint.get("value") or "")
+    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def _meets_required_affinity(affinity: Mapping[str, Any] | None, node: GpuNode) -> bool:
