@@ -148,15 +148,18 @@ def test_confidence_and_a_baseline_reach_the_job() -> None:
 
 
 def test_how_the_job_runs_is_not_part_of_its_name() -> None:
-    """backoffLimit and activeDeadlineSeconds reach the rendered Job and leave its
+    """backoffLimit, activeDeadlineSeconds, workers and client reach the rendered Job and leave its
     name, the key of its verdict, as it is; what the verdict depends on changes the name."""
     ld = LLMDeployment.model_validate(body(evaluation=EVALUATION))
-    tuned = LLMDeployment.model_validate(
-        body(evaluation={**EVALUATION, "backoffLimit": 0, "activeDeadlineSeconds": 600})
-    )
+    how = {"backoffLimit": 0, "activeDeadlineSeconds": 600, "workers": 4, "client": "huggingface_hub"}
+    tuned = LLMDeployment.model_validate(body(evaluation={**EVALUATION, **how}))
     assert evaluation_job_name(tuned, SHA_A) == evaluation_job_name(ld, SHA_A)
     job = evaluation_job(tuned, revision=SHA_A, endpoint="http://staging")
     assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (0, 600)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        args[args.index("--workers") + 1] == "4" and args[args.index("--transport") + 1] == "huggingface_hub"
+    )
     for changed in ({"maxNewTokens": 64}, {"timeoutSeconds": 5}, {"concurrency": 1}):
         other = LLMDeployment.model_validate(body(evaluation={**EVALUATION, **changed}))
         assert evaluation_job_name(other, SHA_A) != evaluation_job_name(ld, SHA_A), changed

@@ -231,7 +231,8 @@ class EvaluationSpec(ApiModel):
     """max_new_tokens sent with every prompt (TGI otherwise allows up to maxTotalTokens)."""
     active_deadline_seconds: Annotated[int, Field(ge=60)] = 3600
     """Deadline of the evaluation Job. Changing it evaluates nothing again: it holds from the next
-    evaluation Job on (any other field of spec.evaluation but schedule means a new evaluation)."""
+    evaluation Job on (as do backoffLimit, workers and client; a change of any other field but
+    schedule means a new evaluation)."""
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
     """Retries of the evaluation Job when it broke for a reason a retry may fix (the server
     unreachable, say). A failed model, or a bad dataset line or threshold, is never retried.
@@ -245,10 +246,12 @@ class EvaluationSpec(ApiModel):
     `prompt` sample becomes one user message), completion (/v1/completions, raw prompts; `messages`
     samples are refused) or generate (TGI's native route; engine tgi only)."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
-    """Processes the evaluation Job splits the dataset across (its CPU request grows with them)."""
+    """Processes the evaluation Job splits the dataset across (its CPU request grows with them).
+    Changing it evaluates nothing again: it holds from the next evaluation Job on."""
     client: Literal["huggingface_hub", "aiohttp"] = "aiohttp"
     """The HTTP client of the evaluation: aiohttp, or huggingface_hub's AsyncInferenceClient, which
-    sends the same requests for about six times the client CPU (llmops eval --transport)."""
+    sends the same requests for about six times the client CPU (llmops eval --transport).
+    Changing it evaluates nothing again: it holds from the next evaluation Job on."""
     confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
     """Confidence level of the rates' intervals: a threshold on a rate (exactMatch, errorRate, …)
     passes only when the bound of its Wilson interval at the dataset's size meets it, so a small

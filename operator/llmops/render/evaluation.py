@@ -191,9 +191,12 @@ _HOW_IT_RUNS = {
     for alias, field in (
         ("backoffLimit", "backoff_limit"),
         ("activeDeadlineSeconds", "active_deadline_seconds"),
+        ("workers", "workers"),
+        ("client", "client"),
     )
 }
-"""Fields of spec.evaluation that say how its Job runs, not what it judges: hashed at their
+"""Fields of spec.evaluation that say how its Job runs, not what it judges (its retries, its
+deadline, the processes and the HTTP client that send the same requests): hashed at their
 defaults, so that changing one keeps the Job's name and the verdict recorded under it (a revision
 in its gate or its canary is not evaluated again). A Job is made once (lifecycle.plan), so they
 hold from the next evaluation Job on; after a broken evaluation, deleting its Job runs it again
