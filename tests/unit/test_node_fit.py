@@ -123,6 +123,39 @@ def test_the_condition_reads_the_spec_placement() -> None:
     spec = LLMDeployment.model_validate(body(placement={**placement, "tolerations": []})).spec
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes))
     assert detail == (
-        "each pod requests 1 nvidia.com/gpu; no schedulable node that the pods' tolerations and node "
-        "affinity admit offers nvidia.com/gpu"
+        "each pod requests 1 nvidia.com/gpu; 2 schedulable node(s) offer nvidia.com/gpu, but the pods are "
+        "kept off them by taints they do not tolerate (nvidia.com/gpu=present:NoSchedule) or by their "
+        "required node affinity"
+    )
+
+
+def test_the_waiting_pods_tolerations_count_as_admitted() -> None:
+    """Admission may add tolerations the spec does not have (ExtendedResourceToleration: a GPU
+    request tolerates the taint named after the resource, which GPU nodes often carry): the pod
+    waiting for GPUs says where it may go, the spec only when no pod waits."""
+    nodes = [node("tainted", {"key": "nvidia.com/gpu", "effect": "NoSchedule"}, free=2)]
+    spec = LLMDeployment.model_validate(body()).spec
+    assert gpu_detail(spec, Observations(gpu_nodes=nodes)) == (
+        "each pod requests 1 nvidia.com/gpu; 1 schedulable node(s) offer nvidia.com/gpu, but the pods are "
+        "kept off them by taints they do not tolerate (nvidia.com/gpu:NoSchedule)"
+    )
+    admitted = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    waiting = {
+        "metadata": {"name": "m-stable-1"},
+        "spec": {"tolerations": [admitted], "containers": [{"name": "server"}]},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+                }
+            ],
+        },
+    }
+    detail = gpu_detail(spec, Observations(gpu_nodes=nodes, pods=[waiting]))
+    assert detail is not None and detail.endswith(
+        "2 of 8 are free on the 1 matching node(s), at most 2 on one node"
     )

@@ -15,7 +15,7 @@ from typing import Any
 from llmops.api import conditions as c
 from llmops.api.spec import LLMDeploymentSpec
 from llmops.contracts import EVAL_EXIT_FAILED, VERDICT_BROKEN, parse_timestamp
-from llmops.lifecycle.node_fit import PodPlacement
+from llmops.lifecycle.node_fit import PodPlacement, taint_text
 from llmops.lifecycle.observations import GpuNode, Observations, pod_device_requests
 
 __all__ = [
@@ -85,16 +85,14 @@ def gpu_shortage(
 ) -> str:
     """What a pod asks for and what the matching nodes have free, in one sentence.
 
-    Matching nodes are those the pods' placement admits (node_fit: the nodeSelector with the
-    product label, tolerations, required node affinity; not cordoned); free GPUs are allocatable
-    minus what unfinished pods request."""
+    Matching nodes are those the pods' placement admits (node_fit: not cordoned, the nodeSelector
+    with the product label, taints tolerated, the required node affinity met); free GPUs are
+    allocatable minus what unfinished pods request. When nodes are selected but none admitted,
+    it says what kept the pods off them."""
     what = f"each pod requests {count} {resource}" + (f" of product {product}" if product else "")
     matching = [n for n in nodes if placement.admits(n)]
     if not matching:
-        selector = placement.selector
-        where = f" with {', '.join(f'{k}={v}' for k, v in sorted(selector.items()))}" if selector else ""
-        others = " that the pods' tolerations and node affinity admit" if _narrowed(placement) else ""
-        return f"{what}; no schedulable node{where}{others} offers {resource}"
+        return f"{what}; {_none_admitted(resource, placement, nodes)}"
     free = [n.free for n in matching]
     return (
         f"{what}; {sum(free)} of {sum(n.allocatable for n in matching)} are free on the "
@@ -102,9 +100,21 @@ def gpu_shortage(
     )
 
 
-def _narrowed(placement: PodPlacement) -> bool:
-    """Whether more than labels chose the nodes (so that a message naming the labels says so)."""
-    return bool(placement.affinity) or bool(placement.tolerations)
+def _none_admitted(resource: str, placement: PodPlacement, nodes: Sequence[GpuNode]) -> str:
+    """Why no node offering ``resource`` admits the pods: none selected, or what kept them off."""
+    selector = placement.selector
+    where = f" with {', '.join(f'{k}={v}' for k, v in sorted(selector.items()))}" if selector else ""
+    selected = [n for n in nodes if placement.selects(n)]
+    if not selected:
+        return f"no schedulable node{where} offers {resource}"
+    taints = sorted({taint_text(t) for n in selected for t in placement.untolerated(n)})
+    why = [f"taints they do not tolerate ({', '.join(taints)})"] if taints else []
+    if any(not placement.untolerated(n) for n in selected):
+        why.append("their required node affinity")
+    return (
+        f"{len(selected)} schedulable node(s){where} offer {resource}, but the pods are kept off "
+        f"them by {' or by '.join(why)}"
+    )
 
 
 def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
@@ -112,7 +122,18 @@ def gpu_detail(spec: LLMDeploymentSpec, obs: Observations) -> str | None:
     if obs.gpu_nodes is None:
         return None
     gpu = spec.resources.gpu
-    return gpu_shortage(gpu.count, gpu.resource_name, gpu.product, PodPlacement.of(spec), obs.gpu_nodes)
+    return gpu_shortage(gpu.count, gpu.resource_name, gpu.product, _placement(spec, obs), obs.gpu_nodes)
+
+
+def _placement(spec: LLMDeploymentSpec, obs: Observations) -> PodPlacement:
+    """Where the pods may go: as a pod waiting for GPUs was admitted, when there is one (admission
+    may add tolerations the spec does not have: ExtendedResourceToleration tolerates the taint named
+    after a requested GPU resource, which GPU nodes often carry), else as the spec renders it."""
+    resource = spec.resources.gpu.resource_name
+    for pod in obs.pods:
+        if not (pod.get("metadata") or {}).get("deletionTimestamp") and waits_for_gpus([pod], resource):
+            return PodPlacement.of_pod(pod)
+    return PodPlacement.of(spec)
 
 
 def _pod_problem(
@@ -312,7 +333,7 @@ def gpus_being_released(problem: Problem | None, spec: LLMDeploymentSpec, obs: O
         if not (pod.get("metadata") or {}).get("deletionTimestamp")
         and waits_for_gpus([pod], gpu.resource_name)
     )
-    placement = PodPlacement.of(spec)
+    placement = _placement(spec, obs)
     room = sum((n.free + by_node.get(n.name, 0)) // gpu.count for n in obs.gpu_nodes if placement.admits(n))
     return released if waiting <= room else 0
 

@@ -18,7 +18,7 @@ from llmops.api.spec import LLMDeploymentSpec
 from llmops.lifecycle.observations import GpuNode
 from llmops.render.placement import node_selector
 
-__all__ = ["PodPlacement", "tolerates"]
+__all__ = ["PodPlacement", "taint_text", "tolerates"]
 
 _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 """Taint effects that keep a pod off a node (PreferNoSchedule only weighs against it)."""
@@ -41,17 +41,36 @@ class PodPlacement:
             affinity=dict(placement.affinity) if placement.affinity else None,
         )
 
+    @classmethod
+    def of_pod(cls, pod: Mapping[str, Any]) -> PodPlacement:
+        """As the scheduler sees it: the pod as admitted, with the tolerations admission added
+        (ExtendedResourceToleration's for a GPU request, the default not-ready ones)."""
+        spec = pod.get("spec") or {}
+        return cls(
+            selector=dict(spec.get("nodeSelector") or {}),
+            tolerations=list(spec.get("tolerations") or []),
+            affinity=spec.get("affinity") or None,
+        )
+
+    def selects(self, node: GpuNode) -> bool:
+        """The node is schedulable and carries the selector's labels."""
+        return node.schedulable and all(node.labels.get(k) == v for k, v in self.selector.items())
+
+    def untolerated(self, node: GpuNode) -> list[Mapping[str, str]]:
+        """The node's taints that keep these pods off it."""
+        return [
+            taint
+            for taint in node.taints
+            if taint.get("effect") in _BLOCKING_EFFECTS
+            and not any(tolerates(t, taint) for t in self.tolerations)
+        ]
+
     def admits(self, node: GpuNode) -> bool:
-        """The node is schedulable, carries the selector's labels, has no blocking taint the
-        pods do not tolerate, and meets the required node affinity."""
+        """The node is selected, has no blocking taint the pods do not tolerate, and meets the
+        required node affinity."""
         return (
-            node.schedulable
-            and all(node.labels.get(k) == v for k, v in self.selector.items())
-            and all(
-                any(tolerates(t, taint) for t in self.tolerations)
-                for taint in node.taints
-                if taint.get("effect") in _BLOCKING_EFFECTS
-            )
+            self.selects(node)
+            and not self.untolerated(node)
             and _meets_required_affinity(self.affinity, node)
         )
 
@@ -118,3 +137,9 @@ def _holds(requirement: Any, labels: Mapping[str, str]) -> bool:
             return False
         return present and (have > bound if operator == "Gt" else have < bound)
     return True
+
+
+def taint_text(taint: Mapping[str, str]) -> str:
+    """key=value:effect, as kubectl taint writes it."""
+    value = f"={taint['value']}" if taint.get("value") else ""
+    return f"{taint.get('key', '')}{value}:{taint.get('effect', '')}"
