@@ -11,7 +11,7 @@ from llmops.api.resource import LLMDeployment
 from llmops.lifecycle.diagnose import gpu_detail, gpu_shortage
 from llmops.lifecycle.node_fit import PodPlacement, tolerates
 from llmops.lifecycle.observations import GpuNode, Observations
-from testkit.planning import body
+from testkit.planning import body, pod_without_gpu
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
@@ -140,21 +140,7 @@ def test_the_waiting_pods_tolerations_count_as_admitted() -> None:
         "kept off them by taints they do not tolerate (nvidia.com/gpu:NoSchedule)"
     )
     admitted = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-    waiting = {
-        "metadata": {"name": "m-stable-1"},
-        "spec": {"tolerations": [admitted], "containers": [{"name": "server"}]},
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
-                }
-            ],
-        },
-    }
+    waiting = {**pod_without_gpu(), "spec": {"tolerations": [admitted]}}
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes, pods=[waiting]))
     assert detail is not None and detail.endswith(
         "2 of 8 are free on the 1 matching node(s), at most 2 on one node"
