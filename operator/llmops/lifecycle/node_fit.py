@@ -16,7 +16,7 @@ from typing import Any
 
 from llmops.api.spec import LLMDeploymentSpec
 from llmops.lifecycle.observations import GpuNode
-from llmops.render.placement import node_selector
+from llmops.render.placement import scheduling
 
 __all__ = ["PodPlacement", "taint_text", "tolerates"]
 
@@ -34,12 +34,8 @@ class PodPlacement:
 
     @classmethod
     def of(cls, spec: LLMDeploymentSpec) -> PodPlacement:
-        placement = spec.placement
-        return cls(
-            selector=node_selector(spec),
-            tolerations=[t.model_dump(exclude_none=True) for t in placement.tolerations],
-            affinity=dict(placement.affinity) if placement.affinity else None,
-        )
+        """As the spec renders it into the pods (render.placement.scheduling, the one renderer)."""
+        return cls.of_pod({"spec": scheduling(spec, with_priority=False)})
 
     @classmethod
     def of_pod(cls, pod: Mapping[str, Any]) -> PodPlacement:
