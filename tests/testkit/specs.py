@@ -431,6 +431,18 @@ HOLES: dict[str, tuple[dict[str, Any], str]] = {
     # container image: no leading or trailing whitespace
     "download-image-space": ({"cache": {"download": {"image": " op:1.0.0"}}}, "spec.cache.download.image"),
     "evaluation-image-space": ({"evaluation": {**_EVAL, "image": "op:1.0.0 "}}, "spec.evaluation.image"),
+    # whitespace the apiserver's regex engine (Go's RE2: \s is [\t\n\f\r ]) did not see and
+    # pydantic's (Rust's: Unicode White_Space) did: admitted, then refused by the operator
+    "evaluation-image-vertical-tab": ({"evaluation": {**_EVAL, "image": "\x0b"}}, "spec.evaluation.image"),
+    "engine-image-no-break-space": ({"engine": {"image": "tgi\xa0x:3.3.7"}}, "spec.engine.image"),
+    "schedule-vertical-tab": (
+        {"evaluation": {**_EVAL, "schedule": "0\x0b3 * * *"}},
+        "spec.evaluation.schedule",
+    ),
+    "sink-url-line-separator": (
+        {"gateway": {"capture": {"sink": {"url": "https://sink.example/\u2028"}}}},
+        "spec.gateway.capture.sink.url",
+    ),
     # tolerations: the apiserver's rules between key, operator, value, effect and seconds
     "toleration-key": (_toleration_spec({"key": "a b", "value": "v"}), "spec.placement.tolerations[0].key"),
     "toleration-value": (

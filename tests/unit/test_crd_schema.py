@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,29 @@ def test_cel_rules_carry_messages() -> None:
     assert "each signal may appear once" in by_path[".spec.drift.traffic.signals"]
     template = dict(walk(schema()))[".spec.retrain.jobTemplate"]
     assert template["required"] == ["spec"] and template["properties"]["spec"]["required"] == ["template"]
+
+
+# \s, \d, \w and \b mean different things to the two engines that check a spec: pydantic's (Rust's
+# regex: Unicode classes) and the apiserver's (Go's RE2: ASCII, \s without \v). A pattern that
+# uses them lets the apiserver admit what the operator then refuses: "\v" was an image to one and
+# whitespace to the other.
+ENGINE_DEPENDENT_CLASS = re.compile(r"(?<!\\)(?:\\\\)*\\[sSdDwWbB]")
+
+
+def test_patterns_mean_the_same_to_pydantic_and_to_the_apiserver() -> None:
+    found = [
+        (path, node["pattern"])
+        for path, node in walk(schema())
+        if "pattern" in node and ENGINE_DEPENDENT_CLASS.search(node["pattern"])
+    ]
+    found += [
+        (path, rule["rule"])
+        for path, node in walk(schema())
+        for rule in node.get("x-kubernetes-validations", [])
+        if "matches(" in rule["rule"] and ENGINE_DEPENDENT_CLASS.search(rule["rule"])
+    ]
+    assert not found, f"write the characters out (llmops.api.common.WHITE_SPACE): {found}"
+    assert ENGINE_DEPENDENT_CLASS.search(r"^\S+$") and not ENGINE_DEPENDENT_CLASS.search(r"^a\\s$")
 
 
 def test_preserve_unknown_fields_exactly_where_meant() -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from llmops.api.common import (
+    WHITE_SPACE,
     X_LIST_MAP_KEYS,
     X_LIST_TYPE,
     ApiModel,
@@ -82,7 +83,7 @@ class CaptureStoreSpec(ApiModel):
     """Size of the store's PVC."""
 
 
-_SINK_URL = r"^https?://[^\s/$.?#][^\s]*$"
+_SINK_URL = rf"^https?://[^{WHITE_SPACE}/$.?#][^{WHITE_SPACE}]*$"
 
 
 class CaptureSink(ApiModel):

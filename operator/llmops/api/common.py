@@ -15,9 +15,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+# The characters of Unicode's White_Space property, for use inside a [...] class, in the escapes
+# both engines that read a pattern know (Rust's regex in pydantic, Go's RE2 in the apiserver).
+# Patterns never say \s or \S: to pydantic they mean these characters, to the apiserver only
+# [\t\n\f\r ], so the apiserver admitted an image "\v" that the operator then refused.
+# Kubernetes' own trimming (unicode.IsSpace) takes exactly this set.
+WHITE_SPACE = (
+    r"\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
+)
 # Kubernetes name shapes (k8s.io/apimachinery/pkg/util/validation).
 # An image reference: Kubernetes refuses leading or trailing whitespace, runtimes any at all.
-IMAGE = r"^\S+$"
+IMAGE = rf"^[^{WHITE_SPACE}]+$"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"

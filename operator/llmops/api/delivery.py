@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from llmops.api.common import (
     SHA40,
+    WHITE_SPACE,
     X_LIST_MAP_KEYS,
     X_LIST_TYPE,
     X_PRESERVE_UNKNOWN,
@@ -32,13 +33,13 @@ from llmops.api.metric_names import MetricName
 
 # Cron: five fields, or one of the @-macros Kubernetes CronJobs accept.
 # Five cron fields as the CronJob controller parses them (numbers, 3-letter month and day names,
-# * and ?, joined by - / ,), or a macro. No "TZ=" prefix: Kubernetes refuses it in schedule
+# * and ?, joined by - / ,) apart by spaces or tabs (not \s: see WHITE_SPACE), or a macro. No "TZ=" prefix: Kubernetes refuses it in schedule
 # (spec.timeZone is its place). Ranges are not checked here: "99 * * * *" still passes.
 _CRON_ATOM = r"(\*|\?|[0-9]+|[A-Za-z]{3})"
 _CRON_FIELD = rf"{_CRON_ATOM}([-/,]{_CRON_ATOM})*"
-CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIELD}\s+){{4}}{_CRON_FIELD})$"
+CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIELD}[ \t]+){{4}}{_CRON_FIELD})$"
 REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
-DATASET_URL = r"^[a-z][a-z0-9+.-]*://[^\s]+$"
+DATASET_URL = rf"^[a-z][a-z0-9+.-]*://[^{WHITE_SPACE}]+$"
 
 AnalysisTemplate = Literal[
     "error-ratio",

@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field
 from llmops.api.capture import CaptureSpec
 from llmops.api.common import (
     DNS1123_LABEL,
+    WHITE_SPACE,
     LABEL_VALUE,
     QUALIFIED_NAME,
     SHA40,
@@ -47,8 +48,8 @@ REVISION = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 # An image pinned to a full X.Y.Z tag (vLLM's tags carry a leading v; a suffix such as -rocm is fine)
 # or to a digest: never `latest`, never a moving X.Y, so a revision always means the same server.
 PINNED_IMAGE = (
-    r"^[^\s@]+:v?[0-9]+\.[0-9]+\.[0-9]+([-.+][0-9A-Za-z.-]+)?(@sha256:[0-9a-f]{64})?$"  # name:[v]X.Y.Z[@digest]
-    r"|^[^\s@]+@sha256:[0-9a-f]{64}$"  # name@digest
+    rf"^[^{WHITE_SPACE}@]+:v?[0-9]+\.[0-9]+\.[0-9]+([-.+][0-9A-Za-z.-]+)?(@sha256:[0-9a-f]{{64}})?$"  # name:[v]X.Y.Z[@digest]
+    rf"|^[^{WHITE_SPACE}@]+@sha256:[0-9a-f]{{64}}$"  # name@digest
 )
 ENGINE_TYPES: tuple[str, ...] = ("tgi", "vllm")
 # Quantization methods by engine: TGI's --quantize values, and the subset of vLLM's --quantization
@@ -475,7 +476,7 @@ class PrometheusRuleSpec(ApiModel):
 class PrometheusSpec(ApiModel):
     """The Prometheus the operator queries (canary analysis, drift)."""
 
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None = None
+    url: Annotated[str, StringConstraints(pattern=rf"^https?://[^{WHITE_SPACE}]+$", max_length=2048)] | None = None
     """Base URL, e.g. http://prometheus-operated.monitoring.svc:9090 (defaults to the operator's setting)."""
 
 
