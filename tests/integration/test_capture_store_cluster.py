@@ -40,9 +40,9 @@ import pytest
 
 from llmops.capture_store.segments import complete_length, list_segments
 from llmops_dev.cluster import Cluster
-from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, restricted, unique, wait_for
+from testkit.network import through_the_cluster
 from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
 from testkit.volumes import static_volume
 
@@ -229,8 +229,7 @@ def _scenario(
     }
     assert kinds == {"Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy"}
 
-    monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    through_the_cluster(monkeypatch, cluster)
     store = StoreClient(f"http://{STORE}.{namespace}.svc.cluster.local:8080", token)
     assert httpx2.get(f"{store.url}/v1/records", timeout=30).status_code == 401
 

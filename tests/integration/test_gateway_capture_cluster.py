@@ -18,9 +18,9 @@ from huggingface_hub import InferenceClient
 
 from llmops_dev.capture_sink import CaptureSink, run_sink_in_thread
 from llmops_dev.cluster import Cluster
-from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, wait_for
+from testkit.network import through_the_cluster
 from testkit.operator import OperatorProcess, sample, set_behaviour, wait_condition
 
 REV = "c" * 40
@@ -66,8 +66,7 @@ def test_capture_sends_redacted_cloudevents_and_a_broken_pattern_applies_nothing
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample("capt", REV, gateway=gateway))
         wait_condition(cluster, namespace, "capt", "Available", "True", timeout=180)
 
-        monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        through_the_cluster(monkeypatch, cluster)
         url = f"http://capt.{namespace}.svc.cluster.local"
 
         # -- a plain generation, a streamed chat through the real huggingface_hub client, feedback

@@ -22,9 +22,9 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from llmops_dev.cluster import Cluster
-from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, wait_for
+from testkit.network import through_the_cluster
 from testkit.operator import OperatorProcess, sample, set_behaviour, wait_condition
 
 REV = "9" * 40
@@ -83,8 +83,7 @@ def test_gateway_keys_ids_feedback_streaming_and_metrics_through_the_service(
     pod = get_json(cluster, "pods", "-n", namespace, "-l", "llmops.io/track=stable")["items"][0]
     assert [c["name"] for c in pod["spec"]["containers"]] == ["server", "gateway"]
 
-    monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    through_the_cluster(monkeypatch, cluster)
     url = f"http://gw.{namespace}.svc.cluster.local"
 
     def status(key: str | None) -> int:

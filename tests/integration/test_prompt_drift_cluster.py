@@ -27,6 +27,7 @@ from llmops_dev.cluster import Cluster
 from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.prometheus import Prometheus
 from testkit import get_json, unique, wait_for
+from testkit.network import through_the_cluster
 from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition, wait_event
 from testkit.volumes import static_volume
 
@@ -187,8 +188,7 @@ def _scenario(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch)
     wait_condition(cluster, namespace, NAME, "CaptureDegraded", "False", "CaptureHealthy", timeout=240)
     secret = get_json(cluster, "secret", f"{NAME}-gateway", "-n", namespace)
     token = base64.b64decode(secret["data"]["capture-token"]).decode()
-    monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    through_the_cluster(monkeypatch, cluster)
     url = f"http://{STORE}.{namespace}.svc.cluster.local:8080"
 
     with Prompts(url, token, TAX) as prompts:

@@ -23,11 +23,11 @@ from huggingface_hub import InferenceClient
 from llmops.api.constants import OPERATOR_IMAGE
 from llmops.capture_store.records import held_out
 from llmops_dev.cluster import Cluster
-from llmops_dev.kubelet.proxy import proxy_url
 from llmops_dev.loadgen import Traffic
 from testkit import get_json, restricted, unique, wait_for
 from testkit.datasets import QA, apply_qa
 from testkit.datasets import QA_EVALUATION as EVALUATION
+from testkit.network import through_the_cluster
 from testkit.operator import (
     OperatorProcess,
     condition,
@@ -501,8 +501,7 @@ def test_a_lora_adapter_serves_on_the_base_model_through_gate_canary_and_the_ser
     assert containers["gateway"]["args"][containers["gateway"]["args"].index("--adapter") + 1] == adapter
 
     # Through the Service, clients that name no adapter get the adapter's answers.
-    monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    through_the_cluster(monkeypatch, cluster)
     client = InferenceClient(base_url=f"http://lora.{namespace}.svc.cluster.local")
     assert client.text_generation(probe, max_new_tokens=20, return_full_text=False) == "the adapter"
     chat = client.chat_completion([{"role": "user", "content": probe}], max_tokens=20)
@@ -604,8 +603,7 @@ def test_a_candidate_that_loses_on_the_held_out_corrections_never_serves(
         assert "heldOut" not in _status(cluster, namespace, name)["evaluation"]  # gates: Candidates
         secret = get_json(cluster, "secret", f"{name}-gateway", "-n", namespace)
         token = base64.b64decode(secret["data"]["capture-token"]).decode()
-        monkeypatch.setenv("HTTP_PROXY", proxy_url(cluster.state_dir))
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        through_the_cluster(monkeypatch, cluster)
         held_ids = _capture_corrections(
             f"http://{name}-capture.{namespace}.svc.cluster.local:8080", token, 0.5
         )
