@@ -29,15 +29,19 @@ typecheck: venv ## mypy --strict on llmops, llmops_dev and tests/testkit (config
 	$(PY) -m mypy
 
 # The unit tier shares nothing between its files, so it runs on every core (a file stays on one
-# worker: its module fixtures, the wheel's build, are made once). The integration tier shares one
-# cluster and one operator, so it runs in one process.
+# worker: its module fixtures, the wheel's build, are made once). The integration tier runs in two
+# workers, each with its own local cluster, Prometheus and operator: its tests mostly wait on
+# timers, so two sessions fill 2 cores; more would mostly add clusters. Against an existing
+# cluster (LLMOPS_TEST_KUBECONFIG) it runs in one process, since each worker starts an operator.
 UNIT_PYTEST := $(PY) -m pytest tests/unit -q -n auto --dist loadfile
+INTEGRATION_WORKERS ?= $(if $(LLMOPS_TEST_KUBECONFIG),0,2)
+INTEGRATION_PYTEST := $(PY) -m pytest tests/integration -q -n $(INTEGRATION_WORKERS) --dist loadfile
 
 test-unit: venv cluster-build ## fast tests, no cluster (the chart tests use the built helm and kubectl)
 	$(UNIT_PYTEST)
 
-test-integration: venv cluster-build prometheus-install ## tests against the local cluster (one cluster per session)
-	$(PY) -m pytest tests/integration -q
+test-integration: venv cluster-build prometheus-install ## tests against local clusters (one per worker, INTEGRATION_WORKERS=2)
+	$(INTEGRATION_PYTEST)
 
 test: venv cluster-build prometheus-install typecheck ## every test: lint, types, layer contracts, unit, integration
 	$(PY) -m ruff check operator devtools tests
@@ -45,7 +49,7 @@ test: venv cluster-build prometheus-install typecheck ## every test: lint, types
 	$(LINT_IMPORTS) --no-cache
 	@# The integration tier runs even when the unit tier failed; the target fails if either did.
 	@unit=0; $(UNIT_PYTEST) --durations=10 || unit=$$?; \
-	$(PY) -m pytest tests/integration -q --durations=25 && exit $$unit
+	$(INTEGRATION_PYTEST) --durations=25 && exit $$unit
 
 cluster-build: ## build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm from Go modules (cached)
 	@bash cluster/build.sh >/dev/null

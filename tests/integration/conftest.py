@@ -1,8 +1,11 @@
-"""Fixtures for the integration tier: one local cluster per test session.
+"""Fixtures for the integration tier: one local cluster per test session (per worker).
 
 The cluster is started once (a few seconds with warm build caches) and shared; each test
-gets its own namespace. Set ``LLMOPS_TEST_KUBECONFIG`` to run the same tests against an
-existing cluster (kind, k3d, a real one) instead: nothing is started or stopped then.
+gets its own namespace. ``make test`` runs the tier in two pytest-xdist workers, each with its
+own cluster, Prometheus and operator (the tests wait on timers far more than they compute, so two
+sessions fill two cores better than one); a test file stays on one worker (its module fixtures).
+Set ``LLMOPS_TEST_KUBECONFIG`` to run the same tests against an existing cluster (kind, k3d, a
+real one) instead, in one process: nothing is started or stopped then.
 """
 
 from __future__ import annotations
@@ -67,14 +70,27 @@ def _fresh_hub_client() -> Iterator[None]:
     huggingface_hub.close_session()
 
 
+def cluster_dir(repo: Path, worker_id: str) -> Path:
+    """Where a session's local cluster lives: one per pytest-xdist worker, so that workers share
+    nothing (nodes, CRDs, the operator, Prometheus, a restarted apiserver); ``master`` is a run
+    without workers."""
+    return repo / ".dev" / ("test-cluster" if worker_id == "master" else f"test-cluster-{worker_id}")
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(worker_id: str) -> Iterator[Cluster]:
     external = os.environ.get("LLMOPS_TEST_KUBECONFIG")
     if external:
+        if worker_id != "master":
+            pytest.fail(
+                "LLMOPS_TEST_KUBECONFIG runs the integration tier in one process (-n 0): each worker "
+                "starts its own operator, and two would act on one cluster's objects",
+                pytrace=False,
+            )
         yield Cluster.for_kubeconfig(Path(external))
         return
     repo = Path(os.environ.get("LLMOPS_REPO", Path(__file__).resolve().parents[2]))
-    c = Cluster.start(repo / ".dev" / "test-cluster")
+    c = Cluster.start(cluster_dir(repo, worker_id))
     try:
         yield c
     finally:
