@@ -20,9 +20,7 @@ from pydantic.alias_generators import to_camel
 # Patterns never say \s or \S: to pydantic they mean these characters, to the apiserver only
 # [\t\n\f\r ], so the apiserver admitted an image "\v" that the operator then refused.
 # Kubernetes' own trimming (unicode.IsSpace) takes exactly this set.
-WHITE_SPACE = (
-    r"\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
-)
+WHITE_SPACE = r"\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
 # Kubernetes name shapes (k8s.io/apimachinery/pkg/util/validation).
 # An image reference: Kubernetes refuses leading or trailing whitespace, runtimes any at all.
 IMAGE = rf"^[^{WHITE_SPACE}]+$"

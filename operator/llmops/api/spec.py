@@ -17,10 +17,10 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field
 from llmops.api.capture import CaptureSpec
 from llmops.api.common import (
     DNS1123_LABEL,
-    WHITE_SPACE,
     LABEL_VALUE,
     QUALIFIED_NAME,
     SHA40,
+    WHITE_SPACE,
     X_LIST_MAP_KEYS,
     X_LIST_TYPE,
     ApiKeySecretRef,
@@ -476,7 +476,9 @@ class PrometheusRuleSpec(ApiModel):
 class PrometheusSpec(ApiModel):
     """The Prometheus the operator queries (canary analysis, drift)."""
 
-    url: Annotated[str, StringConstraints(pattern=rf"^https?://[^{WHITE_SPACE}]+$", max_length=2048)] | None = None
+    url: (
+        Annotated[str, StringConstraints(pattern=rf"^https?://[^{WHITE_SPACE}]+$", max_length=2048)] | None
+    ) = None
     """Base URL, e.g. http://prometheus-operated.monitoring.svc:9090 (defaults to the operator's setting)."""
 
 
