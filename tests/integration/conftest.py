@@ -15,7 +15,6 @@ import re
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 
 from llmops_dev.cluster import Cluster
@@ -59,15 +58,6 @@ def pytest_runtest_makereport(
         except Exception as exc:  # the report must never hide the failure it explains
             report.sections.append(("cluster state at the failure", f"unavailable: {exc!r}"))
     return report
-
-
-@pytest.fixture(autouse=True)
-def _fresh_hub_client() -> Iterator[None]:
-    """huggingface_hub's one client per process reads HTTP_PROXY when it is made: one made in a
-    test that routed through the cluster's proxy must not serve the next test, nor one made
-    without it a test that does (testkit.network.through_the_cluster)."""
-    yield
-    huggingface_hub.close_session()
 
 
 def cluster_dir(repo: Path, worker_id: str) -> Path:

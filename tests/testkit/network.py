@@ -23,7 +23,10 @@ def through_the_cluster(monkeypatch: pytest.MonkeyPatch, cluster: Any) -> str:
     huggingface_hub keeps one HTTP client per process, made on its first request from the
     environment of that moment: made before HTTP_PROXY was set (by another test in the same
     process, say), it would try to resolve the Service's name itself. It is closed here, so the
-    next request makes one that uses the proxy (the integration tier closes it after each test)."""
+    next request makes one that uses the proxy; it stays for the tests after, which reach the host
+    directly all the same (NO_PROXY). Not closed after every test: a module's background traffic
+    (test_prometheus_canary's) uses that client across its tests, and closing it under a read
+    broke that traffic with EBADF."""
     url = proxy_url(cluster.state_dir)
     monkeypatch.setenv("HTTP_PROXY", url)
     monkeypatch.setenv("NO_PROXY", NOT_PROXIED)
