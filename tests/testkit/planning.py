@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmops.api.status import phase_change_allowed
+from llmops.contracts import format_timestamp
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import Plan
 from llmops.lifecycle.plan import plan as _plan
@@ -156,6 +157,17 @@ def server_pod(track: str = "stable", **status: Any) -> dict[str, Any]:
         },
         "status": status,
     }
+
+
+def gateway_pod(ready_since: dt.datetime, track: str = "stable") -> dict[str, Any]:
+    """A server pod of ``m`` with its gateway container, Ready since ``ready_since``."""
+    pod = server_pod(
+        track,
+        phase="Running",
+        conditions=[{"type": "Ready", "status": "True", "lastTransitionTime": format_timestamp(ready_since)}],
+    )
+    pod["spec"] = {"containers": [{"name": "server"}, {"name": "gateway"}]}
+    return pod
 
 
 def pod_without_gpu(track: str = "stable") -> dict[str, Any]:

@@ -12,12 +12,31 @@ import pytest
 from llmops.analysis.results import Error, NoData, Value
 from llmops.api import conditions as c
 from llmops.api.resource import parse
-from llmops.lifecycle.capture import DROPPED, REFUSED, WRITTEN, capture_request, check_seconds, window
+from llmops.lifecycle.capture import (
+    DROPPED,
+    REFUSED,
+    SCRAPED,
+    WRITTEN,
+    capture_request,
+    check_seconds,
+    window,
+)
 from llmops.lifecycle.observations import MONITORING_API, Observations
 from llmops.reconciler import measure_capture
 from llmops.render import render
 from llmops.render.capture import capture_url
-from testkit.planning import T0, Children, body, children_of, cond, plan, rollout, to_serving, with_status
+from testkit.planning import (
+    T0,
+    Children,
+    body,
+    children_of,
+    cond,
+    gateway_pod,
+    plan,
+    rollout,
+    to_serving,
+    with_status,
+)
 
 CAPTURE = {"capture": {"sampleRate": 1.0, "retention": "7d", "maxSize": "2Gi", "store": {"size": "5Gi"}}}
 STORE_KINDS = {"PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy", "PodMonitor"}
@@ -139,6 +158,7 @@ def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment_at
     sel = 'namespace="ns",llmops_deployment="m"'
     assert wanted == {
         DROPPED: f"sum(increase(llmops_capture_dropped_total{{{sel}}}{at}))",
+        SCRAPED: f"max(count_over_time(llmops_capture_queue_records{{{sel}}}{at}))",
         WRITTEN: f"sum(increase(llmops_capture_store_records_written_total{{{sel}}}{at}))",
         REFUSED: f'sum(increase(llmops_capture_store_refused_batches_total{{{sel},reason=~"size_cap|disk_full"}}{at}))',
     }
@@ -146,7 +166,7 @@ def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment_at
     later = {q.key: q.promql for q in capture_request(parse(capture_body()), now + dt.timedelta(seconds=15))}
     assert later == wanted
     sink = capture_request(parse(body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}})), now)
-    assert [q.key for q in sink] == [DROPPED]
+    assert [q.key for q in sink] == [DROPPED, SCRAPED]
     assert capture_request(parse(body()), now) == []
     assert measure_capture(None, []) is None
     assert {
@@ -154,6 +174,7 @@ def test_capture_queries_are_the_drops_writes_and_refusals_of_this_deployment_at
         for k, v in (measure_capture(None, capture_request(parse(capture_body()), now)) or {}).items()
     } == {
         DROPPED: Error,
+        SCRAPED: Error,
         WRITTEN: Error,
         REFUSED: Error,
     }
@@ -177,6 +198,12 @@ def test_the_window_and_the_check_follow_the_declared_scrape_interval(
     assert {q.promql.split("[", 1)[1] for q in capture_request(ld, now)} == {f"{span}] @ {mark:.0f}))"}
 
 
+def server_pod_not_ready() -> dict[str, Any]:
+    pod = gateway_pod(T0)
+    pod["status"]["conditions"][0]["status"] = "False"
+    return pod
+
+
 # -- the stage ------------------------------------------------------------------------------------
 
 
@@ -187,13 +214,18 @@ def serving_with_capture() -> tuple[dict[str, Any], Children]:
 
 
 def check(
-    b: dict[str, Any], ch: Children, measured: dict[str, Any] | None, store_ready: bool = True
+    b: dict[str, Any],
+    ch: Children,
+    measured: dict[str, Any] | None,
+    store_ready: bool = True,
+    pods: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], float | None]:
     if store_ready:
         rollout(ch, ready=1, name="m-capture")
     else:
         ch[("Deployment", "m-capture")]["status"] = {"readyReplicas": 0}
-    p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=10))
+    obs = Observations(children=ch, capture=measured, pods=pods or [])
+    p = plan(b, obs, T0 + dt.timedelta(minutes=10))
     return cond(p, c.CAPTURE_DEGRADED), p.status["capture"], p.requeue_after
 
 
@@ -248,6 +280,64 @@ def test_an_unreadable_prometheus_makes_it_unknown_unless_the_store_is_down() ->
     assert "drops unknown" in condition["message"]
 
 
+NOW = T0 + dt.timedelta(minutes=10)
+LONG_READY = gateway_pod(T0)
+HEALTHY_COUNTS = {DROPPED: NoData("no series"), WRITTEN: Value(9.0), REFUSED: NoData("x")}
+
+
+@pytest.mark.parametrize("samples", [NoData("no series"), Value(1.0)], ids=["none", "one"])
+def test_a_gateway_ready_for_long_with_too_few_samples_in_the_window_is_not_scraped(samples: Any) -> None:
+    """No sample under the PodMonitor's labels (scraped under others), or one (scraped less
+    often than declared): 'nothing dropped' would mean 'nothing seen'."""
+    b, ch = serving_with_capture()
+    condition, status, _ = check(b, ch, {**HEALTHY_COUNTS, SCRAPED: samples}, pods=[LONG_READY])
+    assert (condition["status"], condition["reason"]) == (c.UNKNOWN, c.NOT_SCRAPED)
+    assert condition["message"].startswith(
+        "Prometheus holds fewer than 2 samples of any gateway's llmops_capture_queue_records in the last 2m"
+    )
+    assert "as the PodMonitor the operator renders would" in condition["message"]
+    assert "labels namespace and llmops_deployment, at least every 30s" in condition["message"]
+    assert status["message"] == condition["message"] and status["dropped"] == 0
+    # With the Prometheus Operator's API, the message names the PodMonitor that exists.
+    rollout(ch, ready=1, name="m-capture")
+    obs = Observations(
+        children={**ch, ("PodMonitor", "m"): {"kind": "PodMonitor", "metadata": {"name": "m"}}},
+        capture={**HEALTHY_COUNTS, SCRAPED: samples},
+        pods=[LONG_READY],
+        apis=frozenset({MONITORING_API}),
+    )
+    named = cond(plan(b, obs, NOW), c.CAPTURE_DEGRADED)
+    assert (named["reason"], "as the PodMonitor m does," in named["message"]) == (c.NOT_SCRAPED, True)
+
+
+@pytest.mark.parametrize(
+    ("samples", "pods"),
+    [
+        (Value(2.0), [LONG_READY]),  # two samples: increase() can count
+        (NoData("x"), [gateway_pod(NOW - dt.timedelta(seconds=149))]),  # ready < window + interval
+        (NoData("x"), [gateway_pod(NOW - dt.timedelta(seconds=149)), server_pod_not_ready()]),
+        (NoData("x"), []),  # no gateway is ready: nothing to scrape
+        (Error("down", "unreachable"), [LONG_READY]),  # cannot tell: the counts decide
+    ],
+    ids=["two-samples", "too-young", "others-not-ready", "no-gateway", "unreadable"],
+)
+def test_the_scrape_is_judged_only_when_it_had_time_and_can_be_read(
+    samples: Any, pods: list[dict[str, Any]]
+) -> None:
+    b, ch = serving_with_capture()
+    condition, _, _ = check(b, ch, {**HEALTHY_COUNTS, SCRAPED: samples}, pods=pods)
+    assert (condition["status"], condition["reason"]) == (c.FALSE, c.CAPTURE_HEALTHY), condition
+
+
+def test_drops_seen_and_a_store_down_come_before_a_thin_scrape() -> None:
+    b, ch = serving_with_capture()
+    thin = {SCRAPED: Value(1.0), WRITTEN: NoData("x"), REFUSED: NoData("x")}
+    condition, _, _ = check(b, ch, {**thin, DROPPED: Value(4.0)}, pods=[LONG_READY])
+    assert condition["reason"] == c.RECORDS_DROPPED
+    condition, _, _ = check(b, ch, {**thin, DROPPED: NoData("x")}, store_ready=False, pods=[LONG_READY])
+    assert condition["reason"] == c.STORE_UNAVAILABLE
+
+
 def test_the_pod_monitor_follows_the_monitoring_api() -> None:
     b, ch = serving_with_capture()
     p = plan(b, Observations(children=ch, apis=frozenset({MONITORING_API})), T0 + dt.timedelta(minutes=10))
@@ -282,8 +372,9 @@ def test_removing_capture_deletes_the_store_with_its_pvc_and_clears_the_status()
         ),
         (capture_body(), {DROPPED: Value(3.0)}, False),
         (body(gateway={"capture": {"sink": {"url": "http://c.example/e"}}}), {DROPPED: NoData("x")}, None),
+        (capture_body(), {**HEALTHY_COUNTS, SCRAPED: NoData("x")}, True),
     ],
-    ids=["healthy", "prometheus-down", "store-down", "sink"],
+    ids=["healthy", "prometheus-down", "store-down", "sink", "not-scraped"],
 )
 def test_a_steady_capture_status_writes_nothing_on_the_next_pass(
     spec: dict[str, Any], measured: dict[str, Any], ready: bool | None
@@ -291,11 +382,12 @@ def test_a_steady_capture_status_writes_nothing_on_the_next_pass(
     b, ch = to_serving(spec)
     if ready is not None:
         rollout(ch, ready=1 if ready else 0, name="m-capture")
-    p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=10))
+    pods = [LONG_READY]
+    p = plan(b, Observations(children=ch, capture=measured, pods=pods), T0 + dt.timedelta(minutes=10))
     assert None not in p.status["capture"].values(), "a null would be dropped by the apiserver"
     # What the apiserver stores (merge-patch: nulls removed) is what the next pass starts from.
     b, ch = with_status(p, b), children_of(p, ch)
-    p = plan(b, Observations(children=ch, capture=measured), T0 + dt.timedelta(minutes=11))
+    p = plan(b, Observations(children=ch, capture=measured, pods=pods), T0 + dt.timedelta(minutes=11))
     assert not p.status_changed and not p.apply
 
 

@@ -14,8 +14,11 @@ CaptureDegraded is True, first match wins, when:
   the queue was full, the store or the sink too slow or down).
 
 It is Unknown (ObservationFailed) when the store is ready but Prometheus cannot say what was
-dropped, and False (CaptureHealthy) otherwise. A gateway that never dropped anything may have
-no llmops_capture_dropped_total series yet: no series counts as none dropped. With a sink the
+dropped; Unknown (NotScraped) when no gateway has two samples in the window though one has been
+ready for longer than a window and a scrape interval (Prometheus does not scrape the pods under
+the PodMonitor's labels, or less often than the declared interval: "nothing dropped" would then
+only mean "nothing seen"); and False (CaptureHealthy) otherwise. A gateway that never dropped
+anything may have no llmops_capture_dropped_total series yet: no series counts as none dropped. With a sink the
 store checks fall away and only the drops count. Without capture the condition and
 status.capture are absent.
 
@@ -47,6 +50,7 @@ from llmops.api.common import format_duration, parse_duration
 from llmops.api.constants import PROM_LABEL_DEPLOYMENT
 from llmops.api.resource import LLMDeployment
 from llmops.api.status import CaptureStatusDict
+from llmops.contracts import parse_timestamp
 from llmops.lifecycle.context import Pass
 from llmops.lifecycle.observations import MONITORING_API
 from llmops.render.capture import (
@@ -58,15 +62,21 @@ from llmops.render.capture import (
     capture_store_enabled,
     capture_store_name,
 )
+from llmops.render.gateway import GATEWAY_CONTAINER
 
-__all__ = ["CaptureQuery", "capture_request", "capture_stage", "check_seconds", "window"]
+__all__ = ["CaptureQuery", "capture_request", "capture_stage", "check_seconds", "window", "window_seconds"]
 
 MIN_CHECK_SECONDS = 10.0
-"""A floor on the check period: a pass and three queries per LLMDeployment per scrape of a 1s
+"""A floor on the check period: a pass and four queries per LLMDeployment per scrape of a 1s
 interval would load Prometheus for nothing a person reads that fast."""
 SCRAPES_PER_WINDOW = 4
-DROPPED, WRITTEN, REFUSED = "dropped", "written", "refused"
+DROPPED, WRITTEN, REFUSED, SCRAPED = "dropped", "written", "refused", "scraped"
+MIN_SAMPLES = 2
+"""increase() needs two samples of a series in the window to count anything."""
 DROPPED_METRIC = "llmops_capture_dropped_total"
+SCRAPED_METRIC = "llmops_capture_queue_records"
+"""A gauge every gateway exports from its start while capture is on: its samples in the window are
+the scrapes of that gateway, whether it dropped anything or not."""
 WRITTEN_METRIC = "llmops_capture_store_records_written_total"
 REFUSED_METRIC = "llmops_capture_store_refused_batches_total"
 _ROOM_REASONS = "size_cap|disk_full"
@@ -89,11 +99,16 @@ def check_seconds(ld: LLMDeployment) -> float:
     return max(parse_duration(ld.spec.monitoring.pod_monitor.interval), MIN_CHECK_SECONDS)
 
 
-def window(ld: LLMDeployment) -> str:
+def window_seconds(ld: LLMDeployment) -> float:
     """The counts' window: short, so that the condition clears soon after drops stop (it stays
     True with RecordsDropped for up to one window after the store returns), and long enough to
     hold several scrapes."""
-    return format_duration(SCRAPES_PER_WINDOW * check_seconds(ld))
+    return SCRAPES_PER_WINDOW * check_seconds(ld)
+
+
+def window(ld: LLMDeployment) -> str:
+    """The window as PromQL and the status write it."""
+    return format_duration(window_seconds(ld))
 
 
 def slot(now: dt.datetime, every: float) -> float:
@@ -106,7 +121,11 @@ def capture_request(ld: LLMDeployment | None, now: dt.datetime) -> list[CaptureQ
     if ld is None or ld.spec.gateway.capture is None or not ld.spec.gateway.enabled:
         return []
     sel, at = _selector(ld), f"[{window(ld)}] @ {slot(now, check_seconds(ld)):.0f}"
-    wanted = [CaptureQuery(DROPPED, f"sum(increase({DROPPED_METRIC}{{{sel}}}{at}))")]
+    wanted = [
+        CaptureQuery(DROPPED, f"sum(increase({DROPPED_METRIC}{{{sel}}}{at}))"),
+        # The best-scraped gateway's samples: one gateway scraped enough is enough to read drops.
+        CaptureQuery(SCRAPED, f"max(count_over_time({SCRAPED_METRIC}{{{sel}}}{at}))"),
+    ]
     if capture_store_enabled(ld):
         wanted += [
             CaptureQuery(WRITTEN, f"sum(increase({WRITTEN_METRIC}{{{sel}}}{at}))"),
@@ -154,7 +173,8 @@ def capture_stage(p: Pass) -> float | None:
     dropped, written, refused = (_count(measured.get(k)) for k in (DROPPED, WRITTEN, REFUSED))
     store = capture_store_enabled(p.ld)
     ready = _store_ready(p) if store else None
-    status, reason, message = _verdict(p, ready, dropped, refused, measured.get(DROPPED))
+    unseen = _not_scraped(p, measured.get(SCRAPED))
+    status, reason, message = _verdict(p, ready, dropped, refused, measured.get(DROPPED), unseen)
     fields = {
         "storeReady": ready,
         "window": window(p.ld),
@@ -173,6 +193,48 @@ def capture_stage(p: Pass) -> float | None:
     return slot(p.now, every) + every + 1.0 - p.now.timestamp()
 
 
+def _gateways_ready_since(p: Pass) -> dt.datetime | None:
+    """When the longest-ready pod with a gateway became ready (None: no such pod is ready)."""
+    since = []
+    for pod in p.obs.pods:
+        containers = ((pod.get("spec") or {}).get("containers")) or []
+        if not any(x.get("name") == GATEWAY_CONTAINER for x in containers):
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                cond.get("type") == "Ready"
+                and cond.get("status") == "True"
+                and cond.get("lastTransitionTime")
+            ):
+                since.append(parse_timestamp(str(cond["lastTransitionTime"])))
+    return min(since, default=None)
+
+
+def _not_scraped(p: Pass, samples: Result | None) -> str | None:
+    """The message when Prometheus holds fewer than two samples in the window of every gateway,
+    though one has been ready for a window and an interval (the first scrape may come an interval
+    after the start); None when the scrape is enough, too young to judge, or unreadable. The
+    message leaves the count out: scraped every 45 s against a declared 5s, a window holds one
+    sample or none by turns, and a status that said which would be written at every check."""
+    every = check_seconds(p.ld)
+    since = _gateways_ready_since(p)
+    if since is None or slot(p.now, every) - since.timestamp() < window_seconds(p.ld) + every:
+        return None
+    enough = isinstance(samples, Value) and samples.value >= MIN_SAMPLES
+    if enough or not isinstance(samples, Value | NoData):
+        return None
+    interval = p.ld.spec.monitoring.pod_monitor.interval
+    # Without the Prometheus Operator (or with the PodMonitor disabled) there is none to point at.
+    monitor = p.ld.name if p.obs.child("PodMonitor", p.ld.name) else None
+    how = f"as the PodMonitor {monitor} does" if monitor else "as the PodMonitor the operator renders would"
+    return (
+        f"Prometheus holds fewer than {MIN_SAMPLES} samples of any gateway's {SCRAPED_METRIC} in the last "
+        f"{window(p.ld)}, so drops cannot be counted: scrape the "
+        f"pods {how}, with the labels namespace and {PROM_LABEL_DEPLOYMENT}, at least every {interval} "
+        "(spec.monitoring.podMonitor.interval: declare the interval Prometheus really uses)"
+    )
+
+
 def _dropped_text(ld: LLMDeployment, dropped: int | None) -> str:
     if dropped is None:
         return "drops unknown (Prometheus unreadable)"
@@ -180,7 +242,7 @@ def _dropped_text(ld: LLMDeployment, dropped: int | None) -> str:
 
 
 def _verdict(
-    p: Pass, ready: bool | None, dropped: int | None, refused: int | None, raw: Any
+    p: Pass, ready: bool | None, dropped: int | None, refused: int | None, raw: Any, unseen: str | None
 ) -> tuple[str, str, str]:
     name = capture_store_name(p.ld.name)
     if ready is False:
@@ -208,5 +270,7 @@ def _verdict(
     if dropped is None:
         detail = raw.message if isinstance(raw, Error) else "not measured"
         return c.UNKNOWN, c.OBSERVATION_FAILED, f"cannot read the gateways' drops from Prometheus: {detail}"
+    if unseen:
+        return c.UNKNOWN, c.NOT_SCRAPED, unseen
     what = f"the capture store {name} is ready" if ready else "records go to the sink"
     return c.FALSE, c.CAPTURE_HEALTHY, f"{what}; no record dropped in the last {window(p.ld)}"
