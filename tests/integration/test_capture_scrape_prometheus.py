@@ -6,7 +6,8 @@ Prometheus servers: one scrapes it every second, labelled as the PodMonitor labe
 `ns/m`, and also as a user's own job would scrape the same gateway for `team-b/m`, under labels
 that carry no `llmops_deployment`; the other scrapes it every 45 s. The spec declares 5s, so the operator checks every 10 s over 40 s.
 Each check is the operator's own code: capture_request → measure_capture → plan(), with a gateway
-pod that has been ready for an hour.
+pod that has been ready for an hour. Last, the whole path on the local cluster: the operator, real
+server pods, and a Prometheus that scrapes none of them.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import pytest
 from llmops.analysis.results import Value
 from llmops.api import conditions as c
 from llmops.api.resource import parse
+from llmops.contracts import parse_timestamp
 from llmops.lifecycle.capture import capture_request
 from llmops.lifecycle.observations import Observations
 from llmops.prom import PromClient
 from llmops.reconciler import measure_capture
+from llmops_dev.cluster import Cluster
 from llmops_dev.gateway_thread import serve_pod
 from llmops_dev.prometheus import Prometheus, Target, write_targets
 from llmops_dev.tgisim import Behaviour, Simulator
-from testkit import wait_for
+from testkit import get_json, wait_for
+from testkit.operator import OperatorProcess, condition, sample, wait_condition
 from testkit.planning import body, cond, gateway_pod, plan, rollout, to_serving
 
 CAPTURE = {"capture": {"sampleRate": 1.0, "store": {"size": "1Gi"}}}
@@ -112,3 +116,37 @@ def test_a_gateway_scraped_less_often_than_declared_is_not_scraped(scrapes: dict
     found = check(scrapes["slow"])
     assert (found["status"], found["reason"]) == (c.UNKNOWN, c.NOT_SCRAPED), found
     assert found["message"].startswith("Prometheus holds fewer than 2 samples"), found
+
+
+def test_on_the_cluster_a_prometheus_that_scrapes_no_gateway_turns_capture_not_scraped(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """The operator's pass reads the server pods (their gateway container, when they became
+    Ready) and asks a real Prometheus that scrapes nothing: once the pod has been ready for a
+    window and an interval (40 s + 10 s at a declared 5s), NotScraped instead of CaptureHealthy."""
+    empty = Prometheus.start(tmp_path, tmp_path / "no-targets.json", scrape_interval="1s")
+    try:
+        monitoring = {"prometheus": {"url": empty.url}, "podMonitor": {"interval": "5s"}}
+        gateway = {"capture": {"sink": {"url": "http://sink.example/events"}}}
+        spec = sample("unseen", "d" * 40, gateway=gateway, monitoring=monitoring)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+        wait_condition(cluster, namespace, "unseen", "Available", "True", timeout=120)
+        found = wait_condition(
+            cluster, namespace, "unseen", "CaptureDegraded", "Unknown", c.NOT_SCRAPED, timeout=120
+        )
+    finally:
+        empty.stop()
+    unseen = condition(found, "CaptureDegraded")
+    assert unseen["message"].startswith("Prometheus holds fewer than 2 samples of any gateway's"), unseen
+    assert found["status"]["capture"]["message"] == unseen["message"]
+    # Not before the pod had been ready for a window and an interval: until then, healthy.
+    pods = get_json(
+        cluster, "pods", "-n", namespace, "-l", "llmops.io/deployment=unseen,llmops.io/track=stable"
+    )
+    ready = min(
+        parse_timestamp(x["lastTransitionTime"])
+        for pod in pods["items"]
+        for x in pod["status"]["conditions"]
+        if x["type"] == "Ready" and x["status"] == "True"
+    )
+    assert (parse_timestamp(unseen["lastTransitionTime"]) - ready).total_seconds() >= 40 + 10 - 1
