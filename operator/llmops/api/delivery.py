@@ -33,8 +33,9 @@ from llmops.api.metric_names import MetricName
 
 # Cron: five fields, or one of the @-macros Kubernetes CronJobs accept.
 # Five cron fields as the CronJob controller parses them (numbers, 3-letter month and day names,
-# * and ?, joined by - / ,) apart by spaces or tabs (not \s: see WHITE_SPACE), or a macro. No "TZ=" prefix: Kubernetes refuses it in schedule
-# (spec.timeZone is its place). Ranges are not checked here: "99 * * * *" still passes.
+# * and ?, joined by - / ,), separated by spaces or tabs (not \s: see WHITE_SPACE), or a macro.
+# No "TZ=" prefix: Kubernetes refuses it in schedule (spec.timeZone is its place). Ranges are not
+# checked here: "99 * * * *" still passes.
 _CRON_ATOM = r"(\*|\?|[0-9]+|[A-Za-z]{3})"
 _CRON_FIELD = rf"{_CRON_ATOM}([-/,]{_CRON_ATOM})*"
 CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({_CRON_FIELD}[ \t]+){{4}}{_CRON_FIELD})$"
