@@ -70,6 +70,13 @@ def check(prometheus: Prometheus, namespace: str = "ns") -> dict[str, Any]:
     )
 
 
+def wait_scraped(prometheus: Prometheus, selector: str, what: str, timeout: float) -> None:
+    """Until ``prometheus`` holds the one gateway's queue gauge under ``selector``."""
+    query = f"count(llmops_capture_queue_records{{{selector}}})"
+    with PromClient(prometheus.url) as prom:
+        wait_for(what, lambda: isinstance(r := prom.query(query), Value) and r.value == 1, timeout, 0.5)
+
+
 def test_a_gateway_scraped_as_declared_is_healthy(scrapes: dict[str, Prometheus]) -> None:
     healthy = wait_for(
         "two scrapes inside a check's window",
@@ -83,15 +90,7 @@ def test_a_gateway_scraped_as_declared_is_healthy(scrapes: dict[str, Prometheus]
 def test_a_gateway_scraped_under_other_labels_is_not_scraped(scrapes: dict[str, Prometheus]) -> None:
     """team-b/m's gateway is scraped every second, by a job of the user's that does not set the
     PodMonitor's labels: its series carry no llmops_deployment="m"."""
-    with PromClient(scrapes["declared"].url) as prom:
-        wait_for(
-            "the user's job to scrape the gateway",
-            lambda: isinstance(
-                r := prom.query('count(llmops_capture_queue_records{namespace="team-b"})'), Value
-            )
-            and r.value == 1,
-            timeout=30,
-        )
+    wait_scraped(scrapes["declared"], 'namespace="team-b"', "the user's job to scrape the gateway", 30)
     found = check(scrapes["declared"], "team-b")
     assert (found["status"], found["reason"]) == (c.UNKNOWN, c.NOT_SCRAPED), found
     assert found["message"].startswith(
@@ -103,16 +102,7 @@ def test_a_gateway_scraped_under_other_labels_is_not_scraped(scrapes: dict[str, 
 def test_a_gateway_scraped_less_often_than_declared_is_not_scraped(scrapes: dict[str, Prometheus]) -> None:
     """Every 45 s against a declared 5s: the gateway is scraped, but a 40 s window never holds the
     two samples increase() needs (it holds the last scrape, or none)."""
-    with PromClient(scrapes["slow"].url) as prom:
-        wait_for(
-            "a first scrape every 45 s",
-            lambda: isinstance(
-                r := prom.query('count(llmops_capture_queue_records{llmops_deployment="m"})'), Value
-            )
-            and r.value == 1,
-            timeout=60,
-            interval=0.5,
-        )
+    wait_scraped(scrapes["slow"], 'llmops_deployment="m"', "a first scrape every 45 s", 60)
     found = check(scrapes["slow"])
     assert (found["status"], found["reason"]) == (c.UNKNOWN, c.NOT_SCRAPED), found
     assert found["message"].startswith("Prometheus holds fewer than 2 samples"), found

@@ -159,12 +159,14 @@ def server_pod(track: str = "stable", **status: Any) -> dict[str, Any]:
     }
 
 
-def gateway_pod(ready_since: dt.datetime, track: str = "stable") -> dict[str, Any]:
-    """A server pod of ``m`` with its gateway container, Ready since ``ready_since``."""
+def gateway_pod(since: dt.datetime, track: str = "stable", ready: bool = True) -> dict[str, Any]:
+    """A server pod of ``m`` with its gateway container, Ready (or not, with ``ready`` False)
+    since ``since``."""
+    status = "True" if ready else "False"
     pod = server_pod(
         track,
         phase="Running",
-        conditions=[{"type": "Ready", "status": "True", "lastTransitionTime": format_timestamp(ready_since)}],
+        conditions=[{"type": "Ready", "status": status, "lastTransitionTime": format_timestamp(since)}],
     )
     pod["spec"] = {"containers": [{"name": "server"}, {"name": "gateway"}]}
     return pod

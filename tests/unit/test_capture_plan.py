@@ -198,13 +198,11 @@ def test_the_window_and_the_check_follow_the_declared_scrape_interval(
     assert {q.promql.split("[", 1)[1] for q in capture_request(ld, now)} == {f"{span}] @ {mark:.0f}))"}
 
 
-def server_pod_not_ready() -> dict[str, Any]:
-    pod = gateway_pod(T0)
-    pod["status"]["conditions"][0]["status"] = "False"
-    return pod
-
-
 # -- the stage ------------------------------------------------------------------------------------
+
+
+NOW = T0 + dt.timedelta(minutes=10)
+"""When the stage's checks run: ten minutes into serving."""
 
 
 def serving_with_capture() -> tuple[dict[str, Any], Children]:
@@ -224,8 +222,7 @@ def check(
         rollout(ch, ready=1, name="m-capture")
     else:
         ch[("Deployment", "m-capture")]["status"] = {"readyReplicas": 0}
-    obs = Observations(children=ch, capture=measured, pods=pods or [])
-    p = plan(b, obs, T0 + dt.timedelta(minutes=10))
+    p = plan(b, Observations(children=ch, capture=measured, pods=pods or []), NOW)
     return cond(p, c.CAPTURE_DEGRADED), p.status["capture"], p.requeue_after
 
 
@@ -280,7 +277,6 @@ def test_an_unreadable_prometheus_makes_it_unknown_unless_the_store_is_down() ->
     assert "drops unknown" in condition["message"]
 
 
-NOW = T0 + dt.timedelta(minutes=10)
 LONG_READY = gateway_pod(T0)
 HEALTHY_COUNTS = {DROPPED: NoData("no series"), WRITTEN: Value(9.0), REFUSED: NoData("x")}
 
@@ -315,7 +311,7 @@ def test_a_gateway_ready_for_long_with_too_few_samples_in_the_window_is_not_scra
     [
         (Value(2.0), [LONG_READY]),  # two samples: increase() can count
         (NoData("x"), [gateway_pod(NOW - dt.timedelta(seconds=149))]),  # ready < window + interval
-        (NoData("x"), [gateway_pod(NOW - dt.timedelta(seconds=149)), server_pod_not_ready()]),
+        (NoData("x"), [gateway_pod(NOW - dt.timedelta(seconds=149)), gateway_pod(T0, ready=False)]),
         (NoData("x"), []),  # no gateway is ready: nothing to scrape
         (Error("down", "unreachable"), [LONG_READY]),  # cannot tell: the counts decide
     ],

@@ -50,7 +50,8 @@ from llmops.api.common import format_duration, parse_duration
 from llmops.api.constants import PROM_LABEL_DEPLOYMENT
 from llmops.api.resource import LLMDeployment
 from llmops.api.status import CaptureStatusDict
-from llmops.contracts import parse_timestamp
+from llmops.contracts import parse_status_timestamp
+from llmops.lifecycle.conditions import find
 from llmops.lifecycle.context import Pass
 from llmops.lifecycle.observations import MONITORING_API
 from llmops.render.capture import (
@@ -197,16 +198,15 @@ def _gateways_ready_since(p: Pass) -> dt.datetime | None:
     """When the longest-ready pod with a gateway became ready (None: no such pod is ready)."""
     since = []
     for pod in p.obs.pods:
-        containers = ((pod.get("spec") or {}).get("containers")) or []
-        if not any(x.get("name") == GATEWAY_CONTAINER for x in containers):
-            continue
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            if (
-                cond.get("type") == "Ready"
-                and cond.get("status") == "True"
-                and cond.get("lastTransitionTime")
-            ):
-                since.append(parse_timestamp(str(cond["lastTransitionTime"])))
+        containers = (pod.get("spec") or {}).get("containers") or []
+        ready: Mapping[str, Any] = find((pod.get("status") or {}).get("conditions") or [], "Ready") or {}
+        became = parse_status_timestamp(ready.get("lastTransitionTime"))
+        if (
+            any(x.get("name") == GATEWAY_CONTAINER for x in containers)
+            and ready.get("status") == c.TRUE
+            and became
+        ):
+            since.append(became)
     return min(since, default=None)
 
 
