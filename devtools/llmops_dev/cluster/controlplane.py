@@ -32,7 +32,8 @@ import yaml
 from llmops_dev.cluster.build import binaries
 from llmops_dev.cluster.nodes import NODES
 from llmops_dev.cluster.pki import Pki, generate_pki
-from llmops_dev.processes import ClusterError, Proc, free_port, port_in_use, stop_pid, wait_until
+from llmops_dev.ports import PortRange
+from llmops_dev.processes import ClusterError, Proc, port_in_use, stop_pid, wait_until
 
 __all__ = ["Cluster", "ClusterError", "ToolFailed", "default_state_dir"]
 
@@ -501,9 +502,16 @@ class _Startup:
         return f"{time.monotonic() - self.t0:.1f}s"
 
 
+_COMPONENT_PORT_RANGE = PortRange()
+"""Below the kernel's ephemeral range (llmops_dev.ports): a port asked of the kernel (bind to 0)
+could be handed to an outgoing connection before the component binds it. Two clusters started at
+once (one per test worker) met that: kwok failed with 'address already in use', and every test of
+that worker with it."""
+
+
 def _claim_ports(pinned: dict[str, int]) -> dict[str, int]:
     """A port per component: the pinned ones, else free ones; a pinned port in use is an error."""
-    ports = {n: pinned.get(n) or free_port() for n in COMPONENT_PORTS}
+    ports = {n: pinned.get(n) or _COMPONENT_PORT_RANGE.take() for n in COMPONENT_PORTS}
     for name, port in ports.items():
         if port_in_use(port):
             raise ClusterError(f"{name}: port {port} on 127.0.0.1 is already in use; free it or pick another")
