@@ -11,6 +11,7 @@ install paths are the same objects.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -34,7 +35,9 @@ def _kustomization(tmp: Path, resource: str, namespace: str, suffix: str) -> Pat
         "namespace": namespace,
         "nameSuffix": suffix,  # kustomize leaves CRD and Namespace names alone
     }
-    (tmp / "kustomization.yaml").write_text(yaml.safe_dump(body))
+    # As JSON (YAML too): PyYAML leaves a suffix such as "-12e456" unquoted, which kubectl reads
+    # as a number ("cannot unmarshal number into ... nameSuffix"), one run in a few thousand.
+    (tmp / "kustomization.yaml").write_text(json.dumps(body))
     return tmp
 
 
