@@ -71,7 +71,10 @@ def _labels() -> st.SearchStrategy[dict[str, str]]:
 
 
 def _quantity() -> st.SearchStrategy[int | str]:
-    number = st.one_of(st.integers(-(2**40), 2**40), st.sampled_from(["0", "-1", "+1", ".5", "1e3"]))
+    number = st.one_of(
+        st.integers(-(2**40), 2**40),
+        st.sampled_from(["0", "-1", "+1", ".5", "1e3", "8.", "2E-3", "1e1.5", "3e.5", "1e1000", "8Ei"]),
+    )
     suffixed = st.tuples(
         st.integers(-4096, 4096), st.sampled_from(["", "m", "Ki", "Mi", "Gi", "k", "M", "G"])
     )
@@ -406,6 +409,12 @@ HOLES: dict[str, tuple[dict[str, Any], str]] = {
     # container resources must be non-negative
     "memory-negative": ({"resources": {"gpu": {"count": 1}, "memory": -1}}, "spec.resources.memory"),
     "cpu-negative": ({"resources": {"gpu": {"count": 1}, "cpu": "-500m"}}, "spec.resources.cpu"),
+    # resource.ParseQuantity: the exponent is a whole number (controller-gen's pattern took 1e1.5)
+    "cache-size-fractional-exponent": ({"cache": {"size": "1e1.5"}}, "spec.cache.size"),
+    "memory-fractional-exponent": (
+        {"resources": {"gpu": {"count": 1}, "memory": "64E.5"}},
+        "spec.resources.memory",
+    ),
     # pod nodeSelector, PodMonitor/PrometheusRule metadata.labels: label syntax
     "node-selector-key": ({"placement": {"nodeSelector": {"gpu pool": "a"}}}, "spec.placement.nodeSelector"),
     "node-selector-value": ({"placement": {"nodeSelector": {"pool": "a b"}}}, "spec.placement.nodeSelector"),

@@ -23,15 +23,21 @@ from typing import Any
 
 import httpx2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmops.api.common import DURATION, POSITIVE_QUANTITY, parse_duration
+from llmops.api.quantity import quantity_bytes
+from llmops.api.resource import parse
 from llmops.capture_store import CaptureStore, Query, SegmentKey, Segments, StoreConfig, read_records
 from llmops.capture_store import segments as segments_module
-from llmops.capture_store.main import quantity_bytes
 from llmops.capture_store.records import RecordError, held_out, parse_batch, parse_query
 from llmops.capture_store.segments import complete_length, compress, list_segments, read_members
 from llmops.capture_store.terms import bucket_of, histogram_of, parse_terms_query, prompt_text, terms_of
+from llmops.render.capture import capture_deployment
 from llmops_dev.store_thread import run_store_in_thread
+from testkit.planning import body
 
 TOKEN = b"t0ken-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN.decode()}"}
@@ -502,6 +508,7 @@ def test_parse_batch_and_query_units() -> None:
         (["--token-file", "{tmp}/empty"], "--token-file"),
         (["--token-file", "{tmp}/token", "--retention", "a month"], "--retention"),
         (["--token-file", "{tmp}/token", "--max-size", "8 gigs"], "--max-size"),
+        (["--token-file", "{tmp}/token", "--max-size", "0Gi"], "--max-size"),
     ],
 )
 def test_the_command_refuses_bad_flags_naming_them(
@@ -514,6 +521,45 @@ def test_the_command_refuses_bad_flags_naming_them(
     argv = ["capture-store", "--data-dir", str(tmp_path / "data"), *(f.format(tmp=tmp_path) for f in flags)]
     assert llmops_main(argv) == 2
     assert capsys.readouterr().err.startswith(f"llmops capture-store: {named}: ")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    max_size=st.from_regex(POSITIVE_QUANTITY, fullmatch=True).filter(lambda s: len(s) <= 64),
+    retention=st.from_regex(DURATION, fullmatch=True).filter(lambda s: 2 <= len(s) <= 32),
+)
+def test_the_store_takes_the_flags_of_every_capture_spec_the_api_admits(
+    max_size: str, retention: str
+) -> None:
+    """What the API admits reaches the store as flags (render.capture): a quantity such as 1e10,
+    +8Gi, .5Gi or 8Ei passed the spec's pattern and then stopped the store at startup."""
+    from llmops.capture_store.main import _parser
+
+    ld = parse(body(gateway={"capture": {"maxSize": max_size, "retention": retention}}))
+    deployment = capture_deployment(ld)
+    assert deployment is not None
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = _parser().parse_args(args[1:])
+    assert quantity_bytes(flags.max_size) >= 1
+    assert parse_duration(flags.retention) >= 0
+
+
+@pytest.mark.parametrize(
+    ("quantity", "size"),
+    [
+        ("1e10", 10**10),
+        ("+8Gi", 8 << 30),
+        (".5Gi", 1 << 29),
+        ("8.Gi", 8 << 30),
+        ("8Ei", 8 << 60),
+        ("2E", 2 * 10**18),
+        ("1500m", 2),  # rounded up to whole bytes, as resource.Quantity.Value() does
+        ("1.5k", 1500),
+        ("12E-1", 2),
+    ],
+)
+def test_max_size_is_read_as_kubernetes_reads_a_quantity(quantity: str, size: int) -> None:
+    assert quantity_bytes(quantity) == size
 
 
 # -- hashed-term histograms ----------------------------------------------------------------------

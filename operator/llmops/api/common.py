@@ -35,9 +35,11 @@ QUALIFIED_NAME = (
 )
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-# resource.Quantity, as controller-gen emits it for int-or-string quantities, without the sign:
-# every quantity in the spec is a request or a size, and Kubernetes refuses negative ones.
-_QUANTITY_SUFFIX = r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+# resource.Quantity without the sign: every quantity in the spec is a request or a size, and
+# Kubernetes refuses negative ones. Not controller-gen's pattern, which takes a fractional
+# exponent ("1e1.5") that resource.ParseQuantity refuses: the PVC of such a cache size was
+# refused after the spec was admitted. The exponent has at most three digits (api.quantity).
+_QUANTITY_SUFFIX = r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]{1,3}))?$"
 QUANTITY = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))" + _QUANTITY_SUFFIX
 # ... and one that is not zero (a PVC's size must be greater than zero): a non-zero digit before
 # the suffix.

@@ -12,38 +12,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import re
 from pathlib import Path
 
 from llmops.aioserve import UsageError, run_until_signalled
 from llmops.api.common import parse_duration
+from llmops.api.quantity import quantity_bytes
 from llmops.capture_store.server import CaptureStore, StoreConfig
 
-__all__ = ["main", "quantity_bytes"]
+__all__ = ["main"]
 
 log = logging.getLogger("llmops.capture_store")
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
-_UNITS = {
-    None: 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-}
-
-
-def quantity_bytes(value: str) -> int:
-    """Bytes in a Kubernetes quantity ("8Gi", "500M", "1048576"); ValueError otherwise."""
-    match = _QUANTITY.fullmatch(value.strip())
-    if not match:
-        raise ValueError(f"not a quantity like 8Gi, 500Mi or 1048576: {value!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +57,8 @@ def build(args: argparse.Namespace) -> CaptureStore:
         max_bytes = quantity_bytes(args.max_size)
     except ValueError as exc:
         raise UsageError(f"--max-size: {exc}") from None
+    if max_bytes < 1:
+        raise UsageError(f"--max-size: {args.max_size!r} is not more than 0 bytes")
     config = StoreConfig(
         data_dir=args.data_dir,
         token=token,

@@ -1,0 +1,81 @@
+"""Kubernetes quantities ("8Gi", "500m", "1e3", 8) as exact numbers, read as the apiserver reads
+them (apimachinery's resource.ParseQuantity): an optional sign, digits with an optional decimal
+point, then one binary suffix (Ki to Ei), one decimal suffix (n, u, m, k to E) or a decimal
+exponent (e3, E-2).
+
+Two readers need them: the capture store reads its size cap from a flag the spec's quantity
+becomes, and the GPU diagnosis compares the CPU and memory pods request with what nodes have.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+__all__ = ["MAX_EXPONENT", "cpu_millis", "parse_quantity", "quantity_bytes"]
+
+MAX_EXPONENT = 999
+"""The largest decimal exponent read (1e999). Kubernetes reads larger ones; the API's quantity
+pattern allows three digits, so nothing it admits is refused here."""
+
+_QUANTITY = re.compile(
+    r"(?P<sign>[+-]?)(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?"
+)
+_SUFFIXES: dict[str, Fraction] = {
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 10**3),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50),
+    "Ei": Fraction(2**60),
+}
+
+
+def parse_quantity(value: int | str) -> Fraction:
+    """The exact value of a quantity; ValueError naming the value when it is not one."""
+    if isinstance(value, bool):  # a bool is an int to Python, never a quantity to Kubernetes
+        raise ValueError(f"not a quantity like 8Gi, 500m or 1e3: {value!r}")
+    if isinstance(value, int):
+        return Fraction(value)
+    match = _QUANTITY.fullmatch(value)
+    if not match:
+        raise ValueError(f"not a quantity like 8Gi, 500m or 1e3: {value!r}")
+    number = Fraction(match["number"])  # Fraction reads "8.", ".5" and "1.25" exactly
+    if match["exponent"] is not None:
+        exponent = int(match["exponent"])
+        if abs(exponent) > MAX_EXPONENT:
+            raise ValueError(f"the exponent of {value!r} is beyond ±{MAX_EXPONENT}")
+        scale = Fraction(10) ** exponent
+    else:
+        scale = _SUFFIXES[match["suffix"] or ""]
+    return _nano_away_from_zero(-number * scale if match["sign"] == "-" else number * scale)
+
+
+def _nano_away_from_zero(value: Fraction) -> Fraction:
+    """A quantity keeps nine decimals: ParseQuantity rounds a finer one away from zero ("0.1n" is
+    1n)."""
+    nanos = value * 10**9
+    whole = math.ceil(abs(nanos))
+    return Fraction(whole if nanos >= 0 else -whole, 10**9)
+
+
+def quantity_bytes(value: int | str) -> int:
+    """Whole bytes in a quantity, rounded up as resource.Quantity.Value() rounds ("1500m" is 2)."""
+    return math.ceil(parse_quantity(value))
+
+
+def cpu_millis(value: int | str) -> int:
+    """Millicores in a CPU quantity, rounded up as resource.Quantity.MilliValue() rounds."""
+    return math.ceil(parse_quantity(value) * 1000)
