@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal
+from fractions import Fraction
 from typing import Any
+
+from llmops.api.quantity import parse_quantity
 
 __all__ = ["problems", "quantity"]
 
@@ -22,41 +24,13 @@ DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 QUALIFIED_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-QUANTITY = re.compile(r"([+-]?[0-9.]+)([eE][+-]?[0-9]+|[numkMGTPE]i?|Ki)?")
-_SUFFIX: dict[str, int | Decimal] = {
-    "": 1,
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
 WORKLOADS = {"Deployment", "Job", "CronJob"}
 
 
-def quantity(value: int | str) -> Decimal:
-    """A resource.Quantity as a number; ValueError if it is not one."""
-    if isinstance(value, int):
-        return Decimal(value)
-    m = QUANTITY.fullmatch(value)
-    if not m:
-        raise ValueError(f"not a quantity: {value!r}")
-    number, suffix = m.group(1), m.group(2) or ""
-    if suffix[:1] in "eE" and suffix:
-        return Decimal(number + suffix)
-    if suffix not in _SUFFIX:
-        raise ValueError(f"unknown suffix in {value!r}")
-    return Decimal(number) * Decimal(_SUFFIX[suffix])
+def quantity(value: int | str) -> Fraction:
+    """A resource.Quantity as a number; ValueError if it is not one. The operator's own reading
+    (llmops.api.quantity), which was checked against apimachinery's ParseQuantity."""
+    return parse_quantity(value)
 
 
 def _qualified_name(key: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from llmops.api.capture import BUILTIN_REDACTIONS
 from llmops.api.common import DNS1123_LABEL, DNS1123_SUBDOMAIN, DURATION, LABEL_VALUE, QUALIFIED_NAME
 from llmops.api.delivery import REPO_ID
 from llmops.api.resource import LLMDeployment
@@ -213,6 +214,57 @@ def _evaluation() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def _capture() -> st.SearchStrategy[dict[str, Any]]:
+    pattern = st.fixed_dictionaries(
+        {"name": _match(r"^[A-Z][A-Z0-9_]{0,31}$", 32), "regex": _mostly(st.just(r"ACC-\d{6}"), _text(40, 1))}
+    )
+    sink = _mostly(st.sampled_from(["https://sink.example/events", "http://10.0.0.1:8080"]), _text(60, 1))
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "sampleRate": st.floats(0.0001, 1.0),
+            "keep": st.sampled_from(["Prompts", "Responses", "Both"]),
+            "redaction": st.fixed_dictionaries(
+                {},
+                optional={
+                    "builtins": st.lists(st.sampled_from(BUILTIN_REDACTIONS), unique=True),
+                    "patterns": st.lists(pattern, max_size=2, unique_by=lambda p: p["name"]),
+                },
+            ),
+            "retention": _match(DURATION, 32).filter(lambda d: len(d) >= 2),
+            "maxSize": _quantity(),
+            "queueSize": st.integers(100, 1_000_000),
+            "store": st.fixed_dictionaries(
+                {},
+                optional={
+                    "storageClassName": _mostly(_match(DNS1123_SUBDOMAIN, 253), _text(40)),
+                    "size": _quantity(),
+                },
+            ),
+            "sink": st.fixed_dictionaries({"url": sink}),
+        },
+    )
+
+
+def _gateway() -> st.SearchStrategy[dict[str, Any]]:
+    """The gateway: its API keys' Secret, its limits and capture (to the store, or to a sink)."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "auth": st.fixed_dictionaries(
+                {
+                    "apiKeysSecretRef": st.fixed_dictionaries(
+                        {"name": _mostly(_match(DNS1123_SUBDOMAIN, 253), _text(40))}
+                    )
+                }
+            ),
+            "maxRequestBytes": st.integers(1024, 64 * 1024 * 1024),
+            "upstreamTimeoutSeconds": st.integers(1, 3600),
+            "capture": _capture(),
+        },
+    )
+
+
 @st.composite
 def accepted_spec(draw: Callable[..., Any]) -> dict[str, Any]:
     """A spec built only from values each field's own constraints allow. Cross-field rules and the
@@ -250,6 +302,7 @@ def accepted_spec(draw: Callable[..., Any]) -> dict[str, Any]:
         ),
         "monitoring": _monitoring(),
         "evaluation": _evaluation(),
+        "gateway": _gateway(),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -443,6 +496,10 @@ HOLES: dict[str, tuple[dict[str, Any], str]] = {
         "spec.placement.priorityClassName",
     ),
     "storage-class-name": ({"cache": {"storageClassName": "Fast SSD"}}, "spec.cache.storageClassName"),
+    "capture-storage-class-name": (
+        {"gateway": {"capture": {"store": {"storageClassName": "Fast SSD"}}}},
+        "spec.gateway.capture.store.storageClassName",
+    ),
     # container image: no leading or trailing whitespace
     "download-image-space": ({"cache": {"download": {"image": " op:1.0.0"}}}, "spec.cache.download.image"),
     "evaluation-image-space": ({"evaluation": {**_EVAL, "image": "op:1.0.0 "}}, "spec.evaluation.image"),

@@ -13,7 +13,9 @@ tests/integration/test_admission_fuzz_cluster.py sends the same kinds of specs t
 
 from __future__ import annotations
 
+import argparse
 import copy
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -26,6 +28,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from llmops.api import conditions as c
+from llmops.api.common import parse_duration
+from llmops.api.quantity import quantity_bytes
 from llmops.api.resource import parse
 from llmops.lifecycle.observations import Observations
 from llmops.lifecycle.plan import plan
@@ -118,6 +122,37 @@ def check_child(obj: dict[str, Any]) -> None:
     else:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     assert k8s_rules.problems(obj) == [], f"{obj['kind']} {obj['metadata']['name']}"
+    check_program_flags(obj)
+
+
+def _program_parsers() -> dict[str, Callable[[], argparse.ArgumentParser]]:
+    from llmops.capture_store.main import _parser as capture_store
+    from llmops.download import _parser as download
+    from llmops.evaluation.main import build_parser as evaluation
+    from llmops.gateway.main import _parser as gateway
+
+    return {"capture-store": capture_store, "download": download, "eval": evaluation, "gateway": gateway}
+
+
+def check_program_flags(obj: dict[str, Any]) -> None:
+    """Every container that runs one of our programs gets flags that program takes: a spec's
+    value becomes a flag, and a flag the program refuses stops the pod at startup (the capture
+    store refused an admitted maxSize of 1e10 so)."""
+    spec = obj.get("spec") or {}
+    pod = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template", {}).get("spec", {})
+    for container in [*pod.get("containers", []), *pod.get("initContainers", [])]:
+        argv = [*container.get("command", []), *container.get("args", [])]
+        if argv[:1] != ["llmops"]:
+            continue
+        parser = _program_parsers()[argv[1]]()
+        try:
+            flags = parser.parse_args(argv[2:])
+        except SystemExit:
+            raise AssertionError(
+                f"{obj['kind']} {obj['metadata']['name']}: llmops {argv[1]} refuses {argv[2:]}"
+            ) from None
+        if argv[1] == "capture-store":
+            assert quantity_bytes(flags.max_size) >= 1 and parse_duration(flags.retention) >= 0
 
 
 @FUZZ_CHILDREN

@@ -24,6 +24,7 @@ from llmops.api.common import (
     X_LIST_TYPE,
     ApiModel,
     Duration,
+    ObjectName,
     PositiveQuantity,
 )
 
@@ -77,7 +78,7 @@ class Redaction(ApiModel):
 class CaptureStoreSpec(ApiModel):
     """The capture store: one pod with its own PVC, owned by the LLMDeployment."""
 
-    storage_class_name: str | None = None
+    storage_class_name: ObjectName | None = None
     """StorageClass of the store's PVC (absent: the cluster's default)."""
     size: PositiveQuantity = "10Gi"
     """Size of the store's PVC."""
