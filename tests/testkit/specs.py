@@ -371,6 +371,17 @@ MUTATIONS: list[tuple[str, st.SearchStrategy[Any]]] = [
     ("rollout.steps[0].setWeight", _out_of(0, 100)),
     ("evaluation.concurrency", _out_of(1, 256)),
     ("evaluation.thresholds[0].metric", st.sampled_from(["accuracy", "exact_match", ""])),
+    ("gateway.maxRequestBytes", _out_of(1024, 64 * 1024 * 1024)),
+    ("gateway.upstreamTimeoutSeconds", _out_of(1, 3600)),
+    ("gateway.auth.apiKeysSecretRef.name", st.sampled_from(["", "Keys", "a b", "x" * 254])),
+    ("gateway.capture.sampleRate", st.sampled_from([0, -0.1, 1.5, "all"])),
+    ("gateway.capture.keep", st.sampled_from(["Everything", "prompts", ""])),
+    ("gateway.capture.retention", st.sampled_from(["30", "1x", "d", "", "1d1d"])),
+    ("gateway.capture.maxSize", st.sampled_from(["0", "0Gi", "-1Gi", "1e1.5", "8 Gi", "lots"])),
+    ("gateway.capture.queueSize", _out_of(100, 1_000_000)),
+    ("gateway.capture.store.storageClassName", st.sampled_from(["Fast SSD", "-x", "x" * 254])),
+    ("gateway.capture.redaction.patterns[0].name", st.sampled_from(["account", "1X", "", "A" * 33])),
+    ("gateway.capture.sink.url", st.sampled_from(["ftp://x", "https://", "https:// x", "sink.example"])),
 ]
 
 
@@ -397,6 +408,9 @@ _CONTEXT: dict[str, dict[str, Any]] = {
     # The rest of a valid section, so the mutated field is the only thing wrong.
     "engine.env[0].name": {"engine": {"env": [{"value": "x"}]}},
     "rollout.steps[0].setWeight": {"rollout": {"steps": [{}]}},
+    "gateway.capture.redaction.patterns[0].name": {
+        "gateway": {"capture": {"redaction": {"patterns": [{"regex": "ACC-[0-9]+"}]}}}
+    },
     "evaluation.concurrency": {
         "evaluation": {
             "dataset": {"configMapRef": {"name": "ds", "key": "k"}},
