@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import kubernetes
@@ -26,6 +26,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from llmops.api.constants import API_VERSION, KIND, LABEL_DEPLOYMENT, PLURAL
+from llmops.api.quantity import cpu_millis, quantity_bytes
 from llmops.contracts import format_timestamp
 from llmops.informer import WATCH_TIMEOUT_SECONDS, Change, Gone, Informer, Latest, watch_lines
 from llmops.lifecycle.observations import (
@@ -33,9 +34,11 @@ from llmops.lifecycle.observations import (
     GATEWAY_API,
     KEDA_API,
     MONITORING_API,
+    Compute,
     GpuNode,
     Observations,
     device_count,
+    pod_compute_requests,
     pod_device_requests,
 )
 from llmops.lifecycle.ownership import FIELD_MANAGER
@@ -210,6 +213,17 @@ class SharedRead(Generic[_T]):
             self._answer = None
 
 
+def _compute_free(node: Mapping[str, Any], requested: Compute) -> Compute | None:
+    """The node's allocatable CPU and memory less ``requested``; None when the node does not say
+    both (the diagnosis then assumes they fit)."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    try:
+        have = Compute(cpu_millis(allocatable["cpu"]), quantity_bytes(allocatable["memory"]))
+    except (KeyError, ValueError):
+        return None
+    return have - requested
+
+
 @dataclass(frozen=True)
 class _GpuCapacity:
     """The nodes (as listed) and the extended-resource requests of the unfinished pods on each."""
@@ -217,6 +231,8 @@ class _GpuCapacity:
     nodes: Sequence[Mapping[str, Any]]
     requested: Mapping[str, Counter[str]]
     """Node name → resource name → devices requested by the node's unfinished pods."""
+    compute: Mapping[str, Compute] = field(default_factory=dict)
+    """Node name → CPU and memory requested by the node's unfinished pods."""
 
 
 class Kube:
@@ -476,6 +492,7 @@ class Kube:
                             {k: str(t[k]) for k in ("key", "value", "effect") if t.get(k) is not None}
                             for t in (node.get("spec") or {}).get("taints") or []
                         ),
+                        compute_free=_compute_free(node, capacity.compute.get(meta["name"], Compute())),
                     )
                 )
         return out
@@ -499,10 +516,12 @@ class Kube:
         nodes = self._call_object("GET", "/api/v1/nodes", query=[from_cache])["items"]
         bound = ("fieldSelector", "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed")
         requested: dict[str, Counter[str]] = {}
+        compute: dict[str, Compute] = {}
         for pod in self._call_object("GET", "/api/v1/pods", query=[bound, from_cache])["items"]:
             node = (pod.get("spec") or {}).get("nodeName")
             if node:
                 requested.setdefault(node, Counter()).update(pod_device_requests(pod))
+                compute[node] = compute.get(node, Compute()) + pod_compute_requests(pod)
         # Only what the answers need is kept: the nodes' name, labels, spec and allocatable.
         kept = [
             {
@@ -512,7 +531,7 @@ class Kube:
             }
             for n in nodes
         ]
-        return _GpuCapacity(nodes=kept, requested=requested)
+        return _GpuCapacity(nodes=kept, requested=requested, compute=compute)
 
     def _list(
         self, kind: str, namespace: str, query: Sequence[tuple[str, Any]]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 
+from llmops.api.quantity import format_bytes, quantity_bytes
 from llmops_dev.cluster import Cluster
 from llmops_dev.cluster.nodes import GPU_PRODUCT, GPUS_PER_NODE, NODES
-from testkit.operator import OperatorProcess, condition, sample, wait_condition
+from testkit import wait_for
+from testkit.operator import OperatorProcess, condition, llmd, sample, wait_condition
 
 REV = "8" * 40
 
@@ -49,6 +51,31 @@ def test_only_the_nodes_the_pods_may_go_to_are_counted(
     obj = wait_condition(cluster, namespace, "pinned", "Available", "False", "InsufficientGPU", timeout=120)
     message = condition(obj, "Available")["message"]
     assert re.search(rf"of {GPUS_PER_NODE} are free on the 1 matching node\(s\)", message), message
+
+
+def test_memory_no_gpu_node_has_is_told_as_memory_not_gpus(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """One GPU but more memory than any node has: the scheduler names the GPU (the CPU-only node
+    lacks it) and memory (the GPU nodes lack it); the condition says memory, with the amounts."""
+    node_memory = max(quantity_bytes(n["status"]["allocatable"]["memory"]) for n in NODES)
+    memory = format_bytes(node_memory + 2**30)
+    body = sample("hungry", REV, resources={"gpu": {"count": 1}, "memory": memory})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+
+    def told() -> str | None:
+        found = condition(llmd(cluster, namespace, "hungry"), "Available")
+        message = str(found.get("message", ""))
+        return message if found.get("reason") == "InsufficientGPU" and "lack the memory" in message else None
+
+    message = wait_for("InsufficientGPU naming memory", told, timeout=120)
+    found = re.search(
+        r"lack the memory each pod requests \((\S+) of memory, at most (\S+) free on one\)", message
+    )
+    assert found, message
+    requested, most_free = (quantity_bytes(q) for q in found.groups())
+    assert requested >= node_memory + 2**30 and most_free <= node_memory, message  # with the gateway's
+    assert message.endswith("lower resources.memory, or free memory on those nodes"), message
 
 
 def test_the_gpu_nodes_are_read_with_their_taints(cluster: Cluster) -> None:

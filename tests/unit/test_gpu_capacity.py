@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from llmops.kube import GPU_CAPACITY_TTL_SECONDS, ApiError, Kube, SharedRead
+from llmops.lifecycle.observations import Compute
 
 GPU = "nvidia.com/gpu"
 
@@ -148,6 +149,21 @@ def test_gpu_nodes_sums_what_bound_pods_request_per_node() -> None:
     assert (nodes["gpu-a"].allocatable, nodes["gpu-a"].requested, nodes["gpu-a"].free) == (8, 7, 1)
     assert nodes["gpu-a"].labels == {"nvidia.com/gpu.product": "H100"}
     assert (nodes["gpu-b"].requested, nodes["gpu-b"].schedulable) == (1, False)
+
+
+def test_gpu_nodes_says_what_cpu_and_memory_the_bound_pods_leave() -> None:
+    bare = _node("bare", 8)
+    bare["status"]["allocatable"] = {GPU: "8"}  # a node that does not say: not read, never "lacking"
+    api = FakeApi(
+        nodes=[_node("gpu-a", 8), bare],
+        pods=[
+            _pod("gpu-a", _res({GPU: "2", "cpu": "4", "memory": "64Gi"}), _res({"cpu": "500m"})),
+            _pod("gpu-a", _res(limits={"cpu": "1", "memory": "1Gi"})),  # the request defaults to the limit
+        ],
+    )
+    nodes = {n.name: n for n in _kube(api).gpu_nodes(GPU)}
+    assert nodes["gpu-a"].compute_free == Compute(cpu=32000 - 5500, memory=(256 - 65) * 2**30)
+    assert nodes["bare"].compute_free is None
 
 
 def test_gpu_nodes_asks_for_bound_unfinished_pods_from_the_watch_cache() -> None:

@@ -10,7 +10,7 @@ import pytest
 from llmops.api.resource import LLMDeployment
 from llmops.lifecycle.diagnose import gpu_detail, gpu_shortage
 from llmops.lifecycle.node_fit import PodPlacement, tolerates
-from llmops.lifecycle.observations import GpuNode, Observations
+from llmops.lifecycle.observations import Compute, GpuNode, Observations, pod_compute_requests
 from testkit.planning import body, pod_without_gpu
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -42,11 +42,11 @@ def test_tolerations_match_taints_as_the_scheduler_does(
 def test_a_taint_the_pods_do_not_tolerate_leaves_the_node_out() -> None:
     nodes = [node("tainted", GPU_TAINT), node("plain", free=2)]
     assert gpu_shortage(4, "nvidia.com/gpu", None, PodPlacement({}), nodes) == (
-        "each pod requests 4 nvidia.com/gpu; 2 of 8 are free on the 1 matching node(s), at most 2 on one node"
+        "each pod requests 4 nvidia.com/gpu; 2 of 8 are free on the 1 matching node(s), at most 2 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
     tolerant = PodPlacement({}, tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}])
     assert gpu_shortage(4, "nvidia.com/gpu", None, tolerant, nodes).endswith(
-        "10 of 16 are free on the 2 matching node(s), at most 8 on one node"
+        "10 of 16 are free on the 2 matching node(s), at most 8 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
 
 
@@ -118,14 +118,14 @@ def test_the_condition_reads_the_spec_placement() -> None:
     spec = LLMDeployment.model_validate(body(placement=placement)).spec
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes))
     assert detail is not None and detail.endswith(
-        "8 of 8 are free on the 1 matching node(s), at most 8 on one node"
+        "8 of 8 are free on the 1 matching node(s), at most 8 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
     spec = LLMDeployment.model_validate(body(placement={**placement, "tolerations": []})).spec
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes))
     assert detail == (
         "each pod requests 1 nvidia.com/gpu; 2 schedulable node(s) offer nvidia.com/gpu, but the pods are "
         "kept off them by taints they do not tolerate (nvidia.com/gpu=present:NoSchedule) or by their "
-        "required node affinity"
+        "required node affinity; lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
 
 
@@ -137,11 +137,90 @@ def test_the_waiting_pods_tolerations_count_as_admitted() -> None:
     spec = LLMDeployment.model_validate(body()).spec
     assert gpu_detail(spec, Observations(gpu_nodes=nodes)) == (
         "each pod requests 1 nvidia.com/gpu; 1 schedulable node(s) offer nvidia.com/gpu, but the pods are "
-        "kept off them by taints they do not tolerate (nvidia.com/gpu:NoSchedule)"
+        "kept off them by taints they do not tolerate (nvidia.com/gpu:NoSchedule); lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
     admitted = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     waiting = {**pod_without_gpu(), "spec": {"tolerations": [admitted]}}
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes, pods=[waiting]))
     assert detail is not None and detail.endswith(
-        "2 of 8 are free on the 1 matching node(s), at most 2 on one node"
+        "2 of 8 are free on the 1 matching node(s), at most 2 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
     )
+
+
+# -- CPU and memory (NodeResourcesFit) --------------------------------------------------------------
+
+GI = 2**30
+
+
+def test_a_pods_cpu_and_memory_are_counted_as_the_scheduler_counts_them() -> None:
+    """Containers and sidecars add up; a plain init container counts with the sidecars before it,
+    when that is more; the overhead adds; a request defaults to the limit."""
+
+    def container(cpu: str | None = None, memory: str | None = None, **extra: Any) -> dict[str, Any]:
+        requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+        return {"resources": {"requests": requests}, **extra}
+
+    pod = {
+        "spec": {
+            "containers": [container("2", "16Gi"), container("100m", "128Mi")],
+            "initContainers": [
+                container("500m", "1Gi", restartPolicy="Always"),  # a sidecar: runs with them
+                container("8", "1Gi"),  # alone, with the sidecar: 8.5 CPU is the peak
+            ],
+            "overhead": {"cpu": "250m", "memory": "64Mi"},
+        }
+    }
+    assert pod_compute_requests(pod) == Compute(
+        cpu=8500 + 250, memory=(16 + 1) * GI + 128 * 2**20 + 64 * 2**20
+    )
+    limited = {"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "2Gi"}}}]}}
+    assert pod_compute_requests(limited) == Compute(cpu=1000, memory=2 * GI)
+    assert pod_compute_requests({"spec": {"containers": [{}]}}) == Compute()
+
+
+def _roomy(name: str, free: int, cpu: int, memory: int) -> GpuNode:
+    return GpuNode(
+        name, {}, allocatable=8, requested=8 - free, schedulable=True, compute_free=Compute(cpu, memory)
+    )
+
+
+def test_nodes_with_free_gpus_but_too_little_memory_are_told_as_such() -> None:
+    pod = PodPlacement({}, requests=Compute(cpu=4000, memory=64 * GI))
+    nodes = [_roomy("a", free=2, cpu=16000, memory=30 * GI), _roomy("b", free=1, cpu=16000, memory=200 * GI)]
+    assert gpu_shortage(2, "nvidia.com/gpu", None, pod, nodes) == (
+        "each pod requests 2 nvidia.com/gpu; 3 of 16 are free on the 2 matching node(s), at most 2 on one "
+        "node; the 1 node(s) with 2 free lack the memory each pod requests (64Gi of memory, at most 30Gi "
+        "free on one); lower resources.memory, or free memory on those nodes"
+    )
+
+
+def test_cpu_and_memory_are_both_named_when_both_lack() -> None:
+    pod = PodPlacement({}, requests=Compute(cpu=4500, memory=64 * GI))
+    nodes = [_roomy("a", free=4, cpu=2000, memory=80 * GI), _roomy("b", free=4, cpu=8000, memory=10 * GI)]
+    text = gpu_shortage(1, "nvidia.com/gpu", None, pod, nodes)
+    assert text.endswith(
+        "the 2 node(s) with 1 free lack the CPU and memory each pod requests (4500m CPU, at most 8 free "
+        "on one; 64Gi of memory, at most 80Gi free on one); lower resources.cpu and resources.memory, "
+        "or free CPU and memory on those nodes"
+    )
+
+
+def test_one_node_with_room_for_all_of_it_keeps_the_gpu_advice() -> None:
+    """A node with the GPUs, the CPU and the memory: what keeps the pod off is not modelled here
+    (pod affinity, say), so the message is the GPU count and its advice, not a guess."""
+    pod = PodPlacement({}, requests=Compute(cpu=4000, memory=64 * GI))
+    nodes = [_roomy("a", free=2, cpu=16000, memory=30 * GI), _roomy("b", free=2, cpu=16000, memory=100 * GI)]
+    assert gpu_shortage(2, "nvidia.com/gpu", None, pod, nodes).endswith(
+        "at most 2 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+    )
+    unread = [GpuNode("c", {}, allocatable=8, requested=6, schedulable=True)]  # compute_free None
+    assert "lack" not in gpu_shortage(2, "nvidia.com/gpu", None, pod, unread)
+
+
+def test_the_spec_and_the_waiting_pod_give_the_requests() -> None:
+    spec = LLMDeployment.model_validate(
+        body(resources={"gpu": {"count": 1}, "cpu": "1500m", "memory": "1e9"})
+    ).spec
+    assert PodPlacement.of(spec).requests == Compute(cpu=1500, memory=10**9)
+    waiting = {"spec": {"containers": [{"resources": {"requests": {"cpu": "2", "memory": "3Gi"}}}]}}
+    assert PodPlacement.of_pod(waiting).requests == Compute(cpu=2000, memory=3 * GI)

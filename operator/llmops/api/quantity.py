@@ -13,7 +13,7 @@ import math
 import re
 from fractions import Fraction
 
-__all__ = ["MAX_EXPONENT", "cpu_millis", "parse_quantity", "quantity_bytes"]
+__all__ = ["MAX_EXPONENT", "cpu_millis", "format_bytes", "format_cpu", "parse_quantity", "quantity_bytes"]
 
 MAX_EXPONENT = 999
 """The largest decimal exponent read (1e999). Kubernetes reads larger ones; the API's quantity
@@ -79,3 +79,22 @@ def quantity_bytes(value: int | str) -> int:
 def cpu_millis(value: int | str) -> int:
     """Millicores in a CPU quantity, rounded up as resource.Quantity.MilliValue() rounds."""
     return math.ceil(parse_quantity(value) * 1000)
+
+
+_BINARY_UNITS = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+
+
+def format_bytes(count: int) -> str:
+    """Bytes as a quantity a spec would write: exact in the largest binary unit that divides them
+    (65664Mi), else in Gi to one decimal from 1Gi up (30.5Gi), else in bytes."""
+    for suffix, size in _BINARY_UNITS:
+        if count and count % size == 0:
+            return f"{count // size}{suffix}"
+    if count >= 2**30:
+        return f"{count / 2**30:.1f}Gi"
+    return str(count)
+
+
+def format_cpu(millis: int) -> str:
+    """Millicores as a CPU quantity: whole cores when they are (4), else millicores (500m)."""
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.api import conditions as c
+from llmops.api.quantity import format_bytes, format_cpu
 from llmops.api.spec import LLMDeploymentSpec
 from llmops.contracts import EVAL_EXIT_FAILED, VERDICT_BROKEN, parse_timestamp
 from llmops.lifecycle.node_fit import PodPlacement, taint_text
-from llmops.lifecycle.observations import GpuNode, Observations, pod_device_requests
+from llmops.lifecycle.observations import Compute, GpuNode, Observations, pod_device_requests
 
 __all__ = [
     "JOB_NAME_LABEL",
@@ -83,20 +84,52 @@ def waits_for_gpus(pods: Iterable[Mapping[str, Any]], gpu_resource: str) -> bool
 def gpu_shortage(
     count: int, resource: str, product: str | None, placement: PodPlacement, nodes: Sequence[GpuNode]
 ) -> str:
-    """What a pod asks for and what the matching nodes have free, in one sentence.
+    """What a pod asks for, what the matching nodes have free, and what to do, in one sentence.
 
     Matching nodes are those the pods' placement admits (node_fit: not cordoned, the nodeSelector
     with the product label, taints tolerated, the required node affinity met); free GPUs are
     allocatable minus what unfinished pods request. When nodes are selected but none admitted,
-    it says what kept the pods off them."""
+    it says what kept the pods off them. When every node with enough free GPUs lacks the CPU or
+    memory a pod requests, it says that, and the advice is about those instead of GPUs."""
     what = f"each pod requests {count} {resource}" + (f" of product {product}" if product else "")
     matching = [n for n in nodes if placement.admits(n)]
     if not matching:
-        return f"{what}; {_none_admitted(resource, placement, nodes)}"
+        return f"{what}; {_none_admitted(resource, placement, nodes)}; {_GPU_ADVICE}"
     free = [n.free for n in matching]
-    return (
+    text = (
         f"{what}; {sum(free)} of {sum(n.allocatable for n in matching)} are free on the "
         f"{len(matching)} matching node(s), at most {max(free)} on one node"
+    )
+    with_gpus = [n for n in matching if n.free >= count]
+    lacking = [placement.lacks(n) for n in with_gpus]
+    if with_gpus and all(lacking):
+        return f"{text}; {_compute_shortage(placement.requests, with_gpus, count, lacking)}"
+    return f"{text}; {_GPU_ADVICE}"
+
+
+_GPU_ADVICE = "lower resources.gpu.count, free GPUs, or add GPU nodes"
+
+
+def _compute_shortage(
+    requests: Compute, nodes: Sequence[GpuNode], count: int, lacking: Sequence[Sequence[str]]
+) -> str:
+    """Why the nodes with ``count`` free GPUs take no pod: the CPU or memory a pod requests, and
+    the most any of them has free."""
+    short = sorted({name for names in lacking for name in names}, key=["CPU", "memory"].index)
+    frees = [n.compute_free for n in nodes if n.compute_free is not None]
+    amounts = []
+    if "CPU" in short:
+        most = max(f.cpu for f in frees)
+        amounts.append(f"{format_cpu(requests.cpu)} CPU, at most {format_cpu(max(most, 0))} free on one")
+    if "memory" in short:
+        most = max(f.memory for f in frees)
+        amounts.append(
+            f"{format_bytes(requests.memory)} of memory, at most {format_bytes(max(most, 0))} free on one"
+        )
+    fields = " and ".join(f"resources.{name.lower()}" for name in short)
+    return (
+        f"the {len(nodes)} node(s) with {count} free lack the {' and '.join(short)} each pod requests "
+        f"({'; '.join(amounts)}); lower {fields}, or free {' and '.join(short)} on those nodes"
     )
 
 
@@ -141,12 +174,8 @@ def _pod_problem(
 ) -> Problem | None:
     msg = _unschedulable_message(pod)
     if msg is not None and gpu_resource in msg:
-        detail = gpu_detail or f"no node has enough free {gpu_resource} ({_first_line(msg)})"
-        return Problem(
-            c.INSUFFICIENT_GPU,
-            f"pods cannot be scheduled: {detail}; lower resources.gpu.count, free GPUs, or add GPU nodes",
-            permanent=False,
-        )
+        detail = gpu_detail or f"no node has enough free {gpu_resource} ({_first_line(msg)}); {_GPU_ADVICE}"
+        return Problem(c.INSUFFICIENT_GPU, f"pods cannot be scheduled: {detail}", permanent=False)
     if msg is not None and "unbound" in msg and "PersistentVolumeClaim" in msg:
         return Problem(
             c.PVC_NOT_BOUND,

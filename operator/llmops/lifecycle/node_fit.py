@@ -1,21 +1,23 @@
 """Would a node take the LLMDeployment's pods? The scheduler's filters that decide where its GPUs
 are (the node selector, taints against tolerations, required node affinity), applied to what the
 operator reads of the GPU nodes, so that "N GPUs free on the matching nodes" counts only nodes
-the pods could be scheduled on.
+the pods could be scheduled on; and whether such a node has the CPU and memory a pod requests
+(NodeResourcesFit), so that a shortage of those is not told as one of GPUs.
 
-Not the scheduler: resources other than the GPU, pod (anti-)affinity, topology spread and
-volume zones are left out. When the affinity has a shape this module does not know, the node
-counts as matching: better an estimate that is too kind than a node wrongly left out.
+Not the scheduler: pod (anti-)affinity, topology spread, volume zones and resources other than
+the GPU, CPU and memory are left out. When the affinity has a shape this module does not know,
+the node counts as matching: better an estimate that is too kind than a node wrongly left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llmops.api.quantity import cpu_millis, quantity_bytes
 from llmops.api.spec import LLMDeploymentSpec
-from llmops.lifecycle.observations import GpuNode
+from llmops.lifecycle.observations import Compute, GpuNode, pod_compute_requests
 from llmops.render.placement import scheduling
 
 __all__ = ["PodPlacement", "taint_text", "tolerates"]
@@ -26,16 +28,26 @@ _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 
 @dataclass(frozen=True)
 class PodPlacement:
-    """Where the pods may go, as rendered into their pod spec."""
+    """Where the pods may go, as rendered into their pod spec, and the CPU and memory each one
+    requests besides its GPUs."""
 
     selector: Mapping[str, str]
     tolerations: Sequence[Mapping[str, Any]] = ()
     affinity: Mapping[str, Any] | None = None
+    requests: Compute = field(default_factory=Compute)
 
     @classmethod
     def of(cls, spec: LLMDeploymentSpec) -> PodPlacement:
-        """As the spec renders it into the pods (render.placement.scheduling, the one renderer)."""
-        return cls.of_pod({"spec": scheduling(spec, with_priority=False)})
+        """As the spec renders it into the pods (render.placement.scheduling, the one renderer);
+        the requests are the server's (spec.resources), without the gateway's small ones."""
+        res = spec.resources
+        return replace(
+            cls.of_pod({"spec": scheduling(spec, with_priority=False)}),
+            requests=Compute(
+                cpu=cpu_millis(res.cpu) if res.cpu is not None else 0,
+                memory=quantity_bytes(res.memory) if res.memory is not None else 0,
+            ),
+        )
 
     @classmethod
     def of_pod(cls, pod: Mapping[str, Any]) -> PodPlacement:
@@ -46,7 +58,23 @@ class PodPlacement:
             selector=dict(spec.get("nodeSelector") or {}),
             tolerations=list(spec.get("tolerations") or []),
             affinity=spec.get("affinity") or None,
+            requests=pod_compute_requests(pod),
         )
+
+    def lacks(self, node: GpuNode) -> list[str]:
+        """What of CPU and memory the node has too little of for one pod ("CPU", "memory");
+        nothing when the node's free CPU and memory were not read."""
+        free = node.compute_free
+        if free is None:
+            return []
+        return [
+            name
+            for name, wanted, have in (
+                ("CPU", self.requests.cpu, free.cpu),
+                ("memory", self.requests.memory, free.memory),
+            )
+            if wanted > have
+        ]
 
     def selects(self, node: GpuNode) -> bool:
         """The node is schedulable and carries the selector's labels."""

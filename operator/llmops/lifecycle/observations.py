@@ -8,20 +8,23 @@ concluding False from missing data.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.analysis import Error, Result
+from llmops.api.quantity import cpu_millis, quantity_bytes
 from llmops.contracts import DownloadProgress
 
 __all__ = [
     "GATEWAY_API",
     "KEDA_API",
     "MONITORING_API",
+    "Compute",
     "GpuNode",
     "Observations",
     "device_count",
+    "pod_compute_requests",
     "pod_device_requests",
 ]
 
@@ -48,6 +51,20 @@ KEDA_API = "keda.sh/v1alpha1"
 
 
 @dataclass(frozen=True)
+class Compute:
+    """CPU (millicores) and memory (bytes): what a pod requests, or what a node has left."""
+
+    cpu: int = 0
+    memory: int = 0
+
+    def __add__(self, other: Compute) -> Compute:
+        return Compute(self.cpu + other.cpu, self.memory + other.memory)
+
+    def __sub__(self, other: Compute) -> Compute:
+        return Compute(self.cpu - other.cpu, self.memory - other.memory)
+
+
+@dataclass(frozen=True)
 class GpuNode:
     """A node offering the GPU resource, and how much of it pods already request there."""
 
@@ -60,6 +77,8 @@ class GpuNode:
     """False when the node is cordoned."""
     taints: tuple[Mapping[str, str], ...] = ()
     """The node's spec.taints (key, value, effect)."""
+    compute_free: Compute | None = None
+    """CPU and memory allocatable minus what the node's unfinished pods request (None: not read)."""
 
     @property
     def free(self) -> int:
@@ -98,6 +117,47 @@ def pod_device_requests(pod: Mapping[str, Any]) -> Counter[str]:
         for name, count in of(init).items():
             total[name] = max(total[name], count)
     return total
+
+
+def pod_compute_requests(pod: Mapping[str, Any]) -> Compute:
+    """CPU and memory a pod holds on its node, as the scheduler counts them: its containers and
+    sidecars (init containers that keep running) together, or an init container's with the
+    sidecars started before it when that is more, plus the pod's overhead. A container's request
+    defaults to its limit (admission writes that in, so a pod as read has it)."""
+
+    def of(container: Mapping[str, Any]) -> Compute:
+        res = container.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        return Compute(
+            cpu=_amount(cpu_millis, requests.get("cpu", limits.get("cpu"))),
+            memory=_amount(quantity_bytes, requests.get("memory", limits.get("memory"))),
+        )
+
+    spec = pod.get("spec") or {}
+    running = sum((of(c) for c in spec.get("containers") or []), Compute())
+    sidecars, peak = Compute(), Compute()
+    for init in spec.get("initContainers") or []:
+        if init.get("restartPolicy") == "Always":
+            sidecars += of(init)
+        else:
+            step = sidecars + of(init)
+            peak = Compute(max(peak.cpu, step.cpu), max(peak.memory, step.memory))
+    total = running + sidecars
+    overhead = spec.get("overhead") or {}
+    return Compute(
+        cpu=max(total.cpu, peak.cpu) + _amount(cpu_millis, overhead.get("cpu")),
+        memory=max(total.memory, peak.memory) + _amount(quantity_bytes, overhead.get("memory")),
+    )
+
+
+def _amount(read: Callable[[Any], int], quantity: Any) -> int:
+    """A quantity read by ``read``, 0 when absent or unreadable (the apiserver admitted it)."""
+    if quantity is None:
+        return 0
+    try:
+        return read(quantity)
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)
