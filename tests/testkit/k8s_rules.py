@@ -191,4 +191,26 @@ def problems(obj: dict[str, Any]) -> list[str]:
                     out += _selector(peer.get(key), f"spec.ingress[{i}].from[{j}].{key}")
     if kind == "PodMonitor":
         out += _selector(spec.get("selector"), "spec.selector")
+    if kind == "HorizontalPodAutoscaler":
+        out += _autoscaler(spec)
+    return out
+
+
+def _autoscaler(spec: dict[str, Any]) -> list[str]:
+    """pkg/apis/autoscaling/validation: minReplicas at most maxReplicas, a target that is a
+    positive quantity (ValidateMetricTarget)."""
+    out = []
+    if spec.get("minReplicas", 1) > spec["maxReplicas"]:
+        out.append("spec.maxReplicas: must be greater than or equal to `minReplicas`")
+    for i, metric in enumerate(spec.get("metrics") or []):
+        target = (metric.get("external") or {}).get("target") or {}
+        for field in ("value", "averageValue"):
+            if field in target:
+                try:
+                    positive = quantity(target[field]) > 0
+                except ValueError as exc:
+                    out.append(f"spec.metrics[{i}].external.target.{field}: {exc}")
+                    continue
+                if not positive:
+                    out.append(f"spec.metrics[{i}].external.target.{field}: must be positive")
     return out

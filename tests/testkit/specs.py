@@ -21,7 +21,9 @@ from llmops.api.common import DNS1123_LABEL, DNS1123_SUBDOMAIN, DURATION, LABEL_
 from llmops.api.delivery import REPO_ID
 from llmops.api.resource import LLMDeployment
 from llmops.api.spec import QUANTIZE, RESERVED_ENV, TGI_QUANTIZE, VLLM_QUANTIZE
+from llmops.lifecycle.autoscaling import scaler_metric
 from llmops.render import deployment, render
+from llmops.render.autoscaling import horizontal_pod_autoscaler
 from llmops.render.evaluation import evaluation_job, scheduled_evaluation, staging_service
 
 __all__ = [
@@ -265,6 +267,18 @@ def _gateway() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def _autoscaling() -> st.SearchStrategy[dict[str, Any]]:
+    """The queue depth, or a query with a target (any positive number: tiny ones too)."""
+    bounds = {"minReplicas": st.integers(1, 1000), "maxReplicas": st.integers(1, 1000)}
+    target = st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False)
+    query = st.fixed_dictionaries(
+        {**bounds, "query": st.just("sum(rate(x[1m]))"), "target": target},
+        optional={"targetType": st.sampled_from(["AverageValue", "Value"])},
+    )
+    depth = st.fixed_dictionaries(bounds, optional={"targetQueueDepth": st.integers(1, 10000)})
+    return st.one_of(query, depth)
+
+
 @st.composite
 def accepted_spec(draw: Callable[..., Any]) -> dict[str, Any]:
     """A spec built only from values each field's own constraints allow. Cross-field rules and the
@@ -303,6 +317,7 @@ def accepted_spec(draw: Callable[..., Any]) -> dict[str, Any]:
         "monitoring": _monitoring(),
         "evaluation": _evaluation(),
         "gateway": _gateway(),
+        "autoscaling": _autoscaling(),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -442,9 +457,12 @@ def loc_path(loc: tuple[int | str, ...]) -> str:
 
 
 def rendered_children(ld: LLMDeployment) -> list[dict[str, Any]]:
-    """Every kind of child the spec shapes: serving (stable and canary), cache, evaluation."""
+    """Every kind of child the spec shapes: serving (stable and canary), cache, evaluation, and
+    the HorizontalPodAutoscaler (the ScaledObject needs KEDA's CRD, which the cluster lacks)."""
     objs: list[dict[str, Any] | None] = [*render(ld)]
     objs.append(deployment(ld, track="canary", revision=SHA, replicas=1))
+    if ld.spec.autoscaling is not None:
+        objs.append(horizontal_pod_autoscaler(ld, scaler_metric(ld)))
     if ld.spec.evaluation is not None:
         objs.append(staging_service(ld))
         objs.append(evaluation_job(ld, revision=SHA, endpoint=f"http://{ld.name}-staging.svc:80"))

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from llmops.analysis import Error
 from llmops.api import conditions as c
 from llmops.api.crd import openapi_schema
+from llmops.api.quantity import parse_quantity
 from llmops.api.resource import parse
 from llmops.api.spec import AutoscalingSpec
 from llmops.lifecycle.autoscaling import (
@@ -135,6 +139,18 @@ def test_hpa_scales_stable_on_the_recorded_external_metric() -> None:
     value = horizontal_pod_autoscaler(ld, ScalerMetric("q", 0.25, "Value"))
     assert value["spec"]["metrics"][0]["external"]["target"] == {"type": "Value", "value": "250m"}
     assert [quantity(x) for x in (4, 4.0, 0.25, 1.5)] == ["4", "4", "250m", "1500m"]
+
+
+@given(st.floats(min_value=0, exclude_min=True, allow_infinity=False, allow_nan=False))
+def test_every_target_the_api_admits_is_a_positive_quantity_near_it(target: float) -> None:
+    """autoscaling.target is any number above 0; the HPA refuses a target that is not positive.
+    Rounded to milli-units, a target of 0.0004 became "0m"."""
+    text = quantity(target)
+    value = parse_quantity(text)
+    assert value > 0, text
+    assert abs(value - Fraction(target)) <= max(Fraction(target) * Fraction(1, 10**6), Fraction(1, 10**9)), (
+        text
+    )
 
 
 def test_the_prometheus_rule_records_the_metric_the_hpa_reads() -> None:

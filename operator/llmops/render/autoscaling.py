@@ -14,6 +14,7 @@ caller: render stays pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 from llmops.api.constants import PROM_LABEL_DEPLOYMENT
@@ -55,10 +56,17 @@ class ScalerMetric:
 
 
 def quantity(value: float) -> str:
-    """A Kubernetes quantity for a target: "4", or milli-units for a fraction ("0.25" → "250m")."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{round(value * 1000)}m"
+    """A Kubernetes quantity for a target, exact: "4", milli-units when they hold it ("0.25" →
+    "250m"), else the float's shortest decimal ("2.5e-07"), which a quantity reads too. Not
+    rounded to milli-units: a target of 0.0004 became "0m", which the HPA refuses (a target must
+    be positive); below 1n, Kubernetes rounds it up to 1n."""
+    exact = Decimal(repr(float(value)))
+    if exact == exact.to_integral_value():
+        return str(int(exact))
+    milli = exact * 1000
+    if milli == milli.to_integral_value():
+        return f"{int(milli)}m"
+    return repr(float(value))
 
 
 def _number(value: float) -> str:
