@@ -31,6 +31,7 @@ __all__ = [
     "Invalid",
     "accepted_spec",
     "invalid_spec",
+    "invalid_spec_at",
     "loc_path",
     "object_name",
     "rendered_children",
@@ -397,6 +398,23 @@ MUTATIONS: list[tuple[str, st.SearchStrategy[Any]]] = [
     ("gateway.capture.store.storageClassName", st.sampled_from(["Fast SSD", "-x", "x" * 254])),
     ("gateway.capture.redaction.patterns[0].name", st.sampled_from(["account", "1X", "", "A" * 33])),
     ("gateway.capture.sink.url", st.sampled_from(["ftp://x", "https://", "https:// x", "sink.example"])),
+    ("rollout.analysis.interval", st.sampled_from(["60", "1x", "", "1m1m"])),
+    ("rollout.analysis.failureLimit", _out_of(1, 100)),
+    ("rollout.smokeEvaluation.samples", _out_of(1, 1000)),
+    ("rollout.traffic.mode", st.sampled_from(["canary", "Replicas", "gateway", ""])),
+    ("drift.window", st.sampled_from(["24", "1 d", "", "h"])),
+    ("drift.traffic.psi", st.sampled_from([0, -0.2, "high"])),
+    ("drift.traffic.ks", st.sampled_from([0, 1.5, -1])),
+    ("drift.traffic.bins", _out_of(2, 100)),
+    ("drift.traffic.signals[0]", st.sampled_from(["latency", "InputLength", ""])),
+    ("drift.feedback.maxNegativeRatio", st.sampled_from([0, 1.5, -0.1])),
+    ("drift.prompts.buckets", _out_of(16, 65536)),
+    ("retrain.approval", st.sampled_from(["auto", "Always", ""])),
+    ("retrain.maxRetrainsPerDay", _out_of(0, 24)),
+    ("retrain.cooldown", st.sampled_from(["24", "1 d", "", "d"])),
+    ("autoscaling.maxReplicas", _out_of(1, 1000)),
+    ("autoscaling.targetQueueDepth", _out_of(1, 10000)),
+    ("autoscaling.cooldownSeconds", _out_of(0, 3600)),
 ]
 
 
@@ -419,10 +437,29 @@ def _set(spec: dict[str, Any], path: str, value: Any) -> None:
         node[last] = value
 
 
+_RETRAIN: dict[str, Any] = {
+    "evaluation": {
+        "dataset": {"configMapRef": {"name": "ds", "key": "k"}},
+        "thresholds": [{"metric": "exactMatch", "min": 0.5}],
+    },
+    "retrain": {
+        "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "t", "image": "t:1"}]}}}}
+    },
+}
+_ROLLOUT: dict[str, Any] = {"rollout": {"steps": [{"setWeight": 50}]}}
 _CONTEXT: dict[str, dict[str, Any]] = {
     # The rest of a valid section, so the mutated field is the only thing wrong.
     "engine.env[0].name": {"engine": {"env": [{"value": "x"}]}},
     "rollout.steps[0].setWeight": {"rollout": {"steps": [{}]}},
+    "rollout.analysis.interval": _ROLLOUT,
+    "rollout.analysis.failureLimit": _ROLLOUT,
+    "rollout.smokeEvaluation.samples": _ROLLOUT,
+    "rollout.traffic.mode": _ROLLOUT,
+    "retrain.approval": _RETRAIN,
+    "retrain.maxRetrainsPerDay": _RETRAIN,
+    "retrain.cooldown": _RETRAIN,
+    "autoscaling.targetQueueDepth": {"autoscaling": {"maxReplicas": 4}},
+    "autoscaling.cooldownSeconds": {"autoscaling": {"maxReplicas": 4}},
     "gateway.capture.redaction.patterns[0].name": {
         "gateway": {"capture": {"redaction": {"patterns": [{"regex": "ACC-[0-9]+"}]}}}
     },
@@ -442,6 +479,13 @@ _CONTEXT: dict[str, dict[str, Any]] = {
 def invalid_spec(draw: Callable[..., Any]) -> Invalid:
     """A valid spec with exactly one field given a value its schema refuses."""
     path, strategy = draw(st.sampled_from(MUTATIONS))
+    invalid: Invalid = draw(invalid_spec_at(path, strategy))
+    return invalid
+
+
+@st.composite
+def invalid_spec_at(draw: Callable[..., Any], path: str, strategy: st.SearchStrategy[Any]) -> Invalid:
+    """A valid spec with the field at ``path`` given a value drawn from ``strategy``."""
     spec = copy.deepcopy(BASE)
     spec.update(copy.deepcopy(_CONTEXT.get(path, {})))
     _set(spec, path, draw(strategy))
