@@ -270,14 +270,18 @@ def _gateway() -> st.SearchStrategy[dict[str, Any]]:
 
 def _autoscaling() -> st.SearchStrategy[dict[str, Any]]:
     """The queue depth, or a query with a target (any positive number: tiny ones too)."""
-    bounds = {"minReplicas": st.integers(1, 1000), "maxReplicas": st.integers(1, 1000)}
+    # minReplicas at most maxReplicas, mostly: a cross-field rule refuses the rest
+    bounds = _mostly(
+        st.integers(1, 1000).flatmap(lambda low: st.tuples(st.just(low), st.integers(low, 1000))),
+        st.tuples(st.integers(1, 1000), st.integers(1, 1000)),
+    ).map(lambda b: {"minReplicas": b[0], "maxReplicas": b[1]})
     target = st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False)
     query = st.fixed_dictionaries(
-        {**bounds, "query": st.just("sum(rate(x[1m]))"), "target": target},
+        {"query": st.just("sum(rate(x[1m]))"), "target": target},
         optional={"targetType": st.sampled_from(["AverageValue", "Value"])},
     )
-    depth = st.fixed_dictionaries(bounds, optional={"targetQueueDepth": st.integers(1, 10000)})
-    return st.one_of(query, depth)
+    depth = st.fixed_dictionaries({}, optional={"targetQueueDepth": st.integers(1, 10000)})
+    return st.tuples(bounds, st.one_of(query, depth)).map(lambda t: {**t[0], **t[1]})
 
 
 @st.composite
