@@ -167,10 +167,12 @@ def test_children_of_an_accepted_spec_are_valid_kubernetes(spec: dict[str, Any])
 
 
 def test_the_strategy_produces_mostly_accepted_specs() -> None:
-    """Guard against a strategy that silently tests nothing: most drawn specs must validate."""
+    """Guard against a strategy that silently tests nothing: many drawn specs must validate.
+    About half do; 120 examples, because a draw of 60 ranged from 20 to 41 accepted (one clean
+    clone drew 19) and 120 from 54 to 87."""
     accepted = 0
 
-    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True)
     @given(accepted_spec())
     def count(spec: dict[str, Any]) -> None:
         nonlocal accepted
@@ -181,7 +183,7 @@ def test_the_strategy_produces_mostly_accepted_specs() -> None:
             pass
 
     count()
-    assert accepted >= 20
+    assert accepted >= 40
 
 
 def test_the_rules_catch_what_the_apiserver_refuses() -> None:
