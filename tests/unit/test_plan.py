@@ -375,6 +375,34 @@ def test_a_capture_pattern_that_does_not_compile_is_named_and_nothing_of_the_spe
     assert cond(fixed, c.AVAILABLE)["reason"] != c.INVALID_CAPTURE_PATTERN
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://sink.example:99999/events", "Port out of range"),
+        ("https://[::1/events", "Invalid IPv6 URL"),
+        ("https://sink.example:http/events", "port can't be converted to integer"),
+    ],
+)
+def test_a_sink_url_the_gateway_cannot_post_to_is_named_and_nothing_of_the_spec_is_applied(
+    url: str, why: str
+) -> None:
+    """The pattern admits any http(s) URL without white space; the gateway's client (aiohttp,
+    parsing with yarl) refuses these, and retried each record forever as "unreachable"."""
+    b, ch = to_serving(body())
+    b["spec"]["gateway"] = {"capture": {"sink": {"url": url}}}
+    b["metadata"]["generation"] = 2
+    p = plan(b, Observations(children=ch), T0)
+    assert p.apply == [] and p.delete == [] and p.patches == []
+    for type_, status in ((c.AVAILABLE, "False"), (c.PROGRESSING, "False"), (c.DEGRADED, "True")):
+        assert (cond(p, type_)["status"], cond(p, type_)["reason"]) == (status, c.INVALID_CAPTURE_SINK)
+    message = cond(p, c.AVAILABLE)["message"]
+    assert message.startswith(f"spec.gateway.capture.sink.url: the gateway cannot send to {url}: ")
+    assert why in message and [e.reason for e in p.events] == [c.INVALID_CAPTURE_SINK]
+    b["spec"]["gateway"]["capture"]["sink"]["url"] = "https://sink.example:8443/events"
+    b["status"] = p.status
+    assert cond(plan(b, Observations(children=ch), T0), c.AVAILABLE)["reason"] != c.INVALID_CAPTURE_SINK
+
+
 def test_failed_reads_make_availability_unknown_not_false() -> None:
     p = plan(body(), Observations(errors=("list Deployment: 503 etcd unavailable",)), T0)
     avail = cond(p, c.AVAILABLE)

@@ -70,6 +70,9 @@ INVALID_SPEC = "InvalidSpec"
 INVALID_CAPTURE_PATTERN = "InvalidCapturePattern"
 """A spec.gateway.capture.redaction pattern does not compile (CEL cannot check regexes): the
 operator applies nothing of that spec until it is fixed."""
+INVALID_CAPTURE_SINK = "InvalidCaptureSink"
+"""spec.gateway.capture.sink.url is one the gateway's HTTP client cannot send to (a port out of
+range, say, which the URL pattern admits): the operator applies nothing of that spec."""
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
 DEPRECATED_TEMPLATE = "DeprecatedTemplate"

@@ -40,6 +40,7 @@ from llmops.api.resource import LLMDeployment, parse
 from llmops.api.spec import is_pinned_revision
 from llmops.api.status import CanaryState, ConditionDict, Phase, StatusDict
 from llmops.gateway.redact import InvalidPattern, compile_patterns
+from llmops.gateway.sink_url import sink_url_problem
 from llmops.lifecycle.autoscaling import Scaling, autoscaling_stage, scaling_of
 from llmops.lifecycle.cache import cache_stage
 from llmops.lifecycle.canary import CanaryPlan, canary_stage
@@ -149,6 +150,8 @@ def plan(body: Mapping[str, Any], obs: Observations, now: dt.datetime) -> Plan:
         return _invalid(body, old_status, exc, now)
     if (problem := _capture_pattern_problem(ld)) is not None:
         return _refused(body, old_status, c.INVALID_CAPTURE_PATTERN, problem, now)
+    if (problem := _capture_sink_problem(ld)) is not None:
+        return _refused(body, old_status, c.INVALID_CAPTURE_SINK, problem, now)
     road = _road_of(ld, old_status)
     p = Pass(
         ld=with_model(ld, road.target), obs=obs, old_status=old_status, now=now, spec_model=road.spec_model
@@ -683,6 +686,19 @@ def _capture_pattern_problem(ld: LLMDeployment) -> str | None:
             f"cannot be used: {exc.error}; nothing of this spec is applied until it is fixed"
         )
     return None
+
+
+def _capture_sink_problem(ld: LLMDeployment) -> str | None:
+    """Why the gateway could not send to the capture sink's URL (None: it can, or no sink)."""
+    capture = ld.spec.gateway.capture
+    if capture is None or capture.sink is None:
+        return None
+    if (why := sink_url_problem(capture.sink.url)) is None:
+        return None
+    return (
+        f"spec.gateway.capture.sink.url: the gateway cannot send to {capture.sink.url}: {why}; "
+        "nothing of this spec is applied until it is fixed"
+    )
 
 
 def _refused(body: Mapping[str, Any], old: StatusDict, reason: str, msg: str, now: dt.datetime) -> Plan:
