@@ -16,6 +16,9 @@ from llmops.render.placement import node_selector
 from testkit.planning import T0 as NOW
 from testkit.planning import body
 
+GPU_ADVICE = "lower resources.gpu.count, free GPUs, or add GPU nodes"
+"""What InsufficientGPU advises when GPUs, not CPU or memory, are short."""
+
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 NODES = [
     GpuNode("gpu-0", H100, allocatable=8, requested=8, schedulable=True),
@@ -43,7 +46,7 @@ def test_the_shortage_counts_free_gpus_on_matching_schedulable_nodes() -> None:
     text = gpu_shortage(6, "nvidia.com/gpu", "NVIDIA-H100-80GB-HBM3", PodPlacement(H100), NODES)
     assert text == (
         "each pod requests 6 nvidia.com/gpu of product NVIDIA-H100-80GB-HBM3; "
-        "5 of 16 are free on the 2 matching node(s), at most 5 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "5 of 16 are free on the 2 matching node(s), at most 5 on one node; " + GPU_ADVICE
     )
 
 
@@ -51,7 +54,8 @@ def test_without_a_product_every_node_with_the_resource_counts() -> None:
     text = gpu_shortage(9, "nvidia.com/gpu", None, PodPlacement({}), NODES)
     assert (
         text
-        == "each pod requests 9 nvidia.com/gpu; 13 of 24 are free on the 3 matching node(s), at most 8 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        == "each pod requests 9 nvidia.com/gpu; 13 of 24 are free on the 3 matching node(s), at most 8 on one node; "
+        + GPU_ADVICE
     )
 
 
@@ -61,7 +65,7 @@ def test_no_matching_node_is_said_with_the_selector() -> None:
     )
     assert text == (
         "each pod requests 1 amd.com/gpu of product MI300X; "
-        "no schedulable node with amd.com/gpu.product-name=MI300X offers amd.com/gpu; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "no schedulable node with amd.com/gpu.product-name=MI300X offers amd.com/gpu; " + GPU_ADVICE
     )
 
 

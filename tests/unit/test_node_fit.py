@@ -13,6 +13,9 @@ from llmops.lifecycle.node_fit import PodPlacement, tolerates
 from llmops.lifecycle.observations import Compute, GpuNode, Observations, pod_compute_requests
 from testkit.planning import body, pod_without_gpu
 
+GPU_ADVICE = "lower resources.gpu.count, free GPUs, or add GPU nodes"
+"""What InsufficientGPU advises when GPUs, not CPU or memory, are short."""
+
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
 
@@ -42,11 +45,12 @@ def test_tolerations_match_taints_as_the_scheduler_does(
 def test_a_taint_the_pods_do_not_tolerate_leaves_the_node_out() -> None:
     nodes = [node("tainted", GPU_TAINT), node("plain", free=2)]
     assert gpu_shortage(4, "nvidia.com/gpu", None, PodPlacement({}), nodes) == (
-        "each pod requests 4 nvidia.com/gpu; 2 of 8 are free on the 1 matching node(s), at most 2 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "each pod requests 4 nvidia.com/gpu; 2 of 8 are free on the 1 matching node(s), at most 2 on one node; "
+        + GPU_ADVICE
     )
     tolerant = PodPlacement({}, tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}])
     assert gpu_shortage(4, "nvidia.com/gpu", None, tolerant, nodes).endswith(
-        "10 of 16 are free on the 2 matching node(s), at most 8 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "10 of 16 are free on the 2 matching node(s), at most 8 on one node; " + GPU_ADVICE
     )
 
 
@@ -118,14 +122,14 @@ def test_the_condition_reads_the_spec_placement() -> None:
     spec = LLMDeployment.model_validate(body(placement=placement)).spec
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes))
     assert detail is not None and detail.endswith(
-        "8 of 8 are free on the 1 matching node(s), at most 8 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "8 of 8 are free on the 1 matching node(s), at most 8 on one node; " + GPU_ADVICE
     )
     spec = LLMDeployment.model_validate(body(placement={**placement, "tolerations": []})).spec
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes))
     assert detail == (
         "each pod requests 1 nvidia.com/gpu; 2 schedulable node(s) offer nvidia.com/gpu, but the pods are "
         "kept off them by taints they do not tolerate (nvidia.com/gpu=present:NoSchedule) or by their "
-        "required node affinity; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "required node affinity; " + GPU_ADVICE
     )
 
 
@@ -137,13 +141,13 @@ def test_the_waiting_pods_tolerations_count_as_admitted() -> None:
     spec = LLMDeployment.model_validate(body()).spec
     assert gpu_detail(spec, Observations(gpu_nodes=nodes)) == (
         "each pod requests 1 nvidia.com/gpu; 1 schedulable node(s) offer nvidia.com/gpu, but the pods are "
-        "kept off them by taints they do not tolerate (nvidia.com/gpu:NoSchedule); lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "kept off them by taints they do not tolerate (nvidia.com/gpu:NoSchedule); " + GPU_ADVICE
     )
     admitted = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     waiting = {**pod_without_gpu(), "spec": {"tolerations": [admitted]}}
     detail = gpu_detail(spec, Observations(gpu_nodes=nodes, pods=[waiting]))
     assert detail is not None and detail.endswith(
-        "2 of 8 are free on the 1 matching node(s), at most 2 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "2 of 8 are free on the 1 matching node(s), at most 2 on one node; " + GPU_ADVICE
     )
 
 
@@ -211,7 +215,7 @@ def test_one_node_with_room_for_all_of_it_keeps_the_gpu_advice() -> None:
     pod = PodPlacement({}, requests=Compute(cpu=4000, memory=64 * GI))
     nodes = [_roomy("a", free=2, cpu=16000, memory=30 * GI), _roomy("b", free=2, cpu=16000, memory=100 * GI)]
     assert gpu_shortage(2, "nvidia.com/gpu", None, pod, nodes).endswith(
-        "at most 2 on one node; lower resources.gpu.count, free GPUs, or add GPU nodes"
+        "at most 2 on one node; " + GPU_ADVICE
     )
     unread = [GpuNode("c", {}, allocatable=8, requested=6, schedulable=True)]  # compute_free None
     assert "lack" not in gpu_shortage(2, "nvidia.com/gpu", None, pod, unread)

@@ -23,23 +23,12 @@ _QUANTITY = re.compile(
     r"(?P<sign>[+-]?)(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
     r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?"
 )
+_BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+"""2^10 to 2^60, in order."""
+_DECIMAL_EXPONENTS = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _SUFFIXES: dict[str, Fraction] = {
-    "": Fraction(1),
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 10**3),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-    "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30),
-    "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
+    **{suffix: Fraction(10) ** exponent for suffix, exponent in _DECIMAL_EXPONENTS.items()},
+    **{suffix: Fraction(2 ** (10 * (i + 1))) for i, suffix in enumerate(_BINARY_SUFFIXES)},
 }
 
 
@@ -81,13 +70,11 @@ def cpu_millis(value: int | str) -> int:
     return math.ceil(parse_quantity(value) * 1000)
 
 
-_BINARY_UNITS = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
-
-
 def format_bytes(count: int) -> str:
     """Bytes as a quantity a spec would write: exact in the largest binary unit that divides them
     (65664Mi), else in Gi to one decimal from 1Gi up (30.5Gi), else in bytes."""
-    for suffix, size in _BINARY_UNITS:
+    for suffix in reversed(_BINARY_SUFFIXES):
+        size = int(_SUFFIXES[suffix])
         if count and count % size == 0:
             return f"{count // size}{suffix}"
     if count >= 2**30:
